@@ -1,0 +1,83 @@
+//! Timestamps: microseconds since the Unix epoch.
+//!
+//! Verifiers never read the clock: they take `now` from the caller, so that
+//! tests (and the sans-IO cores) run on virtual time.
+
+use std::fmt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::{BufMut, BytesMut};
+
+use crate::codec::{Decode, DecodeError, Encode, Reader};
+
+/// Microseconds since 1970-01-01T00:00:00Z.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Timestamp(pub u64);
+
+impl Timestamp {
+    /// The epoch.
+    pub const ZERO: Timestamp = Timestamp(0);
+    /// The largest timestamp, for "never expires".
+    pub const MAX: Timestamp = Timestamp(u64::MAX);
+
+    /// The current wall-clock time. Clocks before 1970 read as the epoch.
+    pub fn now() -> Self {
+        let d = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO);
+        Timestamp(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+    }
+
+    /// A timestamp `secs` seconds after the epoch.
+    pub const fn from_secs(secs: u64) -> Self {
+        Timestamp(secs.saturating_mul(1_000_000))
+    }
+
+    /// Whole seconds since the epoch.
+    pub const fn as_secs(self) -> u64 {
+        self.0 / 1_000_000
+    }
+
+    /// `self + d`, saturating.
+    pub fn saturating_add(self, d: Duration) -> Self {
+        Timestamp(
+            self.0
+                .saturating_add(u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
+        )
+    }
+
+    /// `self - d`, saturating at the epoch.
+    pub fn saturating_sub(self, d: Duration) -> Self {
+        Timestamp(
+            self.0
+                .saturating_sub(u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
+        )
+    }
+
+    /// The time from `earlier` to `self`, zero if `earlier` is later.
+    pub fn since(self, earlier: Timestamp) -> Duration {
+        Duration::from_micros(self.0.saturating_sub(earlier.0))
+    }
+}
+
+impl fmt::Debug for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{:06}s", self.0 / 1_000_000, self.0 % 1_000_000)
+    }
+}
+
+impl Encode for Timestamp {
+    fn encode(&self, buf: &mut BytesMut) {
+        buf.put_u64(self.0);
+    }
+    fn encoded_len(&self) -> usize {
+        8
+    }
+}
+
+impl Decode for Timestamp {
+    const WHAT: &'static str = "timestamp";
+    fn decode_from(r: &mut Reader) -> Result<Self, DecodeError> {
+        Ok(Timestamp(r.u64("timestamp")?))
+    }
+}

@@ -1,0 +1,1 @@
+//! TLS identity for QUIC links.
