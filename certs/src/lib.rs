@@ -42,6 +42,7 @@ pub use metadata::{
 };
 pub use name::{NAME_LEN, NAME_TEXT_LEN, Name, NameParseError};
 pub use time::Timestamp;
+pub use tls::{PeerPolicy, TlsError};
 
 /// Errors from parsing names and checking names against metadata.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

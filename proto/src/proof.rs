@@ -1,0 +1,648 @@
+//! Writer heartbeats and proofs of membership.
+//!
+//! A [`Heartbeat`] is a writer's signature ([`SigContext::Heartbeat`]) over
+//! `{capsule, seqno, record hash}`. It commits to that record and, through
+//! the hash chain, to every record before it: a writer may sign every record,
+//! or append a batch of records closed by one heartbeat over the last one.
+//! [`Heartbeat::verify`] checks it against the capsule's metadata and returns
+//! a [`VerifiedHeartbeat`]; [`verify_heartbeats`] checks many at once with
+//! ed25519 batch verification, for servers taking many small appends.
+//!
+//! A [`Proof`] is a heartbeat and a path of [`RecordHeader`]s from the
+//! heartbeat's record down to an older target, each header reached from the
+//! one before by one of its pointers (`prev` or a skip). [`Proof::build`]
+//! takes the greedy path (always the farthest pointer that does not pass the
+//! target), which is at most about `2 * log2(n)` headers long.
+//!
+//! # Encodings
+//!
+//! ```text
+//! Heartbeat: [32] capsule, u64 seqno (>= 1), [32] record hash, [32] writer key, [64] signature
+//! signed:    [32] capsule || u64 seqno || [32] record hash
+//! Proof:     Heartbeat, u16 header count (1..=MAX_PROOF_LEN), each RecordHeader
+//! ```
+
+use bytes::{BufMut, BytesMut};
+use gdp_certs::codec::{Decode, DecodeError, Encode, Reader, put};
+use gdp_certs::{Kind, Metadata, Name, PublicKey, SecretKey, SigContext, Signature};
+
+use crate::chain::{pointer_between, skip_count};
+use crate::record::{MAX_HEADER_LEN, Record, RecordError, RecordHash, RecordHeader};
+
+/// Longest proof path, in headers. Greedy paths between `u64` seqnos below
+/// `2^63` need at most 127.
+pub const MAX_PROOF_LEN: usize = 128;
+
+/// Encoded length of a heartbeat.
+pub const HEARTBEAT_LEN: usize = 32 + 8 + 32 + 32 + 64;
+
+/// Largest encoded proof, for bounding the messages that carry one.
+pub const MAX_PROOF_ENCODED_LEN: usize = HEARTBEAT_LEN + 2 + MAX_PROOF_LEN * MAX_HEADER_LEN;
+
+/// Length of the message a heartbeat signs.
+const SIGNED_LEN: usize = 32 + 8 + 32;
+
+/// A writer's signed commitment to one record of a capsule, and through the
+/// chain to all records before it. Not checked until [`Heartbeat::verify`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Heartbeat {
+    /// The capsule.
+    pub capsule: Name,
+    /// The record's seqno.
+    pub seqno: u64,
+    /// The record's hash.
+    pub record_hash: RecordHash,
+    /// The writer's key (must be one of the capsule's writers).
+    pub writer: PublicKey,
+    /// The writer's signature over `capsule || seqno || record_hash`.
+    pub signature: Signature,
+}
+
+impl Heartbeat {
+    /// Signs `record` with the writer key `key`.
+    pub fn sign(key: &SecretKey, record: &Record) -> Self {
+        Self::sign_hash(key, *record.capsule(), record.seqno(), record.hash())
+    }
+
+    /// Signs the record of `capsule` at `seqno` whose hash is `record_hash`.
+    pub fn sign_hash(key: &SecretKey, capsule: Name, seqno: u64, record_hash: RecordHash) -> Self {
+        let signature = key.sign(
+            SigContext::Heartbeat,
+            &signed_body(&capsule, seqno, &record_hash),
+        );
+        Heartbeat {
+            capsule,
+            seqno,
+            record_hash,
+            writer: key.public(),
+            signature,
+        }
+    }
+
+    /// The bytes the signature covers.
+    fn body(&self) -> [u8; SIGNED_LEN] {
+        signed_body(&self.capsule, self.seqno, &self.record_hash)
+    }
+
+    /// Everything but the signature: `md` is a capsule named `capsule`, the
+    /// seqno is valid and the writer is one of the capsule's writers.
+    fn check_claims(&self, md: &Metadata, name: &Name) -> Result<(), RecordError> {
+        if md.kind() != Kind::Capsule {
+            return Err(RecordError::NotACapsule);
+        }
+        if *name != self.capsule {
+            return Err(RecordError::WrongCapsule {
+                expected: *name,
+                found: self.capsule,
+            });
+        }
+        if self.seqno == 0 {
+            return Err(RecordError::SeqnoZero);
+        }
+        if !md.is_writer(&self.writer) {
+            return Err(RecordError::NotWriter {
+                writer: Box::new(self.writer),
+            });
+        }
+        Ok(())
+    }
+
+    /// Checks that `md` is the metadata of this heartbeat's capsule, that the
+    /// signer is one of its writers, and the signature.
+    pub fn verify(&self, md: &Metadata) -> Result<VerifiedHeartbeat, RecordError> {
+        self.check_claims(md, &md.name())?;
+        self.writer
+            .verify(SigContext::Heartbeat, &self.body(), &self.signature)
+            .map_err(|_| RecordError::BadSignature)?;
+        Ok(VerifiedHeartbeat(self.clone()))
+    }
+}
+
+fn signed_body(capsule: &Name, seqno: u64, record_hash: &RecordHash) -> [u8; SIGNED_LEN] {
+    let mut b = [0u8; SIGNED_LEN];
+    b[..32].copy_from_slice(capsule.as_bytes());
+    b[32..40].copy_from_slice(&seqno.to_be_bytes());
+    b[40..].copy_from_slice(record_hash.as_bytes());
+    b
+}
+
+/// Verifies many heartbeats, each against its capsule's metadata, with one
+/// ed25519 batch verification for all the signatures.
+///
+/// Returns one result per item, in order. If the batch fails, the signatures
+/// are checked one by one, so a single bad heartbeat does not fail the others.
+pub fn verify_heartbeats(
+    items: &[(&Metadata, &Heartbeat)],
+) -> Vec<Result<VerifiedHeartbeat, RecordError>> {
+    let mut results: Vec<Result<(), RecordError>> = Vec::with_capacity(items.len());
+    // Consecutive items often share metadata; hash it once per run.
+    let mut last: Option<(&Metadata, Name)> = None;
+    for &(md, hb) in items {
+        let name = match last {
+            Some((prev, n)) if std::ptr::eq(prev, md) => n,
+            _ => {
+                let n = md.name();
+                last = Some((md, n));
+                n
+            }
+        };
+        results.push(hb.check_claims(md, &name));
+    }
+
+    let bodies: Vec<[u8; SIGNED_LEN]> = items.iter().map(|(_, hb)| hb.body()).collect();
+    let batch: Vec<(&PublicKey, &[u8], &Signature)> = items
+        .iter()
+        .zip(&bodies)
+        .zip(&results)
+        .filter(|(_, r)| r.is_ok())
+        .map(|(((_, hb), body), _)| (&hb.writer, body.as_slice(), &hb.signature))
+        .collect();
+    let batch_ok =
+        batch.is_empty() || PublicKey::verify_batch(SigContext::Heartbeat, &batch).is_ok();
+
+    items
+        .iter()
+        .zip(bodies.iter())
+        .zip(results)
+        .map(|(((_, hb), body), claims)| {
+            claims?;
+            if !batch_ok {
+                hb.writer
+                    .verify(SigContext::Heartbeat, body, &hb.signature)
+                    .map_err(|_| RecordError::BadSignature)?;
+            }
+            Ok(VerifiedHeartbeat((*hb).clone()))
+        })
+        .collect()
+}
+
+impl Encode for Heartbeat {
+    fn encode(&self, buf: &mut BytesMut) {
+        self.capsule.encode(buf);
+        buf.put_u64(self.seqno);
+        self.record_hash.encode(buf);
+        self.writer.encode(buf);
+        self.signature.encode(buf);
+    }
+
+    fn encoded_len(&self) -> usize {
+        HEARTBEAT_LEN
+    }
+}
+
+impl Decode for Heartbeat {
+    const WHAT: &'static str = "heartbeat";
+
+    fn decode_from(r: &mut Reader) -> Result<Self, DecodeError> {
+        let capsule = Name::decode_from(r)?;
+        let seqno = r.u64("heartbeat seqno")?;
+        if seqno == 0 {
+            return Err(DecodeError::Invalid {
+                what: "heartbeat seqno 0",
+            });
+        }
+        Ok(Heartbeat {
+            capsule,
+            seqno,
+            record_hash: RecordHash::decode_from(r)?,
+            writer: PublicKey::decode_from(r)?,
+            signature: Signature::decode_from(r)?,
+        })
+    }
+}
+
+/// A heartbeat whose signature, writer and capsule have been checked against
+/// the capsule's metadata. Only this crate's verifiers make one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedHeartbeat(Heartbeat);
+
+impl VerifiedHeartbeat {
+    /// The capsule.
+    pub fn capsule(&self) -> &Name {
+        &self.0.capsule
+    }
+    /// The seqno of the record it commits to.
+    pub fn seqno(&self) -> u64 {
+        self.0.seqno
+    }
+    /// The hash of the record it commits to.
+    pub fn record_hash(&self) -> RecordHash {
+        self.0.record_hash
+    }
+    /// The writer that signed it.
+    pub fn writer(&self) -> &PublicKey {
+        &self.0.writer
+    }
+    /// The heartbeat itself (to store or forward).
+    pub fn heartbeat(&self) -> &Heartbeat {
+        &self.0
+    }
+    /// The heartbeat itself, by value.
+    pub fn into_inner(self) -> Heartbeat {
+        self.0
+    }
+
+    /// Succeeds if this heartbeat is over exactly `record`.
+    pub fn covers(&self, record: &Record) -> Result<(), RecordError> {
+        if record.capsule() != self.capsule() {
+            return Err(RecordError::WrongCapsule {
+                expected: *self.capsule(),
+                found: *record.capsule(),
+            });
+        }
+        if record.seqno() != self.seqno() || record.hash() != self.record_hash() {
+            return Err(RecordError::NotCovered {
+                heartbeat: self.seqno(),
+                record: record.seqno(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A proof that a record belongs to a capsule: a heartbeat and the headers
+/// from its record down to the target. Not checked until verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Proof {
+    /// The writer's heartbeat over the newest record of the path.
+    pub heartbeat: Heartbeat,
+    /// Headers from the heartbeat's record (first) down to the target (last),
+    /// each reached from the one before by a pointer.
+    pub path: Vec<RecordHeader>,
+}
+
+impl Proof {
+    /// The seqnos of the greedy path from `from` down to `to` (both included),
+    /// or `None` if `to` is not in `1..=from`.
+    pub fn path_seqnos(from: u64, to: u64) -> Option<Vec<u64>> {
+        if to == 0 || to > from {
+            return None;
+        }
+        let mut out = Vec::with_capacity(2 * (64 - from.leading_zeros() as usize) + 1);
+        let mut c = from;
+        out.push(c);
+        while c != to {
+            let d = c - to;
+            // Largest k with 2^k <= d that record c has a pointer for.
+            let k = (63 - d.leading_zeros()).min(skip_count(c) as u32);
+            c -= 1 << k;
+            out.push(c);
+        }
+        Some(out)
+    }
+
+    /// Builds the proof of record `target` from `heartbeat`, fetching headers
+    /// by seqno from `lookup` (the server's store).
+    ///
+    /// The heartbeat is not verified here, and the headers are not checked
+    /// against each other: that is the reader's job.
+    pub fn build(
+        heartbeat: Heartbeat,
+        target: u64,
+        mut lookup: impl FnMut(u64) -> Option<RecordHeader>,
+    ) -> Result<Proof, RecordError> {
+        let seqnos =
+            Self::path_seqnos(heartbeat.seqno, target).ok_or(RecordError::TargetOutOfRange {
+                target,
+                heartbeat: heartbeat.seqno,
+            })?;
+        if seqnos.len() > MAX_PROOF_LEN {
+            return Err(RecordError::ProofLength { len: seqnos.len() });
+        }
+        let path = seqnos
+            .into_iter()
+            .map(|s| match lookup(s) {
+                Some(h) if h.seqno() == s => Ok(h),
+                _ => Err(RecordError::MissingHeader { seqno: s }),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Proof { heartbeat, path })
+    }
+
+    /// The seqno the path ends at, if the path is not empty.
+    pub fn target_seqno(&self) -> Option<u64> {
+        self.path.last().map(RecordHeader::seqno)
+    }
+
+    /// Verifies that `target` is a record of the capsule described by `md`,
+    /// committed to by a writer's heartbeat.
+    pub fn verify(&self, md: &Metadata, target: &Record) -> Result<VerifiedHeartbeat, RecordError> {
+        self.verify_hash(md, target.seqno(), target.hash())
+    }
+
+    /// Like [`Proof::verify`], for a record's header.
+    pub fn verify_header(
+        &self,
+        md: &Metadata,
+        target: &RecordHeader,
+    ) -> Result<VerifiedHeartbeat, RecordError> {
+        self.verify_hash(md, target.seqno(), target.hash())
+    }
+
+    /// Like [`Proof::verify`], for the record at `seqno` whose hash is `hash`.
+    ///
+    /// Cheap checks come first; the signature is checked last.
+    pub fn verify_hash(
+        &self,
+        md: &Metadata,
+        seqno: u64,
+        hash: RecordHash,
+    ) -> Result<VerifiedHeartbeat, RecordError> {
+        let hb = &self.heartbeat;
+        hb.check_claims(md, &md.name())?;
+        self.check_path(seqno, hash)?;
+        hb.writer
+            .verify(SigContext::Heartbeat, &hb.body(), &hb.signature)
+            .map_err(|_| RecordError::BadSignature)?;
+        Ok(VerifiedHeartbeat(hb.clone()))
+    }
+
+    /// Verifies the path of this proof against a heartbeat already verified
+    /// (for example by an earlier proof, or for each record of a read
+    /// answered under one heartbeat), without checking the signature again.
+    /// The proof's heartbeat must be that one.
+    pub fn verify_under(
+        &self,
+        heartbeat: &VerifiedHeartbeat,
+        seqno: u64,
+        hash: RecordHash,
+    ) -> Result<(), RecordError> {
+        if self.heartbeat != heartbeat.0 {
+            return Err(RecordError::HeartbeatMismatch);
+        }
+        self.check_path(seqno, hash)
+    }
+
+    /// Everything but the heartbeat: the path starts at the heartbeat's
+    /// record, links by pointers and ends at the target.
+    fn check_path(&self, seqno: u64, hash: RecordHash) -> Result<(), RecordError> {
+        let hb = &self.heartbeat;
+        let (Some(first), Some(last)) = (self.path.first(), self.path.last()) else {
+            return Err(RecordError::ProofLength { len: 0 });
+        };
+        if self.path.len() > MAX_PROOF_LEN {
+            return Err(RecordError::ProofLength {
+                len: self.path.len(),
+            });
+        }
+        if first.hash() != hb.record_hash || first.seqno() != hb.seqno {
+            return Err(RecordError::HeartbeatMismatch);
+        }
+        for (i, pair) in self.path.windows(2).enumerate() {
+            let (from, to) = (&pair[0], &pair[1]);
+            let index = i + 1;
+            let pointer = pointer_between(from.seqno(), to.seqno())
+                .and_then(|k| from.pointer(k))
+                .ok_or(RecordError::BadPointer {
+                    index,
+                    from: from.seqno(),
+                    to: to.seqno(),
+                })?;
+            if *pointer != to.hash() {
+                return Err(RecordError::PathHashMismatch {
+                    index,
+                    seqno: to.seqno(),
+                });
+            }
+        }
+        // Every header is now committed to by the heartbeat; the capsule
+        // field of each is checked for clarity of errors.
+        if let Some(h) = self.path.iter().find(|h| *h.capsule() != hb.capsule) {
+            return Err(RecordError::WrongCapsule {
+                expected: hb.capsule,
+                found: *h.capsule(),
+            });
+        }
+        if last.seqno() != seqno || last.hash() != hash {
+            return Err(RecordError::TargetMismatch {
+                expected: seqno,
+                found: last.seqno(),
+            });
+        }
+        if last.seqno() == 1 && *last.prev() != RecordHash::anchor(&hb.capsule) {
+            return Err(RecordError::BadPrev { seqno: 1 });
+        }
+        Ok(())
+    }
+
+    /// Verifies a contiguous range of records `a..=b` with this proof of `b`
+    /// (the last record); the others are authenticated by their `prev`
+    /// hashes, as servers answer range reads.
+    pub fn verify_range(
+        &self,
+        md: &Metadata,
+        records: &[Record],
+    ) -> Result<VerifiedHeartbeat, RecordError> {
+        let last = records.last().ok_or(RecordError::EmptyBatch)?;
+        check_contiguous(records)?;
+        self.verify(md, last)
+    }
+}
+
+/// Checks that `records` are consecutive records of one capsule, each
+/// `prev` being the hash of the record before (record 1's being the anchor).
+pub(crate) fn check_contiguous(records: &[Record]) -> Result<(), RecordError> {
+    if let Some(first) = records.first()
+        && first.seqno() == 1
+        && *first.prev() != RecordHash::anchor(first.capsule())
+    {
+        return Err(RecordError::BadPrev { seqno: 1 });
+    }
+    for pair in records.windows(2) {
+        let (a, b) = (&pair[0], &pair[1]);
+        if b.capsule() != a.capsule() {
+            return Err(RecordError::WrongCapsule {
+                expected: *a.capsule(),
+                found: *b.capsule(),
+            });
+        }
+        if b.seqno() != a.seqno().wrapping_add(1) {
+            return Err(RecordError::Gap {
+                expected: a.seqno().wrapping_add(1),
+                found: b.seqno(),
+            });
+        }
+        if *b.prev() != a.hash() {
+            return Err(RecordError::BadPrev { seqno: b.seqno() });
+        }
+    }
+    Ok(())
+}
+
+impl Encode for Proof {
+    fn encode(&self, buf: &mut BytesMut) {
+        self.heartbeat.encode(buf);
+        put::vec_u16(buf, &self.path);
+    }
+
+    fn encoded_len(&self) -> usize {
+        HEARTBEAT_LEN + put::vec_len(2, &self.path)
+    }
+}
+
+impl Decode for Proof {
+    const WHAT: &'static str = "proof";
+
+    fn decode_from(r: &mut Reader) -> Result<Self, DecodeError> {
+        let heartbeat = Heartbeat::decode_from(r)?;
+        let path: Vec<RecordHeader> = r.vec_u16(MAX_PROOF_LEN)?;
+        if path.is_empty() {
+            return Err(DecodeError::Invalid {
+                what: "empty proof path",
+            });
+        }
+        Ok(Proof { heartbeat, path })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chain::{Appender, ChainState};
+    use bytes::Bytes;
+    use gdp_certs::Timestamp;
+
+    fn writer() -> SecretKey {
+        SecretKey::from_seed(&[1; 32])
+    }
+
+    fn capsule_md(writers: &[&SecretKey], nonce: u8) -> Metadata {
+        Metadata::capsule(
+            SecretKey::from_seed(&[9; 32]).public(),
+            writers.iter().map(|k| k.public()).collect(),
+            "test capsule",
+            Timestamp(1),
+            vec![],
+        )
+        .expect("valid metadata")
+        .with_nonce([nonce; 16])
+    }
+
+    fn chain(md: &Metadata, key: &SecretKey, n: u64) -> (Appender, Vec<Record>) {
+        let mut a = Appender::new(key.clone(), md, ChainState::new(md.name())).expect("writer");
+        let records = (1..=n)
+            .map(|i| a.append(Bytes::new(), Timestamp(i)).expect("appends"))
+            .collect();
+        (a, records)
+    }
+
+    #[test]
+    fn greedy_paths_stay_within_twice_log2_for_every_pair_up_to_1024() {
+        for from in 1..=1024u64 {
+            let bound = 2.0 * (from as f64).log2() + 2.0;
+            for to in 1..=from {
+                let path = Proof::path_seqnos(from, to).expect("in range");
+                assert!(path.len() as f64 <= bound, "{from} -> {to}: {path:?}");
+            }
+        }
+        assert_eq!(Proof::path_seqnos(5, 6), None);
+        assert_eq!(Proof::path_seqnos(5, 0), None);
+        assert_eq!(Proof::path_seqnos(13, 8), Some(vec![13, 12, 8]));
+        assert_eq!(Proof::path_seqnos(8, 1), Some(vec![8, 4, 2, 1]));
+    }
+
+    #[test]
+    fn heartbeat_from_a_non_writer_is_rejected() {
+        let key = writer();
+        let md = capsule_md(&[&key], 1);
+        let (_, records) = chain(&md, &key, 3);
+        let stranger = SecretKey::from_seed(&[2; 32]);
+        let hb = Heartbeat::sign(&stranger, &records[2]);
+        assert!(matches!(
+            hb.verify(&md),
+            Err(RecordError::NotWriter { writer }) if *writer == stranger.public()
+        ));
+        // Claiming to be the writer does not help without its key.
+        let mut forged = hb;
+        forged.writer = key.public();
+        assert_eq!(forged.verify(&md), Err(RecordError::BadSignature));
+    }
+
+    #[test]
+    fn heartbeat_checks_capsule_and_metadata_kind() {
+        let key = writer();
+        let md = capsule_md(&[&key], 1);
+        let other = capsule_md(&[&key], 2);
+        let (_, records) = chain(&md, &key, 2);
+        let hb = Heartbeat::sign(&key, &records[1]);
+        let v = hb.verify(&md).expect("valid");
+        assert_eq!(v.covers(&records[1]), Ok(()));
+        assert_eq!(
+            v.covers(&records[0]),
+            Err(RecordError::NotCovered {
+                heartbeat: 2,
+                record: 1
+            })
+        );
+        assert!(matches!(
+            hb.verify(&other),
+            Err(RecordError::WrongCapsule { .. })
+        ));
+        let principal =
+            Metadata::principal(Kind::Router, key.public(), "r", Timestamp(1)).expect("valid");
+        assert_eq!(hb.verify(&principal), Err(RecordError::NotACapsule));
+    }
+
+    #[test]
+    fn batch_verification_singles_out_bad_heartbeats() {
+        let key = writer();
+        let second = SecretKey::from_seed(&[3; 32]);
+        let md = capsule_md(&[&key, &second], 1);
+        let other = capsule_md(&[&key], 2);
+        let (_, records) = chain(&md, &key, 64);
+        let mut hbs: Vec<Heartbeat> = records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| Heartbeat::sign(if i % 2 == 0 { &key } else { &second }, r))
+            .collect();
+        let all_good: Vec<(&Metadata, &Heartbeat)> = hbs.iter().map(|h| (&md, h)).collect();
+        assert!(verify_heartbeats(&all_good).iter().all(Result::is_ok));
+
+        hbs[10].signature.0[3] ^= 1;
+        hbs[20] = Heartbeat::sign(&SecretKey::from_seed(&[4; 32]), &records[20]);
+        let mut items: Vec<(&Metadata, &Heartbeat)> = hbs.iter().map(|h| (&md, h)).collect();
+        items[30].0 = &other;
+        let results = verify_heartbeats(&items);
+        assert_eq!(results.len(), 64);
+        assert_eq!(results[10], Err(RecordError::BadSignature));
+        assert!(matches!(results[20], Err(RecordError::NotWriter { .. })));
+        assert!(matches!(results[30], Err(RecordError::WrongCapsule { .. })));
+        for (i, r) in results.iter().enumerate() {
+            if ![10, 20, 30].contains(&i) {
+                assert_eq!(r.as_ref().map(|v| v.seqno()), Ok(i as u64 + 1));
+            }
+        }
+        assert!(verify_heartbeats(&[]).is_empty());
+    }
+
+    #[test]
+    fn heartbeat_decoding_rejects_bad_input() {
+        let key = writer();
+        let md = capsule_md(&[&key], 1);
+        let (_, records) = chain(&md, &key, 1);
+        let hb = Heartbeat::sign(&key, &records[0]);
+        let bytes = hb.to_bytes();
+        assert_eq!(bytes.len(), HEARTBEAT_LEN);
+        assert_eq!(
+            Heartbeat::decode(bytes.slice(..HEARTBEAT_LEN - 1)),
+            Err(DecodeError::Truncated { what: "signature" })
+        );
+        let mut long = bytes.to_vec();
+        long.extend_from_slice(&[0, 0]);
+        assert_eq!(
+            Heartbeat::decode(long),
+            Err(DecodeError::TrailingBytes {
+                what: "heartbeat",
+                count: 2
+            })
+        );
+        let mut zero = bytes.to_vec();
+        zero[32..40].fill(0);
+        assert_eq!(
+            Heartbeat::decode(zero),
+            Err(DecodeError::Invalid {
+                what: "heartbeat seqno 0"
+            })
+        );
+    }
+}
