@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace: unit, property, integration (real QUIC on
-# loopback, real processes) and a replay of each fuzz target's committed corpus.
+# loopback, real redis-server processes, real processes killed with SIGKILL)
+# and a replay of each fuzz target's committed corpus.
 #
-# Usage: bash scripts/test.sh
+# Usage: bash scripts/test.sh [extra arguments for `cargo test`]
 #
-# It installs what it needs when missing and starts and stops its own servers.
+# It installs what it needs when missing (redis-server, from the Debian
+# packages) and the tests start and stop their own servers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +15,16 @@ if ! command -v cargo >/dev/null; then
     exit 1
 fi
 
-# Build every test binary once, then run them all.
+if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
+    echo "installing redis-server (needed by the directory and resilience tests)"
+    if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq redis-server >/dev/null
+fi
+# The packaged service is not needed: tests start their own servers on free ports.
+
+# Build every test binary (and the binaries the integration tests spawn) once,
+# then run them all.
+cargo build --workspace --locked --bins
 cargo test --workspace --locked --no-run
-cargo test --workspace --locked
+cargo test --workspace --locked "$@"

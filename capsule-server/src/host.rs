@@ -1,0 +1,250 @@
+//! The host: an async task that runs a [`CapsuleService`] with a
+//! [`Committer`](crate::committer::Committer), without any network.
+//!
+//! # Data flow
+//!
+//! ```text
+//!  HostHandle::request ──► inbox (bounded) ──► host task ──► outbox (bounded) ──► responses
+//!                                              │    ▲
+//!                         Output::Commit ──────┘    │ acknowledgements, in order
+//!                                ▼                  │
+//!                          CommitHandle ──► committer thread
+//! ```
+//!
+//! The task takes every request waiting in the inbox (up to
+//! [`HostConfig::max_batch`]) and hands them to the service together, so their
+//! heartbeats are verified in one batch. Writes go to the committer in the
+//! order the service emits them, and their acknowledgements come back in
+//! that order (the committer is first in, first out). Responses go to the
+//! outbox; a full outbox pushes back on the task, and so on the inbox.
+//!
+//! A network driver (QUIC links, a router attachment) feeds the inbox from
+//! decoded PDUs and turns [`Response`]s into PDUs with
+//! [`Response::to_pdu`].
+//!
+//! # Shutdown
+//!
+//! [`Host::shutdown`] stops taking requests, lets the requests already in
+//! the inbox run, waits until every write in flight is acknowledged and its
+//! responses are in the outbox, and returns the service.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use gdp_certs::{Name, Timestamp};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::committer::{Ack, CommitHandle};
+use crate::service::{CapsuleService, Output, Request, Response, Ticket};
+use crate::store::StoreError;
+
+/// Where the host reads the time.
+pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
+
+/// The host's queue sizes and clock.
+#[derive(Clone)]
+pub struct HostConfig {
+    /// Requests that may wait in the inbox. Default 4096.
+    pub inbox: usize,
+    /// Most requests handed to the service at once. Default 1024.
+    pub max_batch: usize,
+    /// The clock. Default: the system clock.
+    pub clock: Clock,
+}
+
+impl Default for HostConfig {
+    fn default() -> Self {
+        HostConfig {
+            inbox: 4096,
+            max_batch: 1024,
+            clock: Arc::new(Timestamp::now),
+        }
+    }
+}
+
+impl std::fmt::Debug for HostConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostConfig")
+            .field("inbox", &self.inbox)
+            .field("max_batch", &self.max_batch)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The host is gone (shut down, or its task ended).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the capsule host has stopped")]
+pub struct HostClosed;
+
+/// What the inbox carries (nearly always requests, so their size is the
+/// slot size anyway).
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
+enum Input {
+    Request(Request),
+    PeerGone(Name),
+}
+
+/// Sends requests to a host. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct HostHandle {
+    inbox: mpsc::Sender<Input>,
+}
+
+impl HostHandle {
+    /// Queues a request, waiting while the inbox is full.
+    pub async fn request(&self, request: Request) -> Result<(), HostClosed> {
+        self.inbox
+            .send(Input::Request(request))
+            .await
+            .map_err(|_| HostClosed)
+    }
+
+    /// Tells the host that `peer` went away (ends its subscriptions).
+    pub async fn peer_gone(&self, peer: Name) -> Result<(), HostClosed> {
+        self.inbox
+            .send(Input::PeerGone(peer))
+            .await
+            .map_err(|_| HostClosed)
+    }
+}
+
+/// A running host task.
+#[derive(Debug)]
+pub struct Host {
+    handle: HostHandle,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<CapsuleService>,
+}
+
+impl Host {
+    /// Starts the host task on the current tokio runtime. Responses go to
+    /// `outbox`.
+    pub fn spawn(
+        service: CapsuleService,
+        committer: CommitHandle,
+        outbox: mpsc::Sender<Response>,
+        config: HostConfig,
+    ) -> Host {
+        let (tx, rx) = mpsc::channel(config.inbox.max(1));
+        let (stop, stop_rx) = oneshot::channel();
+        let task = tokio::spawn(run(service, committer, rx, stop_rx, outbox, config));
+        Host {
+            handle: HostHandle { inbox: tx },
+            stop,
+            task,
+        }
+    }
+
+    /// A handle to send requests.
+    pub fn handle(&self) -> HostHandle {
+        self.handle.clone()
+    }
+
+    /// Stops taking requests, finishes what is queued and in flight, and
+    /// returns the service. Fails only if the task panicked.
+    pub async fn shutdown(self) -> Result<CapsuleService, HostClosed> {
+        let Host { handle, stop, task } = self;
+        drop(handle);
+        let _ = stop.send(());
+        task.await.map_err(|_| HostClosed)
+    }
+}
+
+/// Waits for the oldest write in flight; pending forever if there is none.
+async fn next_ack(acks: &mut VecDeque<(Ticket, Ack)>) -> (Ticket, Result<(), StoreError>) {
+    match acks.front_mut() {
+        Some((ticket, ack)) => {
+            let ticket = *ticket;
+            let result = ack.await.unwrap_or(Err(StoreError::Closed));
+            acks.pop_front();
+            (ticket, result)
+        }
+        None => std::future::pending().await,
+    }
+}
+
+async fn run(
+    mut service: CapsuleService,
+    committer: CommitHandle,
+    mut inbox: mpsc::Receiver<Input>,
+    mut stop: oneshot::Receiver<()>,
+    outbox: mpsc::Sender<Response>,
+    config: HostConfig,
+) -> CapsuleService {
+    let mut acks: VecDeque<(Ticket, Ack)> = VecDeque::new();
+    let mut open = true;
+    let mut stopping = false;
+    let mut batch = Vec::with_capacity(config.max_batch);
+    loop {
+        // Outputs first, a bounded number per turn so that inputs and
+        // acknowledgements are not starved by a long backlog.
+        for _ in 0..1024 {
+            match service.poll_output() {
+                Some(Output::Respond(r)) => {
+                    if outbox.send(r).await.is_err() {
+                        tracing::debug!("outbox closed; response dropped");
+                    }
+                }
+                Some(Output::Commit { ticket, write }) => match committer.submit(write).await {
+                    Ok(ack) => acks.push_back((ticket, ack)),
+                    Err(e) => service.on_commit((config.clock)(), ticket, Err(e)),
+                },
+                None => break,
+            }
+        }
+        if !open && acks.is_empty() && !service.has_output() {
+            return service;
+        }
+        tokio::select! {
+            biased;
+            (ticket, result) = next_ack(&mut acks) => {
+                let now = (config.clock)();
+                service.on_commit(now, ticket, result);
+                // Everything else already acknowledged, without waiting.
+                while let Some((ticket, ack)) = acks.front_mut() {
+                    let ticket = *ticket;
+                    match ack.try_recv() {
+                        Ok(result) => {
+                            acks.pop_front();
+                            service.on_commit(now, ticket, result);
+                        }
+                        Err(oneshot::error::TryRecvError::Empty) => break,
+                        Err(oneshot::error::TryRecvError::Closed) => {
+                            acks.pop_front();
+                            service.on_commit(now, ticket, Err(StoreError::Closed));
+                        }
+                    }
+                }
+            }
+            _ = &mut stop, if !stopping => {
+                stopping = true;
+                inbox.close();
+            }
+            input = inbox.recv(), if open => match input {
+                None => open = false,
+                Some(first) => {
+                    let mut next = Some(first);
+                    let mut taken = 0;
+                    while let Some(input) = next.take() {
+                        taken += 1;
+                        match input {
+                            Input::Request(r) => batch.push(r),
+                            Input::PeerGone(p) => {
+                                // Keep the order: requests before it first.
+                                service.handle_batch((config.clock)(), batch.drain(..));
+                                service.peer_gone(&p);
+                            }
+                        }
+                        if taken < config.max_batch {
+                            next = inbox.try_recv().ok();
+                        }
+                    }
+                    service.handle_batch((config.clock)(), batch.drain(..));
+                }
+            },
+            () = std::future::ready(()), if service.has_output() => {}
+        }
+    }
+}

@@ -1,0 +1,456 @@
+//! Links: endpoint attachment, advertisements, withdrawals, teardown.
+//!
+//! An endpoint link starts `Attaching`: the core sends an
+//! [`AttachChallenge`] and accepts only an [`AttachProof`] for it. A valid
+//! proof binds the link to the endpoint's name: the FIB points the name at
+//! the link, the endpoint gets `AttachAccepted`, and a route record is
+//! published. A bad proof gets `AttachRejected` and a fresh challenge (a
+//! nonce is never reused); after `max_attach_failures` the link is closed.
+//!
+//! A server then sends Advertise PDUs: each entry's AdCert must verify for
+//! the capsule and name this server; valid capsules are installed and
+//! published. Withdraw (or the link going down) removes them again, and a
+//! name still served by another local link moves there instead of
+//! disappearing.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use gdp_certs::cert::{RouteTarget, RtCert};
+use gdp_certs::codec::Encode;
+use gdp_certs::{Kind, Metadata, Name, Timestamp};
+use gdp_proto::control::{
+    AdvertiseEntry, AttachChallenge, AttachProof, ControlMessage, VerifiedAttach,
+};
+use gdp_proto::pdu::HEADER_LEN;
+use gdp_proto::{PduHeader, PduType};
+
+use super::io::{CloseReason, LinkId, LinkInfo, LinkPeer, LinkRole, PeeringError};
+use super::{Action, DropReason, FibEntry, RouteKind, RouterCore};
+
+/// An endpoint that proved its name on a link.
+#[derive(Debug, Clone)]
+pub(crate) struct Attached {
+    pub(crate) name: Name,
+    pub(crate) metadata: Metadata,
+    pub(crate) rtcert: RtCert,
+    /// Capsules it advertised, with the entries that prove them.
+    pub(crate) advertised: BTreeMap<Name, AdvertiseEntry>,
+}
+
+/// What a link is.
+#[derive(Debug, Clone)]
+pub(crate) enum LinkKind {
+    /// An endpoint that has not proved its name.
+    Attaching {
+        challenge: AttachChallenge,
+        failures: u32,
+    },
+    /// An attached endpoint.
+    Endpoint(Box<Attached>),
+    /// A router; `ready` once its hello passed the peering policy.
+    Router {
+        name: Name,
+        metadata: Box<Metadata>,
+        ready: bool,
+    },
+}
+
+/// One link's state and counters.
+#[derive(Debug, Clone)]
+pub(crate) struct LinkState {
+    pub(crate) kind: LinkKind,
+    pub(crate) violations: u32,
+    pub(crate) malformed: u64,
+    pub(crate) oversized: u64,
+    pub(crate) bad_source: u64,
+}
+
+impl LinkState {
+    fn new(kind: LinkKind) -> Self {
+        LinkState {
+            kind,
+            violations: 0,
+            malformed: 0,
+            oversized: 0,
+            bad_source: 0,
+        }
+    }
+
+    pub(crate) fn is_ready_router(&self) -> bool {
+        matches!(self.kind, LinkKind::Router { ready: true, .. })
+    }
+
+    pub(crate) fn is_router(&self) -> bool {
+        matches!(self.kind, LinkKind::Router { .. })
+    }
+
+    pub(crate) fn info(&self) -> LinkInfo {
+        let (role, peer, advertised) = match &self.kind {
+            LinkKind::Attaching { .. } => (LinkRole::Attaching, None, 0),
+            LinkKind::Endpoint(a) => (LinkRole::Endpoint, Some(a.name), a.advertised.len()),
+            LinkKind::Router { name, ready, .. } => (
+                if *ready {
+                    LinkRole::Router
+                } else {
+                    LinkRole::RouterPending
+                },
+                Some(*name),
+                0,
+            ),
+        };
+        LinkInfo {
+            role,
+            peer,
+            advertised,
+            malformed: self.malformed,
+            oversized: self.oversized,
+            bad_source: self.bad_source,
+            violations: self.violations,
+        }
+    }
+}
+
+impl RouterCore {
+    /// A new link is up. See [`LinkPeer`] for what happens next.
+    pub fn link_up(&mut self, now: Timestamp, link: LinkId, peer: LinkPeer) {
+        self.start(now);
+        if self.links.contains_key(&link) {
+            // The driver reused an identifier: forget the old link first.
+            self.teardown(now, link);
+            self.outbox.drop_link(link);
+        }
+        match peer {
+            LinkPeer::Endpoint => {
+                let challenge = AttachChallenge {
+                    router: self.name,
+                    nonce: self.nonce(),
+                };
+                self.links.insert(
+                    link,
+                    LinkState::new(LinkKind::Attaching {
+                        challenge: challenge.clone(),
+                        failures: 0,
+                    }),
+                );
+                self.send_control(link, Name::ZERO, ControlMessage::AttachChallenge(challenge));
+            }
+            LinkPeer::Router { metadata } => {
+                let kind = metadata.kind();
+                let name = metadata.name();
+                self.links.insert(
+                    link,
+                    LinkState::new(LinkKind::Router {
+                        name,
+                        metadata: Box::new(metadata),
+                        ready: false,
+                    }),
+                );
+                if kind != Kind::Router {
+                    self.refuse_peer(now, link, name, PeeringError::NotARouter { kind });
+                } else {
+                    self.send_hello(link, name);
+                }
+            }
+        }
+        self.refresh_gauges();
+    }
+
+    /// A link is gone: everything learned from it is withdrawn (FIB entries
+    /// through it; the attached endpoint's name and capsules, whose records
+    /// are unpublished unless another local link serves them).
+    pub fn link_down(&mut self, now: Timestamp, link: LinkId) {
+        self.start(now);
+        self.teardown(now, link);
+        self.outbox.drop_link(link);
+        self.refresh_gauges();
+    }
+
+    /// Closes `link` for `reason`: teardown now, and a `CloseLink` action.
+    /// What is already queued for the link (such as a last `AttachRejected`)
+    /// is still handed out by `poll_transmit`, before the action.
+    pub(crate) fn close_link(&mut self, now: Timestamp, link: LinkId, reason: CloseReason) {
+        if self.teardown(now, link) {
+            self.stats.links_closed += 1;
+            self.actions.push_back(Action::CloseLink { link, reason });
+        }
+    }
+
+    /// Forgets `link`. Returns false if it was not known.
+    fn teardown(&mut self, now: Timestamp, link: LinkId) -> bool {
+        let Some(state) = self.links.remove(&link) else {
+            return false;
+        };
+        self.fib.remove_link(link);
+        match state.kind {
+            LinkKind::Attaching { .. } => {}
+            LinkKind::Endpoint(att) => {
+                self.relocate(now, att.name);
+                for capsule in att.advertised.keys() {
+                    self.relocate(now, *capsule);
+                }
+            }
+            LinkKind::Router { name, ready, .. } => self.router_gone(now, name, link, ready),
+        }
+        true
+    }
+
+    /// A PDU on a link that is still attaching: only the proof counts.
+    pub(crate) fn on_attaching_pdu(
+        &mut self,
+        now: Timestamp,
+        link: LinkId,
+        header: &PduHeader,
+        bytes: Bytes,
+    ) {
+        if header.ptype != PduType::Control {
+            self.stats.dropped.count(DropReason::NotAttached);
+            return;
+        }
+        match ControlMessage::from_payload(PduType::Control, bytes.slice(HEADER_LEN..)) {
+            Ok(ControlMessage::AttachProof(proof)) => self.check_proof(now, link, &proof),
+            Ok(_) => self.stats.dropped.count(DropReason::NotAttached),
+            Err(_) => self.violation(now, link, DropReason::Malformed),
+        }
+    }
+
+    fn check_proof(&mut self, now: Timestamp, link: LinkId, proof: &AttachProof) {
+        let Some(LinkKind::Attaching {
+            challenge,
+            failures,
+        }) = self.links.get(&link).map(|l| &l.kind)
+        else {
+            return;
+        };
+        match proof.verify(challenge, now) {
+            Ok(verified) => self.attach(now, link, verified),
+            Err(e) => {
+                let failures = failures + 1;
+                self.stats.attach_failures += 1;
+                tracing::debug!(%link, error = %e, failures, "attach proof refused");
+                self.send_control(link, Name::ZERO, ControlMessage::rejected(e.to_string()));
+                if failures >= self.config.max_attach_failures {
+                    self.close_link(now, link, CloseReason::AttachFailed { failures });
+                    return;
+                }
+                let challenge = AttachChallenge {
+                    router: self.name,
+                    nonce: self.nonce(),
+                };
+                if let Some(state) = self.links.get_mut(&link) {
+                    state.kind = LinkKind::Attaching {
+                        challenge: challenge.clone(),
+                        failures,
+                    };
+                }
+                self.send_control(link, Name::ZERO, ControlMessage::AttachChallenge(challenge));
+            }
+        }
+    }
+
+    fn attach(&mut self, now: Timestamp, link: LinkId, verified: VerifiedAttach) {
+        let (name, metadata, rtcert) = verified.into_parts();
+        let rtcert = rtcert.into_inner();
+        let target = RouteTarget::Endpoint {
+            endpoint_md: metadata.clone(),
+            rtcert: rtcert.clone(),
+        };
+        if let Some(state) = self.links.get_mut(&link) {
+            state.kind = LinkKind::Endpoint(Box::new(Attached {
+                name,
+                metadata,
+                rtcert,
+                advertised: BTreeMap::new(),
+            }));
+        }
+        self.stats.attaches += 1;
+        tracing::debug!(%link, endpoint = %name.short(), "endpoint attached");
+        self.install_local(now, name, link, target);
+        self.send_control(
+            link,
+            name,
+            ControlMessage::AttachAccepted { endpoint: name },
+        );
+    }
+
+    /// Points `name` at the local `link` and publishes its record.
+    fn install_local(&mut self, now: Timestamp, name: Name, link: LinkId, target: RouteTarget) {
+        self.fib.insert(
+            name,
+            FibEntry {
+                next_hop: link,
+                kind: RouteKind::Local,
+                expires: Timestamp::MAX,
+            },
+        );
+        self.publish(now, name, Some(link), target);
+        self.route_available(now, name);
+    }
+
+    /// An Advertise from an attached endpoint.
+    pub(crate) fn on_advertise(&mut self, now: Timestamp, link: LinkId, payload: Bytes) {
+        let entries = match ControlMessage::from_payload(PduType::Advertise, payload) {
+            Ok(ControlMessage::Advertise { entries }) => entries,
+            _ => return self.violation(now, link, DropReason::Malformed),
+        };
+        let Some(LinkKind::Endpoint(att)) = self.links.get(&link).map(|l| &l.kind) else {
+            return;
+        };
+        if att.metadata.kind() != Kind::Server {
+            // Only servers host capsules (a capsule route names a server).
+            self.stats.adcerts_rejected += entries.len() as u64;
+            self.stats.dropped.count(DropReason::Policy);
+            return;
+        }
+        let (server, server_md, rtcert) = (att.name, att.metadata.clone(), att.rtcert.clone());
+        for entry in entries {
+            let capsule = entry.adcert.capsule();
+            let ok = match entry.adcert.verify(&entry.capsule_md, now) {
+                Ok(v) if v.server() == server => true,
+                Ok(_) => false,
+                Err(e) => {
+                    tracing::debug!(%link, capsule = %capsule.short(), error = %e, "adcert refused");
+                    false
+                }
+            };
+            if !ok {
+                self.stats.adcerts_rejected += 1;
+                continue;
+            }
+            let full = match self.links.get(&link).map(|l| &l.kind) {
+                Some(LinkKind::Endpoint(att)) => {
+                    att.advertised.len() >= self.config.max_capsules_per_server
+                        && !att.advertised.contains_key(&capsule)
+                }
+                _ => true,
+            };
+            if full {
+                self.stats.adcerts_rejected += 1;
+                self.stats.dropped.count(DropReason::Policy);
+                continue;
+            }
+            let target = RouteTarget::Capsule {
+                capsule_md: entry.capsule_md.clone(),
+                adcert: entry.adcert.clone(),
+                server_md: server_md.clone(),
+                rtcert: rtcert.clone(),
+            };
+            if let Some(LinkKind::Endpoint(att)) = self.links.get_mut(&link).map(|l| &mut l.kind) {
+                att.advertised.insert(capsule, entry);
+            }
+            self.stats.capsules_advertised += 1;
+            // Another local server may already serve this capsule; keep its
+            // route unless it is this link's own (a refreshed AdCert).
+            let served_elsewhere = self
+                .fib
+                .get(&capsule)
+                .is_some_and(|e| e.kind == RouteKind::Local && e.next_hop != link);
+            if !served_elsewhere {
+                self.install_local(now, capsule, link, target);
+            }
+        }
+    }
+
+    /// A Withdraw from an attached endpoint: names it advertised go away.
+    pub(crate) fn on_withdraw(&mut self, now: Timestamp, link: LinkId, payload: Bytes) {
+        let names = match ControlMessage::from_payload(PduType::Withdraw, payload) {
+            Ok(ControlMessage::Withdraw { names }) => names,
+            _ => return self.violation(now, link, DropReason::Malformed),
+        };
+        for name in names {
+            let removed = match self.links.get_mut(&link).map(|l| &mut l.kind) {
+                Some(LinkKind::Endpoint(att)) => att.advertised.remove(&name).is_some(),
+                _ => false,
+            };
+            if removed {
+                self.fib
+                    .remove_if(&name, |e| e.kind == RouteKind::Local && e.next_hop == link);
+                self.relocate(now, name);
+            }
+        }
+    }
+
+    /// `name` lost a local server: move it to another local link serving it,
+    /// or unpublish it.
+    pub(crate) fn relocate(&mut self, now: Timestamp, name: Name) {
+        let other = if self.shutting_down {
+            None
+        } else {
+            self.find_local_server(name)
+        };
+        match other {
+            Some((link, target)) => {
+                let current = self.fib.get(&name);
+                let same =
+                    current.is_some_and(|e| e.kind == RouteKind::Local && e.next_hop == link);
+                if !same {
+                    self.install_local(now, name, link, target);
+                }
+            }
+            None => {
+                self.fib.remove_if(&name, |e| e.kind == RouteKind::Local);
+                if self.published.remove(&name).is_some() {
+                    self.actions.push_back(Action::Unpublish { name });
+                }
+            }
+        }
+    }
+
+    /// An attached link serving `name`, and the certificates proving it.
+    fn find_local_server(&self, name: Name) -> Option<(LinkId, RouteTarget)> {
+        self.links.iter().find_map(|(link, state)| {
+            let LinkKind::Endpoint(att) = &state.kind else {
+                return None;
+            };
+            if att.name == name {
+                return Some((
+                    *link,
+                    RouteTarget::Endpoint {
+                        endpoint_md: att.metadata.clone(),
+                        rtcert: att.rtcert.clone(),
+                    },
+                ));
+            }
+            att.advertised.get(&name).map(|entry| {
+                (
+                    *link,
+                    RouteTarget::Capsule {
+                        capsule_md: entry.capsule_md.clone(),
+                        adcert: entry.adcert.clone(),
+                        server_md: att.metadata.clone(),
+                        rtcert: att.rtcert.clone(),
+                    },
+                )
+            })
+        })
+    }
+
+    /// Counts a protocol violation on `link` and closes it at the limit.
+    pub(crate) fn violation(&mut self, now: Timestamp, link: LinkId, reason: DropReason) {
+        self.stats.dropped.count(reason);
+        let Some(state) = self.links.get_mut(&link) else {
+            return;
+        };
+        match reason {
+            DropReason::Malformed => state.malformed += 1,
+            DropReason::Oversized => state.oversized += 1,
+            DropReason::BadSource => state.bad_source += 1,
+            _ => {}
+        }
+        state.violations += 1;
+        let count = state.violations;
+        if count >= self.config.max_violations {
+            tracing::debug!(%link, count, "closing link after repeated violations");
+            self.close_link(now, link, CloseReason::Violations { count });
+        }
+    }
+
+    /// Sends a control message on `link`, addressed to `dst`.
+    pub(crate) fn send_control(&mut self, link: LinkId, dst: Name, msg: ControlMessage) {
+        let seq = self.next_seq();
+        match msg.to_pdu(dst, self.name, seq) {
+            Ok(pdu) => self.send_on(link, pdu.to_bytes()),
+            Err(e) => tracing::warn!(%link, error = %e, "control message over limits not sent"),
+        }
+    }
+}

@@ -1,0 +1,358 @@
+//! The router's forwarding core: a sans-IO state machine.
+//!
+//! [`RouterCore`] holds everything a GDP router decides (attachments, the
+//! FIB, pending PDUs, name resolution, published records) and does no I/O:
+//! no sockets, no clock, no tasks. Like `quinn-proto`, it is driven from
+//! outside. A driver (QUIC and the directory in production, the
+//! [`sim`](crate::sim) harness in tests) feeds it inputs and drains its
+//! outputs, and every input carries the wall-clock time `now` as a
+//! [`Timestamp`] (certificates are checked against wall-clock time, so one
+//! kind of time is used throughout).
+//!
+//! # Data flow
+//!
+//! ```text
+//!                 link_up / link_down / handle_pdu      lookup_result / dial_failed
+//!   transport ───────────────────────────────┐       ┌──────────────────── directory, dialer
+//!                                            ▼       ▼
+//!                                      ┌─────────────────┐  handle_timeout(now)
+//!                                      │   RouterCore    │◀─────────────────── timer
+//!                                      └─────────────────┘
+//!   transport ◀── poll_transmit ─────────┘   │      └──── poll_timeout ──▶ timer
+//!   (Transmit: batch of PDUs per link)       │
+//!                      poll_action ──────────┘
+//!   (Lookup, Publish, Unpublish ──▶ directory;  Dial, CloseLink ──▶ transport)
+//! ```
+//!
+//! After each input the driver drains [`RouterCore::poll_transmit`] and
+//! [`RouterCore::poll_action`] until they return `None`, then sleeps until
+//! [`RouterCore::poll_timeout`] (or the next input) and calls
+//! [`RouterCore::handle_timeout`]. Nothing blocks and every queue inside is
+//! bounded: pending PDUs per name and in all, transmits per link, negative
+//! cache entries.
+//!
+//! # Inside
+//!
+//! - **Attach** (`attach` module): an endpoint link is challenged; a valid
+//!   [`AttachProof`](gdp_proto::control::AttachProof) binds the link to the
+//!   endpoint's name, installs a local FIB entry and publishes a route record.
+//!   Capsule servers then advertise capsules with AdCerts, each checked for
+//!   this server.
+//! - **Peering** (`peering` module): router links exchange hellos; the
+//!   peering policy may require a trust-domain certificate.
+//! - **Forwarding** (`forward` module): parse the header without copying,
+//!   check the source on endpoint links, look the destination up in the
+//!   [`Fib`], decrement the TTL in place and queue the same bytes for the
+//!   next hop. A miss parks the PDU in the pending queue and starts a
+//!   resolution.
+//! - **Resolution** (`resolve` module): a lookup's raw records are decoded
+//!   and verified one by one; a usable record leads to a FIB entry (a linked
+//!   router), a dial (a router with addresses) or the resolution of its
+//!   gateway (`via`), recursively. Failure answers the waiting PDUs with
+//!   NakNoRoute.
+//! - **Publishing** (`publish` module): records for local names are signed,
+//!   published, republished at two thirds of their lifetime and unpublished
+//!   when the name leaves.
+//!
+//! # Shutdown
+//!
+//! [`RouterCore::shutdown`] unpublishes every record and closes every link;
+//! the driver drains the resulting actions before it stops.
+#![allow(
+    clippy::module_name_repetitions,
+    reason = "the public types are re-exported at the crate's `core` path"
+)]
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use gdp_certs::{Identity, Name, Timestamp};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+mod attach;
+mod config;
+mod fib;
+mod forward;
+mod io;
+mod outbox;
+mod peering;
+mod pending;
+mod publish;
+mod resolve;
+mod stats;
+#[cfg(test)]
+mod tests;
+mod timers;
+
+pub use config::{ConfigError, CoreConfig, Gateway};
+pub use fib::{Fib, FibEntry, FibReader, NameHasher, NameHasherBuilder, RouteKind};
+pub use io::{
+    Action, CloseReason, LinkId, LinkInfo, LinkPeer, LinkRole, LookupError, PeeringError, Transmit,
+};
+pub use stats::{DropReason, Drops, Stats};
+
+use attach::LinkState;
+use outbox::Outbox;
+use pending::PendingQueue;
+use publish::Published;
+use resolve::{Dialing, Resolve};
+use timers::{Timer, Timers};
+
+/// Why [`RouterCore::install_route`] refused a route.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RouteError {
+    /// The link is not a router link in use.
+    #[error("{0} is not a router link in use")]
+    NotARouterLink(LinkId),
+    /// The name is served by an endpoint attached here.
+    #[error("{0} is attached locally")]
+    LocalName(Name),
+}
+
+/// The sans-IO forwarding core of a GDP router. See the [module
+/// documentation](self) for the data flow.
+#[derive(Debug)]
+pub struct RouterCore {
+    identity: Identity,
+    name: Name,
+    config: CoreConfig,
+    rng: StdRng,
+    fib: Arc<Fib>,
+    links: BTreeMap<LinkId, LinkState>,
+    /// Router links in use, by peer name (the first one when there are several).
+    routers: BTreeMap<Name, LinkId>,
+    published: BTreeMap<Name, Published>,
+    pending: PendingQueue,
+    resolving: BTreeMap<Name, Resolve>,
+    dialing: BTreeMap<Name, Dialing>,
+    /// Names with no valid record, until when.
+    negative: BTreeMap<Name, Timestamp>,
+    timers: Timers,
+    outbox: Outbox,
+    actions: VecDeque<Action>,
+    stats: Stats,
+    started: bool,
+    shutting_down: bool,
+    /// The gateway is not dialed again before this time.
+    gateway_retry_at: Timestamp,
+    next_seq: u64,
+}
+
+impl RouterCore {
+    /// A core for the router `identity`.
+    ///
+    /// Nothing happens until the first input: the first call (any input, or
+    /// [`RouterCore::handle_timeout`], which [`RouterCore::poll_timeout`]
+    /// asks for at once) publishes the router's own route record and dials
+    /// the configured gateway.
+    pub fn new(identity: Identity, config: CoreConfig) -> Result<Self, ConfigError> {
+        config.validate(identity.name(), identity.metadata().kind())?;
+        let mut rng = match config.rng_seed {
+            Some(seed) => StdRng::seed_from_u64(seed),
+            None => StdRng::from_entropy(),
+        };
+        let fib = Arc::new(Fib::new([rng.r#gen(), rng.r#gen()]));
+        Ok(RouterCore {
+            name: identity.name(),
+            identity,
+            rng,
+            fib,
+            links: BTreeMap::new(),
+            routers: BTreeMap::new(),
+            published: BTreeMap::new(),
+            pending: PendingQueue::new(config.pending_per_name, config.pending_total),
+            resolving: BTreeMap::new(),
+            dialing: BTreeMap::new(),
+            negative: BTreeMap::new(),
+            timers: Timers::default(),
+            outbox: Outbox::new(config.link_queue_limit),
+            actions: VecDeque::new(),
+            stats: Stats::default(),
+            started: false,
+            shutting_down: false,
+            gateway_retry_at: Timestamp::ZERO,
+            next_seq: 1,
+            config,
+        })
+    }
+
+    /// This router's name.
+    pub fn name(&self) -> Name {
+        self.name
+    }
+
+    /// This router's identity.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &CoreConfig {
+        &self.config
+    }
+
+    /// A read-only handle on the FIB, for lookups from other threads.
+    pub fn fib(&self) -> FibReader {
+        FibReader(Arc::clone(&self.fib))
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// What the core knows about `link`.
+    pub fn link_info(&self, link: LinkId) -> Option<LinkInfo> {
+        self.links.get(&link).map(LinkState::info)
+    }
+
+    /// Links known to the core.
+    pub fn links(&self) -> impl Iterator<Item = LinkId> + '_ {
+        self.links.keys().copied()
+    }
+
+    /// The ready router link to `router`, if any.
+    pub fn router_link(&self, router: &Name) -> Option<LinkId> {
+        self.routers.get(router).copied()
+    }
+
+    /// The next batch of PDUs to send, or `None` when nothing is queued.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.outbox.pop()
+    }
+
+    /// The next action for the driver, or `None`.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// When [`RouterCore::handle_timeout`] must be called next.
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        if self.started {
+            self.timers.next()
+        } else {
+            Some(Timestamp::ZERO)
+        }
+    }
+
+    /// Runs every timer due at `now`: republishing, cache and pending expiry,
+    /// resolution and dial deadlines, gateway redials.
+    pub fn handle_timeout(&mut self, now: Timestamp) {
+        self.start(now);
+        while let Some(timer) = self.timers.pop_due(now) {
+            match timer {
+                Timer::Republish(name) => self.republish(now, name),
+                Timer::FibExpiry(name) => self.expire_fib(now, name),
+                Timer::Pending(name) => self.expire_pending(now, name),
+                Timer::Resolve(name) => self.resolve_deadline(now, name),
+                Timer::Dial(router) => self.dial_deadline(now, router),
+                Timer::Negative(name) => {
+                    if self.negative.get(&name).is_some_and(|until| *until < now) {
+                        self.negative.remove(&name);
+                    }
+                }
+                Timer::Redial => self.redial_gateway(now),
+            }
+        }
+        self.refresh_gauges();
+    }
+
+    /// Pins `name` to the router link `link` until `expires` (a static route;
+    /// also how tests build stale routes). Directory lookups do not replace
+    /// it while it is valid.
+    pub fn install_route(
+        &mut self,
+        now: Timestamp,
+        name: Name,
+        link: LinkId,
+        expires: Timestamp,
+    ) -> Result<(), RouteError> {
+        self.start(now);
+        if !self
+            .links
+            .get(&link)
+            .is_some_and(LinkState::is_ready_router)
+        {
+            return Err(RouteError::NotARouterLink(link));
+        }
+        if self
+            .fib
+            .get(&name)
+            .is_some_and(|e| e.kind == RouteKind::Local)
+        {
+            return Err(RouteError::LocalName(name));
+        }
+        self.fib.insert(
+            name,
+            FibEntry {
+                next_hop: link,
+                kind: RouteKind::Static,
+                expires,
+            },
+        );
+        self.timers.schedule(
+            Timestamp(expires.0.saturating_add(1)),
+            Timer::FibExpiry(name),
+        );
+        self.route_available(now, name);
+        self.refresh_gauges();
+        Ok(())
+    }
+
+    /// Withdraws everything: unpublishes every record this router
+    /// published and closes every link. Inputs after this are still
+    /// handled, but nothing is published again.
+    pub fn shutdown(&mut self, now: Timestamp) {
+        self.start(now);
+        self.shutting_down = true;
+        let links: Vec<LinkId> = self.links.keys().copied().collect();
+        for link in links {
+            self.close_link(now, link, CloseReason::Shutdown);
+        }
+        let names: Vec<Name> = self.published.keys().copied().collect();
+        for name in names {
+            self.published.remove(&name);
+            self.actions.push_back(Action::Unpublish { name });
+        }
+        self.refresh_gauges();
+    }
+
+    /// Publishes the router's own record and dials the gateway, once.
+    fn start(&mut self, now: Timestamp) {
+        if self.started {
+            return;
+        }
+        self.started = true;
+        self.publish_self(now);
+        self.redial_gateway(now);
+    }
+
+    /// A fresh sequence number for PDUs this router originates.
+    fn next_seq(&mut self) -> u64 {
+        let s = self.next_seq;
+        self.next_seq = self.next_seq.wrapping_add(1);
+        s
+    }
+
+    /// A fresh random nonce.
+    fn nonce(&mut self) -> [u8; 32] {
+        self.rng.r#gen()
+    }
+
+    fn refresh_gauges(&mut self) {
+        self.stats.pending = self.pending.len();
+        self.stats.links = self.links.len();
+        self.stats.fib_entries = self.fib.len();
+    }
+
+    /// Queues `pdu` on `link` without touching it (control messages this
+    /// router originates on that link).
+    fn send_on(&mut self, link: LinkId, pdu: Bytes) {
+        if self.outbox.push(link, true, pdu).is_err() {
+            self.stats.dropped.count(DropReason::QueueFull);
+        }
+    }
+}

@@ -1,0 +1,428 @@
+//! Name resolution: from a FIB miss to a next-hop link, or to a NAK.
+//!
+//! A resolution starts with one `Lookup` action per name (however many PDUs
+//! wait for it). The directory is untrusted: every record that comes back is
+//! decoded and verified for the looked-up name at `now`; records that fail
+//! are counted as bad and ignored, records this router published itself are
+//! stale and ignored. The usable ones become candidates, tried in order:
+//! records of routers already linked first, then records with addresses,
+//! then records through a gateway.
+//!
+//! For a candidate published by router R:
+//!
+//! - a link to R exists: the name is cached in the FIB towards that link
+//!   until `min(record chain expiry, now + cache_ttl)`;
+//! - R has addresses: R is dialed (once, however many names wait for it)
+//!   and the name waits for R's link;
+//! - R names a gateway G (`via`): the name waits for a route to G, which is
+//!   resolved the same way, up to `max_via_depth` levels. A chain R3 via G2
+//!   via G1 thus becomes: dial G1, and the FIB sends R3's names to G1, which
+//!   resolves them further itself.
+//!
+//! A dial that fails, or a gateway that cannot be resolved, moves on to the
+//! next candidate; when none is left, or the resolution outlives
+//! `resolve_timeout`, the waiting PDUs are answered with NakNoRoute and the
+//! name is remembered as unreachable for `negative_ttl`.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use gdp_certs::cert::{CertError, RouteRecord, Verified};
+use gdp_certs::codec::Decode;
+use gdp_certs::{Metadata, Name, Timestamp};
+use gdp_proto::control::NakReason;
+
+use super::io::{LinkId, LookupError};
+use super::timers::Timer;
+use super::{Action, DropReason, FibEntry, RouteKind, RouterCore};
+
+/// Where a resolution stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Waiting for the directory.
+    Lookup,
+    /// Waiting for a link to this router.
+    Dial(Name),
+    /// Waiting for a route to this gateway.
+    Via(Name),
+}
+
+/// One name being resolved.
+#[derive(Debug, Clone)]
+pub(crate) struct Resolve {
+    /// Gateway levels above the name that started it.
+    depth: u8,
+    phase: Phase,
+    /// Verified records not tried yet.
+    candidates: VecDeque<Verified<RouteRecord>>,
+    /// Expiry of a route from the candidate being tried.
+    cap: Timestamp,
+    /// Names that wait for this one (it is their gateway).
+    waiters: BTreeSet<Name>,
+    deadline: Timestamp,
+    /// The reason the NAKs give if this fails.
+    failure: NakReason,
+}
+
+/// A dial in progress.
+#[derive(Debug, Clone)]
+pub(crate) struct Dialing {
+    waiters: BTreeSet<Name>,
+    deadline: Timestamp,
+}
+
+impl RouterCore {
+    /// Starts resolving `name` (unless it already is), with `waiter`
+    /// waiting for it.
+    pub(crate) fn resolve(&mut self, now: Timestamp, name: Name, depth: u8, waiter: Option<Name>) {
+        if let Some(r) = self.resolving.get_mut(&name) {
+            r.waiters.extend(waiter);
+            return;
+        }
+        let deadline = now.saturating_add(self.config.resolve_timeout);
+        self.resolving.insert(
+            name,
+            Resolve {
+                depth,
+                phase: Phase::Lookup,
+                candidates: VecDeque::new(),
+                cap: Timestamp::MAX,
+                waiters: waiter.into_iter().collect(),
+                deadline,
+                failure: NakReason::NoRoute,
+            },
+        );
+        self.timers.schedule(deadline, Timer::Resolve(name));
+        self.stats.lookups += 1;
+        self.actions.push_back(Action::Lookup(name));
+    }
+
+    /// The directory answered the lookup of `name` with raw records (or
+    /// failed). Answers for names the core is not looking up are ignored.
+    pub fn lookup_result(
+        &mut self,
+        now: Timestamp,
+        name: Name,
+        result: Result<Vec<Bytes>, LookupError>,
+    ) {
+        self.start(now);
+        self.on_lookup_result(now, name, result);
+        self.refresh_gauges();
+    }
+
+    fn on_lookup_result(
+        &mut self,
+        now: Timestamp,
+        name: Name,
+        result: Result<Vec<Bytes>, LookupError>,
+    ) {
+        if !self
+            .resolving
+            .get(&name)
+            .is_some_and(|r| r.phase == Phase::Lookup)
+        {
+            return;
+        }
+        let records = match result {
+            Ok(records) => records,
+            Err(e) => {
+                tracing::debug!(name = %name.short(), error = %e, "lookup failed");
+                if let Some(r) = self.resolving.get_mut(&name) {
+                    r.failure = NakReason::DirectoryUnavailable;
+                }
+                return self.fail(now, name);
+            }
+        };
+        let mut candidates = Vec::new();
+        for (i, raw) in records.into_iter().enumerate() {
+            if i >= self.config.max_records_per_lookup {
+                self.stats.records_skipped += 1;
+                continue;
+            }
+            let checked = RouteRecord::decode(raw)
+                .map_err(CertError::from)
+                .and_then(|r| r.verify(&name, now));
+            match checked {
+                Ok(v) if v.router_name() == self.name => self.stats.stale_records += 1,
+                Ok(v) => candidates.push(v),
+                Err(e) => {
+                    self.stats.bad_records += 1;
+                    tracing::debug!(name = %name.short(), error = %e, "bad route record");
+                }
+            }
+        }
+        candidates.sort_by_key(|c| {
+            if self.routers.contains_key(&c.router_name()) {
+                0
+            } else if !c.addresses().is_empty() {
+                1
+            } else {
+                2
+            }
+        });
+        if let Some(r) = self.resolving.get_mut(&name) {
+            r.candidates = candidates.into();
+        }
+        self.try_next(now, name);
+    }
+
+    /// Tries the next candidate record for `name`, or fails it.
+    fn try_next(&mut self, now: Timestamp, name: Name) {
+        loop {
+            let Some(r) = self.resolving.get_mut(&name) else {
+                return;
+            };
+            let Some(c) = r.candidates.pop_front() else {
+                return self.fail(now, name);
+            };
+            let depth = r.depth;
+            let cap = c
+                .chain_not_after()
+                .min(now.saturating_add(self.config.cache_ttl));
+            let router = c.router_name();
+            if let Some(&link) = self.routers.get(&router) {
+                return self.complete(now, name, link, cap);
+            }
+            if !c.addresses().is_empty() {
+                r.phase = Phase::Dial(router);
+                r.cap = cap;
+                let md = c.router_md().clone();
+                let addresses = c.addresses().to_vec();
+                return self.dial(now, router, md, addresses, name);
+            }
+            let Some(gateway) = c.via() else { continue };
+            if gateway == self.name || gateway == router || gateway == name {
+                // This router is the gateway but has no link to the router
+                // behind it, or the record points at itself.
+                continue;
+            }
+            if let Some(e) = self.fib.lookup(&gateway, now) {
+                return self.complete(now, name, e.next_hop, cap.min(e.expires));
+            }
+            if depth >= self.config.max_via_depth {
+                continue;
+            }
+            r.phase = Phase::Via(gateway);
+            r.cap = cap;
+            return self.resolve(now, gateway, depth + 1, Some(name));
+        }
+    }
+
+    /// `name` resolved to `link` until `cap`: cache it, release its PDUs,
+    /// and resolve the names waiting for it.
+    fn complete(&mut self, now: Timestamp, name: Name, link: LinkId, cap: Timestamp) {
+        let Some(r) = self.resolving.remove(&name) else {
+            return;
+        };
+        self.install_cached(name, link, cap);
+        // The entry actually used: a local or neighbour entry beats the cache.
+        let entry = self.fib.lookup(&name, now).unwrap_or(FibEntry {
+            next_hop: link,
+            kind: RouteKind::Cached,
+            expires: cap,
+        });
+        self.flush_pending(now, name);
+        for w in r.waiters {
+            let Some(wr) = self.resolving.get(&w) else {
+                continue;
+            };
+            if wr.phase == Phase::Via(name) {
+                let wcap = wr.cap.min(entry.expires);
+                self.complete(now, w, entry.next_hop, wcap);
+            }
+        }
+    }
+
+    /// Caches `name` -> `link` until `cap`, unless a better entry exists.
+    fn install_cached(&mut self, name: Name, link: LinkId, cap: Timestamp) {
+        let keep = self.fib.get(&name).is_some_and(|e| {
+            matches!(
+                e.kind,
+                RouteKind::Local | RouteKind::Neighbor | RouteKind::Static
+            ) && e.expires >= cap
+        });
+        if keep {
+            return;
+        }
+        self.fib.insert(
+            name,
+            FibEntry {
+                next_hop: link,
+                kind: RouteKind::Cached,
+                expires: cap,
+            },
+        );
+        self.timers
+            .schedule(Timestamp(cap.0.saturating_add(1)), Timer::FibExpiry(name));
+    }
+
+    /// `name` cannot be resolved: NAK its PDUs, remember it, and let the
+    /// names waiting for it try their next candidate.
+    fn fail(&mut self, now: Timestamp, name: Name) {
+        let Some(r) = self.resolving.remove(&name) else {
+            return;
+        };
+        self.stats.lookup_failures += 1;
+        if let Phase::Dial(router) = r.phase
+            && let Some(d) = self.dialing.get_mut(&router)
+        {
+            d.waiters.remove(&name);
+        }
+        if r.failure == NakReason::NoRoute && self.negative.len() < self.config.max_negative_entries
+        {
+            let until = now.saturating_add(self.config.negative_ttl);
+            self.negative.insert(name, until);
+            self.timers
+                .schedule(Timestamp(until.0.saturating_add(1)), Timer::Negative(name));
+        }
+        for p in self.pending.take(&name) {
+            self.stats.dropped.count(DropReason::NoRoute);
+            self.nak(now, &p.header, r.failure);
+        }
+        for w in r.waiters {
+            if self
+                .resolving
+                .get(&w)
+                .is_some_and(|wr| wr.phase == Phase::Via(name))
+            {
+                self.try_next(now, w);
+            }
+        }
+    }
+
+    /// A route to `name` appeared (local attach, neighbour, static route):
+    /// forget that it was unreachable and finish its resolution.
+    pub(crate) fn route_available(&mut self, now: Timestamp, name: Name) {
+        self.negative.remove(&name);
+        match self.fib.lookup(&name, now) {
+            Some(e) if self.resolving.contains_key(&name) => {
+                self.complete(now, name, e.next_hop, e.expires);
+            }
+            _ => self.flush_pending(now, name),
+        }
+    }
+
+    /// Sends every PDU waiting for `name` along its FIB entry.
+    fn flush_pending(&mut self, now: Timestamp, name: Name) {
+        let waiting = self.pending.take(&name);
+        for p in waiting {
+            match self.fib.lookup(&name, now) {
+                Some(entry) => self.send_via(entry, &p.header, p.bytes),
+                None => {
+                    self.stats.dropped.count(DropReason::NoRoute);
+                    self.nak(now, &p.header, NakReason::NoRoute);
+                }
+            }
+        }
+    }
+
+    /// Asks the driver for a link to `router`, with `waiter` waiting for it.
+    fn dial(
+        &mut self,
+        now: Timestamp,
+        router: Name,
+        metadata: Metadata,
+        addresses: Vec<SocketAddr>,
+        waiter: Name,
+    ) {
+        if let Some(d) = self.dialing.get_mut(&router) {
+            d.waiters.insert(waiter);
+            return;
+        }
+        let deadline = now.saturating_add(self.config.dial_timeout);
+        self.dialing.insert(
+            router,
+            Dialing {
+                waiters: BTreeSet::from([waiter]),
+                deadline,
+            },
+        );
+        self.timers.schedule(deadline, Timer::Dial(router));
+        let connecting = self.links.values().any(
+            |s| matches!(&s.kind, super::attach::LinkKind::Router { name, .. } if *name == router),
+        );
+        if !connecting {
+            self.stats.dials += 1;
+            self.actions.push_back(Action::Dial {
+                router,
+                metadata: Some(Box::new(metadata)),
+                addresses,
+            });
+        }
+    }
+
+    /// The driver could not open a link to `router`.
+    pub fn dial_failed(&mut self, now: Timestamp, router: Name) {
+        self.start(now);
+        self.stats.dial_failures += 1;
+        self.fail_dial(now, router);
+        self.gateway_lost(now, router);
+        self.refresh_gauges();
+    }
+
+    /// Names waiting for a link to `router` try their next candidate.
+    pub(crate) fn fail_dial(&mut self, now: Timestamp, router: Name) {
+        let Some(d) = self.dialing.remove(&router) else {
+            return;
+        };
+        for w in d.waiters {
+            if self
+                .resolving
+                .get(&w)
+                .is_some_and(|r| r.phase == Phase::Dial(router))
+            {
+                self.try_next(now, w);
+            }
+        }
+    }
+
+    /// A link to `router` is ready: names waiting for it resolve to it.
+    pub(crate) fn dial_succeeded(&mut self, now: Timestamp, router: Name, link: LinkId) {
+        let Some(d) = self.dialing.remove(&router) else {
+            return;
+        };
+        for w in d.waiters {
+            let Some(cap) = self
+                .resolving
+                .get(&w)
+                .filter(|r| r.phase == Phase::Dial(router))
+                .map(|r| r.cap)
+            else {
+                continue;
+            };
+            self.complete(now, w, link, cap);
+        }
+    }
+
+    pub(crate) fn dial_deadline(&mut self, now: Timestamp, router: Name) {
+        if self.dialing.get(&router).is_some_and(|d| d.deadline <= now) {
+            self.stats.dial_failures += 1;
+            self.fail_dial(now, router);
+        }
+    }
+
+    pub(crate) fn resolve_deadline(&mut self, now: Timestamp, name: Name) {
+        if self.resolving.get(&name).is_some_and(|r| r.deadline <= now) {
+            self.fail(now, name);
+        }
+    }
+
+    /// PDUs waiting for `name` past their deadline get a NAK.
+    pub(crate) fn expire_pending(&mut self, now: Timestamp, name: Name) {
+        for p in self.pending.expire(&name, now) {
+            self.stats.dropped.count(DropReason::NoRoute);
+            self.nak(now, &p.header, NakReason::NoRoute);
+        }
+        if let Some(next) = self.pending.next_deadline(&name) {
+            self.timers.schedule(next, Timer::Pending(name));
+        }
+    }
+
+    /// Removes the cached or static entry for `name` if it has expired.
+    pub(crate) fn expire_fib(&mut self, now: Timestamp, name: Name) {
+        self.fib.remove_if(&name, |e| {
+            matches!(e.kind, RouteKind::Cached | RouteKind::Static) && e.expires < now
+        });
+    }
+}

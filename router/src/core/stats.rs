@@ -1,0 +1,155 @@
+//! Counters the core keeps, for metrics and tests.
+
+/// Why a PDU was dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DropReason {
+    /// Its TTL ran out before the next router hop.
+    Ttl,
+    /// No route: nothing valid was found, or it waited too long.
+    NoRoute,
+    /// It came from an endpoint with a source name the endpoint did not
+    /// prove.
+    BadSource,
+    /// It could not be parsed, or its length disagrees with its header.
+    Malformed,
+    /// It is larger than the largest PDU.
+    Oversized,
+    /// A bounded queue (pending or per link) was full.
+    QueueFull,
+    /// It is not allowed where it arrived (for example an Advertise from a
+    /// router, or any PDU on a router link before its hello).
+    Policy,
+    /// It arrived on an endpoint link before the endpoint attached.
+    NotAttached,
+    /// It was addressed to this router, which has no service for its type.
+    Unhandled,
+}
+
+/// Dropped PDUs, by reason.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Drops {
+    /// See [`DropReason::Ttl`].
+    pub ttl: u64,
+    /// See [`DropReason::NoRoute`].
+    pub no_route: u64,
+    /// See [`DropReason::BadSource`].
+    pub bad_source: u64,
+    /// See [`DropReason::Malformed`].
+    pub malformed: u64,
+    /// See [`DropReason::Oversized`].
+    pub oversized: u64,
+    /// See [`DropReason::QueueFull`].
+    pub queue_full: u64,
+    /// See [`DropReason::Policy`].
+    pub policy: u64,
+    /// See [`DropReason::NotAttached`].
+    pub not_attached: u64,
+    /// See [`DropReason::Unhandled`].
+    pub unhandled: u64,
+}
+
+impl Drops {
+    /// The counter for `reason`.
+    pub fn get(&self, reason: DropReason) -> u64 {
+        match reason {
+            DropReason::Ttl => self.ttl,
+            DropReason::NoRoute => self.no_route,
+            DropReason::BadSource => self.bad_source,
+            DropReason::Malformed => self.malformed,
+            DropReason::Oversized => self.oversized,
+            DropReason::QueueFull => self.queue_full,
+            DropReason::Policy => self.policy,
+            DropReason::NotAttached => self.not_attached,
+            DropReason::Unhandled => self.unhandled,
+        }
+    }
+
+    /// All drops together.
+    pub fn total(&self) -> u64 {
+        self.ttl
+            + self.no_route
+            + self.bad_source
+            + self.malformed
+            + self.oversized
+            + self.queue_full
+            + self.policy
+            + self.not_attached
+            + self.unhandled
+    }
+
+    pub(crate) fn count(&mut self, reason: DropReason) {
+        let c = match reason {
+            DropReason::Ttl => &mut self.ttl,
+            DropReason::NoRoute => &mut self.no_route,
+            DropReason::BadSource => &mut self.bad_source,
+            DropReason::Malformed => &mut self.malformed,
+            DropReason::Oversized => &mut self.oversized,
+            DropReason::QueueFull => &mut self.queue_full,
+            DropReason::Policy => &mut self.policy,
+            DropReason::NotAttached => &mut self.not_attached,
+            DropReason::Unhandled => &mut self.unhandled,
+        };
+        *c += 1;
+    }
+}
+
+/// Counters and gauges of one [`RouterCore`](super::RouterCore).
+///
+/// Counters only grow; `pending`, `links` and `fib_entries` are gauges of
+/// the current state.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// PDUs sent on to a next hop (a router or a local endpoint).
+    pub forwarded: u64,
+    /// Of those, PDUs delivered to locally attached endpoints.
+    pub delivered_local: u64,
+    /// Dropped PDUs, by reason.
+    pub dropped: Drops,
+    /// NakNoRoute PDUs this router originated.
+    pub naks_sent: u64,
+    /// Pings this router answered.
+    pub pongs_sent: u64,
+    /// FIB hits on the forwarding path.
+    pub cache_hits: u64,
+    /// FIB misses on the forwarding path (the PDU waits for a lookup, or is
+    /// answered from the negative cache).
+    pub cache_misses: u64,
+    /// Lookups asked of the directory.
+    pub lookups: u64,
+    /// Resolutions that ended without a usable route.
+    pub lookup_failures: u64,
+    /// Records from the directory that did not decode or verify.
+    pub bad_records: u64,
+    /// Valid records published by this router itself (left over from an
+    /// earlier attachment) and so ignored.
+    pub stale_records: u64,
+    /// Records beyond `max_records_per_lookup`, not looked at.
+    pub records_skipped: u64,
+    /// Route records published (first publications and republications).
+    pub records_published: u64,
+    /// Endpoints that attached.
+    pub attaches: u64,
+    /// Attach proofs refused.
+    pub attach_failures: u64,
+    /// Advertise entries refused (AdCert bad, expired, for another server).
+    pub adcerts_rejected: u64,
+    /// Capsules installed from advertisements.
+    pub capsules_advertised: u64,
+    /// Dials requested.
+    pub dials: u64,
+    /// Dials that failed or timed out.
+    pub dial_failures: u64,
+    /// Router links refused by the peering policy.
+    pub peers_refused: u64,
+    /// Links this router closed.
+    pub links_closed: u64,
+    /// PDUs waiting for a route now.
+    pub pending: usize,
+    /// Links known now.
+    pub links: usize,
+    /// FIB entries now.
+    pub fib_entries: usize,
+}

@@ -1,0 +1,548 @@
+//! Deterministic multi-router simulations of the forwarding core.
+//!
+//! Every test builds an overlay of router cores with `gdp_router::sim`
+//! (virtual time, in-memory links and directory, one seed) and asserts the
+//! specific counters the behaviour under test must move. Routing behaviour
+//! is tested here; hostile inputs (bad certificates and records, spoofing,
+//! malformed PDUs, peering policy) in [`security`].
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use gdp_certs::cert::{RouteRecord, RouteTarget};
+use gdp_certs::codec::Decode;
+use gdp_certs::{Kind, Name, Timestamp};
+use gdp_proto::control::NakReason;
+use gdp_proto::pdu::{DEFAULT_TTL, Pdu, PduHeader};
+use gdp_proto::{Flags, PduType};
+use gdp_router::core::{LinkRole, RouteKind};
+use gdp_router::sim::{AttachState, EndpointId, NetConfig, Network, RouterId};
+
+#[path = "simulation/security.rs"]
+mod security;
+
+const SECOND: Duration = Duration::from_secs(1);
+
+/// A network of `n` public routers with the default simulation settings,
+/// adjusted by `edit`.
+fn overlay(n: usize, edit: impl FnOnce(&mut NetConfig)) -> (Network, Vec<RouterId>) {
+    let mut cfg = NetConfig::default();
+    edit(&mut cfg);
+    let mut net = Network::new(cfg);
+    let routers = (0..n).map(|_| net.add_router()).collect();
+    (net, routers)
+}
+
+/// Adds an endpoint of `kind` attached to `router` and lets it attach.
+fn attached(net: &mut Network, kind: Kind, label: &str, router: RouterId) -> EndpointId {
+    let e = net.add_endpoint(kind, label);
+    net.attach(e, router);
+    net.run_for(SECOND);
+    assert_eq!(net.endpoint(e).state(), AttachState::Attached);
+    e
+}
+
+/// Queues a Data PDU from `from` to `to` and sends it.
+fn send(net: &mut Network, from: EndpointId, to: Name, payload: &'static [u8]) -> u64 {
+    let seq = net
+        .endpoint_mut(from)
+        .send_data(to, payload)
+        .expect("small payload");
+    net.flush_endpoint(from);
+    seq
+}
+
+fn name(net: &Network, e: EndpointId) -> Name {
+    net.endpoint(e).name()
+}
+
+#[test]
+fn endpoints_attach_and_their_records_are_published() {
+    let (mut net, routers) = overlay(10, |_| {});
+    let eps: Vec<EndpointId> = routers
+        .iter()
+        .enumerate()
+        .map(|(i, r)| attached(&mut net, Kind::Client, &format!("client-{i}"), *r))
+        .collect();
+    for (r, e) in routers.iter().zip(&eps) {
+        let core = net.router(*r);
+        assert_eq!(core.stats().attaches, 1);
+        assert_eq!(core.stats().attach_failures, 0);
+        let link = net.endpoint(*e).link().expect("linked");
+        let info = core.link_info(link).expect("known link");
+        assert_eq!(info.role, LinkRole::Endpoint);
+        assert_eq!(info.peer, Some(name(&net, *e)));
+        assert_eq!(
+            core.fib()
+                .lookup(&name(&net, *e), net.now())
+                .map(|f| f.kind),
+            Some(RouteKind::Local)
+        );
+        // The router's own record and the endpoint's, each verifiable.
+        let now = net.now();
+        for n in [net.router_name(*r), name(&net, *e)] {
+            let raw = net.directory().records(&n, now);
+            assert_eq!(raw.len(), 1);
+            let rec = RouteRecord::decode(raw[0].clone()).expect("decodes");
+            let v = rec.verify(&n, now).expect("verifies");
+            assert_eq!(v.router_name(), net.router_name(*r));
+        }
+        assert_eq!(core.stats().records_published, 2);
+    }
+}
+
+#[test]
+fn servers_advertise_capsules_with_verified_adcerts() {
+    let (mut net, routers) = overlay(10, |_| {});
+    let server = attached(&mut net, Kind::Server, "store", routers[3]);
+    let caps = [net.new_capsule("a"), net.new_capsule("b")];
+    let entries = caps.iter().map(|c| c.entry(name(&net, server))).collect();
+    net.endpoint_mut(server)
+        .advertise(entries)
+        .expect("small advertise");
+    net.run_for(SECOND);
+
+    let core = net.router(routers[3]);
+    assert_eq!(core.stats().capsules_advertised, 2);
+    assert_eq!(core.stats().adcerts_rejected, 0);
+    let link = net.endpoint(server).link().expect("linked");
+    assert_eq!(core.link_info(link).map(|i| i.advertised), Some(2));
+    let now = net.now();
+    for c in &caps {
+        let raw = net.directory().records(&c.name(), now);
+        assert_eq!(raw.len(), 1);
+        let v = RouteRecord::decode(raw[0].clone())
+            .expect("decodes")
+            .verify(&c.name(), now)
+            .expect("verifies");
+        assert!(matches!(v.target(), RouteTarget::Capsule { .. }));
+        assert_eq!(
+            core.fib().lookup(&c.name(), now).map(|e| e.next_hop),
+            Some(link)
+        );
+    }
+}
+
+#[test]
+fn pdus_cross_the_overlay_and_replies_come_back() {
+    let (mut net, routers) = overlay(10, |_| {});
+    let client = attached(&mut net, Kind::Client, "client", routers[1]);
+    let server = attached(&mut net, Kind::Server, "echo", routers[9]);
+    net.endpoint_mut(server).set_echo(true);
+    let (c, s) = (name(&net, client), name(&net, server));
+
+    let seqs: Vec<u64> = (0..5).map(|_| send(&mut net, client, s, b"ping")).collect();
+    net.run_for(SECOND);
+
+    let got: Vec<u64> = net
+        .endpoint(server)
+        .data_from(c)
+        .map(|p| p.header.seq)
+        .collect();
+    assert_eq!(got, seqs);
+    // One router hop: router 1 decremented the TTL once.
+    assert!(
+        net.endpoint(server)
+            .data_from(c)
+            .all(|p| p.header.ttl == DEFAULT_TTL - 1)
+    );
+    let replies: Vec<&Pdu> = net.endpoint(client).data_from(s).collect();
+    assert_eq!(replies.len(), 5);
+    assert!(
+        replies
+            .iter()
+            .all(|p| p.header.flags.contains(Flags::RESPONSE))
+    );
+
+    let r1 = net.router(routers[1]).stats().clone();
+    // Five PDUs waited for one lookup and one dial.
+    assert_eq!(r1.lookups, 1);
+    assert_eq!(r1.dials, 1);
+    assert_eq!(r1.cache_misses, 5);
+    assert_eq!(r1.bad_records, 0);
+    assert_eq!(net.router(routers[9]).stats().delivered_local, 5);
+
+    // The route is cached now: the next PDU neither looks up nor waits.
+    send(&mut net, client, s, b"again");
+    net.run_for(SECOND);
+    let r1b = net.router(routers[1]).stats();
+    assert_eq!(r1b.lookups, 1);
+    assert_eq!(r1b.cache_misses, r1.cache_misses);
+    // The PDU out, and the echo back to the local client.
+    assert_eq!(r1b.cache_hits, r1.cache_hits + 2);
+    assert_eq!(net.endpoint(server).data_from(c).count(), 6);
+}
+
+#[test]
+fn a_gateway_chain_of_three_router_hops() {
+    let (mut net, routers) = overlay(10, |_| {});
+    // G1 is public; G2 sits behind G1; R3 sits behind G2.
+    let g1 = routers[5];
+    let g2 = net.add_private_router(g1);
+    let r3 = net.add_private_router(g2);
+    let client = attached(&mut net, Kind::Client, "client", routers[1]);
+    let server = attached(&mut net, Kind::Server, "hidden", r3);
+    net.endpoint_mut(server).set_echo(true);
+    let (c, s) = (name(&net, client), name(&net, server));
+
+    // R3's record names no address, only its gateway.
+    let now = net.now();
+    let rec = RouteRecord::decode(net.directory().records(&s, now)[0].clone())
+        .expect("decodes")
+        .verify(&s, now)
+        .expect("verifies");
+    assert!(rec.addresses().is_empty());
+    assert_eq!(rec.via(), Some(net.router_name(g2)));
+
+    send(&mut net, client, s, b"through the gateways");
+    net.run_for(2 * SECOND);
+
+    let got: Vec<&Pdu> = net.endpoint(server).data_from(c).collect();
+    assert_eq!(got.len(), 1);
+    // Router 1 -> G1 -> G2 -> R3: three router hops.
+    assert_eq!(got[0].header.ttl, DEFAULT_TTL - 3);
+    assert_eq!(net.endpoint(client).data_from(s).count(), 1);
+    for hop in [g1, g2, r3] {
+        assert!(net.router(hop).stats().forwarded >= 1);
+    }
+    // Router 1 resolved the chain: the server's name, G2's and G1's.
+    assert_eq!(net.router(routers[1]).stats().lookups, 3);
+    assert_eq!(net.router(routers[1]).stats().lookup_failures, 0);
+}
+
+#[test]
+fn a_withdrawn_capsule_becomes_unreachable() {
+    let (mut net, routers) = overlay(10, |_| {});
+    let client = attached(&mut net, Kind::Client, "client", routers[0]);
+    let server = attached(&mut net, Kind::Server, "store", routers[9]);
+    let cap = net.new_capsule("log");
+    let entry = cap.entry(name(&net, server));
+    net.endpoint_mut(server)
+        .advertise(vec![entry])
+        .expect("small");
+    net.run_for(SECOND);
+
+    send(&mut net, client, cap.name(), b"first");
+    net.run_for(SECOND);
+    assert_eq!(
+        net.endpoint(server)
+            .received()
+            .iter()
+            .filter(|p| p.header.dst == cap.name())
+            .count(),
+        1
+    );
+
+    net.endpoint_mut(server)
+        .withdraw(&[cap.name()])
+        .expect("small");
+    net.run_for(SECOND);
+    let now = net.now();
+    assert!(
+        !net.directory()
+            .has_record(&cap.name(), &net.router_name(routers[9]), now)
+    );
+    assert_eq!(
+        net.router(routers[9])
+            .link_info(net.endpoint(server).link().expect("linked"))
+            .map(|i| i.advertised),
+        Some(0)
+    );
+
+    let before = net.router(routers[9]).stats().clone();
+    let seq = send(&mut net, client, cap.name(), b"second");
+    net.run_for(3 * SECOND);
+    let naks = net.endpoint(client).naks();
+    assert_eq!(naks.len(), 1);
+    assert_eq!(naks[0].unreachable, cap.name());
+    assert_eq!(naks[0].reason, NakReason::NoRoute);
+    assert_eq!(naks[0].seq, seq);
+    let after = net.router(routers[9]).stats();
+    // Router 0 still had the capsule cached towards router 9, which looked it
+    // up, found nothing and answered (looking up the client to do so).
+    assert_eq!(after.lookups, before.lookups + 2);
+    assert_eq!(after.lookup_failures, before.lookup_failures + 1);
+    assert_eq!(after.dropped.no_route, before.dropped.no_route + 1);
+    assert_eq!(after.naks_sent, before.naks_sent + 1);
+    assert_eq!(naks[0].from, net.router_name(routers[9]));
+}
+
+#[test]
+fn republishing_keeps_records_alive_and_unrepublished_ones_expire() {
+    let record_ttl = Duration::from_secs(30);
+    let (mut net, routers) = overlay(10, |cfg| {
+        cfg.router.record_ttl = record_ttl;
+        cfg.router.cache_ttl = Duration::from_secs(10);
+    });
+    let client = attached(&mut net, Kind::Client, "client", routers[2]);
+    let server = attached(&mut net, Kind::Server, "store", routers[8]);
+    let s = name(&net, server);
+    let r8 = net.router_name(routers[8]);
+
+    // Ten record lifetimes; the client keeps reaching the server, whose
+    // record is always there.
+    for round in 0..20u64 {
+        net.run_for(Duration::from_secs(15));
+        let now = net.now();
+        assert!(net.directory().has_record(&s, &r8, now), "round {round}");
+        send(&mut net, client, s, b"still there?");
+    }
+    net.run_for(SECOND);
+    assert_eq!(
+        net.endpoint(server).data_from(name(&net, client)).count(),
+        20
+    );
+    assert!(net.endpoint(client).naks().is_empty());
+    // Republished every 20 s over 300 s, plus the first publication.
+    let published = net.router(routers[8]).stats().records_published;
+    assert!(published >= 2 * 15, "published {published}");
+    // The client's router had to look the server up again as its cache
+    // expired, and every lookup succeeded.
+    let r2 = net.router(routers[2]).stats();
+    assert!(r2.lookups >= 10, "lookups {}", r2.lookups);
+    assert_eq!(r2.lookup_failures, 0);
+
+    // Router 8 dies: nobody republishes, and after one lifetime the
+    // directory has nothing left for the server.
+    net.kill_router(routers[8]);
+    net.run_for(record_ttl + SECOND);
+    let now = net.now();
+    assert!(net.directory().records(&s, now).is_empty());
+    let before = net.router(routers[2]).stats().clone();
+    let seq = send(&mut net, client, s, b"gone?");
+    net.run_for(3 * SECOND);
+    let after = net.router(routers[2]).stats();
+    assert_eq!(after.lookups, before.lookups + 1);
+    assert_eq!(after.lookup_failures, before.lookup_failures + 1);
+    assert_eq!(after.bad_records, before.bad_records);
+    let naks = net.endpoint(client).naks();
+    assert_eq!(naks.len(), 1);
+    assert_eq!((naks[0].unreachable, naks[0].seq), (s, seq));
+}
+
+#[test]
+fn a_router_lost_mid_stream_reroutes_to_a_replica_then_naks() {
+    let (mut net, routers) = overlay(10, |_| {});
+    let client = attached(&mut net, Kind::Client, "client", routers[1]);
+    let a = attached(&mut net, Kind::Server, "replica-a", routers[5]);
+    let b = attached(&mut net, Kind::Server, "replica-b", routers[7]);
+    let cap = net.new_capsule("replicated");
+    for s in [a, b] {
+        let entry = cap.entry(name(&net, s));
+        net.endpoint_mut(s).advertise(vec![entry]).expect("small");
+    }
+    net.run_for(SECOND);
+    let delivered = |net: &Network, e: EndpointId| {
+        net.endpoint(e)
+            .received()
+            .iter()
+            .filter(|p| p.header.dst == cap.name())
+            .count()
+    };
+
+    // Stream for a while: one replica gets everything.
+    for _ in 0..10 {
+        send(&mut net, client, cap.name(), b"tick");
+        net.run_for(Duration::from_millis(100));
+    }
+    let (first, first_router, second, second_router) = if delivered(&net, a) > 0 {
+        (a, routers[5], b, routers[7])
+    } else {
+        (b, routers[7], a, routers[5])
+    };
+    assert_eq!(delivered(&net, first), 10);
+    assert_eq!(delivered(&net, second), 0);
+
+    // Its router dies mid-stream: traffic through it stops, and after a
+    // failed dial to the dead router the stream resumes at the other replica.
+    net.kill_router(first_router);
+    for _ in 0..10 {
+        send(&mut net, client, cap.name(), b"tock");
+        net.run_for(Duration::from_millis(100));
+    }
+    net.run_for(SECOND);
+    assert_eq!(delivered(&net, first), 10);
+    assert!(
+        delivered(&net, second) >= 8,
+        "got {}",
+        delivered(&net, second)
+    );
+    let r1 = net.router(routers[1]).stats();
+    assert!(r1.dial_failures >= 1);
+    assert_eq!(r1.lookup_failures, 0);
+
+    // With both replicas gone there is no path left: NAKs.
+    net.kill_router(second_router);
+    net.run_for(SECOND);
+    let before = net.endpoint(client).naks().len();
+    let seq = send(&mut net, client, cap.name(), b"anyone?");
+    net.run_for(6 * SECOND);
+    let naks = net.endpoint(client).naks();
+    assert_eq!(naks.len(), before + 1);
+    assert_eq!(
+        naks.last().map(|n| (n.unreachable, n.seq)),
+        Some((cap.name(), seq))
+    );
+    assert!(net.router(routers[1]).stats().lookup_failures >= 1);
+}
+
+#[test]
+fn losing_a_gateway_cuts_the_chain_with_naks() {
+    let (mut net, routers) = overlay(10, |_| {});
+    let g1 = routers[4];
+    let g2 = net.add_private_router(g1);
+    let r3 = net.add_private_router(g2);
+    let client = attached(&mut net, Kind::Client, "client", routers[0]);
+    let server = attached(&mut net, Kind::Server, "hidden", r3);
+    let s = name(&net, server);
+    send(&mut net, client, s, b"one");
+    net.run_for(2 * SECOND);
+    assert_eq!(
+        net.endpoint(server).data_from(name(&net, client)).count(),
+        1
+    );
+
+    // G2 dies. G1 drops what it learned through G2, and nothing else leads
+    // to R3: the next PDU is answered with a NAK from G1.
+    net.kill_router(g2);
+    net.run_for(SECOND);
+    let seq = send(&mut net, client, s, b"two");
+    net.run_for(3 * SECOND);
+    assert_eq!(
+        net.endpoint(server).data_from(name(&net, client)).count(),
+        1
+    );
+    let naks = net.endpoint(client).naks();
+    assert_eq!(naks.len(), 1);
+    assert_eq!((naks[0].unreachable, naks[0].seq), (s, seq));
+    assert_eq!(naks[0].from, net.router_name(g1));
+    // G1 failed to resolve the server's name and its gateway G2 (whose
+    // record names G1 itself as the way in).
+    assert_eq!(net.router(g1).stats().lookup_failures, 2);
+}
+
+#[test]
+fn a_forwarding_loop_is_ended_by_the_ttl() {
+    let (mut net, routers) = overlay(10, |_| {});
+    let (r1, r2) = (routers[1], routers[2]);
+    let link = net.link_routers(r1, r2);
+    let client = attached(&mut net, Kind::Client, "client", r1);
+    // Stale routes for a name nobody serves point each router at the other.
+    let ghost = Name::from_bytes([0x66; 32]);
+    let until = net.now().saturating_add(Duration::from_secs(60));
+    let now = net.now();
+    net.router_mut(r1)
+        .install_route(now, ghost, link, until)
+        .expect("router link");
+    net.router_mut(r2)
+        .install_route(now, ghost, link, until)
+        .expect("router link");
+
+    send(&mut net, client, ghost, b"round and round");
+    net.run_for(2 * SECOND);
+
+    let (s1, s2) = (net.router(r1).stats(), net.router(r2).stats());
+    // The PDU took DEFAULT_TTL router hops, then died.
+    assert_eq!(s1.forwarded + s2.forwarded, u64::from(DEFAULT_TTL));
+    assert_eq!(s1.dropped.ttl + s2.dropped.ttl, 1);
+    assert_eq!(s1.lookups + s2.lookups, 0);
+    assert!(net.endpoint(client).naks().is_empty());
+}
+
+#[test]
+fn routers_answer_pings() {
+    let (mut net, routers) = overlay(10, |_| {});
+    let client = attached(&mut net, Kind::Client, "client", routers[0]);
+    let r7 = net.router_name(routers[7]);
+    let seq = net
+        .endpoint_mut(client)
+        .send(PduType::Ping, r7, Bytes::from_static(b"echo me"))
+        .expect("small");
+    net.flush_endpoint(client);
+    net.run_for(SECOND);
+    let pong: Vec<&Pdu> = net
+        .endpoint(client)
+        .received()
+        .iter()
+        .filter(|p| p.header.ptype == PduType::Pong)
+        .collect();
+    assert_eq!(pong.len(), 1);
+    assert_eq!((pong[0].header.src, pong[0].header.seq), (r7, seq));
+    assert_eq!(&pong[0].payload[..], b"echo me");
+    assert_eq!(net.router(routers[7]).stats().pongs_sent, 1);
+}
+
+/// Runs one busy scenario and returns every router's counters.
+fn scenario(seed: u64) -> Vec<gdp_router::core::Stats> {
+    let (mut net, routers) = overlay(10, |cfg| {
+        cfg.seed = seed;
+        cfg.loss = 0.2;
+    });
+    let clients: Vec<EndpointId> = routers
+        .iter()
+        .map(|r| attached(&mut net, Kind::Client, "c", *r))
+        .collect();
+    for (i, c) in clients.iter().enumerate() {
+        let dst = name(&net, clients[(i + 3) % clients.len()]);
+        for _ in 0..5 {
+            let seq = net.endpoint_mut(*c).next_seq();
+            let h = PduHeader::new(PduType::Data, dst, name(&net, *c), seq)
+                .with_flags(Flags::UNRELIABLE);
+            let pdu = Pdu::new(h, Bytes::from_static(b"maybe")).expect("small");
+            net.endpoint_mut(*c).send_pdu(&pdu);
+        }
+        net.flush_endpoint(*c);
+    }
+    net.run_for(5 * SECOND);
+    assert!(net.lost() > 0);
+    routers
+        .iter()
+        .map(|r| net.router(*r).stats().clone())
+        .collect()
+}
+
+#[test]
+fn runs_repeat_exactly() {
+    assert_eq!(scenario(11), scenario(11));
+    assert_ne!(scenario(11), scenario(12));
+}
+
+#[test]
+fn shutdown_unpublishes_everything() {
+    let (mut net, routers) = overlay(10, |_| {});
+    let server = attached(&mut net, Kind::Server, "store", routers[3]);
+    let cap = net.new_capsule("c");
+    let entry = cap.entry(name(&net, server));
+    net.endpoint_mut(server)
+        .advertise(vec![entry])
+        .expect("small");
+    net.run_for(SECOND);
+    let now = net.now();
+    net.router_mut(routers[3]).shutdown(now);
+    net.flush_router(routers[3]);
+    net.run_for(SECOND);
+    let now = net.now();
+    let r3 = net.router_name(routers[3]);
+    for n in [r3, name(&net, server), cap.name()] {
+        assert!(!net.directory().has_record(&n, &r3, now));
+    }
+    assert_eq!(net.endpoint(server).state(), AttachState::Detached);
+    assert_eq!(net.router(routers[3]).stats().links_closed, 1);
+}
+
+#[test]
+fn a_fresh_core_asks_to_start_then_sleeps_until_its_republish() {
+    let (mut net, routers) = overlay(1, |_| {});
+    assert_eq!(net.router(routers[0]).poll_timeout(), Some(Timestamp::ZERO));
+    net.run_for(Duration::from_millis(1));
+    let t = net
+        .router(routers[0])
+        .poll_timeout()
+        .expect("a republish is due");
+    // Two thirds of the default 300 s record lifetime after the start.
+    assert_eq!(
+        t,
+        gdp_router::sim::SIM_START.saturating_add(Duration::from_secs(200))
+    );
+    assert_eq!(net.router(routers[0]).stats().records_published, 1);
+}

@@ -1,0 +1,406 @@
+//! Hostile inputs: forged, foreign and expired certificates, bad directory
+//! records, spoofed sources, malformed and oversized PDUs, peering policy,
+//! directory outages. Each test asserts the counter the defence moves.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use gdp_certs::cert::{AdCert, DomainCert, RouteRecord, RouteTarget, RtCert, Validity};
+use gdp_certs::codec::Encode;
+use gdp_certs::{Identity, Kind, Name, SecretKey};
+use gdp_proto::PduType;
+use gdp_proto::control::NakReason;
+use gdp_proto::pdu::{HEADER_LEN, MAX_PAYLOAD_LEN, Pdu, PduHeader};
+use gdp_router::core::CoreConfig;
+use gdp_router::sim::{AttachState, NetConfig, Network};
+
+use super::{SECOND, attached, name, overlay, send};
+
+#[test]
+fn expired_records_from_a_directory_that_keeps_them_are_counted_bad() {
+    let (mut net, routers) = overlay(10, |cfg| {
+        cfg.router.record_ttl = Duration::from_secs(30);
+    });
+    let client = attached(&mut net, Kind::Client, "client", routers[0]);
+    let server = attached(&mut net, Kind::Server, "store", routers[6]);
+    let s = name(&net, server);
+    net.kill_router(routers[6]);
+    net.directory_mut().set_honour_expiry(false);
+    net.run_for(Duration::from_secs(31));
+
+    send(&mut net, client, s, b"hello?");
+    net.run_for(3 * SECOND);
+    let r0 = net.router(routers[0]).stats();
+    assert_eq!(r0.bad_records, 1);
+    assert_eq!(r0.lookup_failures, 1);
+    assert_eq!(net.endpoint(client).naks().len(), 1);
+}
+
+#[test]
+fn forged_adcerts_and_adcerts_for_other_servers_are_refused() {
+    let (mut net, routers) = overlay(10, |_| {});
+    let server = attached(&mut net, Kind::Server, "store", routers[4]);
+    let other = net.add_endpoint(Kind::Server, "elsewhere");
+    let client = attached(&mut net, Kind::Client, "client", routers[0]);
+    let year = Duration::from_secs(365 * 86_400);
+    let validity = Validity::new(
+        net.now().saturating_sub(year),
+        net.now().saturating_add(year),
+    );
+
+    let forged = {
+        let cap = net.new_capsule("forged");
+        let mut e = cap.entry(name(&net, server));
+        // Signed by someone who does not own the capsule.
+        e.adcert = AdCert::issue(
+            &SecretKey::from_seed(&[9; 32]),
+            cap.name(),
+            name(&net, server),
+            validity,
+        );
+        e
+    };
+    let for_other = net.new_capsule("not yours").entry(name(&net, other));
+    let good = net.new_capsule("fine");
+    let good_entry = good.entry(name(&net, server));
+    let forged_name = forged.adcert.capsule();
+    let other_name = for_other.adcert.capsule();
+    net.endpoint_mut(server)
+        .advertise(vec![forged, for_other, good_entry])
+        .expect("small");
+    net.run_for(SECOND);
+
+    let st = net.router(routers[4]).stats();
+    assert_eq!(st.adcerts_rejected, 2);
+    assert_eq!(st.capsules_advertised, 1);
+    let now = net.now();
+    assert!(net.directory().records(&forged_name, now).is_empty());
+    assert!(net.directory().records(&other_name, now).is_empty());
+    assert_eq!(net.directory().records(&good.name(), now).len(), 1);
+
+    send(&mut net, client, forged_name, b"hello?");
+    net.run_for(3 * SECOND);
+    assert_eq!(net.endpoint(client).naks().len(), 1);
+    assert_eq!(net.router(routers[0]).stats().lookup_failures, 1);
+}
+
+#[test]
+fn expired_certificates_are_refused() {
+    let (mut net, routers) = overlay(10, |_| {});
+    let now = net.now();
+    let long_ago = Validity::new(
+        now.saturating_sub(Duration::from_secs(7200)),
+        now.saturating_sub(Duration::from_secs(3600)),
+    );
+
+    // An expired AdCert.
+    let server = attached(&mut net, Kind::Server, "store", routers[2]);
+    let cap = net.new_capsule("old");
+    let entry = cap.entry_for(name(&net, server), long_ago);
+    net.endpoint_mut(server)
+        .advertise(vec![entry])
+        .expect("small");
+    net.run_for(SECOND);
+    assert_eq!(net.router(routers[2]).stats().adcerts_rejected, 1);
+    assert_eq!(net.router(routers[2]).stats().capsules_advertised, 0);
+
+    // An endpoint whose RtCert is expired never attaches; after three tries
+    // the router closes the link.
+    let late = net.add_endpoint(Kind::Client, "late");
+    net.endpoint_mut(late).set_rtcert_validity(Some(long_ago));
+    net.attach(late, routers[3]);
+    net.run_for(SECOND);
+    let st = net.router(routers[3]).stats();
+    assert_eq!(st.attaches, 0);
+    assert_eq!(st.attach_failures, 3);
+    assert_eq!(st.links_closed, 1);
+    assert_eq!(net.endpoint(late).rejections().len(), 3);
+    assert!(net.endpoint(late).rejections()[0].contains("expired"));
+    assert_eq!(net.endpoint(late).state(), AttachState::Detached);
+    assert!(
+        net.directory()
+            .records(&name(&net, late), net.now())
+            .is_empty()
+    );
+}
+
+#[test]
+fn a_record_from_a_router_without_an_rtcert_for_the_name_is_bad() {
+    let (mut net, routers) = overlay(10, |_| {});
+    let client = attached(&mut net, Kind::Client, "client", routers[0]);
+    let victim = net.add_endpoint(Kind::Server, "victim");
+    let victim_id = net.endpoint(victim).identity().clone();
+    let rogue = net.identity(Kind::Router, "rogue");
+    let now = net.now();
+    let validity = Validity::new(now, now.saturating_add(Duration::from_secs(300)));
+    // The victim's RtCert names router 5, not the rogue that publishes.
+    let wrong_router = RouteRecord::sign(
+        &rogue,
+        victim_id.name(),
+        RouteTarget::Endpoint {
+            endpoint_md: victim_id.metadata().clone(),
+            rtcert: RtCert::issue_by(&victim_id, net.router_name(routers[5]), validity),
+        },
+        vec!["192.0.2.66:4433".parse().expect("literal")],
+        None,
+        validity,
+    )
+    .expect("signs");
+    // An RtCert naming the rogue, but signed by the rogue, not the victim.
+    let forged_rtcert = RouteRecord::sign(
+        &rogue,
+        victim_id.name(),
+        RouteTarget::Endpoint {
+            endpoint_md: victim_id.metadata().clone(),
+            rtcert: RtCert::issue(rogue.secret_key(), victim_id.name(), rogue.name(), validity),
+        },
+        vec!["192.0.2.66:4433".parse().expect("literal")],
+        None,
+        validity,
+    )
+    .expect("signs");
+    let expires = validity.not_after;
+    net.directory_mut().insert_raw(
+        victim_id.name(),
+        rogue.name(),
+        wrong_router.to_bytes(),
+        expires,
+    );
+    net.directory_mut().insert_raw(
+        victim_id.name(),
+        Name::from_bytes([1; 32]),
+        forged_rtcert.to_bytes(),
+        expires,
+    );
+
+    send(&mut net, client, victim_id.name(), b"to the victim");
+    net.run_for(3 * SECOND);
+    let st = net.router(routers[0]).stats();
+    assert_eq!(st.bad_records, 2);
+    assert_eq!(st.dials, 0);
+    assert_eq!(st.lookup_failures, 1);
+    assert_eq!(net.endpoint(client).naks().len(), 1);
+}
+
+#[test]
+fn garbage_and_wrong_name_records_fall_back_to_nak() {
+    let (mut net, routers) = overlay(10, |cfg| cfg.router.negative_ttl = 10 * SECOND);
+    let client = attached(&mut net, Kind::Client, "client", routers[0]);
+    let real = attached(&mut net, Kind::Server, "real", routers[3]);
+    let target = Name::from_bytes([0x42; 32]);
+    let now = net.now();
+    let expires = now.saturating_add(Duration::from_secs(300));
+    let real_record = net.directory().records(&name(&net, real), now)[0].clone();
+    let dir = net.directory_mut();
+    dir.insert_raw(
+        target,
+        Name::from_bytes([1; 32]),
+        Bytes::from_static(b"garbage"),
+        expires,
+    );
+    dir.insert_raw(target, Name::from_bytes([2; 32]), Bytes::new(), expires);
+    // A perfectly valid record, for another name.
+    dir.insert_raw(target, Name::from_bytes([3; 32]), real_record, expires);
+
+    let seq = send(&mut net, client, target, b"?");
+    net.run_for(3 * SECOND);
+    let st = net.router(routers[0]).stats();
+    assert_eq!(st.bad_records, 3);
+    assert_eq!(st.lookup_failures, 1);
+    assert_eq!(st.dropped.no_route, 1);
+    let naks = net.endpoint(client).naks();
+    assert_eq!(naks.len(), 1);
+    assert_eq!(
+        (naks[0].unreachable, naks[0].reason, naks[0].seq),
+        (target, NakReason::NoRoute, seq)
+    );
+
+    // Within the negative-cache time the name is answered without a lookup.
+    send(&mut net, client, target, b"?");
+    net.run_for(Duration::from_millis(100));
+    let st = net.router(routers[0]).stats();
+    assert_eq!(st.lookups, 1);
+    assert_eq!(net.endpoint(client).naks().len(), 2);
+}
+
+#[test]
+fn spoofed_sources_are_dropped_and_the_spoofer_disconnected() {
+    let (mut net, routers) = overlay(10, |cfg| cfg.router.max_violations = 4);
+    let spoofer = attached(&mut net, Kind::Client, "spoofer", routers[1]);
+    let honest = attached(&mut net, Kind::Client, "honest", routers[1]);
+    let victim = attached(&mut net, Kind::Client, "victim", routers[2]);
+    let v = name(&net, victim);
+    let link = net.endpoint(spoofer).link().expect("linked");
+
+    let spoof = |net: &mut Network| {
+        let h = PduHeader::new(PduType::Data, v, name(net, honest), 7);
+        let pdu = Pdu::new(h, Bytes::from_static(b"it was me")).expect("small");
+        net.endpoint_mut(spoofer).send_pdu(&pdu);
+        net.flush_endpoint(spoofer);
+    };
+    spoof(&mut net);
+    net.run_for(SECOND);
+    let st = net.router(routers[1]).stats();
+    assert_eq!(st.dropped.bad_source, 1);
+    assert_eq!(
+        net.router(routers[1]).link_info(link).map(|i| i.bad_source),
+        Some(1)
+    );
+    assert_eq!(net.endpoint(victim).received().len(), 2); // challenge + accepted only
+
+    for _ in 0..3 {
+        spoof(&mut net);
+    }
+    net.run_for(SECOND);
+    let st = net.router(routers[1]).stats();
+    assert_eq!(st.dropped.bad_source, 4);
+    assert_eq!(st.links_closed, 1);
+    assert!(net.router(routers[1]).link_info(link).is_none());
+    assert_eq!(net.endpoint(spoofer).state(), AttachState::Detached);
+    // Its name is withdrawn with it.
+    assert!(
+        net.directory()
+            .records(&name(&net, spoofer), net.now())
+            .is_empty()
+    );
+
+    // The honest neighbour carries on.
+    send(&mut net, honest, v, b"really me");
+    net.run_for(SECOND);
+    assert_eq!(
+        net.endpoint(victim).data_from(name(&net, honest)).count(),
+        1
+    );
+}
+
+#[test]
+fn malformed_and_oversized_pdus_disconnect_the_sender_only() {
+    let (mut net, routers) = overlay(10, |cfg| cfg.router.max_violations = 5);
+    let bad = attached(&mut net, Kind::Client, "bad", routers[1]);
+    let good = attached(&mut net, Kind::Client, "good", routers[1]);
+    let peer = attached(&mut net, Kind::Client, "peer", routers[4]);
+    let p = name(&net, peer);
+    let link = net.endpoint(bad).link().expect("linked");
+
+    let valid = Pdu::new(
+        PduHeader::new(PduType::Data, p, name(&net, bad), 1),
+        Bytes::from_static(b"x"),
+    )
+    .expect("small")
+    .to_bytes();
+    // A header announcing more than the largest payload.
+    let mut oversized = valid.to_vec();
+    oversized[76..80].copy_from_slice(&(MAX_PAYLOAD_LEN as u32 + 1).to_be_bytes());
+    // A frame longer than the header says.
+    let mut trailing = valid.to_vec();
+    trailing.push(0);
+    let frames = [
+        Bytes::from_static(b"not a pdu"),
+        valid.slice(..HEADER_LEN - 1),
+        Bytes::from(trailing),
+        Bytes::from(oversized),
+    ];
+    for f in frames {
+        net.endpoint_mut(bad).send_raw(f);
+    }
+    net.flush_endpoint(bad);
+    net.run_for(SECOND);
+    let info = net
+        .router(routers[1])
+        .link_info(link)
+        .expect("still linked");
+    assert_eq!((info.malformed, info.oversized, info.violations), (3, 1, 4));
+    let st = net.router(routers[1]).stats();
+    assert_eq!((st.dropped.malformed, st.dropped.oversized), (3, 1));
+    assert_eq!(st.links_closed, 0);
+
+    // A frame larger than any PDU is the fifth violation.
+    net.endpoint_mut(bad)
+        .send_raw(Bytes::from(vec![0u8; HEADER_LEN + MAX_PAYLOAD_LEN + 1]));
+    net.flush_endpoint(bad);
+    net.run_for(SECOND);
+    let st = net.router(routers[1]).stats();
+    assert_eq!(st.dropped.oversized, 2);
+    assert_eq!(st.links_closed, 1);
+    assert_eq!(net.endpoint(bad).state(), AttachState::Detached);
+    assert_eq!(net.endpoint(peer).received().len(), 2);
+
+    send(&mut net, good, p, b"fine");
+    net.run_for(SECOND);
+    assert_eq!(net.endpoint(peer).data_from(name(&net, good)).count(), 1);
+}
+
+#[test]
+fn pdus_before_attach_are_dropped() {
+    let (mut net, routers) = overlay(10, |_| {});
+    let target = attached(&mut net, Kind::Client, "target", routers[0]);
+    let eager = net.add_endpoint(Kind::Client, "eager");
+    net.attach(eager, routers[0]);
+    // Sent before the challenge even arrives.
+    let t = name(&net, target);
+    send(&mut net, eager, t, b"too soon");
+    net.run_for(SECOND);
+    let st = net.router(routers[0]).stats();
+    assert_eq!(st.dropped.not_attached, 1);
+    assert_eq!(st.attaches, 2);
+    assert_eq!(net.endpoint(target).data_from(name(&net, eager)).count(), 0);
+}
+
+#[test]
+fn peering_policy_refuses_routers_outside_the_trust_domain() {
+    let domain = SecretKey::from_seed(&[0xd0; 32]);
+    let mut net = Network::new(NetConfig::default());
+    let year = Duration::from_secs(365 * 86_400);
+    let validity = Validity::new(
+        net.now().saturating_sub(year),
+        net.now().saturating_add(year),
+    );
+    let member = |id: &Identity, cfg: &mut CoreConfig| {
+        cfg.trusted_domains = vec![domain.public()];
+        cfg.domain_cert = Some(DomainCert::issue(&domain, id.name(), validity));
+    };
+    let strict = net.add_router_with(member);
+    let fellow = net.add_router_with(member);
+    let outsider = net.add_router();
+
+    let ok = net.link_routers(strict, fellow);
+    let refused = net.link_routers(strict, outsider);
+    net.run_for(SECOND);
+    let st = net.router(strict).stats();
+    assert_eq!(st.peers_refused, 1);
+    assert_eq!(st.links_closed, 1);
+    assert_eq!(
+        net.router(strict).router_link(&net.router_name(fellow)),
+        Some(ok)
+    );
+    assert!(
+        net.router(strict)
+            .router_link(&net.router_name(outsider))
+            .is_none()
+    );
+    assert!(net.router(strict).link_info(refused).is_none());
+    // The outsider saw the link go down.
+    assert!(net.router(outsider).link_info(refused).is_none());
+}
+
+#[test]
+fn a_directory_outage_is_answered_with_directory_unavailable() {
+    let (mut net, routers) = overlay(10, |_| {});
+    let client = attached(&mut net, Kind::Client, "client", routers[0]);
+    let server = attached(&mut net, Kind::Server, "store", routers[3]);
+    net.directory_mut().set_available(false);
+    let s = name(&net, server);
+    send(&mut net, client, s, b"?");
+    net.run_for(SECOND);
+    let naks = net.endpoint(client).naks();
+    assert_eq!(naks.len(), 1);
+    assert_eq!(naks[0].reason, NakReason::DirectoryUnavailable);
+    // Outages are not remembered: once the directory is back, it works.
+    net.directory_mut().set_available(true);
+    send(&mut net, client, s, b"!");
+    net.run_for(SECOND);
+    assert_eq!(
+        net.endpoint(server).data_from(name(&net, client)).count(),
+        1
+    );
+}
