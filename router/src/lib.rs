@@ -7,4 +7,3 @@ pub mod directory;
 pub mod sim;
 #[cfg(feature = "testing")]
 pub mod testing;
-pub mod transport;

@@ -21,9 +21,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use gdp_certs::tls::{self, PeerPolicy};
 use gdp_certs::{Identity, Name};
-use gdp_proto::frame::{FrameDecoder, FrameEncoder};
-use gdp_proto::pdu::{Flags, HEADER_LEN, Pdu, PduHeader, PduType};
-use gdp_router::transport::{TransportConfig, udp_socket};
+use gdp_link::{TransportConfig, udp_socket};
+use gdp_proto::frame::{DEFAULT_MAX_BUFFERED, FrameDecoder, FrameEncoder};
+use gdp_proto::pdu::{Flags, HEADER_LEN, MAX_PDU_LEN, Pdu, PduHeader, PduType};
 use hdrhistogram::Histogram;
 use quinn::{RecvStream, SendStream, VarInt};
 use tokio::sync::Semaphore;
@@ -33,6 +33,9 @@ pub(crate) const PAYLOADS: [usize; 2] = [64, 1024];
 
 /// Chunks read at once.
 const READ_CHUNKS: usize = 64;
+/// Most bytes pushed into a decoder at once: one piece fits next to an
+/// incomplete PDU in the decoder's bound.
+const PIECE: usize = DEFAULT_MAX_BUFFERED - MAX_PDU_LEN;
 /// Most PDUs the client encodes into one write.
 const WRITE_BATCH: usize = 256;
 
@@ -188,9 +191,15 @@ impl PduReader {
                 return Ok(false);
             };
             for chunk in &mut self.bufs[..n] {
-                self.decoder.push(std::mem::take(chunk))?;
-                while let Some(frame) = self.decoder.next_frame()? {
-                    out.push(frame.bytes);
+                // QUIC may hand out merged chunks of several MiB; feed the
+                // decoder pieces that fit its bound.
+                let mut chunk = std::mem::take(chunk);
+                while !chunk.is_empty() {
+                    let piece = chunk.split_to(chunk.len().min(PIECE));
+                    self.decoder.push(piece)?;
+                    while let Some(frame) = self.decoder.next_frame()? {
+                        out.push(frame.bytes);
+                    }
                 }
             }
         }

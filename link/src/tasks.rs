@@ -10,7 +10,8 @@
 //!   one PDU each;
 //! - the **stream reader** accepts the peer's unidirectional stream, reads
 //!   up to [`READ_CHUNKS`] chunks at a time, cuts them into PDUs with a
-//!   [`FrameDecoder`] and delivers each read's PDUs as one batch, waiting
+//!   [`FrameDecoder`] (feeding it at most [`PIECE`] bytes at once) and
+//!   delivers each read's PDUs as one batch, waiting
 //!   when the owner's channel is full (QUIC flow control then slows the
 //!   peer);
 //! - the **datagram reader** checks each datagram holds one PDU and
@@ -23,7 +24,8 @@
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use gdp_proto::frame::{FrameDecoder, FrameError};
+use gdp_proto::frame::{DEFAULT_MAX_BUFFERED, FrameDecoder, FrameError};
+use gdp_proto::pdu::MAX_PDU_LEN;
 use quinn::{ReadError, SendDatagramError, WriteError};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -34,6 +36,11 @@ use super::{CloseCode, DownReason, LinkEvent, LinkId};
 
 /// Chunks the stream reader asks QUIC for at once.
 pub(crate) const READ_CHUNKS: usize = 64;
+/// Most bytes pushed into the decoder at once. QUIC hands out chunks of
+/// any size (it merges what it has buffered when the reader falls behind,
+/// into chunks of several MiB), so the reader cuts them, without copying, to
+/// pieces that fit next to one incomplete PDU in the decoder's bound.
+const PIECE: usize = DEFAULT_MAX_BUFFERED - MAX_PDU_LEN;
 /// Most queue messages the stream writer takes per write.
 const WRITE_BATCH: usize = 4096;
 /// PDUs shorter than this are copied into one buffer per write; longer ones
@@ -269,20 +276,24 @@ async fn read_stream(shared: Arc<LinkShared>, events: mpsc::Sender<LinkEvent>, l
             let mut bytes = 0u64;
             let mut failed = None;
             'chunks: for chunk in &mut bufs[..n] {
-                if let Err(e) = decoder.push(std::mem::take(chunk)) {
-                    failed = Some(e);
-                    break;
-                }
-                loop {
-                    match decoder.next_frame() {
-                        Ok(Some(frame)) => {
-                            bytes += frame.bytes.len() as u64;
-                            batch.push(frame.bytes);
-                        }
-                        Ok(None) => break,
-                        Err(e) => {
-                            failed = Some(e);
-                            break 'chunks;
+                let mut chunk = std::mem::take(chunk);
+                while !chunk.is_empty() {
+                    let piece = chunk.split_to(chunk.len().min(PIECE));
+                    if let Err(e) = decoder.push(piece) {
+                        failed = Some(e);
+                        break 'chunks;
+                    }
+                    loop {
+                        match decoder.next_frame() {
+                            Ok(Some(frame)) => {
+                                bytes += frame.bytes.len() as u64;
+                                batch.push(frame.bytes);
+                            }
+                            Ok(None) => break,
+                            Err(e) => {
+                                failed = Some(e);
+                                break 'chunks;
+                            }
                         }
                     }
                 }

@@ -6,13 +6,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use gdp_certs::tls::{self, PeerPolicy};
 use gdp_certs::{Identity, Kind, Name};
-use gdp_proto::Encode;
-use gdp_proto::frame::FrameError;
-use gdp_proto::pdu::{Flags, HEADER_LEN, MAX_PAYLOAD_LEN, Pdu, PduHeader, PduType, peek_header};
-use gdp_router::transport::{
+use gdp_link::{
     CloseCode, DialError, Direction, DownReason, Link, LinkEvent, LinkId, SendError, Transport,
     TransportConfig, UnreliableOutcome,
 };
+use gdp_proto::Encode;
+use gdp_proto::frame::FrameError;
+use gdp_proto::pdu::{Flags, HEADER_LEN, MAX_PAYLOAD_LEN, Pdu, PduHeader, PduType, peek_header};
 use proptest::prelude::*;
 use tokio::sync::mpsc::Receiver;
 
@@ -223,6 +223,32 @@ async fn ten_thousand_reliable_pdus_arrive_complete_and_in_order() {
     assert_eq!(received.received_bytes, sent.sent_bytes);
     assert_eq!(received.malformed, 0);
     assert!(received.rtt > Duration::ZERO);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_owner_gets_everything_once_it_reads_again() {
+    // While the owner does not read, QUIC buffers up to the stream window
+    // and may merge what it buffered into chunks of several MiB; the reader
+    // must cut those to its decoder's bound.
+    let mut slow = config();
+    slow.event_queue = 1;
+    let mut p = pair_with(config(), slow).await;
+    const N: u64 = 40_000;
+    let link = p.a_link.clone();
+    let sender = tokio::spawn(async move {
+        for seq in 0..N {
+            link.send(pdu(seq, (seq % 300) as usize))
+                .await
+                .expect("sends");
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let got = collect(&mut p.b_events, N as usize, true).await;
+    sender.await.expect("sender finishes");
+    for (seq, d) in got.iter().enumerate() {
+        assert_eq!(*d, pdu(seq as u64, seq % 300));
+    }
+    assert_eq!(p.b.stats(p.b_link).expect("up").malformed, 0);
 }
 
 #[tokio::test]

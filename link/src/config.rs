@@ -21,7 +21,7 @@ const MIB: usize = 1 << 20;
 /// Change fields on a default value:
 ///
 /// ```
-/// use gdp_router::transport::TransportConfig;
+/// use gdp_link::TransportConfig;
 ///
 /// let mut config = TransportConfig::new("127.0.0.1:0".parse()?);
 /// config.link_queue_bytes = 1 << 20;

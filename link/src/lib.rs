@@ -1,4 +1,4 @@
-//! The router's link layer: GDP links over QUIC.
+//! GDP links over QUIC, shared by routers, capsule servers and clients.
 //!
 //! A [`Transport`] owns one quinn endpoint on one UDP socket (buffers sized
 //! on purpose, see [`udp_socket`]). It accepts links from any peer that
@@ -82,7 +82,7 @@
 //! use gdp_certs::{Identity, Kind, Name};
 //! use gdp_proto::Encode;
 //! use gdp_proto::pdu::{Pdu, PduHeader, PduType};
-//! use gdp_router::transport::{LinkEvent, Transport, TransportConfig};
+//! use gdp_link::{LinkEvent, Transport, TransportConfig};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -111,6 +111,7 @@
 //! router.shutdown("done").await;
 //! # Ok(()) }
 //! ```
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 use std::collections::HashMap;
 use std::io;
