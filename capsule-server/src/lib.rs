@@ -19,7 +19,11 @@
 //!
 //! [`host`] drives a service with a committer on tokio, without any
 //! network: the building block of the QUIC driver, and what the tests and
-//! benchmarks use.
+//! benchmarks use. [`driver`] is that QUIC driver: [`run`] attaches the
+//! server to its router as an endpoint, advertises its capsules and serves
+//! them, configured by a [`config::ServerConfig`] (the `gdp-capsule-server`
+//! binary reads it from a TOML file; a router embeds a server by calling
+//! [`run`] itself).
 //!
 //! ```
 //! use gdp_capsule_server::committer::{Committer, CommitterConfig};
@@ -74,8 +78,12 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod committer;
+pub mod config;
+pub mod driver;
 pub mod fork;
 pub mod host;
 pub mod limits;
 pub mod service;
 pub mod store;
+
+pub use driver::{ServerError, run};

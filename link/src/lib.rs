@@ -127,6 +127,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 mod config;
+pub mod endpoint;
 mod event;
 mod link;
 mod queue;
@@ -225,7 +226,7 @@ pub enum DialError {
     UnexpectedPeer {
         /// The address dialed.
         addr: SocketAddr,
-        /// The name expected.
+        /// The name expected ([`Name::ZERO`] when the policy named none).
         expected: Name,
         /// What was found instead.
         reason: String,
@@ -416,6 +417,20 @@ impl Transport {
     /// certificate last): the link then goes down at once with a reason for
     /// which [`DownReason::is_tls_refusal`] holds.
     pub async fn dial(&self, addr: SocketAddr, expected: Name) -> Result<Link, DialError> {
+        self.dial_with_policy(addr, PeerPolicy::Expect(expected))
+            .await
+    }
+
+    /// Dials a link to `addr` whose peer must satisfy `policy`, as
+    /// [`Transport::dial`] does for [`PeerPolicy::Expect`]. Under
+    /// [`PeerPolicy::AnyName`] or [`PeerPolicy::Kinds`] the caller learns
+    /// which name the peer proved from [`Link::peer`] and decides whether
+    /// to trust it.
+    pub async fn dial_with_policy(
+        &self,
+        addr: SocketAddr,
+        policy: PeerPolicy,
+    ) -> Result<Link, DialError> {
         let inner = self.inner();
         if inner.is_shutting_down() {
             return Err(DialError::ShuttingDown);
@@ -425,7 +440,7 @@ impl Transport {
                 max: inner.config.max_links,
             });
         }
-        let mut client = tls::quinn_client_config(&inner.identity, PeerPolicy::Expect(expected))?;
+        let mut client = tls::quinn_client_config(&inner.identity, policy.clone())?;
         client.transport_config(inner.quic.clone());
         let connecting = inner
             .endpoint
@@ -438,20 +453,29 @@ impl Transport {
             Err(_) => return Err(DialError::Timeout { addr, after }),
         };
         let peer = match tls::quinn_peer_identity(&conn) {
-            Ok(peer) if peer.name() == expected => peer,
-            Ok(peer) => {
-                conn.close(CloseCode::ProtocolViolation.varint(), b"unexpected name");
-                return Err(DialError::UnexpectedPeer {
-                    addr,
-                    expected,
-                    reason: format!("it proved {}", peer.name()),
-                });
-            }
+            Ok(peer) => match policy.check(&peer) {
+                Ok(()) => peer,
+                Err(e) => {
+                    conn.close(CloseCode::ProtocolViolation.varint(), b"unexpected name");
+                    let expected = match policy {
+                        PeerPolicy::Expect(name) => name,
+                        _ => Name::ZERO,
+                    };
+                    return Err(DialError::UnexpectedPeer {
+                        addr,
+                        expected,
+                        reason: e.to_string(),
+                    });
+                }
+            },
             Err(e) => {
                 conn.close(CloseCode::ProtocolViolation.varint(), b"no identity");
                 return Err(DialError::UnexpectedPeer {
                     addr,
-                    expected,
+                    expected: match policy {
+                        PeerPolicy::Expect(name) => name,
+                        _ => Name::ZERO,
+                    },
                     reason: e.to_string(),
                 });
             }

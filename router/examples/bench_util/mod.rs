@@ -14,6 +14,9 @@
 
 #![allow(dead_code)]
 
+pub(crate) mod baselines;
+pub(crate) mod gdp;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -39,7 +42,7 @@ const PIECE: usize = DEFAULT_MAX_BUFFERED - MAX_PDU_LEN;
 /// Most PDUs the client encodes into one write.
 const WRITE_BATCH: usize = 256;
 
-/// Benchmark parameters, from `--count N --window W --pings P`.
+/// Benchmark parameters, from `--count N --window W --pings P --lookups L`.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Params {
     /// PDUs per throughput run.
@@ -48,6 +51,8 @@ pub(crate) struct Params {
     pub(crate) window: usize,
     /// Round trips per latency run.
     pub(crate) pings: u64,
+    /// Cold lookups measured (`bench_router` only).
+    pub(crate) lookups: u64,
 }
 
 impl Params {
@@ -57,6 +62,7 @@ impl Params {
             count: 200_000,
             window: 1024,
             pings: 5_000,
+            lookups: 100,
         };
         let mut args = std::env::args().skip(1);
         while let Some(flag) = args.next() {
@@ -67,11 +73,14 @@ impl Params {
                 "--count" => p.count = value.parse()?,
                 "--window" => p.window = value.parse()?,
                 "--pings" => p.pings = value.parse()?,
-                _ => anyhow::bail!("unknown argument {flag}; use --count, --window, --pings"),
+                "--lookups" => p.lookups = value.parse()?,
+                _ => anyhow::bail!(
+                    "unknown argument {flag}; use --count, --window, --pings, --lookups"
+                ),
             }
         }
         anyhow::ensure!(
-            p.count > 0 && p.window > 0 && p.pings > 0,
+            p.count > 0 && p.window > 0 && p.pings > 0 && p.lookups > 0,
             "values must be > 0"
         );
         Ok(p)
@@ -210,18 +219,30 @@ impl PduReader {
 /// The echo end on one stream pair: every PDU comes back with source and
 /// destination swapped and the `RESPONSE` flag set, all PDUs of one read in
 /// one write. Returns when the client finishes its stream.
-pub(crate) async fn echo(mut send: SendStream, recv: RecvStream) -> anyhow::Result<()> {
-    let mut reader = PduReader::new(recv);
+pub(crate) async fn echo(send: SendStream, recv: RecvStream) -> anyhow::Result<()> {
+    echo_reader(send, PduReader::new(recv)).await
+}
+
+/// [`echo`] on a reader already in use. Only Data PDUs that are not
+/// themselves responses are echoed (anything else a router may send is
+/// ignored).
+pub(crate) async fn echo_reader(mut send: SendStream, mut reader: PduReader) -> anyhow::Result<()> {
     let mut pdus = Vec::new();
     let mut enc = FrameEncoder::new();
     while reader.read(&mut pdus).await? {
         for p in pdus.drain(..) {
             let mut header = gdp_proto::pdu::peek_header(&p)?;
+            if header.ptype != PduType::Data || header.flags.contains(Flags::RESPONSE) {
+                continue;
+            }
             std::mem::swap(&mut header.dst, &mut header.src);
             header.flags = header.flags | Flags::RESPONSE;
             enc.push(&Pdu::new(header, p.slice(HEADER_LEN..))?)?;
         }
-        send.write_chunk(enc.take()).await?;
+        let chunk = enc.take();
+        if !chunk.is_empty() {
+            send.write_chunk(chunk).await?;
+        }
     }
     send.finish()?;
     Ok(())
@@ -229,7 +250,7 @@ pub(crate) async fn echo(mut send: SendStream, recv: RecvStream) -> anyhow::Resu
 
 /// True if `e` only says the connection was closed, which is how every run
 /// ends.
-fn closed(e: &anyhow::Error) -> bool {
+pub(crate) fn closed(e: &anyhow::Error) -> bool {
     matches!(
         e.downcast_ref::<quinn::ReadError>(),
         Some(quinn::ReadError::ConnectionLost(_))

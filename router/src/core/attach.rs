@@ -340,11 +340,15 @@ impl RouterCore {
             }
             self.stats.capsules_advertised += 1;
             // Another local server may already serve this capsule; keep its
-            // route unless it is this link's own (a refreshed AdCert).
-            let served_elsewhere = self
-                .fib
-                .get(&capsule)
-                .is_some_and(|e| e.kind == RouteKind::Local && e.next_hop != link);
+            // route unless it is this link's own (a refreshed AdCert) or the
+            // same server's older link. A server that re-attaches (after a
+            // crash the router has not noticed yet, or to renew its RtCert)
+            // takes its capsules along at once.
+            let served_elsewhere = self.fib.get(&capsule).is_some_and(|e| {
+                e.kind == RouteKind::Local
+                    && e.next_hop != link
+                    && self.endpoint_name(e.next_hop) != Some(server)
+            });
             if !served_elsewhere {
                 self.install_local(now, capsule, link, target);
             }
@@ -373,6 +377,12 @@ impl RouterCore {
     /// `name` lost a local server: move it to another local link serving it,
     /// or unpublish it.
     pub(crate) fn relocate(&mut self, now: Timestamp, name: Name) {
+        // A route to a live local link that serves the name stays as it is
+        // (for example a server's newer link, after its older one closed).
+        let current = self.fib.get(&name).filter(|e| e.kind == RouteKind::Local);
+        if !self.shutting_down && current.is_some_and(|e| self.serves(e.next_hop, &name)) {
+            return;
+        }
         let other = if self.shutting_down {
             None
         } else {
@@ -393,6 +403,22 @@ impl RouterCore {
                     self.actions.push_back(Action::Unpublish { name });
                 }
             }
+        }
+    }
+
+    /// True if the endpoint attached on `link` is `name` or advertised it.
+    fn serves(&self, link: LinkId, name: &Name) -> bool {
+        match self.links.get(&link).map(|l| &l.kind) {
+            Some(LinkKind::Endpoint(att)) => &att.name == name || att.advertised.contains_key(name),
+            _ => false,
+        }
+    }
+
+    /// The endpoint attached on `link`, if it is an attached endpoint link.
+    fn endpoint_name(&self, link: LinkId) -> Option<Name> {
+        match self.links.get(&link).map(|l| &l.kind) {
+            Some(LinkKind::Endpoint(att)) => Some(att.name),
+            _ => None,
         }
     }
 

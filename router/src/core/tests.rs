@@ -97,6 +97,64 @@ fn attach_publishes_and_detach_unpublishes() {
     assert_eq!(c.stats().links, 0);
 }
 
+/// Advertises `capsule_md` (owned by `owner`) from the server on `link`.
+fn advertise(
+    core: &mut RouterCore,
+    link: LinkId,
+    server: &Identity,
+    owner: &SecretKey,
+    capsule_md: &gdp_certs::Metadata,
+) {
+    let adcert = gdp_certs::cert::AdCert::issue(
+        owner,
+        capsule_md.name(),
+        server.name(),
+        Validity::starting_at(NOW, Duration::from_secs(3600)),
+    );
+    let entries = vec![gdp_proto::control::AdvertiseEntry {
+        capsule_md: capsule_md.clone(),
+        adcert,
+    }];
+    let pdu = ControlMessage::Advertise { entries }
+        .to_pdu(core.name(), server.name(), 2)
+        .expect("small");
+    core.handle_pdu(NOW, link, pdu.to_bytes());
+}
+
+#[test]
+fn a_server_that_reattaches_takes_its_capsules_to_the_new_link() {
+    let mut c = core(|_| {});
+    let server = identity(4, Kind::Server);
+    let other = identity(5, Kind::Server);
+    let owner = SecretKey::from_seed(&[6; 32]);
+    let md = gdp_certs::Metadata::capsule(owner.public(), vec![owner.public()], "c", NOW, vec![])
+        .expect("valid");
+    let next_hop = |c: &RouterCore| c.fib().lookup(&md.name(), NOW).map(|e| e.next_hop);
+
+    attach(&mut c, LinkId(1), &server);
+    advertise(&mut c, LinkId(1), &server, &owner, &md);
+    assert_eq!(next_hop(&c), Some(LinkId(1)));
+
+    // Another server hosting the same capsule does not take the route over.
+    attach(&mut c, LinkId(2), &other);
+    advertise(&mut c, LinkId(2), &other, &owner, &md);
+    assert_eq!(next_hop(&c), Some(LinkId(1)));
+
+    // The same server on a new link (restarted, or renewing its RtCert while
+    // the old link is still up) moves the capsule at once.
+    attach(&mut c, LinkId(3), &server);
+    advertise(&mut c, LinkId(3), &server, &owner, &md);
+    assert_eq!(next_hop(&c), Some(LinkId(3)));
+    assert_eq!(
+        c.fib().lookup(&server.name(), NOW).map(|e| e.next_hop),
+        Some(LinkId(3))
+    );
+
+    // The old link going away later leaves the new route alone.
+    c.link_down(NOW, LinkId(1));
+    assert_eq!(next_hop(&c), Some(LinkId(3)));
+}
+
 #[test]
 fn static_routes_need_a_router_link() {
     let mut c = core(|_| {});

@@ -1,0 +1,153 @@
+//! The responder: the task that turns the service's responses into PDUs and
+//! sends them to the router.
+//!
+//! ```text
+//!   host outbox (bounded) ──► responder ──► Book::reply (source name, advertise first?)
+//!                                  │
+//!                                  ▼
+//!                  Target::Link(link).send_batch(PDUs)  (one call per batch)
+//! ```
+//!
+//! While there is no link ([`Target::Wait`]) the responder takes nothing
+//! from the outbox, so the service stops behind it (back-pressure) and no
+//! response, subscription events included, is dropped for lack of a link.
+//! A batch whose send fails (the link went down under it) is kept and sent
+//! first on the next link. At shutdown the target is [`Target::Final`]:
+//! everything left is sent on the last link, or dropped when there is none,
+//! until the outbox ends.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use bytes::Bytes;
+use gdp_certs::codec::Encode;
+use gdp_certs::{Name, Timestamp};
+use gdp_link::endpoint::EndpointLink;
+use gdp_proto::control::ControlMessage;
+use tokio::sync::{mpsc, watch};
+
+use super::book::Book;
+use crate::service::Response;
+
+/// Most responses sent in one batch.
+const BATCH: usize = 256;
+
+/// Where responses go.
+#[derive(Debug, Clone)]
+pub(crate) enum Target {
+    /// No link: hold responses until there is one.
+    Wait,
+    /// The current link.
+    Link(EndpointLink),
+    /// Shutting down: send what is left on this link, if any, else drop it.
+    Final(Option<EndpointLink>),
+}
+
+/// Locks the book (a panic elsewhere leaves it usable).
+pub(crate) fn lock(book: &Mutex<Book>) -> std::sync::MutexGuard<'_, Book> {
+    book.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Encodes `responses` (and the advertisements that must precede some of
+/// them) into `out`.
+fn encode(
+    responses: &mut Vec<Response>,
+    book: &Mutex<Book>,
+    server: Name,
+    seq: &mut u64,
+    out: &mut Vec<Bytes>,
+) {
+    let now = Timestamp::now();
+    let mut book = lock(book);
+    for response in responses.drain(..) {
+        let reply = book.reply(&response, now);
+        if let Some(entry) = reply.advertise {
+            for msg in ControlMessage::advertise_batches(vec![entry]) {
+                *seq += 1;
+                match msg.to_pdu(Name::ZERO, server, *seq) {
+                    Ok(pdu) => out.push(pdu.to_bytes()),
+                    Err(e) => tracing::error!(error = %e, "advertisement not sent"),
+                }
+            }
+        }
+        match response
+            .body
+            .to_pdu(response.to, reply.src, response.request_id)
+        {
+            Ok(pdu) => out.push(pdu.to_bytes()),
+            Err(e) => {
+                tracing::error!(to = %response.to, capsule = %response.capsule, error = %e,
+                    "response over the pdu limits dropped");
+            }
+        }
+    }
+}
+
+/// Waits until responses can go somewhere; false once the target can no
+/// longer change (the driver is gone), in which case they are dropped.
+async fn ready(target: &mut watch::Receiver<Target>) -> bool {
+    loop {
+        match &*target.borrow_and_update() {
+            Target::Wait => {}
+            Target::Link(link) if link.is_closed() => {}
+            _ => return true,
+        }
+        if target.changed().await.is_err() {
+            return false;
+        }
+    }
+}
+
+/// Runs the responder until the outbox ends. See the module documentation.
+pub(crate) async fn respond(
+    mut responses: mpsc::Receiver<Response>,
+    mut target: watch::Receiver<Target>,
+    book: Arc<Mutex<Book>>,
+    server: Name,
+) {
+    let mut batch = Vec::with_capacity(BATCH);
+    let mut held: Vec<Bytes> = Vec::new();
+    let mut seq = 0u64;
+    let mut orphaned = false;
+    loop {
+        if held.is_empty() {
+            if !orphaned && !ready(&mut target).await {
+                orphaned = true;
+            }
+            if responses.recv_many(&mut batch, BATCH).await == 0 {
+                return;
+            }
+            encode(&mut batch, &book, server, &mut seq, &mut held);
+            if held.is_empty() {
+                continue;
+            }
+        }
+        if orphaned {
+            held.clear();
+            continue;
+        }
+        let current = target.borrow_and_update().clone();
+        match current {
+            Target::Link(link) => match link.send_batch(held.clone()).await {
+                Ok(()) => held.clear(),
+                Err(e) => {
+                    tracing::debug!(error = %e, held = held.len(),
+                        "link lost under a batch of responses; kept for the next link");
+                    if target.changed().await.is_err() {
+                        orphaned = true;
+                    }
+                }
+            },
+            Target::Final(Some(link)) => {
+                if let Err(e) = link.send_batch(std::mem::take(&mut held)).await {
+                    tracing::debug!(error = %e, "responses dropped at shutdown");
+                }
+            }
+            Target::Final(None) => held.clear(),
+            Target::Wait => {
+                if target.changed().await.is_err() {
+                    orphaned = true;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! `gdp-capsule-server`: a standalone GDP capsule server.
+//!
+//! ```text
+//! gdp-capsule-server --data-dir /var/lib/gdp-capsules --router 127.0.0.1:7474
+//! gdp-capsule-server --config /etc/gdp/capsule-server.toml
+//! ```
+//!
+//! Settings come from the TOML file given with `--config` (see
+//! `gdp_capsule_server::config`), then the command-line flags, which win.
+//! The key file is generated (mode 0600) on first start. SIGTERM or ctrl-c
+//! stops the server gracefully: no new requests, every write in flight made
+//! durable and answered, the link closed; the exit status is then 0.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use gdp_capsule_server::config::ServerConfig;
+use gdp_certs::Name;
+
+/// The command line. Every flag overrides the same setting of the file.
+#[derive(Debug, Parser)]
+#[command(name = "gdp-capsule-server", version, about = "The GDP capsule server")]
+struct Cli {
+    /// TOML config file.
+    #[arg(short, long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Data directory: the store, and the key file unless --key-file says
+    /// otherwise.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// The server's key file, generated (mode 0600) if missing.
+    #[arg(long, value_name = "FILE")]
+    key_file: Option<PathBuf>,
+    /// Label for a newly generated key.
+    #[arg(long)]
+    label: Option<String>,
+    /// The router's UDP address.
+    #[arg(long, value_name = "ADDR")]
+    router: Option<SocketAddr>,
+    /// The router's name. Without it the first router that answers is
+    /// trusted, then required for the life of the process.
+    #[arg(long, value_name = "NAME")]
+    router_name: Option<Name>,
+    /// A tracing filter such as `info` or `gdp_capsule_server=debug`
+    /// (default: `info`, or RUST_LOG).
+    #[arg(long, value_name = "FILTER")]
+    log: Option<String>,
+}
+
+impl Cli {
+    /// The file's settings (or the defaults) with the flags applied.
+    fn config(&self) -> anyhow::Result<ServerConfig> {
+        let mut config = match &self.config {
+            Some(path) => ServerConfig::load(path)?,
+            None => ServerConfig::default(),
+        };
+        if let Some(dir) = &self.data_dir {
+            config.data_dir = dir.clone();
+        }
+        if let Some(file) = &self.key_file {
+            config.key_file = Some(file.clone());
+        }
+        if let Some(label) = &self.label {
+            config.label = label.clone();
+        }
+        if let Some(addr) = self.router {
+            config.router.address = Some(addr);
+        }
+        if let Some(name) = self.router_name {
+            config.router.name = Some(name);
+        }
+        if let Some(log) = &self.log {
+            config.log = Some(log.clone());
+        }
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+/// Completes on SIGTERM or ctrl-c.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for ctrl-c");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("ctrl-c: shutting down"),
+        () = term => tracing::info!("SIGTERM: shutting down"),
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let config = cli.config()?;
+    let filter = match &config.log {
+        Some(f) => tracing_subscriber::EnvFilter::try_new(f)
+            .with_context(|| format!("invalid log filter {f:?}"))?,
+        None => tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+    };
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(gdp_capsule_server::run(config, shutdown_signal()))?;
+    Ok(())
+}

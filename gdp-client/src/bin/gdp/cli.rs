@@ -1,0 +1,321 @@
+//! The command line of `gdp`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+/// The `gdp` command: keys, capsules, datagrams and a local demo network.
+#[derive(Debug, Parser)]
+#[command(name = "gdp", version, about = "Global Data Plane client", long_about = None)]
+pub(crate) struct Cli {
+    #[command(flatten)]
+    pub(crate) global: Global,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+pub(crate) struct Global {
+    /// The client key file [default: ~/.config/gdp/client.key].
+    #[arg(long, global = true, env = "GDP_KEY", value_name = "FILE")]
+    pub(crate) key: Option<PathBuf>,
+    /// The router's address (host:port).
+    #[arg(long, global = true, env = "GDP_ROUTER", value_name = "ADDR")]
+    pub(crate) router: Option<String>,
+    /// The router's name; without it the router that answers is trusted.
+    #[arg(long, global = true, env = "GDP_ROUTER_NAME", value_name = "NAME")]
+    pub(crate) router_name: Option<String>,
+    /// Where capsule files are kept [default: ~/.config/gdp/capsules].
+    #[arg(long, global = true, env = "GDP_CAPSULE_DIR", value_name = "DIR")]
+    pub(crate) capsule_dir: Option<PathBuf>,
+    /// Print JSON (one object per line) instead of text.
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+    /// Bound on each network operation, such as 500ms, 10s or 1m.
+    #[arg(long, global = true, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub(crate) timeout: Duration,
+    /// A log filter for stderr, such as `info` or `gdp_client=debug`.
+    #[arg(
+        long,
+        global = true,
+        env = "GDP_LOG",
+        value_name = "FILTER",
+        default_value = "error"
+    )]
+    pub(crate) log: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Create a client key file.
+    Keygen(Keygen),
+    /// Show this client's name and key.
+    Whoami,
+    /// Create capsules and describe them.
+    #[command(subcommand)]
+    Capsule(CapsuleCommand),
+    /// Append records to a capsule you write.
+    Append(Append),
+    /// Read records, verified against the capsule's metadata.
+    Read(Read),
+    /// Show the newest records; with -f, follow new ones as they come.
+    Tail(Tail),
+    /// Send a datagram to any name.
+    Send(Send),
+    /// Receive datagrams sent to this client.
+    Recv(Recv),
+    /// Measure round trips to a name across the overlay.
+    Ping(Ping),
+    /// Issue and inspect certificates.
+    #[command(subcommand)]
+    Cert(CertCommand),
+    /// Start a local GDP in this process and show it at work.
+    Demo(Demo),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct Keygen {
+    /// Label put in the key's metadata.
+    #[arg(long, default_value = "gdp-client")]
+    pub(crate) label: String,
+    /// Replace an existing key file.
+    #[arg(long)]
+    pub(crate) force: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum CapsuleCommand {
+    /// Create a capsule on a server; this key owns and writes it.
+    Create(Create),
+    /// Describe a capsule: its verified metadata and newest seqno.
+    Info(Info),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct Create {
+    /// The capsule server to place it on.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) server: String,
+    /// A label for people.
+    #[arg(long, default_value = "")]
+    pub(crate) label: String,
+    /// Another writer's public key (repeatable).
+    #[arg(long, value_name = "KEY")]
+    pub(crate) writer: Vec<String>,
+    /// Restrict hosting to these servers (repeatable).
+    #[arg(long, value_name = "NAME")]
+    pub(crate) host: Vec<String>,
+    /// How long the server may serve it.
+    #[arg(long, value_name = "DURATION", default_value = "365d", value_parser = parse_duration)]
+    pub(crate) validity: Duration,
+    /// Where to write the capsule file [default: <capsule-dir>/<name>.capsule].
+    #[arg(long, value_name = "FILE")]
+    pub(crate) out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct Info {
+    /// A capsule name or capsule file.
+    pub(crate) capsule: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct Append {
+    /// A capsule name or capsule file (you must be a writer).
+    pub(crate) capsule: String,
+    /// Records to append, one per argument.
+    pub(crate) data: Vec<String>,
+    /// Append the whole content of a file as one record (repeatable).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) file: Vec<PathBuf>,
+    /// Append each line of standard input as a record (the default when
+    /// no data and no file is given).
+    #[arg(long)]
+    pub(crate) stdin: bool,
+    /// One heartbeat per record instead of one per batch.
+    #[arg(long)]
+    pub(crate) sign_each: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct Read {
+    /// A capsule name or capsule file.
+    pub(crate) capsule: String,
+    /// A seqno, a range FROM..TO or FROM.. [default: every record].
+    pub(crate) range: Option<String>,
+    /// Only the newest record.
+    #[arg(long, conflicts_with = "range")]
+    pub(crate) latest: bool,
+    /// Write the payloads alone, each followed by a newline.
+    #[arg(long)]
+    pub(crate) raw: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct Tail {
+    /// A capsule name or capsule file.
+    pub(crate) capsule: String,
+    /// Follow: print new records as they are appended.
+    #[arg(short, long)]
+    pub(crate) follow: bool,
+    /// How many of the newest records to show first.
+    #[arg(short = 'n', long, default_value_t = 10)]
+    pub(crate) lines: u64,
+    /// Start at this seqno instead (implies showing everything after it).
+    #[arg(long, value_name = "SEQNO")]
+    pub(crate) from: Option<u64>,
+    /// With -f, stop after this many records.
+    #[arg(long, value_name = "N")]
+    pub(crate) count: Option<u64>,
+    /// Write the payloads alone, each followed by a newline.
+    #[arg(long)]
+    pub(crate) raw: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct Send {
+    /// The destination name.
+    pub(crate) dst: String,
+    /// The payload.
+    pub(crate) data: String,
+    /// Send as a QUIC datagram (may be dropped).
+    #[arg(long)]
+    pub(crate) unreliable: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct Recv {
+    /// Stop after this many datagrams.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) count: u64,
+    /// Give up after this long without the datagrams [default: wait forever].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub(crate) wait: Option<Duration>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct Ping {
+    /// The name to ping (a router, or a client).
+    pub(crate) dst: String,
+    /// How many pings.
+    #[arg(short, long, default_value_t = 3)]
+    pub(crate) count: u32,
+    /// Time between pings.
+    #[arg(long, value_name = "DURATION", default_value = "200ms", value_parser = parse_duration)]
+    pub(crate) interval: Duration,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum CertCommand {
+    /// Issue a certificate signed by this key.
+    #[command(subcommand)]
+    Issue(Issue),
+    /// Decode a certificate and show what it says.
+    Show(Show),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Issue {
+    /// Let a server serve a capsule you own (an AdCert).
+    Adcert(IssueAdcert),
+    /// Name the router this client attaches to (an RtCert).
+    Rtcert(IssueRtcert),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct IssueAdcert {
+    /// A capsule name or capsule file (you must own it).
+    #[arg(long)]
+    pub(crate) capsule: String,
+    /// The server that may serve it.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) server: String,
+    /// How long it is valid.
+    #[arg(long, value_name = "DURATION", default_value = "365d", value_parser = parse_duration)]
+    pub(crate) validity: Duration,
+    /// Write it to this file (binary) instead of printing it (base32).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct IssueRtcert {
+    /// The router.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) router: String,
+    /// How long it is valid.
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
+    pub(crate) validity: Duration,
+    /// Write it to this file (binary) instead of printing it (base32).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct Show {
+    /// A certificate file (binary or base32 text), or base32 text itself.
+    pub(crate) cert: String,
+    /// Check an AdCert against this capsule (name or capsule file).
+    #[arg(long)]
+    pub(crate) capsule: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct Demo {
+    /// Records appended one at a time (each waits for its acknowledgement).
+    #[arg(long, default_value_t = 200)]
+    pub(crate) single: u64,
+    /// Records appended pipelined, in batches.
+    #[arg(long, default_value_t = 20_000)]
+    pub(crate) records: u64,
+    /// Payload size in bytes.
+    #[arg(long, default_value_t = 100)]
+    pub(crate) size: usize,
+}
+
+/// A duration such as `500ms`, `10s`, `2m`, `1h`, `7d` or a bare number of
+/// seconds.
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration such as 500ms, 10s, 2m, 1h or 7d"))?;
+    let ms: u64 = match unit {
+        "ms" => 1,
+        "" | "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        other => return Err(format!("unknown unit {other:?}: use ms, s, m, h or d")),
+    };
+    n.checked_mul(ms)
+        .map(Duration::from_millis)
+        .ok_or_else(|| format!("{text:?} is too long"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert_eq!(parse_duration("2d"), Ok(Duration::from_secs(172_800)));
+        assert!(parse_duration("1.5s").is_err());
+        assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,195 @@
+//! What every command needs: the key file, the router, the capsule files,
+//! and parsing names given on the command line.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context as _, anyhow, bail};
+use gdp_certs::{Identity, Kind, Metadata, Name, PublicKey};
+use gdp_client::{Capsule, CapsuleFile, Client, ClientOptions};
+
+use crate::cli::Global;
+use crate::output::Out;
+
+/// The configuration directory under the home directory.
+const CONFIG_DIR: &str = ".config/gdp";
+/// The default key file name.
+const KEY_FILE: &str = "client.key";
+/// The default capsule directory name.
+const CAPSULE_DIR: &str = "capsules";
+/// Longest a connect may take, whatever `--timeout` says.
+const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The resolved global options.
+#[derive(Debug)]
+pub(crate) struct Context {
+    pub(crate) key_file: PathBuf,
+    pub(crate) capsule_dir: PathBuf,
+    router: Option<String>,
+    router_name: Option<String>,
+    pub(crate) timeout: Duration,
+    pub(crate) out: Out,
+}
+
+fn config_dir() -> anyhow::Result<PathBuf> {
+    let home = std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| anyhow!("HOME is not set: give --key and --capsule-dir"))?;
+    Ok(PathBuf::from(home).join(CONFIG_DIR))
+}
+
+impl Context {
+    pub(crate) fn new(g: &Global) -> anyhow::Result<Self> {
+        let key_file = match &g.key {
+            Some(k) => k.clone(),
+            None => config_dir()?.join(KEY_FILE),
+        };
+        let capsule_dir = match &g.capsule_dir {
+            Some(d) => d.clone(),
+            None => config_dir()?.join(CAPSULE_DIR),
+        };
+        Ok(Context {
+            key_file,
+            capsule_dir,
+            router: g.router.clone(),
+            router_name: g.router_name.clone(),
+            timeout: g.timeout,
+            out: Out { json: g.json },
+        })
+    }
+
+    /// This client's identity, from the key file.
+    pub(crate) fn identity(&self) -> anyhow::Result<Identity> {
+        if !self.key_file.exists() {
+            bail!(
+                "no key file at {}: run `gdp keygen` first (or give --key)",
+                self.key_file.display()
+            );
+        }
+        let id = Identity::load(&self.key_file)?;
+        if !id.metadata().kind().is_endpoint() {
+            bail!(
+                "{} holds a {} key; a client needs a client key",
+                self.key_file.display(),
+                id.metadata().kind()
+            );
+        }
+        Ok(id)
+    }
+
+    /// The router's address, resolved.
+    async fn router_addr(&self) -> anyhow::Result<SocketAddr> {
+        let text = self
+            .router
+            .as_deref()
+            .ok_or_else(|| anyhow!("no router: give --router host:port or set GDP_ROUTER"))?;
+        if let Ok(addr) = text.parse() {
+            return Ok(addr);
+        }
+        tokio::net::lookup_host(text)
+            .await
+            .with_context(|| format!("router address {text:?}"))?
+            .next()
+            .ok_or_else(|| anyhow!("router address {text:?} resolves to nothing"))
+    }
+
+    /// Attaches to the router as this client.
+    pub(crate) async fn connect(&self) -> anyhow::Result<Client> {
+        let identity = self.identity()?;
+        let addr = self.router_addr().await?;
+        let mut options = ClientOptions::default()
+            .with_request_timeout(self.timeout)
+            .with_connect_timeout(self.timeout.min(MAX_CONNECT_TIMEOUT));
+        if let Some(name) = &self.router_name {
+            options = options.with_router(parse_name(name, "router name")?);
+        }
+        Client::connect(addr, identity, options)
+            .await
+            .with_context(|| format!("router {addr}"))
+    }
+
+    /// The capsule file for `arg` (a path, or a name with a file in the
+    /// capsule directory), if there is one, and the capsule's name.
+    pub(crate) fn capsule_file(&self, arg: &str) -> anyhow::Result<(Name, Option<CapsuleFile>)> {
+        let path = Path::new(arg);
+        if path.is_file() {
+            let file = CapsuleFile::load(path)?;
+            return Ok((file.name(), Some(file)));
+        }
+        let name: Name = arg
+            .parse()
+            .map_err(|e| anyhow!("{arg:?} is neither a capsule file nor a capsule name ({e})"))?;
+        let path = CapsuleFile::path_in(&self.capsule_dir, &name);
+        if path.is_file() {
+            Ok((name, Some(CapsuleFile::load(&path)?)))
+        } else {
+            Ok((name, None))
+        }
+    }
+
+    /// A handle to the capsule `target` (from [`Context::capsule_file`]):
+    /// from its capsule file when there is one, else with its metadata
+    /// fetched (and checked against its name).
+    pub(crate) async fn capsule(
+        &self,
+        client: &Client,
+        target: (Name, Option<CapsuleFile>),
+    ) -> anyhow::Result<(Capsule, Option<CapsuleFile>)> {
+        let (name, file) = target;
+        let capsule = match &file {
+            Some(f) => client.capsule(f.metadata.clone())?,
+            None => client
+                .open(name)
+                .await
+                .with_context(|| format!("capsule {name}"))?,
+        };
+        Ok((capsule, file))
+    }
+}
+
+/// A name given on the command line.
+pub(crate) fn parse_name(text: &str, what: &str) -> anyhow::Result<Name> {
+    text.trim()
+        .parse()
+        .map_err(|e| anyhow!("invalid {what} {text:?}: {e}"))
+}
+
+/// A public key given on the command line.
+pub(crate) fn parse_key(text: &str) -> anyhow::Result<PublicKey> {
+    text.trim()
+        .parse()
+        .map_err(|e| anyhow!("invalid public key {text:?}: {e}"))
+}
+
+/// The metadata's fields as text lines and JSON.
+pub(crate) fn describe_metadata(md: &Metadata) -> (String, serde_json::Value) {
+    let writers: Vec<String> = md.writers().iter().map(ToString::to_string).collect();
+    let hosting: Vec<String> = md.hosting().iter().map(ToString::to_string).collect();
+    let human = format!(
+        "capsule  {}\nlabel    {}\nowner    {}\nwriters  {}\ncreated  {}\nhosting  {}",
+        md.name(),
+        md.label(),
+        md.key(),
+        writers.join(", "),
+        crate::output::format_time(md.created().0),
+        if hosting.is_empty() {
+            "any server".to_owned()
+        } else {
+            hosting.join(", ")
+        }
+    );
+    let json = serde_json::json!({
+        "capsule": md.name().to_string(),
+        "kind": md.kind().to_string(),
+        "label": md.label(),
+        "owner": md.key().to_string(),
+        "writers": writers,
+        "created_us": md.created().0,
+        "hosting": hosting,
+    });
+    (human, json)
+}
+
+/// The key file kind a client creates.
+pub(crate) const CLIENT_KIND: Kind = Kind::Client;

@@ -1,0 +1,137 @@
+//! `gdp`: the Global Data Plane command.
+//!
+//! ```text
+//! gdp keygen                                   # ~/.config/gdp/client.key
+//! export GDP_ROUTER=127.0.0.1:7474
+//! gdp capsule create --server <server name> --label notes
+//! gdp append <capsule> "first note" "second note"
+//! seq 1 100000 | gdp append <capsule>          # one record per line, pipelined
+//! gdp read <capsule> 1..10
+//! gdp tail -f <capsule>
+//! gdp ping <router or client name>
+//! gdp demo                                     # a whole GDP in this process
+//! ```
+//!
+//! Every command prints text by default and one JSON object per line with
+//! `--json`. A failure prints one line, `gdp: <what went wrong>`, on
+//! standard error and exits with status 1 (2 for a bad command line).
+
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
+use std::io::Write as _;
+use std::process::ExitCode;
+
+use clap::Parser as _;
+
+mod capsules;
+mod cli;
+mod context;
+mod demo;
+mod keys;
+mod net;
+mod output;
+
+use cli::{CapsuleCommand, CertCommand, Cli, Command};
+use context::Context;
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let ctx = Context::new(&cli.global)?;
+    match &cli.command {
+        Command::Keygen(a) => keys::keygen(&ctx, a),
+        Command::Whoami => keys::whoami(&ctx),
+        Command::Capsule(CapsuleCommand::Create(a)) => capsules::create(&ctx, a).await,
+        Command::Capsule(CapsuleCommand::Info(a)) => capsules::info(&ctx, a).await,
+        Command::Append(a) => capsules::append(&ctx, a).await,
+        Command::Read(a) => capsules::read(&ctx, a).await,
+        Command::Tail(a) => capsules::tail(&ctx, a).await,
+        Command::Send(a) => net::send(&ctx, a).await,
+        Command::Recv(a) => net::recv(&ctx, a).await,
+        Command::Ping(a) => net::ping(&ctx, a).await,
+        Command::Cert(CertCommand::Issue(a)) => keys::issue(&ctx, a),
+        Command::Cert(CertCommand::Show(a)) => keys::show(&ctx, a),
+        Command::Demo(a) => demo::run(&ctx, a).await,
+    }
+}
+
+/// `text` on one line.
+fn one_line(text: &str) -> String {
+    text.split('\n')
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A clap error on one line: its message and the arguments it lists,
+/// without the usage and the hint that follow.
+fn clap_error_line(text: &str) -> String {
+    let body: Vec<&str> = text
+        .lines()
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("tip:"))
+        .collect();
+    let line = body.join(" ");
+    let line = line.trim_start_matches("error: ");
+    if line.is_empty() {
+        "invalid command line".to_owned()
+    } else {
+        line.to_owned()
+    }
+}
+
+fn fail(message: &str, code: u8) -> ExitCode {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "gdp: {}", one_line(message));
+    ExitCode::from(code)
+}
+
+fn main() -> ExitCode {
+    // Whatever happens, one line and no backtrace.
+    std::panic::set_hook(Box::new(|info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown".to_owned());
+        let _ = writeln!(std::io::stderr(), "gdp: internal error: {}", one_line(&msg));
+    }));
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                let _ = e.print();
+                return ExitCode::SUCCESS;
+            }
+            if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                let _ = e.print();
+                return ExitCode::from(2);
+            }
+            let text = e.render().to_string();
+            let first = clap_error_line(&text);
+            return fail(&format!("{first} (see gdp --help)"), 2);
+        }
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.global.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return fail(&format!("cannot start the async runtime: {e}"), 1),
+    };
+    let result = runtime.block_on(run(cli));
+    // Tasks still running (a link closing) are not waited for.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&format!("{e:#}"), 1),
+    }
+}

@@ -1,0 +1,172 @@
+//! How a client connects, how long it waits, and how much it keeps in
+//! flight.
+
+use std::time::Duration;
+
+use gdp_certs::Name;
+
+/// Default bound on one request and its answer.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default bound on dialing and attaching to the router.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default time during which a NAK "no route" is retried: a capsule just
+/// created or a server just restarted takes a moment to reach the directory.
+pub const DEFAULT_NO_ROUTE_RETRY: Duration = Duration::from_secs(2);
+/// Default number of append batches in flight per writer.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 32;
+/// Default silence after which a subscription is renewed.
+pub const DEFAULT_SUBSCRIPTION_REFRESH: Duration = Duration::from_secs(30);
+/// Default QUIC keep-alive interval on the link to the router.
+pub const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(1);
+/// Default silence after which the link to the router counts as dead (a
+/// router that crashed sends no close), and the client reattaches.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(6);
+/// Default bound on received datagrams waiting for [`crate::Client::recv`].
+pub const DEFAULT_DATAGRAM_QUEUE: usize = 1024;
+/// Default bound on subscription events waiting for the stream's reader.
+pub const DEFAULT_EVENT_QUEUE: usize = 64;
+
+/// Options of a [`Client`](crate::Client). Start from
+/// [`ClientOptions::default`] and change what you need.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ClientOptions {
+    /// The router's name. `None` trusts whichever router answers at the
+    /// address first, and pins its name for every reconnect.
+    pub router: Option<Name>,
+    /// Bound on dialing and attaching.
+    pub connect_timeout: Duration,
+    /// Bound on each request, including waiting for a reconnect.
+    pub request_timeout: Duration,
+    /// For how long a NAK "no route" is retried before it is reported.
+    /// Zero reports the first one.
+    pub no_route_retry: Duration,
+    /// QUIC keep-alive interval on the link to the router.
+    pub keep_alive: Duration,
+    /// Silence after which the link counts as dead (longer than
+    /// `keep_alive`). A router that crashed is noticed after this long.
+    pub idle_timeout: Duration,
+    /// Reconnect when the link goes down. Without it, everything fails
+    /// with [`ClientError::LinkDown`](crate::ClientError::LinkDown) once the
+    /// link is gone.
+    pub reconnect: bool,
+    /// First reconnect delay (doubling, with jitter).
+    pub reconnect_initial: Duration,
+    /// Longest reconnect delay.
+    pub reconnect_max: Duration,
+    /// Most append batches a writer keeps in flight.
+    pub max_in_flight: usize,
+    /// Most records in one append batch (closed by one heartbeat). At
+    /// most [`MAX_APPEND_RECORDS`](gdp_proto::capsule::MAX_APPEND_RECORDS).
+    pub batch_records: usize,
+    /// A subscription that has heard nothing for this long subscribes
+    /// again from where it is, so one lost by a restarting server resumes.
+    pub subscription_refresh: Duration,
+    /// Bound on received datagrams waiting to be read; more are dropped and
+    /// counted.
+    pub datagram_queue: usize,
+    /// Bound on verified subscription events waiting for the stream's
+    /// reader; a slow reader slows its subscription.
+    pub event_queue: usize,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            router: None,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            no_route_retry: DEFAULT_NO_ROUTE_RETRY,
+            keep_alive: DEFAULT_KEEP_ALIVE,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            reconnect: true,
+            reconnect_initial: Duration::from_millis(100),
+            reconnect_max: Duration::from_secs(5),
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            batch_records: gdp_proto::capsule::MAX_APPEND_RECORDS,
+            subscription_refresh: DEFAULT_SUBSCRIPTION_REFRESH,
+            datagram_queue: DEFAULT_DATAGRAM_QUEUE,
+            event_queue: DEFAULT_EVENT_QUEUE,
+        }
+    }
+}
+
+impl ClientOptions {
+    /// These options, expecting the router to prove `router`.
+    pub fn with_router(mut self, router: Name) -> Self {
+        self.router = Some(router);
+        self
+    }
+
+    /// These options with `timeout` for each request.
+    pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// These options with `timeout` for connecting.
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Values clamped to what works: at least one batch in flight, batches
+    /// of 1 to `MAX_APPEND_RECORDS` records, queues of at least one.
+    pub(crate) fn sanitized(mut self) -> Self {
+        self.max_in_flight = self.max_in_flight.max(1);
+        self.batch_records = self
+            .batch_records
+            .clamp(1, gdp_proto::capsule::MAX_APPEND_RECORDS);
+        self.datagram_queue = self.datagram_queue.max(1);
+        self.event_queue = self.event_queue.max(1);
+        if self.keep_alive.is_zero() {
+            self.keep_alive = DEFAULT_KEEP_ALIVE;
+        }
+        if self.idle_timeout <= self.keep_alive {
+            self.idle_timeout = self.keep_alive * 3;
+        }
+        if self.reconnect_max < self.reconnect_initial {
+            self.reconnect_max = self.reconnect_initial;
+        }
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sanitized_clamps_to_working_values() {
+        let o = ClientOptions {
+            max_in_flight: 0,
+            batch_records: 100_000,
+            datagram_queue: 0,
+            event_queue: 0,
+            reconnect_initial: Duration::from_secs(9),
+            reconnect_max: Duration::from_secs(1),
+            keep_alive: Duration::from_secs(2),
+            idle_timeout: Duration::from_secs(1),
+            ..ClientOptions::default()
+        };
+        let o = o.sanitized();
+        assert_eq!(o.max_in_flight, 1);
+        assert_eq!(o.batch_records, gdp_proto::capsule::MAX_APPEND_RECORDS);
+        assert_eq!(o.datagram_queue, 1);
+        assert_eq!(o.event_queue, 1);
+        assert_eq!(o.reconnect_max, Duration::from_secs(9));
+        assert_eq!(o.idle_timeout, Duration::from_secs(6));
+    }
+
+    #[test]
+    fn builders_set_fields() {
+        let name = Name::from_bytes([4; 32]);
+        let o = ClientOptions::default()
+            .with_router(name)
+            .with_request_timeout(Duration::from_millis(300))
+            .with_connect_timeout(Duration::from_millis(200));
+        assert_eq!(o.router, Some(name));
+        assert_eq!(o.request_timeout, Duration::from_millis(300));
+        assert_eq!(o.connect_timeout, Duration::from_millis(200));
+    }
+}

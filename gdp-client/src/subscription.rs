@@ -1,0 +1,286 @@
+//! Subscriptions: a capsule's records from a seqno on, as a stream of
+//! verified records that survives link failures and server restarts.
+//!
+//! # Data flow
+//!
+//! ```text
+//!   server ── Event{records, proof} (request id of the Subscribe) ──► supervisor
+//!        ──► route (bounded) ──► subscription task: verify, drop seqnos < next,
+//!                                 detect gaps, next = last + 1
+//!        ──► items (bounded: ClientOptions::event_queue) ──► Subscription (Stream)
+//! ```
+//!
+//! The task keeps `next`, the first seqno not yet delivered. Whenever the
+//! subscription may have been lost (the link went down, the route's queue
+//! overflowed and an event was dropped, a gap appears, the server answers a
+//! retryable error, or nothing was heard for
+//! [`ClientOptions::subscription_refresh`](crate::ClientOptions::subscription_refresh))
+//! it subscribes again from `next` under a new request id. Records before
+//! `next` that arrive again are dropped, so the stream has no gap and no
+//! duplicate.
+//!
+//! The stream yields an error and ends when a record fails verification,
+//! when the server refuses the subscription for good, or when no router
+//! knows the capsule before the first `Subscribed` (for
+//! [`ClientOptions::no_route_retry`](crate::ClientOptions::no_route_retry)).
+//! Dropping the [`Subscription`] ends the task, which tells the server.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::Stream;
+use gdp_link::endpoint::Backoff;
+use gdp_proto::capsule::{CapsuleRequest, CapsuleResponse};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::ClientError;
+use crate::capsule::Capsule;
+use crate::client::decode_response;
+use crate::connection::{Reply, Route, send_only};
+use crate::verified::{VerifiedRecord, verify_answer};
+
+/// Bound of the route between the supervisor and the subscription task, in
+/// answers. An overflow drops events; the task then resubscribes.
+const ROUTE_QUEUE: usize = 256;
+
+/// A stream of a capsule's verified records. See the [module
+/// documentation](self).
+#[derive(Debug)]
+pub struct Subscription {
+    rx: mpsc::Receiver<Result<VerifiedRecord, ClientError>>,
+    next: Arc<AtomicU64>,
+}
+
+impl Subscription {
+    pub(crate) fn start(capsule: Capsule, from: u64) -> Self {
+        let (tx, rx) = mpsc::channel(capsule.client().options().event_queue);
+        let next = Arc::new(AtomicU64::new(from.max(1)));
+        // The task ends by itself once the receiver is dropped.
+        tokio::spawn(run(capsule, tx, next.clone()));
+        Subscription { rx, next }
+    }
+
+    /// The first seqno not yet handed to the stream (records before it
+    /// were read or wait in the stream's queue).
+    pub fn next_seqno(&self) -> u64 {
+        self.next.load(Ordering::Relaxed)
+    }
+
+    /// The next verified record, `None` once the subscription has ended.
+    pub async fn next_record(&mut self) -> Option<Result<VerifiedRecord, ClientError>> {
+        self.rx.recv().await
+    }
+}
+
+impl Stream for Subscription {
+    type Item = Result<VerifiedRecord, ClientError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.rx.poll_recv(cx)
+    }
+}
+
+/// How one subscription attempt ended.
+enum Attempt {
+    /// Subscribe again (after `delay`).
+    Again(Duration),
+    /// The reader is gone or the stream ended with an error.
+    Stop,
+}
+
+type Items = mpsc::Sender<Result<VerifiedRecord, ClientError>>;
+
+async fn run(capsule: Capsule, tx: Items, next: Arc<AtomicU64>) {
+    let options = capsule.client().options().clone();
+    let mut backoff = Backoff::new(options.reconnect_initial, options.reconnect_max);
+    let started = Instant::now();
+    let mut confirmed_once = false;
+    loop {
+        let attempt = tokio::select! {
+            () = tx.closed() => Attempt::Stop,
+            a = attempt(&capsule, &tx, &next, &mut confirmed_once, started, &mut backoff) => a,
+        };
+        match attempt {
+            Attempt::Stop => break,
+            Attempt::Again(delay) => {
+                if !delay.is_zero() {
+                    tokio::select! {
+                        () = tx.closed() => break,
+                        () = tokio::time::sleep(delay) => {}
+                    }
+                }
+            }
+        }
+    }
+    // Best effort: tell the server, so it stops sending.
+    if !capsule.client().shared().is_stopped() {
+        let shared = capsule.client().shared();
+        if let Ok(pdu) =
+            CapsuleRequest::Unsubscribe.to_pdu(capsule.name(), shared.name(), shared.next_id())
+        {
+            let _ = tokio::time::timeout(
+                Duration::from_secs(1),
+                send_only(shared, &pdu, "unsubscribe"),
+            )
+            .await;
+        }
+    }
+}
+
+/// One `Subscribe` and the events that follow it.
+async fn attempt(
+    capsule: &Capsule,
+    tx: &Items,
+    next: &AtomicU64,
+    confirmed_once: &mut bool,
+    started: Instant,
+    backoff: &mut Backoff,
+) -> Attempt {
+    let client = capsule.client();
+    let shared = client.shared();
+    let options = client.options();
+    if shared.is_stopped() {
+        let _ = tx.send(Err(ClientError::Closed)).await;
+        return Attempt::Stop;
+    }
+    let from = next.load(Ordering::Relaxed);
+    let id = shared.next_id();
+    let pdu = match (CapsuleRequest::Subscribe { from }).to_pdu(capsule.name(), shared.name(), id) {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = tx.send(Err(ClientError::invalid(e.to_string()))).await;
+            return Attempt::Stop;
+        }
+    };
+    let (route_tx, mut route) = mpsc::channel(ROUTE_QUEUE);
+    shared.register(id, Route::Stream(route_tx));
+    let _guard = Unregister { capsule, id };
+    match send_only(shared, &pdu, "subscribe").await {
+        Ok(()) => {}
+        Err(ClientError::Closed) => {
+            let _ = tx.send(Err(ClientError::Closed)).await;
+            return Attempt::Stop;
+        }
+        Err(ClientError::Reconnect { reason }) => {
+            let _ = tx.send(Err(ClientError::Reconnect { reason })).await;
+            return Attempt::Stop;
+        }
+        Err(ClientError::LinkDown(reason)) if !options.reconnect => {
+            let _ = tx.send(Err(ClientError::LinkDown(reason))).await;
+            return Attempt::Stop;
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "subscribe not sent; retrying");
+            return Attempt::Again(retry(backoff, options.reconnect_max));
+        }
+    }
+    let mut confirmed = false;
+    loop {
+        // Until confirmed, the request timeout; then the refresh interval.
+        let quiet = if confirmed {
+            options.subscription_refresh
+        } else {
+            options.request_timeout
+        };
+        let reply = match tokio::time::timeout(quiet, route.recv()).await {
+            Err(_) => {
+                tracing::debug!(capsule = %capsule.name(), from = next.load(Ordering::Relaxed),
+                    "subscription quiet; subscribing again");
+                return Attempt::Again(Duration::ZERO);
+            }
+            Ok(None) => return Attempt::Again(retry(backoff, options.reconnect_max)),
+            Ok(Some(reply)) => reply,
+        };
+        let pdu = match reply {
+            Reply::Pdu(pdu) => pdu,
+            Reply::Down(_) => return Attempt::Again(Duration::ZERO),
+            Reply::Closed => {
+                let _ = tx.send(Err(ClientError::Closed)).await;
+                return Attempt::Stop;
+            }
+            Reply::Nak(nak) => {
+                let give_up = !*confirmed_once && started.elapsed() >= options.no_route_retry;
+                if give_up {
+                    let _ = tx.send(Err(ClientError::NoRoute(nak))).await;
+                    return Attempt::Stop;
+                }
+                return Attempt::Again(
+                    retry(backoff, options.reconnect_max).min(Duration::from_millis(500)),
+                );
+            }
+        };
+        match decode_response(&pdu) {
+            Ok(CapsuleResponse::Subscribed { .. }) => {
+                confirmed = true;
+                *confirmed_once = true;
+                backoff.reset();
+            }
+            Ok(CapsuleResponse::Event { records, proof }) => {
+                let want = next.load(Ordering::Relaxed);
+                let (Some(first), Some(last)) = (
+                    records.first().map(|r| r.seqno()),
+                    records.last().map(|r| r.seqno()),
+                ) else {
+                    continue;
+                };
+                let verified = match verify_answer(capsule.metadata(), records, &proof, first, last)
+                {
+                    Ok(v) => v,
+                    Err(e) => {
+                        let _ = tx.send(Err(e)).await;
+                        return Attempt::Stop;
+                    }
+                };
+                if last < want {
+                    continue;
+                }
+                if first > want {
+                    tracing::debug!(want, first, "gap in subscription events; subscribing again");
+                    return Attempt::Again(Duration::ZERO);
+                }
+                confirmed = true;
+                for record in verified.into_iter().filter(|r| r.seqno() >= want) {
+                    next.store(record.seqno() + 1, Ordering::Relaxed);
+                    if tx.send(Ok(record)).await.is_err() {
+                        return Attempt::Stop;
+                    }
+                }
+            }
+            Ok(CapsuleResponse::Unsubscribed) => {
+                return Attempt::Again(retry(backoff, options.reconnect_max));
+            }
+            Ok(other) => {
+                tracing::debug!(?other, "unexpected answer on a subscription ignored");
+            }
+            Err(ClientError::Server { code, message }) if code.is_retryable() => {
+                tracing::debug!(?code, %message, "subscription refused for now; retrying");
+                return Attempt::Again(retry(backoff, options.reconnect_max));
+            }
+            Err(e) => {
+                let _ = tx.send(Err(e)).await;
+                return Attempt::Stop;
+            }
+        }
+    }
+}
+
+/// Removes a subscription's route when its attempt ends.
+struct Unregister<'a> {
+    capsule: &'a Capsule,
+    id: u64,
+}
+
+impl Drop for Unregister<'_> {
+    fn drop(&mut self) {
+        self.capsule.client().shared().unregister(self.id);
+    }
+}
+
+/// The next backoff delay.
+fn retry(backoff: &mut Backoff, max: Duration) -> Duration {
+    backoff.next_delay().unwrap_or(max)
+}

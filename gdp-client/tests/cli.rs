@@ -1,0 +1,504 @@
+//! The `gdp` command: every subcommand, against real router and capsule
+//! server processes where it needs a network, and bad input of every kind
+//! (which must give one line on stderr and a non-zero status, never a
+//! panic).
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use gdp_certs::cert::{AdCert, Validity};
+use gdp_certs::{Identity, Metadata, Timestamp};
+use gdp_client::CapsuleFile;
+
+use common::{Net, TempDir};
+
+/// One user: a home directory (key and capsule files) and a router.
+struct User {
+    home: PathBuf,
+    router: Option<(String, String)>,
+}
+
+impl User {
+    fn new(dir: &Path, label: &str) -> User {
+        let home = dir.join(label);
+        std::fs::create_dir_all(&home).expect("home");
+        User { home, router: None }
+    }
+
+    fn at(mut self, net: &Net) -> User {
+        self.router = Some((net.router.addr.to_string(), net.router.name.to_string()));
+        self
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_gdp"));
+        c.args(args).env("HOME", &self.home).env_remove("RUST_LOG");
+        for var in [
+            "GDP_KEY",
+            "GDP_ROUTER",
+            "GDP_ROUTER_NAME",
+            "GDP_CAPSULE_DIR",
+            "GDP_LOG",
+        ] {
+            c.env_remove(var);
+        }
+        if let Some((addr, name)) = &self.router {
+            c.env("GDP_ROUTER", addr).env("GDP_ROUTER_NAME", name);
+        }
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("gdp runs")
+    }
+
+    fn run_with_stdin(&self, args: &[&str], input: &str) -> Output {
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("gdp runs");
+        child
+            .stdin
+            .take()
+            .expect("piped")
+            .write_all(input.as_bytes())
+            .expect("stdin written");
+        child.wait_with_output().expect("gdp ends")
+    }
+
+    /// Runs and expects success; returns stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "gdp {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8 output")
+    }
+
+    fn key_file(&self) -> PathBuf {
+        self.home.join(".config/gdp/client.key")
+    }
+
+    fn name(&self) -> String {
+        self.ok(&["whoami", "--json"])
+            .parse::<serde_json::Value>()
+            .expect("json")["name"]
+            .as_str()
+            .expect("name")
+            .to_owned()
+    }
+}
+
+/// The run failed with `code` and exactly one line on stderr, starting
+/// with `gdp: `, mentioning `needle`.
+fn assert_one_line_error(out: &Output, code: i32, needle: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "stderr: {stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line expected, got {stderr:?}");
+    assert!(lines[0].starts_with("gdp: "), "{stderr:?}");
+    assert!(
+        lines[0].to_lowercase().contains(&needle.to_lowercase()),
+        "{needle:?} not in {stderr:?}"
+    );
+    assert!(!stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"));
+}
+
+fn json_lines(text: &str) -> Vec<serde_json::Value> {
+    text.lines()
+        .map(|l| l.parse().expect("one JSON object per line"))
+        .collect()
+}
+
+#[test]
+fn keygen_and_whoami() {
+    let dir = TempDir::new("cli-keys");
+    let me = User::new(dir.path(), "me");
+    assert_one_line_error(&me.run(&["whoami"]), 1, "gdp keygen");
+
+    let out = me.ok(&["keygen", "--label", "laptop"]);
+    let name = out.lines().next().expect("name line").to_owned();
+    assert_eq!(name.len(), 52);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(me.key_file())
+            .expect("key")
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+    assert_one_line_error(&me.run(&["keygen"]), 1, "--force");
+    assert_eq!(me.name(), name);
+    let text = me.ok(&["whoami"]);
+    assert!(text.contains(&name) && text.contains("laptop") && text.contains("client"));
+    me.ok(&["keygen", "--force"]);
+    assert_ne!(me.name(), name);
+
+    // A key file others can read is refused; so is garbage.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(me.key_file(), std::fs::Permissions::from_mode(0o644))
+            .expect("chmod");
+        assert_one_line_error(&me.run(&["whoami"]), 1, "chmod 600");
+        std::fs::set_permissions(me.key_file(), std::fs::Permissions::from_mode(0o600))
+            .expect("chmod");
+    }
+    std::fs::write(me.key_file(), "secret_key = 12\n").expect("overwrite");
+    assert_one_line_error(&me.run(&["whoami"]), 1, "key file");
+    let missing = me.run(&["--key", "/nonexistent/dir/k.key", "whoami"]);
+    assert_one_line_error(&missing, 1, "no key file");
+}
+
+#[test]
+fn bad_command_lines_and_unreachable_routers() {
+    let dir = TempDir::new("cli-bad");
+    let me = User::new(dir.path(), "me");
+    me.ok(&["keygen"]);
+    assert_one_line_error(&me.run(&["frobnicate"]), 2, "frobnicate");
+    assert_one_line_error(&me.run(&["--timeout", "5parsecs", "whoami"]), 2, "unit");
+    assert_one_line_error(&me.run(&["read"]), 2, "capsule");
+    // No router configured.
+    let name = me.name();
+    assert_one_line_error(&me.run(&["ping", &name]), 1, "no router");
+    // Malformed names, before any network.
+    let out = me.run(&["--router", "127.0.0.1:9", "ping", "not-a-name"]);
+    assert_one_line_error(&out, 1, "invalid name to ping");
+    let out = me.run(&["--router", "127.0.0.1:9", "read", "ZZZZ"]);
+    assert_one_line_error(&out, 1, "neither a capsule file nor a capsule name");
+    let out = me.run(&["--router", "127.0.0.1:9", "read", &name, "9..3"]);
+    assert_one_line_error(&out, 1, "must not end before it starts");
+    // A router that is not there: a prompt, one-line failure.
+    let start = Instant::now();
+    let out = me.run(&["--router", "127.0.0.1:9", "--timeout", "1s", "ping", &name]);
+    assert_one_line_error(&out, 1, "router 127.0.0.1:9");
+    assert!(start.elapsed() < Duration::from_secs(15));
+    let out = me.run(&[
+        "--router",
+        "no-such-host.invalid:7474",
+        "--timeout",
+        "1s",
+        "ping",
+        &name,
+    ]);
+    assert_one_line_error(&out, 1, "router address");
+    // --help is not an error.
+    let out = me.run(&["--help"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("capsule"));
+}
+
+#[test]
+fn certificates_issue_and_show() {
+    let dir = TempDir::new("cli-certs");
+    let me = User::new(dir.path(), "me");
+    me.ok(&["keygen"]);
+    let id = Identity::load(&me.key_file()).expect("key");
+    // A capsule file written as `capsule create` would, without a network.
+    let md = Metadata::capsule(
+        id.public_key(),
+        vec![id.public_key()],
+        "c",
+        Timestamp::now(),
+        vec![],
+    )
+    .expect("metadata");
+    let file = CapsuleFile {
+        metadata: md.clone(),
+        writer_key: Some(me.key_file()),
+        server: None,
+        adcert: None,
+    };
+    let path = dir.path().join("c.capsule");
+    file.save(&path).expect("saved");
+    let server = Identity::generate(gdp_certs::Kind::Server, "s")
+        .expect("server")
+        .name()
+        .to_string();
+    let cap = path.to_str().expect("utf-8");
+
+    let text = me.ok(&[
+        "cert",
+        "issue",
+        "adcert",
+        "--capsule",
+        cap,
+        "--server",
+        &server,
+    ]);
+    let cert = text.trim();
+    let shown = me.ok(&["cert", "show", cert, "--capsule", cap]);
+    assert!(
+        shown.contains("AdCert") && shown.contains(&server) && shown.contains("valid:"),
+        "{shown}"
+    );
+    let shown = json_lines(&me.ok(&["--json", "cert", "show", cert]));
+    assert_eq!(shown[0]["type"], "adcert");
+    assert_eq!(shown[0]["capsule"], md.name().to_string());
+
+    // An AdCert for this capsule by another owner is shown as invalid.
+    let mallory = gdp_certs::SecretKey::generate();
+    let forged = AdCert::issue(
+        &mallory,
+        md.name(),
+        server.parse().expect("name"),
+        Validity::new(Timestamp::ZERO, Timestamp::MAX),
+    );
+    let forged =
+        gdp_client::capsule_file::encode_base32(&gdp_certs::codec::Encode::to_bytes(&forged));
+    let shown = me.ok(&["cert", "show", &forged, "--capsule", cap]);
+    assert!(shown.contains("INVALID"), "{shown}");
+
+    let router = Identity::generate(gdp_certs::Kind::Router, "r")
+        .expect("router")
+        .name()
+        .to_string();
+    let rt = dir.path().join("rt.cert");
+    me.ok(&[
+        "cert",
+        "issue",
+        "rtcert",
+        "--router",
+        &router,
+        "--out",
+        rt.to_str().expect("utf-8"),
+    ]);
+    let shown = me.ok(&["cert", "show", rt.to_str().expect("utf-8")]);
+    assert!(
+        shown.contains("RtCert") && shown.contains(&router) && shown.contains(&me.name()),
+        "{shown}"
+    );
+
+    assert_one_line_error(
+        &me.run(&["cert", "show", "garbage!"]),
+        1,
+        "neither a file nor a certificate",
+    );
+    assert_one_line_error(
+        &me.run(&["cert", "show", "aaaa"]),
+        1,
+        "not a gdp certificate",
+    );
+    // Only the owner issues AdCerts.
+    let other = User::new(dir.path(), "other");
+    other.ok(&["keygen"]);
+    let out = other.run(&[
+        "cert",
+        "issue",
+        "adcert",
+        "--capsule",
+        cap,
+        "--server",
+        &server,
+    ]);
+    assert_one_line_error(&out, 1, "does not own");
+}
+
+#[test]
+fn capsules_over_real_processes() {
+    let net = Net::start("cli-capsules");
+    let me = User::new(net.dir.path(), "me").at(&net);
+    me.ok(&["keygen"]);
+    let server = net.server.name.to_string();
+
+    // The server may still be attaching: retry create briefly.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let created = loop {
+        let out = me.run(&[
+            "--json", "capsule", "create", "--server", &server, "--label", "notes",
+        ]);
+        if out.status.success() {
+            break json_lines(&String::from_utf8(out.stdout).expect("utf-8"))[0].clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "create kept failing: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let capsule = created["capsule"].as_str().expect("capsule").to_owned();
+    let file = PathBuf::from(created["file"].as_str().expect("file"));
+    assert!(file.starts_with(&me.home));
+    assert_eq!(
+        CapsuleFile::load(&file)
+            .expect("capsule file")
+            .name()
+            .to_string(),
+        capsule
+    );
+
+    let info = json_lines(&me.ok(&["--json", "capsule", "info", &capsule]));
+    assert_eq!(info[0]["records"], 0);
+    assert_eq!(info[0]["label"], "notes");
+
+    me.ok(&["append", &capsule, "first", "second"]);
+    let blob = me.home.join("blob.bin");
+    std::fs::write(&blob, [0u8, 1, 2, 255]).expect("blob");
+    me.ok(&["append", &capsule, "--file", blob.to_str().expect("utf-8")]);
+    let out = me.run_with_stdin(&["--json", "append", &capsule], "l1\nl2\nl3\n");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let appended = json_lines(&String::from_utf8(out.stdout).expect("utf-8"));
+    assert_eq!(
+        (appended[0]["first"].as_u64(), appended[0]["last"].as_u64()),
+        (Some(4), Some(6))
+    );
+    me.ok(&[
+        "append",
+        "--sign-each",
+        file.to_str().expect("utf-8"),
+        "by file",
+    ]);
+
+    let all = me.ok(&["read", &capsule]);
+    let lines: Vec<&str> = all.lines().collect();
+    assert_eq!(lines.len(), 7, "{all}");
+    assert!(
+        lines[0].contains("first")
+            && lines[2].contains("0x000102ff")
+            && lines[6].contains("by file")
+    );
+    assert_eq!(me.ok(&["read", "--raw", &capsule, "2"]), "second\n");
+    assert_eq!(me.ok(&["read", "--raw", &capsule, "4..5"]), "l1\nl2\n");
+    assert_eq!(me.ok(&["read", "--raw", &capsule, "6.."]), "l3\nby file\n");
+    assert_eq!(me.ok(&["read", "--raw", "--latest", &capsule]), "by file\n");
+    let records = json_lines(&me.ok(&["--json", "read", &capsule, "1..3"]));
+    assert_eq!(records.len(), 3);
+    assert_eq!(records[2]["payload_hex"], "000102ff");
+    assert_eq!(records[2]["payload"], serde_json::Value::Null);
+    assert_eq!(records[0]["verified_by_heartbeat_at"], 7);
+    assert_eq!(
+        me.ok(&["tail", "--raw", "-n", "2", &capsule]),
+        "l3\nby file\n"
+    );
+    assert_one_line_error(&me.run(&["read", &capsule, "99"]), 1, "NotFound");
+
+    // Someone else, who has neither the capsule file nor a writer key.
+    let you = User::new(net.dir.path(), "you").at(&net);
+    you.ok(&["keygen"]);
+    assert_eq!(you.ok(&["read", "--raw", &capsule, "1"]), "first\n");
+    assert_one_line_error(
+        &you.run(&["append", &capsule, "intruder"]),
+        1,
+        "not a writer",
+    );
+
+    // tail -f: the backlog from 6, then a record appended meanwhile.
+    let mut follower = you
+        .command(&[
+            "tail", "-f", "--raw", "--from", "6", "--count", "3", &capsule,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("tail -f runs");
+    let mut stdout = BufReader::new(follower.stdout.take().expect("piped"));
+    let mut line = String::new();
+    for want in ["l3\n", "by file\n"] {
+        line.clear();
+        stdout.read_line(&mut line).expect("a record");
+        assert_eq!(line, want);
+    }
+    me.ok(&["append", &capsule, "live"]);
+    line.clear();
+    stdout.read_line(&mut line).expect("the live record");
+    assert_eq!(line, "live\n");
+    let status = follower.wait().expect("tail -f ends after --count");
+    assert!(status.success());
+    let info = me.ok(&["capsule", "info", &capsule]);
+    assert!(info.contains("records  8"), "{info}");
+
+    // A capsule nobody serves: a typed error on one line.
+    let nobody = gdp_certs::Name::from_bytes([9; 32]).to_string();
+    assert_one_line_error(
+        &me.run(&["--timeout", "3s", "read", &nobody]),
+        1,
+        "no route",
+    );
+}
+
+#[test]
+fn datagrams_and_pings() {
+    let net = Net::start("cli-net");
+    let a = User::new(net.dir.path(), "a").at(&net);
+    let b = User::new(net.dir.path(), "b").at(&net);
+    a.ok(&["keygen"]);
+    b.ok(&["keygen"]);
+    let b_name = b.name();
+
+    let receiver = b
+        .command(&["--json", "recv", "--count", "1", "--wait", "20s"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("recv runs");
+    // `recv` is attached once it has printed nothing yet but the router
+    // knows it: ping it until it answers (this SDK answers pings).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = a.run(&["--timeout", "1s", "ping", "--count", "1", &b_name]);
+        if out.status.success() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "recv never attached");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let sent = a.ok(&["send", &b_name, "hi b"]);
+    assert!(sent.contains("sent 4 bytes"));
+    let out = receiver.wait_with_output().expect("recv ends");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got = json_lines(&String::from_utf8(out.stdout).expect("utf-8"));
+    assert_eq!(got[0]["payload"], "hi b");
+    assert_eq!(got[0]["src"], a.name());
+
+    let pings = a.ok(&[
+        "ping",
+        "--count",
+        "2",
+        "--interval",
+        "10ms",
+        &net.router.name.to_string(),
+    ]);
+    assert!(pings.contains("2 of 2 answered"), "{pings}");
+    // Nobody receives: recv gives up after its wait.
+    assert_one_line_error(&b.run(&["recv", "--wait", "300ms"]), 1, "received 0 of 1");
+    let nobody = gdp_certs::Name::from_bytes([8; 32]).to_string();
+    assert_one_line_error(
+        &a.run(&["--timeout", "3s", "ping", "--count", "1", &nobody]),
+        1,
+        "no route",
+    );
+}
+
+#[test]
+fn the_demo_runs_a_whole_gdp_and_exits_zero() {
+    let dir = TempDir::new("cli-demo");
+    let me = User::new(dir.path(), "me");
+    let out = me.ok(&["demo", "--records", "2000", "--single", "10"]);
+    assert!(out.contains("received all 2010 records"), "{out}");
+    assert!(out.contains("done in"), "{out}");
+    let steps = json_lines(&me.ok(&["--json", "demo", "--records", "300", "--single", "3"]));
+    assert_eq!(steps.last().expect("steps")["step"], "done");
+}

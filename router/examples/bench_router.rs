@@ -1,0 +1,154 @@
+//! The router benchmark: PDUs/s and round-trip latency through one GDP
+//! router and through two, next to the two baselines (a direct QUIC
+//! connection and the naive byte relay), all in one run; then the latency
+//! of a cold lookup, the first PDU to a name its router must resolve
+//! through Redis.
+//!
+//! Run it with a release build (it starts its own `redis-server`, which
+//! `scripts/test.sh` installs):
+//!
+//! ```text
+//! cargo run --release -p gdp-router --example bench_router
+//! cargo run --release -p gdp-router --example bench_router -- --count 500000 --window 4096 --pings 10000 --lookups 200
+//! ```
+//!
+//! The client and echo ends are those of `bench_direct` and `bench_relay`
+//! (one stream of PDUs each way, the echo end swapping source and
+//! destination). Through routers they attach as GDP endpoints: the client
+//! to the first router, the echo end to the same router (one router) or to
+//! a second one (two routers), both routers sharing one Redis directory.
+//! Each router runs on its own two-worker runtime in this process.
+//!
+//! For each payload size (64 B and 1 KiB): one-way throughput with a
+//! window of PDUs in flight, and p50/p99/max round trips of one PDU at a
+//! time. Cold lookups: each sample attaches a new echo end to the second
+//! router, waits until its route record is in Redis, and times one PDU
+//! from the client to it and back (lookup, record verification, forwarding
+//! and the echo).
+
+mod bench_util;
+
+use std::time::Duration;
+
+use bench_util::gdp::{BenchRouter, TempDir, attach, cold_lookups, open_route, spawn_echo};
+use bench_util::{Params, Report, baselines, print_reports, run_client};
+use gdp_certs::{Identity, Kind};
+use gdp_router::directory::route_key;
+use gdp_router::testing::RedisServer;
+
+/// Client at `near`, echo end at `far` (the same router or another).
+async fn through_routers(
+    params: &Params,
+    near: &BenchRouter,
+    far: &BenchRouter,
+) -> anyhow::Result<Vec<Report>> {
+    let echo_id = Identity::generate(Kind::Server, "echo")?;
+    let client_id = Identity::generate(Kind::Client, "client")?;
+    let (echo_conn, echo_task) = spawn_echo(attach(&echo_id, far).await?);
+    let mut client = attach(&client_id, near).await?;
+    open_route(&mut client, echo_id.name()).await?;
+    let reports = run_client(
+        &mut client.send,
+        &mut client.reader,
+        client_id.name(),
+        echo_id.name(),
+        params,
+    )
+    .await?;
+    client.close();
+    echo_conn.close(0u32.into(), b"done");
+    client.endpoint.wait_idle().await;
+    echo_task.abort();
+    Ok(reports)
+}
+
+fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+fn summary(rows: &[(&str, &[Report])]) {
+    println!();
+    println!("summary: PDUs/s one way; round trip p50/p99 in us");
+    println!(
+        "{:<18} {:>12} {:>16} {:>12} {:>16}",
+        "", "64 B PDUs/s", "64 B p50/p99", "1 KiB PDUs/s", "1 KiB p50/p99"
+    );
+    for (title, reports) in rows {
+        let cell = |i: usize| {
+            reports.get(i).map_or_else(
+                || (String::from("-"), String::from("-")),
+                |r| {
+                    (
+                        format!("{:.0}", r.pdus_per_sec),
+                        format!("{:.0}/{:.0}", r.p50_us, r.p99_us),
+                    )
+                },
+            )
+        };
+        let (a, b) = cell(0);
+        let (c, d) = cell(1);
+        println!("{title:<18} {a:>12} {b:>16} {c:>12} {d:>16}");
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let params = Params::from_args()?;
+
+    let direct = baselines::direct(&params).await?;
+    print_reports("direct (client -> echo)", &params, &direct);
+    let relay = baselines::naive_relay(&params).await?;
+    print_reports("naive relay (client -> relay -> echo)", &params, &relay);
+
+    let redis = RedisServer::try_start()?;
+    let data = TempDir::new("router")?;
+    let r1 = BenchRouter::start("r1", &redis.url(), &data.0)?;
+    let r2 = BenchRouter::start("r2", &redis.url(), &data.0)?;
+
+    let one = through_routers(&params, &r1, &r1).await?;
+    print_reports("one GDP router (client -> r1 -> echo)", &params, &one);
+    let two = through_routers(&params, &r1, &r2).await?;
+    print_reports(
+        "two GDP routers (client -> r1 -> r2 -> echo)",
+        &params,
+        &two,
+    );
+
+    let client_id = Identity::generate(Kind::Client, "cold-client")?;
+    let mut client = attach(&client_id, &r1).await?;
+    let stored = |name| {
+        matches!(
+            redis.query(redis::cmd("EXISTS").arg(route_key(&name))),
+            Ok(redis::Value::Int(1))
+        )
+    };
+    let (hist, first) = cold_lookups(&mut client, &r2, stored, params.lookups).await?;
+    client.close();
+    let q = |p: f64| hist.value_at_quantile(p) as f64 / 1000.0;
+    println!();
+    println!(
+        "cold lookup through Redis (client -> r1 lookup -> r2 -> echo, and back), {} samples",
+        hist.len()
+    );
+    println!(
+        "{:>10} {:>10} {:>10} {:>14}",
+        "p50 us", "p99 us", "max us", "first us"
+    );
+    println!(
+        "{:>10.1} {:>10.1} {:>10.1} {:>14.1}",
+        q(0.5),
+        q(0.99),
+        hist.max() as f64 / 1000.0,
+        us(first)
+    );
+
+    summary(&[
+        ("direct", &direct),
+        ("naive relay", &relay),
+        ("one GDP router", &one),
+        ("two GDP routers", &two),
+    ]);
+    drop(r1);
+    drop(r2);
+    Ok(())
+}

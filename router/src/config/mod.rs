@@ -1,0 +1,644 @@
+//! The `gdp-router` configuration: a TOML file, command-line overrides,
+//! and embedded defaults.
+//!
+//! Every setting has a default, so `gdp-router` with no file and no flag
+//! starts: a key file `gdp-router.key` is generated in the data directory
+//! (the working directory unless `--data-dir` says otherwise) on first
+//! start, the directory is the in-process `memory` backend, and the router
+//! listens on UDP port [`DEFAULT_PORT`] of every interface. A value given on
+//! the command line wins over the file, which wins over the default.
+//!
+//! ```toml
+//! # gdp-router.toml: every key is optional.
+//! data_dir = "/var/lib/gdp-router"      # key file and embedded services live here
+//! key_file = "/etc/gdp/router.key"      # default: <data_dir>/gdp-router.key
+//! label = "edge-1"                      # put in the metadata of a new key
+//! listen = "0.0.0.0:7474"
+//! advertise = ["203.0.113.7:7474"]      # published in route records
+//! directory = "redis://10.0.0.5:6379"   # or "memory", "redis-cluster://h1:p1,h2:p2"
+//! directory_timeout = "300ms"
+//! metrics = "127.0.0.1:9474"            # Prometheus text format at /metrics
+//! log = "info"                          # a tracing filter
+//!
+//! [via]                                 # a router without a public address
+//! name = "<gateway router name>"
+//! addresses = ["10.0.0.1:7474"]
+//!
+//! [trust]
+//! domain_cert = "/etc/gdp/domain.cert"  # this router's membership (binary DomainCert)
+//! trusted_domains = ["<trust-domain public key>"]
+//!
+//! [socket]
+//! send_buffer = 4194304
+//! recv_buffer = 4194304
+//!
+//! [timing]
+//! record_ttl = "5m"        # lifetime of published records (republished at 2/3)
+//! cache_ttl = "60s"        # longest a looked-up route is cached
+//! negative_ttl = "1s"      # how long "no route" is remembered
+//! pending_timeout = "2s"   # how long a PDU waits for a lookup
+//! resolve_timeout = "2s"
+//! dial_timeout = "5s"
+//! redial_interval = "5s"   # gateway redials
+//! keep_alive = "5s"        # QUIC keep-alive on idle links
+//! idle_timeout = "30s"     # a silent link is down after this
+//! audit_interval = "10s"   # how often the directory is checked for lost records
+//! stall_timeout = "2s"     # longest a full next-hop queue may hold up forwarding
+//!
+//! [limits]
+//! max_links = 10000
+//! max_violations = 16      # malformed, oversized or spoofed PDUs before a link is cut
+//! pending_per_name = 64
+//! pending_total = 4096
+//!
+//! [capsule_server]         # handed as it is to the embedded capsule server
+//! ```
+//!
+//! Durations are written as a number with a unit (`ms`, `s`, `m`, `h`), or
+//! as a bare number of seconds.
+
+mod cli;
+mod file;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use gdp_certs::PublicKey;
+
+pub use cli::{Cli, ViaArg};
+pub use file::{
+    ConfigDuration, FileConfig, LimitsConfig, SocketConfig, TimingConfig, TrustConfig, ViaConfig,
+};
+
+use crate::directory::{DirectoryConfig, DirectoryOptions};
+
+/// The UDP port a router listens on when nothing else is configured.
+pub const DEFAULT_PORT: u16 = 7474;
+
+/// The key file name in the data directory when none is configured.
+pub const DEFAULT_KEY_FILE: &str = "gdp-router.key";
+
+/// The label put in the metadata of a generated router key.
+pub const DEFAULT_LABEL: &str = "gdp-router";
+
+/// The longest config file read.
+pub(crate) const MAX_CONFIG_LEN: u64 = 1 << 20;
+
+/// Why the configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The config file is larger than any sensible configuration.
+    #[error("{path} is larger than {MAX_CONFIG_LEN} bytes")]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The config file is not valid TOML for this program.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said (with line and column).
+        message: String,
+    },
+    /// A value is out of range or inconsistent with another.
+    #[error("invalid setting `{key}`: {reason}")]
+    Invalid {
+        /// The setting.
+        key: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+}
+/// A duration parsed from `"300ms"`, `"5s"`, `"2m"`, `"1h"` or a bare
+/// number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let not_a_duration = || format!("{text:?} is not a duration such as 300ms, 5s, 2m or 1h");
+    let millis_per_unit: u64 = match unit.trim() {
+        "ms" => 1,
+        "" | "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} in {text:?}: use ms, s, m or h"
+            ));
+        }
+    };
+    if let Ok(whole) = number.parse::<u64>() {
+        return whole
+            .checked_mul(millis_per_unit)
+            .map(Duration::from_millis)
+            .ok_or_else(|| format!("{text:?} is too long"));
+    }
+    let value: f64 = number.parse().map_err(|_| not_a_duration())?;
+    Duration::try_from_secs_f64(value * millis_per_unit as f64 / 1_000.0)
+        .map_err(|e| format!("{text:?}: {e}"))
+}
+/// Everything a router needs to start, resolved from the file, the
+/// command line and the defaults.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct RouterSettings {
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// The key file.
+    pub key_file: PathBuf,
+    /// The label of a generated key.
+    pub label: String,
+    /// The UDP address to bind.
+    pub listen: SocketAddr,
+    /// Public addresses; `None` derives them from the bound address (or
+    /// none when a gateway is set).
+    pub advertise: Option<Vec<SocketAddr>>,
+    /// The directory backend.
+    pub directory: DirectoryConfig,
+    /// Directory call timeouts.
+    pub directory_options: DirectoryOptions,
+    /// Where to serve metrics.
+    pub metrics: Option<SocketAddr>,
+    /// The log filter.
+    pub log: String,
+    /// The gateway.
+    pub via: Option<ViaConfig>,
+    /// This router's domain certificate file.
+    pub domain_cert: Option<PathBuf>,
+    /// Trusted trust-domain keys.
+    pub trusted_domains: Vec<PublicKey>,
+    /// Requested `SO_SNDBUF`.
+    pub socket_send_buffer: usize,
+    /// Requested `SO_RCVBUF`.
+    pub socket_recv_buffer: usize,
+    /// Lifetime of published records.
+    pub record_ttl: Duration,
+    /// Longest a looked-up route is cached.
+    pub cache_ttl: Duration,
+    /// How long "no route" is remembered.
+    pub negative_ttl: Duration,
+    /// How long a PDU waits for a route.
+    pub pending_timeout: Duration,
+    /// How long a resolution may take.
+    pub resolve_timeout: Duration,
+    /// How long a dial may take.
+    pub dial_timeout: Duration,
+    /// Wait between gateway redials.
+    pub redial_interval: Duration,
+    /// QUIC keep-alive interval.
+    pub keep_alive: Duration,
+    /// QUIC idle timeout.
+    pub idle_timeout: Duration,
+    /// Directory audit interval.
+    pub audit_interval: Duration,
+    /// Longest a full next-hop queue may hold up forwarding.
+    pub stall_timeout: Duration,
+    /// Most links.
+    pub max_links: usize,
+    /// Violations before a link is cut.
+    pub max_violations: u32,
+    /// Pending PDUs per name.
+    pub pending_per_name: usize,
+    /// Pending PDUs in all.
+    pub pending_total: usize,
+    /// The `[capsule_server]` table, if present.
+    pub capsule_server: Option<toml::Value>,
+}
+
+impl Default for RouterSettings {
+    fn default() -> Self {
+        let core = crate::core::CoreConfig::default();
+        let transport = gdp_link::TransportConfig::default();
+        let driver = crate::driver::DriverConfig::default();
+        RouterSettings {
+            data_dir: PathBuf::from("."),
+            key_file: PathBuf::from(".").join(DEFAULT_KEY_FILE),
+            label: DEFAULT_LABEL.to_owned(),
+            listen: SocketAddr::from((Ipv4Addr::UNSPECIFIED, DEFAULT_PORT)),
+            advertise: None,
+            directory: DirectoryConfig::Memory,
+            directory_options: DirectoryOptions::default(),
+            metrics: None,
+            log: "info".to_owned(),
+            via: None,
+            domain_cert: None,
+            trusted_domains: Vec::new(),
+            socket_send_buffer: transport.socket_send_buffer,
+            socket_recv_buffer: transport.socket_recv_buffer,
+            record_ttl: core.record_ttl,
+            cache_ttl: core.cache_ttl,
+            negative_ttl: core.negative_ttl,
+            pending_timeout: core.pending_timeout,
+            resolve_timeout: core.resolve_timeout,
+            dial_timeout: core.dial_timeout,
+            redial_interval: core.redial_interval,
+            keep_alive: transport.keep_alive,
+            idle_timeout: transport.idle_timeout,
+            audit_interval: driver.audit_interval,
+            stall_timeout: driver.stall_timeout,
+            max_links: transport.max_links,
+            max_violations: core.max_violations,
+            pending_per_name: core.pending_per_name,
+            pending_total: core.pending_total,
+            capsule_server: None,
+        }
+    }
+}
+
+/// `cli` if set, else `file`, else `default`.
+fn pick<T>(cli: Option<T>, file: Option<T>, default: T) -> T {
+    cli.or(file).unwrap_or(default)
+}
+
+fn pick_duration(
+    cli: Option<Duration>,
+    file: Option<ConfigDuration>,
+    default: Duration,
+) -> Duration {
+    pick(cli, file.map(|d| d.0), default)
+}
+
+impl RouterSettings {
+    /// Loads the file named by `--config` (if any) and applies the command
+    /// line over it.
+    pub fn from_cli(cli: &Cli) -> Result<Self, ConfigError> {
+        let file = match &cli.config {
+            Some(path) => FileConfig::load(path)?,
+            None => FileConfig::default(),
+        };
+        Self::resolve(file, cli)
+    }
+
+    /// Applies `cli` over `file` over the defaults, and checks the result.
+    pub fn resolve(file: FileConfig, cli: &Cli) -> Result<Self, ConfigError> {
+        let d = RouterSettings::default();
+        let data_dir = pick(cli.data_dir.clone(), file.data_dir, d.data_dir);
+        let key_file = pick(
+            cli.key_file.clone(),
+            file.key_file,
+            data_dir.join(DEFAULT_KEY_FILE),
+        );
+        let via = match &cli.via {
+            Some(v) => Some(ViaConfig {
+                name: v.name,
+                addresses: vec![v.address],
+            }),
+            None => file.via,
+        };
+        let advertise = if cli.advertise.is_empty() {
+            file.advertise
+        } else {
+            Some(cli.advertise.clone())
+        };
+        let trusted_domains = if cli.trusted_domain.is_empty() {
+            file.trust.trusted_domains
+        } else {
+            cli.trusted_domain.clone()
+        };
+        let t = file.timing;
+        let directory_options = DirectoryOptions::default().with_timeout(pick_duration(
+            cli.directory_timeout,
+            file.directory_timeout,
+            d.directory_options.timeout,
+        ));
+        let settings = RouterSettings {
+            key_file,
+            label: pick(cli.label.clone(), file.label, d.label),
+            listen: pick(cli.listen, file.listen, d.listen),
+            advertise,
+            directory: pick(cli.directory.clone(), file.directory, d.directory),
+            directory_options,
+            metrics: cli.metrics.or(file.metrics),
+            log: pick(cli.log.clone(), file.log, d.log),
+            via,
+            domain_cert: cli.domain_cert.clone().or(file.trust.domain_cert),
+            trusted_domains,
+            socket_send_buffer: pick(
+                cli.socket_send_buffer,
+                file.socket.send_buffer,
+                d.socket_send_buffer,
+            ),
+            socket_recv_buffer: pick(
+                cli.socket_recv_buffer,
+                file.socket.recv_buffer,
+                d.socket_recv_buffer,
+            ),
+            record_ttl: pick_duration(cli.record_ttl, t.record_ttl, d.record_ttl),
+            cache_ttl: pick_duration(cli.cache_ttl, t.cache_ttl, d.cache_ttl),
+            negative_ttl: pick_duration(None, t.negative_ttl, d.negative_ttl),
+            pending_timeout: pick_duration(None, t.pending_timeout, d.pending_timeout),
+            resolve_timeout: pick_duration(None, t.resolve_timeout, d.resolve_timeout),
+            dial_timeout: pick_duration(None, t.dial_timeout, d.dial_timeout),
+            redial_interval: pick_duration(None, t.redial_interval, d.redial_interval),
+            keep_alive: pick_duration(cli.keep_alive, t.keep_alive, d.keep_alive),
+            idle_timeout: pick_duration(cli.idle_timeout, t.idle_timeout, d.idle_timeout),
+            audit_interval: pick_duration(cli.audit_interval, t.audit_interval, d.audit_interval),
+            stall_timeout: pick_duration(None, t.stall_timeout, d.stall_timeout),
+            max_links: pick(None, file.limits.max_links, d.max_links),
+            max_violations: pick(
+                cli.max_violations,
+                file.limits.max_violations,
+                d.max_violations,
+            ),
+            pending_per_name: pick(None, file.limits.pending_per_name, d.pending_per_name),
+            pending_total: pick(None, file.limits.pending_total, d.pending_total),
+            capsule_server: file.capsule_server,
+            data_dir,
+        };
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks values that the parts would refuse later with a less clear
+    /// message.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key, reason: String| Err(ConfigError::Invalid { key, reason });
+        if self.keep_alive.is_zero() || self.keep_alive >= self.idle_timeout {
+            return bad(
+                "timing.keep_alive",
+                format!(
+                    "must be non-zero and shorter than idle_timeout ({:?})",
+                    self.idle_timeout
+                ),
+            );
+        }
+        for (key, value) in [
+            ("timing.record_ttl", self.record_ttl),
+            ("timing.audit_interval", self.audit_interval),
+            ("timing.stall_timeout", self.stall_timeout),
+            ("timing.dial_timeout", self.dial_timeout),
+            ("directory_timeout", self.directory_options.timeout),
+        ] {
+            if value.is_zero() {
+                return bad(key, "must be longer than zero".into());
+            }
+        }
+        if self.max_violations == 0 || self.max_links == 0 {
+            return bad(
+                "limits",
+                "max_violations and max_links must be at least 1".into(),
+            );
+        }
+        if let Some(via) = &self.via
+            && via.addresses.is_empty()
+        {
+            return bad("via.addresses", "the gateway needs an address".into());
+        }
+        if self.advertise.as_ref().is_some_and(Vec::is_empty) && self.via.is_none() {
+            return bad(
+                "advertise",
+                "a router with no public address needs a `via` gateway".into(),
+            );
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log) {
+            return bad("log", e.to_string());
+        }
+        Ok(())
+    }
+
+    /// The public addresses to publish once the socket is bound to `bound`:
+    /// the configured ones, else none behind a gateway, else the bound
+    /// address with an unspecified IP replaced by loopback.
+    pub fn advertised_addresses(&self, bound: SocketAddr) -> Vec<SocketAddr> {
+        match &self.advertise {
+            Some(list) => list.clone(),
+            None if self.via.is_some() => Vec::new(),
+            None => {
+                let mut addr = bound;
+                if addr.ip().is_unspecified() {
+                    addr.set_ip(Ipv4Addr::LOCALHOST.into());
+                }
+                vec![addr]
+            }
+        }
+    }
+
+    /// The core's settings for a router publishing `addresses`.
+    pub fn core_config(
+        &self,
+        addresses: Vec<SocketAddr>,
+        domain_cert: Option<gdp_certs::cert::DomainCert>,
+    ) -> crate::core::CoreConfig {
+        crate::core::CoreConfig {
+            addresses,
+            gateway: self.via.as_ref().map(|v| crate::core::Gateway {
+                name: v.name,
+                addresses: v.addresses.clone(),
+            }),
+            domain_cert,
+            trusted_domains: self.trusted_domains.clone(),
+            record_ttl: self.record_ttl,
+            cache_ttl: self.cache_ttl,
+            negative_ttl: self.negative_ttl,
+            pending_timeout: self.pending_timeout,
+            resolve_timeout: self.resolve_timeout,
+            dial_timeout: self.dial_timeout,
+            redial_interval: self.redial_interval,
+            max_violations: self.max_violations,
+            pending_per_name: self.pending_per_name,
+            pending_total: self.pending_total,
+            ..crate::core::CoreConfig::default()
+        }
+    }
+
+    /// The transport's settings.
+    pub fn transport_config(&self) -> gdp_link::TransportConfig {
+        let mut t = gdp_link::TransportConfig::new(self.listen);
+        t.socket_send_buffer = self.socket_send_buffer;
+        t.socket_recv_buffer = self.socket_recv_buffer;
+        t.keep_alive = self.keep_alive;
+        t.idle_timeout = self.idle_timeout;
+        t.handshake_timeout = self.dial_timeout;
+        t.max_links = self.max_links;
+        // A peer that keeps sending undecodable PDUs is cut off at the same
+        // count as one whose PDUs decode but break the rules.
+        t.malformed_limit = u64::from(self.max_violations);
+        t
+    }
+
+    /// The driver's settings.
+    pub fn driver_config(&self) -> crate::driver::DriverConfig {
+        crate::driver::DriverConfig {
+            audit_interval: self.audit_interval,
+            stall_timeout: self.stall_timeout,
+            ..crate::driver::DriverConfig::default()
+        }
+    }
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+    use gdp_certs::Name;
+    use std::path::Path;
+
+    fn cli(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("gdp-router").chain(args.iter().copied()))
+            .expect("valid command line")
+    }
+
+    #[test]
+    fn nothing_given_means_the_embedded_defaults() {
+        let s = RouterSettings::resolve(FileConfig::default(), &cli(&[])).expect("valid");
+        assert_eq!(s.listen, SocketAddr::from(([0, 0, 0, 0], DEFAULT_PORT)));
+        assert_eq!(s.key_file, Path::new(".").join(DEFAULT_KEY_FILE));
+        assert_eq!(s.directory, DirectoryConfig::Memory);
+        assert_eq!(s.metrics, None);
+        assert_eq!(
+            s.advertised_addresses(SocketAddr::from(([0, 0, 0, 0], 7474))),
+            vec![SocketAddr::from(([127, 0, 0, 1], 7474))]
+        );
+    }
+
+    #[test]
+    fn the_data_dir_holds_the_default_key_file() {
+        let s = RouterSettings::resolve(FileConfig::default(), &cli(&["--data-dir", "/d"]))
+            .expect("valid");
+        assert_eq!(s.key_file, Path::new("/d").join(DEFAULT_KEY_FILE));
+        let s = RouterSettings::resolve(
+            FileConfig::default(),
+            &cli(&["--data-dir", "/d", "--key-file", "/k/r.key"]),
+        )
+        .expect("valid");
+        assert_eq!(s.key_file, Path::new("/k/r.key"));
+    }
+
+    #[test]
+    fn the_command_line_wins_over_the_file() {
+        let file = FileConfig::parse(
+            r#"
+            listen = "127.0.0.1:9000"
+            directory = "redis://127.0.0.1:6379"
+            metrics = "127.0.0.1:9100"
+            [timing]
+            record_ttl = "10s"
+            idle_timeout = 4
+            keep_alive = "500ms"
+            [limits]
+            max_violations = 5
+            "#,
+            Path::new("t.toml"),
+        )
+        .expect("valid file");
+        let s = RouterSettings::resolve(
+            file,
+            &cli(&["--listen", "127.0.0.1:9001", "--record-ttl", "1m"]),
+        )
+        .expect("valid");
+        assert_eq!(s.listen, SocketAddr::from(([127, 0, 0, 1], 9001)));
+        assert_eq!(s.record_ttl, Duration::from_secs(60));
+        assert_eq!(s.idle_timeout, Duration::from_secs(4));
+        assert_eq!(s.keep_alive, Duration::from_millis(500));
+        assert_eq!(s.max_violations, 5);
+        assert_eq!(s.transport_config().malformed_limit, 5);
+        assert_eq!(s.metrics, Some(SocketAddr::from(([127, 0, 0, 1], 9100))));
+        assert!(matches!(s.directory, DirectoryConfig::Redis { .. }));
+    }
+
+    #[test]
+    fn a_router_behind_a_gateway_advertises_nothing_by_default() {
+        let gw = Name::from_bytes([9; 32]);
+        let s = RouterSettings::resolve(
+            FileConfig::default(),
+            &cli(&["--via", &format!("{gw}@127.0.0.1:7000")]),
+        )
+        .expect("valid");
+        let via = s.via.clone().expect("gateway set");
+        assert_eq!(via.name, gw);
+        assert_eq!(
+            via.addresses,
+            vec![SocketAddr::from(([127, 0, 0, 1], 7000))]
+        );
+        assert!(
+            s.advertised_addresses("127.0.0.1:1".parse().expect("addr"))
+                .is_empty()
+        );
+        let core = s.core_config(Vec::new(), None);
+        assert_eq!(core.gateway.map(|g| g.name), Some(gw));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused() {
+        assert!(matches!(
+            FileConfig::parse("listn = \"1.2.3.4:5\"", Path::new("t.toml")),
+            Err(ConfigError::Parse { .. })
+        ));
+        assert!(matches!(
+            FileConfig::parse("[timing]\nrecord_ttl = \"5 parsecs\"", Path::new("t.toml")),
+            Err(ConfigError::Parse { .. })
+        ));
+        let file = FileConfig::parse("advertise = []", Path::new("t.toml")).expect("parses");
+        assert!(matches!(
+            RouterSettings::resolve(file, &cli(&[])),
+            Err(ConfigError::Invalid {
+                key: "advertise",
+                ..
+            })
+        ));
+        let file = FileConfig::parse("[timing]\nkeep_alive = \"1m\"", Path::new("t.toml"))
+            .expect("parses");
+        assert!(matches!(
+            RouterSettings::resolve(file, &cli(&[])),
+            Err(ConfigError::Invalid {
+                key: "timing.keep_alive",
+                ..
+            })
+        ));
+        assert!(Cli::try_parse_from(["gdp-router", "--via", "nonsense"]).is_err());
+    }
+
+    #[test]
+    fn the_capsule_server_table_is_kept_as_it_is() {
+        let file = FileConfig::parse(
+            "[capsule_server]\nstore = \"capsules\"\nmax = 3\n",
+            Path::new("t.toml"),
+        )
+        .expect("parses");
+        let s = RouterSettings::resolve(file, &cli(&[])).expect("valid");
+        let table = s.capsule_server.expect("kept");
+        assert_eq!(
+            table.get("store").and_then(|v| v.as_str()),
+            Some("capsules")
+        );
+        assert_eq!(table.get("max").and_then(|v| v.as_integer()), Some(3));
+    }
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("300ms"), Ok(Duration::from_millis(300)));
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert!(parse_duration("s").is_err());
+        assert!(parse_duration("5d").is_err());
+        assert!(parse_duration("-1s").is_err());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn millisecond_durations_round_trip(ms in 0u64..10_000_000) {
+            proptest::prop_assert_eq!(parse_duration(&format!("{ms}ms")), Ok(Duration::from_millis(ms)));
+        }
+
+        #[test]
+        fn arbitrary_text_never_panics(s in "\\PC{0,20}") {
+            let _ = parse_duration(&s);
+        }
+    }
+}

@@ -1,0 +1,627 @@
+//! The router's driver: the tokio task that runs a [`RouterCore`] over a
+//! QUIC [`Transport`] and a [`Directory`].
+//!
+//! One task owns the core; nothing else touches it, so the core needs no
+//! lock. Everything slow (directory calls, dials, graceful link closes)
+//! runs in tasks of its own and reports back through a bounded channel.
+//!
+//! # Data flow
+//!
+//! ```text
+//!   Transport ──LinkEvent (bounded: event_queue)──▶ ┌───────────────┐
+//!     Up { peer }        ─▶ core.link_up (Router{metadata} / Endpoint)
+//!     Pdus { batch }     ─▶ core.handle_pdu, each PDU of the batch
+//!     Malformed (stream) ─▶ close the link (its stream is out of sync)
+//!     Down               ─▶ core.link_down                │
+//!                                                         │  driver task
+//!   directory / dial tasks ──Completion (bounded)───────▶ │  (owns the
+//!     lookup done        ─▶ core.lookup_result            │   RouterCore)
+//!     dial failed        ─▶ core.dial_failed              │
+//!   core.poll_timeout ──▶ one tokio sleep ──────────────▶ │
+//!   audit_interval tick ─▶ directory audit / repair ────▶ │
+//!   RouterHandle ──Command (bounded)────────────────────▶ └───────────────┘
+//!                                                            │        │
+//!        core.poll_transmit: one batch per link ─────────────┘        │
+//!          ─▶ Link::send_batch / send_unreliable (the link's queue)   │
+//!        core.poll_action ────────────────────────────────────────────┘
+//!          Lookup / Publish / Unpublish ─▶ directory tasks
+//!          Dial ─▶ dial task (Transport::dial, PeerPolicy::Expect(router))
+//!          CloseLink ─▶ close task (lets queued PDUs leave, then closes)
+//! ```
+//!
+//! The hot path is batched: the driver handles every PDU of an event (and
+//! of up to [`EVENTS_PER_TURN`] events already waiting), then drains the
+//! core's transmits once, so each link gets one queue operation per turn
+//! however many PDUs it carries. It drains earlier every
+//! [`FLUSH_EVERY`] PDUs, so the core's per-link outbox never fills.
+//!
+//! # Bounded queues and back-pressure
+//!
+//! | queue | bound | when full |
+//! | --- | --- | --- |
+//! | link events | `TransportConfig::event_queue` | link readers wait; QUIC flow control slows the peers |
+//! | link send queue | `TransportConfig::link_queue_bytes` | the driver waits up to [`DriverConfig::stall_timeout`] (back-pressure on every inbound link), then closes the stuck link and counts its PDUs as dropped |
+//! | completions | [`COMPLETION_QUEUE`] | the reporting task waits |
+//! | commands | [`COMMAND_QUEUE`] | the caller waits |
+//! | directory calls | [`DriverConfig::directory_concurrency`] in flight | further calls wait for a permit |
+//!
+//! # Shutdown
+//!
+//! [`Running::shutdown`] (or dropping every [`RouterHandle`]) ends the loop:
+//! the core withdraws everything ([`RouterCore::shutdown`]); its Unpublish
+//! actions run against the directory and are awaited (up to
+//! [`DriverConfig::shutdown_timeout`]); then [`Transport::shutdown`] flushes
+//! every link's queue and closes the links, while the driver keeps reading
+//! (and discarding) link events so no link task is left waiting on it.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use gdp_certs::{Kind, Name, Timestamp};
+use gdp_link::{Link, LinkEvent, Transport, UnreliableOutcome};
+use gdp_proto::frame::FrameError;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::core::{Action, CloseReason, LinkId, LinkPeer, LookupError, RouterCore, Transmit};
+use crate::directory::{Directory, DirectoryError, Unavailable};
+
+mod directory;
+mod embed;
+mod launch;
+mod snapshot;
+
+pub use directory::DirectoryStats;
+use directory::{Completion, DirectoryWorker};
+pub use embed::{EMBED_SHUTDOWN_TIMEOUT, EmbedContext, EmbedFuture, EmbedHook};
+pub use launch::{LaunchError, Launched, launch};
+pub use snapshot::{DriverStats, LinkSnapshot, Snapshot};
+
+/// Most link events handled in one turn before the core's output is
+/// drained.
+pub const EVENTS_PER_TURN: usize = 64;
+/// Most PDUs handed to the core before its transmits are drained (well
+/// under the core's per-link outbox limit).
+pub const FLUSH_EVERY: usize = 1024;
+/// Bound of the channel from directory and dial tasks to the driver.
+pub const COMPLETION_QUEUE: usize = 1024;
+/// Bound of the channel from [`RouterHandle`]s to the driver.
+pub const COMMAND_QUEUE: usize = 16;
+/// How long a link closed by the core gets for what is queued on it to
+/// leave before the close.
+const CLOSE_GRACE: Duration = Duration::from_millis(250);
+/// A sleep standing for "no timer".
+const NO_TIMER: Duration = Duration::from_secs(3600);
+
+/// Settings of the driver (the core and the transport have their own).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct DriverConfig {
+    /// How often the directory is checked for this router's own record, and
+    /// every record published again after failed writes.
+    pub audit_interval: Duration,
+    /// Longest the driver waits for room in one link's send queue before
+    /// it closes that link as stuck.
+    pub stall_timeout: Duration,
+    /// Most directory calls in flight at once.
+    pub directory_concurrency: usize,
+    /// Longest a shutdown waits for the directory to take the withdrawals.
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for DriverConfig {
+    fn default() -> Self {
+        DriverConfig {
+            audit_interval: Duration::from_secs(10),
+            stall_timeout: Duration::from_secs(2),
+            directory_concurrency: 64,
+            shutdown_timeout: Duration::from_secs(3),
+        }
+    }
+}
+
+/// A request to the driver task.
+#[derive(Debug)]
+enum Command {
+    Snapshot(oneshot::Sender<Snapshot>),
+    Shutdown,
+}
+
+/// The router task has stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the router has stopped")]
+pub struct RouterStopped;
+
+/// A cloneable handle to a running router.
+#[derive(Debug, Clone)]
+pub struct RouterHandle {
+    name: Name,
+    local_addr: SocketAddr,
+    commands: mpsc::Sender<Command>,
+}
+
+impl RouterHandle {
+    /// The router's name.
+    pub fn name(&self) -> Name {
+        self.name
+    }
+
+    /// The UDP address the router's transport is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The router's counters and links now.
+    pub async fn snapshot(&self) -> Result<Snapshot, RouterStopped> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Snapshot(tx))
+            .await
+            .map_err(|_| RouterStopped)?;
+        rx.await.map_err(|_| RouterStopped)
+    }
+}
+
+/// What a shutdown did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ShutdownSummary {
+    /// Records withdrawn from the directory.
+    pub withdrawn: u64,
+    /// Withdrawals that failed or did not finish in time.
+    pub withdraw_failures: u64,
+    /// What the transport's shutdown did.
+    pub transport: gdp_link::ShutdownReport,
+}
+
+/// A running router task.
+#[derive(Debug)]
+pub struct Running {
+    handle: RouterHandle,
+    task: JoinHandle<ShutdownSummary>,
+}
+
+impl Running {
+    /// A handle to the router.
+    pub fn handle(&self) -> &RouterHandle {
+        &self.handle
+    }
+
+    /// Shuts the router down (see the module documentation) and waits until
+    /// it has stopped.
+    pub async fn shutdown(self) -> Result<ShutdownSummary, RouterStopped> {
+        // If the task is already gone the send fails and the join below
+        // tells what happened.
+        let _ = self.handle.commands.send(Command::Shutdown).await;
+        self.task.await.map_err(|_| RouterStopped)
+    }
+}
+
+/// Starts the driver task for `core` over `transport` (whose event receiver
+/// is `events`) and `directory`.
+///
+/// Must be called inside a tokio runtime.
+pub fn spawn(
+    core: RouterCore,
+    transport: Transport,
+    events: mpsc::Receiver<LinkEvent>,
+    directory: Arc<dyn Directory>,
+    config: DriverConfig,
+) -> Running {
+    let name = core.name();
+    let (commands_tx, commands) = mpsc::channel(COMMAND_QUEUE);
+    let (completions_tx, completions) = mpsc::channel(COMPLETION_QUEUE);
+    let handle = RouterHandle {
+        name,
+        local_addr: transport.local_addr(),
+        commands: commands_tx,
+    };
+    let driver = Driver {
+        directory: DirectoryWorker::new(
+            directory,
+            name,
+            config.directory_concurrency,
+            completions_tx.clone(),
+        ),
+        core,
+        name,
+        transport,
+        events,
+        commands,
+        completions,
+        completions_tx,
+        links: HashMap::new(),
+        config,
+        stats: DriverStats::default(),
+        since_flush: 0,
+        shutting_down: false,
+    };
+    let task = tokio::spawn(driver.run());
+    Running { handle, task }
+}
+
+/// A link the transport reported up.
+struct LinkEntry {
+    link: Link,
+    kind: Kind,
+}
+
+/// The driver task's state. See the module documentation.
+struct Driver {
+    core: RouterCore,
+    name: Name,
+    transport: Transport,
+    events: mpsc::Receiver<LinkEvent>,
+    commands: mpsc::Receiver<Command>,
+    completions: mpsc::Receiver<Completion>,
+    completions_tx: mpsc::Sender<Completion>,
+    directory: DirectoryWorker,
+    links: HashMap<LinkId, LinkEntry>,
+    config: DriverConfig,
+    stats: DriverStats,
+    since_flush: usize,
+    shutting_down: bool,
+}
+
+/// The core's number for a transport link (transport ids are never reused).
+fn core_id(id: gdp_link::LinkId) -> LinkId {
+    LinkId(id.get())
+}
+
+impl Driver {
+    async fn run(mut self) -> ShutdownSummary {
+        let mut audit = tokio::time::interval_at(
+            Instant::now() + self.config.audit_interval,
+            self.config.audit_interval,
+        );
+        audit.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tracing::info!(router = %self.name, addr = %self.transport.local_addr(), "router running");
+        loop {
+            let wake = self.run_timers();
+            tokio::select! {
+                command = self.commands.recv() => match command {
+                    Some(Command::Snapshot(reply)) => {
+                        let _ = reply.send(self.snapshot());
+                    }
+                    Some(Command::Shutdown) | None => break,
+                },
+                event = self.events.recv() => match event {
+                    Some(event) => self.on_events(event).await,
+                    None => {
+                        tracing::warn!("the transport stopped; the router stops");
+                        break;
+                    }
+                },
+                Some(done) = self.completions.recv() => self.on_completion(done),
+                () = tokio::time::sleep_until(wake) => {}
+                _ = audit.tick() => self.directory.audit(Timestamp::now()),
+            }
+            self.flush().await;
+        }
+        self.shutdown().await
+    }
+
+    /// Runs the core's due timers; returns when to wake for the next.
+    fn run_timers(&mut self) -> Instant {
+        let now = Timestamp::now();
+        if self.core.poll_timeout().is_some_and(|t| t <= now) {
+            self.core.handle_timeout(now);
+        }
+        match self.core.poll_timeout() {
+            Some(t) => Instant::now() + t.since(now),
+            None => Instant::now() + NO_TIMER,
+        }
+    }
+
+    /// Handles `first` and the events already waiting behind it.
+    async fn on_events(&mut self, first: LinkEvent) {
+        self.on_event(first).await;
+        for _ in 1..EVENTS_PER_TURN {
+            match self.events.try_recv() {
+                Ok(event) => self.on_event(event).await,
+                Err(_) => break,
+            }
+        }
+    }
+
+    async fn on_event(&mut self, event: LinkEvent) {
+        self.stats.events += 1;
+        let now = Timestamp::now();
+        match event {
+            LinkEvent::Up {
+                link_id,
+                peer,
+                link,
+                ..
+            } => {
+                let id = core_id(link_id);
+                let kind = peer.metadata().kind();
+                let role = if kind == Kind::Router {
+                    LinkPeer::Router {
+                        metadata: peer.metadata().clone(),
+                    }
+                } else {
+                    LinkPeer::Endpoint
+                };
+                self.links.insert(id, LinkEntry { link, kind });
+                self.core.link_up(now, id, role);
+            }
+            LinkEvent::Pdus { link_id, pdus, .. } => {
+                let id = core_id(link_id);
+                self.stats.pdus_in += pdus.len() as u64;
+                for pdu in pdus {
+                    self.core.handle_pdu(now, id, pdu);
+                    self.since_flush += 1;
+                    if self.since_flush >= FLUSH_EVERY {
+                        self.flush_transmits().await;
+                    }
+                }
+            }
+            LinkEvent::Malformed {
+                link_id,
+                error,
+                reliable,
+                total,
+            } => {
+                if matches!(error, FrameError::Oversized { .. }) {
+                    self.stats.oversized += 1;
+                }
+                if reliable {
+                    self.stats.malformed_stream += 1;
+                    tracing::info!(link = %link_id, %error, "malformed stream; closing the link");
+                    self.transport.close(link_id, "malformed pdu stream");
+                } else {
+                    self.stats.malformed_datagram += 1;
+                    tracing::debug!(link = %link_id, %error, total, "malformed datagram");
+                }
+            }
+            LinkEvent::Down { link_id, reason } => {
+                let id = core_id(link_id);
+                tracing::debug!(link = %link_id, %reason, "link down");
+                self.links.remove(&id);
+                self.core.link_down(now, id);
+            }
+            other => tracing::debug!(link = %other.link_id(), "unknown link event ignored"),
+        }
+    }
+
+    fn on_completion(&mut self, done: Completion) {
+        let now = Timestamp::now();
+        match done {
+            Completion::Lookup { name, result } => {
+                let result = self.directory.lookup_done(result).map_err(lookup_error);
+                self.core.lookup_result(now, name, result);
+            }
+            Completion::Write {
+                name,
+                unpublish,
+                result,
+            } => self.directory.write_done(name, unpublish, &result),
+            Completion::Audit(result) => self.directory.audit_done(now, result),
+            Completion::DialFailed { router, error } => {
+                self.stats.dials_failed += 1;
+                tracing::info!(router = %router.short(), %error, "dial failed");
+                self.core.dial_failed(now, router);
+            }
+        }
+    }
+
+    /// Drains the core: transmits first, then actions (so a link closed by
+    /// an action has its last PDUs queued before the close).
+    async fn flush(&mut self) {
+        self.flush_transmits().await;
+        while let Some(action) = self.core.poll_action() {
+            self.on_action(action);
+        }
+    }
+
+    async fn flush_transmits(&mut self) {
+        self.since_flush = 0;
+        while let Some(transmit) = self.core.poll_transmit() {
+            self.transmit(transmit).await;
+        }
+    }
+
+    /// Queues one batch on its link. A reliable batch that finds the queue
+    /// full waits, up to the stall timeout.
+    async fn transmit(&mut self, t: Transmit) {
+        let count = t.pdus.len() as u64;
+        let Some(link) = self.links.get(&t.link).map(|e| e.link.clone()) else {
+            self.stats.send_dropped += count;
+            return;
+        };
+        if !t.reliable {
+            for pdu in t.pdus {
+                match link.send_unreliable(pdu) {
+                    Ok(UnreliableOutcome::Dropped) => self.stats.unreliable_dropped += 1,
+                    Ok(_) => self.stats.pdus_out += 1,
+                    Err(_) => self.stats.send_dropped += 1,
+                }
+            }
+            return;
+        }
+        let mut send = std::pin::pin!(link.send_batch(t.pdus));
+        // Room now is the common case: poll once without a timer.
+        let first = send.as_mut().poll(&mut Context::from_waker(Waker::noop()));
+        let result = match first {
+            Poll::Ready(result) => result,
+            Poll::Pending => {
+                self.stats.send_stalls += 1;
+                match tokio::time::timeout(self.config.stall_timeout, send).await {
+                    Ok(result) => result,
+                    Err(_) => {
+                        tracing::warn!(link = %t.link, peer = %link.peer().name().short(),
+                            "send queue full for the stall timeout; closing the link");
+                        self.stats.stalled_links_closed += 1;
+                        self.stats.send_dropped += count;
+                        link.close("send queue stuck");
+                        return;
+                    }
+                }
+            }
+        };
+        match result {
+            Ok(()) => {
+                self.stats.pdus_out += count;
+                self.stats.batches_out += 1;
+            }
+            Err(e) => {
+                tracing::debug!(link = %t.link, error = %e, "batch not queued");
+                self.stats.send_dropped += count;
+            }
+        }
+    }
+
+    fn on_action(&mut self, action: Action) {
+        match action {
+            Action::Lookup(name) => self.directory.lookup(name),
+            Action::Publish {
+                name,
+                record,
+                expires,
+            } => self.directory.publish(name, record, expires),
+            Action::Unpublish { name } => self.directory.unpublish(name),
+            Action::Dial {
+                router, addresses, ..
+            } => self.dial(router, addresses),
+            Action::CloseLink { link, reason } => self.close_link(link, &reason),
+        }
+    }
+
+    /// Dials `router` at each address in turn; only a failure on all of
+    /// them is reported (a success arrives as the link's `Up`).
+    fn dial(&mut self, router: Name, addresses: Vec<SocketAddr>) {
+        if self.shutting_down {
+            return;
+        }
+        let transport = self.transport.clone();
+        let done = self.completions_tx.clone();
+        tokio::spawn(async move {
+            let mut error = String::from("no address to dial");
+            for addr in addresses {
+                match transport.dial(addr, router).await {
+                    Ok(_) => return,
+                    Err(e) => {
+                        tracing::debug!(router = %router.short(), %addr, error = %e, "dial attempt failed");
+                        error = e.to_string();
+                    }
+                }
+            }
+            let _ = done.send(Completion::DialFailed { router, error }).await;
+        });
+    }
+
+    /// Closes `link` once what is queued on it has left (or
+    /// [`CLOSE_GRACE`] has passed).
+    fn close_link(&mut self, link: LinkId, reason: &CloseReason) {
+        if self.shutting_down {
+            // The transport's shutdown closes every link gracefully.
+            return;
+        }
+        let Some(link) = self.links.get(&link).map(|e| e.link.clone()) else {
+            return;
+        };
+        let reason = reason.to_string();
+        tracing::info!(link = %link.id(), peer = %link.peer().name().short(), %reason, "closing link");
+        tokio::spawn(async move {
+            let deadline = Instant::now() + CLOSE_GRACE;
+            while link.stats().queued_pdus > 0 && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            link.close(&reason);
+        });
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        let links = self
+            .links
+            .iter()
+            .map(|(id, entry)| LinkSnapshot {
+                id: id.0,
+                peer: entry.link.peer().name(),
+                kind: entry.kind,
+                role: self.core.link_info(*id).map(|info| info.role),
+                direction: entry.link.direction(),
+                remote_addr: entry.link.remote_addr(),
+                stats: entry.link.stats(),
+            })
+            .collect();
+        let mut driver = self.stats.clone();
+        driver.directory = self.directory.stats.clone();
+        Snapshot {
+            name: self.name,
+            backend: self.directory.backend(),
+            core: self.core.stats().clone(),
+            driver,
+            event_queue: self.events.len(),
+            directory_in_flight: self.directory.in_flight(),
+            links,
+        }
+    }
+
+    async fn shutdown(mut self) -> ShutdownSummary {
+        tracing::info!(router = %self.name, "router shutting down");
+        self.shutting_down = true;
+        let now = Timestamp::now();
+        self.core.shutdown(now);
+        let before = (
+            self.directory.stats.unpublishes,
+            self.directory.stats.unpublish_failures,
+        );
+        self.flush().await;
+        // Let the withdrawals reach the directory.
+        let deadline = Instant::now() + self.config.shutdown_timeout;
+        while self.directory.writes_in_flight() > 0 {
+            match tokio::time::timeout_at(deadline, self.completions.recv()).await {
+                Ok(Some(Completion::Write {
+                    name,
+                    unpublish,
+                    result,
+                })) => self.directory.write_done(name, unpublish, &result),
+                Ok(Some(Completion::Lookup { result, .. })) => {
+                    let _ = self.directory.lookup_done(result);
+                }
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => break,
+            }
+        }
+        let withdrawn = self.directory.stats.unpublishes - before.0;
+        let withdraw_failures = self.directory.stats.unpublish_failures - before.1
+            + self.directory.writes_in_flight() as u64;
+        // Keep reading link events while the transport flushes and closes,
+        // so no link task waits on a full channel.
+        let transport = self.transport.clone();
+        let closing = transport.shutdown("router shutting down");
+        tokio::pin!(closing);
+        let mut events_open = true;
+        let report = loop {
+            tokio::select! {
+                report = &mut closing => break report,
+                event = self.events.recv(), if events_open => events_open = event.is_some(),
+            }
+        };
+        tracing::info!(router = %self.name, withdrawn, withdraw_failures,
+            links = report.links, flushed = report.flushed, "router stopped");
+        ShutdownSummary {
+            withdrawn,
+            withdraw_failures,
+            transport: report,
+        }
+    }
+}
+
+/// The core's view of a failed directory lookup.
+fn lookup_error(e: DirectoryError) -> LookupError {
+    match e {
+        DirectoryError::Unavailable {
+            cause: Unavailable::Timeout(_),
+            ..
+        } => LookupError::Timeout,
+        e => LookupError::Unavailable(e.to_string()),
+    }
+}

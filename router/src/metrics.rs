@@ -1,0 +1,641 @@
+//! Metrics in the Prometheus text format, served over HTTP.
+//!
+//! [`render`] turns a [`Snapshot`] into the text exposition format
+//! (version 0.0.4). [`MetricsServer`] answers `GET /metrics` on a TCP
+//! address with it; every scrape asks the router task for a fresh snapshot,
+//! so figures are as of the scrape (the core's gauges, the transport's
+//! per-link statistics and RTTs are read at that moment).
+//!
+//! The server is a minimal HTTP/1.1 responder on tokio, not a general web
+//! server: one request per connection, a request head of at most
+//! [`MAX_REQUEST_HEAD`] bytes read within [`REQUEST_TIMEOUT`], at most
+//! [`MAX_CONNECTIONS`] connections at once (others are closed at once).
+//!
+//! | metric | type | what |
+//! | --- | --- | --- |
+//! | `gdp_router_info{name,backend}` | gauge | always 1 |
+//! | `gdp_router_forwarded_total` | counter | PDUs sent on to a next hop |
+//! | `gdp_router_delivered_local_total` | counter | of those, to attached endpoints |
+//! | `gdp_router_dropped_total{reason}` | counter | dropped PDUs by reason (`ttl`, `no_route`, `bad_source`, `malformed`, `oversized`, `queue_full`, `policy`, `not_attached`, `unhandled`) |
+//! | `gdp_router_lookups_total`, `gdp_router_lookup_failures_total` | counter | directory resolutions |
+//! | `gdp_router_cache_hits_total`, `gdp_router_cache_misses_total` | counter | FIB hits and misses |
+//! | `gdp_router_bad_records_total` | counter | directory records that failed to decode or verify |
+//! | `gdp_router_pending_pdus`, `gdp_router_links`, `gdp_router_fib_entries` | gauge | current state |
+//! | `gdp_router_malformed_total{where}` | counter | undecodable PDUs the transport saw (`stream`, `datagram`) |
+//! | `gdp_router_directory_errors_total{op}` | counter | failed directory calls |
+//! | `gdp_router_queue_depth{queue}` | gauge | `events` (link events waiting), `link_bytes` (all send queues) |
+//! | `gdp_router_link_rtt_seconds{link,peer,kind,role}` | gauge | QUIC RTT estimate per link |
+//! | `gdp_router_link_queued_bytes{...}` | gauge | bytes waiting in one link's send queue |
+//!
+//! and a few more counters, each with its `# HELP` line.
+
+use std::fmt::Write as _;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinHandle;
+
+use crate::core::{DropReason, LinkRole};
+use crate::driver::{RouterHandle, Snapshot};
+
+/// Longest request head read.
+pub const MAX_REQUEST_HEAD: usize = 8 * 1024;
+/// Longest a client may take to send its request.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most scrapes served at once.
+pub const MAX_CONNECTIONS: usize = 16;
+
+/// Every drop reason with its label.
+const DROP_REASONS: [(&str, DropReason); 9] = [
+    ("ttl", DropReason::Ttl),
+    ("no_route", DropReason::NoRoute),
+    ("bad_source", DropReason::BadSource),
+    ("malformed", DropReason::Malformed),
+    ("oversized", DropReason::Oversized),
+    ("queue_full", DropReason::QueueFull),
+    ("policy", DropReason::Policy),
+    ("not_attached", DropReason::NotAttached),
+    ("unhandled", DropReason::Unhandled),
+];
+
+/// Builds the exposition text.
+struct Exposition {
+    out: String,
+}
+
+impl Exposition {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.out, "# HELP {name} {help}");
+        let _ = writeln!(self.out, "# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
+        self.out.push_str(name);
+        if !labels.is_empty() {
+            self.out.push('{');
+            for (i, (k, v)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.out.push(',');
+                }
+                let _ = write!(self.out, "{k}=\"{}\"", escape(v));
+            }
+            self.out.push('}');
+        }
+        let _ = writeln!(self.out, " {value}");
+    }
+
+    fn counter(&mut self, name: &str, help: &str, value: u64) {
+        self.family(name, "counter", help);
+        self.sample(name, &[], value);
+    }
+
+    fn gauge(&mut self, name: &str, help: &str, value: impl std::fmt::Display) {
+        self.family(name, "gauge", help);
+        self.sample(name, &[], value);
+    }
+}
+
+/// A label value with `\`, `"` and newlines escaped.
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn role_label(role: Option<LinkRole>) -> &'static str {
+    match role {
+        Some(LinkRole::Attaching) => "attaching",
+        Some(LinkRole::Endpoint) => "endpoint",
+        Some(LinkRole::RouterPending) => "router_pending",
+        Some(LinkRole::Router) => "router",
+        None => "closing",
+    }
+}
+
+/// The Prometheus text exposition of `s`.
+pub fn render(s: &Snapshot) -> String {
+    let mut e = Exposition {
+        out: String::with_capacity(8 * 1024),
+    };
+    let c = &s.core;
+    let d = &s.driver;
+    let dir = &d.directory;
+    e.family(
+        "gdp_router_info",
+        "gauge",
+        "The router's name and directory backend.",
+    );
+    let name = s.name.to_string();
+    e.sample(
+        "gdp_router_info",
+        &[("name", &name), ("backend", s.backend)],
+        1,
+    );
+    e.counter(
+        "gdp_router_forwarded_total",
+        "PDUs sent on to a next hop (a router or a local endpoint).",
+        c.forwarded,
+    );
+    e.counter(
+        "gdp_router_delivered_local_total",
+        "PDUs delivered to endpoints attached here.",
+        c.delivered_local,
+    );
+    e.family(
+        "gdp_router_dropped_total",
+        "counter",
+        "Dropped PDUs, by reason.",
+    );
+    for (label, reason) in DROP_REASONS {
+        e.sample(
+            "gdp_router_dropped_total",
+            &[("reason", label)],
+            c.dropped.get(reason),
+        );
+    }
+    for (name, help, value) in [
+        (
+            "gdp_router_naks_sent_total",
+            "NakNoRoute PDUs this router originated.",
+            c.naks_sent,
+        ),
+        (
+            "gdp_router_pongs_sent_total",
+            "Pings this router answered.",
+            c.pongs_sent,
+        ),
+        (
+            "gdp_router_cache_hits_total",
+            "FIB hits on the forwarding path.",
+            c.cache_hits,
+        ),
+        (
+            "gdp_router_cache_misses_total",
+            "FIB misses on the forwarding path.",
+            c.cache_misses,
+        ),
+        (
+            "gdp_router_lookups_total",
+            "Directory lookups asked for.",
+            c.lookups,
+        ),
+        (
+            "gdp_router_lookup_failures_total",
+            "Resolutions that found no usable route.",
+            c.lookup_failures,
+        ),
+        (
+            "gdp_router_bad_records_total",
+            "Directory records that did not decode or verify.",
+            c.bad_records,
+        ),
+        (
+            "gdp_router_stale_records_total",
+            "Directory records of this router itself, ignored.",
+            c.stale_records,
+        ),
+        (
+            "gdp_router_records_skipped_total",
+            "Directory records beyond the per-lookup limit.",
+            c.records_skipped,
+        ),
+        (
+            "gdp_router_records_published_total",
+            "Route records published (and republished).",
+            c.records_published,
+        ),
+        (
+            "gdp_router_attaches_total",
+            "Endpoints that attached.",
+            c.attaches,
+        ),
+        (
+            "gdp_router_attach_failures_total",
+            "Attach proofs refused.",
+            c.attach_failures,
+        ),
+        (
+            "gdp_router_adcerts_rejected_total",
+            "Advertised capsules refused.",
+            c.adcerts_rejected,
+        ),
+        (
+            "gdp_router_capsules_advertised_total",
+            "Capsules installed from advertisements.",
+            c.capsules_advertised,
+        ),
+        ("gdp_router_dials_total", "Router links dialed.", c.dials),
+        (
+            "gdp_router_dial_failures_total",
+            "Dials that failed or timed out.",
+            c.dial_failures,
+        ),
+        (
+            "gdp_router_peers_refused_total",
+            "Router links refused by the peering policy.",
+            c.peers_refused,
+        ),
+        (
+            "gdp_router_links_closed_total",
+            "Links this router closed.",
+            c.links_closed,
+        ),
+        (
+            "gdp_router_pdus_received_total",
+            "PDUs received on all links.",
+            d.pdus_in,
+        ),
+        (
+            "gdp_router_pdus_sent_total",
+            "PDUs queued on links.",
+            d.pdus_out,
+        ),
+        (
+            "gdp_router_transmit_batches_total",
+            "Batches of PDUs queued on links.",
+            d.batches_out,
+        ),
+        (
+            "gdp_router_oversized_total",
+            "PDUs whose header announced more than the largest PDU.",
+            d.oversized,
+        ),
+        (
+            "gdp_router_send_stalls_total",
+            "Times a full next-hop queue made forwarding wait.",
+            d.send_stalls,
+        ),
+        (
+            "gdp_router_stalled_links_closed_total",
+            "Links closed because their send queue stayed full.",
+            d.stalled_links_closed,
+        ),
+        (
+            "gdp_router_send_dropped_total",
+            "PDUs not queued: link gone or stuck.",
+            d.send_dropped,
+        ),
+        (
+            "gdp_router_unreliable_dropped_total",
+            "Unreliable PDUs dropped at a full datagram queue.",
+            d.unreliable_dropped,
+        ),
+        (
+            "gdp_router_directory_skipped_values_total",
+            "Directory values skipped as malformed, oversized or in excess.",
+            dir.skipped_values,
+        ),
+        (
+            "gdp_router_directory_repairs_total",
+            "Times every record was published again.",
+            dir.repairs,
+        ),
+        (
+            "gdp_router_directory_republished_total",
+            "Records published again by repairs.",
+            dir.republished,
+        ),
+    ] {
+        e.counter(name, help, value);
+    }
+    e.family(
+        "gdp_router_malformed_total",
+        "counter",
+        "Undecodable PDUs the transport reported, by where they came.",
+    );
+    e.sample(
+        "gdp_router_malformed_total",
+        &[("where", "stream")],
+        d.malformed_stream,
+    );
+    e.sample(
+        "gdp_router_malformed_total",
+        &[("where", "datagram")],
+        d.malformed_datagram,
+    );
+    e.family(
+        "gdp_router_directory_errors_total",
+        "counter",
+        "Failed directory calls, by operation.",
+    );
+    for (op, value) in [
+        ("lookup", dir.lookup_failures),
+        ("publish", dir.publish_failures),
+        ("unpublish", dir.unpublish_failures),
+        ("audit", dir.audit_failures),
+    ] {
+        e.sample("gdp_router_directory_errors_total", &[("op", op)], value);
+    }
+    e.gauge(
+        "gdp_router_pending_pdus",
+        "PDUs waiting for a route.",
+        c.pending,
+    );
+    e.gauge("gdp_router_links", "Links known to the core.", c.links);
+    e.gauge("gdp_router_fib_entries", "FIB entries.", c.fib_entries);
+    e.gauge(
+        "gdp_router_directory_in_flight",
+        "Directory calls in flight.",
+        s.directory_in_flight,
+    );
+    e.family(
+        "gdp_router_queue_depth",
+        "gauge",
+        "Depth of the router's queues.",
+    );
+    e.sample(
+        "gdp_router_queue_depth",
+        &[("queue", "events")],
+        s.event_queue,
+    );
+    e.sample(
+        "gdp_router_queue_depth",
+        &[("queue", "link_bytes")],
+        s.queued_bytes(),
+    );
+    link_metrics(&mut e, s);
+    e.out
+}
+
+fn link_metrics(e: &mut Exposition, s: &Snapshot) {
+    let labels: Vec<[String; 4]> = s
+        .links
+        .iter()
+        .map(|l| {
+            [
+                l.id.to_string(),
+                l.peer.to_string(),
+                l.kind.to_string(),
+                role_label(l.role).to_owned(),
+            ]
+        })
+        .collect();
+    let per_link = |e: &mut Exposition,
+                    name: &str,
+                    kind: &str,
+                    help: &str,
+                    value: &dyn Fn(usize) -> String| {
+        e.family(name, kind, help);
+        for (i, l) in labels.iter().enumerate() {
+            e.sample(
+                name,
+                &[
+                    ("link", &l[0]),
+                    ("peer", &l[1]),
+                    ("kind", &l[2]),
+                    ("role", &l[3]),
+                ],
+                value(i),
+            );
+        }
+    };
+    per_link(
+        e,
+        "gdp_router_link_rtt_seconds",
+        "gauge",
+        "QUIC round-trip time estimate of the link.",
+        &|i| format!("{:.6}", s.links[i].stats.rtt.as_secs_f64()),
+    );
+    per_link(
+        e,
+        "gdp_router_link_queued_bytes",
+        "gauge",
+        "Bytes waiting in the link's send queue.",
+        &|i| s.links[i].stats.queued_bytes.to_string(),
+    );
+    per_link(
+        e,
+        "gdp_router_link_sent_pdus_total",
+        "counter",
+        "PDUs sent on the link (stream and datagrams).",
+        &|i| {
+            let st = &s.links[i].stats;
+            (st.sent_pdus + st.sent_datagrams).to_string()
+        },
+    );
+    per_link(
+        e,
+        "gdp_router_link_received_pdus_total",
+        "counter",
+        "PDUs received on the link (stream and datagrams).",
+        &|i| {
+            let st = &s.links[i].stats;
+            (st.received_pdus + st.received_datagrams).to_string()
+        },
+    );
+    per_link(
+        e,
+        "gdp_router_link_lost_packets_total",
+        "counter",
+        "Packets QUIC declared lost on the link.",
+        &|i| s.links[i].stats.lost_packets.to_string(),
+    );
+}
+
+/// The HTTP endpoint serving [`render`] at `/metrics`.
+#[derive(Debug)]
+pub struct MetricsServer {
+    addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl MetricsServer {
+    /// Binds `addr` and serves the metrics of the router behind `router`.
+    pub async fn start(addr: SocketAddr, router: RouterHandle) -> io::Result<MetricsServer> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(accept_loop(listener, router, stopped));
+        tracing::info!(%addr, "metrics served at http://{addr}/metrics");
+        Ok(MetricsServer { addr, stop, task })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting scrapes.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+async fn accept_loop(listener: TcpListener, router: RouterHandle, mut stop: watch::Receiver<bool>) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = stop.changed() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::debug!(error = %e, "metrics accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::debug!(%peer, "metrics scrape refused: too many connections");
+            continue;
+        };
+        let router = router.clone();
+        tokio::spawn(async move {
+            if let Err(e) = serve(stream, &router).await {
+                tracing::debug!(%peer, error = %e, "metrics scrape failed");
+            }
+            drop(slot);
+        });
+    }
+}
+
+/// Reads the request head: up to the blank line, bounded in size and time.
+async fn read_head(stream: &mut TcpStream) -> io::Result<Vec<u8>> {
+    let mut head = Vec::with_capacity(512);
+    let mut buf = [0u8; 1024];
+    let read = async {
+        loop {
+            if head.windows(4).any(|w| w == b"\r\n\r\n") {
+                return Ok(());
+            }
+            if head.len() >= MAX_REQUEST_HEAD {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "request head too long",
+                ));
+            }
+            let n = stream.read(&mut buf).await?;
+            if n == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "request cut short",
+                ));
+            }
+            head.extend_from_slice(&buf[..n]);
+        }
+    };
+    tokio::time::timeout(REQUEST_TIMEOUT, read)
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "request too slow"))??;
+    Ok(head)
+}
+
+async fn serve(mut stream: TcpStream, router: &RouterHandle) -> io::Result<()> {
+    let head = read_head(&mut stream).await?;
+    let line = head.split(|b| *b == b'\r').next().unwrap_or_default();
+    let line = String::from_utf8_lossy(line);
+    let mut parts = line.split(' ');
+    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let path = target.split('?').next().unwrap_or("");
+    let (status, body) = match (method, path) {
+        ("GET" | "HEAD", "/metrics") => match router.snapshot().await {
+            Ok(snapshot) => ("200 OK", render(&snapshot)),
+            Err(e) => ("503 Service Unavailable", format!("{e}\n")),
+        },
+        ("GET" | "HEAD", _) => ("404 Not Found", "metrics are at /metrics\n".to_owned()),
+        _ => ("405 Method Not Allowed", "only GET\n".to_owned()),
+    };
+    let mut response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    if method != "HEAD" {
+        response.push_str(&body);
+    }
+    stream.write_all(response.as_bytes()).await?;
+    stream.shutdown().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::{CoreConfig, RouterCore};
+    use crate::directory::MemoryDirectory;
+    use crate::driver::{DriverConfig, spawn};
+    use gdp_certs::{Identity, Kind};
+    use gdp_link::{Transport, TransportConfig};
+
+    async fn get(addr: SocketAddr, request: &str) -> String {
+        let mut s = TcpStream::connect(addr).await.expect("connects");
+        s.write_all(request.as_bytes()).await.expect("writes");
+        let mut out = String::new();
+        // A connection the server cut off may end in a reset.
+        let _ = s.read_to_string(&mut out).await;
+        out
+    }
+
+    #[tokio::test]
+    async fn a_scrape_returns_the_routers_counters() {
+        let id = Identity::generate(Kind::Router, "m").expect("identity");
+        let name = id.name();
+        let (transport, events) = Transport::bind(
+            id.clone(),
+            TransportConfig::new("127.0.0.1:0".parse().expect("addr")),
+        )
+        .expect("binds");
+        let core = RouterCore::new(
+            id,
+            CoreConfig {
+                addresses: vec![transport.local_addr()],
+                ..CoreConfig::default()
+            },
+        )
+        .expect("valid core");
+        let running = spawn(
+            core,
+            transport,
+            events,
+            Arc::new(MemoryDirectory::new()),
+            DriverConfig::default(),
+        );
+        let server = MetricsServer::start(
+            "127.0.0.1:0".parse().expect("addr"),
+            running.handle().clone(),
+        )
+        .await
+        .expect("binds");
+
+        let text = get(
+            server.local_addr(),
+            "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n",
+        )
+        .await;
+        assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+        assert!(text.contains(&format!(
+            "gdp_router_info{{name=\"{name}\",backend=\"memory\"}} 1"
+        )));
+        assert!(text.contains("gdp_router_dropped_total{reason=\"bad_source\"} 0"));
+        assert!(text.contains("# TYPE gdp_router_forwarded_total counter"));
+        // The router published its own record at start.
+        assert!(
+            text.contains("gdp_router_records_published_total 1"),
+            "{text}"
+        );
+
+        let text = get(server.local_addr(), "GET /other HTTP/1.1\r\n\r\n").await;
+        assert!(text.starts_with("HTTP/1.1 404"), "{text}");
+        let text = get(server.local_addr(), "POST /metrics HTTP/1.1\r\n\r\n").await;
+        assert!(text.starts_with("HTTP/1.1 405"), "{text}");
+        // A request head that never ends is cut off at the bound.
+        let text = get(server.local_addr(), &"x".repeat(MAX_REQUEST_HEAD + 10)).await;
+        assert_eq!(text, "");
+
+        server.stop().await;
+        let summary = running.shutdown().await.expect("stops");
+        assert_eq!(summary.withdrawn, 1);
+        assert_eq!(summary.withdraw_failures, 0);
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+}
