@@ -7,7 +7,9 @@
 //!
 //! Settings come from the TOML file given with `--config` (see
 //! `gdp_capsule_server::config`), then the command-line flags, which win.
-//! The key file is generated (mode 0600) on first start. SIGTERM or ctrl-c
+//! The key file is generated (mode 0600) on first start. At start the
+//! server prints one line on stdout, `gdp-capsule-server name=… data_dir=…
+//! key=… key_created=…`, for people and scripts. SIGTERM or ctrl-c
 //! stops the server gracefully: no new requests, every write in flight made
 //! durable and answered, the link closed; the exit status is then 0.
 
@@ -116,7 +118,23 @@ fn main() -> anyhow::Result<()> {
         None => tracing_subscriber::EnvFilter::try_from_default_env()
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
     };
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    // The identity first, so the start line can name the server (scripts
+    // read it); `run` loads the same file.
+    let key_file = config.key_file();
+    let (identity, created) =
+        gdp_certs::Identity::load_or_generate(&key_file, gdp_certs::Kind::Server, &config.label)
+            .with_context(|| format!("loading the key file {}", key_file.display()))?;
+    println!(
+        "gdp-capsule-server name={} data_dir={} key={} key_created={created}",
+        identity.name(),
+        config.data_dir.display(),
+        key_file.display(),
+    );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

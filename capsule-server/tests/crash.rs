@@ -31,11 +31,9 @@ const TOTAL: u64 = 20_000;
 const KILLS: usize = 5;
 /// Appends in flight at once.
 const WINDOW: usize = 128;
-/// Records per append, each append closed by one writer heartbeat: 20,000
-/// records in 5,000 pipelined appends. (A heartbeat per record works the
-/// same, but unoptimized ed25519 verification takes milliseconds, which
-/// would make this test minutes long.)
-const PER_APPEND: usize = 4;
+/// Records per append: one, so every append carries its own heartbeat
+/// (20,000 pipelined appends, each verified and made durable).
+const PER_APPEND: usize = 1;
 
 /// Appends until `stop_at` records were sent (or `TOTAL`), keeping
 /// `WINDOW` appends in flight, updating `acked` with every acknowledged

@@ -287,8 +287,10 @@ impl Client {
         let pdu = data_pdu(shared, dst, payload.into(), Flags::UNRELIABLE)?;
         let deadline = Instant::now() + shared.options.request_timeout;
         let link = shared.link(deadline, "send").await?;
-        link.send_unreliable(&pdu)
-            .map_err(|_| ClientError::invalid("the link is closing"))?;
+        if link.send_unreliable(&pdu).is_err() {
+            // Refused only by a link that is closing.
+            return Err(ClientError::LinkDown(link.closed().await));
+        }
         Ok(pdu.header.seq)
     }
 

@@ -24,6 +24,11 @@
 //! knows the capsule before the first `Subscribed` (for
 //! [`ClientOptions::no_route_retry`](crate::ClientOptions::no_route_retry)).
 //! Dropping the [`Subscription`] ends the task, which tells the server.
+//!
+//! A capsule server keeps one subscription per capsule and subscriber
+//! name, so one [`Client`](crate::Client) should hold at most one
+//! subscription per capsule at a time (a second one replaces the first at
+//! the server; use another client, or share the stream).
 
 use std::pin::Pin;
 use std::sync::Arc;
