@@ -128,6 +128,30 @@ fn stage(pdu: Bytes, small: &mut BytesMut, chunks: &mut Vec<Bytes>) {
     }
 }
 
+/// Bytes of the PDUs in `msgs` that [`stage`] copies into one buffer.
+fn coalesced_len(msgs: &[WriterMsg]) -> usize {
+    let small = |pdu: &Bytes| {
+        if pdu.len() < COALESCE_BELOW {
+            pdu.len()
+        } else {
+            0
+        }
+    };
+    msgs.iter()
+        .map(|msg| match msg {
+            WriterMsg::Pdus {
+                pdus: Batch::One(pdu),
+                ..
+            } => small(pdu),
+            WriterMsg::Pdus {
+                pdus: Batch::Many(many),
+                ..
+            } => many.iter().map(small).sum(),
+            WriterMsg::Finish(_) => 0,
+        })
+        .sum()
+}
+
 async fn write_stream(shared: Arc<LinkShared>, mut queue: QueueReceiver) {
     let mut send = match shared.conn.open_uni().await {
         Ok(s) => s,
@@ -140,6 +164,9 @@ async fn write_stream(shared: Arc<LinkShared>, mut queue: QueueReceiver) {
         if queue.recv_many(&mut msgs, WRITE_BATCH).await == 0 {
             return;
         }
+        // Size the coalescing buffer once per write rather than letting it
+        // grow (and copy itself) PDU by PDU.
+        small.reserve(coalesced_len(&msgs));
         let (mut permits, mut bytes, mut pdus) = (0u32, 0u64, 0u64);
         let mut finish = None;
         for msg in msgs.drain(..) {

@@ -37,6 +37,22 @@ impl RouterCore {
         self.refresh_gauges();
     }
 
+    /// Several PDUs arrived on `link`, in order: the same as one
+    /// [`handle_pdu`](RouterCore::handle_pdu) each, with the gauges
+    /// refreshed once for the batch instead of once per PDU.
+    pub fn handle_pdus(
+        &mut self,
+        now: Timestamp,
+        link: LinkId,
+        pdus: impl IntoIterator<Item = Bytes>,
+    ) {
+        self.start(now);
+        for bytes in pdus {
+            self.on_pdu(now, link, bytes);
+        }
+        self.refresh_gauges();
+    }
+
     fn on_pdu(&mut self, now: Timestamp, link: LinkId, bytes: Bytes) {
         let Some(state) = self.links.get(&link) else {
             // A link the core never saw or already closed.

@@ -10,7 +10,7 @@
 //! ```text
 //!   Transport ──LinkEvent (bounded: event_queue)──▶ ┌───────────────┐
 //!     Up { peer }        ─▶ core.link_up (Router{metadata} / Endpoint)
-//!     Pdus { batch }     ─▶ core.handle_pdu, each PDU of the batch
+//!     Pdus { batch }     ─▶ core.handle_pdus, the whole batch
 //!     Malformed (stream) ─▶ close the link (its stream is out of sync)
 //!     Down               ─▶ core.link_down                │
 //!                                                         │  driver task
@@ -354,9 +354,12 @@ impl Driver {
             LinkEvent::Pdus { link_id, pdus, .. } => {
                 let id = core_id(link_id);
                 self.stats.pdus_in += pdus.len() as u64;
-                for pdu in pdus {
-                    self.core.handle_pdu(now, id, pdu);
-                    self.since_flush += 1;
+                let mut pdus = pdus.into_iter();
+                while pdus.len() > 0 {
+                    let room = FLUSH_EVERY.saturating_sub(self.since_flush).max(1);
+                    let take = room.min(pdus.len());
+                    self.core.handle_pdus(now, id, pdus.by_ref().take(take));
+                    self.since_flush += take;
                     if self.since_flush >= FLUSH_EVERY {
                         self.flush_transmits().await;
                     }
