@@ -17,7 +17,10 @@
 //! destination). Through routers they attach as GDP endpoints: the client
 //! to the first router, the echo end to the same router (one router) or to
 //! a second one (two routers), both routers sharing one Redis directory.
-//! Each router runs on its own two-worker runtime in this process.
+//! Each router runs on its own two-worker runtime in this process. The
+//! naive relay is measured twice: on the runtime of the client and echo
+//! ends (as `bench_relay` runs it), and on its own two-worker runtime like
+//! a router, which is the like-for-like baseline for one router hop.
 //!
 //! For each payload size (64 B and 1 KiB): one-way throughput with a
 //! window of PDUs in flight, and p50/p99/max round trips of one PDU at a
@@ -30,6 +33,7 @@ mod bench_util;
 
 use std::time::Duration;
 
+use bench_util::baselines::RelayRuntime;
 use bench_util::gdp::{BenchRouter, TempDir, attach, cold_lookups, open_route, spawn_echo};
 use bench_util::{Params, Report, baselines, print_reports, run_client};
 use gdp_certs::{Identity, Kind};
@@ -97,8 +101,14 @@ async fn main() -> anyhow::Result<()> {
 
     let direct = baselines::direct(&params).await?;
     print_reports("direct (client -> echo)", &params, &direct);
-    let relay = baselines::naive_relay(&params).await?;
+    let relay = baselines::naive_relay(&params, RelayRuntime::Shared).await?;
     print_reports("naive relay (client -> relay -> echo)", &params, &relay);
+    let relay_own = baselines::naive_relay(&params, RelayRuntime::Own).await?;
+    print_reports(
+        "naive relay on its own runtime (client -> relay -> echo)",
+        &params,
+        &relay_own,
+    );
 
     let redis = RedisServer::try_start()?;
     let data = TempDir::new("router")?;
@@ -145,6 +155,7 @@ async fn main() -> anyhow::Result<()> {
     summary(&[
         ("direct", &direct),
         ("naive relay", &relay),
+        ("relay, own rt", &relay_own),
         ("one GDP router", &one),
         ("two GDP routers", &two),
     ]);

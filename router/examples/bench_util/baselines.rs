@@ -84,23 +84,90 @@ async fn relay(endpoint: quinn::Endpoint) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Where the naive relay runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RelayRuntime {
+    /// On the runtime of the client and echo ends.
+    Shared,
+    /// On its own two-worker runtime, as each router of `bench_router`
+    /// runs: the like-for-like baseline for a router hop.
+    Own,
+}
+
+/// A relay endpoint and the task serving it.
+struct RelayHandle {
+    addr: std::net::SocketAddr,
+    stop: Box<dyn FnOnce() + Send>,
+}
+
+fn start_relay(relay_id: &Identity, runtime: RelayRuntime) -> anyhow::Result<RelayHandle> {
+    match runtime {
+        RelayRuntime::Shared => {
+            let relay_ep = endpoint(relay_id, Some(PeerPolicy::AnyName))?;
+            let addr = relay_ep.local_addr()?;
+            let task = tokio::spawn(async move {
+                if let Err(e) = relay(relay_ep).await {
+                    eprintln!("relay: {e}");
+                }
+            });
+            Ok(RelayHandle {
+                addr,
+                stop: Box::new(move || task.abort()),
+            })
+        }
+        RelayRuntime::Own => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("relay")
+                .enable_all()
+                .build()?;
+            let relay_id = relay_id.clone();
+            let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+            let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+            let thread = std::thread::spawn(move || {
+                runtime.block_on(async move {
+                    let relay_ep = match endpoint(&relay_id, Some(PeerPolicy::AnyName)) {
+                        Ok(ep) => ep,
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    let _ = ready_tx.send(relay_ep.local_addr().map_err(Into::into));
+                    tokio::select! {
+                        result = relay(relay_ep) => if let Err(e) = result {
+                            eprintln!("relay: {e}");
+                        },
+                        _ = stop_rx => {}
+                    }
+                });
+            });
+            let addr = ready_rx.recv()??;
+            Ok(RelayHandle {
+                addr,
+                stop: Box::new(move || {
+                    let _ = stop_tx.send(());
+                    let _ = thread.join();
+                }),
+            })
+        }
+    }
+}
+
 /// Client and echo end connected through the naive relay.
-pub(crate) async fn naive_relay(params: &Params) -> anyhow::Result<Vec<Report>> {
+pub(crate) async fn naive_relay(
+    params: &Params,
+    runtime: RelayRuntime,
+) -> anyhow::Result<Vec<Report>> {
     let relay_id = Identity::generate(Kind::Router, "relay")?;
     let echo_id = Identity::generate(Kind::Server, "echo")?;
     let client_id = Identity::generate(Kind::Client, "client")?;
-    let relay_ep = endpoint(&relay_id, Some(PeerPolicy::AnyName))?;
-    let relay_addr = relay_ep.local_addr()?;
-    let relay_task = tokio::spawn(async move {
-        if let Err(e) = relay(relay_ep).await {
-            eprintln!("relay: {e}");
-        }
-    });
+    let relay = start_relay(&relay_id, runtime)?;
     let echo_ep = endpoint(&echo_id, None)?;
-    let echo_conn = dial(&echo_ep, &echo_id, relay_addr, relay_id.name()).await?;
+    let echo_conn = dial(&echo_ep, &echo_id, relay.addr, relay_id.name()).await?;
     tokio::spawn(serve_echo(echo_conn.clone()));
     let client_ep = endpoint(&client_id, None)?;
-    let conn = dial(&client_ep, &client_id, relay_addr, relay_id.name()).await?;
+    let conn = dial(&client_ep, &client_id, relay.addr, relay_id.name()).await?;
     let (mut send, recv) = conn.open_bi().await?;
     let mut reader = PduReader::new(recv);
     let reports = run_client(
@@ -114,6 +181,7 @@ pub(crate) async fn naive_relay(params: &Params) -> anyhow::Result<Vec<Report>> 
     conn.close(0u32.into(), b"done");
     echo_conn.close(0u32.into(), b"done");
     client_ep.wait_idle().await;
-    relay_task.abort();
+    // Joining the relay's thread blocks: do it off the runtime.
+    tokio::task::spawn_blocking(relay.stop).await?;
     Ok(reports)
 }
