@@ -94,6 +94,14 @@ impl Client {
     /// or a server identity) and starts the client. With
     /// [`ClientOptions::router`] set the router must prove that name;
     /// otherwise the first router that answers is trusted and pinned.
+    ///
+    /// A router keeps one link per attached name: a second client that
+    /// attaches with the same identity (in this process or another) takes
+    /// the name's traffic from the first. Give each concurrent client its
+    /// own identity; the keys that sign capsules and records are passed to
+    /// [`Client::create_capsule`] and [`Capsule::writer`](crate::Capsule::writer) separately, so a
+    /// client that only reads, writes or subscribes can attach under a
+    /// fresh [`Identity::generate`]d one.
     pub async fn connect(
         router_addr: SocketAddr,
         identity: Identity,

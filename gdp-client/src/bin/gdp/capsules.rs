@@ -31,8 +31,8 @@ pub(crate) async fn create(ctx: &Context, args: &Create) -> anyhow::Result<()> {
         .iter()
         .map(|h| parse_name(h, "server name"))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let client = ctx.connect().await?;
-    let me = client.identity().clone();
+    let me = ctx.identity()?;
+    let client = ctx.connect_session().await?;
     if !writers.is_empty() {
         spec.writers = std::iter::once(me.public_key()).chain(writers).collect();
     }
@@ -64,7 +64,7 @@ pub(crate) async fn create(ctx: &Context, args: &Create) -> anyhow::Result<()> {
 
 pub(crate) async fn info(ctx: &Context, args: &Info) -> anyhow::Result<()> {
     let target = ctx.capsule_file(&args.capsule)?;
-    let client = ctx.connect().await?;
+    let client = ctx.connect_session().await?;
     let (capsule, file) = ctx.capsule(&client, target).await?;
     let latest = capsule.latest().await?;
     let (human, mut value) = describe_metadata(capsule.metadata());
@@ -101,7 +101,7 @@ async fn writer(
             .with_context(|| format!("the writer key of capsule {}", capsule.name()))?
             .secret_key()
             .clone(),
-        _ => client.identity().secret_key().clone(),
+        _ => ctx.identity()?.secret_key().clone(),
     };
     if !capsule.metadata().is_writer(&key.public()) {
         bail!("this key is not a writer of capsule {}", capsule.name());
@@ -117,7 +117,7 @@ pub(crate) async fn append(ctx: &Context, args: &Append) -> anyhow::Result<()> {
     }
     let use_stdin = args.stdin || payloads.is_empty();
     let target = ctx.capsule_file(&args.capsule)?;
-    let client = ctx.connect().await?;
+    let client = ctx.connect_session().await?;
     let mut w = writer(ctx, &client, target).await?;
     let first = w.next_seqno();
     let start = Instant::now();
@@ -230,7 +230,7 @@ pub(crate) async fn read(ctx: &Context, args: &Read) -> anyhow::Result<()> {
         Some(r) => parse_range(r)?,
         None => (1, u64::MAX),
     };
-    let client = ctx.connect().await?;
+    let client = ctx.connect_session().await?;
     let (capsule, _) = ctx.capsule(&client, target).await?;
     if args.latest {
         match capsule.latest().await? {
@@ -274,7 +274,7 @@ pub(crate) async fn read(ctx: &Context, args: &Read) -> anyhow::Result<()> {
 
 pub(crate) async fn tail(ctx: &Context, args: &Tail) -> anyhow::Result<()> {
     let target = ctx.capsule_file(&args.capsule)?;
-    let client = ctx.connect().await?;
+    let client = ctx.connect_session().await?;
     let (capsule, _) = ctx.capsule(&client, target).await?;
     let newest = capsule.tail().await?;
     let from = args

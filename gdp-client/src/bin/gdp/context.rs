@@ -94,9 +94,28 @@ impl Context {
             .ok_or_else(|| anyhow!("router address {text:?} resolves to nothing"))
     }
 
-    /// Attaches to the router as this client.
+    /// Attaches to the router as this client, under the key file's name:
+    /// for commands whose peers must know who they talk to (`send`, `recv`).
     pub(crate) async fn connect(&self) -> anyhow::Result<Client> {
         let identity = self.identity()?;
+        self.attach(identity).await
+    }
+
+    /// Attaches to the router under a fresh name of its own, for commands
+    /// that only ask and listen (capsule operations, `ping`).
+    ///
+    /// A router holds one link per attached name, and a name that attaches
+    /// again moves to its new link: two commands attached under one key at
+    /// once (a `tail -f` beside an `append`) would take the answers from
+    /// each other. A session name per command keeps them apart. What needs
+    /// a key (a capsule's owner or writer signature) is still signed with
+    /// the key file's key.
+    pub(crate) async fn connect_session(&self) -> anyhow::Result<Client> {
+        let identity = Identity::generate(Kind::Client, "gdp session")?;
+        self.attach(identity).await
+    }
+
+    async fn attach(&self, identity: Identity) -> anyhow::Result<Client> {
         let addr = self.router_addr().await?;
         let mut options = ClientOptions::default()
             .with_request_timeout(self.timeout)

@@ -63,7 +63,7 @@ pub(crate) async fn recv(ctx: &Context, args: &Recv) -> anyhow::Result<()> {
 
 pub(crate) async fn ping(ctx: &Context, args: &Ping) -> anyhow::Result<()> {
     let dst = parse_name(&args.dst, "name to ping")?;
-    let client = ctx.connect().await?;
+    let client = ctx.connect_session().await?;
     let mut rtts = Vec::new();
     let mut last_err = None;
     for i in 0..args.count {
