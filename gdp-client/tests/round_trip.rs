@@ -33,6 +33,11 @@ async fn create_append_read_and_resume() {
     assert_eq!(capsule.latest().await.expect("latest of empty"), None);
     assert_eq!(capsule.tail().await.expect("tail"), 0);
 
+    // The capsule server answers pings to its own name and to the capsules
+    // it hosts.
+    client.ping(net.server.name).await.expect("server pong");
+    client.ping(capsule.name()).await.expect("capsule pong");
+
     // Metadata fetched by name verifies against the name.
     let md = client
         .fetch_metadata(capsule.name())

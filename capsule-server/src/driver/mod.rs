@@ -107,7 +107,7 @@ use gdp_link::endpoint::{
 };
 use gdp_proto::capsule::{CapsuleRequest, CapsuleResponse, ErrorCode};
 use gdp_proto::control::AdvertiseEntry;
-use gdp_proto::pdu::{Flags, Pdu, PduType};
+use gdp_proto::pdu::{Flags, Pdu, PduHeader, PduType};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
@@ -454,6 +454,9 @@ impl Session {
     /// One PDU from the router.
     async fn on_pdu(&mut self, pdu: Pdu) {
         let h = pdu.header;
+        if h.ptype == PduType::Ping && !h.flags.contains(Flags::RESPONSE) {
+            return self.pong(pdu);
+        }
         if h.ptype != PduType::Capsule || h.flags.contains(Flags::RESPONSE) {
             tracing::trace!(ptype = ?h.ptype, src = %h.src, "pdu ignored");
             return;
@@ -512,6 +515,30 @@ impl Session {
         };
         if self.host.request(request).await.is_err() {
             tracing::error!("the capsule host stopped; request dropped");
+        }
+    }
+
+    /// Answers a ping to the server or to one of its capsules (the router
+    /// delivers nothing else here) with a pong from that name, echoing the
+    /// payload, so `gdp ping` reaches capsules and their servers.
+    fn pong(&self, ping: Pdu) {
+        let h = ping.header;
+        let flags = if h.flags.contains(Flags::UNRELIABLE) {
+            Flags::RESPONSE.with(Flags::UNRELIABLE)
+        } else {
+            Flags::RESPONSE
+        };
+        let reply = PduHeader::new(PduType::Pong, h.src, h.dst, h.seq).with_flags(flags);
+        let pong = match Pdu::new(reply, ping.payload) {
+            Ok(pong) => pong,
+            Err(e) => return tracing::debug!(error = %e, "pong not built"),
+        };
+        let link = match &*self.target.borrow() {
+            Target::Link(link) => link.clone(),
+            _ => return,
+        };
+        if link.try_send(&pong).is_err() {
+            tracing::debug!(to = %h.src, "pong not sent: the link queue is full");
         }
     }
 
