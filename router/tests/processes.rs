@@ -160,6 +160,45 @@ async fn three_routers_over_redis_carry_ten_thousand_pdus_each_way() {
     assert_eq!(route_key_exists(&redis, a.name()), 0);
 }
 
+/// Polls until `name` has a record in the directory, or `within` passes.
+async fn published_within(redis: &RedisServer, name: Name, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if route_key_exists(redis, name) == 1 {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_routers_publish_their_records_at_start() {
+    let redis = RedisServer::start();
+    let dir = TempDir::new("idle");
+    let r1 = start_router(&dir, "r1", &redis.url(), &[]);
+    // Nothing attaches, nothing is sent and no router dials it: a router
+    // alone still publishes its own record, well before the directory
+    // audit (10 s) would repair a missing one.
+    let within = Duration::from_secs(5);
+    assert!(
+        published_within(&redis, r1.name(), within).await,
+        "r1 never published"
+    );
+    // A router behind a gateway publishes a record through it and dials it.
+    let via = format!("{}@{}", r1.name(), r1.addr());
+    let r2 = start_router(&dir, "r2", &redis.url(), &["--via", &via]);
+    assert!(
+        published_within(&redis, r2.name(), within).await,
+        "r2 never published"
+    );
+    let deadline = Instant::now() + within;
+    while r2.metric("gdp_router_links") < 1.0 {
+        assert!(Instant::now() < deadline, "r2 never dialed its gateway");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_routers_over_a_redis_cluster_carry_ten_thousand_pdus_each_way() {
     let cluster = RedisCluster::start(3);

@@ -283,6 +283,9 @@ impl Driver {
         tracing::info!(router = %self.name, addr = %self.transport.local_addr(), "router running");
         loop {
             let wake = self.run_timers();
+            // What the timers produced (the first start's own record and
+            // gateway dial among it) leaves now, not after the next event.
+            self.flush().await;
             tokio::select! {
                 command = self.commands.recv() => match command {
                     Some(Command::Snapshot(reply)) => {
@@ -301,7 +304,6 @@ impl Driver {
                 () = tokio::time::sleep_until(wake) => {}
                 _ = audit.tick() => self.directory.audit(Timestamp::now()),
             }
-            self.flush().await;
         }
         self.shutdown().await
     }
