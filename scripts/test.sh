@@ -15,11 +15,18 @@ if ! command -v cargo >/dev/null; then
     exit 1
 fi
 
+missing=()
 if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
-    echo "installing redis-server (needed by the directory and resilience tests)"
+    missing+=(redis-server) # the directory and resilience tests
+fi
+if ! command -v ip >/dev/null; then
+    missing+=(iproute2) # the network-namespace testbed tests of deploy/
+fi
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "installing ${missing[*]}"
     if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi
     $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq redis-server >/dev/null
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 # The packaged service is not needed: tests start their own servers on free ports.
 

@@ -1,0 +1,20 @@
+//! `gdp-deploy`: one topology description, two ways to run it.
+//!
+//! - [`testbed::up`] turns a [`topology::Topology`] into a local overlay
+//!   testbed: one network namespace per host, all on one Linux bridge, a
+//!   `redis-server` for the directory, and `gdp-router` and
+//!   `gdp-capsule-server` processes inside their hosts' namespaces.
+//!   [`testbed::down`] takes it apart again; the [`state::State`] file in
+//!   between records everything that was made.
+//! - [`compose::render`] turns the same topology into a compose file for
+//!   container hosts.
+//!
+//! The topology format is described in [`topology`]; `deploy/README.md`
+//! walks through an example.
+
+pub mod compose;
+pub mod names;
+pub mod state;
+pub mod sys;
+pub mod testbed;
+pub mod topology;

@@ -1,0 +1,300 @@
+//! `gdp-deploy`: local GDP overlay testbeds in network namespaces, and
+//! compose files for container hosts, from one topology file.
+//!
+//! ```text
+//! gdp-deploy up deploy/examples/three-routers.toml --state /tmp/tb
+//! gdp-deploy status --state /tmp/tb
+//! gdp-deploy exec --state /tmp/tb client -- gdp ping "$(gdp-deploy name --state /tmp/tb r2)"
+//! gdp-deploy down --state /tmp/tb
+//! gdp-deploy compose deploy/examples/three-routers.toml > compose.yaml
+//! ```
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use gdp_deploy::state::State;
+use gdp_deploy::testbed::{self, UpOptions};
+use gdp_deploy::topology::Topology;
+use gdp_deploy::{compose, sys};
+
+/// Local GDP overlay testbeds (network namespaces) and compose files from
+/// one topology file.
+#[derive(Debug, Parser)]
+#[command(name = "gdp-deploy", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Bring a testbed up: namespaces, bridge, redis, routers, servers
+    /// (needs root).
+    Up {
+        /// The topology file.
+        topology: PathBuf,
+        /// Directory for the state file, keys, data and logs.
+        #[arg(long, value_name = "DIR")]
+        state: PathBuf,
+        /// Where gdp-router, gdp-capsule-server and gdp are (default: next
+        /// to this program, else PATH).
+        #[arg(long, value_name = "DIR")]
+        bin_dir: Option<PathBuf>,
+        /// Prefix of every namespace and link name (default: random).
+        #[arg(long)]
+        prefix: Option<String>,
+        /// Seconds each process may take to start, and the overlay to answer.
+        #[arg(long, default_value_t = 20)]
+        timeout: u64,
+        /// Print the state as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// On failure, leave what was started running for a look (`down`
+        /// removes it).
+        #[arg(long)]
+        keep_on_failure: bool,
+    },
+    /// Stop every process and delete the namespaces and links (idempotent).
+    Down {
+        /// The state directory given to `up`.
+        #[arg(long, value_name = "DIR")]
+        state: PathBuf,
+        /// Seconds between SIGTERM and SIGKILL.
+        #[arg(long, default_value_t = 5)]
+        grace: u64,
+    },
+    /// Show the hosts and whether each process still runs.
+    Status {
+        /// The state directory given to `up`.
+        #[arg(long, value_name = "DIR")]
+        state: PathBuf,
+        /// Print the state file as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a command in a host's namespace, with GDP_ROUTER set to the
+    /// router that host uses.
+    Exec {
+        /// The state directory given to `up`.
+        #[arg(long, value_name = "DIR")]
+        state: PathBuf,
+        /// The host.
+        host: String,
+        /// The command and its arguments (after `--`).
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Print the GDP name of a host's router (or, with --server, of its
+    /// capsule server), for scripts.
+    Name {
+        /// The state directory given to `up`.
+        #[arg(long, value_name = "DIR")]
+        state: PathBuf,
+        /// The host.
+        host: String,
+        /// The capsule server's name instead of the router's.
+        #[arg(long)]
+        server: bool,
+    },
+    /// Print a compose file for container hosts.
+    Compose {
+        /// The topology file.
+        topology: PathBuf,
+        /// The compose project name.
+        #[arg(long, default_value = "gdp")]
+        project: String,
+        /// Make every key beforehand in DIR/<host>/ (kept if there), mount
+        /// them and write the names into the file.
+        #[arg(long, value_name = "DIR")]
+        keys: Option<PathBuf>,
+    },
+    /// Check a topology file and print the hosts it describes.
+    Check {
+        /// The topology file.
+        topology: PathBuf,
+    },
+}
+
+fn load_topology(path: &PathBuf) -> anyhow::Result<Topology> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    Topology::parse(&text).with_context(|| path.display().to_string())
+}
+
+fn loaded(dir: &std::path::Path) -> anyhow::Result<State> {
+    State::load(dir)?.with_context(|| format!("no testbed state in {}", dir.display()))
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Up {
+            topology,
+            state,
+            bin_dir,
+            prefix,
+            timeout,
+            json,
+            keep_on_failure,
+        } => {
+            let s = testbed::up(&UpOptions {
+                topology,
+                state_dir: state.clone(),
+                bin_dir,
+                prefix,
+                timeout: Duration::from_secs(timeout),
+                keep_on_failure,
+            })?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+            } else {
+                println!(
+                    "testbed {} is up: network {}, directory {}, state {}",
+                    s.prefix,
+                    s.subnet,
+                    s.directory.as_ref().map_or("-", |d| d.url.as_str()),
+                    state.display()
+                );
+                print!("{}", testbed::table(&s));
+            }
+        }
+        Command::Down { state, grace } => {
+            match testbed::down(&state, Duration::from_secs(grace))? {
+                None => println!("no testbed in {}: nothing to do", state.display()),
+                Some(r) => println!(
+                    "down: processes stopped: {} (killed: {}); namespaces deleted: {}; links deleted: {}",
+                    r.terminated + r.killed,
+                    r.killed,
+                    r.namespaces,
+                    r.links
+                ),
+            }
+        }
+        Command::Status { state, json } => {
+            let s = loaded(&state)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let existing = sys::namespaces().unwrap_or_default();
+            let missing: Vec<&String> = s
+                .namespaces
+                .iter()
+                .filter(|ns| !existing.contains(ns))
+                .collect();
+            println!(
+                "testbed {} ({}): network {}, {} namespaces{}",
+                s.prefix,
+                if s.complete { "up" } else { "incomplete" },
+                s.subnet,
+                s.namespaces.len(),
+                if missing.is_empty() {
+                    String::new()
+                } else {
+                    format!(", missing: {missing:?}")
+                }
+            );
+            print!("{}", testbed::table(&s));
+            println!();
+            let procs = testbed::status(&s);
+            let mut all_alive = true;
+            for p in &procs {
+                all_alive &= p.alive;
+                println!(
+                    "{:<20} {:<10} pid {:<8} {:<8} log {}",
+                    p.process.program,
+                    p.process.host,
+                    p.process.pid,
+                    if p.alive { "running" } else { "exited" },
+                    p.process.log.display()
+                );
+            }
+            if !all_alive || !missing.is_empty() {
+                return Ok(ExitCode::from(3));
+            }
+        }
+        Command::Exec {
+            state,
+            host,
+            command,
+        } => {
+            let s = loaded(&state)?;
+            let status = testbed::exec(&s, &host, &command)?;
+            return Ok(match status.code() {
+                Some(0) => ExitCode::SUCCESS,
+                Some(c) => ExitCode::from(u8::try_from(c).unwrap_or(1)),
+                None => ExitCode::FAILURE,
+            });
+        }
+        Command::Name {
+            state,
+            host,
+            server,
+        } => {
+            let s = loaded(&state)?;
+            let h = s
+                .host(&host)
+                .with_context(|| format!("no host {host:?} in this testbed"))?;
+            let name = if server {
+                h.capsule_server.as_ref().map(|c| c.name.clone())
+            } else {
+                h.router.as_ref().map(|r| r.name.clone())
+            };
+            let what = if server { "capsule server" } else { "router" };
+            println!(
+                "{}",
+                name.with_context(|| format!("host {host} runs no {what}"))?
+            );
+        }
+        Command::Compose {
+            topology,
+            project,
+            keys,
+        } => {
+            let t = load_topology(&topology)?;
+            let keys = keys
+                .map(|dir| compose::Keys::load_or_generate(&t, &dir))
+                .transpose()?;
+            print!("{}", compose::render(&t, &project, keys.as_ref()));
+        }
+        Command::Check { topology } => {
+            let t = load_topology(&topology)?;
+            println!(
+                "{}: network {}, directory {}",
+                topology.display(),
+                t.subnet,
+                t.directory.url()
+            );
+            for h in &t.hosts {
+                let what = match h.router() {
+                    Some(r) => {
+                        let mut s = format!("router :{}", r.port);
+                        if let Some(via) = &r.via {
+                            s.push_str(&format!(" via {via}"));
+                        }
+                        if let Some(m) = r.capsule_server {
+                            s.push_str(&format!(", {m} capsule server"));
+                        }
+                        s
+                    }
+                    None => "client".to_owned(),
+                };
+                println!("  {:<12} {:<15} {what}", h.name, h.address);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("gdp-deploy: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,399 @@
+//! A real testbed: `gdp-deploy up` on `examples/three-routers.toml` (three
+//! routers in three namespaces, a shared redis-server, a capsule server),
+//! the `gdp` CLI run from the client namespace through a router in another
+//! namespace, then `down`, after which no namespace or process of the run
+//! may be left. Also: the gateway-chain example with its embedded capsule
+//! server used across the chain, and an `up` that fails half way leaves
+//! nothing behind.
+//!
+//! Needs root and `ip netns`; without them each test says so on stderr and
+//! returns. The GDP binaries come from `target/debug` (`cargo build
+//! --workspace --bins`, which `scripts/test.sh` runs first) or from
+//! `GDP_BIN_DIR`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use gdp_deploy::state::State;
+use gdp_deploy::sys;
+
+/// Why these tests cannot run here, if they cannot.
+fn skip_reason() -> Option<String> {
+    if !sys::is_root() {
+        return Some("not running as root".into());
+    }
+    match Command::new("ip").args(["netns", "list"]).output() {
+        Ok(out) if out.status.success() => None,
+        Ok(out) => Some(format!(
+            "`ip netns list` failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )),
+        Err(e) => Some(format!("`ip` cannot run: {e}")),
+    }
+}
+
+macro_rules! require_netns {
+    () => {
+        if let Some(reason) = skip_reason() {
+            eprintln!("SKIPPED: this test needs root and network namespaces: {reason}");
+            return;
+        }
+    };
+}
+
+fn bin_dir() -> PathBuf {
+    let dir = std::env::var_os("GDP_BIN_DIR").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug"),
+        PathBuf::from,
+    );
+    for program in ["gdp-router", "gdp-capsule-server", "gdp"] {
+        assert!(
+            dir.join(program).exists(),
+            "{program} is not in {}: build it with `cargo build --workspace --bins` \
+             (scripts/test.sh does) or set GDP_BIN_DIR",
+            dir.display()
+        );
+    }
+    assert!(
+        sys::which("redis-server").is_some(),
+        "redis-server is not on PATH: scripts/test.sh installs it"
+    );
+    std::fs::canonicalize(&dir).expect("bin dir")
+}
+
+/// A directory removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let dir =
+            std::env::temp_dir().join(format!("gdp-deploy-{tag}-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn deploy(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_gdp-deploy"))
+        .args(args)
+        .output()
+        .expect("gdp-deploy runs")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "status {}\n--- stdout\n{}--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Tears the testbed down when dropped, so a failing test leaves nothing.
+struct Down<'a>(&'a Path);
+
+impl Drop for Down<'_> {
+    fn drop(&mut self) {
+        let _ = deploy(&["down", "--state", &self.0.to_string_lossy()]);
+    }
+}
+
+fn namespaces_with(prefix: &str) -> Vec<String> {
+    sys::namespaces()
+        .expect("ip netns list")
+        .into_iter()
+        .filter(|ns| ns.starts_with(&format!("{prefix}-")) || ns.starts_with(&format!("{prefix}_")))
+        .collect()
+}
+
+#[test]
+fn three_routers_a_capsule_and_a_clean_down() {
+    require_netns!();
+    let bins = bin_dir();
+    let gdp = bins.join("gdp");
+    let tmp = TempDir::new("testbed");
+    let state_dir = tmp.0.join("state");
+    let state_arg = state_dir.to_string_lossy().into_owned();
+    let topology = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/three-routers.toml");
+    let started = std::time::Instant::now();
+
+    let _down = Down(&state_dir);
+    let up = deploy(&[
+        "up",
+        &topology.to_string_lossy(),
+        "--state",
+        &state_arg,
+        "--bin-dir",
+        &bins.to_string_lossy(),
+    ]);
+    assert!(up.status.success(), "up failed:\n{}", text(&up));
+    let out = String::from_utf8_lossy(&up.stdout).into_owned();
+    assert!(out.contains("is up"), "{out}");
+    let state = State::load(&state_dir)
+        .expect("state file reads")
+        .expect("state file exists");
+    assert!(state.complete);
+    for host in ["r1", "r2", "r3", "client"] {
+        let h = state.host(host).expect("host in state");
+        assert!(out.contains(&h.namespace), "{host} in the table:\n{out}");
+        assert!(out.contains(&h.address.to_string()), "{out}");
+    }
+    // Three hosts with routers, a client host, the bridge's and the
+    // directory's namespaces.
+    assert_eq!(namespaces_with(&state.prefix).len(), 6);
+    let routers: Vec<_> = state
+        .hosts
+        .iter()
+        .filter_map(|h| h.router.clone())
+        .collect();
+    assert_eq!(routers.len(), 3);
+    let server = state
+        .host("r1")
+        .and_then(|h| h.capsule_server.clone())
+        .expect("a capsule server on r1");
+    assert_eq!(state.processes.len(), 5, "redis, 3 routers, 1 server");
+    let name = deploy(&["name", "--state", &state_arg, "r1", "--server"]);
+    assert!(name.status.success(), "{}", text(&name));
+    assert_eq!(String::from_utf8_lossy(&name.stdout).trim(), server.name);
+
+    // The client host's clients go through r3, in another namespace.
+    let client = |args: &[&str]| -> Output {
+        let mut all = vec!["exec", "--state", &state_arg, "client", "--"];
+        all.extend_from_slice(args);
+        deploy(&all)
+    };
+    let env = client(&["sh", "-c", "echo $GDP_ROUTER; ip -4 -o addr show dev eth0"]);
+    assert!(env.status.success(), "{}", text(&env));
+    let env = String::from_utf8_lossy(&env.stdout).into_owned();
+    let r3 = state.host("r3").and_then(|h| h.router.clone()).expect("r3");
+    assert!(env.starts_with(&r3.listen.to_string()), "{env}");
+    assert!(env.contains("10.77.0.13/24"), "{env}");
+
+    let gdp_s = gdp.to_string_lossy().into_owned();
+    let key = tmp.0.join("client.key").to_string_lossy().into_owned();
+    let caps = tmp.0.join("capsules").to_string_lossy().into_owned();
+    let with_key = |args: &[&str]| -> Output {
+        let mut all = vec![
+            gdp_s.as_str(),
+            "--key",
+            &key,
+            "--capsule-dir",
+            &caps,
+            "--timeout",
+            "10s",
+        ];
+        all.extend_from_slice(args);
+        client(&all)
+    };
+    let keygen = with_key(&["keygen"]);
+    assert!(keygen.status.success(), "{}", text(&keygen));
+    let create = with_key(&[
+        "capsule",
+        "create",
+        "--server",
+        &server.name,
+        "--label",
+        "t",
+    ]);
+    assert!(create.status.success(), "{}", text(&create));
+    let capsule = String::from_utf8_lossy(&create.stdout)
+        .lines()
+        .next()
+        .expect("the capsule's name")
+        .trim()
+        .to_owned();
+    assert_eq!(capsule.len(), 52, "{capsule:?}");
+    let append = with_key(&["append", &capsule, "hello", "world"]);
+    assert!(append.status.success(), "{}", text(&append));
+    // `read` verifies each record's proof of membership against the
+    // capsule's metadata before printing it.
+    let read = with_key(&["read", &capsule, "1..2"]);
+    assert!(read.status.success(), "{}", text(&read));
+    let records = String::from_utf8_lossy(&read.stdout).into_owned();
+    assert!(
+        records.contains("hello") && records.contains("world"),
+        "{records}"
+    );
+    let read = with_key(&["--json", "read", &capsule, "2"]);
+    assert!(read.status.success(), "{}", text(&read));
+    assert!(String::from_utf8_lossy(&read.stdout).contains("world"));
+
+    // A router in another namespace answers a ping across the overlay.
+    let r2 = state.host("r2").and_then(|h| h.router.clone()).expect("r2");
+    let ping = client(&[&gdp_s, "ping", "--count", "2", &r2.name]);
+    assert!(ping.status.success(), "{}", text(&ping));
+    let pongs = String::from_utf8_lossy(&ping.stdout).into_owned();
+    assert!(pongs.contains(&format!("pong from {}", r2.name)), "{pongs}");
+
+    let status = deploy(&["status", "--state", &state_arg]);
+    assert!(status.status.success(), "{}", text(&status));
+    assert!(!String::from_utf8_lossy(&status.stdout).contains("exited"));
+
+    // Down: nothing of the run is left, and a second down is a no-op.
+    let down = deploy(&["down", "--state", &state_arg]);
+    assert!(down.status.success(), "{}", text(&down));
+    assert!(
+        namespaces_with(&state.prefix).is_empty(),
+        "left: {:?}",
+        namespaces_with(&state.prefix)
+    );
+    for p in &state.processes {
+        assert!(
+            !sys::is_alive(p.spawned()),
+            "{} on {} (pid {}) is still running",
+            p.program,
+            p.host,
+            p.pid
+        );
+    }
+    assert!(State::load(&state_dir).expect("readable").is_none());
+    let again = deploy(&["down", "--state", &state_arg]);
+    assert!(again.status.success(), "{}", text(&again));
+    assert!(String::from_utf8_lossy(&again.stdout).contains("nothing to do"));
+    let elapsed = started.elapsed();
+    eprintln!("testbed up, used and down in {elapsed:?}");
+}
+
+#[test]
+fn a_failed_up_leaves_nothing_behind() {
+    require_netns!();
+    let bins = bin_dir();
+    let tmp = TempDir::new("failed-up");
+    // A gdp-router that dies at once; the real other programs.
+    let fake = tmp.0.join("bin");
+    std::fs::create_dir_all(&fake).expect("bin dir");
+    let router = fake.join("gdp-router");
+    std::fs::write(&router, "#!/bin/sh\necho 'no router today' >&2\nexit 3\n").expect("script");
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&router, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    for program in ["gdp-capsule-server", "gdp"] {
+        std::os::unix::fs::symlink(bins.join(program), fake.join(program)).expect("symlink");
+    }
+    let state_dir = tmp.0.join("state");
+    let prefix = format!("t{:07}", std::process::id() % 10_000_000);
+    let _down = Down(&state_dir);
+    let topology = tmp.0.join("topology.toml");
+    std::fs::write(
+        &topology,
+        "[network]\nsubnet = \"10.66.0.0/24\"\n[directory]\nport = 6390\n\
+         [[host]]\nname = \"r1\"\nrouter = {}\n[[host]]\nname = \"c\"\n",
+    )
+    .expect("topology");
+    let up = deploy(&[
+        "up",
+        &topology.to_string_lossy(),
+        "--state",
+        &state_dir.to_string_lossy(),
+        "--bin-dir",
+        &fake.to_string_lossy(),
+        "--prefix",
+        &prefix,
+    ]);
+    assert!(!up.status.success(), "up should fail:\n{}", text(&up));
+    let err = String::from_utf8_lossy(&up.stderr).into_owned();
+    assert!(err.contains("gdp-router on r1"), "{err}");
+    assert!(err.contains("no router today"), "the log is shown: {err}");
+    assert!(err.contains("everything it created is gone"), "{err}");
+    assert!(
+        namespaces_with(&prefix).is_empty(),
+        "{:?}",
+        namespaces_with(&prefix)
+    );
+    assert!(State::load(&state_dir).expect("readable").is_none());
+    // The redis it started is gone too (redis-server shows its address in
+    // its process title).
+    let left: Vec<String> = std::fs::read_dir("/proc")
+        .expect("/proc")
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            let alive = sys::is_alive(sys::Spawned { pid, start_time: 0 });
+            (alive && cmdline.contains("10.66.0.2:6390")).then_some(cmdline)
+        })
+        .collect();
+    assert!(left.is_empty(), "left running: {left:?}");
+}
+
+#[test]
+fn a_gateway_chain_with_an_embedded_server() {
+    require_netns!();
+    let bins = bin_dir();
+    let gdp = bins.join("gdp").to_string_lossy().into_owned();
+    let tmp = TempDir::new("chain");
+    let state_dir = tmp.0.join("state");
+    let state_arg = state_dir.to_string_lossy().into_owned();
+    let topology = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/gateway-chain.toml");
+    let _down = Down(&state_dir);
+    let up = deploy(&[
+        "up",
+        &topology.to_string_lossy(),
+        "--state",
+        &state_arg,
+        "--bin-dir",
+        &bins.to_string_lossy(),
+    ]);
+    assert!(up.status.success(), "up failed:\n{}", text(&up));
+    let state = State::load(&state_dir).expect("reads").expect("exists");
+    let edge = state.host("edge").expect("edge");
+    assert_eq!(
+        edge.router.as_ref().and_then(|r| r.via.as_deref()),
+        Some("mid")
+    );
+    let server = edge.capsule_server.clone().expect("embedded server");
+    // Router processes only: the server runs inside the edge router.
+    assert_eq!(state.processes.len(), 4, "redis and 3 routers");
+
+    // The client uses `core`; the server sits behind mid and edge.
+    let key = tmp.0.join("k").to_string_lossy().into_owned();
+    let caps = tmp.0.join("c").to_string_lossy().into_owned();
+    let run = |args: &[&str]| -> Output {
+        let mut all = vec![
+            "exec",
+            "--state",
+            &state_arg,
+            "client",
+            "--",
+            &gdp,
+            "--key",
+            &key,
+            "--capsule-dir",
+            &caps,
+        ];
+        all.extend_from_slice(args);
+        deploy(&all)
+    };
+    let keygen = run(&["keygen"]);
+    assert!(keygen.status.success(), "{}", text(&keygen));
+    let create = run(&["capsule", "create", "--server", &server.name]);
+    assert!(create.status.success(), "{}", text(&create));
+    let capsule = String::from_utf8_lossy(&create.stdout)
+        .lines()
+        .next()
+        .expect("a name")
+        .trim()
+        .to_owned();
+    let append = run(&["append", &capsule, "across", "the", "chain"]);
+    assert!(append.status.success(), "{}", text(&append));
+    let read = run(&["read", &capsule, "1..3"]);
+    assert!(read.status.success(), "{}", text(&read));
+    assert!(String::from_utf8_lossy(&read.stdout).contains("chain"));
+
+    let down = deploy(&["down", "--state", &state_arg]);
+    assert!(down.status.success(), "{}", text(&down));
+    assert!(namespaces_with(&state.prefix).is_empty());
+    assert!(state.processes.iter().all(|p| !sys::is_alive(p.spawned())));
+}
