@@ -90,6 +90,18 @@ fn deploy(args: &[&str]) -> Output {
         .expect("gdp-deploy runs")
 }
 
+/// `gdp-deploy up TOPOLOGY --state STATE --bin-dir BINS EXTRA...`.
+fn up(topology: &Path, state: &Path, bins: &Path, extra: &[&str]) -> Output {
+    let (topology, state, bins) = (
+        topology.to_string_lossy(),
+        state.to_string_lossy(),
+        bins.to_string_lossy(),
+    );
+    let mut args = vec!["up", &topology, "--state", &state, "--bin-dir", &bins];
+    args.extend_from_slice(extra);
+    deploy(&args)
+}
+
 fn text(out: &Output) -> String {
     format!(
         "status {}\n--- stdout\n{}--- stderr\n{}",
@@ -128,14 +140,7 @@ fn three_routers_a_capsule_and_a_clean_down() {
     let started = std::time::Instant::now();
 
     let _down = Down(&state_dir);
-    let up = deploy(&[
-        "up",
-        &topology.to_string_lossy(),
-        "--state",
-        &state_arg,
-        "--bin-dir",
-        &bins.to_string_lossy(),
-    ]);
+    let up = up(&topology, &state_dir, &bins, &[]);
     assert!(up.status.success(), "up failed:\n{}", text(&up));
     let out = String::from_utf8_lossy(&up.stdout).into_owned();
     assert!(out.contains("is up"), "{out}");
@@ -291,16 +296,7 @@ fn a_failed_up_leaves_nothing_behind() {
          [[host]]\nname = \"r1\"\nrouter = {}\n[[host]]\nname = \"c\"\n",
     )
     .expect("topology");
-    let up = deploy(&[
-        "up",
-        &topology.to_string_lossy(),
-        "--state",
-        &state_dir.to_string_lossy(),
-        "--bin-dir",
-        &fake.to_string_lossy(),
-        "--prefix",
-        &prefix,
-    ]);
+    let up = up(&topology, &state_dir, &fake, &["--prefix", &prefix]);
     assert!(!up.status.success(), "up should fail:\n{}", text(&up));
     let err = String::from_utf8_lossy(&up.stderr).into_owned();
     assert!(err.contains("gdp-router on r1"), "{err}");
@@ -338,14 +334,7 @@ fn a_gateway_chain_with_an_embedded_server() {
     let state_arg = state_dir.to_string_lossy().into_owned();
     let topology = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/gateway-chain.toml");
     let _down = Down(&state_dir);
-    let up = deploy(&[
-        "up",
-        &topology.to_string_lossy(),
-        "--state",
-        &state_arg,
-        "--bin-dir",
-        &bins.to_string_lossy(),
-    ]);
+    let up = up(&topology, &state_dir, &bins, &[]);
     assert!(up.status.success(), "up failed:\n{}", text(&up));
     let state = State::load(&state_dir).expect("reads").expect("exists");
     let edge = state.host("edge").expect("edge");
