@@ -15,9 +15,18 @@ use super::io::{LinkId, Transmit};
 /// Per-link transmit queues.
 #[derive(Debug)]
 pub(crate) struct Outbox {
-    queues: BTreeMap<(LinkId, bool), Vec<Bytes>>,
+    queues: BTreeMap<(LinkId, bool), Queue>,
     order: VecDeque<(LinkId, bool)>,
     limit: usize,
+}
+
+/// The PDUs queued for one (link, reliability) pair. The entry stays while
+/// its link is up, so the length of its last batch is at hand to size the
+/// next one at its first push instead of letting it grow PDU by PDU.
+#[derive(Debug, Default)]
+struct Queue {
+    pdus: Vec<Bytes>,
+    last_len: usize,
 }
 
 /// The queue for a link was full.
@@ -36,25 +45,27 @@ impl Outbox {
     /// Queues `pdu` for `link`.
     pub(crate) fn push(&mut self, link: LinkId, reliable: bool, pdu: Bytes) -> Result<(), Full> {
         let q = self.queues.entry((link, reliable)).or_default();
-        if q.len() >= self.limit {
+        if q.pdus.len() >= self.limit {
             return Err(Full);
         }
-        if q.is_empty() {
+        if q.pdus.is_empty() {
             self.order.push_back((link, reliable));
+            q.pdus.reserve(q.last_len.min(self.limit));
         }
-        q.push(pdu);
+        q.pdus.push(pdu);
         Ok(())
     }
 
     /// The next batch.
     pub(crate) fn pop(&mut self) -> Option<Transmit> {
         while let Some(key) = self.order.pop_front() {
-            if let Some(pdus) = self.queues.remove(&key)
-                && !pdus.is_empty()
+            if let Some(q) = self.queues.get_mut(&key)
+                && !q.pdus.is_empty()
             {
+                q.last_len = q.pdus.len();
                 return Some(Transmit {
                     link: key.0,
-                    pdus,
+                    pdus: std::mem::take(&mut q.pdus),
                     reliable: key.1,
                 });
             }
@@ -92,5 +103,24 @@ mod tests {
         assert_eq!((t.link, t.pdus.len()), (LinkId(1), 1));
         o.drop_link(LinkId(2));
         assert_eq!(o.pop(), None);
+    }
+
+    #[test]
+    fn a_drained_queue_fills_again_sized_by_its_last_batch() {
+        let mut o = Outbox::new(8);
+        let b = |x: u8| Bytes::from(vec![x]);
+        for x in 0..5 {
+            o.push(LinkId(1), true, b(x)).expect("room");
+        }
+        assert_eq!(o.pop().map(|t| t.pdus.len()), Some(5));
+        assert_eq!(o.pop(), None);
+        o.push(LinkId(1), true, b(9)).expect("room");
+        let t = o.pop().expect("batch");
+        assert!(t.pdus.capacity() >= 5);
+        assert_eq!((t.link, t.reliable, t.pdus), (LinkId(1), true, vec![b(9)]));
+        assert_eq!(o.pop(), None);
+        o.drop_link(LinkId(1));
+        o.push(LinkId(1), true, b(7)).expect("room");
+        assert_eq!(o.pop().map(|t| t.pdus), Some(vec![b(7)]));
     }
 }
