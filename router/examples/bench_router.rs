@@ -9,6 +9,7 @@
 //!
 //! ```text
 //! cargo run --release -p gdp-router --example bench_router
+//! cargo run --release -p gdp-router --example bench_router -- --trials 5
 //! cargo run --release -p gdp-router --example bench_router -- --count 500000 --window 4096 --pings 10000 --lookups 200
 //! ```
 //!
@@ -28,6 +29,11 @@
 //! router, waits until its route record is in Redis, and times one PDU
 //! from the client to it and back (lookup, record verification, forwarding
 //! and the echo).
+//!
+//! Ratios of PDUs/s swing by about ±20% from one run to the next on a
+//! two-core machine, so `--trials N` measures every path N times, round
+//! after round, and ends with the router-to-relay ratio of each round and
+//! their medians.
 
 mod bench_util;
 
@@ -95,34 +101,128 @@ fn summary(rows: &[(&str, &[Report])]) {
     }
 }
 
+/// The five paths measured in one round.
+struct Trial {
+    direct: Vec<Report>,
+    relay: Vec<Report>,
+    relay_own: Vec<Report>,
+    one: Vec<Report>,
+    two: Vec<Report>,
+}
+
+impl Trial {
+    async fn run(params: &Params, r1: &BenchRouter, r2: &BenchRouter) -> anyhow::Result<Trial> {
+        let direct = baselines::direct(params).await?;
+        print_reports("direct (client -> echo)", params, &direct);
+        let relay = baselines::naive_relay(params, RelayRuntime::Shared).await?;
+        print_reports("naive relay (client -> relay -> echo)", params, &relay);
+        let relay_own = baselines::naive_relay(params, RelayRuntime::Own).await?;
+        print_reports(
+            "naive relay on its own runtime (client -> relay -> echo)",
+            params,
+            &relay_own,
+        );
+        let one = through_routers(params, r1, r1).await?;
+        print_reports("one GDP router (client -> r1 -> echo)", params, &one);
+        let two = through_routers(params, r1, r2).await?;
+        print_reports("two GDP routers (client -> r1 -> r2 -> echo)", params, &two);
+        Ok(Trial {
+            direct,
+            relay,
+            relay_own,
+            one,
+            two,
+        })
+    }
+
+    fn summary(&self) {
+        summary(&[
+            ("direct", &self.direct),
+            ("naive relay", &self.relay),
+            ("relay, own rt", &self.relay_own),
+            ("one GDP router", &self.one),
+            ("two GDP routers", &self.two),
+        ]);
+    }
+
+    /// One router's PDUs/s over a baseline's, for report `i` (a payload
+    /// size), within this round.
+    fn ratio(&self, baseline: &[Report], i: usize) -> f64 {
+        match (self.one.get(i), baseline.get(i)) {
+            (Some(r), Some(b)) if b.pdus_per_sec > 0.0 => r.pdus_per_sec / b.pdus_per_sec,
+            _ => f64::NAN,
+        }
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// The router-to-relay throughput ratios of every round, and their medians.
+fn ratios(trials: &[Trial]) {
+    println!();
+    println!("one GDP router / naive relay, PDUs/s within each round (target 0.9x)");
+    println!(
+        "{:<8} {:>12} {:>12} {:>12} {:>12}",
+        "round", "64 B own rt", "64 B shared", "1 KiB own rt", "1 KiB shared"
+    );
+    let row = |t: &Trial| {
+        [
+            t.ratio(&t.relay_own, 0),
+            t.ratio(&t.relay, 0),
+            t.ratio(&t.relay_own, 1),
+            t.ratio(&t.relay, 1),
+        ]
+    };
+    let rows: Vec<[f64; 4]> = trials.iter().map(row).collect();
+    for (i, r) in rows.iter().enumerate() {
+        println!(
+            "{:<8} {:>12.2} {:>12.2} {:>12.2} {:>12.2}",
+            i + 1,
+            r[0],
+            r[1],
+            r[2],
+            r[3]
+        );
+    }
+    let col = |c: usize| median(rows.iter().map(|r| r[c]).collect());
+    println!(
+        "{:<8} {:>12.2} {:>12.2} {:>12.2} {:>12.2}",
+        "median",
+        col(0),
+        col(1),
+        col(2),
+        col(3)
+    );
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let params = Params::from_args()?;
-
-    let direct = baselines::direct(&params).await?;
-    print_reports("direct (client -> echo)", &params, &direct);
-    let relay = baselines::naive_relay(&params, RelayRuntime::Shared).await?;
-    print_reports("naive relay (client -> relay -> echo)", &params, &relay);
-    let relay_own = baselines::naive_relay(&params, RelayRuntime::Own).await?;
-    print_reports(
-        "naive relay on its own runtime (client -> relay -> echo)",
-        &params,
-        &relay_own,
-    );
 
     let redis = RedisServer::try_start()?;
     let data = TempDir::new("router")?;
     let r1 = BenchRouter::start("r1", &redis.url(), &data.0)?;
     let r2 = BenchRouter::start("r2", &redis.url(), &data.0)?;
 
-    let one = through_routers(&params, &r1, &r1).await?;
-    print_reports("one GDP router (client -> r1 -> echo)", &params, &one);
-    let two = through_routers(&params, &r1, &r2).await?;
-    print_reports(
-        "two GDP routers (client -> r1 -> r2 -> echo)",
-        &params,
-        &two,
-    );
+    let mut trials = Vec::new();
+    for round in 1..=params.trials {
+        if params.trials > 1 {
+            println!("round {round} of {}", params.trials);
+        }
+        let trial = Trial::run(&params, &r1, &r2).await?;
+        if params.trials > 1 {
+            trial.summary();
+            println!();
+        }
+        trials.push(trial);
+    }
 
     let client_id = Identity::generate(Kind::Client, "cold-client")?;
     let mut client = attach(&client_id, &r1).await?;
@@ -152,13 +252,10 @@ async fn main() -> anyhow::Result<()> {
         us(first)
     );
 
-    summary(&[
-        ("direct", &direct),
-        ("naive relay", &relay),
-        ("relay, own rt", &relay_own),
-        ("one GDP router", &one),
-        ("two GDP routers", &two),
-    ]);
+    if let Some(last) = trials.last() {
+        last.summary();
+    }
+    ratios(&trials);
     drop(r1);
     drop(r2);
     Ok(())

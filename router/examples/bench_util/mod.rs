@@ -42,7 +42,8 @@ const PIECE: usize = DEFAULT_MAX_BUFFERED - MAX_PDU_LEN;
 /// Most PDUs the client encodes into one write.
 const WRITE_BATCH: usize = 256;
 
-/// Benchmark parameters, from `--count N --window W --pings P --lookups L`.
+/// Benchmark parameters, from `--count N --window W --pings P --lookups L
+/// --trials T`.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Params {
     /// PDUs per throughput run.
@@ -53,6 +54,8 @@ pub(crate) struct Params {
     pub(crate) pings: u64,
     /// Cold lookups measured (`bench_router` only).
     pub(crate) lookups: u64,
+    /// Rounds of every path, for medians (`bench_router` only).
+    pub(crate) trials: u64,
 }
 
 impl Params {
@@ -63,6 +66,7 @@ impl Params {
             window: 1024,
             pings: 5_000,
             lookups: 100,
+            trials: 1,
         };
         let mut args = std::env::args().skip(1);
         while let Some(flag) = args.next() {
@@ -74,13 +78,14 @@ impl Params {
                 "--window" => p.window = value.parse()?,
                 "--pings" => p.pings = value.parse()?,
                 "--lookups" => p.lookups = value.parse()?,
+                "--trials" => p.trials = value.parse()?,
                 _ => anyhow::bail!(
-                    "unknown argument {flag}; use --count, --window, --pings, --lookups"
+                    "unknown argument {flag}; use --count, --window, --pings, --lookups, --trials"
                 ),
             }
         }
         anyhow::ensure!(
-            p.count > 0 && p.window > 0 && p.pings > 0 && p.lookups > 0,
+            p.count > 0 && p.window > 0 && p.pings > 0 && p.lookups > 0 && p.trials > 0,
             "values must be > 0"
         );
         Ok(p)
