@@ -152,22 +152,9 @@ pub fn render(topology: &Topology, project: &str, keys: Option<&Keys>) -> String
     let _ = writeln!(y, "services:");
     let _ = writeln!(y, "  directory:");
     let _ = writeln!(y, "    image: {}", q(REDIS_IMAGE));
-    let redis_cmd: Vec<String> = [
-        "redis-server",
-        "--bind",
-        "0.0.0.0",
-        "--port",
-        &dir.port.to_string(),
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--protected-mode",
-        "no",
-    ]
-    .iter()
-    .map(|s| (*s).to_owned())
-    .collect();
+    let redis_cmd: Vec<String> = std::iter::once("redis-server".to_owned())
+        .chain(dir.redis_args("0.0.0.0"))
+        .collect();
     let _ = writeln!(y, "    command: {}", list(&redis_cmd));
     network(&mut y, &dir.address.to_string());
     let mut volumes = Vec::new();

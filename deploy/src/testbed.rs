@@ -250,25 +250,13 @@ impl Builder<'_> {
         let d = &self.topology.directory;
         let data = self.dir.join("redis");
         std::fs::create_dir_all(&data)?;
-        let args: Vec<String> = [
-            "--bind",
-            &d.address.to_string(),
-            "--port",
-            &d.port.to_string(),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--protected-mode",
-            "no",
-            "--daemonize",
-            "no",
-            "--dir",
-            &data.to_string_lossy(),
-        ]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect();
+        let mut args = d.redis_args(&d.address.to_string());
+        args.extend([
+            "--daemonize".to_owned(),
+            "no".to_owned(),
+            "--dir".to_owned(),
+            data.to_string_lossy().into_owned(),
+        ]);
         let ns = match d.placement {
             Placement::Namespace => Some(self.naming.directory_ns()),
             Placement::Root => None,

@@ -267,6 +267,29 @@ pub struct DirectorySpec {
 }
 
 impl DirectorySpec {
+    /// The `redis-server` arguments of the directory, listening on `bind`:
+    /// no snapshots, no append-only file (a testbed's directory is rebuilt
+    /// by the routers' republishing), no protected mode (its clients are
+    /// on the testbed network).
+    pub fn redis_args(&self, bind: &str) -> Vec<String> {
+        let port = self.port.to_string();
+        [
+            "--bind",
+            bind,
+            "--port",
+            &port,
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--protected-mode",
+            "no",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect()
+    }
+
     /// The `--directory` spec routers are given.
     pub fn url(&self) -> String {
         format!("redis://{}:{}", self.address, self.port)

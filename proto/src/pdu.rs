@@ -282,6 +282,19 @@ impl PduHeader {
         self
     }
 
+    /// The header of the pong that answers this ping, sent from `from`
+    /// (the name that was pinged): back to the source, with the same
+    /// sequence number, marked a response and as unreliable as the ping.
+    pub fn pong(&self, from: Name) -> Self {
+        let unreliable = if self.flags.contains(Flags::UNRELIABLE) {
+            Flags::UNRELIABLE
+        } else {
+            Flags::EMPTY
+        };
+        PduHeader::new(PduType::Pong, self.src, from, self.seq)
+            .with_flags(Flags::RESPONSE.with(unreliable))
+    }
+
     /// `self` with `ttl`.
     #[must_use]
     pub fn with_ttl(mut self, ttl: u8) -> Self {
@@ -741,6 +754,20 @@ pub(crate) mod tests {
         let back = Pdu::decode(pdu.to_bytes()).expect("consistent on the wire");
         assert_eq!(back.header.payload_len, 5);
         assert_eq!(back.payload, pdu.payload);
+    }
+
+    #[test]
+    fn a_pong_answers_its_ping() {
+        let (a, b) = (Name::from_bytes([1; 32]), Name::from_bytes([2; 32]));
+        for flags in [Flags::EMPTY, Flags::UNRELIABLE] {
+            let ping = PduHeader::new(PduType::Ping, b, a, 42).with_flags(flags);
+            let pong = ping.pong(b);
+            assert_eq!(
+                (pong.ptype, pong.dst, pong.src, pong.seq),
+                (PduType::Pong, a, b, 42)
+            );
+            assert_eq!(pong.flags, Flags::RESPONSE.with(flags));
+        }
     }
 
     #[test]

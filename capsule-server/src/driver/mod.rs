@@ -107,7 +107,7 @@ use gdp_link::endpoint::{
 };
 use gdp_proto::capsule::{CapsuleRequest, CapsuleResponse, ErrorCode};
 use gdp_proto::control::AdvertiseEntry;
-use gdp_proto::pdu::{Flags, Pdu, PduHeader, PduType};
+use gdp_proto::pdu::{Flags, Pdu, PduType};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
@@ -523,13 +523,7 @@ impl Session {
     /// payload, so `gdp ping` reaches capsules and their servers.
     fn pong(&self, ping: Pdu) {
         let h = ping.header;
-        let flags = if h.flags.contains(Flags::UNRELIABLE) {
-            Flags::RESPONSE.with(Flags::UNRELIABLE)
-        } else {
-            Flags::RESPONSE
-        };
-        let reply = PduHeader::new(PduType::Pong, h.src, h.dst, h.seq).with_flags(flags);
-        let pong = match Pdu::new(reply, ping.payload) {
+        let pong = match Pdu::new(h.pong(h.dst), ping.payload) {
             Ok(pong) => pong,
             Err(e) => return tracing::debug!(error = %e, "pong not built"),
         };

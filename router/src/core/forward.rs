@@ -32,9 +32,7 @@ impl RouterCore {
     /// One PDU arrived on `link`: `bytes` is exactly one encoded PDU (one
     /// stream frame or one datagram).
     pub fn handle_pdu(&mut self, now: Timestamp, link: LinkId, bytes: Bytes) {
-        self.start(now);
-        self.on_pdu(now, link, bytes);
-        self.refresh_gauges();
+        self.handle_pdus(now, link, std::iter::once(bytes));
     }
 
     /// Several PDUs arrived on `link`, in order: the same as one
@@ -171,24 +169,14 @@ impl RouterCore {
     /// A PDU addressed to this router.
     fn deliver_here(&mut self, now: Timestamp, header: &PduHeader, bytes: Bytes) {
         match header.ptype {
-            PduType::Ping => {
-                let reply = PduHeader::new(PduType::Pong, header.src, self.name, header.seq)
-                    .with_flags(Flags::RESPONSE.with(
-                        if header.flags.contains(Flags::UNRELIABLE) {
-                            Flags::UNRELIABLE
-                        } else {
-                            Flags::EMPTY
-                        },
-                    ));
-                match Pdu::new(reply, bytes.slice(HEADER_LEN..)) {
-                    Ok(pong) => {
-                        self.stats.pongs_sent += 1;
-                        let header = pong.wire_header();
-                        self.forward(now, header, pong.to_bytes());
-                    }
-                    Err(_) => self.stats.dropped.count(DropReason::Oversized),
+            PduType::Ping => match Pdu::new(header.pong(self.name), bytes.slice(HEADER_LEN..)) {
+                Ok(pong) => {
+                    self.stats.pongs_sent += 1;
+                    let header = pong.wire_header();
+                    self.forward(now, header, pong.to_bytes());
                 }
-            }
+                Err(_) => self.stats.dropped.count(DropReason::Oversized),
+            },
             // A NAK for something this router sent: nothing waits for it.
             PduType::NakNoRoute => {}
             _ => self.stats.dropped.count(DropReason::Unhandled),
