@@ -48,6 +48,7 @@ async fn main() -> anyhow::Result<()> {
         client_id.name(),
         echo_id.name(),
         &params,
+        None,
     )
     .await?;
     print_reports("direct (client -> echo)", &params, &reports);

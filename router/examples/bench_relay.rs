@@ -91,6 +91,7 @@ async fn main() -> anyhow::Result<()> {
         client_id.name(),
         echo_id.name(),
         &params,
+        None,
     )
     .await?;
     print_reports("naive relay (client -> relay -> echo)", &params, &reports);

@@ -33,43 +33,57 @@
 //! Ratios of PDUs/s swing by about ±20% from one run to the next on a
 //! two-core machine, so `--trials N` measures every path N times, round
 //! after round, and ends with the router-to-relay ratio of each round and
-//! their medians.
+//! their medians. It also prints, per round, the CPU time the hop's own
+//! threads spent per PDU they passed on (the router's, and the relay's on
+//! its own runtime: a measure of cost that does not depend on how the
+//! cores were shared out), and how many PDUs the first router took from
+//! its links per link event.
 
 mod bench_util;
 
 use std::time::Duration;
 
 use bench_util::baselines::RelayRuntime;
-use bench_util::gdp::{BenchRouter, TempDir, attach, cold_lookups, open_route, spawn_echo};
+use bench_util::gdp::{
+    BenchRouter, ROUTER_THREADS, TempDir, attach, cold_lookups, open_route, spawn_echo,
+};
 use bench_util::{Params, Report, baselines, print_reports, run_client};
 use gdp_certs::{Identity, Kind};
 use gdp_router::directory::route_key;
 use gdp_router::testing::RedisServer;
 
 /// Client at `near`, echo end at `far` (the same router or another).
+/// Also returns how many PDUs `near` took from its links per link event
+/// over the run (a read's PDUs are one event).
 async fn through_routers(
     params: &Params,
     near: &BenchRouter,
     far: &BenchRouter,
-) -> anyhow::Result<Vec<Report>> {
+    threads: &str,
+) -> anyhow::Result<(Vec<Report>, f64)> {
     let echo_id = Identity::generate(Kind::Server, "echo")?;
     let client_id = Identity::generate(Kind::Client, "client")?;
     let (echo_conn, echo_task) = spawn_echo(attach(&echo_id, far).await?);
     let mut client = attach(&client_id, near).await?;
     open_route(&mut client, echo_id.name()).await?;
+    let before = near.handle.snapshot().await?.driver;
     let reports = run_client(
         &mut client.send,
         &mut client.reader,
         client_id.name(),
         echo_id.name(),
         params,
+        Some(threads),
     )
     .await?;
+    let after = near.handle.snapshot().await?.driver;
     client.close();
     echo_conn.close(0u32.into(), b"done");
     client.endpoint.wait_idle().await;
     echo_task.abort();
-    Ok(reports)
+    let per_event =
+        (after.pdus_in - before.pdus_in) as f64 / (after.events - before.events).max(1) as f64;
+    Ok((reports, per_event))
 }
 
 fn us(d: Duration) -> f64 {
@@ -122,9 +136,10 @@ impl Trial {
             params,
             &relay_own,
         );
-        let one = through_routers(params, r1, r1).await?;
+        let (one, per_event) = through_routers(params, r1, r1, &r1.threads).await?;
         print_reports("one GDP router (client -> r1 -> echo)", params, &one);
-        let two = through_routers(params, r1, r2).await?;
+        println!("  r1 took {per_event:.1} PDUs per link event (one read of a link)");
+        let (two, _) = through_routers(params, r1, r2, ROUTER_THREADS).await?;
         print_reports("two GDP routers (client -> r1 -> r2 -> echo)", params, &two);
         Ok(Trial {
             direct,
@@ -200,6 +215,37 @@ fn ratios(trials: &[Trial]) {
         col(2),
         col(3)
     );
+
+    // CPU per PDU passed on depends far less on how the two cores were
+    // shared out in a round than PDUs/s does.
+    println!();
+    println!(
+        "CPU time of the hop's threads per PDU passed on, ns (one GDP router, relay on its own runtime)"
+    );
+    println!(
+        "{:<8} {:>12} {:>12} {:>12} {:>12} {:>12} {:>12}",
+        "round", "64 B router", "64 B relay", "ratio", "1 KiB router", "1 KiB relay", "ratio"
+    );
+    let ns = |r: &[Report], i: usize| r.get(i).and_then(|r| r.hop_ns_per_pdu).unwrap_or(f64::NAN);
+    let cpu: Vec<[f64; 6]> = trials
+        .iter()
+        .map(|t| {
+            let (a, b) = (ns(&t.one, 0), ns(&t.relay_own, 0));
+            let (c, d) = (ns(&t.one, 1), ns(&t.relay_own, 1));
+            [a, b, a / b, c, d, c / d]
+        })
+        .collect();
+    let line = |label: &str, r: &[f64; 6]| {
+        println!(
+            "{label:<8} {:>12.0} {:>12.0} {:>12.2} {:>12.0} {:>12.0} {:>12.2}",
+            r[0], r[1], r[2], r[3], r[4], r[5]
+        );
+    };
+    for (i, r) in cpu.iter().enumerate() {
+        line(&(i + 1).to_string(), r);
+    }
+    let medians: [f64; 6] = std::array::from_fn(|c| median(cpu.iter().map(|r| r[c]).collect()));
+    line("median", &medians);
 }
 
 #[tokio::main]

@@ -37,6 +37,7 @@ pub(crate) async fn direct(params: &Params) -> anyhow::Result<Vec<Report>> {
         client_id.name(),
         echo_id.name(),
         params,
+        None,
     )
     .await?;
     conn.close(0u32.into(), b"done");
@@ -84,6 +85,9 @@ async fn relay(endpoint: quinn::Endpoint) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The name of the threads of the relay's own runtime.
+const RELAY_THREADS: &str = "relay";
+
 /// Where the naive relay runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum RelayRuntime {
@@ -118,7 +122,7 @@ fn start_relay(relay_id: &Identity, runtime: RelayRuntime) -> anyhow::Result<Rel
         RelayRuntime::Own => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
-                .thread_name("relay")
+                .thread_name(RELAY_THREADS)
                 .enable_all()
                 .build()?;
             let relay_id = relay_id.clone();
@@ -176,6 +180,7 @@ pub(crate) async fn naive_relay(
         client_id.name(),
         echo_id.name(),
         params,
+        (runtime == RelayRuntime::Own).then_some(RELAY_THREADS),
     )
     .await?;
     conn.close(0u32.into(), b"done");

@@ -20,7 +20,7 @@ use gdp_proto::control::{AttachProof, ControlMessage};
 use gdp_proto::frame::FrameEncoder;
 use gdp_proto::pdu::{Flags, Pdu, PduHeader, PduType, peek_header};
 use gdp_router::config::{DEFAULT_KEY_FILE, RouterSettings};
-use gdp_router::driver::launch;
+use gdp_router::driver::{RouterHandle, launch};
 use hdrhistogram::Histogram;
 use quinn::SendStream;
 use tokio::sync::oneshot;
@@ -45,10 +45,17 @@ impl Drop for TempDir {
     }
 }
 
+/// The prefix of the names of every router's threads.
+pub(crate) const ROUTER_THREADS: &str = "router-";
+
 /// A router running in this process on its own runtime.
 pub(crate) struct BenchRouter {
     pub(crate) name: Name,
     pub(crate) addr: SocketAddr,
+    /// The name of its runtime's threads.
+    pub(crate) threads: String,
+    /// A handle for its counters.
+    pub(crate) handle: RouterHandle,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -64,7 +71,7 @@ impl BenchRouter {
         settings.directory = directory.parse()?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
-            .thread_name(format!("router-{label}"))
+            .thread_name(format!("{ROUTER_THREADS}{label}"))
             .enable_all()
             .build()?;
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -73,7 +80,11 @@ impl BenchRouter {
             runtime.block_on(async move {
                 match launch(&settings, None).await {
                     Ok(router) => {
-                        let _ = ready_tx.send(Ok((router.name, router.listen)));
+                        let _ = ready_tx.send(Ok((
+                            router.name,
+                            router.listen,
+                            router.handle().clone(),
+                        )));
                         let _ = stop_rx.await;
                         let _ = router.shutdown().await;
                     }
@@ -83,12 +94,14 @@ impl BenchRouter {
                 }
             });
         });
-        let (name, addr) = ready_rx
+        let (name, addr, handle) = ready_rx
             .recv_timeout(Duration::from_secs(10))?
             .map_err(|e| anyhow::anyhow!("router {label}: {e}"))?;
         Ok(BenchRouter {
             name,
             addr,
+            threads: format!("{ROUTER_THREADS}{label}"),
+            handle,
             stop: Some(stop_tx),
             thread: Some(thread),
         })

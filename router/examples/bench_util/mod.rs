@@ -107,6 +107,10 @@ pub(crate) struct Report {
     pub(crate) p99_us: f64,
     /// Maximum.
     pub(crate) max_us: f64,
+    /// CPU time of the hop's threads (the relay's or the routers') per PDU
+    /// it passed on during the throughput run, in nanoseconds; `None` when
+    /// the hop has no threads of its own.
+    pub(crate) hop_ns_per_pdu: Option<f64>,
 }
 
 /// Prints reports as a table.
@@ -116,13 +120,16 @@ pub(crate) fn print_reports(title: &str, params: &Params, reports: &[Report]) {
         params.count, params.window, params.pings
     );
     println!(
-        "{:>8} {:>12} {:>10} {:>10} {:>10} {:>10}",
-        "payload", "PDUs/s", "MB/s", "p50 us", "p99 us", "max us"
+        "{:>8} {:>12} {:>10} {:>10} {:>10} {:>10} {:>12}",
+        "payload", "PDUs/s", "MB/s", "p50 us", "p99 us", "max us", "hop ns/PDU"
     );
     for r in reports {
+        let hop = r
+            .hop_ns_per_pdu
+            .map_or_else(|| String::from("-"), |ns| format!("{ns:.0}"));
         println!(
-            "{:>8} {:>12.0} {:>10.1} {:>10.1} {:>10.1} {:>10.1}",
-            r.payload, r.pdus_per_sec, r.payload_mb_per_sec, r.p50_us, r.p99_us, r.max_us
+            "{:>8} {:>12.0} {:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>12}",
+            r.payload, r.pdus_per_sec, r.payload_mb_per_sec, r.p50_us, r.p99_us, r.max_us, hop
         );
     }
 }
@@ -286,12 +293,18 @@ pub(crate) async fn run_client(
     me: Name,
     echo: Name,
     params: &Params,
+    hop_threads: Option<&str>,
 ) -> anyhow::Result<Vec<Report>> {
     let mut reports = Vec::new();
     let mut seq = 0u64;
     for payload in PAYLOADS {
         let body = Bytes::from(vec![0x5a; payload]);
+        let cpu_before = hop_threads.map(threads_cpu_ns);
         let pdus_per_sec = throughput(send, reader, me, echo, &body, params, &mut seq).await?;
+        // Every PDU crosses the hop twice: to the echo end and back.
+        let hop_ns_per_pdu = hop_threads.zip(cpu_before).map(|(prefix, before)| {
+            threads_cpu_ns(prefix).saturating_sub(before) as f64 / (2 * params.count) as f64
+        });
         let hist = latency(send, reader, me, echo, &body, params, &mut seq).await?;
         let us = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
         reports.push(Report {
@@ -301,9 +314,29 @@ pub(crate) async fn run_client(
             p50_us: us(0.5),
             p99_us: us(0.99),
             max_us: hist.max() as f64 / 1000.0,
+            hop_ns_per_pdu,
         });
     }
     Ok(reports)
+}
+
+/// CPU time, in nanoseconds, run so far by this process's threads whose
+/// name starts with `prefix` (the first field of each thread's
+/// `/proc/self/task/*/schedstat`; threads that ended are not counted, and
+/// without `/proc` it is 0).
+pub(crate) fn threads_cpu_ns(prefix: &str) -> u64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter(|task| {
+            std::fs::read_to_string(task.path().join("comm"))
+                .is_ok_and(|comm| comm.trim_end().starts_with(prefix))
+        })
+        .filter_map(|task| std::fs::read_to_string(task.path().join("schedstat")).ok())
+        .filter_map(|stat| stat.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
 }
 
 fn encode(
