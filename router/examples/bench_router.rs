@@ -10,6 +10,7 @@
 //! ```text
 //! cargo run --release -p gdp-router --example bench_router
 //! cargo run --release -p gdp-router --example bench_router -- --trials 5
+//! cargo run --release -p gdp-router --example bench_router -- --trials 5 --pin on
 //! cargo run --release -p gdp-router --example bench_router -- --count 500000 --window 4096 --pings 10000 --lookups 200
 //! ```
 //!
@@ -38,6 +39,11 @@
 //! its own runtime: a measure of cost that does not depend on how the
 //! cores were shared out), and how many PDUs the first router took from
 //! its links per link event.
+//!
+//! With `--pin on` the client and echo ends run on CPU 0 and each hop (the
+//! relay on its own runtime, each router) on one worker thread pinned to
+//! CPU 1, so a hop never competes with the ends for a core: what it costs
+//! per PDU then shows without the scheduler's noise.
 
 mod bench_util;
 
@@ -248,14 +254,16 @@ fn ratios(trials: &[Trial]) {
     line("median", &medians);
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let params = Params::from_args()?;
+    bench_util::ends_runtime(params.pin)?.block_on(run(params))
+}
 
+async fn run(params: Params) -> anyhow::Result<()> {
     let redis = RedisServer::try_start()?;
     let data = TempDir::new("router")?;
-    let r1 = BenchRouter::start("r1", &redis.url(), &data.0)?;
-    let r2 = BenchRouter::start("r2", &redis.url(), &data.0)?;
+    let r1 = BenchRouter::start("r1", &redis.url(), &data.0, params.pin)?;
+    let r2 = BenchRouter::start("r2", &redis.url(), &data.0, params.pin)?;
 
     let mut trials = Vec::new();
     for round in 1..=params.trials {

@@ -104,7 +104,11 @@ struct RelayHandle {
     stop: Box<dyn FnOnce() + Send>,
 }
 
-fn start_relay(relay_id: &Identity, runtime: RelayRuntime) -> anyhow::Result<RelayHandle> {
+fn start_relay(
+    relay_id: &Identity,
+    runtime: RelayRuntime,
+    pin: bool,
+) -> anyhow::Result<RelayHandle> {
     match runtime {
         RelayRuntime::Shared => {
             let relay_ep = endpoint(relay_id, Some(PeerPolicy::AnyName))?;
@@ -120,11 +124,7 @@ fn start_relay(relay_id: &Identity, runtime: RelayRuntime) -> anyhow::Result<Rel
             })
         }
         RelayRuntime::Own => {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .thread_name(RELAY_THREADS)
-                .enable_all()
-                .build()?;
+            let runtime = super::hop_runtime(RELAY_THREADS, pin)?;
             let relay_id = relay_id.clone();
             let (ready_tx, ready_rx) = std::sync::mpsc::channel();
             let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -166,7 +166,7 @@ pub(crate) async fn naive_relay(
     let relay_id = Identity::generate(Kind::Router, "relay")?;
     let echo_id = Identity::generate(Kind::Server, "echo")?;
     let client_id = Identity::generate(Kind::Client, "client")?;
-    let relay = start_relay(&relay_id, runtime)?;
+    let relay = start_relay(&relay_id, runtime, params.pin)?;
     let echo_ep = endpoint(&echo_id, None)?;
     let echo_conn = dial(&echo_ep, &echo_id, relay.addr, relay_id.name()).await?;
     tokio::spawn(serve_echo(echo_conn.clone()));

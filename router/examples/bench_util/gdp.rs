@@ -63,17 +63,18 @@ pub(crate) struct BenchRouter {
 impl BenchRouter {
     /// Starts a router on loopback with `directory`, its key under
     /// `data/label`.
-    pub(crate) fn start(label: &str, directory: &str, data: &Path) -> anyhow::Result<BenchRouter> {
+    pub(crate) fn start(
+        label: &str,
+        directory: &str,
+        data: &Path,
+        pin: bool,
+    ) -> anyhow::Result<BenchRouter> {
         let mut settings = RouterSettings::default();
         settings.data_dir = data.join(label);
         settings.key_file = settings.data_dir.join(DEFAULT_KEY_FILE);
         settings.listen = "127.0.0.1:0".parse()?;
         settings.directory = directory.parse()?;
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name(format!("{ROUTER_THREADS}{label}"))
-            .enable_all()
-            .build()?;
+        let runtime = super::hop_runtime(&format!("{ROUTER_THREADS}{label}"), pin)?;
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {

@@ -56,6 +56,10 @@ pub(crate) struct Params {
     pub(crate) lookups: u64,
     /// Rounds of every path, for medians (`bench_router` only).
     pub(crate) trials: u64,
+    /// Pin the client and echo ends to CPU 0 and each hop (relay, router)
+    /// to CPU 1 on a runtime of one worker (`bench_router` only), so that
+    /// a hop's PDUs/s is what one core of it carries.
+    pub(crate) pin: bool,
 }
 
 impl Params {
@@ -67,6 +71,7 @@ impl Params {
             pings: 5_000,
             lookups: 100,
             trials: 1,
+            pin: false,
         };
         let mut args = std::env::args().skip(1);
         while let Some(flag) = args.next() {
@@ -79,8 +84,15 @@ impl Params {
                 "--pings" => p.pings = value.parse()?,
                 "--lookups" => p.lookups = value.parse()?,
                 "--trials" => p.trials = value.parse()?,
+                "--pin" => {
+                    p.pin = match value.as_str() {
+                        "on" => true,
+                        "off" => false,
+                        _ => anyhow::bail!("--pin takes on or off"),
+                    }
+                }
                 _ => anyhow::bail!(
-                    "unknown argument {flag}; use --count, --window, --pings, --lookups, --trials"
+                    "unknown argument {flag}; use --count, --window, --pings, --lookups, --trials, --pin"
                 ),
             }
         }
@@ -318,6 +330,44 @@ pub(crate) async fn run_client(
         });
     }
     Ok(reports)
+}
+
+/// The CPU the client and echo ends run on under `--pin on`.
+pub(crate) const ENDS_CPU: usize = 0;
+/// The CPU each hop runs on under `--pin on`.
+pub(crate) const HOP_CPU: usize = 1;
+
+/// Binds the calling thread to `cpu`.
+pub(crate) fn pin_thread(cpu: usize) {
+    if !core_affinity::set_for_current(core_affinity::CoreId { id: cpu }) {
+        eprintln!("could not pin a thread to cpu {cpu}");
+    }
+}
+
+/// The runtime of one hop (the relay, or one router), its threads named
+/// `name`: two workers, or under `--pin on` one worker on [`HOP_CPU`].
+pub(crate) fn hop_runtime(name: &str, pin: bool) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.thread_name(name).enable_all();
+    if pin {
+        builder
+            .worker_threads(1)
+            .on_thread_start(|| pin_thread(HOP_CPU));
+    } else {
+        builder.worker_threads(2);
+    }
+    builder.build()
+}
+
+/// The runtime of the client and echo ends: the default, or under
+/// `--pin on` every thread on [`ENDS_CPU`].
+pub(crate) fn ends_runtime(pin: bool) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    if pin {
+        builder.on_thread_start(|| pin_thread(ENDS_CPU));
+    }
+    builder.build()
 }
 
 /// CPU time, in nanoseconds, run so far by this process's threads whose
