@@ -117,7 +117,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
 use gdp_certs::tls::{self, PeerPolicy};
@@ -129,6 +129,7 @@ use tokio::time::Instant;
 mod config;
 pub mod endpoint;
 mod event;
+mod forward;
 mod link;
 mod queue;
 mod socket;
@@ -136,6 +137,7 @@ mod tasks;
 
 pub use config::TransportConfig;
 pub use event::{CloseCode, Direction, DownReason, LinkEvent, LinkId};
+pub use forward::{Forwarder, LinkForwarder};
 
 use event::is_crypto;
 pub use link::{Link, LinkStats, SendError, UnreliableOutcome};
@@ -278,6 +280,8 @@ struct Inner {
     next_id: AtomicU64,
     shutting_down: AtomicBool,
     stop_accepting: watch::Sender<bool>,
+    /// Offered each read of every link started after it was set.
+    forwarder: OnceLock<Arc<dyn Forwarder>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -376,6 +380,7 @@ impl Transport {
             next_id: AtomicU64::new(1),
             shutting_down: AtomicBool::new(false),
             stop_accepting,
+            forwarder: OnceLock::new(),
         });
         if accept {
             tokio::spawn(accept_loop(inner.clone(), stop_rx));
@@ -400,6 +405,15 @@ impl Transport {
     /// The UDP address the transport is bound to.
     pub fn local_addr(&self) -> SocketAddr {
         self.inner().local_addr
+    }
+
+    /// Sets the [`Forwarder`] that the stream reader of every link started
+    /// from now on offers its PDUs to before delivering them as events.
+    /// Set it before the first link comes up (right after [`Transport::bind`]):
+    /// links already up keep delivering everything as events. A forwarder
+    /// is set once; a second one is handed back.
+    pub fn set_forwarder(&self, forwarder: Arc<dyn Forwarder>) -> Result<(), Arc<dyn Forwarder>> {
+        self.inner().forwarder.set(forwarder)
     }
 
     /// The socket buffer sizes the kernel granted.
@@ -678,6 +692,7 @@ impl Inner {
             datagrams: datagram_rx,
             events,
             malformed_limit: self.config.malformed_limit,
+            forwarder: self.forwarder.get().and_then(|f| f.open(&link)),
         };
         let this = self.clone();
         tasks::spawn_link(shared, io, move |id| {

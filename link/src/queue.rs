@@ -39,6 +39,8 @@ pub(crate) enum Batch {
     One(Bytes),
     /// Several PDUs.
     Many(Vec<Bytes>),
+    /// Runs of PDUs back to back, and how many PDUs in all.
+    Runs(Vec<Bytes>, usize),
 }
 
 impl Batch {
@@ -46,6 +48,7 @@ impl Batch {
         match self {
             Batch::One(_) => 1,
             Batch::Many(v) => v.len(),
+            Batch::Runs(_, n) => *n,
         }
     }
 }

@@ -10,12 +10,14 @@
 //!   one PDU each;
 //! - the **stream reader** accepts the peer's unidirectional stream, reads
 //!   up to [`READ_CHUNKS`] chunks at a time (runs of small chunks merged
-//!   into one buffer), cuts whole PDUs off the front of each piece itself
-//!   while nothing is buffered, leaves the rest to a [`FrameDecoder`]
-//!   (feeding it at most [`PIECE`] bytes at once) and delivers each read's
-//!   PDUs as one batch, waiting
-//!   when the owner's channel is full (QUIC flow control then slows the
-//!   peer);
+//!   into one buffer), cuts runs of whole PDUs off the front of each piece
+//!   itself while nothing is buffered, leaves a PDU cut by a chunk boundary
+//!   to a [`FrameDecoder`] (feeding it only the bytes that complete that
+//!   PDU, so the PDUs after it are again cut without a copy, and at most
+//!   [`PIECE`] bytes at once), offers the read's runs to the link's
+//!   [`LinkForwarder`] if the owner set one, and delivers the PDUs left as
+//!   one batch, waiting when the owner's channel is full (QUIC flow control
+//!   then slows the peer);
 //! - the **datagram reader** checks each datagram holds one PDU and
 //!   delivers what has arrived as one batch, dropping (and counting) the
 //!   batch when the owner's channel is full;
@@ -32,6 +34,7 @@ use quinn::{ReadError, SendDatagramError, WriteError};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use super::forward::LinkForwarder;
 use super::link::{LinkShared, bump, check_pdu};
 use super::queue::{Batch, QueueReceiver, WriterMsg};
 use super::{CloseCode, DownReason, LinkEvent, LinkId};
@@ -61,6 +64,7 @@ pub(crate) struct LinkIo {
     pub(crate) datagrams: mpsc::Receiver<Bytes>,
     pub(crate) events: mpsc::Sender<LinkEvent>,
     pub(crate) malformed_limit: u64,
+    pub(crate) forwarder: Option<Box<dyn LinkForwarder>>,
 }
 
 /// Starts the tasks of a link whose `Up` has been delivered. `on_down` runs
@@ -76,13 +80,19 @@ pub(crate) fn spawn_link(
         datagrams,
         events,
         malformed_limit,
+        forwarder,
     } = io;
     let writers = [
         tokio::spawn(write_stream(shared.clone(), queue)),
         tokio::spawn(write_datagrams(shared.clone(), datagrams)),
     ];
     let readers = [
-        tokio::spawn(read_stream(shared.clone(), events.clone(), malformed_limit)),
+        tokio::spawn(read_stream(
+            shared.clone(),
+            events.clone(),
+            malformed_limit,
+            forwarder,
+        )),
         tokio::spawn(read_datagrams(
             shared.clone(),
             events.clone(),
@@ -152,6 +162,10 @@ fn coalesced_len(msgs: &[WriterMsg]) -> usize {
                 pdus: Batch::Many(many),
                 ..
             } => many.iter().map(small).sum(),
+            WriterMsg::Pdus {
+                pdus: Batch::Runs(runs, _),
+                ..
+            } => runs.iter().map(small).sum(),
             WriterMsg::Finish(_) => 0,
         })
         .sum()
@@ -191,6 +205,12 @@ async fn write_stream(shared: Arc<LinkShared>, mut queue: QueueReceiver) {
                             for pdu in many {
                                 bytes += pdu.len() as u64;
                                 stage(pdu, &mut small, &mut chunks);
+                            }
+                        }
+                        Batch::Runs(runs, _) => {
+                            for run in runs {
+                                bytes += run.len() as u64;
+                                stage(run, &mut small, &mut chunks);
                             }
                         }
                     }
@@ -311,67 +331,156 @@ fn take_piece(bufs: &mut [Bytes], next: &mut usize) -> Bytes {
     merged.freeze()
 }
 
-/// Moves the whole PDUs at the front of `piece` to `batch`; returns their
-/// bytes. For a decoder holding nothing, these are the frames it would
-/// return for `piece`, found with one header parse each and without
-/// buffering; what is left (a partial PDU, or bytes whose header does not
-/// parse) goes to the decoder, which keeps it or reports the error.
-fn cut_whole_pdus(piece: &mut Bytes, batch: &mut Vec<Bytes>) -> u64 {
-    let mut bytes = 0u64;
-    while let Ok(header) = peek_header(piece) {
-        let len = header.pdu_len();
-        if len > piece.len() {
-            break;
-        }
-        bytes += len as u64;
-        batch.push(piece.split_to(len));
-    }
-    bytes
+/// Where the PDUs of one read go, in stream order: to the link's
+/// forwarder while it takes them, and from the first one it leaves on, to
+/// the batch for the owner.
+pub(crate) struct Sink<'a> {
+    forwarder: Option<&'a mut (dyn LinkForwarder + 'static)>,
+    batch: &'a mut Vec<Bytes>,
+    /// The read's runs, kept for the forwarder until the read is whole
+    /// (the reader's buffer, empty between reads).
+    runs: &'a mut Vec<Bytes>,
+    /// PDUs of the read so far.
+    pdus: u64,
+    /// Their bytes.
+    bytes: u64,
 }
 
-/// Cuts the chunks of one read into PDUs, appended to `batch`; returns
-/// their bytes, and the framing error that stopped it, if any (the stream
-/// is then out of sync and the rest of the chunks is left unread).
+impl<'a> Sink<'a> {
+    pub(crate) fn new(
+        forwarder: Option<&'a mut (dyn LinkForwarder + 'static)>,
+        batch: &'a mut Vec<Bytes>,
+        runs: &'a mut Vec<Bytes>,
+    ) -> Self {
+        runs.clear();
+        Sink {
+            forwarder,
+            batch,
+            runs,
+            pdus: 0,
+            bytes: 0,
+        }
+    }
+
+    /// `run` is `count` whole PDUs back to back.
+    fn run(&mut self, run: Bytes, count: u64) {
+        self.pdus += count;
+        self.bytes += run.len() as u64;
+        if self.forwarder.is_some() {
+            self.runs.push(run);
+        } else {
+            split_into(run, self.batch);
+        }
+    }
+
+    /// The read is over: the forwarder takes what it can of its runs, the
+    /// rest goes to the batch.
+    fn finish(&mut self) {
+        let Some(f) = self.forwarder.as_deref_mut() else {
+            return;
+        };
+        if self.runs.is_empty() {
+            return;
+        }
+        let mut taken = f.forward(self.runs);
+        for mut run in self.runs.drain(..) {
+            if taken > 0 {
+                let (skip, count) = run_prefix(&run, taken);
+                taken -= count as usize;
+                let _ = run.split_to(skip);
+            }
+            if !run.is_empty() {
+                split_into(run, self.batch);
+            }
+        }
+    }
+}
+
+/// Cuts `run` (whole PDUs back to back) into PDUs, appended to `batch`.
+fn split_into(mut run: Bytes, batch: &mut Vec<Bytes>) {
+    while let Ok(header) = peek_header(&run) {
+        let len = header.pdu_len();
+        if len > run.len() {
+            break;
+        }
+        batch.push(run.split_to(len));
+    }
+}
+
+/// The bytes and number of the whole PDUs at the front of `bytes`, at most
+/// `max` of them.
+fn run_prefix(bytes: &[u8], max: usize) -> (usize, u64) {
+    let (mut at, mut count) = (0, 0u64);
+    while (count as usize) < max
+        && let Ok(header) = peek_header(&bytes[at..])
+    {
+        let len = header.pdu_len();
+        if len > bytes.len() - at {
+            break;
+        }
+        at += len;
+        count += 1;
+    }
+    (at, count)
+}
+
+/// Cuts the chunks of one read into PDUs, given to `sink` in order;
+/// returns the framing error that stopped it, if any (the stream is then
+/// out of sync and the rest of the chunks is left unread).
+///
+/// The whole PDUs at the front of each piece go to the sink as one run,
+/// found with one header parse each and without buffering, while the
+/// decoder holds nothing; what is left (a partial PDU, or bytes whose
+/// header does not parse) goes to the decoder, which keeps it or reports
+/// the error.
 fn frame_chunks(
     bufs: &mut [Bytes],
     decoder: &mut FrameDecoder,
-    batch: &mut Vec<Bytes>,
-) -> (u64, Option<FrameError>) {
-    let mut bytes = 0u64;
+    sink: &mut Sink<'_>,
+) -> Option<FrameError> {
     let mut next = 0;
     while next < bufs.len() {
         let mut chunk = take_piece(bufs, &mut next);
         while !chunk.is_empty() {
-            let mut piece = chunk.split_to(chunk.len().min(PIECE));
+            let needed = decoder.needed();
+            let take = if needed > 0 { needed } else { PIECE };
+            let mut piece = chunk.split_to(chunk.len().min(take));
             if decoder.is_empty() {
-                bytes += cut_whole_pdus(&mut piece, batch);
+                let (len, count) = run_prefix(&piece, usize::MAX);
+                if count > 0 {
+                    sink.run(piece.split_to(len), count);
+                }
                 if piece.is_empty() {
                     continue;
                 }
             }
             if let Err(e) = decoder.push(piece) {
-                return (bytes, Some(e));
+                return Some(e);
             }
             loop {
                 match decoder.next_frame() {
-                    Ok(Some(frame)) => {
-                        bytes += frame.bytes.len() as u64;
-                        batch.push(frame.bytes);
-                    }
+                    Ok(Some(frame)) => sink.run(frame.bytes, 1),
                     Ok(None) => break,
-                    Err(e) => return (bytes, Some(e)),
+                    Err(e) => return Some(e),
                 }
             }
         }
     }
-    (bytes, None)
+    None
 }
 
-async fn read_stream(shared: Arc<LinkShared>, events: mpsc::Sender<LinkEvent>, limit: u64) {
+async fn read_stream(
+    shared: Arc<LinkShared>,
+    events: mpsc::Sender<LinkEvent>,
+    limit: u64,
+    mut forwarder: Option<Box<dyn LinkForwarder>>,
+) {
     let mut bufs = vec![Bytes::new(); READ_CHUNKS];
-    // The length of the last batch, to size the next one at once rather
-    // than letting it grow PDU by PDU.
-    let mut last_len = 0;
+    // One read's PDUs; kept while a forwarder takes them all, replaced when
+    // they go to the owner.
+    let mut batch = Vec::new();
+    // One read's runs of PDUs, for the forwarder.
+    let mut runs = Vec::new();
     loop {
         let mut recv = match shared.conn.accept_uni().await {
             Ok(r) => r,
@@ -393,15 +502,21 @@ async fn read_stream(shared: Arc<LinkShared>, events: mpsc::Sender<LinkEvent>, l
                 Err(ReadError::Reset(_)) => break,
                 Err(_) => return,
             };
-            let mut batch = Vec::with_capacity(last_len);
-            let (bytes, failed) = frame_chunks(&mut bufs[..n], &mut decoder, &mut batch);
-            last_len = batch.len();
-            if !batch.is_empty() {
-                bump(&shared.counters.received_pdus, batch.len() as u64);
+            batch.clear();
+            let mut sink = Sink::new(forwarder.as_deref_mut(), &mut batch, &mut runs);
+            let failed = frame_chunks(&mut bufs[..n], &mut decoder, &mut sink);
+            sink.finish();
+            let (read, bytes) = (sink.pdus, sink.bytes);
+            if read > 0 {
+                bump(&shared.counters.received_pdus, read);
                 bump(&shared.counters.received_bytes, bytes);
+            }
+            if !batch.is_empty() {
+                // Sized for a read like this one rather than grown PDU by PDU.
+                let pdus = std::mem::replace(&mut batch, Vec::with_capacity(read as usize));
                 let event = LinkEvent::Pdus {
                     link_id: shared.id,
-                    pdus: batch,
+                    pdus,
                     reliable: true,
                 };
                 if events.send(event).await.is_err() {
@@ -500,6 +615,16 @@ mod tests {
         cuts: &[usize],
         per_read: usize,
     ) -> (Vec<Bytes>, Option<FrameError>) {
+        frame_all_with(wire, cuts, per_read, None)
+    }
+
+    /// [`frame_all`], offering each read to `forwarder` first.
+    fn frame_all_with(
+        wire: &Bytes,
+        cuts: &[usize],
+        per_read: usize,
+        mut forwarder: Option<&mut (dyn LinkForwarder + 'static)>,
+    ) -> (Vec<Bytes>, Option<FrameError>) {
         let mut chunks = Vec::new();
         let mut at = 0;
         for &cut in cuts.iter().chain(std::iter::once(&wire.len())) {
@@ -512,15 +637,20 @@ mod tests {
         let mut decoder = FrameDecoder::new();
         let mut out = Vec::new();
         let mut total = 0;
+        let mut runs = Vec::new();
         for read in chunks.chunks(per_read) {
             let mut bufs = read.to_vec();
-            let (bytes, failed) = frame_chunks(&mut bufs, &mut decoder, &mut out);
-            total += bytes;
+            let mut sink = Sink::new(forwarder.as_deref_mut(), &mut out, &mut runs);
+            let failed = frame_chunks(&mut bufs, &mut decoder, &mut sink);
+            sink.finish();
+            total += sink.bytes;
             if failed.is_some() {
                 return (out, failed);
             }
         }
-        assert_eq!(total, out.iter().map(|p| p.len() as u64).sum::<u64>());
+        if forwarder.is_none() {
+            assert_eq!(total, out.iter().map(|p| p.len() as u64).sum::<u64>());
+        }
         assert!(decoder.finish().is_ok());
         (out, None)
     }
@@ -553,6 +683,76 @@ mod tests {
         }
     }
 
+    /// Takes PDUs from the front of each read while their sequence number
+    /// is not a multiple of `refuse_every`.
+    struct TakeSome {
+        refuse_every: u64,
+        taken: Vec<Bytes>,
+    }
+
+    impl LinkForwarder for TakeSome {
+        fn forward(&mut self, runs: &[Bytes]) -> usize {
+            let mut n = 0;
+            for run in runs {
+                let mut rest = run.clone();
+                while !rest.is_empty() {
+                    let header = peek_header(&rest).expect("the reader offers whole pdus");
+                    assert!(
+                        header.pdu_len() <= rest.len(),
+                        "a run ends on a pdu boundary"
+                    );
+                    if header.seq.is_multiple_of(self.refuse_every) {
+                        return n;
+                    }
+                    self.taken.push(rest.split_to(header.pdu_len()));
+                    n += 1;
+                }
+            }
+            n
+        }
+    }
+
+    #[test]
+    fn a_forwarder_takes_a_prefix_of_each_read_and_the_owner_gets_the_rest_in_order() {
+        let pdus: Vec<Bytes> = (0..60u64)
+            .map(|seq| pdu([64, 0, 700, 3000][seq as usize % 4], seq))
+            .collect();
+        let wire = Bytes::from(pdus.concat());
+        for step in [1, 100, 144, 1100, 5000] {
+            let cuts: Vec<usize> = (step..wire.len()).step_by(step).collect();
+            for per_read in [1, 3, 64] {
+                for refuse_every in [1, 7, 1000] {
+                    let mut f = TakeSome {
+                        refuse_every,
+                        taken: Vec::new(),
+                    };
+                    let (out, failed) = frame_all_with(&wire, &cuts, per_read, Some(&mut f));
+                    assert_eq!(failed, None);
+                    // Nothing lost or doubled, and each side in stream order.
+                    let mut all: Vec<Bytes> = f.taken.iter().chain(&out).cloned().collect();
+                    all.sort_by_key(|p| peek_header(p).map(|h| h.seq).unwrap_or(u64::MAX));
+                    assert_eq!(all, pdus, "step {step}, {per_read} per read");
+                    let seqs = |v: &[Bytes]| -> Vec<u64> {
+                        v.iter()
+                            .filter_map(|p| peek_header(p).ok().map(|h| h.seq))
+                            .collect()
+                    };
+                    assert!(seqs(&f.taken).is_sorted() && seqs(&out).is_sorted());
+                    if refuse_every == 1 {
+                        assert!(f.taken.is_empty());
+                    }
+                    if refuse_every == 1000 {
+                        // Only PDU 0 is refused: the owner gets it and the
+                        // rest of its read, the forwarder every later read.
+                        assert_eq!(seqs(&out).first(), Some(&0));
+                        let first_read_len = out.len();
+                        assert_eq!(f.taken.len(), pdus.len() - first_read_len);
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn framing_reports_a_bad_header_after_the_good_pdus() {
         let good = pdu(64, 1);
@@ -575,7 +775,7 @@ mod tests {
         let mut bufs: Vec<Bytes> = vec![
             Bytes::from(vec![1; 300]),
             Bytes::from(vec![2; 300]),
-            Bytes::from(vec![3; 2000]),
+            Bytes::from(vec![3; 5000]),
             Bytes::from(vec![4; 10]),
         ];
         let mut next = 0;
@@ -583,7 +783,7 @@ mod tests {
         assert_eq!(merged.len(), 600);
         assert_eq!(&merged[..300], &[1; 300][..]);
         assert_eq!(next, 2);
-        assert_eq!(take_piece(&mut bufs, &mut next).len(), 2000);
+        assert_eq!(take_piece(&mut bufs, &mut next).len(), 5000);
         assert_eq!(take_piece(&mut bufs, &mut next).len(), 10);
         assert_eq!(next, 4);
     }

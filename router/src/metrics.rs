@@ -16,6 +16,7 @@
 //! | `gdp_router_info{name,backend}` | gauge | always 1 |
 //! | `gdp_router_forwarded_total` | counter | PDUs sent on to a next hop |
 //! | `gdp_router_delivered_local_total` | counter | of those, to attached endpoints |
+//! | `gdp_router_fast_forwarded_total` | counter | of those, forwarded by link readers without the forwarding core (the fast path) |
 //! | `gdp_router_dropped_total{reason}` | counter | dropped PDUs by reason (`ttl`, `no_route`, `bad_source`, `malformed`, `oversized`, `queue_full`, `policy`, `not_attached`, `unhandled`) |
 //! | `gdp_router_lookups_total`, `gdp_router_lookup_failures_total` | counter | directory resolutions |
 //! | `gdp_router_cache_hits_total`, `gdp_router_cache_misses_total` | counter | FIB hits and misses |
@@ -248,17 +249,22 @@ pub fn render(s: &Snapshot) -> String {
         (
             "gdp_router_pdus_received_total",
             "PDUs received on all links.",
-            d.pdus_in,
+            d.pdus_in + d.fast_forwarded,
         ),
         (
             "gdp_router_pdus_sent_total",
             "PDUs queued on links.",
-            d.pdus_out,
+            d.pdus_out + d.fast_forwarded,
+        ),
+        (
+            "gdp_router_fast_forwarded_total",
+            "Of the PDUs queued on links, those the link readers forwarded without the forwarding core.",
+            d.fast_forwarded,
         ),
         (
             "gdp_router_transmit_batches_total",
             "Batches of PDUs queued on links.",
-            d.batches_out,
+            d.batches_out + d.fast_batches,
         ),
         (
             "gdp_router_oversized_total",

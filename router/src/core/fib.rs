@@ -1,10 +1,22 @@
 //! The forwarding information base: destination name -> next-hop link.
 //!
 //! The FIB is a concurrent hash map ([`DashMap`]) so that a driver can hand a
-//! read-only [`FibReader`] to per-link reader tasks later, while the core
-//! stays the only writer. Entries are small and `Copy` (a link id, a kind
-//! and an expiry), so a lookup copies 24 bytes out under a shard read lock
-//! and never allocates.
+//! read-only [`FibReader`] to per-link reader tasks, which forward the
+//! common case themselves, while the core stays the only writer. Entries
+//! are small and `Copy` (a link id, a kind and an expiry), so a lookup
+//! copies them out under a shard read lock and never allocates.
+//!
+//! # Sealing
+//!
+//! A reader task must not see an entry before the PDUs the core queued
+//! under it have left the core: the first PDUs to a name wait in the
+//! pending queue while the name is resolved, and the core releases them
+//! into its outbox when it inserts the entry; a reader that took the next
+//! PDU to the same name straight to the link would overtake them. So every
+//! entry is stamped with the epoch it was written in, and readers use
+//! [`FibReader::lookup_sealed`], which returns only entries of sealed
+//! epochs. The driver calls [`Fib::seal`] once everything the core queued
+//! is on its links. Removals take effect at once for everyone.
 //!
 //! Names are already uniform hashes (blake3 of metadata), so the map hashes
 //! them with a cheap keyed mixer ([`NameHasher`]) instead of SipHash: the
@@ -18,6 +30,7 @@
 
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use dashmap::DashMap;
 use gdp_certs::{Name, Timestamp};
@@ -129,10 +142,22 @@ impl BuildHasher for NameHasherBuilder {
     }
 }
 
+/// An entry and the epoch it was written in (see "Sealing" above).
+#[derive(Debug, Clone, Copy)]
+struct Stamped {
+    entry: FibEntry,
+    epoch: u64,
+}
+
 /// The forwarding information base. See the module documentation.
 #[derive(Debug)]
 pub struct Fib {
-    map: DashMap<Name, FibEntry, NameHasherBuilder>,
+    map: DashMap<Name, Stamped, NameHasherBuilder>,
+    /// The epoch new entries are stamped with (written by the core only).
+    open: AtomicU64,
+    /// Entries of this epoch and older are visible to
+    /// [`FibReader::lookup_sealed`].
+    sealed: AtomicU64,
 }
 
 impl Fib {
@@ -145,40 +170,66 @@ impl Fib {
     pub fn with_capacity(capacity: usize, key: [u64; 2]) -> Self {
         Fib {
             map: DashMap::with_capacity_and_hasher(capacity, NameHasherBuilder::new(key)),
+            open: AtomicU64::new(1),
+            sealed: AtomicU64::new(0),
         }
     }
 
     /// The entry for `name` if it is valid at `now`.
     #[inline]
     pub fn lookup(&self, name: &Name, now: Timestamp) -> Option<FibEntry> {
-        let e = *self.map.get(name)?;
+        let e = self.map.get(name)?.entry;
         e.is_valid(now).then_some(e)
+    }
+
+    /// The entry for `name` if it is valid at `now` and was written in a
+    /// sealed epoch.
+    #[inline]
+    pub fn lookup_sealed(&self, name: &Name, now: Timestamp) -> Option<FibEntry> {
+        let s = *self.map.get(name)?;
+        // Acquire: what the core queued before the seal is queued before
+        // anything a reader queues after seeing the entry.
+        (s.epoch <= self.sealed.load(Ordering::Acquire) && s.entry.is_valid(now)).then_some(s.entry)
+    }
+
+    /// Makes every entry written so far visible to
+    /// [`lookup_sealed`](Fib::lookup_sealed); later ones wait for the next
+    /// seal.
+    pub fn seal(&self) {
+        let epoch = self.open.load(Ordering::Relaxed);
+        self.sealed.store(epoch, Ordering::Release);
+        self.open.store(epoch + 1, Ordering::Relaxed);
     }
 
     /// The entry for `name`, expired or not.
     pub fn get(&self, name: &Name) -> Option<FibEntry> {
-        self.map.get(name).map(|e| *e)
+        self.map.get(name).map(|s| s.entry)
     }
 
-    /// Sets the entry for `name`, returning the previous one.
+    /// Sets the entry for `name`, returning the previous one. The entry
+    /// is visible to [`lookup_sealed`](Fib::lookup_sealed) after the next
+    /// [`seal`](Fib::seal).
     pub fn insert(&self, name: Name, entry: FibEntry) -> Option<FibEntry> {
-        self.map.insert(name, entry)
+        let epoch = self.open.load(Ordering::Relaxed);
+        self.map
+            .insert(name, Stamped { entry, epoch })
+            .map(|s| s.entry)
     }
 
     /// Removes the entry for `name`.
     pub fn remove(&self, name: &Name) -> Option<FibEntry> {
-        self.map.remove(name).map(|(_, e)| e)
+        self.map.remove(name).map(|(_, s)| s.entry)
     }
 
     /// Removes the entry for `name` if `pred` holds for it.
     pub fn remove_if(&self, name: &Name, pred: impl FnOnce(&FibEntry) -> bool) -> bool {
-        self.map.remove_if(name, |_, e| pred(e)).is_some()
+        self.map.remove_if(name, |_, s| pred(&s.entry)).is_some()
     }
 
     /// Removes every entry whose next hop is `link`; returns how many.
     pub fn remove_link(&self, link: LinkId) -> usize {
         let before = self.map.len();
-        self.map.retain(|_, e| e.next_hop != link);
+        self.map.retain(|_, s| s.entry.next_hop != link);
         before.saturating_sub(self.map.len())
     }
 
@@ -208,6 +259,14 @@ impl FibReader {
     #[inline]
     pub fn lookup(&self, name: &Name, now: Timestamp) -> Option<FibEntry> {
         self.0.lookup(name, now)
+    }
+
+    /// The entry for `name` if it is valid at `now` and sealed: what a
+    /// task that forwards on its own may use (see "Sealing" in the module
+    /// documentation).
+    #[inline]
+    pub fn lookup_sealed(&self, name: &Name, now: Timestamp) -> Option<FibEntry> {
+        self.0.lookup_sealed(name, now)
     }
 
     /// Number of entries.
@@ -261,6 +320,28 @@ mod tests {
             fib.lookup(&Name::from_bytes([2; 32]), Timestamp(0))
                 .is_some()
         );
+    }
+
+    #[test]
+    fn entries_are_sealed_readers_see_them_only_after_a_seal() {
+        let fib = Fib::new([1, 2]);
+        let (a, b) = (Name::from_bytes([1; 32]), Name::from_bytes([2; 32]));
+        fib.insert(a, entry(3, 100));
+        assert_eq!(fib.lookup(&a, Timestamp(0)), Some(entry(3, 100)));
+        assert_eq!(fib.lookup_sealed(&a, Timestamp(0)), None);
+        fib.seal();
+        assert_eq!(fib.lookup_sealed(&a, Timestamp(0)), Some(entry(3, 100)));
+        // A replaced entry is new again until the next seal; so is a new one.
+        fib.insert(a, entry(4, 100));
+        fib.insert(b, entry(5, 100));
+        assert_eq!(fib.lookup_sealed(&a, Timestamp(0)), None);
+        assert_eq!(fib.lookup_sealed(&b, Timestamp(0)), None);
+        fib.seal();
+        assert_eq!(fib.lookup_sealed(&a, Timestamp(0)), Some(entry(4, 100)));
+        assert_eq!(fib.lookup_sealed(&b, Timestamp(101)), None, "expired");
+        // Removals need no seal.
+        fib.remove(&b);
+        assert_eq!(fib.lookup_sealed(&b, Timestamp(0)), None);
     }
 
     #[test]

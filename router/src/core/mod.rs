@@ -199,6 +199,17 @@ impl RouterCore {
         FibReader(Arc::clone(&self.fib))
     }
 
+    /// Makes the FIB entries written so far visible to
+    /// [`FibReader::lookup_sealed`]. A driver whose link readers forward on
+    /// their own calls this once everything [`poll_transmit`] returned is
+    /// queued on its links, so that no reader overtakes PDUs the core
+    /// released under a new entry (see "Sealing" in [`Fib`]'s module).
+    ///
+    /// [`poll_transmit`]: RouterCore::poll_transmit
+    pub fn seal_fib(&self) {
+        self.fib.seal();
+    }
+
     /// The counters.
     pub fn stats(&self) -> &Stats {
         &self.stats

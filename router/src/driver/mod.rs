@@ -8,6 +8,8 @@
 //! # Data flow
 //!
 //! ```text
+//!   link readers ──runs the FIB alone decides──▶ next hop's link queue
+//!   (the fast path, `fast` module; the rest of each read, as events:)
 //!   Transport ──LinkEvent (bounded: event_queue)──▶ ┌───────────────┐
 //!     Up { peer }        ─▶ core.link_up (Router{metadata} / Endpoint)
 //!     Pdus { batch }     ─▶ core.handle_pdus, the whole batch
@@ -33,7 +35,9 @@
 //! of up to [`EVENTS_PER_TURN`] events already waiting), then drains the
 //! core's transmits once, so each link gets one queue operation per turn
 //! however many PDUs it carries. It drains earlier every
-//! [`FLUSH_EVERY`] PDUs, so the core's per-link outbox never fills.
+//! [`FLUSH_EVERY`] PDUs, so the core's per-link outbox never fills. After
+//! each full drain it seals the FIB's epoch and tells the fast path which
+//! links' reads it has handled, so their readers may forward again.
 //!
 //! # Bounded queues and back-pressure
 //!
@@ -58,6 +62,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -73,12 +78,14 @@ use crate::directory::{Directory, DirectoryError, Unavailable};
 
 mod directory;
 mod embed;
+mod fast;
 mod launch;
 mod snapshot;
 
 pub use directory::DirectoryStats;
 use directory::{Completion, DirectoryWorker};
 pub use embed::{EMBED_SHUTDOWN_TIMEOUT, EmbedContext, EmbedFuture, EmbedHook};
+use fast::FastPath;
 pub use launch::{LaunchError, Launched, launch};
 pub use snapshot::{DriverStats, LinkSnapshot, Snapshot};
 
@@ -214,6 +221,13 @@ pub fn spawn(
     config: DriverConfig,
 ) -> Running {
     let name = core.name();
+    let fast = Arc::new(FastPath::new(name, core.fib()));
+    if transport
+        .set_forwarder(Arc::new(fast::Install(fast.clone())))
+        .is_err()
+    {
+        tracing::warn!("the transport already has a forwarder; every pdu goes through the driver");
+    }
     let (commands_tx, commands) = mpsc::channel(COMMAND_QUEUE);
     let (completions_tx, completions) = mpsc::channel(COMPLETION_QUEUE);
     let handle = RouterHandle {
@@ -230,6 +244,8 @@ pub fn spawn(
         ),
         core,
         name,
+        fast,
+        slow_reads: Vec::new(),
         transport,
         events,
         commands,
@@ -255,6 +271,11 @@ struct LinkEntry {
 struct Driver {
     core: RouterCore,
     name: Name,
+    /// What the link readers forward themselves (see the `fast` module).
+    fast: Arc<FastPath>,
+    /// Links with reads left to the driver that it has handled since the
+    /// last full flush, one entry per read.
+    slow_reads: Vec<LinkId>,
     transport: Transport,
     events: mpsc::Receiver<LinkEvent>,
     commands: mpsc::Receiver<Command>,
@@ -353,8 +374,15 @@ impl Driver {
                 self.links.insert(id, LinkEntry { link, kind });
                 self.core.link_up(now, id, role);
             }
-            LinkEvent::Pdus { link_id, pdus, .. } => {
+            LinkEvent::Pdus {
+                link_id,
+                pdus,
+                reliable,
+            } => {
                 let id = core_id(link_id);
+                if reliable {
+                    self.slow_reads.push(id);
+                }
                 self.stats.pdus_in += pdus.len() as u64;
                 let mut pdus = pdus.into_iter();
                 while pdus.len() > 0 {
@@ -389,6 +417,7 @@ impl Driver {
                 let id = core_id(link_id);
                 tracing::debug!(link = %link_id, %reason, "link down");
                 self.links.remove(&id);
+                self.fast.remove(id);
                 self.core.link_down(now, id);
             }
             other => tracing::debug!(link = %other.link_id(), "unknown link event ignored"),
@@ -417,11 +446,18 @@ impl Driver {
     }
 
     /// Drains the core: transmits first, then actions (so a link closed by
-    /// an action has its last PDUs queued before the close).
+    /// an action has its last PDUs queued before the close). Then, with
+    /// everything the core produced on its links, lets the link readers see
+    /// the new FIB entries and forward again after the reads they left here.
     async fn flush(&mut self) {
         self.flush_transmits().await;
         while let Some(action) = self.core.poll_action() {
             self.on_action(action);
+        }
+        // Actions queue nothing on links, so the transmits above are all.
+        self.core.seal_fib();
+        for link in self.slow_reads.drain(..) {
+            self.fast.slow_done(link);
         }
     }
 
@@ -558,10 +594,19 @@ impl Driver {
             .collect();
         let mut driver = self.stats.clone();
         driver.directory = self.directory.stats.clone();
+        let fast = &self.fast.stats;
+        driver.fast_forwarded = fast.forwarded.load(Ordering::Relaxed);
+        driver.fast_batches = fast.batches.load(Ordering::Relaxed);
+        // The readers' forwarding is the core's decision taken early: count
+        // it where the core counts its own.
+        let mut core = self.core.stats().clone();
+        core.forwarded += driver.fast_forwarded;
+        core.cache_hits += driver.fast_forwarded;
+        core.delivered_local += fast.delivered_local.load(Ordering::Relaxed);
         Snapshot {
             name: self.name,
             backend: self.directory.backend(),
-            core: self.core.stats().clone(),
+            core,
             driver,
             event_queue: self.events.len(),
             directory_in_flight: self.directory.in_flight(),

@@ -17,6 +17,12 @@ pub struct DriverStats {
     pub events: u64,
     /// PDUs handed to the core.
     pub pdus_in: u64,
+    /// PDUs the link readers forwarded themselves, without the core (the
+    /// core's `forwarded`, `cache_hits` and `delivered_local` in a
+    /// [`Snapshot`] include them).
+    pub fast_forwarded: u64,
+    /// Batches the link readers queued on next hops.
+    pub fast_batches: u64,
     /// PDUs the core sent that were queued on a link.
     pub pdus_out: u64,
     /// Batches (transmits) queued on links.
