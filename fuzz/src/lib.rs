@@ -78,7 +78,9 @@ pub fn pdu(data: &[u8]) {
 }
 
 /// Link frames: the input, cut into chunks at boundaries taken from its
-/// first bytes, yields the same PDUs as when pushed whole.
+/// first bytes, yields the same PDUs as when pushed whole; so does pushing
+/// just the bytes [`FrameDecoder::needed`] asks for while it holds part of
+/// a PDU, as a link's reader does.
 pub fn frames(data: &[u8]) {
     let Some((&cut, rest)) = data.split_first() else {
         return;
@@ -88,6 +90,27 @@ pub fn frames(data: &[u8]) {
     let chunks: Vec<&[u8]> = rest.chunks(step).collect();
     let chunked = drain(FrameDecoder::new(), &chunks);
     assert_eq!(whole, chunked, "chunking changed the decoded PDUs");
+    let mut dec = FrameDecoder::new();
+    let mut at = 0;
+    let mut cuts = Vec::new();
+    while at < rest.len() {
+        let needed = dec.needed();
+        let n = if needed > 0 { needed } else { step }.min(rest.len() - at);
+        cuts.push(&rest[at..at + n]);
+        // Keep the decoder's view in step with the cuts taken so far.
+        if dec.push(Bytes::copy_from_slice(&rest[at..at + n])).is_err() {
+            break;
+        }
+        while let Ok(Some(_)) = dec.next_pdu() {}
+        at += n;
+    }
+    if at == rest.len() {
+        let by_needed = drain(FrameDecoder::new(), &cuts);
+        assert_eq!(
+            whole, by_needed,
+            "pushing what needed() asks changed the PDUs"
+        );
+    }
 }
 
 fn drain(mut dec: FrameDecoder, chunks: &[&[u8]]) -> (Vec<Pdu>, bool) {
