@@ -39,7 +39,7 @@ use bytes::{Bytes, BytesMut};
 use dashmap::DashMap;
 use gdp_certs::{Kind, Name, Timestamp};
 use gdp_link::{Forwarder, Link, LinkForwarder};
-use gdp_proto::pdu::{MAX_PDU_LEN, decrement_ttl, peek_header};
+use gdp_proto::pdu::{decrement_ttl, peek_header};
 use gdp_proto::{Flags, PduHeader, PduType};
 
 use super::core_id;
@@ -50,7 +50,9 @@ use crate::core::{FibEntry, FibReader, LinkId, RouteKind};
 #[derive(Debug)]
 struct Slot {
     link: Link,
-    to_router: bool,
+    /// The peer is a router: PDUs from it need no source check, PDUs to it
+    /// have their TTL decremented.
+    peer_is_router: bool,
     /// Reads of this link left (in part) to the driver and not yet done.
     slow: AtomicU64,
 }
@@ -110,10 +112,9 @@ pub(crate) struct Install(pub(crate) Arc<FastPath>);
 impl Forwarder for Install {
     fn open(&self, link: &Link) -> Option<Box<dyn LinkForwarder>> {
         let id = core_id(link.id());
-        let from_router = link.peer().metadata().kind() == Kind::Router;
         let slot = Arc::new(Slot {
             link: link.clone(),
-            to_router: from_router,
+            peer_is_router: link.peer().metadata().kind() == Kind::Router,
             slow: AtomicU64::new(0),
         });
         self.0.links.insert(id, slot.clone());
@@ -121,7 +122,6 @@ impl Forwarder for Install {
             fast: self.0.clone(),
             id,
             peer: link.peer().name(),
-            from_router,
             slot,
         }))
     }
@@ -132,7 +132,6 @@ struct LinkReader {
     fast: Arc<FastPath>,
     id: LinkId,
     peer: Name,
-    from_router: bool,
     slot: Arc<Slot>,
 }
 
@@ -164,18 +163,17 @@ impl LinkReader {
             .is_some_and(|e| e.kind == RouteKind::Local && e.next_hop == self.id)
     }
 
-    /// True if the fast path may take a PDU with `header` (of `len`
-    /// bytes) at all, whatever its route.
-    fn eligible(&self, header: &PduHeader, len: usize) -> bool {
-        len <= MAX_PDU_LEN
-            && header.pdu_len() == len
-            && !matches!(
-                header.ptype,
-                PduType::Control | PduType::Advertise | PduType::Withdraw
-            )
-            && !header.flags.contains(Flags::UNRELIABLE)
+    /// True if the fast path may take a PDU with `header` at all, whatever
+    /// its route. (Its length needs no check: `peek_header` refuses a
+    /// header announcing more than the largest PDU, and the reader cut the
+    /// PDU at the length the header gives.)
+    fn eligible(&self, header: &PduHeader) -> bool {
+        !matches!(
+            header.ptype,
+            PduType::Control | PduType::Advertise | PduType::Withdraw
+        ) && !header.flags.contains(Flags::UNRELIABLE)
             && header.dst != self.fast.router
-            && (!self.from_router || header.ttl > 0)
+            && (!self.slot.peer_is_router || header.ttl > 0)
     }
 
     /// Queues `stretch` on its next hop; false if its queue had no room
@@ -184,7 +182,7 @@ impl LinkReader {
         let Stretch {
             slot, parts, pdus, ..
         } = stretch;
-        let parts = if slot.to_router {
+        let parts = if slot.peer_is_router {
             // The TTLs change, and the runs share their buffers with the
             // read: one copy per part.
             let mut out = Vec::with_capacity(parts.len());
@@ -212,7 +210,7 @@ impl LinkReader {
         let (stats, n) = (&self.fast.stats, pdus as u64);
         stats.forwarded.fetch_add(n, Ordering::Relaxed);
         stats.batches.fetch_add(1, Ordering::Relaxed);
-        if !slot.to_router {
+        if !slot.peer_is_router {
             stats.delivered_local.fetch_add(n, Ordering::Relaxed);
         }
         true
@@ -225,7 +223,7 @@ impl LinkReader {
             return (0, false);
         }
         let now = Timestamp::now();
-        if self.from_router && !self.router_link_ready(now) {
+        if self.slot.peer_is_router && !self.router_link_ready(now) {
             return (0, false);
         }
         let mut checked_src: Option<Name> = None;
@@ -241,10 +239,10 @@ impl LinkReader {
                     return self.end(stretch, run, part_start, at, sent);
                 };
                 let len = header.pdu_len();
-                if len > run.len() - at || !self.eligible(&header, len) {
+                if len > run.len() - at || !self.eligible(&header) {
                     return self.end(stretch, run, part_start, at, sent);
                 }
-                if !self.from_router && checked_src != Some(header.src) {
+                if !self.slot.peer_is_router && checked_src != Some(header.src) {
                     if !self.source_ok(&header.src, now) {
                         return self.end(stretch, run, part_start, at, sent);
                     }
@@ -264,15 +262,11 @@ impl LinkReader {
                     .as_ref()
                     .is_none_or(|s| s.next_hop != entry.next_hop)
                 {
-                    if let Some(mut done) = stretch.take() {
-                        if at > part_start {
-                            done.parts.push(run.slice(part_start..at));
+                    if let Some(done) = stretch.take() {
+                        match self.close(done, run, part_start, at) {
+                            Some(n) => sent += n,
+                            None => return (sent, false),
                         }
-                        let n = done.pdus;
-                        if !self.send(done) {
-                            return (sent, false);
-                        }
-                        sent += n;
                     }
                     part_start = at;
                     let Some(slot) = self.fast.links.get(&entry.next_hop).map(|s| s.clone()) else {
@@ -296,6 +290,7 @@ impl LinkReader {
                 s.parts.push(run.slice(part_start..at));
             }
         }
+        // The last stretch already holds its parts.
         match stretch {
             Some(done) => {
                 let n = done.pdus;
@@ -309,8 +304,8 @@ impl LinkReader {
         }
     }
 
-    /// Stops at byte `at` of `run`: sends the stretch so far (with the
-    /// part of `run` it holds) and reports what was taken.
+    /// Stops at byte `at` of `run`: sends the stretch so far and reports
+    /// what was taken.
     fn end(
         &self,
         stretch: Option<Stretch>,
@@ -319,18 +314,24 @@ impl LinkReader {
         at: usize,
         sent: usize,
     ) -> (usize, bool) {
-        let Some(mut done) = stretch else {
-            return (sent, false);
-        };
+        let closed = stretch.and_then(|done| self.close(done, run, part_start, at));
+        (sent + closed.unwrap_or(0), false)
+    }
+
+    /// Adds bytes `part_start..at` of `run` to `stretch` and sends it;
+    /// the PDUs sent, or `None` if its next hop had no room.
+    fn close(
+        &self,
+        mut stretch: Stretch,
+        run: &Bytes,
+        part_start: usize,
+        at: usize,
+    ) -> Option<usize> {
         if at > part_start {
-            done.parts.push(run.slice(part_start..at));
+            stretch.parts.push(run.slice(part_start..at));
         }
-        let n = done.pdus;
-        if self.send(done) {
-            (sent + n, false)
-        } else {
-            (sent, false)
-        }
+        let n = stretch.pdus;
+        self.send(stretch).then_some(n)
     }
 }
 
