@@ -47,7 +47,7 @@ fn build(names: &[Name]) -> Fib {
         fib.insert(*n, entry(i));
     }
     let after = resident_bytes();
-    let slot = size_of::<Name>() + size_of::<FibEntry>();
+    let slot = Fib::SLOT_BYTES;
     println!(
         "fib: {} entries, {} table slots of {slot} bytes (+1 control byte) = {:.1} bytes/entry by table size",
         fib.len(),

@@ -247,6 +247,10 @@ impl Fib {
     pub fn capacity(&self) -> usize {
         self.map.capacity()
     }
+
+    /// Bytes of one table slot: a name and its stamped entry (the tables
+    /// add a control byte per slot).
+    pub const SLOT_BYTES: usize = size_of::<(Name, Stamped)>();
 }
 
 /// A read-only, cheaply cloned handle on a core's FIB, for tasks that
