@@ -17,8 +17,8 @@ use gdp_certs::codec::{Decode, Encode};
 use gdp_certs::{Metadata, Name};
 use gdp_proto::capsule::{CapsuleRequest, CapsuleResponse};
 use gdp_proto::control::ControlMessage;
-use gdp_proto::frame::{FrameDecoder, decode_datagram};
-use gdp_proto::pdu::{Pdu, PduHeader, peek_header};
+use gdp_proto::frame::{FrameDecoder, RunDecoder, decode_datagram};
+use gdp_proto::pdu::{Pdu, PduHeader, peek_header, peek_pdu_len};
 use gdp_proto::proof::{Heartbeat, Proof};
 use gdp_proto::record::{Record, RecordHeader};
 
@@ -65,6 +65,11 @@ fn canonical<T: Decode + Encode>(data: &[u8]) -> Option<T> {
 /// whole PDUs round-trip.
 pub fn pdu(data: &[u8]) {
     let peeked = peek_header(data);
+    assert_eq!(
+        peek_pdu_len(data),
+        peeked.as_ref().map(|h| h.pdu_len()).map_err(|e| *e),
+        "peek_pdu_len disagrees with peek_header"
+    );
     if let Some(h) = canonical::<PduHeader>(data.get(..gdp_proto::pdu::HEADER_LEN).unwrap_or(data))
     {
         assert_eq!(
@@ -80,8 +85,11 @@ pub fn pdu(data: &[u8]) {
 /// Link frames: the input, cut into chunks at boundaries taken from its
 /// first bytes, yields the same PDUs as when pushed whole; so does pushing
 /// just the bytes [`FrameDecoder::needed`] asks for while it holds part of
-/// a PDU, as a link's reader does.
+/// a PDU; and a [`RunDecoder`] (what a link's reader uses) fed the same
+/// chunks, its runs taken at points the input picks, yields the same PDUs
+/// and the same error.
 pub fn frames(data: &[u8]) {
+    runs(data);
     let Some((&cut, rest)) = data.split_first() else {
         return;
     };
@@ -111,6 +119,62 @@ pub fn frames(data: &[u8]) {
             "pushing what needed() asks changed the PDUs"
         );
     }
+}
+
+/// The [`RunDecoder`] half of [`frames`].
+fn runs(data: &[u8]) {
+    let Some((&cut, rest)) = data.split_first() else {
+        return;
+    };
+    let step = usize::from(cut).max(1);
+    let chunks: Vec<&[u8]> = rest.chunks(step).collect();
+    let (mut frames, mut frame_err) = (Vec::new(), None);
+    let mut dec = FrameDecoder::new();
+    'chunks: for c in &chunks {
+        if let Err(e) = dec.extend_from_slice(c) {
+            frame_err = Some(e);
+            break;
+        }
+        loop {
+            match dec.next_pdu() {
+                Ok(Some(p)) => frames.push(p),
+                Ok(None) => break,
+                Err(e) => {
+                    frame_err = Some(e);
+                    break 'chunks;
+                }
+            }
+        }
+    }
+    let frame_err = frame_err.or(dec.finish().err());
+    let mut runs = RunDecoder::new();
+    let (mut pdus, mut run_err) = (Vec::new(), None);
+    let mut take = |runs: &mut RunDecoder| {
+        if let Some((mut run, count)) = runs.take_run() {
+            let mut n = 0;
+            while !run.is_empty() {
+                let len = peek_header(&run).expect("a run holds whole pdus").pdu_len();
+                pdus.push(Pdu::decode(run.split_to(len)).expect("a run holds valid pdus"));
+                n += 1;
+            }
+            assert_eq!(n, count, "a run's count is its pdus");
+        }
+    };
+    for (i, c) in chunks.iter().enumerate() {
+        let pushed = runs.push(c);
+        // Take the runs after some pushes, as a reader does after a read.
+        if pushed.is_err() || rest.get(i).is_some_and(|b| b & 1 == 1) {
+            take(&mut runs);
+        }
+        if let Err(e) = pushed {
+            run_err = Some(e);
+            break;
+        }
+    }
+    take(&mut runs);
+    let run_err = run_err.or(runs.finish().err());
+    assert_eq!(pdus, frames, "the run decoder yields other pdus");
+    assert_eq!(run_err, frame_err, "the run decoder fails otherwise");
 }
 
 fn drain(mut dec: FrameDecoder, chunks: &[&[u8]]) -> (Vec<Pdu>, bool) {

@@ -18,8 +18,12 @@ use bytes::Bytes;
 
 use crate::Link;
 
-/// Takes PDUs off links' stream readers before they become events. See the
-/// [module documentation](self).
+/// Takes PDUs off links' stream readers before they become events: a
+/// reader offers each read's PDUs to the link's [`LinkForwarder`] first,
+/// and only what it leaves becomes a [`LinkEvent::Pdus`](crate::LinkEvent::Pdus).
+/// It takes PDUs from the *front* of the read, so what reaches the owner
+/// is always the tail of a read, in order; keeping the order across the
+/// two paths is the forwarder's business.
 pub trait Forwarder: Send + Sync + 'static {
     /// `link` is starting: returns what its stream reader offers each
     /// read's PDUs to, or `None` to leave all of them to events. Called

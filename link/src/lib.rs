@@ -19,7 +19,7 @@
 //!   (bounded bytes) (bounded count)|
 //!            |            |        |
 //!      stream writer  datagram   stream reader   datagram reader   supervisor
-//!      one write per  writer     FrameDecoder    one PDU per       conn.closed()
+//!      one write per  writer     RunDecoder      one PDU per       conn.closed()
 //!      wake-up            |      batch per read  datagram            -> Down
 //!            v            v            ^              ^
 //!        uni stream   datagrams    uni stream     datagrams
@@ -31,9 +31,12 @@
 //!   direction, back to back as encoded PDUs (the framing of
 //!   [`gdp_proto::frame`]). The writer takes *everything* queued at each
 //!   wake-up and hands it to QUIC in one call; one write per PDU is several
-//!   times slower. The reader reads up to 64 chunks at once and delivers
-//!   every complete PDU of that read as one [`LinkEvent::Pdus`] batch of
-//!   zero-copy `Bytes`.
+//!   times slower. The reader reads up to 64 chunks at once, copies them
+//!   into its [`RunDecoder`](gdp_proto::frame::RunDecoder)'s block (one
+//!   copy per byte; a PDU cut by a chunk boundary needs no other), and
+//!   delivers every complete PDU of that read as one [`LinkEvent::Pdus`]
+//!   batch of `Bytes` sharing that block (or offers the read to the
+//!   link's [`Forwarder`] first).
 //! - **Unreliable PDUs** go one per QUIC datagram. One that does not fit
 //!   the link's datagram size goes on the reliable stream instead (see
 //!   [`Link::send_unreliable`]).

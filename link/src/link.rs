@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use gdp_certs::{DecodeError, PublicIdentity};
 use gdp_proto::frame::FrameError;
-use gdp_proto::pdu::{HEADER_LEN, peek_header};
+use gdp_proto::pdu::peek_pdu_len;
 use tokio::sync::mpsc;
 
 use super::queue::{Batch, QueueError, QueueSender};
@@ -170,21 +170,9 @@ impl fmt::Debug for Link {
     }
 }
 
-/// The framing error for a header that does not parse.
-fn header_error(e: DecodeError) -> FrameError {
-    match e {
-        DecodeError::TooLong { len, max, .. } => FrameError::Oversized {
-            len: len.saturating_add(HEADER_LEN),
-            max: max.saturating_add(HEADER_LEN),
-        },
-        e => FrameError::Malformed(e),
-    }
-}
-
 /// Checks that `pdu` is exactly one encoded PDU with a valid header.
 pub(crate) fn check_pdu(pdu: &[u8]) -> Result<(), FrameError> {
-    let header = peek_header(pdu).map_err(header_error)?;
-    let want = header.pdu_len();
+    let want = peek_pdu_len(pdu).map_err(FrameError::from_header)?;
     match pdu.len().cmp(&want) {
         CmpOrdering::Equal => Ok(()),
         CmpOrdering::Less => Err(FrameError::Malformed(DecodeError::Truncated {
@@ -202,8 +190,7 @@ pub(crate) fn check_run(run: &[u8]) -> Result<usize, FrameError> {
     let mut rest = run;
     let mut count = 0;
     while !rest.is_empty() {
-        let header = peek_header(rest).map_err(header_error)?;
-        let len = header.pdu_len();
+        let len = peek_pdu_len(rest).map_err(FrameError::from_header)?;
         if len > rest.len() {
             return Err(FrameError::Malformed(DecodeError::Truncated {
                 what: "pdu payload",

@@ -5,16 +5,15 @@
 //! - the **stream writer** opens the link's one outgoing unidirectional
 //!   stream, takes everything in the reliable queue at each wake-up, and
 //!   hands it to QUIC in one `write_all_chunks` call (small PDUs coalesced
-//!   into one buffer, large ones passed as they are);
+//!   into one buffer; large ones, and runs of PDUs passed on from another
+//!   link's reader, as they are);
 //! - the **datagram writer** sends the unreliable queue as QUIC datagrams,
 //!   one PDU each;
 //! - the **stream reader** accepts the peer's unidirectional stream, reads
-//!   up to [`READ_CHUNKS`] chunks at a time (runs of small chunks merged
-//!   into one buffer), cuts runs of whole PDUs off the front of each piece
-//!   itself while nothing is buffered, leaves a PDU cut by a chunk boundary
-//!   to a [`FrameDecoder`] (feeding it only the bytes that complete that
-//!   PDU, so the PDUs after it are again cut without a copy, and at most
-//!   [`PIECE`] bytes at once), offers the read's runs to the link's
+//!   up to [`READ_CHUNKS`] chunks at a time, copies them into its
+//!   [`RunDecoder`] (which checks each header as it completes) and takes the
+//!   whole PDUs as one run per read, so a PDU cut by a chunk boundary costs
+//!   nothing extra; it offers the read's runs to the link's
 //!   [`LinkForwarder`] if the owner set one, and delivers the PDUs left as
 //!   one batch, waiting when the owner's channel is full (QUIC flow control
 //!   then slows the peer);
@@ -28,8 +27,8 @@
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use gdp_proto::frame::{DEFAULT_MAX_BUFFERED, FrameDecoder, FrameError};
-use gdp_proto::pdu::{MAX_PDU_LEN, peek_header};
+use gdp_proto::frame::{FrameError, RunDecoder};
+use gdp_proto::pdu::peek_pdu_len;
 use quinn::{ReadError, SendDatagramError, WriteError};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -41,19 +40,22 @@ use super::{CloseCode, DownReason, LinkEvent, LinkId};
 
 /// Chunks the stream reader asks QUIC for at once.
 pub(crate) const READ_CHUNKS: usize = 64;
-/// Most bytes pushed into the decoder at once. QUIC hands out chunks of
-/// any size (it merges what it has buffered when the reader falls behind,
-/// into chunks of several MiB), so the reader cuts them, without copying, to
-/// pieces that fit next to one incomplete PDU in the decoder's bound.
-const PIECE: usize = DEFAULT_MAX_BUFFERED - MAX_PDU_LEN;
-/// Consecutive chunks shorter than this are merged into one buffer before
-/// they go to the decoder.
-const MERGE_BELOW: usize = 1024;
+/// Most bytes the stream reader copies into its decoder before it takes
+/// the whole PDUs out: QUIC hands out chunks of any size (it merges what it
+/// has buffered when the reader falls behind, into chunks of several MiB),
+/// so this, plus one incomplete PDU, bounds what a reader holds.
+const RUN_BYTES: usize = 64 * 1024;
 /// Most queue messages the stream writer takes per write.
 const WRITE_BATCH: usize = 4096;
 /// PDUs shorter than this are copied into one buffer per write; longer ones
-/// are handed to QUIC without a copy.
+/// are handed to QUIC without a copy. (QUIC keeps each buffer it is given
+/// until the peer acknowledges it, and finds the bytes of each packet it
+/// sends by walking those buffers: a few large ones are cheaper than many
+/// small ones.)
 const COALESCE_BELOW: usize = 16 * 1024;
+/// The same for runs of PDUs passed on from another link's reader: each is
+/// already one buffer for a whole read, so only short ones are copied.
+const COALESCE_RUNS_BELOW: usize = 1024;
 /// Most datagrams delivered in one event, and taken from the unreliable
 /// queue at once.
 const DATAGRAM_BATCH: usize = 64;
@@ -131,9 +133,11 @@ async fn supervise(
         .await;
 }
 
-/// Appends one PDU to the write being assembled.
-fn stage(pdu: Bytes, small: &mut BytesMut, chunks: &mut Vec<Bytes>) {
-    if pdu.len() < COALESCE_BELOW {
+/// Appends one PDU, or a run of them, to the write being assembled: a
+/// buffer shorter than `below` is copied into `small`, a longer one
+/// passed as it is.
+fn stage(pdu: Bytes, below: usize, small: &mut BytesMut, chunks: &mut Vec<Bytes>) {
+    if pdu.len() < below {
         small.extend_from_slice(&pdu);
     } else {
         if !small.is_empty() {
@@ -152,6 +156,13 @@ fn coalesced_len(msgs: &[WriterMsg]) -> usize {
             0
         }
     };
+    let small_run = |run: &Bytes| {
+        if run.len() < COALESCE_RUNS_BELOW {
+            run.len()
+        } else {
+            0
+        }
+    };
     msgs.iter()
         .map(|msg| match msg {
             WriterMsg::Pdus {
@@ -165,7 +176,7 @@ fn coalesced_len(msgs: &[WriterMsg]) -> usize {
             WriterMsg::Pdus {
                 pdus: Batch::Runs(runs, _),
                 ..
-            } => runs.iter().map(small).sum(),
+            } => runs.iter().map(small_run).sum(),
             WriterMsg::Finish(_) => 0,
         })
         .sum()
@@ -199,18 +210,18 @@ async fn write_stream(shared: Arc<LinkShared>, mut queue: QueueReceiver) {
                     match batch {
                         Batch::One(pdu) => {
                             bytes += pdu.len() as u64;
-                            stage(pdu, &mut small, &mut chunks);
+                            stage(pdu, COALESCE_BELOW, &mut small, &mut chunks);
                         }
                         Batch::Many(many) => {
                             for pdu in many {
                                 bytes += pdu.len() as u64;
-                                stage(pdu, &mut small, &mut chunks);
+                                stage(pdu, COALESCE_BELOW, &mut small, &mut chunks);
                             }
                         }
                         Batch::Runs(runs, _) => {
                             for run in runs {
                                 bytes += run.len() as u64;
-                                stage(run, &mut small, &mut chunks);
+                                stage(run, COALESCE_RUNS_BELOW, &mut small, &mut chunks);
                             }
                         }
                     }
@@ -301,36 +312,6 @@ fn malformed(shared: &LinkShared, error: FrameError, reliable: bool, limit: u64)
     }
 }
 
-/// Takes the chunk at `bufs[*next]` and advances `next`. A run of chunks
-/// shorter than [`MERGE_BELOW`] is taken as one buffer of at most [`PIECE`]
-/// bytes: QUIC hands out a chunk per STREAM frame, often a few hundred
-/// bytes, and the decoder would copy each into its own small buffer (and
-/// copy every PDU cut across two of them), so merging them costs the same
-/// copy but one allocation per run instead of a few per chunk.
-fn take_piece(bufs: &mut [Bytes], next: &mut usize) -> Bytes {
-    let start = *next;
-    let mut len = 0;
-    let mut end = start;
-    while let Some(chunk) = bufs.get(end) {
-        if chunk.len() >= MERGE_BELOW || len + chunk.len() > PIECE {
-            break;
-        }
-        len += chunk.len();
-        end += 1;
-    }
-    if end - start < 2 {
-        *next = start + 1;
-        return std::mem::take(&mut bufs[start]);
-    }
-    let mut merged = BytesMut::with_capacity(len);
-    for chunk in &mut bufs[start..end] {
-        merged.extend_from_slice(chunk);
-        *chunk = Bytes::new();
-    }
-    *next = end;
-    merged.freeze()
-}
-
 /// Where the PDUs of one read go, in stream order: to the link's
 /// forwarder while it takes them, and from the first one it leaves on, to
 /// the batch for the owner.
@@ -398,8 +379,7 @@ impl<'a> Sink<'a> {
 
 /// Cuts `run` (whole PDUs back to back) into PDUs, appended to `batch`.
 fn split_into(mut run: Bytes, batch: &mut Vec<Bytes>) {
-    while let Ok(header) = peek_header(&run) {
-        let len = header.pdu_len();
+    while let Ok(len) = peek_pdu_len(&run) {
         if len > run.len() {
             break;
         }
@@ -412,9 +392,8 @@ fn split_into(mut run: Bytes, batch: &mut Vec<Bytes>) {
 fn run_prefix(bytes: &[u8], max: usize) -> (usize, u64) {
     let (mut at, mut count) = (0, 0u64);
     while (count as usize) < max
-        && let Ok(header) = peek_header(&bytes[at..])
+        && let Ok(len) = peek_pdu_len(&bytes[at..])
     {
-        let len = header.pdu_len();
         if len > bytes.len() - at {
             break;
         }
@@ -424,47 +403,36 @@ fn run_prefix(bytes: &[u8], max: usize) -> (usize, u64) {
     (at, count)
 }
 
-/// Cuts the chunks of one read into PDUs, given to `sink` in order;
-/// returns the framing error that stopped it, if any (the stream is then
-/// out of sync and the rest of the chunks is left unread).
+/// Cuts the chunks of one read into runs of PDUs, given to `sink` in
+/// order; returns the framing error that stopped it, if any (the stream is
+/// then out of sync and the rest of the chunks is left unread).
 ///
-/// The whole PDUs at the front of each piece go to the sink as one run,
-/// found with one header parse each and without buffering, while the
-/// decoder holds nothing; what is left (a partial PDU, or bytes whose
-/// header does not parse) goes to the decoder, which keeps it or reports
-/// the error.
+/// The chunks are copied into the decoder's block, at most [`RUN_BYTES`]
+/// at a time, and its whole PDUs taken as one run per read (or per about
+/// [`RUN_BYTES`] of them): a PDU cut by a chunk boundary costs nothing
+/// extra, and the runs go on as a few large buffers.
 fn frame_chunks(
-    bufs: &mut [Bytes],
-    decoder: &mut FrameDecoder,
+    bufs: &[Bytes],
+    decoder: &mut RunDecoder,
     sink: &mut Sink<'_>,
 ) -> Option<FrameError> {
-    let mut next = 0;
-    while next < bufs.len() {
-        let mut chunk = take_piece(bufs, &mut next);
-        while !chunk.is_empty() {
-            let needed = decoder.needed();
-            let take = if needed > 0 { needed } else { PIECE };
-            let mut piece = chunk.split_to(chunk.len().min(take));
-            if decoder.is_empty() {
-                let (len, count) = run_prefix(&piece, usize::MAX);
-                if count > 0 {
-                    sink.run(piece.split_to(len), count);
-                }
-                if piece.is_empty() {
-                    continue;
-                }
+    for chunk in bufs {
+        for piece in chunk.chunks(RUN_BYTES) {
+            if decoder.ready_len() + piece.len() > RUN_BYTES
+                && let Some((run, count)) = decoder.take_run()
+            {
+                sink.run(run, count as u64);
             }
             if let Err(e) = decoder.push(piece) {
+                if let Some((run, count)) = decoder.take_run() {
+                    sink.run(run, count as u64);
+                }
                 return Some(e);
             }
-            loop {
-                match decoder.next_frame() {
-                    Ok(Some(frame)) => sink.run(frame.bytes, 1),
-                    Ok(None) => break,
-                    Err(e) => return Some(e),
-                }
-            }
         }
+    }
+    if let Some((run, count)) = decoder.take_run() {
+        sink.run(run, count as u64);
     }
     None
 }
@@ -486,7 +454,7 @@ async fn read_stream(
             Ok(r) => r,
             Err(_) => return,
         };
-        let mut decoder = FrameDecoder::new();
+        let mut decoder = RunDecoder::new();
         loop {
             let n = match recv.read_chunks(&mut bufs).await {
                 Ok(Some(n)) => n,
@@ -504,7 +472,7 @@ async fn read_stream(
             };
             batch.clear();
             let mut sink = Sink::new(forwarder.as_deref_mut(), &mut batch, &mut runs);
-            let failed = frame_chunks(&mut bufs[..n], &mut decoder, &mut sink);
+            let failed = frame_chunks(&bufs[..n], &mut decoder, &mut sink);
             sink.finish();
             let (read, bytes) = (sink.pdus, sink.bytes);
             if read > 0 {
@@ -600,7 +568,7 @@ mod tests {
     use super::*;
     use gdp_certs::Name;
     use gdp_proto::Encode;
-    use gdp_proto::pdu::{Pdu, PduHeader, PduType};
+    use gdp_proto::pdu::{Pdu, PduHeader, PduType, peek_header};
 
     fn pdu(len: usize, seq: u64) -> Bytes {
         let h = PduHeader::new(PduType::Data, Name::from_bytes([1; 32]), Name::ZERO, seq);
@@ -634,14 +602,13 @@ mod tests {
                 at = cut;
             }
         }
-        let mut decoder = FrameDecoder::new();
+        let mut decoder = RunDecoder::new();
         let mut out = Vec::new();
         let mut total = 0;
         let mut runs = Vec::new();
         for read in chunks.chunks(per_read) {
-            let mut bufs = read.to_vec();
             let mut sink = Sink::new(forwarder.as_deref_mut(), &mut out, &mut runs);
-            let failed = frame_chunks(&mut bufs, &mut decoder, &mut sink);
+            let failed = frame_chunks(read, &mut decoder, &mut sink);
             sink.finish();
             total += sink.bytes;
             if failed.is_some() {
@@ -753,6 +720,42 @@ mod tests {
         }
     }
 
+    /// Takes every PDU and remembers the runs it was offered.
+    #[derive(Default)]
+    struct TakeAll {
+        runs: Vec<Bytes>,
+    }
+
+    impl LinkForwarder for TakeAll {
+        fn forward(&mut self, runs: &[Bytes]) -> usize {
+            self.runs.extend_from_slice(runs);
+            runs.iter()
+                .map(|r| run_prefix(r, usize::MAX).1 as usize)
+                .sum()
+        }
+    }
+
+    #[test]
+    fn a_read_becomes_one_run_and_a_huge_one_runs_of_bounded_size() {
+        let pdus: Vec<Bytes> = (0..400u64).map(|seq| pdu(1000, seq)).collect();
+        let wire = Bytes::from(pdus.concat());
+        // Chunks of 1,200 bytes, every PDU but a few cut by a boundary:
+        // one run per read all the same.
+        let cuts: Vec<usize> = (1200..wire.len()).step_by(1200).collect();
+        let mut f = TakeAll::default();
+        let (out, failed) = frame_all_with(&wire, &cuts, 10, Some(&mut f));
+        assert_eq!((out.len(), failed), (0, None));
+        assert_eq!(f.runs.len(), cuts.len().div_ceil(10));
+        assert_eq!(f.runs.concat(), wire.to_vec());
+        // The whole stream as one chunk: runs of about RUN_BYTES.
+        let mut f = TakeAll::default();
+        let (_, failed) = frame_all_with(&wire, &[], 1, Some(&mut f));
+        assert_eq!(failed, None);
+        assert_eq!(f.runs.len(), wire.len().div_ceil(RUN_BYTES));
+        assert!(f.runs.iter().all(|r| r.len() < RUN_BYTES + 1080));
+        assert_eq!(f.runs.concat(), wire.to_vec());
+    }
+
     #[test]
     fn framing_reports_a_bad_header_after_the_good_pdus() {
         let good = pdu(64, 1);
@@ -768,23 +771,5 @@ mod tests {
                 "{failed:?}"
             );
         }
-    }
-
-    #[test]
-    fn small_chunks_are_merged_up_to_a_piece() {
-        let mut bufs: Vec<Bytes> = vec![
-            Bytes::from(vec![1; 300]),
-            Bytes::from(vec![2; 300]),
-            Bytes::from(vec![3; 5000]),
-            Bytes::from(vec![4; 10]),
-        ];
-        let mut next = 0;
-        let merged = take_piece(&mut bufs, &mut next);
-        assert_eq!(merged.len(), 600);
-        assert_eq!(&merged[..300], &[1; 300][..]);
-        assert_eq!(next, 2);
-        assert_eq!(take_piece(&mut bufs, &mut next).len(), 5000);
-        assert_eq!(take_piece(&mut bufs, &mut next).len(), 10);
-        assert_eq!(next, 4);
     }
 }

@@ -57,6 +57,10 @@ use std::collections::VecDeque;
 use bytes::{Buf, Bytes, BytesMut};
 use gdp_certs::codec::{Decode, DecodeError, Encode};
 
+mod runs;
+
+pub use runs::RunDecoder;
+
 use crate::pdu::{
     HEADER_LEN, MAX_PAYLOAD_LEN, MAX_PDU_LEN, Pdu, PduHeader, TtlError, decrement_ttl, peek_header,
 };
@@ -68,6 +72,9 @@ pub const DEFAULT_MAX_BUFFERED: usize = 2 * MAX_PDU_LEN;
 /// Chunks shorter than this are copied into a shared tail buffer rather
 /// than queued on their own, which bounds the queue length.
 const COALESCE_BELOW: usize = 1024;
+
+/// The tail buffer grows by at least this much at a time.
+const TAIL_BLOCK: usize = 4096;
 
 /// Why framing failed.
 ///
@@ -110,14 +117,18 @@ pub enum FrameError {
     TtlExpired,
 }
 
-/// Maps a header decode error, singling out an oversized payload length.
-fn header_error(e: DecodeError) -> FrameError {
-    match e {
-        DecodeError::TooLong { len, max, .. } => FrameError::Oversized {
-            len: len.saturating_add(HEADER_LEN),
-            max: max.saturating_add(HEADER_LEN),
-        },
-        e => FrameError::Malformed(e),
+impl FrameError {
+    /// The framing error for a PDU header that does not parse: an
+    /// oversized payload length is [`FrameError::Oversized`] (in whole-PDU
+    /// bytes), anything else [`FrameError::Malformed`].
+    pub fn from_header(e: DecodeError) -> Self {
+        match e {
+            DecodeError::TooLong { len, max, .. } => FrameError::Oversized {
+                len: len.saturating_add(HEADER_LEN),
+                max: max.saturating_add(HEADER_LEN),
+            },
+            e => FrameError::Malformed(e),
+        }
     }
 }
 
@@ -201,9 +212,9 @@ impl FrameDecoder {
 
     /// How many more bytes complete the PDU being assembled (or, while
     /// fewer than [`HEADER_LEN`] bytes are buffered, its header): a reader
-    /// that holds the rest of the stream in zero-copy buffers pushes just
-    /// this many, takes the frame, and cuts the PDUs after it out of its
-    /// own buffer. 0 when nothing is buffered, a whole PDU is buffered, or
+    /// that holds the rest of the stream in buffers of its own can push
+    /// just this many, take the frame, and cut the PDUs after it out of
+    /// its own buffers. 0 when nothing is buffered, a whole PDU is buffered, or
     /// the header is bad (then [`next_frame`](FrameDecoder::next_frame)
     /// returns the frame or the error).
     pub fn needed(&self) -> usize {
@@ -250,7 +261,7 @@ impl FrameDecoder {
         let len = chunk.len();
         self.check_room(len)?;
         if len < COALESCE_BELOW {
-            self.tail.extend_from_slice(&chunk);
+            self.append_tail(&chunk);
         } else {
             if !self.tail.is_empty() {
                 self.chunks.push_back(self.tail.split().freeze());
@@ -264,9 +275,20 @@ impl FrameDecoder {
     /// Appends bytes of the stream by copying them.
     pub fn extend_from_slice(&mut self, bytes: &[u8]) -> Result<(), FrameError> {
         self.check_room(bytes.len())?;
-        self.tail.extend_from_slice(bytes);
+        self.append_tail(bytes);
         self.buffered += bytes.len();
         Ok(())
+    }
+
+    /// Appends `bytes` to the tail. The tail grows a block at a time, and
+    /// the PDUs cut from it share the block: a stream whose PDUs are often
+    /// cut by chunk boundaries costs one allocation per block, not one or
+    /// two per PDU.
+    fn append_tail(&mut self, bytes: &[u8]) {
+        if self.tail.capacity() - self.tail.len() < bytes.len() {
+            self.tail.reserve(bytes.len().max(TAIL_BLOCK));
+        }
+        self.tail.extend_from_slice(bytes);
     }
 
     /// Copies the first `HEADER_LEN` buffered bytes; the caller checked
@@ -345,7 +367,7 @@ impl FrameDecoder {
                     return Ok(None);
                 }
                 let h = PduHeader::from_array(&self.copy_header())
-                    .map_err(|e| self.fail(header_error(e)))?;
+                    .map_err(|e| self.fail(FrameError::from_header(e)))?;
                 self.pending = Some(h);
                 h
             }
@@ -396,7 +418,7 @@ pub fn decode_datagram(datagram: Bytes) -> Result<Pdu, FrameError> {
             max: MAX_PDU_LEN,
         });
     }
-    let header = peek_header(&datagram).map_err(header_error)?;
+    let header = peek_header(&datagram).map_err(FrameError::from_header)?;
     let pdu = Pdu::decode(datagram)?;
     debug_assert_eq!(pdu.header, header);
     Ok(pdu)
@@ -453,7 +475,7 @@ impl FrameEncoder {
     /// decrements the TTL of the copy; returns the new TTL. A PDU whose TTL
     /// is zero is not appended.
     pub fn push_forward(&mut self, frame: &[u8]) -> Result<u8, FrameError> {
-        let header = peek_header(frame).map_err(header_error)?;
+        let header = peek_header(frame).map_err(FrameError::from_header)?;
         if frame.len() != header.pdu_len() {
             return Err(FrameError::Malformed(if frame.len() < header.pdu_len() {
                 DecodeError::Truncated {
@@ -520,7 +542,7 @@ mod tests {
     use gdp_certs::Name;
     use proptest::prelude::*;
 
-    fn pdu(payload_len: usize) -> Pdu {
+    pub(super) fn pdu(payload_len: usize) -> Pdu {
         let h = PduHeader::new(
             PduType::Data,
             Name::from_bytes([3; 32]),
