@@ -10,6 +10,7 @@
 
 mod common;
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -24,6 +25,7 @@ use gdp_router::directory::route_key;
 use gdp_router::testing::{RedisCluster, RedisServer};
 
 use common::endpoint::WARMUP;
+use common::process::scrape;
 use common::{
     RouterProcess, TempDir, TestEndpoint, close_code, drain, exited_cleanly, open_route, raw_peer,
     run_to_exit, start_router,
@@ -45,19 +47,24 @@ fn bulk_payload(seq: u64) -> Bytes {
     Bytes::from(v)
 }
 
+/// Bulk PDUs `seqs` from `src` to `dst`, encoded.
+fn bulk_batch(src: Name, dst: Name, seqs: std::ops::Range<u64>) -> Vec<Bytes> {
+    seqs.map(|s| {
+        Pdu::new(PduHeader::new(PduType::Data, dst, src, s), bulk_payload(s))
+            .expect("within limits")
+            .to_bytes()
+    })
+    .collect()
+}
+
 /// Sends PDUs 1..=BULK from `src` to `dst` in batches.
 async fn send_bulk(link: EndpointLink, src: Name, dst: Name) {
     let mut seq = 1;
     while seq <= BULK {
         let end = (seq + BATCH).min(BULK + 1);
-        let batch = (seq..end)
-            .map(|s| {
-                Pdu::new(PduHeader::new(PduType::Data, dst, src, s), bulk_payload(s))
-                    .expect("within limits")
-                    .to_bytes()
-            })
-            .collect();
-        link.send_batch(batch).await.expect("queued");
+        link.send_batch(bulk_batch(src, dst, seq..end))
+            .await
+            .expect("queued");
         seq = end;
     }
 }
@@ -207,11 +214,15 @@ async fn idle_routers_publish_their_records_at_start() {
     }
 }
 
-/// PDUs sent at once to a name the first router has not resolved yet: the
-/// first ones wait for the lookup in the forwarding core (those beyond its
-/// pending bound are dropped and counted), the rest are taken by the link
-/// reader once the route is in the FIB. Whatever arrives must arrive in
-/// order, and every PDU is either delivered or counted as dropped.
+/// No warm-up: a stream of PDUs starts towards a name r1 has never looked
+/// up. The first ones wait for the lookup in the forwarding core (those
+/// beyond its pending bound are dropped and counted), later ones are taken
+/// by the link reader once the route is in the FIB. The sender goes on, in
+/// paced batches, until r1's link readers have taken some, so the stream
+/// crosses from one path to the other mid-flow however long the lookup
+/// takes. Whatever arrives must arrive in order, the first PDU (which
+/// started the lookup) through the core, and every PDU is either delivered
+/// or counted as dropped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pdus_sent_before_a_lookup_ends_keep_their_order_through_the_fast_path() {
     let redis = RedisServer::start();
@@ -226,30 +237,69 @@ async fn pdus_sent_before_a_lookup_ends_keep_their_order_through_the_fast_path()
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
-    // No warm-up: the first PDU starts the lookup.
-    tokio::spawn(send_bulk(a.link.clone(), a.name(), b.name()));
-    let mut last = 0;
-    let mut received = 0u64;
+    let metrics = r1.start.metrics.expect("r1 serves metrics");
+    let mut sender = tokio::spawn(send_until_fast(a.link.clone(), a.name(), b.name(), metrics));
+    let mut sent = None;
+    let (mut first, mut last, mut received) = (0, 0, 0u64);
     let deadline = Instant::now() + Duration::from_secs(40);
-    while last < BULK {
+    while sent.is_none_or(|n| last < n) {
         let left = deadline.saturating_duration_since(Instant::now());
-        let Some(pdu) = b.next_data(left).await else {
-            panic!("{received} PDUs arrived, the last {last}");
-        };
-        assert_eq!(pdu.header.src, a.name());
-        assert!(pdu.header.seq > last, "PDU {} after {last}", pdu.header.seq);
-        assert_eq!(pdu.payload, bulk_payload(pdu.header.seq));
-        last = pdu.header.seq;
-        received += 1;
+        tokio::select! {
+            n = &mut sender, if sent.is_none() => sent = Some(n.expect("the sender ends")),
+            pdu = b.next_data(left) => {
+                let Some(pdu) = pdu else {
+                    panic!("{received} PDUs arrived, the last {last}, of {sent:?} sent");
+                };
+                assert_eq!(pdu.header.src, a.name());
+                assert!(pdu.header.seq > last, "PDU {} after {last}", pdu.header.seq);
+                assert_eq!(pdu.payload, bulk_payload(pdu.header.seq));
+                if first == 0 {
+                    first = pdu.header.seq;
+                }
+                last = pdu.header.seq;
+                received += 1;
+            }
+        }
     }
+    let sent = sent.expect("the loop ends once the sender has");
     let m = r1.metrics();
     let dropped = m["gdp_router_dropped_total{reason=\"queue_full\"}"];
+    let fast = m["gdp_router_fast_forwarded_total"];
     eprintln!(
-        "{received} of {BULK} delivered, {dropped} dropped while the lookup ran, {} forwarded by r1's link readers",
-        m["gdp_router_fast_forwarded_total"]
+        "{received} of {sent} delivered, {dropped} dropped while the lookup ran, {fast} forwarded by r1's link readers"
     );
-    assert_eq!(received as f64 + dropped, BULK as f64);
-    assert!(m["gdp_router_fast_forwarded_total"] > 0.0);
+    assert_eq!(received as f64 + dropped, sent as f64);
+    assert_eq!(first, 1, "the PDU that started the lookup is delivered");
+    assert!(fast > 0.0 && fast < received as f64);
+}
+
+/// Sends PDUs numbered from 1 from `src` to `dst`, in batches with a pause
+/// after each, until at least [`BULK`] are sent and the router whose
+/// metrics are at `metrics` has forwarded some of them through its link
+/// readers; returns how many it sent.
+async fn send_until_fast(link: EndpointLink, src: Name, dst: Name, metrics: SocketAddr) -> u64 {
+    const PACED_BATCH: u64 = 100;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut seq = 1;
+    loop {
+        link.send_batch(bulk_batch(src, dst, seq..seq + PACED_BATCH))
+            .await
+            .expect("queued");
+        seq += PACED_BATCH;
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        if seq > BULK {
+            let m = tokio::task::spawn_blocking(move || scrape(metrics))
+                .await
+                .expect("scraped");
+            if m["gdp_router_fast_forwarded_total"] > 0.0 {
+                return seq - 1;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "r1's link readers never took over"
+            );
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
