@@ -1,34 +1,5 @@
 //! Subscriptions: a capsule's records from a seqno on, as a stream of
 //! verified records that survives link failures and server restarts.
-//!
-//! # Data flow
-//!
-//! ```text
-//!   server ── Event{records, proof} (request id of the Subscribe) ──► supervisor
-//!        ──► route (bounded) ──► subscription task: verify, drop seqnos < next,
-//!                                 detect gaps, next = last + 1
-//!        ──► items (bounded: ClientOptions::event_queue) ──► Subscription (Stream)
-//! ```
-//!
-//! The task keeps `next`, the first seqno not yet delivered. Whenever the
-//! subscription may have been lost (the link went down, the route's queue
-//! overflowed and an event was dropped, a gap appears, the server answers a
-//! retryable error, or nothing was heard for
-//! [`ClientOptions::subscription_refresh`](crate::ClientOptions::subscription_refresh))
-//! it subscribes again from `next` under a new request id. Records before
-//! `next` that arrive again are dropped, so the stream has no gap and no
-//! duplicate.
-//!
-//! The stream yields an error and ends when a record fails verification,
-//! when the server refuses the subscription for good, or when no router
-//! knows the capsule before the first `Subscribed` (for
-//! [`ClientOptions::no_route_retry`](crate::ClientOptions::no_route_retry)).
-//! Dropping the [`Subscription`] ends the task, which tells the server.
-//!
-//! A capsule server keeps one subscription per capsule and subscriber
-//! name, so one [`Client`](crate::Client) should hold at most one
-//! subscription per capsule at a time (a second one replaces the first at
-//! the server; use another client, or share the stream).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -52,8 +23,37 @@ use crate::verified::{VerifiedRecord, verify_answer};
 /// answers. An overflow drops events; the task then resubscribes.
 const ROUTE_QUEUE: usize = 256;
 
-/// A stream of a capsule's verified records. See the [module
-/// documentation](self).
+/// A stream of a capsule's verified records, from a seqno on, that
+/// survives link failures and server restarts.
+///
+/// # Data flow
+///
+/// ```text
+/// server ── Event{records, proof} (request id of the Subscribe) ──► supervisor
+/// ──► route (bounded) ──► subscription task: verify, drop seqnos < next,
+/// detect gaps, next = last + 1
+/// ──► items (bounded: ClientOptions::event_queue) ──► Subscription (Stream)
+/// ```
+///
+/// The task keeps `next`, the first seqno not yet delivered. Whenever the
+/// subscription may have been lost (the link went down, the route's queue
+/// overflowed and an event was dropped, a gap appears, the server answers a
+/// retryable error, or nothing was heard for
+/// [`ClientOptions::subscription_refresh`](crate::ClientOptions::subscription_refresh))
+/// it subscribes again from `next` under a new request id. Records before
+/// `next` that arrive again are dropped, so the stream has no gap and no
+/// duplicate.
+///
+/// The stream yields an error and ends when a record fails verification,
+/// when the server refuses the subscription for good, or when no router
+/// knows the capsule before the first `Subscribed` (for
+/// [`ClientOptions::no_route_retry`](crate::ClientOptions::no_route_retry)).
+/// Dropping the [`Subscription`] ends the task, which tells the server.
+///
+/// A capsule server keeps one subscription per capsule and subscriber
+/// name, so one [`Client`](crate::Client) should hold at most one
+/// subscription per capsule at a time (a second one replaces the first at
+/// the server; use another client, or share the stream).
 #[derive(Debug)]
 pub struct Subscription {
     rx: mpsc::Receiver<Result<VerifiedRecord, ClientError>>,

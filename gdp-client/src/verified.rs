@@ -55,7 +55,11 @@ impl VerifiedRecord {
         self.record.timestamp()
     }
 
-    /// The payload.
+    /// The payload. It shares the buffer the record arrived in, along with
+    /// the other PDUs of the same read (a block of up to 64 KiB): to keep
+    /// many small payloads for long, keep copies
+    /// (`Bytes::copy_from_slice(record.payload())`) so that the blocks can
+    /// be freed.
     pub fn payload(&self) -> &Bytes {
         self.record.payload()
     }

@@ -1,27 +1,5 @@
 //! The writer of a capsule: builds records, closes batches with one
 //! heartbeat, and keeps many batches in flight.
-//!
-//! A writer holds the capsule's chain state ([`Appender`]), so it builds
-//! each record with the right `prev` and skip pointers itself and signs only
-//! the last record of each batch: on these machines a signature costs as
-//! much as hashing tens of kilobytes, so one heartbeat per batch is what
-//! makes appends fast.
-//!
-//! # Pipelining
-//!
-//! [`Writer::submit`] sends batches without waiting for their
-//! acknowledgements, up to [`ClientOptions::max_in_flight`] at a time, and
-//! waits for the oldest only when that many are out. The server checks each
-//! batch against its optimistic tail, so a pipelined writer is limited by
-//! the server's group commit rather than by round trips. Acknowledgements
-//! come in order ([`Writer::flush`] waits for all of them).
-//!
-//! If a batch fails, the batches sent after it fail too (they chain on it).
-//! The writer then forgets what it had in flight and, before its next
-//! append, rebuilds its chain state from the server's verified tail
-//! ([`Writer::resync`]), so nothing it appends later can fork the capsule.
-//!
-//! [`ClientOptions::max_in_flight`]: crate::ClientOptions::max_in_flight
 
 use std::collections::VecDeque;
 
@@ -52,7 +30,30 @@ struct InFlight {
     last: u64,
 }
 
-/// Appends to one capsule. See the [module documentation](self).
+/// Appends to one capsule: builds records, closes batches with one
+/// heartbeat, and keeps many batches in flight.
+///
+/// A writer holds the capsule's chain state ([`Appender`]), so it builds
+/// each record with the right `prev` and skip pointers itself and signs only
+/// the last record of each batch: on these machines a signature costs as
+/// much as hashing tens of kilobytes, so one heartbeat per batch is what
+/// makes appends fast.
+///
+/// # Pipelining
+///
+/// [`Writer::submit`] sends batches without waiting for their
+/// acknowledgements, up to [`ClientOptions::max_in_flight`] at a time, and
+/// waits for the oldest only when that many are out. The server checks each
+/// batch against its optimistic tail, so a pipelined writer is limited by
+/// the server's group commit rather than by round trips. Acknowledgements
+/// come in order ([`Writer::flush`] waits for all of them).
+///
+/// If a batch fails, the batches sent after it fail too (they chain on it).
+/// The writer then forgets what it had in flight and, before its next
+/// append, rebuilds its chain state from the server's verified tail
+/// ([`Writer::resync`]), so nothing it appends later can fork the capsule.
+///
+/// [`ClientOptions::max_in_flight`]: crate::ClientOptions::max_in_flight
 #[derive(Debug)]
 pub struct Writer {
     capsule: Capsule,

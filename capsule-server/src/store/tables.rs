@@ -8,13 +8,13 @@
 //! | table | key | value |
 //! | --- | --- | --- |
 //! | `meta` | `&str` | `u64` (`schema` = [`SCHEMA_VERSION`]) |
-//! | `capsules` | capsule | [`CapsuleRow`]: metadata, AdCert |
+//! | `capsules` | capsule | `CapsuleRow`: metadata, AdCert |
 //! | `records` | (capsule, seqno) | `[32] record hash` then the encoded [`Record`] |
-//! | `tails` | capsule | [`TailRow`]: tail seqno, tail hash, latest heartbeat |
+//! | `tails` | capsule | `TailRow`: tail seqno, tail hash, latest heartbeat |
 //! | `forks` | (capsule, seqno) | encoded [`ForkEvidence`] |
 //!
 //! A record is stored beside its hash so that a damaged value is caught on
-//! read: [`decode_record_value`] re-hashes the record and compares, and a
+//! read: `decode_record_value` re-hashes the record and compares, and a
 //! mismatch is [`StoreError::Corrupt`], never a record.
 
 use bytes::{BufMut, Bytes, BytesMut};

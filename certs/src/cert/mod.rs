@@ -21,8 +21,8 @@
 //! ```
 //!
 //! The signature is domain-separated with the matching
-//! [`SigContext`](crate::SigContext), so a signature made for one type can
-//! never be replayed as another. Decoding ([`Decode`](crate::codec::Decode))
+//! [`SigContext`], so a signature made for one type can
+//! never be replayed as another. Decoding ([`Decode`])
 //! checks structure only and accepts nothing but the canonical encoding, so
 //! re-encoding a decoded certificate reproduces the signed bytes exactly.
 //!

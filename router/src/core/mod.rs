@@ -3,9 +3,9 @@
 //! [`RouterCore`] holds everything a GDP router decides (attachments, the
 //! FIB, pending PDUs, name resolution, published records) and does no I/O:
 //! no sockets, no clock, no tasks. Like `quinn-proto`, it is driven from
-//! outside. A driver (QUIC and the directory in production, the
-//! [`sim`](crate::sim) harness in tests) feeds it inputs and drains its
-//! outputs, and every input carries the wall-clock time `now` as a
+//! outside. A driver (QUIC and the directory in production, the `sim`
+//! harness, behind the `sim` feature, in tests) feeds it inputs and drains
+//! its outputs, and every input carries the wall-clock time `now` as a
 //! [`Timestamp`] (certificates are checked against wall-clock time, so one
 //! kind of time is used throughout).
 //!

@@ -1,4 +1,8 @@
 //! The command line of `gdp`.
+//!
+//! The doc comments here are also `gdp --help`, so they are written for a
+//! terminal: placeholders such as `<name>` are plain text, not HTML.
+#![allow(rustdoc::invalid_html_tags)]
 
 use std::path::PathBuf;
 use std::time::Duration;
