@@ -61,7 +61,7 @@ const MAX_BLOCK: usize = 64 * 1024;
 /// the last run taken, between 4 and 64 KiB, so a quiet stream keeps
 /// little memory and a busy one allocates rarely. The runs share their
 /// block: it is freed when the last of them is dropped.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct RunDecoder {
     buf: BytesMut,
     /// Bytes at the front of `buf` that are whole, checked PDUs.
@@ -75,12 +75,22 @@ pub struct RunDecoder {
     failed: Option<FrameError>,
 }
 
+impl Default for RunDecoder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl RunDecoder {
     /// An empty decoder; it allocates nothing until bytes are pushed.
     pub fn new() -> Self {
         RunDecoder {
+            buf: BytesMut::new(),
+            whole: 0,
+            count: 0,
+            next_len: None,
             block: MIN_BLOCK,
-            ..Self::default()
+            failed: None,
         }
     }
 
