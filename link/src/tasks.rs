@@ -412,11 +412,14 @@ fn run_prefix(bytes: &[u8], max: usize) -> (usize, u64) {
 /// [`RUN_BYTES`] of them): a PDU cut by a chunk boundary costs nothing
 /// extra, and the runs go on as a few large buffers.
 fn frame_chunks(
-    bufs: &[Bytes],
+    bufs: &mut [Bytes],
     decoder: &mut RunDecoder,
     sink: &mut Sink<'_>,
 ) -> Option<FrameError> {
     for chunk in bufs {
+        // Copied, so QUIC's buffer is let go now rather than at the next
+        // read.
+        let chunk = std::mem::take(chunk);
         for piece in chunk.chunks(RUN_BYTES) {
             if decoder.ready_len() + piece.len() > RUN_BYTES
                 && let Some((run, count)) = decoder.take_run()
@@ -472,7 +475,7 @@ async fn read_stream(
             };
             batch.clear();
             let mut sink = Sink::new(forwarder.as_deref_mut(), &mut batch, &mut runs);
-            let failed = frame_chunks(&bufs[..n], &mut decoder, &mut sink);
+            let failed = frame_chunks(&mut bufs[..n], &mut decoder, &mut sink);
             sink.finish();
             let (read, bytes) = (sink.pdus, sink.bytes);
             if read > 0 {
@@ -607,8 +610,9 @@ mod tests {
         let mut total = 0;
         let mut runs = Vec::new();
         for read in chunks.chunks(per_read) {
+            let mut bufs = read.to_vec();
             let mut sink = Sink::new(forwarder.as_deref_mut(), &mut out, &mut runs);
-            let failed = frame_chunks(read, &mut decoder, &mut sink);
+            let failed = frame_chunks(&mut bufs, &mut decoder, &mut sink);
             sink.finish();
             total += sink.bytes;
             if failed.is_some() {
