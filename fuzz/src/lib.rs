@@ -17,7 +17,7 @@ use gdp_certs::codec::{Decode, Encode};
 use gdp_certs::{Metadata, Name};
 use gdp_proto::capsule::{CapsuleRequest, CapsuleResponse};
 use gdp_proto::control::ControlMessage;
-use gdp_proto::frame::{FrameDecoder, RunDecoder, decode_datagram};
+use gdp_proto::frame::{FrameDecoder, FrameError, RunDecoder, decode_datagram};
 use gdp_proto::pdu::{Pdu, PduHeader, peek_header, peek_pdu_len};
 use gdp_proto::proof::{Heartbeat, Proof};
 use gdp_proto::record::{Record, RecordHeader};
@@ -83,42 +83,20 @@ pub fn pdu(data: &[u8]) {
 }
 
 /// Link frames: the input, cut into chunks at boundaries taken from its
-/// first bytes, yields the same PDUs as when pushed whole; so does pushing
-/// just the bytes [`FrameDecoder::needed`] asks for while it holds part of
-/// a PDU; and a [`RunDecoder`] (what a link's reader uses) fed the same
-/// chunks, its runs taken at points the input picks, yields the same PDUs
-/// and the same error.
+/// first bytes, yields the same PDUs as when pushed whole; and a
+/// [`RunDecoder`] (what a link's reader uses) fed the same chunks, its runs
+/// taken at points the input picks, yields the same PDUs and the same
+/// error.
 pub fn frames(data: &[u8]) {
     runs(data);
     let Some((&cut, rest)) = data.split_first() else {
         return;
     };
-    let whole = drain(FrameDecoder::new(), &[rest]);
+    let whole = drain(&mut FrameDecoder::new(), &[rest]);
     let step = usize::from(cut).max(1);
     let chunks: Vec<&[u8]> = rest.chunks(step).collect();
-    let chunked = drain(FrameDecoder::new(), &chunks);
+    let chunked = drain(&mut FrameDecoder::new(), &chunks);
     assert_eq!(whole, chunked, "chunking changed the decoded PDUs");
-    let mut dec = FrameDecoder::new();
-    let mut at = 0;
-    let mut cuts = Vec::new();
-    while at < rest.len() {
-        let needed = dec.needed();
-        let n = if needed > 0 { needed } else { step }.min(rest.len() - at);
-        cuts.push(&rest[at..at + n]);
-        // Keep the decoder's view in step with the cuts taken so far.
-        if dec.push(Bytes::copy_from_slice(&rest[at..at + n])).is_err() {
-            break;
-        }
-        while let Ok(Some(_)) = dec.next_pdu() {}
-        at += n;
-    }
-    if at == rest.len() {
-        let by_needed = drain(FrameDecoder::new(), &cuts);
-        assert_eq!(
-            whole, by_needed,
-            "pushing what needed() asks changed the PDUs"
-        );
-    }
 }
 
 /// The [`RunDecoder`] half of [`frames`].
@@ -128,24 +106,8 @@ fn runs(data: &[u8]) {
     };
     let step = usize::from(cut).max(1);
     let chunks: Vec<&[u8]> = rest.chunks(step).collect();
-    let (mut frames, mut frame_err) = (Vec::new(), None);
     let mut dec = FrameDecoder::new();
-    'chunks: for c in &chunks {
-        if let Err(e) = dec.extend_from_slice(c) {
-            frame_err = Some(e);
-            break;
-        }
-        loop {
-            match dec.next_pdu() {
-                Ok(Some(p)) => frames.push(p),
-                Ok(None) => break,
-                Err(e) => {
-                    frame_err = Some(e);
-                    break 'chunks;
-                }
-            }
-        }
-    }
+    let (frames, frame_err) = drain(&mut dec, &chunks);
     let frame_err = frame_err.or(dec.finish().err());
     let mut runs = RunDecoder::new();
     let (mut pdus, mut run_err) = (Vec::new(), None);
@@ -177,21 +139,22 @@ fn runs(data: &[u8]) {
     assert_eq!(run_err, frame_err, "the run decoder fails otherwise");
 }
 
-fn drain(mut dec: FrameDecoder, chunks: &[&[u8]]) -> (Vec<Pdu>, bool) {
+/// The PDUs `dec` yields for `chunks`, and the error that stopped it.
+fn drain(dec: &mut FrameDecoder, chunks: &[&[u8]]) -> (Vec<Pdu>, Option<FrameError>) {
     let mut out = Vec::new();
     for c in chunks {
-        if dec.push(Bytes::copy_from_slice(c)).is_err() {
-            return (out, false);
+        if let Err(e) = dec.push(Bytes::copy_from_slice(c)) {
+            return (out, Some(e));
         }
         loop {
             match dec.next_pdu() {
                 Ok(Some(p)) => out.push(p),
                 Ok(None) => break,
-                Err(_) => return (out, false),
+                Err(e) => return (out, Some(e)),
             }
         }
     }
-    (out, true)
+    (out, None)
 }
 
 /// Control messages (attach, advertise, withdraw, NAK, subscriptions).

@@ -36,8 +36,8 @@ pub trait Forwarder: Send + Sync + 'static {
 pub trait LinkForwarder: Send + 'static {
     /// `runs` are the PDUs of one read from the link's reliable stream, in
     /// stream order, as runs: each run is one or more whole PDUs back to
-    /// back (a run is cut from one received buffer without copying; a PDU
-    /// that a buffer boundary cut is a run of its own). Never empty.
+    /// back in one buffer (usually one run for the whole read; a very
+    /// large read is cut into runs of about 64 KiB). Never empty.
     /// Returns how many PDUs from the front it has dealt with; the rest of
     /// the read is delivered to the owner as one
     /// [`LinkEvent::Pdus`](crate::LinkEvent::Pdus), as without a forwarder.

@@ -149,34 +149,22 @@ fn stage(pdu: Bytes, below: usize, small: &mut BytesMut, chunks: &mut Vec<Bytes>
 
 /// Bytes of the PDUs in `msgs` that [`stage`] copies into one buffer.
 fn coalesced_len(msgs: &[WriterMsg]) -> usize {
-    let small = |pdu: &Bytes| {
-        if pdu.len() < COALESCE_BELOW {
-            pdu.len()
-        } else {
-            0
-        }
-    };
-    let small_run = |run: &Bytes| {
-        if run.len() < COALESCE_RUNS_BELOW {
-            run.len()
-        } else {
-            0
-        }
-    };
+    // What `stage` copies of one buffer.
+    let copied = |buf: &Bytes, below: usize| if buf.len() < below { buf.len() } else { 0 };
     msgs.iter()
         .map(|msg| match msg {
             WriterMsg::Pdus {
                 pdus: Batch::One(pdu),
                 ..
-            } => small(pdu),
+            } => copied(pdu, COALESCE_BELOW),
             WriterMsg::Pdus {
                 pdus: Batch::Many(many),
                 ..
-            } => many.iter().map(small).sum(),
+            } => many.iter().map(|p| copied(p, COALESCE_BELOW)).sum(),
             WriterMsg::Pdus {
                 pdus: Batch::Runs(runs, _),
                 ..
-            } => runs.iter().map(small_run).sum(),
+            } => runs.iter().map(|r| copied(r, COALESCE_RUNS_BELOW)).sum(),
             WriterMsg::Finish(_) => 0,
         })
         .sum()
@@ -364,6 +352,11 @@ impl<'a> Sink<'a> {
             return;
         }
         let mut taken = f.forward(self.runs);
+        if taken as u64 == self.pdus {
+            // All of it, as usual: nothing to cut.
+            self.runs.clear();
+            return;
+        }
         for mut run in self.runs.drain(..) {
             if taken > 0 {
                 let (skip, count) = run_prefix(&run, taken);

@@ -210,28 +210,6 @@ impl FrameDecoder {
         self.buffered == 0
     }
 
-    /// How many more bytes complete the PDU being assembled (or, while
-    /// fewer than [`HEADER_LEN`] bytes are buffered, its header): a reader
-    /// that holds the rest of the stream in buffers of its own can push
-    /// just this many, take the frame, and cut the PDUs after it out of
-    /// its own buffers. 0 when nothing is buffered, a whole PDU is buffered, or
-    /// the header is bad (then [`next_frame`](FrameDecoder::next_frame)
-    /// returns the frame or the error).
-    pub fn needed(&self) -> usize {
-        if self.failed.is_some() || self.buffered == 0 {
-            return 0;
-        }
-        let header = match self.pending {
-            Some(h) => h,
-            None if self.buffered < HEADER_LEN => return HEADER_LEN - self.buffered,
-            None => match PduHeader::from_array(&self.copy_header()) {
-                Ok(h) => h,
-                Err(_) => return 0,
-            },
-        };
-        header.pdu_len().saturating_sub(self.buffered)
-    }
-
     /// The error the decoder stopped on, if any.
     pub fn error(&self) -> Option<FrameError> {
         self.failed
@@ -586,42 +564,6 @@ mod tests {
             prop_assert_eq!(decode_in_pieces(&wire, &cuts, copy), pdus);
         }
 
-        /// Pushing exactly `needed()` bytes at a time ends every PDU at a
-        /// push: the frame is whole right after the push that completes it.
-        #[test]
-        fn needed_bytes_complete_each_pdu_exactly(
-            pdus in proptest::collection::vec(arb_pdu(3000), 1..6),
-            first in 1usize..200,
-        ) {
-            let wire = encode_batch(&pdus).expect("within limits");
-            let mut dec = FrameDecoder::new();
-            let mut at = first.min(wire.len());
-            dec.push(wire.slice(..at)).expect("room");
-            let mut out = Vec::new();
-            loop {
-                while let Some(p) = dec.next_pdu().expect("valid stream") {
-                    out.push(p);
-                }
-                if at == wire.len() {
-                    break;
-                }
-                let need = dec.needed();
-                let take = if need == 0 { wire.len() - at } else { need.min(wire.len() - at) };
-                let for_header = dec.buffered_len() < HEADER_LEN;
-                dec.push(wire.slice(at..at + take)).expect("room");
-                at += take;
-                if need > 0 && !for_header {
-                    // The push completed the PDU it asked for.
-                    let done = dec.next_pdu().expect("valid stream");
-                    prop_assert!(done.is_some(), "after {} PDUs", out.len());
-                    out.extend(done);
-                    prop_assert_eq!(dec.buffered_len(), 0);
-                }
-            }
-            prop_assert_eq!(dec.needed(), 0);
-            prop_assert_eq!(out, pdus);
-        }
-
         #[test]
         fn decoder_never_panics(chunks in proptest::collection::vec(
             proptest::collection::vec(any::<u8>(), 0..300), 0..6)) {
@@ -631,7 +573,6 @@ mod tests {
                     break;
                 }
                 while let Ok(Some(_)) = dec.next_pdu() {}
-                let _ = dec.needed();
             }
             let _ = dec.finish();
         }
