@@ -19,8 +19,8 @@
 use bytes::BytesMut;
 use gdp_certs::Metadata;
 use gdp_certs::codec::{Decode, DecodeError, Encode, Reader};
-use gdp_proto::proof::{Proof, VerifiedHeartbeat};
-use gdp_proto::record::{Record, RecordError};
+use gdp_proto::proof::{Proof, ProofError, VerifiedHeartbeat};
+use gdp_proto::record::Record;
 
 /// A conflicting record and the writer's signed commitment to it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,7 +39,7 @@ impl ForkEvidence {
 
     /// Checks that the capsule's writer committed to the conflicting record:
     /// the proof leads from a valid heartbeat of `md`'s capsule to it.
-    pub fn verify(&self, md: &Metadata) -> Result<VerifiedHeartbeat, RecordError> {
+    pub fn verify(&self, md: &Metadata) -> Result<VerifiedHeartbeat, ProofError> {
         self.proof.verify(md, &self.record)
     }
 }
@@ -107,13 +107,13 @@ mod tests {
         let other = md.clone().with_nonce([2; 16]);
         assert!(matches!(
             back.verify(&other),
-            Err(RecordError::WrongCapsule { .. })
+            Err(ProofError::WrongCapsule { .. })
         ));
         let mut tampered = back;
         tampered.record = records[2].clone();
         assert!(matches!(
             tampered.verify(&md),
-            Err(RecordError::TargetMismatch { .. })
+            Err(ProofError::TargetMismatch { .. })
         ));
     }
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use futures::Stream;
 use gdp_certs::{Metadata, Name, SecretKey};
 use gdp_proto::capsule::{CapsuleRequest, CapsuleResponse, ErrorCode};
-use gdp_proto::chain::{Appender, ChainState};
+use gdp_proto::chain::{Appender, ChainError, ChainState};
 
 use crate::client::unexpected;
 use crate::subscription::Subscription;
@@ -186,8 +186,15 @@ impl Capsule {
         match self.client.request(self.name, &request).await? {
             CapsuleResponse::Records { records, proof } => {
                 verify_answer(&self.metadata, records, &proof, target, target)?;
-                let (state, _) = ChainState::from_proof(&self.metadata, &proof)
-                    .map_err(ClientError::Verification)?;
+                let (state, _) =
+                    ChainState::from_proof(&self.metadata, &proof).map_err(|e| match e {
+                        ChainError::Proof(e) => ClientError::Verification(e),
+                        // The proof verified (above), so its path is the
+                        // capsule's, but not the tail path that was asked for.
+                        other => ClientError::protocol(format!(
+                            "the proof of record {target} is not the tail path: {other}"
+                        )),
+                    })?;
                 Ok(state)
             }
             other => Err(unexpected("Read", &other)),

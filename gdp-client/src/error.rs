@@ -15,7 +15,7 @@ use gdp_certs::Name;
 use gdp_link::DownReason;
 use gdp_link::endpoint::{EndpointError, Nak};
 use gdp_proto::capsule::ErrorCode;
-use gdp_proto::record::RecordError;
+use gdp_proto::proof::ProofError;
 
 /// Why a client operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -51,7 +51,7 @@ pub enum ClientError {
     /// capsule's metadata: the server (or something on the path) sent data
     /// the writer never signed.
     #[error("verification failed: {0}")]
-    Verification(RecordError),
+    Verification(ProofError),
     /// Metadata received for a capsule does not hash to its name, or is not
     /// a capsule's.
     #[error("metadata received for {expected} is not that capsule's (it hashes to {actual})")]
@@ -176,7 +176,7 @@ mod tests {
             }
             .is_transient()
         );
-        let v = ClientError::Verification(RecordError::BadSignature);
+        let v = ClientError::Verification(ProofError::BadSignature);
         assert!(!v.is_transient());
         assert!(v.is_verification());
         assert!(!ClientError::Closed.is_verification());
@@ -192,7 +192,7 @@ mod tests {
             e.to_string(),
             "server error NotHosted: this server does not host it"
         );
-        let e = ClientError::Verification(RecordError::BadSignature);
+        let e = ClientError::Verification(ProofError::BadSignature);
         assert_eq!(
             e.to_string(),
             "verification failed: bad heartbeat signature"

@@ -91,4 +91,4 @@ pub use writer::Writer;
 
 pub use gdp_link::endpoint::Nak;
 pub use gdp_proto::capsule::ErrorCode;
-pub use gdp_proto::record::RecordError;
+pub use gdp_proto::proof::ProofError;

@@ -126,7 +126,7 @@ mod tests {
     use gdp_certs::SecretKey;
     use gdp_proto::chain::{Appender, ChainState};
     use gdp_proto::proof::Heartbeat;
-    use gdp_proto::record::RecordError;
+    use gdp_proto::proof::ProofError;
     use proptest::prelude::*;
 
     struct Chain {
@@ -200,7 +200,7 @@ mod tests {
         let err = verify_answer(&c.md, records, &proof(&c, 8), 1, 8).expect_err("tampered");
         assert!(matches!(
             err,
-            ClientError::Verification(RecordError::BadPrev { seqno: 6 })
+            ClientError::Verification(ProofError::BadPrev { seqno: 6 })
         ));
     }
 

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use gdp_certs::cert::{AdCert, Validity};
 use gdp_certs::{Identity, Kind, Metadata, SecretKey, Timestamp};
-use gdp_client::{ClientError, RecordError};
+use gdp_client::{ClientError, ProofError};
 use gdp_link::endpoint::{EndpointConfig, EndpointEvent, EndpointLink};
 use gdp_proto::capsule::{CapsuleRequest, CapsuleResponse};
 use gdp_proto::chain::{Appender, ChainState};
@@ -254,7 +254,7 @@ async fn every_lie_is_a_typed_error() {
         matches!(
             err,
             ClientError::Verification(
-                RecordError::PathHashMismatch { .. } | RecordError::TargetMismatch { .. }
+                ProofError::PathHashMismatch { .. } | ProofError::TargetMismatch { .. }
             )
         ),
         "{err:?}"
@@ -265,15 +265,12 @@ async fn every_lie_is_a_typed_error() {
         .await
         .expect_err("heartbeat by a non-writer");
     assert!(
-        matches!(
-            err,
-            ClientError::Verification(RecordError::NotWriter { .. })
-        ),
+        matches!(err, ClientError::Verification(ProofError::NotWriter { .. })),
         "{err:?}"
     );
     let err = capsule.read(7).await.expect_err("damaged signature");
     assert!(
-        matches!(err, ClientError::Verification(RecordError::BadSignature)),
+        matches!(err, ClientError::Verification(ProofError::BadSignature)),
         "{err:?}"
     );
     let err = capsule.read(8).await.expect_err("another record");
@@ -285,7 +282,7 @@ async fn every_lie_is_a_typed_error() {
     assert!(
         matches!(
             err,
-            ClientError::Verification(RecordError::Gap {
+            ClientError::Verification(ProofError::Gap {
                 expected: 3,
                 found: 4
             })

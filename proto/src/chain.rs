@@ -26,12 +26,107 @@
 //! returns the state after the batch without changing the current one; the
 //! server makes the batch durable, then replaces its state. Timestamps are the
 //! writer's and are not checked for order.
+//!
+//! Records that do not continue the chain, and states that cannot be
+//! rebuilt, are [`ChainError`]s; one whose proof or heartbeat does not hold
+//! carries the [`ProofError`].
 
 use bytes::Bytes;
-use gdp_certs::{Metadata, Name, SecretKey, Timestamp};
+use gdp_certs::{Metadata, Name, PublicKey, SecretKey, Timestamp};
 
-use crate::proof::{Heartbeat, Proof, VerifiedHeartbeat};
+use crate::proof::{Heartbeat, Proof, ProofError, VerifiedHeartbeat};
 use crate::record::{MAX_RECORD_PAYLOAD, Record, RecordError, RecordHash, RecordHeader};
+
+/// Why records do not continue a chain, or a chain state or appender
+/// cannot be made.
+///
+/// Most variants describe something the writer or the peer that sent the
+/// records got wrong. [`ChainError::SeqnoExhausted`] is local, and so is
+/// [`ChainError::Record`] when building the next record (a payload too
+/// large). Rebuilding a state from a proof, or checking a batch against its
+/// heartbeat, fails with [`ChainError::Proof`] when the proof or the
+/// heartbeat does not hold.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ChainError {
+    /// Something names another capsule than the one expected.
+    #[error("expected capsule {expected}, got {found}")]
+    WrongCapsule {
+        /// The capsule being checked against.
+        expected: Name,
+        /// The capsule found.
+        found: Name,
+    },
+    /// The metadata given is not a capsule's.
+    #[error("the metadata is not a capsule's")]
+    NotACapsule,
+    /// The appender's key is not among the capsule's writers.
+    #[error("heartbeat signed by {writer}, which is not a writer of the capsule")]
+    NotWriter {
+        /// The key (boxed: a parsed key is large).
+        writer: Box<PublicKey>,
+    },
+    /// A record is at or before the tail; the caller decides between an
+    /// idempotent re-send and a fork by comparing with what it stored.
+    #[error("record {found} is at or before the tail {tail}")]
+    Stale {
+        /// The chain's tail seqno.
+        tail: u64,
+        /// The record's seqno.
+        found: u64,
+    },
+    /// A record does not continue the tail: seqnos would leave a hole.
+    #[error("gap: expected seqno {expected}, got {found}")]
+    Gap {
+        /// The next seqno of the chain.
+        expected: u64,
+        /// The record's seqno.
+        found: u64,
+    },
+    /// A record's `prev` is not the hash of the record before it (or the
+    /// chain anchor for record 1).
+    #[error("record {seqno}: prev does not match the previous record")]
+    BadPrev {
+        /// The record's seqno.
+        seqno: u64,
+    },
+    /// A record's skip pointer `k` is not the hash of record `seqno - 2^k`.
+    #[error("record {seqno}: skip pointer {k} does not match record seqno - 2^{k}")]
+    BadSkip {
+        /// The record's seqno.
+        seqno: u64,
+        /// Which pointer (1-based: `skips[k - 1]` points to `seqno - 2^k`).
+        k: u32,
+    },
+    /// The chain's tail is at `u64::MAX`: no seqno is left.
+    #[error("the capsule has used every seqno")]
+    SeqnoExhausted,
+    /// A batch of records is empty.
+    #[error("empty batch of records")]
+    EmptyBatch,
+    /// Headers do not form the tail path of a chain (see
+    /// [`ChainState::from_tail`]).
+    #[error("headers do not form the tail path of a chain at index {index}")]
+    NotTailPath {
+        /// Index of the first header that does not fit.
+        index: usize,
+    },
+    /// A header of a tail path does not hash to the pointer that leads to
+    /// it: the record was altered.
+    #[error("proof header {index} (record {seqno}) does not match the pointer to it")]
+    PathHashMismatch {
+        /// Index in the path.
+        index: usize,
+        /// The header's seqno.
+        seqno: u64,
+    },
+    /// The next record cannot be built.
+    #[error(transparent)]
+    Record(#[from] RecordError),
+    /// A proof or a heartbeat the chain relies on does not hold.
+    #[error(transparent)]
+    Proof(#[from] ProofError),
+}
 
 /// Number of skip pointers record `seqno` carries: the `k` in
 /// `1..=trailing_zeros(seqno)` with `seqno - 2^k >= 1`. Zero for seqno 0.
@@ -131,31 +226,31 @@ impl ChainState {
     /// the pointer that leads to it from the one before, so the result is as
     /// trustworthy as the first header (the tail). No headers means an empty
     /// capsule.
-    pub fn from_tail(capsule: Name, path: &[RecordHeader]) -> Result<Self, RecordError> {
+    pub fn from_tail(capsule: Name, path: &[RecordHeader]) -> Result<Self, ChainError> {
         let Some(tail) = path.first() else {
             return Ok(ChainState::new(capsule));
         };
         let expected = Self::tail_path_seqnos(tail.seqno());
         if expected.len() != path.len() {
-            return Err(RecordError::NotTailPath {
+            return Err(ChainError::NotTailPath {
                 index: expected.len().min(path.len()),
             });
         }
         for (index, (h, &seqno)) in path.iter().zip(&expected).enumerate() {
             if *h.capsule() != capsule {
-                return Err(RecordError::WrongCapsule {
+                return Err(ChainError::WrongCapsule {
                     expected: capsule,
                     found: *h.capsule(),
                 });
             }
             if h.seqno() != seqno {
-                return Err(RecordError::NotTailPath { index });
+                return Err(ChainError::NotTailPath { index });
             }
             if index > 0 {
                 let from = &path[index - 1];
                 let k = from.seqno().trailing_zeros();
                 if from.pointer(k) != Some(&h.hash()) {
-                    return Err(RecordError::PathHashMismatch { index, seqno });
+                    return Err(ChainError::PathHashMismatch { index, seqno });
                 }
             }
         }
@@ -163,7 +258,7 @@ impl ChainState {
             && last.seqno() == 1
             && *last.prev() != RecordHash::anchor(&capsule)
         {
-            return Err(RecordError::BadPrev { seqno: 1 });
+            return Err(ChainError::BadPrev { seqno: 1 });
         }
         // Level k holds the latest multiple of 2^k not above the tail: the
         // tail with its k lowest bits cleared, which is on the path.
@@ -176,7 +271,7 @@ impl ChainState {
                     .position(|&s| s == m)
                     .and_then(|i| path.get(i))
                     .map(RecordHeader::hash)
-                    .ok_or(RecordError::NotTailPath { index: 0 })
+                    .ok_or(ChainError::NotTailPath { index: 0 })
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(ChainState {
@@ -193,11 +288,11 @@ impl ChainState {
     pub fn from_proof(
         md: &Metadata,
         proof: &Proof,
-    ) -> Result<(Self, VerifiedHeartbeat), RecordError> {
+    ) -> Result<(Self, VerifiedHeartbeat), ChainError> {
         let last = proof
             .path
             .last()
-            .ok_or(RecordError::ProofLength { len: 0 })?;
+            .ok_or(ProofError::ProofLength { len: 0 })?;
         let hb = proof.verify_header(md, last)?;
         let state = Self::from_tail(*hb.capsule(), &proof.path)?;
         Ok((state, hb))
@@ -218,8 +313,8 @@ impl ChainState {
     }
 
     /// The next seqno, or an error if the capsule has used them all.
-    fn next_seqno(&self) -> Result<u64, RecordError> {
-        self.tail.checked_add(1).ok_or(RecordError::SeqnoExhausted)
+    fn next_seqno(&self) -> Result<u64, ChainError> {
+        self.tail.checked_add(1).ok_or(ChainError::SeqnoExhausted)
     }
 
     /// Builds the next record with `payload` and advances the state.
@@ -227,9 +322,9 @@ impl ChainState {
         &mut self,
         payload: Bytes,
         timestamp: Timestamp,
-    ) -> Result<Record, RecordError> {
+    ) -> Result<Record, ChainError> {
         if payload.len() > MAX_RECORD_PAYLOAD {
-            return Err(RecordError::PayloadTooLarge { len: payload.len() });
+            return Err(RecordError::PayloadTooLarge { len: payload.len() }.into());
         }
         let seqno = self.next_seqno()?;
         let prev = self.expected_pointer(0);
@@ -254,41 +349,41 @@ impl ChainState {
 
     /// Checks that `record` is the next record of this chain: same capsule,
     /// seqno `tail + 1`, `prev` and every skip pointing to the right records.
-    pub fn check_next(&self, record: &Record) -> Result<(), RecordError> {
+    pub fn check_next(&self, record: &Record) -> Result<(), ChainError> {
         if *record.capsule() != self.capsule {
-            return Err(RecordError::WrongCapsule {
+            return Err(ChainError::WrongCapsule {
                 expected: self.capsule,
                 found: *record.capsule(),
             });
         }
         let seqno = record.seqno();
         if seqno <= self.tail {
-            return Err(RecordError::Stale {
+            return Err(ChainError::Stale {
                 tail: self.tail,
                 found: seqno,
             });
         }
         let expected = self.next_seqno()?;
         if seqno != expected {
-            return Err(RecordError::Gap {
+            return Err(ChainError::Gap {
                 expected,
                 found: seqno,
             });
         }
         if *record.prev() != self.expected_pointer(0) {
-            return Err(RecordError::BadPrev { seqno });
+            return Err(ChainError::BadPrev { seqno });
         }
         for (i, skip) in record.skips().iter().enumerate() {
             let k = i as u32 + 1;
             if *skip != self.expected_pointer(k) {
-                return Err(RecordError::BadSkip { seqno, k });
+                return Err(ChainError::BadSkip { seqno, k });
             }
         }
         Ok(())
     }
 
     /// Checks `record` with [`ChainState::check_next`] and appends it.
-    pub fn append(&mut self, record: &Record) -> Result<(), RecordError> {
+    pub fn append(&mut self, record: &Record) -> Result<(), ChainError> {
         self.check_next(record)?;
         self.advance(record.seqno(), record.hash());
         Ok(())
@@ -302,10 +397,10 @@ impl ChainState {
         &self,
         records: &[Record],
         heartbeat: &VerifiedHeartbeat,
-    ) -> Result<ChainState, RecordError> {
-        let last = records.last().ok_or(RecordError::EmptyBatch)?;
+    ) -> Result<ChainState, ChainError> {
+        let last = records.last().ok_or(ChainError::EmptyBatch)?;
         if *heartbeat.capsule() != self.capsule {
-            return Err(RecordError::WrongCapsule {
+            return Err(ChainError::WrongCapsule {
                 expected: self.capsule,
                 found: *heartbeat.capsule(),
             });
@@ -331,19 +426,19 @@ impl Appender {
     /// An appender for the capsule described by `md` whose chain is `state`.
     /// Fails if `key` is not one of the capsule's writers or `state` is
     /// another capsule's.
-    pub fn new(key: SecretKey, md: &Metadata, state: ChainState) -> Result<Self, RecordError> {
+    pub fn new(key: SecretKey, md: &Metadata, state: ChainState) -> Result<Self, ChainError> {
         if md.kind() != gdp_certs::Kind::Capsule {
-            return Err(RecordError::NotACapsule);
+            return Err(ChainError::NotACapsule);
         }
         let name = md.name();
         if name != state.capsule {
-            return Err(RecordError::WrongCapsule {
+            return Err(ChainError::WrongCapsule {
                 expected: name,
                 found: state.capsule,
             });
         }
         if !md.is_writer(&key.public()) {
-            return Err(RecordError::NotWriter {
+            return Err(ChainError::NotWriter {
                 writer: Box::new(key.public()),
             });
         }
@@ -357,7 +452,7 @@ impl Appender {
 
     /// Appends a record with `payload`; close a batch with
     /// [`Appender::heartbeat`].
-    pub fn append(&mut self, payload: Bytes, timestamp: Timestamp) -> Result<Record, RecordError> {
+    pub fn append(&mut self, payload: Bytes, timestamp: Timestamp) -> Result<Record, ChainError> {
         self.state.next_record(payload, timestamp)
     }
 
@@ -366,7 +461,7 @@ impl Appender {
         &mut self,
         payload: Bytes,
         timestamp: Timestamp,
-    ) -> Result<(Record, Heartbeat), RecordError> {
+    ) -> Result<(Record, Heartbeat), ChainError> {
         let record = self.append(payload, timestamp)?;
         let hb = Heartbeat::sign(&self.key, &record);
         Ok((record, hb))
@@ -407,6 +502,24 @@ mod tests {
         assert_eq!(skip_count(1 << 63), 62);
         assert_eq!(skip_count(3 << 62), 62);
         assert!((1..200u64).all(|n| skip_count(n.wrapping_mul(0x9e37_79b9)) <= MAX_SKIPS));
+    }
+
+    #[test]
+    fn wrapped_errors_read_as_their_cause() {
+        let e = ChainError::from(ProofError::BadSignature);
+        assert_eq!(e.to_string(), "bad heartbeat signature");
+        let e = ChainError::from(RecordError::PayloadTooLarge { len: 1 << 20 });
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "record payload is {} bytes, over the limit of {MAX_RECORD_PAYLOAD}",
+                1 << 20
+            )
+        );
+        assert_eq!(
+            ProofError::ProofLength { len: 0 }.to_string(),
+            "proof path of 0 headers is outside 1..=128"
+        );
     }
 
     #[test]

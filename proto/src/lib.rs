@@ -7,9 +7,11 @@
 //! Routers act on control payloads ([`control`]: attach, advertise,
 //! withdraw, no-route, subscription control); capsule servers and clients
 //! exchange capsule messages ([`capsule`]) that carry hash-chained
-//! [`record`]s, writer heartbeats and [`proof`]s of membership.
+//! [`record`]s, writer heartbeats and [`proof`]s of membership. The
+//! endpoint side of attach is a sans-IO state machine ([`attach`]) that
+//! both the QUIC endpoint and the router's simulation drive.
 //!
-//! This crate does no I/O. Every decoder reads from `bytes::Bytes` with
+//! This crate does no I/O and reads no clock. Every decoder reads from `bytes::Bytes` with
 //! bounds checks, rejects trailing bytes and enforces named size limits.
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
@@ -17,6 +19,7 @@ pub use gdp_certs::codec;
 pub use gdp_certs::codec::{Decode, DecodeError, Encode};
 pub use pdu::{Flags, Pdu, PduHeader, PduType};
 
+pub mod attach;
 pub mod capsule;
 pub mod chain;
 pub mod control;

@@ -14,6 +14,8 @@
 //! takes the greedy path (always the farthest pointer that does not pass the
 //! target), which is at most about `2 * log2(n)` headers long.
 //!
+//! Whatever does not verify, or cannot be built, is a [`ProofError`].
+//!
 //! # Encodings
 //!
 //! ```text
@@ -27,7 +29,7 @@ use gdp_certs::codec::{Decode, DecodeError, Encode, Reader, put};
 use gdp_certs::{Kind, Metadata, Name, PublicKey, SecretKey, SigContext, Signature};
 
 use crate::chain::{pointer_between, skip_count};
-use crate::record::{MAX_HEADER_LEN, Record, RecordError, RecordHash, RecordHeader};
+use crate::record::{MAX_HEADER_LEN, Record, RecordHash, RecordHeader};
 
 /// Longest proof path, in headers. Greedy paths between `u64` seqnos below
 /// `2^63` need at most 127.
@@ -41,6 +43,115 @@ pub const MAX_PROOF_ENCODED_LEN: usize = HEARTBEAT_LEN + 2 + MAX_PROOF_LEN * MAX
 
 /// Length of the message a heartbeat signs.
 const SIGNED_LEN: usize = 32 + 8 + 32;
+
+/// Why a heartbeat or a proof does not verify, or a proof cannot be built.
+///
+/// Every variant but [`ProofError::MissingHeader`] (a store that lacks
+/// data) describes something the writer or the peer that sent the data got
+/// wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProofError {
+    /// The metadata given is not a capsule's.
+    #[error("the metadata is not a capsule's")]
+    NotACapsule,
+    /// Something names another capsule than the one expected.
+    #[error("expected capsule {expected}, got {found}")]
+    WrongCapsule {
+        /// The capsule being checked against.
+        expected: Name,
+        /// The capsule found.
+        found: Name,
+    },
+    /// A heartbeat over seqno 0: seqnos start at 1.
+    #[error("record seqno 0: seqnos start at 1")]
+    SeqnoZero,
+    /// The heartbeat's signer is not among the capsule's writers.
+    #[error("heartbeat signed by {writer}, which is not a writer of the capsule")]
+    NotWriter {
+        /// The key that signed (boxed: a parsed key is large).
+        writer: Box<PublicKey>,
+    },
+    /// The heartbeat's signature does not verify.
+    #[error("bad heartbeat signature")]
+    BadSignature,
+    /// A heartbeat does not cover the record it was presented for.
+    #[error("heartbeat for record {heartbeat} does not cover record {record}")]
+    NotCovered {
+        /// The heartbeat's seqno.
+        heartbeat: u64,
+        /// The record's seqno.
+        record: u64,
+    },
+    /// A proof was asked for a record newer than its heartbeat, or seqno 0.
+    #[error("cannot prove record {target} from the heartbeat at {heartbeat}")]
+    TargetOutOfRange {
+        /// The target seqno.
+        target: u64,
+        /// The heartbeat's seqno.
+        heartbeat: u64,
+    },
+    /// The store had no header for a seqno a proof needs.
+    #[error("no header for record {seqno}")]
+    MissingHeader {
+        /// The seqno looked up.
+        seqno: u64,
+    },
+    /// A proof path is empty or longer than [`MAX_PROOF_LEN`].
+    #[error("proof path of {len} headers is outside 1..={MAX_PROOF_LEN}")]
+    ProofLength {
+        /// The path length.
+        len: usize,
+    },
+    /// The first header of a proof is not the heartbeat's record.
+    #[error("the proof's first header is not the heartbeat's record")]
+    HeartbeatMismatch,
+    /// Consecutive headers of a proof are not linked by any pointer.
+    #[error("proof header {index} (record {to}) is not reachable by a pointer of record {from}")]
+    BadPointer {
+        /// Index in the path of the header that cannot be reached.
+        index: usize,
+        /// Seqno of the header before it.
+        from: u64,
+        /// Its seqno.
+        to: u64,
+    },
+    /// A proof header does not hash to the pointer that leads to it: the
+    /// record was altered.
+    #[error("proof header {index} (record {seqno}) does not match the pointer to it")]
+    PathHashMismatch {
+        /// Index in the path.
+        index: usize,
+        /// The header's seqno.
+        seqno: u64,
+    },
+    /// A proof does not end at the record it is presented for.
+    #[error("the proof ends at record {found}, not at the target {expected}")]
+    TargetMismatch {
+        /// The target's seqno.
+        expected: u64,
+        /// The seqno the path ends at (or the same seqno if only the hash differs).
+        found: u64,
+    },
+    /// A record's `prev` is not the hash of the record before it (or the
+    /// chain anchor for record 1).
+    #[error("record {seqno}: prev does not match the previous record")]
+    BadPrev {
+        /// The record's seqno.
+        seqno: u64,
+    },
+    /// The records of a range are not consecutive: seqnos leave a hole.
+    #[error("gap: expected seqno {expected}, got {found}")]
+    Gap {
+        /// The seqno that should come next.
+        expected: u64,
+        /// The record's seqno.
+        found: u64,
+    },
+    /// A range of records is empty.
+    #[error("empty batch of records")]
+    EmptyBatch,
+}
 
 /// A writer's signed commitment to one record of a capsule, and through the
 /// chain to all records before it. Not checked until [`Heartbeat::verify`].
@@ -86,21 +197,21 @@ impl Heartbeat {
 
     /// Everything but the signature: `md` is a capsule named `capsule`, the
     /// seqno is valid and the writer is one of the capsule's writers.
-    fn check_claims(&self, md: &Metadata, name: &Name) -> Result<(), RecordError> {
+    fn check_claims(&self, md: &Metadata, name: &Name) -> Result<(), ProofError> {
         if md.kind() != Kind::Capsule {
-            return Err(RecordError::NotACapsule);
+            return Err(ProofError::NotACapsule);
         }
         if *name != self.capsule {
-            return Err(RecordError::WrongCapsule {
+            return Err(ProofError::WrongCapsule {
                 expected: *name,
                 found: self.capsule,
             });
         }
         if self.seqno == 0 {
-            return Err(RecordError::SeqnoZero);
+            return Err(ProofError::SeqnoZero);
         }
         if !md.is_writer(&self.writer) {
-            return Err(RecordError::NotWriter {
+            return Err(ProofError::NotWriter {
                 writer: Box::new(self.writer),
             });
         }
@@ -109,11 +220,11 @@ impl Heartbeat {
 
     /// Checks that `md` is the metadata of this heartbeat's capsule, that the
     /// signer is one of its writers, and the signature.
-    pub fn verify(&self, md: &Metadata) -> Result<VerifiedHeartbeat, RecordError> {
+    pub fn verify(&self, md: &Metadata) -> Result<VerifiedHeartbeat, ProofError> {
         self.check_claims(md, &md.name())?;
         self.writer
             .verify(SigContext::Heartbeat, &self.body(), &self.signature)
-            .map_err(|_| RecordError::BadSignature)?;
+            .map_err(|_| ProofError::BadSignature)?;
         Ok(VerifiedHeartbeat(self.clone()))
     }
 }
@@ -133,8 +244,8 @@ fn signed_body(capsule: &Name, seqno: u64, record_hash: &RecordHash) -> [u8; SIG
 /// are checked one by one, so a single bad heartbeat does not fail the others.
 pub fn verify_heartbeats(
     items: &[(&Metadata, &Heartbeat)],
-) -> Vec<Result<VerifiedHeartbeat, RecordError>> {
-    let mut results: Vec<Result<(), RecordError>> = Vec::with_capacity(items.len());
+) -> Vec<Result<VerifiedHeartbeat, ProofError>> {
+    let mut results: Vec<Result<(), ProofError>> = Vec::with_capacity(items.len());
     // Consecutive items often share metadata; hash it once per run.
     let mut last: Option<(&Metadata, Name)> = None;
     for &(md, hb) in items {
@@ -169,7 +280,7 @@ pub fn verify_heartbeats(
             if !batch_ok {
                 hb.writer
                     .verify(SigContext::Heartbeat, body, &hb.signature)
-                    .map_err(|_| RecordError::BadSignature)?;
+                    .map_err(|_| ProofError::BadSignature)?;
             }
             Ok(VerifiedHeartbeat((*hb).clone()))
         })
@@ -243,15 +354,15 @@ impl VerifiedHeartbeat {
     }
 
     /// Succeeds if this heartbeat is over exactly `record`.
-    pub fn covers(&self, record: &Record) -> Result<(), RecordError> {
+    pub fn covers(&self, record: &Record) -> Result<(), ProofError> {
         if record.capsule() != self.capsule() {
-            return Err(RecordError::WrongCapsule {
+            return Err(ProofError::WrongCapsule {
                 expected: *self.capsule(),
                 found: *record.capsule(),
             });
         }
         if record.seqno() != self.seqno() || record.hash() != self.record_hash() {
-            return Err(RecordError::NotCovered {
+            return Err(ProofError::NotCovered {
                 heartbeat: self.seqno(),
                 record: record.seqno(),
             });
@@ -300,20 +411,20 @@ impl Proof {
         heartbeat: Heartbeat,
         target: u64,
         mut lookup: impl FnMut(u64) -> Option<RecordHeader>,
-    ) -> Result<Proof, RecordError> {
+    ) -> Result<Proof, ProofError> {
         let seqnos =
-            Self::path_seqnos(heartbeat.seqno, target).ok_or(RecordError::TargetOutOfRange {
+            Self::path_seqnos(heartbeat.seqno, target).ok_or(ProofError::TargetOutOfRange {
                 target,
                 heartbeat: heartbeat.seqno,
             })?;
         if seqnos.len() > MAX_PROOF_LEN {
-            return Err(RecordError::ProofLength { len: seqnos.len() });
+            return Err(ProofError::ProofLength { len: seqnos.len() });
         }
         let path = seqnos
             .into_iter()
             .map(|s| match lookup(s) {
                 Some(h) if h.seqno() == s => Ok(h),
-                _ => Err(RecordError::MissingHeader { seqno: s }),
+                _ => Err(ProofError::MissingHeader { seqno: s }),
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Proof { heartbeat, path })
@@ -326,7 +437,7 @@ impl Proof {
 
     /// Verifies that `target` is a record of the capsule described by `md`,
     /// committed to by a writer's heartbeat.
-    pub fn verify(&self, md: &Metadata, target: &Record) -> Result<VerifiedHeartbeat, RecordError> {
+    pub fn verify(&self, md: &Metadata, target: &Record) -> Result<VerifiedHeartbeat, ProofError> {
         self.verify_hash(md, target.seqno(), target.hash())
     }
 
@@ -335,7 +446,7 @@ impl Proof {
         &self,
         md: &Metadata,
         target: &RecordHeader,
-    ) -> Result<VerifiedHeartbeat, RecordError> {
+    ) -> Result<VerifiedHeartbeat, ProofError> {
         self.verify_hash(md, target.seqno(), target.hash())
     }
 
@@ -347,13 +458,13 @@ impl Proof {
         md: &Metadata,
         seqno: u64,
         hash: RecordHash,
-    ) -> Result<VerifiedHeartbeat, RecordError> {
+    ) -> Result<VerifiedHeartbeat, ProofError> {
         let hb = &self.heartbeat;
         hb.check_claims(md, &md.name())?;
         self.check_path(seqno, hash)?;
         hb.writer
             .verify(SigContext::Heartbeat, &hb.body(), &hb.signature)
-            .map_err(|_| RecordError::BadSignature)?;
+            .map_err(|_| ProofError::BadSignature)?;
         Ok(VerifiedHeartbeat(hb.clone()))
     }
 
@@ -366,40 +477,40 @@ impl Proof {
         heartbeat: &VerifiedHeartbeat,
         seqno: u64,
         hash: RecordHash,
-    ) -> Result<(), RecordError> {
+    ) -> Result<(), ProofError> {
         if self.heartbeat != heartbeat.0 {
-            return Err(RecordError::HeartbeatMismatch);
+            return Err(ProofError::HeartbeatMismatch);
         }
         self.check_path(seqno, hash)
     }
 
     /// Everything but the heartbeat: the path starts at the heartbeat's
     /// record, links by pointers and ends at the target.
-    fn check_path(&self, seqno: u64, hash: RecordHash) -> Result<(), RecordError> {
+    fn check_path(&self, seqno: u64, hash: RecordHash) -> Result<(), ProofError> {
         let hb = &self.heartbeat;
         let (Some(first), Some(last)) = (self.path.first(), self.path.last()) else {
-            return Err(RecordError::ProofLength { len: 0 });
+            return Err(ProofError::ProofLength { len: 0 });
         };
         if self.path.len() > MAX_PROOF_LEN {
-            return Err(RecordError::ProofLength {
+            return Err(ProofError::ProofLength {
                 len: self.path.len(),
             });
         }
         if first.hash() != hb.record_hash || first.seqno() != hb.seqno {
-            return Err(RecordError::HeartbeatMismatch);
+            return Err(ProofError::HeartbeatMismatch);
         }
         for (i, pair) in self.path.windows(2).enumerate() {
             let (from, to) = (&pair[0], &pair[1]);
             let index = i + 1;
             let pointer = pointer_between(from.seqno(), to.seqno())
                 .and_then(|k| from.pointer(k))
-                .ok_or(RecordError::BadPointer {
+                .ok_or(ProofError::BadPointer {
                     index,
                     from: from.seqno(),
                     to: to.seqno(),
                 })?;
             if *pointer != to.hash() {
-                return Err(RecordError::PathHashMismatch {
+                return Err(ProofError::PathHashMismatch {
                     index,
                     seqno: to.seqno(),
                 });
@@ -408,19 +519,19 @@ impl Proof {
         // Every header is now committed to by the heartbeat; the capsule
         // field of each is checked for clarity of errors.
         if let Some(h) = self.path.iter().find(|h| *h.capsule() != hb.capsule) {
-            return Err(RecordError::WrongCapsule {
+            return Err(ProofError::WrongCapsule {
                 expected: hb.capsule,
                 found: *h.capsule(),
             });
         }
         if last.seqno() != seqno || last.hash() != hash {
-            return Err(RecordError::TargetMismatch {
+            return Err(ProofError::TargetMismatch {
                 expected: seqno,
                 found: last.seqno(),
             });
         }
         if last.seqno() == 1 && *last.prev() != RecordHash::anchor(&hb.capsule) {
-            return Err(RecordError::BadPrev { seqno: 1 });
+            return Err(ProofError::BadPrev { seqno: 1 });
         }
         Ok(())
     }
@@ -432,8 +543,8 @@ impl Proof {
         &self,
         md: &Metadata,
         records: &[Record],
-    ) -> Result<VerifiedHeartbeat, RecordError> {
-        let last = records.last().ok_or(RecordError::EmptyBatch)?;
+    ) -> Result<VerifiedHeartbeat, ProofError> {
+        let last = records.last().ok_or(ProofError::EmptyBatch)?;
         check_contiguous(records)?;
         self.verify(md, last)
     }
@@ -441,29 +552,29 @@ impl Proof {
 
 /// Checks that `records` are consecutive records of one capsule, each
 /// `prev` being the hash of the record before (record 1's being the anchor).
-pub(crate) fn check_contiguous(records: &[Record]) -> Result<(), RecordError> {
+pub(crate) fn check_contiguous(records: &[Record]) -> Result<(), ProofError> {
     if let Some(first) = records.first()
         && first.seqno() == 1
         && *first.prev() != RecordHash::anchor(first.capsule())
     {
-        return Err(RecordError::BadPrev { seqno: 1 });
+        return Err(ProofError::BadPrev { seqno: 1 });
     }
     for pair in records.windows(2) {
         let (a, b) = (&pair[0], &pair[1]);
         if b.capsule() != a.capsule() {
-            return Err(RecordError::WrongCapsule {
+            return Err(ProofError::WrongCapsule {
                 expected: *a.capsule(),
                 found: *b.capsule(),
             });
         }
         if b.seqno() != a.seqno().wrapping_add(1) {
-            return Err(RecordError::Gap {
+            return Err(ProofError::Gap {
                 expected: a.seqno().wrapping_add(1),
                 found: b.seqno(),
             });
         }
         if *b.prev() != a.hash() {
-            return Err(RecordError::BadPrev { seqno: b.seqno() });
+            return Err(ProofError::BadPrev { seqno: b.seqno() });
         }
     }
     Ok(())
@@ -550,12 +661,12 @@ mod tests {
         let hb = Heartbeat::sign(&stranger, &records[2]);
         assert!(matches!(
             hb.verify(&md),
-            Err(RecordError::NotWriter { writer }) if *writer == stranger.public()
+            Err(ProofError::NotWriter { writer }) if *writer == stranger.public()
         ));
         // Claiming to be the writer does not help without its key.
         let mut forged = hb;
         forged.writer = key.public();
-        assert_eq!(forged.verify(&md), Err(RecordError::BadSignature));
+        assert_eq!(forged.verify(&md), Err(ProofError::BadSignature));
     }
 
     #[test]
@@ -569,18 +680,18 @@ mod tests {
         assert_eq!(v.covers(&records[1]), Ok(()));
         assert_eq!(
             v.covers(&records[0]),
-            Err(RecordError::NotCovered {
+            Err(ProofError::NotCovered {
                 heartbeat: 2,
                 record: 1
             })
         );
         assert!(matches!(
             hb.verify(&other),
-            Err(RecordError::WrongCapsule { .. })
+            Err(ProofError::WrongCapsule { .. })
         ));
         let principal =
             Metadata::principal(Kind::Router, key.public(), "r", Timestamp(1)).expect("valid");
-        assert_eq!(hb.verify(&principal), Err(RecordError::NotACapsule));
+        assert_eq!(hb.verify(&principal), Err(ProofError::NotACapsule));
     }
 
     #[test]
@@ -604,9 +715,9 @@ mod tests {
         items[30].0 = &other;
         let results = verify_heartbeats(&items);
         assert_eq!(results.len(), 64);
-        assert_eq!(results[10], Err(RecordError::BadSignature));
-        assert!(matches!(results[20], Err(RecordError::NotWriter { .. })));
-        assert!(matches!(results[30], Err(RecordError::WrongCapsule { .. })));
+        assert_eq!(results[10], Err(ProofError::BadSignature));
+        assert!(matches!(results[20], Err(ProofError::NotWriter { .. })));
+        assert!(matches!(results[30], Err(ProofError::WrongCapsule { .. })));
         for (i, r) in results.iter().enumerate() {
             if ![10, 20, 30].contains(&i) {
                 assert_eq!(r.as_ref().map(|v| v.seqno()), Ok(i as u64 + 1));

@@ -43,7 +43,7 @@ use std::fmt;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use gdp_certs::codec::{Decode, DecodeError, Encode, Reader, put};
-use gdp_certs::{Name, PublicKey, Timestamp};
+use gdp_certs::{Name, Timestamp};
 
 use crate::chain::skip_count;
 
@@ -130,12 +130,13 @@ impl Decode for RecordHash {
     }
 }
 
-/// Why a record, chain, heartbeat or proof is not acceptable.
+/// Why a record or record header cannot be built or decoded: its shape does
+/// not fit its seqno, or its payload is too large.
 ///
-/// Most variants describe something the writer or the peer that sent the
-/// data got wrong. The local ones are [`RecordError::MissingHeader`] (a store
-/// that lacks data), [`RecordError::SeqnoExhausted`] and, when building a
-/// record, [`RecordError::PayloadTooLarge`].
+/// Chains and proofs have their own errors: [`ChainError`](crate::chain::ChainError)
+/// (records that do not continue a chain) and
+/// [`ProofError`](crate::proof::ProofError) (heartbeats and proofs that do
+/// not verify).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum RecordError {
@@ -157,132 +158,6 @@ pub enum RecordError {
         expected: usize,
         /// What the record has.
         found: usize,
-    },
-    /// Something names another capsule than the one expected.
-    #[error("expected capsule {expected}, got {found}")]
-    WrongCapsule {
-        /// The capsule being checked against.
-        expected: Name,
-        /// The capsule found.
-        found: Name,
-    },
-    /// The metadata given is not a capsule's.
-    #[error("the metadata is not a capsule's")]
-    NotACapsule,
-    /// A record does not continue the tail: seqnos would leave a hole.
-    #[error("gap: expected seqno {expected}, got {found}")]
-    Gap {
-        /// The next seqno of the chain.
-        expected: u64,
-        /// The record's seqno.
-        found: u64,
-    },
-    /// A record is at or before the tail; the caller decides between an
-    /// idempotent re-send and a fork by comparing with what it stored.
-    #[error("record {found} is at or before the tail {tail}")]
-    Stale {
-        /// The chain's tail seqno.
-        tail: u64,
-        /// The record's seqno.
-        found: u64,
-    },
-    /// A record's `prev` is not the hash of the record before it (or the
-    /// chain anchor for record 1).
-    #[error("record {seqno}: prev does not match the previous record")]
-    BadPrev {
-        /// The record's seqno.
-        seqno: u64,
-    },
-    /// A record's skip pointer `k` is not the hash of record `seqno - 2^k`.
-    #[error("record {seqno}: skip pointer {k} does not match record seqno - 2^{k}")]
-    BadSkip {
-        /// The record's seqno.
-        seqno: u64,
-        /// Which pointer (1-based: `skips[k - 1]` points to `seqno - 2^k`).
-        k: u32,
-    },
-    /// The chain's tail is at `u64::MAX`: no seqno is left.
-    #[error("the capsule has used every seqno")]
-    SeqnoExhausted,
-    /// A batch of records is empty.
-    #[error("empty batch of records")]
-    EmptyBatch,
-    /// The heartbeat's signer is not among the capsule's writers.
-    #[error("heartbeat signed by {writer}, which is not a writer of the capsule")]
-    NotWriter {
-        /// The key that signed (boxed: a parsed key is large).
-        writer: Box<PublicKey>,
-    },
-    /// The heartbeat's signature does not verify.
-    #[error("bad heartbeat signature")]
-    BadSignature,
-    /// A heartbeat does not cover the record it was presented for.
-    #[error("heartbeat for record {heartbeat} does not cover record {record}")]
-    NotCovered {
-        /// The heartbeat's seqno.
-        heartbeat: u64,
-        /// The record's seqno.
-        record: u64,
-    },
-    /// A proof was asked for a record newer than its heartbeat, or seqno 0.
-    #[error("cannot prove record {target} from the heartbeat at {heartbeat}")]
-    TargetOutOfRange {
-        /// The target seqno.
-        target: u64,
-        /// The heartbeat's seqno.
-        heartbeat: u64,
-    },
-    /// The store had no header for a seqno a proof needs.
-    #[error("no header for record {seqno}")]
-    MissingHeader {
-        /// The seqno looked up.
-        seqno: u64,
-    },
-    /// A proof path is empty or longer than [`crate::proof::MAX_PROOF_LEN`].
-    #[error(
-        "proof path of {len} headers is outside 1..={}",
-        crate::proof::MAX_PROOF_LEN
-    )]
-    ProofLength {
-        /// The path length.
-        len: usize,
-    },
-    /// The first header of a proof is not the heartbeat's record.
-    #[error("the proof's first header is not the heartbeat's record")]
-    HeartbeatMismatch,
-    /// Consecutive headers of a proof are not linked by any pointer.
-    #[error("proof header {index} (record {to}) is not reachable by a pointer of record {from}")]
-    BadPointer {
-        /// Index in the path of the header that cannot be reached.
-        index: usize,
-        /// Seqno of the header before it.
-        from: u64,
-        /// Its seqno.
-        to: u64,
-    },
-    /// A proof header does not hash to the pointer that leads to it: the
-    /// record was altered.
-    #[error("proof header {index} (record {seqno}) does not match the pointer to it")]
-    PathHashMismatch {
-        /// Index in the path.
-        index: usize,
-        /// The header's seqno.
-        seqno: u64,
-    },
-    /// A proof does not end at the record it is presented for.
-    #[error("the proof ends at record {found}, not at the target {expected}")]
-    TargetMismatch {
-        /// The target's seqno.
-        expected: u64,
-        /// The seqno the path ends at (or the same seqno if only the hash differs).
-        found: u64,
-    },
-    /// A chain rebuilt from headers is not a tail path (see
-    /// [`crate::chain::ChainState::from_tail`]).
-    #[error("headers do not form the tail path of a chain at index {index}")]
-    NotTailPath {
-        /// Index of the first header that does not fit.
-        index: usize,
     },
 }
 

@@ -4,8 +4,8 @@
 use bytes::Bytes;
 use gdp_certs::codec::{Decode, DecodeError, Encode};
 use gdp_certs::{Kind, Metadata, SecretKey, Timestamp};
-use gdp_proto::chain::{Appender, ChainState};
-use gdp_proto::proof::{HEARTBEAT_LEN, Heartbeat, MAX_PROOF_LEN, Proof};
+use gdp_proto::chain::{Appender, ChainError, ChainState};
+use gdp_proto::proof::{HEARTBEAT_LEN, Heartbeat, MAX_PROOF_LEN, Proof, ProofError};
 use gdp_proto::record::{Record, RecordError, RecordHash, RecordHeader};
 use proptest::prelude::*;
 
@@ -134,7 +134,7 @@ fn from_tail_rejects_altered_or_wrong_headers() {
     .expect("valid shape");
     assert_eq!(
         ChainState::from_tail(md.name(), &altered),
-        Err(RecordError::PathHashMismatch {
+        Err(ChainError::PathHashMismatch {
             index: 1,
             seqno: 12
         })
@@ -142,12 +142,12 @@ fn from_tail_rejects_altered_or_wrong_headers() {
     let skipped = [hs[12].clone(), hs[7].clone()];
     assert!(matches!(
         ChainState::from_tail(md.name(), &skipped),
-        Err(RecordError::NotTailPath { .. })
+        Err(ChainError::NotTailPath { .. })
     ));
     let other = capsule_md(&[&key], 2).name();
     assert!(matches!(
         ChainState::from_tail(other, &good),
-        Err(RecordError::WrongCapsule { .. })
+        Err(ChainError::WrongCapsule { .. })
     ));
 }
 
@@ -178,7 +178,7 @@ fn writer_resumes_from_a_proof() {
     let proof = prove(&hb, &headers(&records), 1000);
     assert!(matches!(
         ChainState::from_proof(&md, &proof),
-        Err(RecordError::NotTailPath { .. })
+        Err(ChainError::NotTailPath { .. })
     ));
 }
 
@@ -195,14 +195,14 @@ fn check_next_reports_each_kind_of_break() {
     assert_eq!(server.check_next(r12), Ok(()));
     assert_eq!(
         server.check_next(&records[12]),
-        Err(RecordError::Gap {
+        Err(ChainError::Gap {
             expected: 12,
             found: 13
         })
     );
     assert_eq!(
         server.check_next(&records[10]),
-        Err(RecordError::Stale {
+        Err(ChainError::Stale {
             tail: 11,
             found: 11
         })
@@ -211,20 +211,20 @@ fn check_next_reports_each_kind_of_break() {
     let bad_prev = with(r12, 12, flip(*r12.prev()), r12.skips().to_vec(), p.clone());
     assert_eq!(
         server.check_next(&bad_prev),
-        Err(RecordError::BadPrev { seqno: 12 })
+        Err(ChainError::BadPrev { seqno: 12 })
     );
     let mut skips = r12.skips().to_vec();
     skips[1] = flip(skips[1]);
     let bad_skip = with(r12, 12, *r12.prev(), skips, p.clone());
     assert_eq!(
         server.check_next(&bad_skip),
-        Err(RecordError::BadSkip { seqno: 12, k: 2 })
+        Err(ChainError::BadSkip { seqno: 12, k: 2 })
     );
     let other = capsule_md(&[&key], 2);
     let (_, foreign) = chain(&other, &key, 12);
     assert!(matches!(
         server.check_next(&foreign[11]),
-        Err(RecordError::WrongCapsule { .. })
+        Err(ChainError::WrongCapsule { .. })
     ));
     // Record 1 must point to the anchor.
     let empty = ChainState::new(md.name());
@@ -232,7 +232,7 @@ fn check_next_reports_each_kind_of_break() {
     let bad_anchor = with(r1, 1, flip(*r1.prev()), vec![], r1.payload().clone());
     assert_eq!(
         empty.check_next(&bad_anchor),
-        Err(RecordError::BadPrev { seqno: 1 })
+        Err(ChainError::BadPrev { seqno: 1 })
     );
 }
 
@@ -257,12 +257,12 @@ fn batches_are_accepted_only_when_the_heartbeat_covers_them() {
 
     assert_eq!(
         server.check_batch(&records[20..39], &hb),
-        Err(RecordError::NotCovered {
+        Err(ChainError::Proof(ProofError::NotCovered {
             heartbeat: 40,
             record: 39
-        })
+        }))
     );
-    assert_eq!(server.check_batch(&[], &hb), Err(RecordError::EmptyBatch));
+    assert_eq!(server.check_batch(&[], &hb), Err(ChainError::EmptyBatch));
     let mut tampered = batch.to_vec();
     let r = &tampered[5];
     tampered[5] = with(
@@ -274,7 +274,7 @@ fn batches_are_accepted_only_when_the_heartbeat_covers_them() {
     );
     assert_eq!(
         server.check_batch(&tampered, &hb),
-        Err(RecordError::BadPrev { seqno: 27 })
+        Err(ChainError::BadPrev { seqno: 27 })
     );
 }
 
@@ -285,7 +285,7 @@ fn appender_refuses_keys_that_are_not_writers() {
     let stranger = SecretKey::from_seed(&[2; 32]);
     assert!(matches!(
         Appender::new(stranger, &md, ChainState::new(md.name())),
-        Err(RecordError::NotWriter { .. })
+        Err(ChainError::NotWriter { .. })
     ));
     assert!(matches!(
         Appender::new(
@@ -293,13 +293,13 @@ fn appender_refuses_keys_that_are_not_writers() {
             &md,
             ChainState::new(capsule_md(&[&key], 2).name())
         ),
-        Err(RecordError::WrongCapsule { .. })
+        Err(ChainError::WrongCapsule { .. })
     ));
     let principal =
         Metadata::principal(Kind::Client, key.public(), "c", Timestamp(1)).expect("valid");
     assert!(matches!(
         Appender::new(key, &principal, ChainState::new(principal.name())),
-        Err(RecordError::NotACapsule)
+        Err(ChainError::NotACapsule)
     ));
 }
 
@@ -355,7 +355,7 @@ fn proof_that_skips_a_record_is_rejected() {
         let removed = p.path.remove(i);
         assert_eq!(
             p.verify(&md, &records[4]),
-            Err(RecordError::BadPointer {
+            Err(ProofError::BadPointer {
                 index: i,
                 from: proof.path[i - 1].seqno(),
                 to: proof.path[i + 1].seqno(),
@@ -368,13 +368,13 @@ fn proof_that_skips_a_record_is_rejected() {
     p.path.remove(0);
     assert_eq!(
         p.verify(&md, &records[4]),
-        Err(RecordError::HeartbeatMismatch)
+        Err(ProofError::HeartbeatMismatch)
     );
     let mut p = proof.clone();
     p.path.pop();
     assert!(matches!(
         p.verify(&md, &records[4]),
-        Err(RecordError::TargetMismatch { expected: 5, .. })
+        Err(ProofError::TargetMismatch { expected: 5, .. })
     ));
 }
 
@@ -396,7 +396,7 @@ fn proof_that_alters_a_record_is_rejected() {
         .expect("valid shape");
         assert_eq!(
             p.verify(&md, &records[4]),
-            Err(RecordError::PathHashMismatch {
+            Err(ProofError::PathHashMismatch {
                 index: i,
                 seqno: proof.path[i].seqno()
             })
@@ -413,7 +413,7 @@ fn proof_that_alters_a_record_is_rejected() {
     );
     assert_eq!(
         proof.verify(&md, &fake),
-        Err(RecordError::TargetMismatch {
+        Err(ProofError::TargetMismatch {
             expected: 5,
             found: 5
         })
@@ -421,7 +421,7 @@ fn proof_that_alters_a_record_is_rejected() {
     // Another record than the one proved.
     assert_eq!(
         proof.verify(&md, &records[5]),
-        Err(RecordError::TargetMismatch {
+        Err(ProofError::TargetMismatch {
             expected: 6,
             found: 5
         })
@@ -435,18 +435,18 @@ fn proof_for_the_wrong_capsule_or_writer_is_rejected() {
     let other = capsule_md(&[&key], 2);
     assert!(matches!(
         proof.verify(&other, &records[4]),
-        Err(RecordError::WrongCapsule { .. })
+        Err(ProofError::WrongCapsule { .. })
     ));
     let stranger = SecretKey::from_seed(&[2; 32]);
     let mut p = proof.clone();
     p.heartbeat = Heartbeat::sign(&stranger, &records[999]);
     assert!(matches!(
         p.verify(&md, &records[4]),
-        Err(RecordError::NotWriter { .. })
+        Err(ProofError::NotWriter { .. })
     ));
     let mut p = proof;
     p.heartbeat.signature.0[40] ^= 4;
-    assert_eq!(p.verify(&md, &records[4]), Err(RecordError::BadSignature));
+    assert_eq!(p.verify(&md, &records[4]), Err(ProofError::BadSignature));
 }
 
 #[test]
@@ -458,14 +458,14 @@ fn proof_build_reports_missing_headers_and_bad_targets() {
     let hb = a.heartbeat().expect("non-empty");
     assert_eq!(
         Proof::build(hb.clone(), 0, |_| None),
-        Err(RecordError::TargetOutOfRange {
+        Err(ProofError::TargetOutOfRange {
             target: 0,
             heartbeat: 100
         })
     );
     assert_eq!(
         Proof::build(hb.clone(), 101, |_| None),
-        Err(RecordError::TargetOutOfRange {
+        Err(ProofError::TargetOutOfRange {
             target: 101,
             heartbeat: 100
         })
@@ -473,7 +473,7 @@ fn proof_build_reports_missing_headers_and_bad_targets() {
     assert_eq!(
         Proof::build(hb.clone(), 3, |s| (s != 64)
             .then(|| hs[s as usize - 1].clone())),
-        Err(RecordError::MissingHeader { seqno: 64 })
+        Err(ProofError::MissingHeader { seqno: 64 })
     );
     let own = prove(&hb, &hs, 100);
     assert_eq!(own.path.len(), 1);
@@ -489,7 +489,7 @@ fn proof_length_is_bounded() {
     }
     assert_eq!(
         long.verify(&md, &records[4]),
-        Err(RecordError::ProofLength {
+        Err(ProofError::ProofLength {
             len: MAX_PROOF_LEN + 1
         })
     );
@@ -516,7 +516,7 @@ fn proof_length_is_bounded() {
     empty.path.clear();
     assert_eq!(
         empty.verify(&md, &records[4]),
-        Err(RecordError::ProofLength { len: 0 })
+        Err(ProofError::ProofLength { len: 0 })
     );
 }
 
@@ -572,18 +572,18 @@ fn ranges_verify_with_one_proof_of_their_last_record() {
     );
     assert_eq!(
         proof.verify_range(&md, &tampered),
-        Err(RecordError::BadPrev { seqno: 108 })
+        Err(ProofError::BadPrev { seqno: 108 })
     );
     let mut holed = range.to_vec();
     holed.remove(3);
     assert_eq!(
         proof.verify_range(&md, &holed),
-        Err(RecordError::Gap {
+        Err(ProofError::Gap {
             expected: 103,
             found: 104
         })
     );
-    assert_eq!(proof.verify_range(&md, &[]), Err(RecordError::EmptyBatch));
+    assert_eq!(proof.verify_range(&md, &[]), Err(ProofError::EmptyBatch));
 }
 
 // ------------------------------------------------------ property tests
@@ -669,7 +669,7 @@ proptest! {
             None => {
                 prop_assert_eq!(i, records.len() - 1);
                 let v = hb.verify(&md).expect("valid");
-                let not_covered = matches!(v.covers(&t), Err(RecordError::NotCovered { .. }));
+                let not_covered = matches!(v.covers(&t), Err(ProofError::NotCovered { .. }));
                 prop_assert!(not_covered);
             }
         }

@@ -5,11 +5,12 @@ use gdp_certs::codec::Encode;
 use gdp_certs::{Kind, Metadata, Name, Timestamp};
 use gdp_proto::capsule::{CapsuleResponse, ErrorCode, MAX_APPEND_RECORDS};
 use gdp_proto::chain::ChainState;
-use gdp_proto::proof::{Heartbeat, Proof, VerifiedHeartbeat};
-use gdp_proto::record::{Record, RecordError, RecordHash};
+use gdp_proto::proof::{Heartbeat, Proof, ProofError, VerifiedHeartbeat};
+use gdp_proto::record::{Record, RecordHash};
 
 use super::{
-    CapsuleService, Creation, Hosted, PendingAppend, Rejection, TicketKind, Waiter, code_for,
+    CapsuleService, Creation, Hosted, PendingAppend, Rejection, TicketKind, Waiter, code_for_chain,
+    code_for_proof,
 };
 use crate::fork::ForkEvidence;
 use crate::limits::ServiceConfig;
@@ -206,7 +207,7 @@ impl CapsuleService {
         capsule: Name,
         mut records: Vec<Record>,
         heartbeat: Heartbeat,
-        verdict: Option<Result<VerifiedHeartbeat, RecordError>>,
+        verdict: Option<Result<VerifiedHeartbeat, ProofError>>,
     ) {
         if !self.check_hosted(w, capsule) {
             return;
@@ -223,7 +224,7 @@ impl CapsuleService {
             Ok(hb) => hb,
             Err(e) => {
                 let m = format!("heartbeat rejected: {e}");
-                return self.out.error(w, capsule, code_for(&e), m);
+                return self.out.error(w, capsule, code_for_proof(&e), m);
             }
         };
 
@@ -279,7 +280,7 @@ impl CapsuleService {
             Ok(after) => after,
             Err(e) => {
                 let m = format!("append rejected: {e}");
-                return self.out.error(w, capsule, code_for(&e), m);
+                return self.out.error(w, capsule, code_for_chain(&e), m);
             }
         };
         let bytes = size_of(&fresh);

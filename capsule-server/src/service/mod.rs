@@ -66,9 +66,9 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use gdp_certs::cert::AdCert;
 use gdp_certs::{DecodeError, Metadata, Name, Timestamp};
 use gdp_proto::capsule::{CapsuleRequest, CapsuleResponse, ErrorCode};
-use gdp_proto::chain::ChainState;
+use gdp_proto::chain::{ChainError, ChainState};
 use gdp_proto::pdu::{Pdu, PduError};
-use gdp_proto::proof::{Heartbeat, VerifiedHeartbeat, verify_heartbeats};
+use gdp_proto::proof::{Heartbeat, ProofError, VerifiedHeartbeat, verify_heartbeats};
 use gdp_proto::record::{Record, RecordError};
 
 use crate::limits::{ConfigError, PeerLimiter, ServiceConfig, TokenBucket, describe_wait};
@@ -347,19 +347,32 @@ pub struct CapsuleService {
     subs_by_peer: HashMap<Name, HashSet<Name>>,
 }
 
-/// The error code for a record, chain or heartbeat error.
-pub(crate) fn code_for(e: &RecordError) -> ErrorCode {
+/// The error code for a heartbeat or proof error.
+pub(crate) fn code_for_proof(e: &ProofError) -> ErrorCode {
     match e {
-        RecordError::NotWriter { .. } => ErrorCode::NotWriter,
-        RecordError::BadSignature
-        | RecordError::NotCovered { .. }
-        | RecordError::HeartbeatMismatch => ErrorCode::BadHeartbeat,
-        RecordError::Gap { .. } => ErrorCode::Gap,
-        RecordError::BadPrev { .. }
-        | RecordError::BadSkip { .. }
-        | RecordError::BadPointer { .. }
-        | RecordError::PathHashMismatch { .. } => ErrorCode::BadChain,
-        RecordError::PayloadTooLarge { .. } => ErrorCode::TooLarge,
+        ProofError::NotWriter { .. } => ErrorCode::NotWriter,
+        ProofError::BadSignature
+        | ProofError::NotCovered { .. }
+        | ProofError::HeartbeatMismatch => ErrorCode::BadHeartbeat,
+        ProofError::Gap { .. } => ErrorCode::Gap,
+        ProofError::BadPrev { .. }
+        | ProofError::BadPointer { .. }
+        | ProofError::PathHashMismatch { .. } => ErrorCode::BadChain,
+        _ => ErrorCode::BadRequest,
+    }
+}
+
+/// The error code for a chain error (records that do not continue the
+/// capsule's chain, or the heartbeat that closes them).
+pub(crate) fn code_for_chain(e: &ChainError) -> ErrorCode {
+    match e {
+        ChainError::Proof(e) => code_for_proof(e),
+        ChainError::NotWriter { .. } => ErrorCode::NotWriter,
+        ChainError::Gap { .. } => ErrorCode::Gap,
+        ChainError::BadPrev { .. }
+        | ChainError::BadSkip { .. }
+        | ChainError::PathHashMismatch { .. } => ErrorCode::BadChain,
+        ChainError::Record(RecordError::PayloadTooLarge { .. }) => ErrorCode::TooLarge,
         _ => ErrorCode::BadRequest,
     }
 }
@@ -499,7 +512,7 @@ impl CapsuleService {
     fn verify_appends(
         &self,
         requests: &[Request],
-    ) -> Vec<Option<Result<VerifiedHeartbeat, RecordError>>> {
+    ) -> Vec<Option<Result<VerifiedHeartbeat, ProofError>>> {
         let mut index = Vec::new();
         let mut items: Vec<(&Metadata, &Heartbeat)> = Vec::new();
         for (i, r) in requests.iter().enumerate() {
@@ -529,7 +542,7 @@ impl CapsuleService {
         &mut self,
         now: Timestamp,
         req: Request,
-        verdict: Option<Result<VerifiedHeartbeat, RecordError>>,
+        verdict: Option<Result<VerifiedHeartbeat, ProofError>>,
     ) {
         let w = waiter(&req);
         let capsule = req.capsule;

@@ -5,8 +5,9 @@ use std::collections::HashMap;
 use gdp_certs::Name;
 use gdp_certs::codec::Encode;
 use gdp_proto::capsule::{CapsuleResponse, ErrorCode, MAX_RESPONSE_RECORDS};
+use gdp_proto::proof::ProofError;
 use gdp_proto::proof::{Heartbeat, Proof};
-use gdp_proto::record::{Record, RecordError};
+use gdp_proto::record::Record;
 
 use super::{CapsuleService, Output, PendingAppend, Response, Subscriber, Waiter};
 use crate::limits::{PROOF_RESERVE, ServiceConfig};
@@ -59,7 +60,7 @@ fn pack_batch(
     records: &[Record],
     start: usize,
     heartbeat: &Heartbeat,
-) -> Result<Vec<(Vec<Record>, Proof)>, RecordError> {
+) -> Result<Vec<(Vec<Record>, Proof)>, ProofError> {
     let budget = (config.max_response_bytes - FRAMING).saturating_sub(PROOF_RESERVE);
     let first = records.first().map_or(0, Record::seqno);
     let lookup = |s: u64| {

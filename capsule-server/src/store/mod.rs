@@ -34,9 +34,9 @@ use std::sync::Arc;
 
 use gdp_certs::cert::AdCert;
 use gdp_certs::{Metadata, Name};
-use gdp_proto::chain::ChainState;
-use gdp_proto::proof::{Heartbeat, Proof, VerifiedHeartbeat, verify_heartbeats};
-use gdp_proto::record::{Record, RecordError, RecordHeader};
+use gdp_proto::chain::{ChainError, ChainState};
+use gdp_proto::proof::{Heartbeat, Proof, ProofError, VerifiedHeartbeat, verify_heartbeats};
+use gdp_proto::record::{Record, RecordHeader};
 use redb::{Database, DatabaseError, ReadTransaction, ReadableDatabase, ReadableTable};
 
 pub mod tables;
@@ -103,7 +103,7 @@ pub enum StoreError {
         capsule: Name,
         /// What failed.
         #[source]
-        source: RecordError,
+        source: ChainError,
     },
     /// The database file failed redb's integrity check and could not be
     /// repaired.
@@ -404,7 +404,7 @@ impl Store {
                 let hb = match &tail {
                     Some(_) => Some(verified.next().ok_or(StoreError::BadTail {
                         capsule: name,
-                        source: RecordError::BadSignature,
+                        source: ProofError::BadSignature.into(),
                     })?),
                     None => None,
                 };
@@ -441,9 +441,9 @@ impl Store {
         name: Name,
         row: CapsuleRow,
         tail: Option<Tail>,
-        heartbeat: Option<Result<VerifiedHeartbeat, RecordError>>,
+        heartbeat: Option<Result<VerifiedHeartbeat, ProofError>>,
     ) -> Result<LoadedCapsule, StoreError> {
-        let bad_tail = |source| StoreError::BadTail {
+        let bad_tail = |source: ChainError| StoreError::BadTail {
             capsule: name,
             source,
         };
@@ -455,7 +455,7 @@ impl Store {
         }
         let (chain, heartbeat) = match (tail, heartbeat) {
             (Some(tail), Some(hb)) => {
-                let hb = hb.map_err(bad_tail)?;
+                let hb = hb.map_err(|e| bad_tail(e.into()))?;
                 let seqnos = ChainState::tail_path_seqnos(tail.seqno);
                 let path = self.headers_in(txn, &name, &seqnos)?;
                 if let Some(first) = path.first()
@@ -467,10 +467,13 @@ impl Store {
                     });
                 }
                 if hb.seqno() != tail.seqno || hb.record_hash() != tail.hash {
-                    return Err(bad_tail(RecordError::NotCovered {
-                        heartbeat: hb.seqno(),
-                        record: tail.seqno,
-                    }));
+                    return Err(bad_tail(
+                        ProofError::NotCovered {
+                            heartbeat: hb.seqno(),
+                            record: tail.seqno,
+                        }
+                        .into(),
+                    ));
                 }
                 let chain = ChainState::from_tail(name, &path).map_err(bad_tail)?;
                 (chain, Some(hb))

@@ -15,6 +15,12 @@
 //!      | <=========== PDUs both ways ==========> |
 //! ```
 //!
+//! The handshake is a sans-IO state machine of the protocol crate,
+//! [`EndpointAttach`], which this module feeds with the link's PDUs and the
+//! wall clock (the router's simulation drives the same one): it refuses a
+//! challenge naming another router than the one the TLS handshake proved,
+//! and an acceptance of another name or before any proof.
+//!
 //! The RtCert in the proof names the challenging router and is valid from
 //! [`EndpointConfig::clock_skew`] before the attach until
 //! [`EndpointConfig::rtcert_validity`] after it. The router's route records
@@ -95,12 +101,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use gdp_certs::cert::{RtCert, Validity};
-use gdp_certs::codec::{Decode, Encode};
+use gdp_certs::cert::RtCert;
+use gdp_certs::codec::Encode;
 use gdp_certs::tls::PeerPolicy;
 use gdp_certs::{Identity, Kind, Name, PublicIdentity, Timestamp};
-use gdp_proto::control::{AdvertiseEntry, AttachProof, ControlMessage};
-use gdp_proto::pdu::{Flags, Pdu, PduError, PduType};
+use gdp_proto::attach::{EndpointAttach, EndpointAttachError, RtCertValidity};
+use gdp_proto::control::{AdvertiseEntry, ControlMessage};
+use gdp_proto::pdu::{Flags, Pdu, PduError};
 use rand::Rng;
 use tokio::sync::{mpsc, watch};
 
@@ -550,20 +557,23 @@ fn abandon(transport: &Transport, reason: &str) {
 }
 
 /// Dials and runs the attach handshake; see [`EndpointLink::connect`].
+///
+/// The handshake itself is [`EndpointAttach`]'s: this feeds it the link's
+/// PDUs with the wall-clock time and sends the proofs it returns.
 async fn attach(
     transport: &Transport,
     events: &mut mpsc::Receiver<LinkEvent>,
     identity: &Identity,
     config: &EndpointConfig,
 ) -> Result<Attached, EndpointError> {
+    let validity = RtCertValidity::relative(config.clock_skew, config.rtcert_validity);
     let link = transport
         .dial_with_policy(config.router_addr, config.peer_policy())
         .await?;
     let router = link.peer().clone();
     let id = link.id();
-    let mut next_seq = 1u64;
-    let mut rtcert: Option<RtCert> = None;
-    let mut early = Vec::new();
+    let mut machine = EndpointAttach::new(identity.clone(), router.name(), validity)
+        .map_err(|e| EndpointError::NotAnEndpoint { kind: e.kind })?;
     loop {
         let Some(event) = events.recv().await else {
             return Err(EndpointError::Down {
@@ -572,79 +582,22 @@ async fn attach(
         };
         match event {
             LinkEvent::Pdus { link_id, pdus, .. } if link_id == id => {
-                let mut pdus = pdus.into_iter();
-                while let Some(bytes) = pdus.next() {
-                    let pdu = match Pdu::decode(bytes.clone()) {
-                        Ok(p) if p.header.ptype == PduType::Control => p,
-                        Ok(_) => {
-                            early.push(bytes);
-                            continue;
-                        }
-                        Err(e) => {
-                            tracing::debug!(error = %e, "undecodable pdu while attaching");
-                            continue;
-                        }
-                    };
-                    match ControlMessage::from_pdu(&pdu) {
-                        Ok(ControlMessage::AttachChallenge(challenge)) => {
-                            if challenge.router != router.name() {
-                                return Err(EndpointError::Protocol {
-                                    reason: format!(
-                                        "the challenge names router {}, the link proved {}",
-                                        challenge.router,
-                                        router.name()
-                                    ),
-                                });
-                            }
-                            let now = Timestamp::now();
-                            let validity = Validity::new(
-                                now.saturating_sub(config.clock_skew),
-                                now.saturating_add(config.rtcert_validity),
-                            );
-                            let proof = AttachProof::create(identity, &challenge, validity);
-                            rtcert = Some(proof.rtcert.clone());
-                            let msg = ControlMessage::AttachProof(proof);
-                            let pdu =
-                                msg.to_pdu(Name::ZERO, identity.name(), next_seq)
-                                    .map_err(|e| EndpointError::Protocol {
-                                        reason: format!("the attach proof does not fit a pdu: {e}"),
-                                    })?;
-                            next_seq += 1;
-                            link.send(pdu.to_bytes()).await?;
-                        }
-                        Ok(ControlMessage::AttachAccepted { endpoint }) => {
-                            if endpoint != identity.name() {
-                                return Err(EndpointError::Protocol {
-                                    reason: format!(
-                                        "the router accepted {endpoint}, not {}",
-                                        identity.name()
-                                    ),
-                                });
-                            }
-                            let Some(rtcert) = rtcert else {
-                                return Err(EndpointError::Protocol {
-                                    reason: "the router accepted before any proof".into(),
-                                });
-                            };
-                            early.extend(pdus);
-                            return Ok(Attached {
-                                link,
-                                router,
-                                rtcert,
-                                early,
-                            });
-                        }
-                        Ok(ControlMessage::AttachRejected { reason }) => {
-                            tracing::warn!(router = %router.name(), %reason, "attach rejected");
-                            return Err(EndpointError::Rejected { reason });
-                        }
-                        Ok(other) => {
-                            tracing::debug!(?other, "unexpected control message while attaching");
-                        }
-                        Err(e) => {
-                            tracing::debug!(error = %e, "undecodable control message while attaching");
-                        }
+                let now = Timestamp::now();
+                for pdu in pdus {
+                    machine.handle_pdu(now, pdu);
+                }
+                match machine.poll_outcome() {
+                    Some(Err(e)) => return Err(attach_failed(router.name(), machine.ignored(), e)),
+                    Some(Ok(accepted)) => {
+                        send_proofs(&link, &mut machine).await?;
+                        return Ok(Attached {
+                            link,
+                            router,
+                            rtcert: accepted.rtcert,
+                            early: accepted.early,
+                        });
                     }
+                    None => send_proofs(&link, &mut machine).await?,
                 }
             }
             LinkEvent::Down { link_id, reason } if link_id == id => {
@@ -656,6 +609,33 @@ async fn attach(
             }
             _ => {}
         }
+    }
+}
+
+/// Sends the proofs `machine` has for the router.
+async fn send_proofs(link: &Link, machine: &mut EndpointAttach) -> Result<(), SendError> {
+    while let Some(pdu) = machine.poll_transmit() {
+        link.send(pdu.to_bytes()).await?;
+    }
+    Ok(())
+}
+
+/// The [`EndpointError`] for an attach that ended without an acceptance.
+fn attach_failed(router: Name, ignored: u64, e: EndpointAttachError) -> EndpointError {
+    match e {
+        EndpointAttachError::Rejected { reason } => {
+            tracing::warn!(%router, %reason, "attach rejected");
+            EndpointError::Rejected { reason }
+        }
+        EndpointAttachError::Protocol(violation) => {
+            tracing::warn!(%router, %violation, ignored, "the router broke the attach protocol");
+            EndpointError::Protocol {
+                reason: violation.to_string(),
+            }
+        }
+        other => EndpointError::Protocol {
+            reason: other.to_string(),
+        },
     }
 }
 

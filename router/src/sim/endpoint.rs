@@ -1,17 +1,28 @@
 //! A simulated endpoint: a small sans-IO client of one router.
 //!
-//! It answers the router's attach challenge with a proof (an RtCert for the
-//! challenging router), advertises capsules once attached, records every
-//! PDU it receives, and can echo Data PDUs back to their source. Tests also
-//! use it to send hand-made or hostile bytes.
+//! It attaches with the endpoint's own attach state machine,
+//! [`EndpointAttach`] (the one the QUIC endpoint drives), told the name of
+//! the router its link reaches as TLS would prove it: so it answers only a
+//! challenge naming that router, with a proof issuing an RtCert for it, and
+//! accepts only an acceptance of its own name after a proof. Once attached
+//! it advertises capsules, it records every PDU it receives, and it can
+//! echo Data PDUs back to their source. Tests also use it to send
+//! hand-made or hostile bytes, and to hand it PDUs as if from its router
+//! ([`SimEndpoint::inject`]).
+//!
+//! After a rejection it starts a new attach on the same link, since the
+//! router sends a fresh challenge after each failed proof (until it closes
+//! the link). After a protocol violation it stops: it stays linked but
+//! never attaches ([`AttachState::Failed`], [`SimEndpoint::attach_error`]).
 
 use std::time::Duration;
 
 use bytes::Bytes;
-use gdp_certs::cert::Validity;
+use gdp_certs::cert::{RtCert, Validity};
 use gdp_certs::codec::{Decode, Encode};
 use gdp_certs::{Identity, Name, Timestamp};
-use gdp_proto::control::{AdvertiseEntry, AttachProof, ControlMessage, NakReason};
+use gdp_proto::attach::{EndpointAttach, EndpointAttachError, RtCertValidity};
+use gdp_proto::control::{AdvertiseEntry, ControlMessage, NakReason};
 use gdp_proto::pdu::PduError;
 use gdp_proto::{Flags, Pdu, PduHeader, PduType};
 
@@ -27,7 +38,15 @@ pub enum AttachState {
     Attaching,
     /// Accepted by the router.
     Attached,
+    /// Linked, but the router broke the attach protocol: the endpoint
+    /// will not attach on this link ([`SimEndpoint::attach_error`]).
+    Failed,
 }
+
+/// The RtCert validity of a simulated endpoint that was given none: from a
+/// day before to a day after the challenge.
+const DEFAULT_VALIDITY: RtCertValidity =
+    RtCertValidity::relative(Duration::from_secs(86_400), Duration::from_secs(86_400));
 
 /// A NakNoRoute an endpoint received.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,14 +67,20 @@ pub struct SimEndpoint {
     identity: Identity,
     pub(crate) link: Option<LinkId>,
     state: AttachState,
-    /// Validity of the RtCerts it issues (`None`: from a day before to a day
-    /// after the challenge).
-    rtcert_validity: Option<Validity>,
+    /// The attach in progress on the link, if any.
+    attach: Option<EndpointAttach>,
+    /// The router the link reaches.
+    router: Option<Name>,
+    /// The RtCert the router accepted on this link.
+    rtcert: Option<RtCert>,
+    /// Validity of the RtCerts it issues.
+    rtcert_validity: RtCertValidity,
     advertise_on_attach: Vec<AdvertiseEntry>,
     echo: bool,
     outbox: Vec<Bytes>,
     received: Vec<Pdu>,
     rejections: Vec<String>,
+    attach_error: Option<EndpointAttachError>,
     next_seq: u64,
 }
 
@@ -66,12 +91,16 @@ impl SimEndpoint {
             identity,
             link: None,
             state: AttachState::Detached,
-            rtcert_validity: None,
+            attach: None,
+            router: None,
+            rtcert: None,
+            rtcert_validity: DEFAULT_VALIDITY,
             advertise_on_attach: Vec::new(),
             echo: false,
             outbox: Vec::new(),
             received: Vec::new(),
             rejections: Vec::new(),
+            attach_error: None,
             next_seq: 1,
         }
     }
@@ -96,9 +125,27 @@ impl SimEndpoint {
         self.state
     }
 
-    /// Issues RtCerts with this validity from now on (for expired-cert tests).
+    /// The router its link reaches, if linked.
+    pub fn router(&self) -> Option<Name> {
+        self.router
+    }
+
+    /// The RtCert its router accepted, while attached.
+    pub fn rtcert(&self) -> Option<&RtCert> {
+        self.rtcert.as_ref()
+    }
+
+    /// Why its last attach failed, if one did: the router's rejection, or
+    /// the router's protocol violation.
+    pub fn attach_error(&self) -> Option<&EndpointAttachError> {
+        self.attach_error.as_ref()
+    }
+
+    /// Issues RtCerts with this validity from the next attach on (for
+    /// expired-cert tests); `None` restores the default, from a day before
+    /// to a day after each challenge.
     pub fn set_rtcert_validity(&mut self, validity: Option<Validity>) {
-        self.rtcert_validity = validity;
+        self.rtcert_validity = validity.map_or(DEFAULT_VALIDITY, RtCertValidity::Fixed);
     }
 
     /// Answers each Data PDU (that is not itself a response) with a Data
@@ -212,59 +259,97 @@ impl SimEndpoint {
         Ok(())
     }
 
+    /// Hands the endpoint `bytes` as if its router had sent them on its
+    /// link (tests of hostile routers). Send what it answers with
+    /// [`Network::flush_endpoint`](super::Network::flush_endpoint).
+    pub fn inject(&mut self, now: Timestamp, bytes: Bytes) {
+        self.handle_pdu(now, bytes);
+    }
+
     pub(crate) fn poll_transmit(&mut self) -> Vec<Bytes> {
         std::mem::take(&mut self.outbox)
     }
 
-    pub(crate) fn linked(&mut self, link: LinkId) {
+    /// Linked to the router named `router` (the name TLS would prove): the
+    /// attach starts.
+    pub(crate) fn linked(&mut self, link: LinkId, router: Name) {
         self.link = Some(link);
+        self.router = Some(router);
+        self.rtcert = None;
         self.state = AttachState::Attaching;
+        self.start_attach(router);
     }
 
     pub(crate) fn unlinked(&mut self) {
         self.link = None;
+        self.router = None;
+        self.rtcert = None;
+        self.attach = None;
         self.state = AttachState::Detached;
+    }
+
+    /// A new attach to `router`; a simulated endpoint of a kind that does
+    /// not attach stays in [`AttachState::Attaching`] for good.
+    fn start_attach(&mut self, router: Name) {
+        self.attach = EndpointAttach::new(self.identity.clone(), router, self.rtcert_validity).ok();
     }
 
     /// One PDU from the router.
     pub(crate) fn handle_pdu(&mut self, now: Timestamp, bytes: Bytes) {
-        let Ok(pdu) = Pdu::decode(bytes) else {
+        let Ok(pdu) = Pdu::decode(bytes.clone()) else {
             return;
         };
-        match pdu.header.ptype {
-            PduType::Control => self.on_control(now, &pdu),
-            PduType::Data if self.echo && !pdu.header.flags.contains(Flags::RESPONSE) => {
-                let reply =
-                    PduHeader::new(PduType::Data, pdu.header.src, self.name(), pdu.header.seq)
-                        .with_flags(Flags::RESPONSE);
-                if let Ok(reply) = Pdu::new(reply, pdu.payload.clone()) {
-                    self.send_pdu(&reply);
-                }
+        if pdu.header.ptype == PduType::Control {
+            self.on_control(now, bytes);
+        } else if pdu.header.ptype == PduType::Data
+            && self.echo
+            && !pdu.header.flags.contains(Flags::RESPONSE)
+        {
+            let reply = PduHeader::new(PduType::Data, pdu.header.src, self.name(), pdu.header.seq)
+                .with_flags(Flags::RESPONSE);
+            if let Ok(reply) = Pdu::new(reply, pdu.payload.clone()) {
+                self.send_pdu(&reply);
             }
-            _ => {}
         }
         self.received.push(pdu);
     }
 
-    fn on_control(&mut self, now: Timestamp, pdu: &Pdu) {
-        match ControlMessage::from_pdu(pdu) {
-            Ok(ControlMessage::AttachChallenge(challenge)) => {
-                let validity = self.rtcert_validity.unwrap_or_else(|| {
-                    let day = Duration::from_secs(86_400);
-                    Validity::new(now.saturating_sub(day), now.saturating_add(day))
-                });
-                let proof = AttachProof::create(&self.identity, &challenge, validity);
-                let _ = self.send_control(&ControlMessage::AttachProof(proof));
-            }
-            Ok(ControlMessage::AttachAccepted { .. }) => {
+    /// A Control PDU: the attach machine's, while an attach runs. (PDUs of
+    /// other types that arrive before the acceptance are recorded as they
+    /// come, so the machine's early PDUs are not needed here.)
+    fn on_control(&mut self, now: Timestamp, bytes: Bytes) {
+        let Some(attach) = self.attach.as_mut() else {
+            return;
+        };
+        attach.handle_pdu(now, bytes);
+        while let Some(proof) = attach.poll_transmit() {
+            self.outbox.push(proof.to_bytes());
+        }
+        let Some(outcome) = attach.poll_outcome() else {
+            return;
+        };
+        self.attach = None;
+        match outcome {
+            Ok(accepted) => {
+                self.rtcert = Some(accepted.rtcert);
                 self.state = AttachState::Attached;
                 if !self.advertise_on_attach.is_empty() {
                     let entries = self.advertise_on_attach.clone();
                     let _ = self.advertise(entries);
                 }
             }
-            Ok(ControlMessage::AttachRejected { reason }) => self.rejections.push(reason),
-            _ => {}
+            Err(EndpointAttachError::Rejected { reason }) => {
+                self.rejections.push(reason.clone());
+                self.attach_error = Some(EndpointAttachError::Rejected { reason });
+                // The router challenges again after a failed proof.
+                if let Some(router) = self.router {
+                    self.start_attach(router);
+                }
+            }
+            Err(e) => {
+                self.attach_error = Some(e);
+                self.state = AttachState::Failed;
+            }
         }
     }
 }

@@ -328,7 +328,8 @@ impl Network {
     /// Links `endpoint` to `router`; the router challenges it at once.
     pub fn attach(&mut self, endpoint: EndpointId, router: RouterId) -> LinkId {
         let link = self.new_link(End::Endpoint(endpoint), End::Router(router));
-        self.endpoints[endpoint.0].linked(link);
+        let name = self.router_name(router);
+        self.endpoints[endpoint.0].linked(link, name);
         let now = self.now;
         self.routers[router.0]
             .core

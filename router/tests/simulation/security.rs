@@ -9,7 +9,8 @@ use gdp_certs::cert::{AdCert, DomainCert, RouteRecord, RouteTarget, RtCert, Vali
 use gdp_certs::codec::Encode;
 use gdp_certs::{Identity, Kind, Name, SecretKey};
 use gdp_proto::PduType;
-use gdp_proto::control::NakReason;
+use gdp_proto::attach::{AttachViolation, EndpointAttachError};
+use gdp_proto::control::{AttachChallenge, ControlMessage, NakReason};
 use gdp_proto::pdu::{HEADER_LEN, MAX_PAYLOAD_LEN, Pdu, PduHeader};
 use gdp_router::core::CoreConfig;
 use gdp_router::sim::{AttachState, NetConfig, Network};
@@ -117,6 +118,10 @@ fn expired_certificates_are_refused() {
     assert_eq!(net.endpoint(late).rejections().len(), 3);
     assert!(net.endpoint(late).rejections()[0].contains("expired"));
     assert_eq!(net.endpoint(late).state(), AttachState::Detached);
+    assert!(matches!(
+        net.endpoint(late).attach_error(),
+        Some(EndpointAttachError::Rejected { reason }) if reason.contains("expired")
+    ));
     assert!(
         net.directory()
             .records(&name(&net, late), net.now())
@@ -403,4 +408,81 @@ fn a_directory_outage_is_answered_with_directory_unavailable() {
         net.endpoint(server).data_from(name(&net, client)).count(),
         1
     );
+}
+
+/// A Control PDU from `from` carrying `msg`, as a router would send it.
+fn control_pdu(msg: ControlMessage, from: Name) -> Bytes {
+    msg.to_pdu(Name::ZERO, from, 1)
+        .expect("a small control message")
+        .to_bytes()
+}
+
+#[test]
+fn an_endpoint_refuses_a_challenge_naming_another_router() {
+    let (mut net, routers) = overlay(3, |_| {});
+    let r0 = net.router_name(routers[0]);
+    let r1 = net.router_name(routers[1]);
+    let careful = net.add_endpoint(Kind::Client, "careful");
+    net.attach(careful, routers[0]);
+    assert_eq!(net.endpoint(careful).router(), Some(r0));
+    // Before router 0's own challenge arrives, a challenge for router 1
+    // comes down the link: answering it would issue an RtCert for a router
+    // this endpoint is not linked to.
+    let forged = ControlMessage::AttachChallenge(AttachChallenge {
+        router: r1,
+        nonce: [7; 32],
+    });
+    let now = net.now();
+    net.endpoint_mut(careful)
+        .inject(now, control_pdu(forged, r1));
+    net.run_for(SECOND);
+
+    let ep = net.endpoint(careful);
+    assert_eq!(ep.state(), AttachState::Failed);
+    assert_eq!(
+        ep.attach_error(),
+        Some(&EndpointAttachError::Protocol(
+            AttachViolation::WrongRouter {
+                challenged: r1,
+                linked: r0,
+            }
+        ))
+    );
+    assert!(ep.rtcert().is_none());
+    // No proof ever left: router 0 saw neither an attach nor a failed one,
+    // and nothing is published for the endpoint.
+    let st = net.router(routers[0]).stats();
+    assert_eq!((st.attaches, st.attach_failures), (0, 0));
+    assert!(
+        net.directory()
+            .records(&name(&net, careful), net.now())
+            .is_empty()
+    );
+
+    // An honest endpoint of the same router attaches with an RtCert for it.
+    let honest = attached(&mut net, Kind::Client, "honest", routers[0]);
+    assert_eq!(net.endpoint(honest).rtcert().map(RtCert::router), Some(r0));
+    assert_eq!(net.endpoint(honest).attach_error(), None);
+}
+
+#[test]
+fn an_endpoint_refuses_an_acceptance_before_its_proof() {
+    let (mut net, routers) = overlay(2, |_| {});
+    let r0 = net.router_name(routers[0]);
+    let e = net.add_endpoint(Kind::Server, "wary");
+    net.attach(e, routers[0]);
+    let early = ControlMessage::AttachAccepted {
+        endpoint: name(&net, e),
+    };
+    let now = net.now();
+    net.endpoint_mut(e).inject(now, control_pdu(early, r0));
+    net.run_for(SECOND);
+    assert_eq!(net.endpoint(e).state(), AttachState::Failed);
+    assert_eq!(
+        net.endpoint(e).attach_error(),
+        Some(&EndpointAttachError::Protocol(
+            AttachViolation::AcceptedBeforeProof
+        ))
+    );
+    assert_eq!(net.router(routers[0]).stats().attaches, 0);
 }
