@@ -13,6 +13,7 @@
 //! walks through an example.
 
 pub mod compose;
+pub mod daemon;
 pub mod names;
 pub mod state;
 pub mod sys;
