@@ -23,7 +23,9 @@
 //! server to its router as an endpoint, advertises its capsules and serves
 //! them, configured by a [`config::ServerConfig`] (the `gdp-capsule-server`
 //! binary reads it from a TOML file; a router embeds a server by calling
-//! [`run`] itself).
+//! [`run`] itself). The binary's command line and logging are the `daemon`
+//! feature (on by default); a program that embeds a server depends on this
+//! crate with `default-features = false`.
 //!
 //! ```
 //! use gdp_capsule_server::committer::{Committer, CommitterConfig};

@@ -20,7 +20,17 @@
 //! assert_eq!(text.parse::<gdp_certs::Name>()?, router.name());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! # Features
+//!
+//! - `tls`: the `tls` module, the TLS identity of QUIC links
+//!   (self-signed X.509 certificates carrying GDP metadata, and rustls
+//!   verifiers that check them). Off by default, so that the wire format and
+//!   the fuzz targets build without rustls and an X.509 stack.
+//! - `quinn` (implies `tls`): quinn client and server configurations built
+//!   from an [`Identity`].
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod cert;
 pub mod codec;
@@ -29,6 +39,8 @@ mod key;
 mod metadata;
 mod name;
 mod time;
+#[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
 pub mod tls;
 
 pub use codec::DecodeError;
@@ -42,6 +54,8 @@ pub use metadata::{
 };
 pub use name::{NAME_LEN, NAME_TEXT_LEN, Name, NameParseError};
 pub use time::Timestamp;
+#[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
 pub use tls::{PeerPolicy, TlsError};
 
 /// Errors from parsing names and checking names against metadata.

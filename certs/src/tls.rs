@@ -280,6 +280,7 @@ pub fn peer_identity(certs: &[CertificateDer<'_>]) -> Result<PublicIdentity, Tls
 /// The quinn configuration of a listener with `identity`: [`server_config`]
 /// wrapped for QUIC, with quinn's default transport settings.
 #[cfg(feature = "quinn")]
+#[cfg_attr(docsrs, doc(cfg(feature = "quinn")))]
 pub fn quinn_server_config(
     identity: &Identity,
     client_policy: PeerPolicy,
@@ -308,6 +309,7 @@ pub fn quinn_server_config(
 /// # Ok(()) }
 /// ```
 #[cfg(feature = "quinn")]
+#[cfg_attr(docsrs, doc(cfg(feature = "quinn")))]
 pub fn quinn_client_config(
     identity: &Identity,
     server_policy: PeerPolicy,
@@ -323,6 +325,7 @@ pub fn quinn_client_config(
 
 /// The identity the peer of an established quinn connection proved.
 #[cfg(feature = "quinn")]
+#[cfg_attr(docsrs, doc(cfg(feature = "quinn")))]
 pub fn quinn_peer_identity(connection: &quinn::Connection) -> Result<PublicIdentity, TlsError> {
     let certs = connection
         .peer_identity()

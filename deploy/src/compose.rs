@@ -5,81 +5,36 @@
 //!
 //! The GDP services use the image named by `GDP_IMAGE` (default
 //! `gdp:latest`), which must have `gdp-router`, `gdp-capsule-server` and
-//! `gdp` on its `PATH`. A router with `via` needs its gateway's name. With
-//! [`Keys`] (`--keys DIR`) every key is made beforehand, bind-mounted into
+//! `gdp` on its `PATH`, and run the command lines of [`crate::daemon`]. A
+//! router with `via` needs its gateway's name. With [`Keys`] (`--keys
+//! DIR`) every key is made beforehand, bind-mounted into
 //! its service, and the names are written into the file. Without, each
 //! service makes its own key on first start and a gateway's name is read
 //! from the environment variable `GDP_NAME_<HOST>` (host name upper-cased,
 //! `-` as `_`), which compose then requires to be set.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 
-use anyhow::Context as _;
-use gdp_certs::{Identity, Kind};
-
+use crate::daemon::{self, Keys, RouterArgs, ServerArgs};
 use crate::topology::{Role, ServerMode, Topology};
 
 /// Where a service sees its host's key directory.
 pub const KEY_DIR: &str = "/etc/gdp/keys";
 
-/// Key files made ahead of time, one directory per host
-/// (`<dir>/<host>/router.key`, `<dir>/<host>/capsule-server.key`), and the
-/// names they hold.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Keys {
-    /// The directory (absolute).
-    pub dir: PathBuf,
-    /// Router names by host.
-    pub routers: BTreeMap<String, String>,
-    /// Capsule server names by host.
-    pub servers: BTreeMap<String, String>,
-}
-
-impl Keys {
-    /// Loads the key files of `topology` under `dir`, generating (mode
-    /// 0600) those that do not exist yet.
-    pub fn load_or_generate(topology: &Topology, dir: &Path) -> anyhow::Result<Keys> {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let dir = std::fs::canonicalize(dir)?;
-        let mut keys = Keys {
-            dir: dir.clone(),
-            routers: BTreeMap::new(),
-            servers: BTreeMap::new(),
-        };
-        for host in &topology.hosts {
-            let Some(r) = host.router() else { continue };
-            let path = dir.join(&host.name).join("router.key");
-            let (id, _) = Identity::load_or_generate(&path, Kind::Router, &host.name)
-                .with_context(|| format!("the router key of {}", host.name))?;
-            keys.routers
-                .insert(host.name.clone(), id.name().to_string());
-            if r.capsule_server.is_some() {
-                let path = dir.join(&host.name).join("capsule-server.key");
-                let label = format!("{}-capsule-server", host.name);
-                let (id, _) = Identity::load_or_generate(&path, Kind::Server, &label)
-                    .with_context(|| format!("the capsule server key of {}", host.name))?;
-                keys.servers
-                    .insert(host.name.clone(), id.name().to_string());
-            }
-        }
-        Ok(keys)
-    }
-
-    /// The bind mount of `host`'s key directory (read-only), with `$`
-    /// escaped from compose's interpolation.
-    fn mount(&self, host: &str) -> String {
-        let src = self.dir.join(host).to_string_lossy().replace('$', "$$");
-        format!("{src}:{KEY_DIR}:ro")
-    }
+/// The bind mount of `host`'s key directory (read-only), with `$` escaped
+/// from compose's interpolation.
+fn key_mount(keys: &Keys, host: &str) -> String {
+    let src = keys.host_dir(host).to_string_lossy().replace('$', "$$");
+    format!("{src}:{KEY_DIR}:ro")
 }
 
 /// Where the GDP services keep their data inside the container.
 pub const DATA_DIR: &str = "/var/lib/gdp";
 /// The image of the directory service.
 pub const REDIS_IMAGE: &str = "redis:7";
+/// Where a router that embeds a capsule server finds its config.
+pub const ROUTER_CONFIG: &str = "/etc/gdp/router.toml";
 /// The image of the GDP services, with its default.
 pub const GDP_IMAGE: &str = "${GDP_IMAGE:-gdp:latest}";
 
@@ -164,22 +119,8 @@ pub fn render(topology: &Topology, project: &str, keys: Option<&Keys>) -> String
             Role::Router(r) => {
                 let service = format!("{}-router", host.name);
                 let listen = SocketAddr::from((host.address, r.port));
-                let mut cmd: Vec<String> = vec![
-                    "gdp-router".into(),
-                    "--data-dir".into(),
-                    format!("{DATA_DIR}/router"),
-                    "--listen".into(),
-                    listen.to_string(),
-                    "--directory".into(),
-                    dir.url(),
-                    "--log".into(),
-                    r.log.clone(),
-                ];
-                if let Some(via) = &r.via {
-                    let gw = topology.host(via).and_then(|h| {
-                        h.router()
-                            .map(|gr| SocketAddr::from((h.address, gr.port)).to_string())
-                    });
+                let via = r.via.as_ref().map(|via| {
+                    let gw = topology.router_address(via).map(|a| a.to_string());
                     let name = match keys.and_then(|k| k.routers.get(via)) {
                         Some(name) => name.clone(),
                         None => format!(
@@ -187,51 +128,48 @@ pub fn render(topology: &Topology, project: &str, keys: Option<&Keys>) -> String
                             name_variable(via)
                         ),
                     };
-                    cmd.push("--via".into());
-                    cmd.push(format!("{name}@{}", gw.unwrap_or_default()));
-                }
-                if keys.is_some() {
-                    cmd.push("--key-file".into());
-                    cmd.push(format!("{KEY_DIR}/router.key"));
-                }
-                if r.capsule_server == Some(ServerMode::Embedded) {
-                    cmd.push("--config".into());
-                    cmd.push("/etc/gdp/router.toml".into());
-                }
+                    (name, gw.unwrap_or_default())
+                });
+                let args = RouterArgs {
+                    data_dir: format!("{DATA_DIR}/router"),
+                    listen,
+                    directory: dir.url(),
+                    log: r.log.clone(),
+                    via,
+                    key_file: keys.map(|_| format!("{KEY_DIR}/{}", daemon::ROUTER_KEY)),
+                    config: (r.capsule_server == Some(ServerMode::Embedded))
+                        .then(|| ROUTER_CONFIG.to_owned()),
+                };
+                let cmd: Vec<String> = std::iter::once(daemon::ROUTER.to_owned())
+                    .chain(args.to_args())
+                    .collect();
                 let _ = writeln!(y, "  {service}:");
                 let _ = writeln!(y, "    image: {}", q(GDP_IMAGE));
                 let _ = writeln!(y, "    command: {}", list(&cmd));
                 let _ = writeln!(y, "    depends_on: {}", list(&["directory".into()]));
                 let mut mounts = vec![format!("{service}:{DATA_DIR}")];
-                mounts.extend(keys.map(|k| k.mount(&host.name)));
+                mounts.extend(keys.map(|k| key_mount(k, &host.name)));
                 let _ = writeln!(y, "    volumes: {}", list(&mounts));
                 volumes.push(service.clone());
                 if r.capsule_server == Some(ServerMode::Embedded) {
                     let _ = writeln!(y, "    configs:");
                     let _ = writeln!(y, "      - source: {}", q(&service));
-                    let _ = writeln!(y, "        target: {}", q("/etc/gdp/router.toml"));
+                    let _ = writeln!(y, "        target: {}", q(ROUTER_CONFIG));
                     configs.push(service.clone());
                 }
                 network(&mut y, &host.address.to_string());
                 if r.capsule_server == Some(ServerMode::Standalone) {
                     let server = format!("{}-capsule-server", host.name);
-                    let mut cmd: Vec<String> = vec![
-                        "gdp-capsule-server".into(),
-                        "--data-dir".into(),
-                        format!("{DATA_DIR}/capsule-server"),
-                        "--router".into(),
-                        listen.to_string(),
-                        "--log".into(),
-                        r.log.clone(),
-                    ];
-                    if let Some(k) = keys {
-                        cmd.push("--key-file".into());
-                        cmd.push(format!("{KEY_DIR}/capsule-server.key"));
-                        if let Some(name) = k.routers.get(&host.name) {
-                            cmd.push("--router-name".into());
-                            cmd.push(name.clone());
-                        }
-                    }
+                    let args = ServerArgs {
+                        data_dir: format!("{DATA_DIR}/capsule-server"),
+                        router: listen,
+                        log: r.log.clone(),
+                        key_file: keys.map(|_| format!("{KEY_DIR}/{}", daemon::CAPSULE_SERVER_KEY)),
+                        router_name: keys.and_then(|k| k.routers.get(&host.name).cloned()),
+                    };
+                    let cmd: Vec<String> = std::iter::once(daemon::CAPSULE_SERVER.to_owned())
+                        .chain(args.to_args())
+                        .collect();
                     let _ = writeln!(y, "  {server}:");
                     let _ = writeln!(y, "    image: {}", q(GDP_IMAGE));
                     let _ = writeln!(y, "    command: {}", list(&cmd));
@@ -241,7 +179,7 @@ pub fn render(topology: &Topology, project: &str, keys: Option<&Keys>) -> String
                         list(std::slice::from_ref(&service))
                     );
                     let mut mounts = vec![format!("{server}:{DATA_DIR}")];
-                    mounts.extend(keys.map(|k| k.mount(&host.name)));
+                    mounts.extend(keys.map(|k| key_mount(k, &host.name)));
                     let _ = writeln!(y, "    volumes: {}", list(&mounts));
                     // The same host: the router's network namespace.
                     let _ = writeln!(y, "    network_mode: {}", q(&format!("service:{service}")));
@@ -249,10 +187,7 @@ pub fn render(topology: &Topology, project: &str, keys: Option<&Keys>) -> String
                 }
             }
             Role::Client { attach } => {
-                let gateway = topology.host(attach).and_then(|h| {
-                    h.router()
-                        .map(|r| SocketAddr::from((h.address, r.port)).to_string())
-                });
+                let gateway = topology.router_address(attach).map(|a| a.to_string());
                 let service = format!("{}-client", host.name);
                 let _ = writeln!(y, "  {service}:");
                 let _ = writeln!(y, "    image: {}", q(GDP_IMAGE));
@@ -282,11 +217,8 @@ pub fn render(topology: &Topology, project: &str, keys: Option<&Keys>) -> String
         let _ = writeln!(y, "configs:");
         for c in &configs {
             let _ = writeln!(y, "  {c}:");
-            let content = if keys.is_some() {
-                format!("[capsule_server]\nkey_file = \"{KEY_DIR}/capsule-server.key\"\n")
-            } else {
-                "[capsule_server]\n".to_owned()
-            };
+            let key_file = keys.map(|_| format!("{KEY_DIR}/{}", daemon::CAPSULE_SERVER_KEY));
+            let content = daemon::embedded_config(key_file.as_deref());
             let _ = writeln!(y, "    content: {}", q(&content));
         }
     }

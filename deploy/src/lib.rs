@@ -9,10 +9,15 @@
 //! - [`compose::render`] turns the same topology into a compose file for
 //!   container hosts.
 //!
+//! Both start the daemons the same way: [`daemon`] holds their key files
+//! (made before anything starts, so every name is known up front) and their
+//! command lines.
+//!
 //! The topology format is described in [`topology`]; `deploy/README.md`
 //! walks through an example.
 
 pub mod compose;
+pub mod daemon;
 pub mod names;
 pub mod state;
 pub mod sys;

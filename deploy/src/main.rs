@@ -18,7 +18,7 @@ use clap::{Parser, Subcommand};
 use gdp_deploy::state::State;
 use gdp_deploy::testbed::{self, UpOptions};
 use gdp_deploy::topology::Topology;
-use gdp_deploy::{compose, sys};
+use gdp_deploy::{compose, daemon, sys};
 
 /// Local GDP overlay testbeds (network namespaces) and compose files from
 /// one topology file.
@@ -255,7 +255,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let t = load_topology(&topology)?;
             let keys = keys
-                .map(|dir| compose::Keys::load_or_generate(&t, &dir))
+                .map(|dir| daemon::Keys::load_or_generate(&t, &dir))
                 .transpose()?;
             print!("{}", compose::render(&t, &project, keys.as_ref()));
         }

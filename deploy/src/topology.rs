@@ -30,7 +30,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::str::FromStr;
 
 use serde::Deserialize;
@@ -341,6 +341,12 @@ impl Host {
             Role::Client { .. } => None,
         }
     }
+
+    /// Where this host's router listens, if it runs one.
+    pub fn router_address(&self) -> Option<SocketAddr> {
+        self.router()
+            .map(|r| SocketAddr::from((self.address, r.port)))
+    }
 }
 
 /// A checked topology.
@@ -583,6 +589,12 @@ impl Topology {
     /// The host called `name`.
     pub fn host(&self, name: &str) -> Option<&Host> {
         self.hosts.iter().find(|h| h.name == name)
+    }
+
+    /// Where the router of the host called `name` listens, if that host
+    /// exists and runs one.
+    pub fn router_address(&self, name: &str) -> Option<SocketAddr> {
+        self.host(name).and_then(Host::router_address)
     }
 
     /// Whether the root namespace joins the testbed network (with `.1`).

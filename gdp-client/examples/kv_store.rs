@@ -11,13 +11,13 @@
 //! capsule server on loopback):
 //!
 //! ```text
-//! cargo run -p gdp-client --example kv_store
+//! cargo run -p gdp-client --features local --example kv_store
 //! ```
 //!
 //! or against a running GDP, given a router and a capsule server:
 //!
 //! ```text
-//! cargo run -p gdp-client --example kv_store -- <router addr> <server name>
+//! cargo run -p gdp-client --features local --example kv_store -- <router addr> <server name>
 //! ```
 //!
 //! Record format: `u8 op (1 put, 2 delete) || u16 key length || key || value`.
@@ -26,9 +26,11 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use gdp_certs::{Identity, Kind, Name, Timestamp};
 use gdp_client::local::LocalGdp;
-use gdp_client::{Capsule, CapsuleSpec, Client, ClientError, ClientOptions, Writer};
+use gdp_client::{
+    Capsule, CapsuleSpec, Client, ClientError, ClientOptions, Identity, Kind, Name, Timestamp,
+    Writer,
+};
 
 const OP_PUT: u8 = 1;
 const OP_DELETE: u8 = 2;

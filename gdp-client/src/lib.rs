@@ -19,10 +19,12 @@
 //! `futures::Stream` of verified records that resumes after link failures
 //! and server restarts with no gap and no duplicate.
 //!
-//! The example below starts a whole GDP in this process ([`local`]: three
-//! routers and a capsule server on loopback) and uses it as any remote GDP:
+//! The example below starts a whole GDP in this process (`local`, with the
+//! feature of that name: three routers and a capsule server on loopback)
+//! and uses it as any remote GDP:
 //!
-//! ```
+#![cfg_attr(feature = "local", doc = "```")]
+#![cfg_attr(not(feature = "local"), doc = "```ignore")]
 //! use futures::StreamExt;
 //! use gdp_client::CapsuleSpec;
 //! use gdp_client::local::LocalGdp;
@@ -61,14 +63,27 @@
 //! ```
 //!
 //! Against a real GDP, connect to a router's address instead:
-//! `Client::connect(addr, identity, ClientOptions::default())`.
+//! `Client::connect(addr, identity, ClientOptions::default())`. The names,
+//! keys and metadata a client works with are re-exported here ([`Identity`],
+//! [`Name`], [`Kind`], [`Metadata`], [`PublicKey`], [`SecretKey`], ...), so
+//! an application needs no other GDP crate.
+//!
+//! # Features
+//!
+//! The default build is the client alone. `local` adds `gdp_client::local`,
+//! a whole GDP in this process, and with it the router and the capsule
+//! server (and their Redis and redb backends). The `gdp` command is the
+//! `gdp-cli` package.
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod capsule;
 pub mod capsule_file;
 mod client;
 mod connection;
 mod error;
+#[cfg(feature = "local")]
+#[cfg_attr(docsrs, doc(cfg(feature = "local")))]
 pub mod local;
 mod options;
 mod subscription;
@@ -89,6 +104,10 @@ pub use subscription::Subscription;
 pub use verified::VerifiedRecord;
 pub use writer::Writer;
 
+pub use gdp_certs::cert::{AdCert, Validity};
+pub use gdp_certs::{
+    Identity, Kind, Metadata, Name, PublicIdentity, PublicKey, SecretKey, Timestamp,
+};
 pub use gdp_link::endpoint::Nak;
 pub use gdp_proto::capsule::ErrorCode;
 pub use gdp_proto::proof::ProofError;

@@ -12,6 +12,12 @@
 //! - `sim` and `testing` (features): the deterministic multi-router
 //!   simulation and real Redis servers for tests.
 //!
+//! Features: `daemon` (default) is what the `gdp-router` binary adds, its
+//! command line (`config::Cli`) and its logging; `capsule-server` (default)
+//! lets the binary embed a capsule server. The library itself needs neither,
+//! so a program that starts routers from [`config::RouterSettings`] depends
+//! on `gdp-router` with `default-features = false`.
+//!
 //! A router on loopback with the in-process directory:
 //!
 //! ```

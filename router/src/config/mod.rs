@@ -57,6 +57,7 @@
 //! Durations are written as a number with a unit (`ms`, `s`, `m`, `h`), or
 //! as a bare number of seconds.
 
+#[cfg(feature = "daemon")]
 mod cli;
 mod file;
 
@@ -66,6 +67,7 @@ use std::time::Duration;
 
 use gdp_certs::PublicKey;
 
+#[cfg(feature = "daemon")]
 pub use cli::{Cli, ViaArg};
 pub use file::{
     ConfigDuration, FileConfig, LimitsConfig, SocketConfig, TimingConfig, TrustConfig, ViaConfig,
@@ -173,7 +175,8 @@ pub struct RouterSettings {
     pub directory_options: DirectoryOptions,
     /// Where to serve metrics.
     pub metrics: Option<SocketAddr>,
-    /// The log filter.
+    /// The log filter, which the `gdp-router` binary installs (checked by
+    /// [`validate`](Self::validate) with the `daemon` feature).
     pub log: String,
     /// The gateway.
     pub via: Option<ViaConfig>,
@@ -260,10 +263,12 @@ impl Default for RouterSettings {
 }
 
 /// `cli` if set, else `file`, else `default`.
+#[cfg(feature = "daemon")]
 fn pick<T>(cli: Option<T>, file: Option<T>, default: T) -> T {
     cli.or(file).unwrap_or(default)
 }
 
+#[cfg(feature = "daemon")]
 fn pick_duration(
     cli: Option<Duration>,
     file: Option<ConfigDuration>,
@@ -275,6 +280,7 @@ fn pick_duration(
 impl RouterSettings {
     /// Loads the file named by `--config` (if any) and applies the command
     /// line over it.
+    #[cfg(feature = "daemon")]
     pub fn from_cli(cli: &Cli) -> Result<Self, ConfigError> {
         let file = match &cli.config {
             Some(path) => FileConfig::load(path)?,
@@ -284,6 +290,7 @@ impl RouterSettings {
     }
 
     /// Applies `cli` over `file` over the defaults, and checks the result.
+    #[cfg(feature = "daemon")]
     pub fn resolve(file: FileConfig, cli: &Cli) -> Result<Self, ConfigError> {
         let d = RouterSettings::default();
         let data_dir = pick(cli.data_dir.clone(), file.data_dir, d.data_dir);
@@ -404,6 +411,8 @@ impl RouterSettings {
                 "a router with no public address needs a `via` gateway".into(),
             );
         }
+        // Only the binary installs the filter, and only it can check it.
+        #[cfg(feature = "daemon")]
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log) {
             return bad("log", e.to_string());
         }
@@ -482,16 +491,22 @@ impl RouterSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(feature = "daemon")]
     use clap::Parser;
+    #[cfg(feature = "daemon")]
     use gdp_certs::Name;
+    #[cfg(feature = "daemon")]
     use std::path::Path;
 
+    // The tests of `resolve` need the command line, which is the daemon's.
+    #[cfg(feature = "daemon")]
     fn cli(args: &[&str]) -> Cli {
         Cli::try_parse_from(std::iter::once("gdp-router").chain(args.iter().copied()))
             .expect("valid command line")
     }
 
     #[test]
+    #[cfg(feature = "daemon")]
     fn nothing_given_means_the_embedded_defaults() {
         let s = RouterSettings::resolve(FileConfig::default(), &cli(&[])).expect("valid");
         assert_eq!(s.listen, SocketAddr::from(([0, 0, 0, 0], DEFAULT_PORT)));
@@ -505,6 +520,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "daemon")]
     fn the_data_dir_holds_the_default_key_file() {
         let s = RouterSettings::resolve(FileConfig::default(), &cli(&["--data-dir", "/d"]))
             .expect("valid");
@@ -518,6 +534,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "daemon")]
     fn the_command_line_wins_over_the_file() {
         let file = FileConfig::parse(
             r#"
@@ -550,6 +567,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "daemon")]
     fn a_router_behind_a_gateway_advertises_nothing_by_default() {
         let gw = Name::from_bytes([9; 32]);
         let s = RouterSettings::resolve(
@@ -572,6 +590,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "daemon")]
     fn unknown_keys_and_bad_values_are_refused() {
         assert!(matches!(
             FileConfig::parse("listn = \"1.2.3.4:5\"", Path::new("t.toml")),
@@ -602,6 +621,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "daemon")]
     fn the_capsule_server_table_is_kept_as_it_is() {
         let file = FileConfig::parse(
             "[capsule_server]\nstore = \"capsules\"\nmax = 3\n",

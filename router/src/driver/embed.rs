@@ -1,8 +1,9 @@
 //! The extension point for a service embedded in the router process: the
 //! capsule server.
 //!
-//! `gdp-router` does not depend on `gdp-capsule-server`; a binary that
-//! embeds one passes an [`EmbedHook`] to [`launch`](super::launch). Once the
+//! The `gdp-router` library does not use `gdp-capsule-server` (only its
+//! binary does, with the `capsule-server` feature); a binary that embeds a
+//! service passes an [`EmbedHook`] to [`launch`](super::launch). Once the
 //! router is up, the hook is called with the `[capsule_server]` table of the
 //! config file, as it was written, and where to reach the router. The
 //! embedded service attaches to the router like any other endpoint (a QUIC

@@ -3,6 +3,9 @@
 //! (which must give one line on stderr and a non-zero status, never a
 //! panic).
 
+// The SDK's test helpers (router and capsule server processes, temporary
+// directories), shared rather than copied.
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::io::{BufRead, BufReader, Write};

@@ -15,6 +15,10 @@
 //! Every command prints text by default and one JSON object per line with
 //! `--json`. A failure prints one line, `gdp: <what went wrong>`, on
 //! standard error and exits with status 1 (2 for a bad command line).
+//!
+//! It is the `gdp-cli` package, built on the `gdp-client` SDK with its
+//! `local` feature (for `gdp demo`): `cargo install --path gdp-client/cli`,
+//! or `cargo run --release -p gdp-cli -- demo`.
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 

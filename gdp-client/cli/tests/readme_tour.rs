@@ -5,14 +5,14 @@
 //! the workspace's debug binaries first on `PATH` (`scripts/test.sh` builds
 //! them). The tour uses the router's default port, 7474.
 //!
-//! Run with: `cargo build --bins && cargo test -p gdp-client --test readme_tour`
+//! Run with: `cargo build --bins && cargo test -p gdp-cli --test readme_tour`
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn tour_script() -> String {
-    let readme = Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md");
+    let readme = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md");
     let text = std::fs::read_to_string(&readme).expect("README.md is readable");
     let start = text
         .find("<!-- tour -->")
