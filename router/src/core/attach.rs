@@ -38,6 +38,14 @@ pub(crate) struct Attached {
     pub(crate) advertised: BTreeMap<Name, AdvertiseEntry>,
 }
 
+impl Attached {
+    /// True if the endpoint may send as `name`: its own name, or a capsule
+    /// it advertised.
+    pub(crate) fn sends_as(&self, name: &Name) -> bool {
+        self.name == *name || self.advertised.contains_key(name)
+    }
+}
+
 /// What a link is.
 #[derive(Debug, Clone)]
 pub(crate) enum LinkKind {

@@ -1,8 +1,11 @@
 //! The forwarding path.
 //!
 //! For each PDU: check its size, parse the fixed header in place
-//! ([`peek_header`], no allocation), dispatch by link role and PDU type,
-//! check the source on endpoint links, then look the destination up:
+//! ([`peek_header`], no allocation), then ask [`decide`] (the fast path's
+//! predicate over the FIB, the same one link readers run): when it
+//! forwards, the PDU is queued on its hop and that is all. Otherwise the
+//! slow path: dispatch by link role and PDU type, check the source on
+//! endpoint links, then look the destination up:
 //!
 //! - destination is this router: answer a Ping with a Pong, consume a NAK;
 //! - FIB hit: queue the *same* bytes for the next hop. Towards a router the
@@ -23,6 +26,7 @@ use gdp_proto::pdu::{HEADER_LEN, MAX_PDU_LEN, Pdu, decrement_ttl, peek_header};
 use gdp_proto::{Flags, PduHeader, PduType};
 
 use super::attach::LinkKind;
+use super::fast::{CoreView, Hop, Ingress, Verdict, decide};
 use super::io::LinkId;
 use super::pending::{PendingPdu, QueueFull};
 use super::timers::Timer;
@@ -69,10 +73,27 @@ impl RouterCore {
         if header.pdu_len() != bytes.len() {
             return self.violation(now, link, DropReason::Malformed);
         }
+        let view = CoreView {
+            fib: &self.fib,
+            links: &self.links,
+            now,
+        };
+        let at = Ingress {
+            router: self.name,
+            link,
+            peer: state.fast_peer(),
+        };
+        if let Verdict::Forward(hop) = decide(&view, &at, &header) {
+            self.debug_check_agreement(now, link, &header, hop);
+            self.stats.cache_hits += 1;
+            return self.send_hop(hop, &header, bytes);
+        }
+        // The slow path: what `decide` left to the core, judged by the
+        // link table.
         match &state.kind {
             LinkKind::Attaching { .. } => self.on_attaching_pdu(now, link, &header, bytes),
             LinkKind::Endpoint(att) => {
-                let source_ok = header.src == att.name || att.advertised.contains_key(&header.src);
+                let source_ok = att.sends_as(&header.src);
                 match header.ptype {
                     PduType::Control => {
                         // Endpoints have nothing more to say on the control
@@ -140,6 +161,13 @@ impl RouterCore {
             return;
         };
         let to_router = state.is_router();
+        self.send_hop(Hop { link, to_router }, header, bytes);
+    }
+
+    /// Queues `bytes` on `hop`'s link, decrementing the TTL in place when
+    /// it leads to a router.
+    fn send_hop(&mut self, hop: Hop, header: &PduHeader, bytes: Bytes) {
+        let Hop { link, to_router } = hop;
         let bytes = if to_router {
             if header.ttl == 0 {
                 self.stats.dropped.count(DropReason::Ttl);

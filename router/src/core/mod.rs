@@ -40,11 +40,12 @@
 //!   this server.
 //! - **Peering** (`peering` module): router links exchange hellos; the
 //!   peering policy may require a trust-domain certificate.
-//! - **Forwarding** (`forward` module): parse the header without copying,
-//!   check the source on endpoint links, look the destination up in the
-//!   [`Fib`], decrement the TTL in place and queue the same bytes for the
-//!   next hop. A miss parks the PDU in the pending queue and starts a
-//!   resolution.
+//! - **Forwarding** (`forward` module): parse the header without copying
+//!   and ask [`fast::decide`] first, the same predicate a link reader runs
+//!   on the FIB alone: when it forwards, decrement the TTL in place and
+//!   queue the same bytes for the next hop. Otherwise check the source on
+//!   endpoint links and look the destination up in the [`Fib`]; a miss
+//!   parks the PDU in the pending queue and starts a resolution.
 //! - **Resolution** (`resolve` module): a lookup's raw records are decoded
 //!   and verified one by one; a usable record leads to a FIB entry (a linked
 //!   router), a dial (a router with addresses) or the resolution of its
@@ -73,6 +74,7 @@ use rand::{Rng, SeedableRng};
 
 mod attach;
 mod config;
+pub mod fast;
 mod fib;
 mod forward;
 mod io;
@@ -213,6 +215,15 @@ impl RouterCore {
     /// The counters.
     pub fn stats(&self) -> &Stats {
         &self.stats
+    }
+
+    /// A driver whose link readers forwarded PDUs on the fast path reports
+    /// them, so that [`stats`](RouterCore::stats) counts them as the core's
+    /// own (see [`Stats::add_fast_path`]). A driver whose readers run
+    /// concurrently with the core may instead add their counts to a copy of
+    /// the stats when it reports them.
+    pub fn record_fast_path(&mut self, forwarded: u64, delivered_local: u64) {
+        self.stats.add_fast_path(forwarded, delivered_local);
     }
 
     /// What the core knows about `link`.

@@ -600,9 +600,10 @@ impl Driver {
         // The readers' forwarding is the core's decision taken early: count
         // it where the core counts its own.
         let mut core = self.core.stats().clone();
-        core.forwarded += driver.fast_forwarded;
-        core.cache_hits += driver.fast_forwarded;
-        core.delivered_local += fast.delivered_local.load(Ordering::Relaxed);
+        core.add_fast_path(
+            driver.fast_forwarded,
+            fast.delivered_local.load(Ordering::Relaxed),
+        );
         Snapshot {
             name: self.name,
             backend: self.directory.backend(),
