@@ -4,7 +4,9 @@
 //! (virtual time, in-memory links and directory, one seed) and asserts the
 //! specific counters the behaviour under test must move. Routing behaviour
 //! is tested here; hostile inputs (bad certificates and records, spoofing,
-//! malformed PDUs, peering policy) in [`security`].
+//! malformed PDUs, peering policy) in [`security`]; the routers' link
+//! readers forwarding on their own (the fast path, on by default) in
+//! [`fast_path`].
 
 use std::time::Duration;
 
@@ -18,6 +20,8 @@ use gdp_proto::{Flags, PduType};
 use gdp_router::core::{LinkRole, RouteKind};
 use gdp_router::sim::{AttachState, EndpointId, NetConfig, Network, RouterId};
 
+#[path = "simulation/fast_path.rs"]
+mod fast_path;
 #[path = "simulation/security.rs"]
 mod security;
 

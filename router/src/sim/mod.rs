@@ -25,6 +25,18 @@
 //! - `CloseLink` takes the link down after what was already sent on it has
 //!   arrived, one link latency later.
 //!
+//! It also plays the routers' link readers: with [`NetConfig::fast_path`]
+//! (on by default) each reliable batch arriving at a router is a read that
+//! first goes through the core's
+//! [`ReadPlan`](crate::core::fast::ReadPlan), as in the driver. The PDUs
+//! it forwards leave on their next hops at once, counted in
+//! [`Network::fast_forwarded`] and, through
+//! [`RouterCore::record_fast_path`], in the core's own counters; the rest
+//! of the batch goes to the core. The network seals every router's FIB
+//! once it has carried out what the core queued, so the plan sees what a
+//! driver's readers would. The core handles the rest of a read before the
+//! next event, so no read ever waits behind another.
+//!
 //! Each router listens on its own private address `10.<n>.0.1:4433`. A
 //! public router also publishes that address; a private router publishes
 //! only `via` its gateway, which it dials itself.
@@ -76,6 +88,7 @@ use crate::core::{Action, CoreConfig, Gateway, LinkId, LinkPeer, RouterCore};
 mod capsule;
 mod directory;
 mod endpoint;
+mod reader;
 
 pub use capsule::SimCapsule;
 pub use directory::SimDirectory;
@@ -116,6 +129,12 @@ pub struct NetConfig {
     /// The template of every router's configuration (addresses, gateway and
     /// seed are set per router).
     pub router: CoreConfig,
+    /// Routers' link readers forward what the core's
+    /// [`ReadPlan`](crate::core::fast::ReadPlan) forwards
+    /// before the core sees the rest of each reliable batch, as the
+    /// driver's do (see the module documentation). Off, every PDU goes
+    /// through the core; either way the results are the same.
+    pub fast_path: bool,
 }
 
 impl Default for NetConfig {
@@ -126,6 +145,7 @@ impl Default for NetConfig {
             directory_latency: Duration::from_millis(2),
             loss: 0.0,
             router: CoreConfig::default(),
+            fast_path: true,
         }
     }
 }
@@ -135,6 +155,8 @@ struct SimRouter {
     core: RouterCore,
     listen: SocketAddr,
     alive: bool,
+    /// PDUs its link readers forwarded on the fast path.
+    fast_forwarded: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -156,6 +178,7 @@ enum Event {
         link: LinkId,
         to: End,
         pdus: Vec<Bytes>,
+        reliable: bool,
     },
     RouterLinkUp {
         link: LinkId,
@@ -290,6 +313,7 @@ impl Network {
             core,
             listen,
             alive: true,
+            fast_forwarded: 0,
         });
         self.drain_router(id);
         id
@@ -438,6 +462,17 @@ impl Network {
         self.lost
     }
 
+    /// PDUs the routers' link readers forwarded on the fast path so far
+    /// (see [`NetConfig::fast_path`]).
+    pub fn fast_forwarded(&self) -> u64 {
+        self.routers.iter().map(|r| r.fast_forwarded).sum()
+    }
+
+    /// PDUs the link readers of `router` forwarded on the fast path so far.
+    pub fn fast_forwarded_by(&self, router: RouterId) -> u64 {
+        self.routers[router.0].fast_forwarded
+    }
+
     /// Sends what `endpoint` queued: PDUs flagged unreliable as datagrams
     /// (which may be lost), the rest (including unparsable bytes) reliably.
     pub fn flush_endpoint(&mut self, endpoint: EndpointId) {
@@ -538,7 +573,15 @@ impl Network {
         }
         let at = self.now.saturating_add(self.config.link_latency);
         let to = l.other(from);
-        self.schedule(at, Event::Pdus { link, to, pdus });
+        self.schedule(
+            at,
+            Event::Pdus {
+                link,
+                to,
+                pdus,
+                reliable,
+            },
+        );
     }
 
     /// Carries out everything `router` queued.
@@ -549,6 +592,9 @@ impl Network {
         while let Some(t) = self.routers[router.0].core.poll_transmit() {
             self.transmit(t.link, End::Router(router), t.pdus, t.reliable);
         }
+        // Everything the core queued is on its links: its link readers may
+        // use the entries it wrote.
+        self.routers[router.0].core.seal_fib();
         let dir_at = self.now.saturating_add(self.config.directory_latency);
         let me = self.router_name(router);
         while let Some(action) = self.routers[router.0].core.poll_action() {
@@ -624,13 +670,23 @@ impl Network {
     fn deliver(&mut self, event: Event) {
         let now = self.now;
         match event {
-            Event::Pdus { link, to, pdus } => {
+            Event::Pdus {
+                link,
+                to,
+                pdus,
+                reliable,
+            } => {
                 if !self.links.get(&link).is_some_and(|l| l.up) {
                     return;
                 }
                 match to {
                     End::Router(r) if self.routers[r.0].alive => {
-                        for pdu in pdus {
+                        let taken = if reliable && self.config.fast_path {
+                            self.fast_read(r, link, &pdus)
+                        } else {
+                            0
+                        };
+                        for pdu in pdus.into_iter().skip(taken) {
                             self.routers[r.0].core.handle_pdu(now, link, pdu);
                         }
                         self.drain_router(r);
