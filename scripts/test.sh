@@ -6,7 +6,8 @@
 # Usage: bash scripts/test.sh [extra arguments for `cargo test`]
 #
 # It installs what it needs when missing (redis-server, from the Debian
-# packages) and the tests start and stop their own servers.
+# packages) and the tests start and stop their own servers. As root it also
+# runs the ignored tests, which need root and network namespaces.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,3 +36,12 @@ fi
 cargo build --workspace --locked --bins
 cargo test --workspace --locked --no-run
 cargo test --workspace --locked "$@"
+
+# Tests that need root (network namespaces) are marked #[ignore], so a run
+# without root reports them as ignored rather than passing them. As root,
+# run them as well.
+if [ "$(id -u)" -eq 0 ]; then
+    cargo test --workspace --locked -- --ignored
+else
+    echo "not root: the tests that need root and network namespaces were not run"
+fi

@@ -35,6 +35,7 @@ use gdp_proto::capsule::{CapsuleRequest, CapsuleResponse};
 use gdp_proto::chain::{Appender, ChainState};
 use gdp_proto::proof::Heartbeat;
 use gdp_proto::record::Record;
+use gdp_testkit::TempDir;
 use redb::{Database, Durability, TableDefinition};
 use tokio::runtime::Runtime;
 use tokio::sync::mpsc;
@@ -48,12 +49,6 @@ fn now() -> Timestamp {
     Timestamp::from_secs(1_800_000_000)
 }
 
-fn temp_dir(tag: &str) -> std::path::PathBuf {
-    let p = std::env::temp_dir().join(format!("gdp-bench-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&p);
-    p
-}
-
 /// A server with a host and committer on one store.
 struct Server {
     rt: Runtime,
@@ -62,14 +57,15 @@ struct Server {
     responses: mpsc::Receiver<Response>,
     server: Identity,
     writer: SecretKey,
-    dir: std::path::PathBuf,
+    /// The store's directory, removed when the server is dropped.
+    _dir: TempDir,
     next_nonce: AtomicU8,
     next_id: u64,
 }
 
 impl Server {
     fn start(tag: &str) -> Server {
-        let dir = temp_dir(tag);
+        let dir = TempDir::new(&format!("bench-{tag}"));
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -78,7 +74,7 @@ impl Server {
         let server =
             Identity::from_key(SecretKey::from_seed(&[9; 32]), Kind::Server, "bench", now())
                 .expect("valid");
-        let (store, report) = Store::open(&dir, &StoreOptions::default()).expect("opens");
+        let (store, report) = Store::open(dir.path(), &StoreOptions::default()).expect("opens");
         let committer =
             Committer::spawn(store.clone(), CommitterConfig::default()).expect("spawns");
         let config = ServiceConfig {
@@ -106,7 +102,7 @@ impl Server {
             responses,
             server,
             writer: SecretKey::from_seed(&[1; 32]),
-            dir,
+            _dir: dir,
             next_nonce: AtomicU8::new(0),
             next_id: 0,
         }
@@ -187,12 +183,6 @@ impl Server {
             c.shutdown();
         }
         service
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -289,9 +279,8 @@ fn appends(c: &mut Criterion) {
     g.finish();
     drop(s.stop());
 
-    let dir = temp_dir("raw");
-    std::fs::create_dir_all(&dir).expect("dir");
-    let db = Database::create(dir.join("raw.redb")).expect("creates");
+    let dir = TempDir::new("bench-raw");
+    let db = Database::create(dir.path().join("raw.redb")).expect("creates");
     let key = AtomicU8::new(0);
     let mut g = c.benchmark_group("append/raw_redb");
     g.sample_size(10)
@@ -310,7 +299,6 @@ fn appends(c: &mut Criterion) {
     }
     g.finish();
     drop(db);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A service over a store holding one capsule of `READ_CAPSULE_LEN` records.
@@ -389,9 +377,8 @@ fn summary(service: &mut CapsuleService, md: &Metadata, per_response: usize) {
     println!();
     println!("capsule server figures ({RECORD_LEN}-byte records, durable, heartbeats verified)");
     let mut s = Server::start("summary");
-    let dir = temp_dir("raw-summary");
-    std::fs::create_dir_all(&dir).expect("dir");
-    let db = Database::create(dir.join("raw.redb")).expect("creates");
+    let dir = TempDir::new("bench-raw-summary");
+    let db = Database::create(dir.path().join("raw.redb")).expect("creates");
     for (i, per) in [1usize, 16, 256].into_iter().enumerate() {
         let (d, n) = service_rate(&mut s, per);
         let service_rps = per_sec(d, n);
@@ -407,7 +394,7 @@ fn summary(service: &mut CapsuleService, md: &Metadata, per_response: usize) {
     }
     drop(s.stop());
     drop(db);
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(dir);
 
     let start = Instant::now();
     let mut n = 0usize;

@@ -7,7 +7,7 @@
 //! ```
 //!
 //! The run starts a real `gdp-router` process (`target/release/gdp-router`,
-//! or the path in `GDP_ROUTER_BIN`) on a free loopback port with a temporary
+//! beside this example, or the path in `GDP_ROUTER_BIN`) on a free loopback port with a temporary
 //! data directory and a `[capsule_server]` table in its config, so the
 //! capsule server runs embedded in the router and attaches to it over
 //! loopback QUIC like any endpoint. This process attaches as a client with
@@ -35,23 +35,22 @@
 //! not its limiter (`--default-limits` keeps the defaults: 20,000
 //! requests/s per peer, 200,000 records/s per capsule).
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail, ensure};
 use bytes::Bytes;
 use clap::Parser;
-use gdp_certs::cert::{AdCert, Validity};
-use gdp_certs::{Identity, Kind, Metadata, Name, SecretKey, SigContext, Timestamp};
+use gdp_certs::{Identity, Kind, Metadata, Name, SecretKey, SigContext};
 use gdp_link::endpoint::{EndpointConfig, EndpointEvent, EndpointLink, EndpointReceiver};
 use gdp_proto::Encode;
 use gdp_proto::capsule::{CapsuleRequest, CapsuleResponse};
-use gdp_proto::chain::{Appender, ChainState};
 use gdp_proto::record::Record;
+use gdp_testkit::bin::find_workspace_bin;
+use gdp_testkit::{ChildGuard, TempDir, Writer, spawn_with_start_line, start_line_field};
 use redb::{Database, Durability, TableDefinition};
 use tokio::sync::Semaphore;
 
@@ -96,65 +95,6 @@ struct Args {
     default_limits: bool,
 }
 
-/// A process killed and reaped when dropped.
-struct Proc(Child);
-
-impl Proc {
-    /// SIGTERM, then a bounded wait; SIGKILL if it does not exit.
-    fn terminate(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A temporary directory removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> anyhow::Result<TempDir> {
-        let path = std::env::temp_dir().join(format!("gdp-bench-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
-        Ok(TempDir(path))
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn router_bin() -> anyhow::Result<PathBuf> {
-    let path = match std::env::var_os("GDP_ROUTER_BIN") {
-        Some(p) => PathBuf::from(p),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/gdp-router"),
-    };
-    ensure!(
-        path.exists(),
-        "no gdp-router at {}: run `cargo build --release --bins` or set GDP_ROUTER_BIN",
-        path.display()
-    );
-    Ok(path)
-}
-
 /// The router's config: the embedded capsule server with a known key.
 fn router_config(dir: &Path, key_file: &Path, default_limits: bool) -> anyhow::Result<String> {
     let mut server = toml::Table::new();
@@ -183,94 +123,45 @@ fn router_config(dir: &Path, key_file: &Path, default_limits: bool) -> anyhow::R
 
 /// Starts the router with the embedded server; returns it, its address and
 /// its name, from the line it prints at start.
-fn start_router(dir: &Path, config: &Path) -> anyhow::Result<(Proc, SocketAddr, Name)> {
-    let log = std::fs::File::create(dir.join("router.log"))?;
-    let mut child = Command::new(router_bin()?)
-        .arg("--data-dir")
-        .arg(dir)
-        .args(["--listen", "127.0.0.1:0", "--log", "warn", "--config"])
-        .arg(config)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(log)
-        .spawn()
-        .context("starting gdp-router")?;
-    let stdout = child.stdout.take().context("piped stdout")?;
-    let proc = Proc(child);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut lines = BufReader::new(stdout).lines();
-        if let Some(Ok(line)) = lines.next() {
-            let _ = tx.send(line);
-        }
-        for _ in lines {}
-    });
-    let line = rx.recv_timeout(Duration::from_secs(20)).map_err(|_| {
-        anyhow!(
-            "the router printed nothing; see {}/router.log",
-            dir.display()
-        )
-    })?;
-    let field = |key: &str| {
-        line.split_whitespace()
-            .find_map(|f| f.strip_prefix(key))
-            .ok_or_else(|| anyhow!("no {key} in {line:?}"))
-    };
-    let addr: SocketAddr = field("listen=")?.parse()?;
-    let name: Name = field("name=")?.parse()?;
-    Ok((proc, addr, name))
+fn start_router(dir: &Path, config: &Path) -> anyhow::Result<(ChildGuard, SocketAddr, Name)> {
+    let log = dir.join("router.log");
+    let binary = find_workspace_bin("gdp-router").map_err(|e| anyhow!(e))?;
+    let (router, line) = spawn_with_start_line(
+        Command::new(binary)
+            .arg("--data-dir")
+            .arg(dir)
+            .args(["--listen", "127.0.0.1:0", "--log", "warn", "--config"])
+            .arg(config)
+            .stdin(Stdio::null())
+            .stderr(std::fs::File::create(&log)?),
+        "gdp-router",
+        Some(&log),
+        Duration::from_secs(20),
+    )?;
+    let field =
+        |key: &str| start_line_field(&line, key).ok_or_else(|| anyhow!("no {key} in {line:?}"));
+    let addr: SocketAddr = field("listen")?.parse()?;
+    let name: Name = field("name")?.parse()?;
+    Ok((router, addr, name))
 }
 
-/// A capsule owned by a fresh key and its writer.
-struct Writer {
-    md: Metadata,
-    adcert: AdCert,
-    appender: Appender,
-}
-
-impl Writer {
-    fn new(server: Name, label: &str) -> anyhow::Result<Writer> {
-        let owner = SecretKey::generate();
-        let now = Timestamp::now();
-        let md = Metadata::capsule(owner.public(), vec![owner.public()], label, now, vec![])?;
-        let validity = Validity::new(
-            now.saturating_sub(Duration::from_secs(60)),
-            now.saturating_add(Duration::from_secs(86_400)),
-        );
-        let adcert = AdCert::issue(&owner, md.name(), server, validity);
-        let appender = Appender::new(owner, &md, ChainState::new(md.name()))?;
-        Ok(Writer {
-            md,
-            adcert,
-            appender,
-        })
+/// `records` records of [`RECORD_LEN`] bytes in appends of `per_append`,
+/// each closed by one heartbeat, encoded as request PDUs with ids from
+/// `link`.
+fn append_pdus(
+    w: &mut Writer,
+    link: &EndpointLink,
+    records: usize,
+    per_append: usize,
+) -> anyhow::Result<Vec<Bytes>> {
+    let payload = Bytes::from((0..RECORD_LEN).map(|i| i as u8).collect::<Vec<u8>>());
+    let mut out = Vec::with_capacity(records / per_append);
+    for _ in 0..records / per_append {
+        let body = w.append_payloads(std::iter::repeat_n(payload.clone(), per_append));
+        let pdu = body.to_pdu(w.capsule(), link.name(), link.next_seq())?;
+        out.push(pdu.to_bytes());
     }
-
-    /// `records` records in appends of `per_append`, each closed by one
-    /// heartbeat, encoded as request PDUs with ids from `link`.
-    fn appends(
-        &mut self,
-        link: &EndpointLink,
-        records: usize,
-        per_append: usize,
-    ) -> anyhow::Result<Vec<Bytes>> {
-        let payload = Bytes::from((0..RECORD_LEN).map(|i| i as u8).collect::<Vec<u8>>());
-        let mut out = Vec::with_capacity(records / per_append);
-        for _ in 0..records / per_append {
-            let mut batch = Vec::with_capacity(per_append);
-            for _ in 0..per_append {
-                batch.push(self.appender.append(payload.clone(), Timestamp::now())?);
-            }
-            let heartbeat = self.appender.heartbeat().context("records appended")?;
-            let body = CapsuleRequest::Append {
-                records: batch,
-                heartbeat,
-            };
-            let pdu = body.to_pdu(self.md.name(), link.name(), link.next_seq())?;
-            out.push(pdu.to_bytes());
-        }
-        Ok(out)
-    }
+    Ok(out)
 }
 
 /// Sends one request and waits for its answer, skipping anything else;
@@ -310,10 +201,7 @@ async fn create(
     server: Name,
     w: &Writer,
 ) -> anyhow::Result<()> {
-    let body = CapsuleRequest::Create {
-        metadata: w.md.clone(),
-        adcert: w.adcert.clone(),
-    };
+    let body = w.create();
     let deadline = Instant::now() + WAIT;
     loop {
         match call(link, rx, server, &body, Duration::from_secs(2)).await? {
@@ -520,29 +408,30 @@ fn verdict(ok: bool) -> &'static str {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let dir = TempDir::new("capsule")?;
+    let dir = TempDir::try_new("bench-capsule")?;
     let id = Identity::generate(Kind::Server, "bench-server")?;
-    let key_file = dir.0.join("server.key");
+    let key_file = dir.path().join("server.key");
     id.save(&key_file)?;
     let server = id.name();
-    let config = dir.0.join("router.toml");
+    let config = dir.path().join("router.toml");
     std::fs::write(
         &config,
-        router_config(&dir.0, &key_file, args.default_limits)?,
+        router_config(dir.path(), &key_file, args.default_limits)?,
     )?;
-    let (mut router, addr, router_name) = start_router(&dir.0, &config)?;
+    let (mut router, addr, router_name) = start_router(dir.path(), &config)?;
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
     let result = rt.block_on(run_through_router(&args, addr, router_name, server));
-    router.terminate();
+    // SIGTERM, a bounded wait, then SIGKILL.
+    router.terminate(Duration::from_secs(10));
     let (appends, read) = result?;
 
     // The engine and the crypto alone, after the router has stopped.
-    let raw_dir = TempDir::new("raw-redb")?;
-    let db = Database::create(raw_dir.0.join("raw.redb"))?;
+    let raw_dir = TempDir::try_new("bench-raw-redb")?;
+    let db = Database::create(raw_dir.path().join("raw.redb"))?;
     let mut figures = Vec::new();
     for (i, (per, rps)) in appends.into_iter().enumerate() {
         let (rows, commits) = raw_rate(&db, i as u8, per, args.raw_secs)?;
@@ -577,9 +466,10 @@ async fn run_through_router(
         (16, args.records_batch16),
         (256, args.records_batch256),
     ] {
-        let mut w = Writer::new(server, &mode_name(per))?;
+        // Forgetful: the records are not kept for a later comparison.
+        let mut w = Writer::new(server, &mode_name(per)).forgetful();
         create(&link, &mut rx, server, &w).await?;
-        let pdus = w.appends(&link, records, per)?;
+        let pdus = append_pdus(&mut w, &link, records, per)?;
         let n = pdus.len() * per;
         let window = (args.window_records / per).clamp(1, args.max_window.max(1));
         let elapsed = pipeline_appends(&link, &mut rx, pdus, window).await?;

@@ -10,7 +10,8 @@
 //!
 //! The router binary comes from `cargo build --workspace --bins` (run by
 //! `scripts/test.sh`): `target/debug/gdp-router`, or the path in
-//! `GDP_ROUTER_BIN`.
+//! `GDP_ROUTER_BIN`. The kill points are drawn from a seeded generator
+//! whose seed the test prints; `GDP_TEST_SEED=<seed>` replays them.
 
 mod net;
 mod procs;
@@ -21,7 +22,8 @@ use std::time::Duration;
 use gdp_proto::capsule::{CapsuleRequest, CapsuleResponse};
 use gdp_proto::chain::ChainState;
 use gdp_proto::record::Record;
-use net::{Answer, TempDir, TestClient, Writer, read_verified, server_identity};
+use gdp_testkit::{TempDir, Writer, seeded_rng};
+use net::{Answer, TestClient, read_verified, server_identity};
 use procs::{start_router, start_server};
 use rand::Rng;
 
@@ -126,10 +128,8 @@ async fn check_capsule(client: &mut TestClient, w: &Writer, acked: u64) -> Chain
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_records_survive_sigkill() {
     let dir = TempDir::new("crash");
-    let router_dir = dir.path().join("router");
-    let server_dir = dir.path().join("server");
-    std::fs::create_dir_all(&router_dir).expect("dir");
-    std::fs::create_dir_all(&server_dir).expect("dir");
+    let router_dir = dir.subdir("router");
+    let server_dir = dir.subdir("server");
     let (_router, router_addr, router_name) = start_router(
         &router_dir,
         // A killed server's link is noticed within seconds, not the default 30 s.
@@ -141,9 +141,9 @@ async fn acknowledged_records_survive_sigkill() {
     let mut client = TestClient::connect(router_addr).await;
     let mut w = Writer::new(id.name(), "crash test");
     let (_, body) = client.call_when_routed(id.name(), &w.create()).await;
-    assert_eq!(body, CapsuleResponse::Created, "{}", server.log_tail());
+    assert_eq!(body, CapsuleResponse::Created, "{}", server.log_tail(30));
 
-    let mut rng = rand::thread_rng();
+    let mut rng = seeded_rng();
     let mut acked = 0u64;
     let started = std::time::Instant::now();
     for run in 1..=KILLS {
@@ -186,10 +186,12 @@ async fn acknowledged_records_survive_sigkill() {
     assert_eq!(chain.tail_seqno(), TOTAL);
     eprintln!("{TOTAL} records in {:?}", started.elapsed());
 
-    let status = server.terminate();
+    let status = server
+        .terminate(Duration::from_secs(20))
+        .expect("the server exits on SIGTERM");
     assert!(
         status.success(),
         "exit status {status:?}:\n{}",
-        server.log_tail()
+        server.log_tail(30)
     );
 }

@@ -1,5 +1,6 @@
-//! The capsule server's network driver in process, attached to a minimal
-//! router over real QUIC on loopback, with clients on `EndpointLink`.
+//! The capsule server's network driver in process, attached to a real
+//! router (also in process) over QUIC on loopback, with clients on
+//! `EndpointLink`.
 
 mod net;
 
@@ -14,7 +15,8 @@ use gdp_certs::{Identity, Name};
 use gdp_proto::capsule::{CapsuleRequest, CapsuleResponse, ErrorCode};
 use gdp_proto::pdu::{Pdu, PduHeader, PduType};
 use gdp_proto::record::Record;
-use net::{Answer, MiniRouter, TempDir, TestClient, Writer, read_verified, server_identity};
+use gdp_testkit::{TempDir, Writer, eventually};
+use net::{Answer, TestClient, TestRouter, read_verified, server_identity};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -78,7 +80,7 @@ fn same_records(got: &[Record], w: &Writer) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_append_and_read_through_a_router() {
-    let router = MiniRouter::start();
+    let router = TestRouter::start();
     let dir = TempDir::new("basic");
     let (id, key) = server_identity(dir.path());
     let server = RunningServer::start(config(dir.path(), router.addr(), &key));
@@ -90,8 +92,10 @@ async fn create_append_and_read_through_a_router() {
     let (src, body) = client.call_when_routed(id.name(), &w.create()).await;
     assert_eq!(body, CapsuleResponse::Created);
     assert_eq!(src, id.name());
-    // The capsule was advertised before the answer left.
-    assert!(router.log(|l| l.advertised.contains(&w.capsule())));
+    // The capsule was advertised before the answer left: the router routes
+    // to it at once (`call` panics on a NAK).
+    assert_eq!(router.stats().await.capsules_advertised, 1);
+    client.call(w.capsule(), &CapsuleRequest::Latest).await;
 
     append_pipelined(&mut client, &mut w, 50, 4).await;
     let got = read_verified(&mut client, &w.md, 1, 200).await;
@@ -109,13 +113,13 @@ async fn create_append_and_read_through_a_router() {
     let (src, body) = client.call(w.capsule(), &w.create()).await;
     assert_eq!((src, body), (w.capsule(), CapsuleResponse::Created));
 
-    assert_eq!(router.log(|l| l.bad_source), 0);
+    assert_eq!(router.stats().await.dropped.bad_source, 0);
     server.stop().await.expect("a clean stop");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_and_misaddressed_requests_are_answered_with_errors() {
-    let router = MiniRouter::start();
+    let router = TestRouter::start();
     let dir = TempDir::new("errors");
     let (id, key) = server_identity(dir.path());
     let server = RunningServer::start(config(dir.path(), router.addr(), &key));
@@ -170,14 +174,18 @@ async fn malformed_and_misaddressed_requests_are_answered_with_errors() {
         ),
         "{body:?}"
     );
-    assert!(!router.log(|l| l.advertised.contains(&other.capsule())));
-    assert_eq!(router.log(|l| l.bad_source), 0);
+    // It was never advertised, so the router has no route to it.
+    let rid = client.send(other.capsule(), &CapsuleRequest::Latest).await;
+    assert_eq!(client.answer(rid).await, Answer::Nak);
+    let stats = router.stats().await;
+    assert_eq!((stats.capsules_advertised, stats.adcerts_rejected), (1, 0));
+    assert_eq!(stats.dropped.bad_source, 0);
     server.stop().await.expect("a clean stop");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscribers_get_backlog_then_live_records_in_order() {
-    let router = MiniRouter::start();
+    let router = TestRouter::start();
     let dir = TempDir::new("subscribe");
     let (id, key) = server_identity(dir.path());
     let server = RunningServer::start(config(dir.path(), router.addr(), &key));
@@ -218,7 +226,7 @@ async fn follow(reader: &mut TestClient, w: &Writer, mut next: u64, until: u64) 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscriber_that_left_resumes_from_its_last_seqno() {
-    let router = MiniRouter::start();
+    let router = TestRouter::start();
     let dir = TempDir::new("resume");
     let (id, key) = server_identity(dir.path());
     let server = RunningServer::start(config(dir.path(), router.addr(), &key));
@@ -239,11 +247,10 @@ async fn a_subscriber_that_left_resumes_from_its_last_seqno() {
     reader.link.shutdown("leaving").await;
     drop(reader);
     append_pipelined(&mut writer, &mut w, 20, 5).await;
-    let deadline = tokio::time::Instant::now() + net::WAIT;
-    while router.log(|l| l.naks) == 0 {
-        assert!(tokio::time::Instant::now() < deadline, "no event was NAKed");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(net::WAIT, "an event for the reader was NAKed", || async {
+        router.stats().await.naks_sent > 0
+    })
+    .await;
 
     // Back under the same name, from where it stopped.
     let mut reader = TestClient::connect_as(&reader_id, router.addr()).await;
@@ -258,7 +265,7 @@ async fn a_subscriber_that_left_resumes_from_its_last_seqno() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_link_is_reattached_and_capsules_advertised_again() {
-    let router = MiniRouter::start();
+    let router = TestRouter::start();
     let dir = TempDir::new("reattach");
     let (id, key) = server_identity(dir.path());
     let server = RunningServer::start(config(dir.path(), router.addr(), &key));
@@ -275,10 +282,10 @@ async fn a_lost_link_is_reattached_and_capsules_advertised_again() {
         panic!("records expected, got {body:?}");
     };
     assert_eq!(records.last().map(Record::seqno), Some(10));
-    let attaches = router.log(|l| l.attaches.iter().filter(|n| **n == id.name()).count());
-    assert_eq!(attaches, 2);
-    let adverts = router.log(|l| l.advertised.iter().filter(|n| **n == w.capsule()).count());
-    assert_eq!(adverts, 2);
+    // The client attached once, the server twice and advertised twice.
+    let stats = router.stats().await;
+    assert_eq!((stats.attaches, stats.capsules_advertised), (3, 2));
+    assert_eq!(router.endpoint_links(id.name()).await, 1);
     append_pipelined(&mut client, &mut w, 5, 2).await;
     same_records(&read_verified(&mut client, &w.md, 1, 20).await, &w);
     server.stop().await.expect("a clean stop");
@@ -286,7 +293,7 @@ async fn a_lost_link_is_reattached_and_capsules_advertised_again() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_attach_is_renewed_without_losing_a_request() {
-    let router = MiniRouter::start();
+    let router = TestRouter::start();
     let dir = TempDir::new("renew");
     let (id, key) = server_identity(dir.path());
     let mut c = config(dir.path(), router.addr(), &key);
@@ -296,21 +303,24 @@ async fn the_attach_is_renewed_without_losing_a_request() {
     let mut client = TestClient::connect(router.addr()).await;
     let mut w = Writer::new(id.name(), "renew");
     client.call_when_routed(id.name(), &w.create()).await;
-    let until = tokio::time::Instant::now() + Duration::from_millis(5500);
-    while tokio::time::Instant::now() < until {
-        // `call` panics on a NAK; `answer` panics if nothing comes.
+    // Appends go on while the server renews its attach twice: each is
+    // answered (`answer` panics on a NAK or when nothing comes). The client
+    // attached once, the server at start and at each renewal.
+    let deadline = tokio::time::Instant::now() + net::WAIT;
+    while router.stats().await.attaches < 1 + 3 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the server did not renew its attach twice"
+        );
         append_pipelined(&mut client, &mut w, 4, 1).await;
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let attaches = router.log(|l| l.attaches.iter().filter(|n| **n == id.name()).count());
-    assert!(attaches >= 3, "{attaches} attaches in 5.5 s");
     same_records(&read_verified(&mut client, &w.md, 1, w.tail()).await, &w);
     server.stop().await.expect("a clean stop");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_keeps_every_capsule_and_record() {
-    let router = MiniRouter::start();
+    let router = TestRouter::start();
     let dir = TempDir::new("restart");
     let (id, key) = server_identity(dir.path());
     let server = RunningServer::start(config(dir.path(), router.addr(), &key));
@@ -335,17 +345,16 @@ async fn a_restart_keeps_every_capsule_and_record() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_key_is_generated_on_first_start_with_mode_0600() {
     use std::os::unix::fs::PermissionsExt;
-    let router = MiniRouter::start();
+    let router = TestRouter::start();
     let dir = TempDir::new("keygen");
     let mut c = ServerConfig::new(dir.path(), router.addr());
     c.label = "generated".into();
     let server = RunningServer::start(c);
     let key: PathBuf = dir.path().join(DEFAULT_KEY_FILE);
-    let deadline = tokio::time::Instant::now() + net::WAIT;
-    while router.log(|l| l.attaches.is_empty()) {
-        assert!(tokio::time::Instant::now() < deadline, "never attached");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(net::WAIT, "the server attached", || async {
+        router.stats().await.attaches > 0
+    })
+    .await;
     let mode = std::fs::metadata(&key)
         .expect("key file")
         .permissions()
@@ -353,13 +362,14 @@ async fn the_key_is_generated_on_first_start_with_mode_0600() {
     assert_eq!(mode & 0o777, 0o600);
     let id = Identity::load(&key).expect("a valid key file");
     assert_eq!(id.metadata().label(), "generated");
-    assert_eq!(router.log(|l| l.attaches.clone()), vec![id.name()]);
+    assert_eq!(router.stats().await.attaches, 1);
+    assert_eq!(router.endpoint_links(id.name()).await, 1);
     server.stop().await.expect("a clean stop");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_router_with_another_name_is_fatal() {
-    let router = MiniRouter::start();
+    let router = TestRouter::start();
     let dir = TempDir::new("wrong-router");
     let (_, key) = server_identity(dir.path());
     let mut c = config(dir.path(), router.addr(), &key);
@@ -374,5 +384,5 @@ async fn a_router_with_another_name_is_fatal() {
     .await
     .expect("gives up at once");
     assert!(matches!(result, Err(ServerError::Link(_))), "{result:?}");
-    assert!(router.log(|l| l.attaches.is_empty()));
+    assert_eq!(router.stats().await.attaches, 0);
 }

@@ -17,6 +17,7 @@ use gdp_capsule_server::host::{Host, HostConfig};
 use gdp_capsule_server::service::{CapsuleService, Request};
 use gdp_capsule_server::store::StoreOptions;
 use gdp_proto::capsule::{CapsuleRequest, CapsuleResponse};
+use gdp_testkit::ChildGuard;
 use tokio::sync::mpsc;
 
 const DIR_VAR: &str = "GDP_DURABILITY_DIR";
@@ -96,6 +97,8 @@ fn every_acknowledged_record_survives_a_killed_server() {
         .spawn()
         .expect("the test binary runs");
     let stdout = child.stdout.take().expect("piped");
+    // Killed if the test fails before it is killed on purpose.
+    let mut child = ChildGuard::new("appending server", child);
     let mut lines = BufReader::new(stdout).lines();
     let mut acked = 0u64;
     let start = Instant::now();
@@ -108,14 +111,14 @@ fn every_acknowledged_record_survives_a_killed_server() {
             acked = acked.max(t.parse().expect("a seqno"));
         }
     }
-    child.kill().expect("SIGKILL");
+    // SIGKILL, then reaped.
+    child.kill();
     // Acknowledgements printed before the kill count too.
     for line in lines.map_while(Result::ok) {
         if let Some(t) = line.strip_prefix("acked ") {
             acked = acked.max(t.parse().expect("a seqno"));
         }
     }
-    let _ = child.wait();
     eprintln!("the server was killed after acknowledging {acked} records");
     assert!(
         acked >= 300,

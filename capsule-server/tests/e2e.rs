@@ -7,12 +7,15 @@
 mod net;
 mod procs;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use gdp_certs::{Identity, Kind};
 use gdp_proto::capsule::{CapsuleRequest, CapsuleResponse};
-use net::{Answer, TempDir, TestClient, Writer, read_verified, server_identity};
-use procs::{start_redis, start_router, start_server};
+use gdp_testkit::{RedisServer, TempDir, Writer, eventually};
+use net::{Answer, TestClient, read_verified, server_identity};
+use procs::{start_router, start_server};
 
 /// Records appended.
 const TOTAL: u64 = 10_000;
@@ -22,9 +25,16 @@ const PER_APPEND: usize = 4;
 const WINDOW: usize = 64;
 /// The subscriber leaves once it has this many records.
 const LEAVE_AT: u64 = 4_000;
+/// Records acknowledged while the subscriber is away.
+const WHILE_AWAY: u64 = 1_000;
 
-/// Appends `TOTAL` records, pipelined, checking every acknowledgement.
-async fn write_all(mut client: TestClient, mut w: Writer) -> (TestClient, Writer) {
+/// Appends `TOTAL` records, pipelined, checking every acknowledgement;
+/// `acked` follows the acknowledged tail.
+async fn write_all(
+    mut client: TestClient,
+    mut w: Writer,
+    acked: Arc<AtomicU64>,
+) -> (TestClient, Writer) {
     let mut outstanding = std::collections::VecDeque::new();
     while w.tail() < TOTAL || !outstanding.is_empty() {
         while outstanding.len() < WINDOW && w.tail() < TOTAL {
@@ -39,6 +49,7 @@ async fn write_all(mut client: TestClient, mut w: Writer) -> (TestClient, Writer
             Answer::Response { src, body } => {
                 assert_eq!(src, w.capsule());
                 assert_eq!(*body, CapsuleResponse::Appended { tail });
+                acked.store(tail, Ordering::Relaxed);
             }
             Answer::Nak => panic!("append {id} was not routed"),
         }
@@ -80,25 +91,20 @@ async fn follow(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_reach_a_subscriber_on_another_router_in_order() {
     let dir = TempDir::new("e2e");
-    let sub = |name: &str| {
-        let d = dir.path().join(name);
-        std::fs::create_dir_all(&d).expect("dir");
-        d
-    };
-    let (_redis, redis_port) = start_redis(&sub("redis"));
-    let directory = format!("redis://127.0.0.1:{redis_port}");
+    let redis = RedisServer::start();
+    let directory = redis.url();
     let args = ["--directory", directory.as_str()];
-    let (_a, a_addr, a_name) = start_router(&sub("router-a"), &args);
-    let (_b, b_addr, _) = start_router(&sub("router-b"), &args);
-    let (_c, c_addr, _) = start_router(&sub("router-c"), &args);
-    let server_dir = sub("server");
+    let (_a, a_addr, a_name) = start_router(&dir.subdir("router-a"), &args);
+    let (_b, b_addr, _) = start_router(&dir.subdir("router-b"), &args);
+    let (_c, c_addr, _) = start_router(&dir.subdir("router-c"), &args);
+    let server_dir = dir.subdir("server");
     let (id, key) = server_identity(&server_dir);
     let mut server = start_server(&server_dir, &key, a_addr, a_name, 0);
 
     let mut writer = TestClient::connect(b_addr).await;
     let w = Writer::new(id.name(), "end to end");
     let (_, body) = writer.call_when_routed(id.name(), &w.create()).await;
-    assert_eq!(body, CapsuleResponse::Created, "{}", server.log_tail());
+    assert_eq!(body, CapsuleResponse::Created, "{}", server.log_tail(30));
 
     let reader_id = Identity::generate(Kind::Client, "subscriber").expect("identity");
     let mut reader = TestClient::connect_as(&reader_id, c_addr).await;
@@ -111,7 +117,8 @@ async fn records_reach_a_subscriber_on_another_router_in_order() {
     );
 
     let md = w.md.clone();
-    let writing = tokio::spawn(write_all(writer, w));
+    let acked = Arc::new(AtomicU64::new(0));
+    let writing = tokio::spawn(write_all(writer, w, acked.clone()));
     let mut hashes = Vec::new();
     let started = std::time::Instant::now();
     let next = follow(&mut reader, &md, 1, LEAVE_AT, &mut hashes).await;
@@ -119,7 +126,16 @@ async fn records_reach_a_subscriber_on_another_router_in_order() {
     // The subscriber leaves while records keep coming, then resumes.
     reader.link.shutdown("leaving for a while").await;
     drop(reader);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let away_from = acked.load(Ordering::Relaxed);
+    eventually(
+        Duration::from_secs(60),
+        "records were appended while the subscriber was away",
+        || async {
+            let now = acked.load(Ordering::Relaxed);
+            now >= (away_from + WHILE_AWAY).min(TOTAL)
+        },
+    )
+    .await;
     let mut reader = TestClient::connect_as(&reader_id, c_addr).await;
     let (_, body) = reader
         .call_when_routed(md.name(), &CapsuleRequest::Subscribe { from: next })
@@ -144,6 +160,8 @@ async fn records_reach_a_subscriber_on_another_router_in_order() {
     // A reader elsewhere gets the same records with proofs.
     let some = read_verified(&mut writer, &md, TOTAL - 99, TOTAL).await;
     assert_eq!(some.len(), 100);
-    let status = server.terminate();
+    let status = server
+        .terminate(Duration::from_secs(20))
+        .expect("the server exits on SIGTERM");
     assert!(status.success(), "exit status {status:?}");
 }

@@ -375,14 +375,13 @@ configs:
     #[test]
     fn keys_made_beforehand_put_names_in_the_file() {
         let t = Topology::parse(TOPOLOGY).expect("valid");
-        let dir = std::env::temp_dir().join(format!("gdp-deploy-keys-{}", std::process::id()));
-        let keys = Keys::load_or_generate(&t, &dir).expect("keys");
+        let dir = gdp_testkit::TempDir::new("deploy-keys");
+        let keys = Keys::load_or_generate(&t, dir.path()).expect("keys");
         // Kept, not replaced, on a second call.
-        assert_eq!(Keys::load_or_generate(&t, &dir).expect("again"), keys);
+        assert_eq!(Keys::load_or_generate(&t, dir.path()).expect("again"), keys);
         assert_eq!(keys.routers.len(), 2);
         assert_eq!(keys.servers.len(), 2);
         let out = render(&t, "gdp-test", Some(&keys));
-        let _ = std::fs::remove_dir_all(&dir);
         assert!(!out.contains("GDP_NAME_"), "{out}");
         assert!(
             out.contains(&format!("\"{}@10.9.8.10:7474\"", keys.routers["gw"])),

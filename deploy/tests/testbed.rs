@@ -6,19 +6,22 @@
 //! server used across the chain, and an `up` that fails half way leaves
 //! nothing behind.
 //!
-//! Needs root and `ip netns`; without them each test says so on stderr and
-//! returns. The GDP binaries come from `target/debug` (`cargo build
-//! --workspace --bins`, which `scripts/test.sh` runs first) or from
-//! `GDP_BIN_DIR`.
+//! Needs root and `ip netns`, so every test is ignored unless asked for:
+//! `cargo test -p gdp-deploy --test testbed -- --ignored` (which
+//! `scripts/test.sh` runs when it runs as root). Run so without root, a test
+//! fails and says what is missing. The GDP binaries come from `target/debug`
+//! (`cargo build --workspace --bins`, which `scripts/test.sh` runs first) or
+//! from `GDP_BIN_DIR`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use gdp_deploy::state::State;
 use gdp_deploy::sys;
+use gdp_testkit::{TempDir, workspace_bin_dir};
 
 /// Why these tests cannot run here, if they cannot.
-fn skip_reason() -> Option<String> {
+fn missing() -> Option<String> {
     if !sys::is_root() {
         return Some("not running as root".into());
     }
@@ -32,55 +35,20 @@ fn skip_reason() -> Option<String> {
     }
 }
 
-macro_rules! require_netns {
-    () => {
-        if let Some(reason) = skip_reason() {
-            eprintln!("SKIPPED: this test needs root and network namespaces: {reason}");
-            return;
-        }
-    };
+/// Fails the test, saying why, when the machine cannot run it.
+fn require_netns() {
+    if let Some(reason) = missing() {
+        panic!("this test needs root and network namespaces: {reason}");
+    }
 }
 
 fn bin_dir() -> PathBuf {
-    let dir = std::env::var_os("GDP_BIN_DIR").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug"),
-        PathBuf::from,
-    );
-    for program in ["gdp-router", "gdp-capsule-server", "gdp"] {
-        assert!(
-            dir.join(program).exists(),
-            "{program} is not in {}: build it with `cargo build --workspace --bins` \
-             (scripts/test.sh does) or set GDP_BIN_DIR",
-            dir.display()
-        );
-    }
+    let dir = workspace_bin_dir(&["gdp-router", "gdp-capsule-server", "gdp"]);
     assert!(
         sys::which("redis-server").is_some(),
         "redis-server is not on PATH: scripts/test.sh installs it"
     );
     std::fs::canonicalize(&dir).expect("bin dir")
-}
-
-/// A directory removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        let dir =
-            std::env::temp_dir().join(format!("gdp-deploy-{tag}-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 fn deploy(args: &[&str]) -> Output {
@@ -129,12 +97,13 @@ fn namespaces_with(prefix: &str) -> Vec<String> {
 }
 
 #[test]
+#[ignore = "needs root and network namespaces: run with --ignored"]
 fn three_routers_a_capsule_and_a_clean_down() {
-    require_netns!();
+    require_netns();
     let bins = bin_dir();
     let gdp = bins.join("gdp");
     let tmp = TempDir::new("testbed");
-    let state_dir = tmp.0.join("state");
+    let state_dir = tmp.path().join("state");
     let state_arg = state_dir.to_string_lossy().into_owned();
     let topology = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/three-routers.toml");
     let started = std::time::Instant::now();
@@ -185,8 +154,8 @@ fn three_routers_a_capsule_and_a_clean_down() {
     assert!(env.contains("10.77.0.13/24"), "{env}");
 
     let gdp_s = gdp.to_string_lossy().into_owned();
-    let key = tmp.0.join("client.key").to_string_lossy().into_owned();
-    let caps = tmp.0.join("capsules").to_string_lossy().into_owned();
+    let key = tmp.path().join("client.key").to_string_lossy().into_owned();
+    let caps = tmp.path().join("capsules").to_string_lossy().into_owned();
     let with_key = |args: &[&str]| -> Output {
         let mut all = vec![
             gdp_s.as_str(),
@@ -270,12 +239,13 @@ fn three_routers_a_capsule_and_a_clean_down() {
 }
 
 #[test]
+#[ignore = "needs root and network namespaces: run with --ignored"]
 fn a_failed_up_leaves_nothing_behind() {
-    require_netns!();
+    require_netns();
     let bins = bin_dir();
     let tmp = TempDir::new("failed-up");
     // A gdp-router that dies at once; the real other programs.
-    let fake = tmp.0.join("bin");
+    let fake = tmp.path().join("bin");
     std::fs::create_dir_all(&fake).expect("bin dir");
     let router = fake.join("gdp-router");
     std::fs::write(&router, "#!/bin/sh\necho 'no router today' >&2\nexit 3\n").expect("script");
@@ -286,10 +256,10 @@ fn a_failed_up_leaves_nothing_behind() {
     for program in ["gdp-capsule-server", "gdp"] {
         std::os::unix::fs::symlink(bins.join(program), fake.join(program)).expect("symlink");
     }
-    let state_dir = tmp.0.join("state");
+    let state_dir = tmp.path().join("state");
     let prefix = format!("t{:07}", std::process::id() % 10_000_000);
     let _down = Down(&state_dir);
-    let topology = tmp.0.join("topology.toml");
+    let topology = tmp.path().join("topology.toml");
     std::fs::write(
         &topology,
         "[network]\nsubnet = \"10.66.0.0/24\"\n[directory]\nport = 6390\n\
@@ -325,12 +295,13 @@ fn a_failed_up_leaves_nothing_behind() {
 }
 
 #[test]
+#[ignore = "needs root and network namespaces: run with --ignored"]
 fn a_gateway_chain_with_an_embedded_server() {
-    require_netns!();
+    require_netns();
     let bins = bin_dir();
     let gdp = bins.join("gdp").to_string_lossy().into_owned();
     let tmp = TempDir::new("chain");
-    let state_dir = tmp.0.join("state");
+    let state_dir = tmp.path().join("state");
     let state_arg = state_dir.to_string_lossy().into_owned();
     let topology = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/gateway-chain.toml");
     let _down = Down(&state_dir);
@@ -347,8 +318,8 @@ fn a_gateway_chain_with_an_embedded_server() {
     assert_eq!(state.processes.len(), 4, "redis and 3 routers");
 
     // The client uses `core`; the server sits behind mid and edge.
-    let key = tmp.0.join("k").to_string_lossy().into_owned();
-    let caps = tmp.0.join("c").to_string_lossy().into_owned();
+    let key = tmp.path().join("k").to_string_lossy().into_owned();
+    let caps = tmp.path().join("c").to_string_lossy().into_owned();
     let run = |args: &[&str]| -> Output {
         let mut all = vec![
             "exec",

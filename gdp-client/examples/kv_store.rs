@@ -23,7 +23,6 @@
 //! Record format: `u8 op (1 put, 2 delete) || u16 key length || key || value`.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use gdp_client::local::LocalGdp;
@@ -164,15 +163,33 @@ impl KvStore {
     }
 }
 
+/// A timestamp later than every record appended so far and earlier than
+/// any appended from now on: the clock is read until it has moved past
+/// now, and then past that moment too.
+async fn moment_between() -> Timestamp {
+    let moment = tick_after(Timestamp::now()).await;
+    tick_after(moment).await;
+    moment
+}
+
+/// The first reading of the clock later than `after`.
+async fn tick_after(after: Timestamp) -> Timestamp {
+    loop {
+        let now = Timestamp::now();
+        if now > after {
+            return now;
+        }
+        tokio::task::yield_now().await;
+    }
+}
+
 /// Shows the store at work: puts, a delete, and reads back in time.
 async fn tour(client: &Client, me: &Identity, server: Name) -> Result<(), ClientError> {
     let mut kv = KvStore::create(client, me, server).await?;
     println!("store in capsule {}", kv.capsule.name());
     kv.put("colour", "red").await?;
     let red = kv.put("size", "large").await?;
-    tokio::time::sleep(Duration::from_millis(5)).await;
-    let noon = Timestamp::now();
-    tokio::time::sleep(Duration::from_millis(5)).await;
+    let noon = moment_between().await;
     kv.put("colour", "blue").await?;
     kv.delete("size").await?;
     let show = |v: Option<Bytes>| {
@@ -243,9 +260,7 @@ mod tests {
             .expect("store");
         assert_eq!(kv.put("a", "1").await.expect("put"), 1);
         assert_eq!(kv.put("b", "2").await.expect("put"), 2);
-        tokio::time::sleep(Duration::from_millis(5)).await;
-        let between = Timestamp::now();
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        let between = moment_between().await;
         assert_eq!(kv.put("a", "3").await.expect("put"), 3);
         assert_eq!(kv.delete("b").await.expect("delete"), 4);
 

@@ -258,10 +258,9 @@ mod tests {
 
     #[test]
     fn save_and_load() {
-        let dir =
-            std::env::temp_dir().join(format!("gdp-client-capfile-{}", rand::random::<u64>()));
+        let dir = gdp_testkit::TempDir::new("capfile");
         let f = sample();
-        let path = CapsuleFile::path_in(&dir, &f.name());
+        let path = CapsuleFile::path_in(dir.path(), &f.name());
         f.save(&path).expect("saves");
         assert_eq!(CapsuleFile::load(&path).expect("loads"), f);
         std::fs::write(&path, "name = 3").expect("overwrite");
@@ -269,7 +268,7 @@ mod tests {
             CapsuleFile::load(&path),
             Err(CapsuleFileError::Format { .. })
         ));
-        std::fs::remove_dir_all(&dir).ok();
+        std::fs::remove_dir_all(dir.path()).expect("removes the directory");
         assert!(matches!(
             CapsuleFile::load(&path),
             Err(CapsuleFileError::Io { .. })

@@ -12,7 +12,8 @@ use futures::StreamExt;
 use gdp_certs::Name;
 use gdp_client::{CapsuleSpec, ClientError, ClientOptions, ErrorCode};
 
-use common::{Net, Server, eventually};
+use common::{Net, Server};
+use gdp_testkit::eventually_ok;
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -24,7 +25,7 @@ fn payload(i: u64) -> Bytes {
 async fn create_append_read_and_resume() {
     let net = Net::start("roundtrip");
     let (client, me) = net.client("writer").await;
-    let created = eventually(WAIT, || {
+    let created = eventually_ok(WAIT, || {
         client.create_capsule(net.server.name, me.secret_key(), CapsuleSpec::new("rt"))
     })
     .await;
@@ -117,7 +118,7 @@ async fn subscription_survives_a_server_restart_without_gap_or_duplicate() {
     // retried soon.
     let quick = ClientOptions::default().with_request_timeout(Duration::from_secs(2));
     let (client, me) = net.client_with("writer", quick).await;
-    let capsule = eventually(WAIT, || {
+    let capsule = eventually_ok(WAIT, || {
         client.create_capsule(net.server.name, me.secret_key(), CapsuleSpec::new("sub"))
     })
     .await
@@ -161,7 +162,7 @@ async fn subscription_survives_a_server_restart_without_gap_or_duplicate() {
     net.server.proc.kill();
     let server = Server::start(net.dir.path(), "server", &net.router);
     net.server = server;
-    let mut writer = eventually(WAIT, || capsule.writer(me.secret_key().clone())).await;
+    let mut writer = eventually_ok(WAIT, || capsule.writer(me.secret_key().clone())).await;
     assert_eq!(writer.next_seqno(), 61);
     writer
         .append_all((61..=80).map(payload))
@@ -240,7 +241,10 @@ async fn a_request_nobody_answers_times_out() {
 async fn an_unreachable_router_is_a_connect_error() {
     let id = gdp_certs::Identity::generate(gdp_certs::Kind::Client, "lonely").expect("identity");
     let options = ClientOptions::default().with_connect_timeout(Duration::from_millis(500));
-    let err = gdp_client::Client::connect("127.0.0.1:9".parse().expect("addr"), id, options)
+    // Held and never read: nobody answers there.
+    let silent = gdp_testkit::udp_socket();
+    let addr = silent.local_addr().expect("bound");
+    let err = gdp_client::Client::connect(addr, id, options)
         .await
         .expect_err("nobody there");
     assert!(matches!(err, ClientError::Connect(_)), "{err:?}");
@@ -257,7 +261,7 @@ async fn clients_reattach_after_a_router_restart_and_subscriptions_resume() {
     options.keep_alive = Duration::from_millis(300);
     options.idle_timeout = Duration::from_secs(2);
     let (client, me) = net.client_with("writer", options.clone()).await;
-    let capsule = eventually(WAIT, || {
+    let capsule = eventually_ok(WAIT, || {
         client.create_capsule(
             net.server.name,
             me.secret_key(),
@@ -295,7 +299,7 @@ async fn clients_reattach_after_a_router_restart_and_subscriptions_resume() {
     net.router = router;
 
     // Appends go through once the client and the server are back.
-    let tail = eventually(WAIT, || async {
+    let tail = eventually_ok(WAIT, || async {
         let mut w = capsule.writer(me.secret_key().clone()).await?;
         if w.next_seqno() > 20 {
             // An earlier try landed but its answer was lost.

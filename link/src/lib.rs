@@ -130,5 +130,5 @@ pub use config::TransportConfig;
 pub use event::{CloseCode, Direction, DownReason, LinkEvent, LinkId};
 pub use forward::{Forwarder, LinkForwarder};
 pub use link::{Link, LinkStats, SendError, UnreliableOutcome};
-pub use socket::{SocketBuffers, udp_socket};
+pub use socket::{SocketBuffers, size_udp_socket, udp_socket};
 pub use transport::{DialError, ShutdownReport, Transport, TransportError};

@@ -9,7 +9,7 @@
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 
-use socket2::{Domain, Protocol, Socket, Type};
+use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
 /// The socket buffer sizes the kernel granted, in bytes, as it reports them
 /// (Linux reports twice the usable size, its bookkeeping included).
@@ -43,6 +43,29 @@ pub fn udp_socket(
     socket.set_recv_buffer_size(recv_buffer)?;
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
+    let granted = report(&socket, send_buffer, recv_buffer)?;
+    Ok((socket.into(), granted))
+}
+
+/// Gives a UDP socket the caller bound already what [`udp_socket`] gives a
+/// new one: `SO_SNDBUF` and `SO_RCVBUF` requested at `send_buffer` and
+/// `recv_buffer` bytes, and non-blocking mode. Returns, logs and warns
+/// about what the kernel granted as [`udp_socket`] does.
+pub fn size_udp_socket(
+    socket: &UdpSocket,
+    send_buffer: usize,
+    recv_buffer: usize,
+) -> io::Result<SocketBuffers> {
+    let socket = SockRef::from(socket);
+    socket.set_send_buffer_size(send_buffer)?;
+    socket.set_recv_buffer_size(recv_buffer)?;
+    socket.set_nonblocking(true)?;
+    report(&socket, send_buffer, recv_buffer)
+}
+
+/// Reads back the buffer sizes the kernel granted `socket`, logs them, and
+/// warns when they are less than requested.
+fn report(socket: &Socket, send_buffer: usize, recv_buffer: usize) -> io::Result<SocketBuffers> {
     let granted = SocketBuffers {
         send: socket.send_buffer_size()?,
         recv: socket.recv_buffer_size()?,
@@ -66,7 +89,7 @@ pub fn udp_socket(
              net.core.wmem_max / net.core.rmem_max to avoid packet drops at high rates"
         );
     }
-    Ok((socket.into(), granted))
+    Ok(granted)
 }
 
 #[cfg(test)]
@@ -82,5 +105,16 @@ mod tests {
         // (doubled) when it is under the system maximum.
         assert!(granted.send >= 1 << 16, "send buffer {}", granted.send);
         assert!(granted.recv >= 1 << 16, "recv buffer {}", granted.recv);
+    }
+
+    #[test]
+    fn a_socket_bound_elsewhere_is_sized_and_made_non_blocking() {
+        let sock = UdpSocket::bind("127.0.0.1:0").expect("binds");
+        let granted = size_udp_socket(&sock, 1 << 18, 1 << 18).expect("sizes");
+        assert!(granted.send >= 1 << 16, "send buffer {}", granted.send);
+        assert!(granted.recv >= 1 << 16, "recv buffer {}", granted.recv);
+        let mut buf = [0u8; 8];
+        let err = sock.recv(&mut buf).expect_err("nothing to read");
+        assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
     }
 }

@@ -29,7 +29,7 @@ use crate::link::LinkShared;
 use crate::tasks::{self, LinkIo};
 use crate::{
     CloseCode, Direction, Forwarder, Link, LinkEvent, LinkId, LinkStats, SocketBuffers,
-    TransportConfig, queue, udp_socket,
+    TransportConfig, queue, size_udp_socket, udp_socket,
 };
 
 /// Why a transport could not be created.
@@ -216,6 +216,31 @@ impl Transport {
         identity: Identity,
         config: TransportConfig,
     ) -> Result<(Transport, mpsc::Receiver<LinkEvent>), TransportError> {
+        Self::start(identity, config, None)
+    }
+
+    /// Like [`bind`](Self::bind), on `socket`, a UDP socket the caller has
+    /// bound already ([`TransportConfig::bind`] is not used): its buffers
+    /// are sized as `config` says and it is made non-blocking. For a caller
+    /// that must hold the address before the transport exists, such as a
+    /// test that reserves the port of a peer which starts later.
+    ///
+    /// Must be called inside a tokio runtime.
+    pub fn bind_socket(
+        identity: Identity,
+        config: TransportConfig,
+        socket: std::net::UdpSocket,
+    ) -> Result<(Transport, mpsc::Receiver<LinkEvent>), TransportError> {
+        Self::start(identity, config, Some(socket))
+    }
+
+    /// [`bind`](Self::bind) on a new socket, or
+    /// [`bind_socket`](Self::bind_socket) on `socket`.
+    fn start(
+        identity: Identity,
+        config: TransportConfig,
+        socket: Option<std::net::UdpSocket>,
+    ) -> Result<(Transport, mpsc::Receiver<LinkEvent>), TransportError> {
         tokio::runtime::Handle::try_current().map_err(|_| TransportError::NoRuntime)?;
         let quic = Arc::new(config.quinn_transport_config()?);
         // Fails early for an identity that cannot hold links.
@@ -227,15 +252,29 @@ impl Transport {
         } else {
             None
         };
-        let (socket, buffers) = udp_socket(
-            config.bind,
-            config.socket_send_buffer,
-            config.socket_recv_buffer,
-        )
-        .map_err(|source| TransportError::Io {
-            what: "binding the udp socket",
-            source,
-        })?;
+        let (socket, buffers) = match socket {
+            None => udp_socket(
+                config.bind,
+                config.socket_send_buffer,
+                config.socket_recv_buffer,
+            )
+            .map_err(|source| TransportError::Io {
+                what: "binding the udp socket",
+                source,
+            })?,
+            Some(socket) => {
+                let buffers = size_udp_socket(
+                    &socket,
+                    config.socket_send_buffer,
+                    config.socket_recv_buffer,
+                )
+                .map_err(|source| TransportError::Io {
+                    what: "sizing the udp socket",
+                    source,
+                })?;
+                (socket, buffers)
+            }
+        };
         let endpoint = quinn::Endpoint::new(
             quinn::EndpointConfig::default(),
             server,

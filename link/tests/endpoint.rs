@@ -2,7 +2,8 @@
 //! a `Transport` and the attach control messages, on real QUIC over
 //! loopback.
 
-use std::net::SocketAddr;
+use std::collections::HashSet;
+use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -16,6 +17,7 @@ use gdp_link::{DownReason, Link, LinkEvent, Transport, TransportConfig};
 use gdp_proto::control::{AdvertiseEntry, AttachChallenge, ControlMessage, NakReason};
 use gdp_proto::pdu::{Flags, Pdu, PduHeader, PduType};
 use gdp_proto::{Decode, Encode};
+use gdp_testkit::udp_socket;
 use tokio::sync::mpsc;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -50,14 +52,16 @@ struct FakeRouter {
 
 impl FakeRouter {
     fn start(mode: Mode) -> FakeRouter {
-        Self::start_on("127.0.0.1:0".parse().expect("address"), mode, Kind::Router)
+        Self::start_on(udp_socket(), mode, Kind::Router)
     }
 
-    fn start_on(bind: SocketAddr, mode: Mode, kind: Kind) -> FakeRouter {
+    /// A fake router of `kind` on `socket`, which is bound already.
+    fn start_on(socket: UdpSocket, mode: Mode, kind: Kind) -> FakeRouter {
         let identity = Identity::generate(kind, "fake-router").expect("identity");
         let name = identity.name();
+        let addr = socket.local_addr().expect("bound");
         let (transport, events) =
-            Transport::bind(identity, TransportConfig::new(bind)).expect("binds");
+            Transport::bind_socket(identity, TransportConfig::new(addr), socket).expect("binds");
         let (seen_tx, seen) = mpsc::channel(64);
         tokio::spawn(serve(name, mode, events, seen_tx));
         FakeRouter { transport, seen }
@@ -336,11 +340,7 @@ async fn unexpected_router_name_fails_the_dial() {
 async fn unknown_router_name_still_requires_a_router() {
     // A server listening where a router was expected is not trusted, even
     // on first use.
-    let impostor = FakeRouter::start_on(
-        "127.0.0.1:0".parse().expect("address"),
-        Mode::Accept,
-        Kind::Server,
-    );
+    let impostor = FakeRouter::start_on(udp_socket(), Mode::Accept, Kind::Server);
     let err = EndpointLink::connect(&client(), &EndpointConfig::new(impostor.addr()))
         .await
         .expect_err("a server is not a router");
@@ -429,14 +429,39 @@ async fn link_closed_by_the_router_ends_the_receiver() {
     assert!(link.send(&data(id.name(), 2, b"late")).await.is_err());
 }
 
+/// Reads the QUIC packets that arrive on `socket`, unanswered, until they
+/// show `attempts` connection attempts: each attempt's Initial packets carry
+/// a destination connection id of its own. Returns the socket.
+async fn after_attempts(socket: UdpSocket, attempts: usize) -> UdpSocket {
+    socket.set_nonblocking(true).expect("non-blocking");
+    let socket = tokio::net::UdpSocket::from_std(socket).expect("in a runtime");
+    let mut seen = HashSet::new();
+    let mut buf = vec![0u8; 65_536];
+    while seen.len() < attempts {
+        let n = tokio::time::timeout(WAIT, socket.recv(&mut buf))
+            .await
+            .expect("the client keeps trying")
+            .expect("receives");
+        // A long header (0x80) of type Initial (0x00 in bits 0x30):
+        // flags, version (4 bytes), id length, destination connection id.
+        let packet = &buf[..n];
+        if n > 6 && packet[0] & 0xb0 == 0x80 {
+            let len = usize::from(packet[5]);
+            if let Some(dcid) = packet.get(6..6 + len) {
+                seen.insert(dcid.to_vec());
+            }
+        }
+    }
+    socket.into_std().expect("back to a std socket")
+}
+
 #[tokio::test]
 async fn retry_waits_for_the_router_and_pins_its_name() {
-    // Find a free port, then start the router there only later.
-    let port = std::net::UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .expect("a free port")
-        .port();
-    let addr: SocketAddr = SocketAddr::from(([127, 0, 0, 1], port));
+    // The router's port is held from the start but nobody answers on it, so
+    // the first attempts time out; the router starts on that very socket
+    // once the client has given up on one attempt and begun the next.
+    let socket = udp_socket();
+    let addr = socket.local_addr().expect("bound");
     let id = client();
     let mut config = EndpointConfig::new(addr);
     config.transport.handshake_timeout = Duration::from_millis(200);
@@ -446,8 +471,8 @@ async fn retry_waits_for_the_router_and_pins_its_name() {
         let result = connect_with_retry(&id, &mut config, &mut backoff).await;
         (result, config, backoff)
     });
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    let router = FakeRouter::start_on(addr, Mode::Accept, Kind::Router);
+    let socket = after_attempts(socket, 2).await;
+    let router = FakeRouter::start_on(socket, Mode::Accept, Kind::Router);
     let (result, config, backoff) = tokio::time::timeout(WAIT, attempt)
         .await
         .expect("in time")
@@ -472,11 +497,9 @@ async fn retry_gives_up_on_a_rejection() {
 
 #[tokio::test]
 async fn retry_gives_up_after_max_attempts() {
-    let port = std::net::UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .expect("a free port")
-        .port();
-    let mut config = EndpointConfig::new(SocketAddr::from(([127, 0, 0, 1], port)));
+    // Held and never read: nobody answers there.
+    let silent = udp_socket();
+    let mut config = EndpointConfig::new(silent.local_addr().expect("bound"));
     config.transport.handshake_timeout = Duration::from_millis(100);
     let mut backoff =
         Backoff::new(Duration::from_millis(10), Duration::from_millis(20)).with_max_attempts(2);

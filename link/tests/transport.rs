@@ -13,6 +13,7 @@ use gdp_link::{
 use gdp_proto::Encode;
 use gdp_proto::frame::FrameError;
 use gdp_proto::pdu::{Flags, HEADER_LEN, MAX_PAYLOAD_LEN, Pdu, PduHeader, PduType, peek_header};
+use gdp_testkit::eventually;
 use proptest::prelude::*;
 use tokio::sync::mpsc::Receiver;
 
@@ -234,6 +235,9 @@ async fn a_slow_owner_gets_everything_once_it_reads_again() {
     slow.event_queue = 1;
     let mut p = pair_with(config(), slow).await;
     const N: u64 = 40_000;
+    /// Bytes written but not yet read that show QUIC is buffering (the
+    /// stream window is 8 MiB; the PDUs are about 9 MiB in all).
+    const HELD: u64 = 4 << 20;
     let link = p.a_link.clone();
     let sender = tokio::spawn(async move {
         for seq in 0..N {
@@ -242,7 +246,16 @@ async fn a_slow_owner_gets_everything_once_it_reads_again() {
                 .expect("sends");
         }
     });
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    eventually(
+        WAIT,
+        "QUIC holds a few MiB the owner has not read",
+        || async {
+            let read = p.b.stats(p.b_link).map_or(0, |s| s.received_bytes);
+            let held = p.a_link.stats().sent_bytes.saturating_sub(read);
+            held >= HELD || sender.is_finished()
+        },
+    )
+    .await;
     let got = collect(&mut p.b_events, N as usize, true).await;
     sender.await.expect("sender finishes");
     for (seq, d) in got.iter().enumerate() {

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
 use gdp_certs::{Name, Timestamp};
 use gdp_router::directory::{Directory, DirectoryOptions, MemoryDirectory, RedisDirectory};
-use gdp_router::testing::RedisServer;
+use gdp_testkit::RedisServer;
 use hdrhistogram::Histogram;
 use tokio::runtime::Runtime;
 

@@ -50,13 +50,11 @@ mod bench_util;
 use std::time::Duration;
 
 use bench_util::baselines::RelayRuntime;
-use bench_util::gdp::{
-    BenchRouter, ROUTER_THREADS, TempDir, attach, cold_lookups, open_route, spawn_echo,
-};
+use bench_util::gdp::{BenchRouter, ROUTER_THREADS, attach, cold_lookups, open_route, spawn_echo};
 use bench_util::{Params, Report, baselines, print_reports, run_client};
 use gdp_certs::{Identity, Kind};
 use gdp_router::directory::route_key;
-use gdp_router::testing::RedisServer;
+use gdp_testkit::{RedisServer, TempDir};
 
 /// Client at `near`, echo end at `far` (the same router or another).
 /// Also returns the share of the PDUs `near` received over the run that
@@ -265,9 +263,9 @@ fn main() -> anyhow::Result<()> {
 
 async fn run(params: Params) -> anyhow::Result<()> {
     let redis = RedisServer::try_start()?;
-    let data = TempDir::new("router")?;
-    let r1 = BenchRouter::start("r1", &redis.url(), &data.0, params.pin)?;
-    let r2 = BenchRouter::start("r2", &redis.url(), &data.0, params.pin)?;
+    let data = TempDir::try_new("bench-router")?;
+    let r1 = BenchRouter::start("r1", &redis.url(), data.path(), params.pin)?;
+    let r2 = BenchRouter::start("r2", &redis.url(), data.path(), params.pin)?;
 
     let mut trials = Vec::new();
     for round in 1..=params.trials {

@@ -9,8 +9,7 @@
 //!   starts a whole router from [`config::RouterSettings`];
 //! - [`config`]: the `gdp-router` config file and command line;
 //! - [`metrics`]: the Prometheus text format over HTTP;
-//! - `sim` and `testing` (features): the deterministic multi-router
-//!   simulation and real Redis servers for tests.
+//! - `sim` (feature): the deterministic multi-router simulation, for tests.
 //!
 //! Features: `daemon` (default) is what the `gdp-router` binary adds, its
 //! command line (`config::Cli`) and its logging; `capsule-server` (default)
@@ -47,5 +46,3 @@ pub mod driver;
 pub mod metrics;
 #[cfg(feature = "sim")]
 pub mod sim;
-#[cfg(feature = "testing")]
-pub mod testing;

@@ -17,11 +17,14 @@ use gdp_router::directory::{
     Backend, Directory, DirectoryConfig, DirectoryError, DirectoryOptions, EXPIRY_PREFIX_LEN,
     MAX_RECORDS_PER_NAME, MAX_ROUTE_RECORD_LEN, RedisDirectory, Unavailable, route_key,
 };
-use gdp_router::testing::{RedisCluster, RedisServer};
+use gdp_testkit::{ClosedTcpPort, RedisCluster, RedisServer, eventually, eventually_ok};
 
 const LONG: Duration = Duration::from_secs(60);
 /// Lifetime of the records the expiry cases wait out.
 const SHORT: Duration = Duration::from_millis(400);
+/// Longest wait for a short-lived record to be gone (expiry is judged by
+/// the wall clock, here and in Redis).
+const EXPIRY_WAIT: Duration = Duration::from_secs(5);
 
 fn random_name() -> Name {
     Name::from_bytes(rand::random())
@@ -167,13 +170,16 @@ async fn conformance(dir: &dyn Directory) {
         .expect("replace with a shorter record");
     assert_eq!(records(dir, short_only).await.len(), 2);
     assert_eq!(records(dir, mixed).await.len(), 2);
-    tokio::time::sleep(SHORT + Duration::from_millis(150)).await;
+    // The short record of `shortened` was published last, so once it has
+    // expired every other short-lived record has too.
+    eventually(
+        EXPIRY_WAIT,
+        "the replaced long record is gone and the short one expired",
+        || async { records(dir, shortened).await.is_empty() },
+    )
+    .await;
     assert!(records(dir, short_only).await.is_empty());
     assert_eq!(records(dir, mixed).await, set(&[rec("m-long")]));
-    assert!(
-        records(dir, shortened).await.is_empty(),
-        "the replaced long record is gone and the short one expired"
-    );
 }
 
 #[tokio::test]
@@ -240,11 +246,10 @@ async fn redis_drops_keys_at_the_latest_record_expiry() {
         integer(&server, redis::cmd("EXISTS").arg(route_key(&brief))),
         1
     );
-    tokio::time::sleep(Duration::from_millis(450)).await;
-    assert_eq!(
-        integer(&server, redis::cmd("EXISTS").arg(route_key(&brief))),
-        0
-    );
+    eventually(EXPIRY_WAIT, "Redis dropped the expired key", || async {
+        integer(&server, redis::cmd("EXISTS").arg(route_key(&brief))) == 0
+    })
+    .await;
 
     // The stored layout is the documented one.
     let value = match server
@@ -407,17 +412,14 @@ async fn killed_redis_fails_fast_and_the_same_directory_recovers() {
     }
 
     server.restart().expect("restarts on the same port");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let lookup = loop {
-        match dir.lookup(name).await {
-            Ok(lookup) => break lookup,
-            Err(e) if Instant::now() < deadline => {
-                assert!(e.is_unavailable(), "{e:?}");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            Err(e) => panic!("the directory did not recover: {e:?}"),
+    let lookup = eventually_ok(Duration::from_secs(5), || async {
+        let result = dir.lookup(name).await;
+        if let Err(e) = &result {
+            assert!(e.is_unavailable(), "{e:?}");
         }
-    };
+        result
+    })
+    .await;
     assert!(
         lookup.records.is_empty(),
         "the restarted server kept nothing"
@@ -430,9 +432,8 @@ async fn killed_redis_fails_fast_and_the_same_directory_recovers() {
 
 #[tokio::test]
 async fn connecting_to_a_dead_port_fails_fast() {
-    let server = RedisServer::start();
-    let url = server.url();
-    drop(server);
+    let dead = ClosedTcpPort::new();
+    let url = format!("redis://{}", dead.addr());
     let options = DirectoryOptions::default().with_connect_timeout(Duration::from_millis(500));
     let started = Instant::now();
     let err = RedisDirectory::connect(&url, &options)

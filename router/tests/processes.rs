@@ -22,7 +22,7 @@ use gdp_proto::control::NakReason;
 use gdp_proto::pdu::{MAX_PAYLOAD_LEN, Pdu, PduHeader, PduType};
 use gdp_router::config::DEFAULT_PORT;
 use gdp_router::directory::route_key;
-use gdp_router::testing::{RedisCluster, RedisServer};
+use gdp_testkit::{RedisCluster, RedisServer, eventually};
 
 use common::endpoint::WARMUP;
 use common::process::scrape;
@@ -175,16 +175,12 @@ async fn three_routers_over_redis_carry_ten_thousand_pdus_each_way() {
     assert_eq!(route_key_exists(&redis, a.name()), 0);
 }
 
-/// Polls until `name` has a record in the directory, or `within` passes.
-async fn published_within(redis: &RedisServer, name: Name, within: Duration) -> bool {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if route_key_exists(redis, name) == 1 {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    false
+/// Waits until `name` has a record in the directory.
+async fn published_within(redis: &RedisServer, name: Name, within: Duration, what: &str) {
+    eventually(within, what, || async {
+        route_key_exists(redis, name) == 1
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -196,22 +192,15 @@ async fn idle_routers_publish_their_records_at_start() {
     // alone still publishes its own record, well before the directory
     // audit (10 s) would repair a missing one.
     let within = Duration::from_secs(5);
-    assert!(
-        published_within(&redis, r1.name(), within).await,
-        "r1 never published"
-    );
+    published_within(&redis, r1.name(), within, "r1 published its record").await;
     // A router behind a gateway publishes a record through it and dials it.
     let via = format!("{}@{}", r1.name(), r1.addr());
     let r2 = start_router(&dir, "r2", &redis.url(), &["--via", &via]);
-    assert!(
-        published_within(&redis, r2.name(), within).await,
-        "r2 never published"
-    );
-    let deadline = Instant::now() + within;
-    while r2.metric("gdp_router_links") < 1.0 {
-        assert!(Instant::now() < deadline, "r2 never dialed its gateway");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    published_within(&redis, r2.name(), within, "r2 published its record").await;
+    eventually(within, "r2 dialed its gateway", || async {
+        r2.metric("gdp_router_links") >= 1.0
+    })
+    .await;
 }
 
 /// No warm-up: a stream of PDUs starts towards a name r1 has never looked
@@ -231,11 +220,7 @@ async fn pdus_sent_before_a_lookup_ends_keep_their_order_through_the_fast_path()
     let r2 = start_router(&dir, "r2", &redis.url(), &[]);
     let a = TestEndpoint::attach(r1.addr(), r1.name(), "a").await;
     let mut b = TestEndpoint::attach(r2.addr(), r2.name(), "b").await;
-    let deadline = Instant::now() + WAIT;
-    while route_key_exists(&redis, b.name()) == 0 {
-        assert!(Instant::now() < deadline, "b's route record never appeared");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    published_within(&redis, b.name(), WAIT, "b's route record appeared").await;
 
     let metrics = r1.start.metrics.expect("r1 serves metrics");
     let mut sender = tokio::spawn(send_until_fast(a.link.clone(), a.name(), b.name(), metrics));
@@ -407,21 +392,13 @@ async fn a_capsule_server_table_embeds_a_server_that_attaches() {
     let mut r = start_router(&dir, "r", "memory", &["--config", &config]);
 
     // The server attaches over loopback as an endpoint of kind server.
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let attached = r.metrics().keys().any(|k| {
+    eventually(WAIT, "the embedded server attached", || async {
+        r.metrics().keys().any(|k| {
             k.starts_with("gdp_router_link_rtt_seconds{")
                 && k.contains("kind=\"server\",role=\"endpoint\"")
-        });
-        if attached {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the embedded server did not attach"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        })
+    })
+    .await;
     assert!(dir.path().join("r").join("capsule-server").is_dir());
     assert_eq!(r.metric("gdp_router_attaches_total"), 1.0);
     // It stops with the router, which still exits cleanly.
@@ -585,6 +562,7 @@ async fn a_redis_outage_keeps_cached_routes_and_heals_without_restarts() {
     open_route(&b, &mut a, WAIT).await;
 
     // Redis dies while a streams to b: the cached route carries every PDU.
+    let forwarded = r1.metric("gdp_router_forwarded_total");
     let (a_name, b_name, a_link) = (a.name(), b.name(), a.link.clone());
     let stream = tokio::spawn(async move {
         for seq in 1..=400 {
@@ -597,7 +575,10 @@ async fn a_redis_outage_keeps_cached_routes_and_heals_without_restarts() {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
     });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    eventually(WAIT, "the stream to b is flowing through r1", || async {
+        r1.metric("gdp_router_forwarded_total") >= forwarded + 50.0
+    })
+    .await;
     redis.kill();
     expect_seqs(&mut b, a_name, 400).await;
     stream.await.expect("the sender finished");

@@ -1,11 +1,10 @@
-//! Shared fixtures of the integration tests: temporary directories,
-//! deterministic identities and capsules, and a harness that drives a
-//! `CapsuleService` with the store directly (commits run synchronously, or
-//! are held back to test pipelining and failures).
+//! Shared fixtures of the integration tests: deterministic identities and
+//! capsules, and a harness that drives a `CapsuleService` with the store
+//! directly (commits run synchronously, or are held back to test
+//! pipelining and failures). Temporary directories come from the test kit.
 #![allow(dead_code, unreachable_pub)]
 
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::Path;
 
 use bytes::Bytes;
 use gdp_capsule_server::limits::ServiceConfig;
@@ -17,35 +16,10 @@ use gdp_proto::capsule::{CapsuleRequest, CapsuleResponse, ErrorCode};
 use gdp_proto::chain::{Appender, ChainState};
 use gdp_proto::proof::Heartbeat;
 use gdp_proto::record::Record;
+pub use gdp_testkit::TempDir;
 
 /// The fixtures' "now", inside every fixture certificate's validity.
 pub const NOW: Timestamp = Timestamp::from_secs(1_800_000_000);
-
-/// A directory removed when dropped.
-#[derive(Debug)]
-pub struct TempDir(PathBuf);
-
-impl TempDir {
-    pub fn new(tag: &str) -> Self {
-        static N: AtomicU64 = AtomicU64::new(0);
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        let path =
-            std::env::temp_dir().join(format!("gdp-capsule-test-{tag}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).expect("temp dir can be created");
-        TempDir(path)
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// The server, a capsule owned and written by `writer`, and a client.
 #[derive(Debug, Clone)]

@@ -3,8 +3,8 @@
 //! (which must give one line on stderr and a non-zero status, never a
 //! panic).
 
-// The SDK's test helpers (router and capsule server processes, temporary
-// directories), shared rather than copied.
+// The SDK's test helpers (router and capsule server processes), shared
+// rather than copied.
 #[path = "../../tests/common/mod.rs"]
 mod common;
 
@@ -18,6 +18,7 @@ use gdp_certs::{Identity, Metadata, Timestamp};
 use gdp_client::CapsuleFile;
 
 use common::{Net, TempDir};
+use gdp_testkit::eventually_blocking;
 
 /// One user: a home directory (key and capsule files) and a router.
 struct User {
@@ -455,15 +456,11 @@ fn datagrams_and_pings() {
         .expect("recv runs");
     // `recv` is attached once it has printed nothing yet but the router
     // knows it: ping it until it answers (this SDK answers pings).
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let out = a.run(&["--timeout", "1s", "ping", "--count", "1", &b_name]);
-        if out.status.success() {
-            break;
-        }
-        assert!(Instant::now() < deadline, "recv never attached");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    eventually_blocking(Duration::from_secs(20), "recv attached", || {
+        a.run(&["--timeout", "1s", "ping", "--count", "1", &b_name])
+            .status
+            .success()
+    });
     let sent = a.ok(&["send", &b_name, "hi b"]);
     assert!(sent.contains("sent 4 bytes"));
     let out = receiver.wait_with_output().expect("recv ends");

@@ -7,9 +7,16 @@
 //!
 //! Run with: `cargo build --bins && cargo test -p gdp-cli --test readme_tour`
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::io::Read;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use gdp_testkit::{ChildGuard, TempDir, workspace_bin_dir};
+
+/// Longest the tour may run before it is killed.
+const TOUR_TIMEOUT: Duration = Duration::from_secs(90);
 
 fn tour_script() -> String {
     let readme = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md");
@@ -26,27 +33,20 @@ fn tour_script() -> String {
     block[body_start..body_end].to_owned()
 }
 
-fn bin_dir() -> PathBuf {
-    // The test executable lives in target/debug/deps; the binaries one up.
-    let exe = std::env::current_exe().expect("test executable path");
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("target/debug")
-        .to_owned()
+/// Reads `pipe` to its end on a thread of its own, so that neither of a
+/// child's pipes can fill up while the other is read.
+fn read_all(mut pipe: impl Read + Send + 'static) -> JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut text = Vec::new();
+        let _ = pipe.read_to_end(&mut text);
+        String::from_utf8_lossy(&text).into_owned()
+    })
 }
 
 #[test]
 fn the_readme_tour_works_as_written() {
-    let bins = bin_dir();
-    for b in ["gdp", "gdp-router", "gdp-capsule-server"] {
-        assert!(
-            bins.join(b).exists(),
-            "{b} is not built in {}: run `cargo build --bins` (scripts/test.sh does)",
-            bins.display()
-        );
-    }
-    let dir = std::env::temp_dir().join(format!("gdp-tour-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
+    let bins = workspace_bin_dir(&["gdp", "gdp-router", "gdp-capsule-server"]);
+    let dir = TempDir::new("tour");
     let script = format!(
         "trap 'kill $(jobs -p) 2>/dev/null || true' EXIT\n{}",
         tour_script()
@@ -56,33 +56,26 @@ fn the_readme_tour_works_as_written() {
         bins.display(),
         std::env::var("PATH").unwrap_or_default()
     );
-    let started = Instant::now();
     let mut child = Command::new("bash")
         .args(["-euo", "pipefail", "-c", &script])
-        .current_dir(&dir)
-        .env("HOME", &dir)
+        .current_dir(dir.path())
+        .env("HOME", dir.path())
         .env("PATH", path)
         .env_remove("GDP_ROUTER")
         .env_remove("GDP_KEY")
         .env_remove("GDP_CAPSULE_DIR")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("bash runs");
+    let stdout = read_all(child.stdout.take().expect("piped"));
+    let stderr = read_all(child.stderr.take().expect("piped"));
     // Bounded: a hung tour is killed rather than stalling the suite.
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait on bash") {
-            break status;
-        }
-        if started.elapsed() > Duration::from_secs(90) {
-            child.kill().ok();
-            panic!("the tour did not finish within 90 s");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let out = child.wait_with_output().expect("output");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let status = ChildGuard::new("the tour", child)
+        .wait_timeout(TOUR_TIMEOUT)
+        .unwrap_or_else(|| panic!("the tour did not finish within {TOUR_TIMEOUT:?}"));
+    let stdout = stdout.join().expect("stdout is read");
+    let stderr = stderr.join().expect("stderr is read");
     assert!(
         status.success(),
         "tour failed: {status}\nstdout:\n{stdout}\nstderr:\n{stderr}"
@@ -96,5 +89,4 @@ fn the_readme_tour_works_as_written() {
             "{payload:?} should be printed by read and by tail -f\n{stdout}"
         );
     }
-    std::fs::remove_dir_all(&dir).ok();
 }

@@ -9,7 +9,7 @@
 //! the client and echo code of `bench_util` runs unchanged over GDP links.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -26,24 +26,6 @@ use quinn::SendStream;
 use tokio::sync::oneshot;
 
 use super::{PduReader, dial, endpoint};
-
-/// A directory removed on drop.
-pub(crate) struct TempDir(pub(crate) PathBuf);
-
-impl TempDir {
-    pub(crate) fn new(label: &str) -> anyhow::Result<TempDir> {
-        let path = std::env::temp_dir().join(format!("gdp-bench-{}-{label}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path)?;
-        Ok(TempDir(path))
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// The prefix of the names of every router's threads.
 pub(crate) const ROUTER_THREADS: &str = "router-";

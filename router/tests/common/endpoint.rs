@@ -10,6 +10,7 @@ use gdp_certs::{Identity, Kind, Name};
 use gdp_link::endpoint::{EndpointConfig, EndpointEvent, EndpointLink, EndpointReceiver, Nak};
 use gdp_proto::Encode;
 use gdp_proto::pdu::{Pdu, PduHeader, PduType};
+use gdp_testkit::eventually_ok;
 
 /// Payload of the PDUs that open a route before a measured exchange.
 pub const WARMUP: &[u8] = b"warm-up";
@@ -57,24 +58,15 @@ impl TestEndpoint {
         self.identity.name()
     }
 
-    /// Attaches again (after the router restarted), retrying until
-    /// `deadline`.
+    /// Attaches again (after the router restarted), retrying for up to
+    /// `within`.
     pub async fn reattach(&mut self, within: Duration) {
-        let deadline = Instant::now() + within;
-        loop {
-            match EndpointLink::connect(&self.identity, &self.config).await {
-                Ok((link, rx)) => {
-                    self.link = link;
-                    self.rx = rx;
-                    return;
-                }
-                Err(e) if Instant::now() < deadline => {
-                    note(&format!("reattach failed, retrying: {e}"));
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-                Err(e) => panic!("could not reattach within {within:?}: {e}"),
-            }
-        }
+        let (link, rx) = eventually_ok(within, || {
+            EndpointLink::connect(&self.identity, &self.config)
+        })
+        .await;
+        self.link = link;
+        self.rx = rx;
     }
 
     /// An encoded Data PDU from this endpoint to `dst`.

@@ -12,7 +12,8 @@ pub mod process;
 use std::path::Path;
 
 pub use endpoint::{TestEndpoint, close_code, drain, open_route, raw_peer};
-pub use process::{RouterProcess, TempDir, exited_cleanly, run_to_exit};
+pub use gdp_testkit::TempDir;
+pub use process::{RouterProcess, exited_cleanly, run_to_exit};
 
 /// Arguments for a test router: loopback on a free port, metrics on a
 /// free port, its data under `dir/label`, the directory `directory`, and

@@ -4,49 +4,20 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::Duration;
 
 use gdp_certs::Name;
+use gdp_testkit::{ChildGuard, spawn_with_start_line, start_line_field};
 
 /// How long a router may take to print its start line.
 const START_TIMEOUT: Duration = Duration::from_secs(15);
-
-/// A directory removed on drop.
-#[derive(Debug)]
-pub struct TempDir(PathBuf);
-
-impl TempDir {
-    /// A fresh, empty directory.
-    pub fn new(label: &str) -> TempDir {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "gdp-router-test-{}-{}-{label}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).expect("creates the temporary directory");
-        TempDir(path)
-    }
-
-    /// Its path.
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+/// How long a router may take to exit after SIGTERM.
+const STOP_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// What a router printed at start.
 #[derive(Debug, Clone)]
@@ -65,17 +36,12 @@ pub struct StartLine {
 
 impl StartLine {
     fn parse(line: &str) -> StartLine {
-        let fields: HashMap<&str, &str> = line
-            .strip_prefix("gdp-router ")
-            .unwrap_or_else(|| panic!("not a start line: {line:?}"))
-            .split(' ')
-            .filter_map(|kv| kv.split_once('='))
-            .collect();
-        let get = |k: &str| {
-            *fields
-                .get(k)
-                .unwrap_or_else(|| panic!("no {k} in {line:?}"))
-        };
+        assert!(
+            line.starts_with("gdp-router "),
+            "not a start line: {line:?}"
+        );
+        let get =
+            |k: &str| start_line_field(line, k).unwrap_or_else(|| panic!("no {k} in {line:?}"));
         StartLine {
             name: get("name").parse().expect("a name"),
             listen: get("listen").parse().expect("an address"),
@@ -95,7 +61,7 @@ pub struct RouterProcess {
     label: String,
     args: Vec<String>,
     log: PathBuf,
-    child: Option<Child>,
+    process: ChildGuard,
     /// What it printed at its last start.
     pub start: StartLine,
 }
@@ -105,12 +71,12 @@ impl RouterProcess {
     /// has printed its start line.
     pub fn start(label: &str, logs: &Path, args: &[String]) -> RouterProcess {
         let log = logs.join(format!("{label}.log"));
-        let (child, start) = spawn(&log, args);
+        let (process, start) = spawn(label, &log, args);
         RouterProcess {
             label: label.to_owned(),
             args: args.to_vec(),
             log,
-            child: Some(child),
+            process,
             start,
         }
     }
@@ -127,10 +93,7 @@ impl RouterProcess {
 
     /// Sends SIGKILL and reaps it.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.process.kill();
     }
 
     /// Starts it again with the same arguments, and `--listen` pinned to
@@ -143,32 +106,19 @@ impl RouterProcess {
         } else {
             args.extend(["--listen".into(), self.start.listen.to_string()]);
         }
-        let (child, start) = spawn(&self.log, &args);
-        self.child = Some(child);
+        let (process, start) = spawn(&self.label, &self.log, &args);
+        self.process = process;
         self.start = start;
     }
 
     /// Sends SIGTERM and waits (bounded) for it to exit.
     pub fn terminate(&mut self) -> ExitStatus {
-        let mut child = self.child.take().expect("the router is running");
-        let pid = i32::try_from(child.id()).expect("a pid fits an i32");
-        let status = Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status()
-            .expect("runs kill");
-        assert!(status.success(), "kill -TERM {pid} failed");
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Some(status) = child.try_wait().expect("waits") {
-                return status;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("{} did not exit within 15 s of SIGTERM", self.label);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.process.terminate(STOP_TIMEOUT).unwrap_or_else(|| {
+            panic!(
+                "{} did not exit within {STOP_TIMEOUT:?} of SIGTERM",
+                self.label
+            )
+        })
     }
 
     /// Every metric sample the router serves now, by `name{labels}`.
@@ -183,57 +133,29 @@ impl RouterProcess {
     }
 }
 
-impl Drop for RouterProcess {
-    fn drop(&mut self) {
-        self.kill();
-        if std::thread::panicking() {
-            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-            let tail: Vec<&str> = log.lines().rev().take(60).collect();
-            eprintln!("---- log of {} (last lines) ----", self.label);
-            for line in tail.into_iter().rev() {
-                eprintln!("{line}");
-            }
-        }
-    }
-}
-
 /// The path of the binary under test.
 pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_gdp-router")
 }
 
-fn spawn(log: &Path, args: &[String]) -> (Child, StartLine) {
+fn spawn(label: &str, log: &Path, args: &[String]) -> (ChildGuard, StartLine) {
+    // Appended to across restarts, so a failure shows every run.
     let log_file = File::options()
         .create(true)
         .append(true)
         .open(log)
         .expect("opens the log");
-    let mut child = Command::new(binary())
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(log_file)
-        .spawn()
-        .expect("spawns gdp-router");
-    let stdout = child.stdout.take().expect("stdout is piped");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut lines = BufReader::new(stdout).lines();
-        if let Some(Ok(line)) = lines.next() {
-            let _ = tx.send(line);
-        }
-        // Keep the pipe drained until the process exits.
-        for _ in lines {}
-    });
-    match rx.recv_timeout(START_TIMEOUT) {
-        Ok(line) => (child, StartLine::parse(&line)),
-        Err(_) => {
-            let _ = child.kill();
-            let status = child.wait().ok();
-            let log = std::fs::read_to_string(log).unwrap_or_default();
-            panic!("gdp-router did not start ({status:?}); its log:\n{log}");
-        }
-    }
+    let (process, line) = spawn_with_start_line(
+        Command::new(binary())
+            .args(args)
+            .stdin(Stdio::null())
+            .stderr(log_file),
+        label,
+        Some(log),
+        START_TIMEOUT,
+    )
+    .unwrap_or_else(|e| panic!("gdp-router did not start: {e}"));
+    (process, StartLine::parse(&line))
 }
 
 /// Runs `gdp-router` with `args` to completion (for start-up failures).

@@ -9,14 +9,32 @@
 //! [`RedisCluster`] starts cluster-enabled masters, gives each an even share
 //! of the 16384 hash slots (`CLUSTER ADDSLOTSRANGE`), joins them
 //! (`CLUSTER MEET`) and waits until every node reports `cluster_state:ok`.
+//!
+//! The servers are the real `redis-server` binary, taken from the
+//! `GDP_REDIS_SERVER` environment variable or found on `PATH`. When it is
+//! missing, starting one fails with a message saying to run
+//! `scripts/test.sh`, which installs it.
+//!
+//! `redis-server` binds its port itself, so this is the one place in the
+//! kit that picks a free port and lets another process bind it: a server
+//! that then fails to start is retried on another port.
+//!
+//! ```no_run
+//! use gdp_testkit::RedisServer;
+//!
+//! let server = RedisServer::start();
+//! println!("Redis listening at {}", server.url());
+//! // Killed and its directory removed when `server` is dropped.
+//! ```
 
 use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+use crate::dir::TempDir;
 
 /// Environment variable naming the `redis-server` binary to use.
 pub const REDIS_SERVER_ENV: &str = "GDP_REDIS_SERVER";
@@ -77,7 +95,7 @@ pub enum RedisServerError {
 pub struct RedisServer {
     binary: PathBuf,
     port: u16,
-    dir: PathBuf,
+    dir: TempDir,
     extra_args: Vec<String>,
     child: Option<Child>,
 }
@@ -111,9 +129,11 @@ impl RedisServer {
                 binary: binary.clone(),
                 source,
             })?;
-            let dir = temp_dir(port).map_err(|source| RedisServerError::Spawn {
-                binary: binary.clone(),
-                source,
+            let dir = TempDir::try_new(&format!("redis-{port}")).map_err(|source| {
+                RedisServerError::Spawn {
+                    binary: binary.clone(),
+                    source,
+                }
             })?;
             let mut server = RedisServer {
                 binary: binary.clone(),
@@ -149,7 +169,7 @@ impl RedisServer {
 
     /// The server's working directory (removed on drop).
     pub fn dir(&self) -> &Path {
-        &self.dir
+        self.dir.path()
     }
 
     /// Whether the process is still running.
@@ -200,7 +220,7 @@ impl RedisServer {
             binary: self.binary.clone(),
             source,
         };
-        let log_path = self.dir.join("redis.log");
+        let log_path = self.dir.path().join("redis.log");
         let log = File::create(&log_path).map_err(spawn_err)?;
         let log_err = log.try_clone().map_err(spawn_err)?;
         let child = Command::new(&self.binary)
@@ -210,9 +230,9 @@ impl RedisServer {
             .args(["--appendonly", "no"])
             .args(["--daemonize", "no"])
             .arg("--dir")
-            .arg(&self.dir)
+            .arg(self.dir.path())
             .args(&self.extra_args)
-            .current_dir(&self.dir)
+            .current_dir(self.dir.path())
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err)
@@ -237,7 +257,7 @@ impl RedisServer {
     }
 
     fn not_ready(&self, reason: String) -> RedisServerError {
-        let log = std::fs::read_to_string(self.dir.join("redis.log")).unwrap_or_default();
+        let log = std::fs::read_to_string(self.dir.path().join("redis.log")).unwrap_or_default();
         let tail: Vec<&str> = log.lines().rev().take(20).collect();
         RedisServerError::NotReady {
             port: self.port,
@@ -249,8 +269,8 @@ impl RedisServer {
 
 impl Drop for RedisServer {
     fn drop(&mut self) {
+        // Its directory goes with the `TempDir` once the process is dead.
         self.kill();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -397,20 +417,10 @@ fn find_binary() -> Result<PathBuf, RedisServerError> {
         .ok_or_else(|| RedisServerError::NotInstalled("not on PATH".into()))
 }
 
+/// A port that was free a moment ago (see the module docs).
 fn free_port() -> std::io::Result<u16> {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
     Ok(listener.local_addr()?.port())
-}
-
-fn temp_dir(port: u16) -> std::io::Result<PathBuf> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "gdp-redis-{}-{}-{port}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir)
 }
 
 /// Whether a server answers `PING` on `port` right now.
@@ -425,4 +435,30 @@ fn ping(port: u16) -> bool {
     }
     let mut reply = [0u8; 7];
     stream.read_exact(&mut reply).is_ok() && &reply == b"+PONG\r\n"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_server_answers_is_killed_and_restarts_on_its_port() {
+        let mut server = RedisServer::start();
+        let dir = server.dir().to_owned();
+        assert!(dir.is_dir());
+        assert!(server.is_running());
+        let set = ::redis::cmd("SET").arg("k").arg("v").clone();
+        assert_eq!(server.query(&set).expect("SET"), ::redis::Value::Okay);
+        let port = server.port();
+        server.kill();
+        assert!(!server.is_running());
+        assert!(!ping(port));
+        server.restart().expect("restarts");
+        assert_eq!(server.port(), port);
+        // No persistence: the restarted server is empty.
+        let get = ::redis::cmd("GET").arg("k").clone();
+        assert_eq!(server.query(&get).expect("GET"), ::redis::Value::Nil);
+        drop(server);
+        assert!(!dir.exists(), "the directory goes with the server");
+    }
 }
