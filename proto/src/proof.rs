@@ -155,6 +155,15 @@ pub enum ProofError {
 
 /// A writer's signed commitment to one record of a capsule, and through the
 /// chain to all records before it. Not checked until [`Heartbeat::verify`].
+///
+/// A heartbeat is identified by what it signs (capsule, seqno, record
+/// hash), never by its signature bytes: a writer can sign one record many
+/// times with different valid signatures (as with any ed25519 key), so
+/// servers and readers compare records by hash and seqno, and
+/// [`Proof::verify_under`] compares whole heartbeats only to refuse a proof
+/// made under another heartbeat than the one already verified. Nobody but
+/// the writer can make a second valid signature (see
+/// [`PublicKey`]'s verification semantics).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Heartbeat {
     /// The capsule.
