@@ -22,8 +22,15 @@
 //! retry_max = "10s"
 //!
 //! [service]                   # limits, see ServiceConfig
-//! max_subscribers = 4096
+//! max_subscribers = 4096      # per capsule
+//! max_subscriptions_per_peer = 64
+//! max_capsules = 65536        # at most what the router takes per server
 //! peer_requests = { per_second = 20000, burst = 40000 }
+//! # Who may create capsules (see CreatePolicy); the default:
+//! create_policy = { mode = "quota", per_creator = 256, rate = { per_second = 10, burst = 100 } }
+//! # or only some owner keys:
+//! # create_policy = { mode = "allow-list", creators = ["<public key>"] }
+//! # or anyone, up to max_capsules: create_policy = { mode = "open" }
 //!
 //! [store]                     # see StoreOptions
 //! check_integrity = true
@@ -446,6 +453,74 @@ mod tests {
         let e = c.endpoint().expect("has a router");
         assert_eq!(e.rtcert_validity, Duration::from_secs(7200));
         assert_eq!(e.router, None);
+    }
+
+    #[test]
+    fn create_policies_parse() {
+        use crate::limits::{CreatePolicy, Rate};
+        let key = gdp_certs::SecretKey::from_seed(&[4; 32]).public();
+        let text = format!(
+            "[router]\naddress = \"127.0.0.1:1\"\n[service]\ncreate_policy = {{ mode = \"allow-list\", creators = [\"{key}\"] }}\n"
+        );
+        let c = ServerConfig::from_toml(&text, "t").expect("parses");
+        assert_eq!(
+            c.service.create_policy,
+            CreatePolicy::AllowList {
+                creators: vec![key]
+            }
+        );
+        assert_eq!(c.validate().map_err(|e| e.to_string()), Ok(()));
+        let c = ServerConfig::from_toml("[service]\ncreate_policy = { mode = \"open\" }", "t")
+            .expect("parses");
+        assert_eq!(c.service.create_policy, CreatePolicy::Open {});
+        let c = ServerConfig::from_toml(
+            "[service]\ncreate_policy = { mode = \"quota\", per_creator = 3, rate = { per_second = 1, burst = 2 } }",
+            "t",
+        )
+        .expect("parses");
+        assert_eq!(
+            c.service.create_policy,
+            CreatePolicy::Quota {
+                per_creator: 3,
+                rate: Rate {
+                    per_second: 1,
+                    burst: 2
+                }
+            }
+        );
+        // The defaults when nothing is said.
+        let c = ServerConfig::from_toml("", "t").expect("parses");
+        assert_eq!(c.service.create_policy, CreatePolicy::default());
+        assert_eq!(
+            c.service.max_capsules,
+            crate::limits::ROUTER_CAPSULES_PER_SERVER
+        );
+        assert_eq!(c.service.max_subscriptions_per_peer, 64);
+        // Keys that are not keys, unknown modes and fields are refused.
+        for bad in [
+            "create_policy = { mode = \"allow-list\", creators = [\"nope\"] }",
+            "create_policy = { mode = \"everyone\" }",
+            "create_policy = { mode = \"open\", per_creator = 1 }",
+        ] {
+            let err =
+                ServerConfig::from_toml(&format!("[service]\n{bad}"), "t").expect_err("refused");
+            assert!(
+                matches!(err, ServerConfigError::Parse { .. }),
+                "{bad}: {err}"
+            );
+        }
+        let mut c = ServerConfig::new("/tmp", "127.0.0.1:1".parse().expect("addr"));
+        c.service.create_policy = CreatePolicy::Quota {
+            per_creator: 0,
+            rate: Rate {
+                per_second: 1,
+                burst: 1,
+            },
+        };
+        assert!(matches!(
+            c.validate(),
+            Err(ServerConfigError::Invalid { key: "service", .. })
+        ));
     }
 
     #[test]

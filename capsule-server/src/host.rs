@@ -22,6 +22,10 @@
 //! decoded PDUs and turns [`Response`]s into PDUs with
 //! [`Response::to_pdu`].
 //!
+//! The service's counters ([`ServiceStats`]) are published at every turn
+//! of the task, before the responses of that turn go out;
+//! [`HostHandle::stats`] reads the latest.
+//!
 //! # Shutdown
 //!
 //! [`Host::shutdown`] stops taking requests, lets the requests already in
@@ -32,11 +36,12 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use gdp_certs::{Name, Timestamp};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::committer::{Ack, CommitHandle};
 use crate::service::{CapsuleService, Output, Request, Response, Ticket};
+use crate::stats::ServiceStats;
 use crate::store::StoreError;
 
 /// Where the host reads the time.
@@ -86,10 +91,11 @@ enum Input {
     PeerGone(Name),
 }
 
-/// Sends requests to a host. Cheap to clone.
+/// Sends requests to a host and reads its counters. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct HostHandle {
     inbox: mpsc::Sender<Input>,
+    stats: watch::Receiver<ServiceStats>,
 }
 
 impl HostHandle {
@@ -101,12 +107,18 @@ impl HostHandle {
             .map_err(|_| HostClosed)
     }
 
-    /// Tells the host that `peer` went away (ends its subscriptions).
+    /// Tells the host that `peer` went away (ends its subscriptions and
+    /// forgets its rate-limit state).
     pub async fn peer_gone(&self, peer: Name) -> Result<(), HostClosed> {
         self.inbox
             .send(Input::PeerGone(peer))
             .await
             .map_err(|_| HostClosed)
+    }
+
+    /// The service's counters as of the host task's last turn.
+    pub fn stats(&self) -> ServiceStats {
+        self.stats.borrow().clone()
     }
 }
 
@@ -129,9 +141,16 @@ impl Host {
     ) -> Host {
         let (tx, rx) = mpsc::channel(config.inbox.max(1));
         let (stop, stop_rx) = oneshot::channel();
-        let task = tokio::spawn(run(service, committer, rx, stop_rx, outbox, config));
+        let (stats_tx, stats) = watch::channel(service.stats().clone());
+        let io = Io {
+            inbox: rx,
+            stop: stop_rx,
+            outbox,
+            stats: stats_tx,
+        };
+        let task = tokio::spawn(run(service, committer, io, config));
         Host {
-            handle: HostHandle { inbox: tx },
+            handle: HostHandle { inbox: tx, stats },
             stop,
             task,
         }
@@ -165,20 +184,40 @@ async fn next_ack(acks: &mut VecDeque<(Ticket, Ack)>) -> (Ticket, Result<(), Sto
     }
 }
 
+/// The host task's channels.
+struct Io {
+    inbox: mpsc::Receiver<Input>,
+    stop: oneshot::Receiver<()>,
+    outbox: mpsc::Sender<Response>,
+    stats: watch::Sender<ServiceStats>,
+}
+
 async fn run(
     mut service: CapsuleService,
     committer: CommitHandle,
-    mut inbox: mpsc::Receiver<Input>,
-    mut stop: oneshot::Receiver<()>,
-    outbox: mpsc::Sender<Response>,
+    io: Io,
     config: HostConfig,
 ) -> CapsuleService {
+    let Io {
+        mut inbox,
+        mut stop,
+        outbox,
+        stats,
+    } = io;
     let mut acks: VecDeque<(Ticket, Ack)> = VecDeque::new();
     let mut open = true;
     let mut stopping = false;
     let mut batch = Vec::with_capacity(config.max_batch);
     loop {
-        // Outputs first, a bounded number per turn so that inputs and
+        // The counters first, so that they cover every response about to go.
+        stats.send_if_modified(|s| {
+            let changed = s != service.stats();
+            if changed {
+                s.clone_from(service.stats());
+            }
+            changed
+        });
+        // Outputs next, a bounded number per turn so that inputs and
         // acknowledgements are not starved by a long backlog.
         for _ in 0..1024 {
             match service.poll_output() {
@@ -246,5 +285,75 @@ async fn run(
             },
             () = std::future::ready(()), if service.has_output() => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::committer::{Committer, CommitterConfig};
+    use crate::limits::{Rate, ServiceConfig};
+    use crate::stats::Refusal;
+    use crate::store::{Store, StoreOptions};
+    use gdp_proto::capsule::{CapsuleRequest, CapsuleResponse, ErrorCode};
+
+    #[tokio::test]
+    async fn the_counters_cover_every_response_received() {
+        let dir = std::env::temp_dir().join(format!(
+            "gdp-host-stats-{}-{}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        let (store, report) = Store::open(&dir, &StoreOptions::default()).expect("opens");
+        let committer =
+            Committer::spawn(store.clone(), CommitterConfig::default()).expect("spawns");
+        let config = ServiceConfig {
+            peer_requests: Some(Rate {
+                per_second: 1,
+                burst: 1,
+            }),
+            ..ServiceConfig::default()
+        };
+        let server = Name::from_bytes([200; 32]);
+        let service = CapsuleService::new(config, server, store, report).expect("valid");
+        let (tx, mut rx) = mpsc::channel(16);
+        let clock: Clock = Arc::new(|| Timestamp::from_secs(1_800_000_000));
+        let host = Host::spawn(
+            service,
+            committer.handle(),
+            tx,
+            HostConfig {
+                clock,
+                ..HostConfig::default()
+            },
+        );
+        let handle = host.handle();
+        assert_eq!(handle.stats(), ServiceStats::default());
+        for id in 1..=3 {
+            let request = Request {
+                capsule: Name::from_bytes([1; 32]),
+                from: Name::from_bytes([7; 32]),
+                request_id: id,
+                body: CapsuleRequest::Latest,
+            };
+            handle.request(request).await.expect("host runs");
+            let answer = rx.recv().await.expect("an answer");
+            let expected = if id == 1 {
+                ErrorCode::NotHosted
+            } else {
+                ErrorCode::RateLimited
+            };
+            assert!(
+                matches!(answer.body, CapsuleResponse::Error { code, .. } if code == expected),
+                "{answer:?}"
+            );
+            // Published before the answer left.
+            assert_eq!(handle.stats().refused.get(Refusal::PeerRate), id - 1);
+        }
+        drop(handle);
+        let service = host.shutdown().await.expect("clean");
+        assert_eq!(service.stats().refused.total(), 2);
+        committer.shutdown();
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -15,7 +15,10 @@
 //!   takes requests and `now`, verifies heartbeats (in batches), checks
 //!   chains against an optimistic tail so a writer can pipeline, detects
 //!   forks, answers reads with proofs, and tracks subscribers; it returns
-//!   responses and writes for its driver.
+//!   responses and writes for its driver. Every peer's share of the server
+//!   is bounded ([`limits`]: request and record rates, subscriptions per
+//!   capsule and per peer, who may create capsules and how many) and every
+//!   refusal is counted ([`stats`]).
 //!
 //! [`host`] drives a service with a committer on tokio, without any
 //! network: the building block of the QUIC driver, and what the tests and
@@ -86,6 +89,7 @@ pub mod fork;
 pub mod host;
 pub mod limits;
 pub mod service;
+pub mod stats;
 pub mod store;
 
 pub use driver::{ServerError, run};

@@ -1,10 +1,17 @@
-//! Service limits: sizes, in-flight bounds and token-bucket rate limits.
+//! Service limits: sizes, in-flight bounds, token-bucket rate limits and
+//! who may create capsules.
 //!
 //! Rate limits are token buckets driven by the `now` the caller passes in,
-//! so they behave the same under a virtual clock. Two are applied:
+//! so they behave the same under a virtual clock. Three are applied:
 //!
-//! - per peer (the source name of the requests): one token per request;
-//! - per capsule: one token per record appended.
+//! - per peer (the source name of the requests): one token per request, and
+//!   one per record of an append whose heartbeat does not verify (the
+//!   sender pays for its bad appends, not the capsule's writer);
+//! - per capsule: one token per record appended, taken only once the
+//!   append's heartbeat verified, so nobody but a writer spends a capsule's
+//!   budget;
+//! - per server, under the [`CreatePolicy::Quota`] policy: one token per
+//!   capsule created.
 //!
 //! A bucket holds up to `burst` tokens and refills at `per_second`. A request
 //! needing `n` tokens passes when the bucket holds `min(n, burst)`, and then
@@ -14,7 +21,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use gdp_certs::{Name, Timestamp};
+use gdp_certs::{Name, PublicKey, Timestamp};
 use gdp_proto::pdu::MAX_PAYLOAD_LEN;
 use gdp_proto::record::MAX_RECORD_PAYLOAD;
 
@@ -30,6 +37,88 @@ pub struct Rate {
     pub per_second: u32,
     /// Most tokens the bucket holds.
     pub burst: u32,
+}
+
+/// The most capsules a router accepts from one server link by default
+/// (`max_capsules_per_server` of a router's core configuration); the default
+/// of [`ServiceConfig::max_capsules`], so that a capsule this server answers
+/// `Created` for is one its router routes.
+pub const ROUTER_CAPSULES_PER_SERVER: usize = 65_536;
+
+/// Who may create capsules on a server, in the `[service]` table of the
+/// configuration as `create_policy = { mode = "...", ... }`.
+///
+/// The creator of a capsule is its owner: the key in the capsule's metadata
+/// that signs the AdCert of the `Create`. That signature is what authorises
+/// hosting (the requesting peer's name is not: the `gdp` command attaches
+/// under a fresh name for each command), so policies are about that key,
+/// and they are applied only once the AdCert verified.
+///
+/// The default is [`CreatePolicy::Quota`] with [`DEFAULT_CREATES_PER_CREATOR`]
+/// capsules per creator and [`DEFAULT_CREATE_RATE`] creates server-wide: it
+/// keeps the demo, the `gdp` command and the tests working with no
+/// configuration (anyone may create a few capsules), and bounds how fast and
+/// how far any number of creators fill the server. Keys are free to make,
+/// so the per-creator count alone stops only a careless creator; the
+/// server-wide rate bounds a hostile one (filling
+/// [`ROUTER_CAPSULES_PER_SERVER`] capsules takes about two hours at the
+/// default rate). A server exposed to untrusted peers whose users are known
+/// should use [`CreatePolicy::AllowList`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(tag = "mode", rename_all = "kebab-case", deny_unknown_fields)]
+#[non_exhaustive]
+pub enum CreatePolicy {
+    /// Anyone may create capsules, up to [`ServiceConfig::max_capsules`]
+    /// in all: `{ mode = "open" }`.
+    Open {},
+    /// Only the listed creator keys may create capsules:
+    /// `{ mode = "allow-list", creators = ["<public key>", ...] }`, each key
+    /// in the text form of a name (the `public_key` of a `gdp` key file's
+    /// public half).
+    AllowList {
+        /// The creator keys allowed.
+        #[serde(deserialize_with = "public_keys")]
+        creators: Vec<PublicKey>,
+    },
+    /// Anyone may create capsules, at most `per_creator` each, and at most
+    /// `rate` creates per second server-wide:
+    /// `{ mode = "quota", per_creator = 256, rate = { per_second = 10, burst = 100 } }`.
+    Quota {
+        /// Capsules one creator key may have on this server.
+        per_creator: usize,
+        /// New capsules per second on this server, from all creators.
+        rate: Rate,
+    },
+}
+
+/// The default [`CreatePolicy::Quota`]'s capsules per creator.
+pub const DEFAULT_CREATES_PER_CREATOR: usize = 256;
+
+/// The default [`CreatePolicy::Quota`]'s server-wide create rate.
+pub const DEFAULT_CREATE_RATE: Rate = Rate {
+    per_second: 10,
+    burst: 100,
+};
+
+impl Default for CreatePolicy {
+    fn default() -> Self {
+        CreatePolicy::Quota {
+            per_creator: DEFAULT_CREATES_PER_CREATOR,
+            rate: DEFAULT_CREATE_RATE,
+        }
+    }
+}
+
+/// Deserializes public keys written in the text form of names.
+fn public_keys<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<PublicKey>, D::Error> {
+    let texts = <Vec<String> as serde::Deserialize>::deserialize(d)?;
+    texts
+        .iter()
+        .map(|t| {
+            t.parse::<PublicKey>()
+                .map_err(|e| serde::de::Error::custom(format!("creator key {t:?}: {e}")))
+        })
+        .collect()
 }
 
 /// Limits of a [`CapsuleService`](crate::service::CapsuleService).
@@ -53,8 +142,16 @@ pub struct ServiceConfig {
     pub max_pending_bytes: usize,
     /// Subscribers per capsule. Default: 4096.
     pub max_subscribers: usize,
-    /// Capsules this server hosts at most. Default: 1,000,000.
+    /// Subscriptions one peer holds at once, across all capsules.
+    /// Default: 64.
+    pub max_subscriptions_per_peer: usize,
+    /// Capsules this server hosts at most. Default:
+    /// [`ROUTER_CAPSULES_PER_SERVER`], what a router accepts from one
+    /// server; above the router's limit, a capsule answered `Created` might
+    /// not be routed.
     pub max_capsules: usize,
+    /// Who may create capsules. Default: [`CreatePolicy::Quota`], see there.
+    pub create_policy: CreatePolicy,
     /// Peers whose rate-limit state is tracked before idle ones are
     /// forgotten. Default: 65,536.
     pub max_tracked_peers: usize,
@@ -75,7 +172,9 @@ impl Default for ServiceConfig {
             }),
             max_pending_bytes: 64 * 1024 * 1024,
             max_subscribers: 4096,
-            max_capsules: 1_000_000,
+            max_subscriptions_per_peer: 64,
+            max_capsules: ROUTER_CAPSULES_PER_SERVER,
+            create_policy: CreatePolicy::default(),
             max_tracked_peers: 65_536,
         }
     }
@@ -121,9 +220,14 @@ impl ServiceConfig {
                 min,
             });
         }
+        let create_rate = match &self.create_policy {
+            CreatePolicy::Quota { rate, .. } => Some(*rate),
+            _ => None,
+        };
         for (what, rate) in [
             ("peer_requests", self.peer_requests),
             ("capsule_records", self.capsule_records),
+            ("create_policy.rate", create_rate),
         ] {
             if let Some(r) = rate
                 && (r.per_second == 0 || r.burst == 0)
@@ -134,12 +238,19 @@ impl ServiceConfig {
         for (what, v) in [
             ("max_pending_bytes", self.max_pending_bytes),
             ("max_subscribers", self.max_subscribers),
+            (
+                "max_subscriptions_per_peer",
+                self.max_subscriptions_per_peer,
+            ),
             ("max_capsules", self.max_capsules),
             ("max_tracked_peers", self.max_tracked_peers),
         ] {
             if v == 0 {
                 return Err(ConfigError::Zero(what));
             }
+        }
+        if let CreatePolicy::Quota { per_creator: 0, .. } = self.create_policy {
+            return Err(ConfigError::Zero("create_policy.per_creator"));
         }
         Ok(())
     }
@@ -183,6 +294,13 @@ impl TokenBucket {
         }
     }
 
+    /// Takes `n` tokens at `now` whatever the bucket holds (it may go into
+    /// debt, which later requests pay off): a charge for something done.
+    pub(crate) fn charge(&mut self, rate: Rate, now: Timestamp, n: u32) {
+        self.refill(rate, now);
+        self.tokens -= f64::from(n);
+    }
+
     /// True if the bucket would be full at `now` (so forgetting it changes
     /// nothing).
     pub(crate) fn is_full_at(&self, rate: Rate, now: Timestamp) -> bool {
@@ -207,6 +325,32 @@ impl PeerLimiter {
         peer: Name,
         now: Timestamp,
     ) -> Result<(), Duration> {
+        self.bucket(rate, max_tracked, peer, now).take(rate, now, 1)
+    }
+
+    /// Charges `peer` `n` tokens at `now` (its bucket may go into debt).
+    pub(crate) fn charge(
+        &mut self,
+        rate: Rate,
+        max_tracked: usize,
+        peer: Name,
+        now: Timestamp,
+        n: u32,
+    ) {
+        self.bucket(rate, max_tracked, peer, now)
+            .charge(rate, now, n);
+    }
+
+    /// The bucket of `peer`, made full if it is not tracked, forgetting
+    /// idle (full) buckets, or an arbitrary one, to stay within
+    /// `max_tracked`.
+    fn bucket(
+        &mut self,
+        rate: Rate,
+        max_tracked: usize,
+        peer: Name,
+        now: Timestamp,
+    ) -> &mut TokenBucket {
         if !self.buckets.contains_key(&peer) && self.buckets.len() >= max_tracked {
             self.buckets.retain(|_, b| !b.is_full_at(rate, now));
             if self.buckets.len() >= max_tracked {
@@ -219,7 +363,6 @@ impl PeerLimiter {
         self.buckets
             .entry(peer)
             .or_insert_with(|| TokenBucket::full(rate, now))
-            .take(rate, now, 1)
     }
 
     /// Forgets `peer`.

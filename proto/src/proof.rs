@@ -155,6 +155,15 @@ pub enum ProofError {
 
 /// A writer's signed commitment to one record of a capsule, and through the
 /// chain to all records before it. Not checked until [`Heartbeat::verify`].
+///
+/// A heartbeat is identified by what it signs (capsule, seqno, record
+/// hash), never by its signature bytes: a writer can sign one record many
+/// times with different valid signatures (as with any ed25519 key), so
+/// servers and readers compare records by hash and seqno, and
+/// [`Proof::verify_under`] compares whole heartbeats only to refuse a proof
+/// made under another heartbeat than the one already verified. Nobody but
+/// the writer can make a second valid signature (see
+/// [`PublicKey`]'s verification semantics).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Heartbeat {
     /// The capsule.
@@ -237,11 +246,17 @@ fn signed_body(capsule: &Name, seqno: u64, record_hash: &RecordHash) -> [u8; SIG
     b
 }
 
-/// Verifies many heartbeats, each against its capsule's metadata, with one
-/// ed25519 batch verification for all the signatures.
+/// Verifies many heartbeats, each against its capsule's metadata, with
+/// ed25519 batch verification.
 ///
-/// Returns one result per item, in order. If the batch fails, the signatures
-/// are checked one by one, so a single bad heartbeat does not fail the others.
+/// Returns one result per item, in order, the same as [`Heartbeat::verify`]
+/// of each item alone: single and batch verification accept the same
+/// signatures ([`PublicKey::verify_batch`]). The claims (capsule, seqno,
+/// writer) are checked first, without any signature. If the batch of the
+/// remaining signatures fails, it is split in halves and each half checked
+/// again, recursively, so `k` bad heartbeats among `n` cost
+/// `O(k log n)` batch verifications rather than `n` single ones, and a
+/// single bad heartbeat does not fail the others.
 pub fn verify_heartbeats(
     items: &[(&Metadata, &Heartbeat)],
 ) -> Vec<Result<VerifiedHeartbeat, ProofError>> {
@@ -261,30 +276,70 @@ pub fn verify_heartbeats(
     }
 
     let bodies: Vec<[u8; SIGNED_LEN]> = items.iter().map(|(_, hb)| hb.body()).collect();
-    let batch: Vec<(&PublicKey, &[u8], &Signature)> = items
-        .iter()
-        .zip(&bodies)
-        .zip(&results)
-        .filter(|(_, r)| r.is_ok())
-        .map(|(((_, hb), body), _)| (&hb.writer, body.as_slice(), &hb.signature))
+    let candidates: Vec<usize> = (0..items.len())
+        .filter(|&i| results.get(i).is_some_and(Result::is_ok))
         .collect();
-    let batch_ok =
-        batch.is_empty() || PublicKey::verify_batch(SigContext::Heartbeat, &batch).is_ok();
+    let signature_of = |i: usize| {
+        let (_, hb) = items[i];
+        (&hb.writer, bodies[i].as_slice(), &hb.signature)
+    };
+    let bad = bisect(&candidates, |group| match group {
+        [i] => {
+            let (key, body, sig) = signature_of(*i);
+            key.verify(SigContext::Heartbeat, body, sig).is_ok()
+        }
+        _ => {
+            let batch: Vec<_> = group.iter().map(|&i| signature_of(i)).collect();
+            PublicKey::verify_batch(SigContext::Heartbeat, &batch).is_ok()
+        }
+    });
+    for i in bad {
+        if let Some(r) = results.get_mut(i) {
+            *r = Err(ProofError::BadSignature);
+        }
+    }
 
     items
         .iter()
-        .zip(bodies.iter())
         .zip(results)
-        .map(|(((_, hb), body), claims)| {
-            claims?;
-            if !batch_ok {
-                hb.writer
-                    .verify(SigContext::Heartbeat, body, &hb.signature)
-                    .map_err(|_| ProofError::BadSignature)?;
-            }
-            Ok(VerifiedHeartbeat((*hb).clone()))
-        })
+        .map(|((_, hb), claims)| claims.map(|()| VerifiedHeartbeat((*hb).clone())))
         .collect()
+}
+
+/// The items of `group` that fail `verify`, found by bisection.
+///
+/// `verify` checks a group of items at once (for one item, that item
+/// alone) and must be sound: a group passes only if each of its items
+/// passes alone. The whole group is checked once; a failing group of more
+/// than one item is split in halves and each half checked, recursively. A
+/// failing group whose first half passes holds its bad items in its second
+/// half, which is then split at once without being checked whole. So `k`
+/// bad items among `n` cost at most about `2k log2(n) + 1` calls, and no bad
+/// item means one call.
+fn bisect<T: Copy>(group: &[T], mut verify: impl FnMut(&[T]) -> bool) -> Vec<T> {
+    let mut bad = Vec::new();
+    if !group.is_empty() && !verify(group) {
+        split(group, &mut verify, &mut bad);
+    }
+    bad
+}
+
+/// `group` failed `verify`: finds its bad items.
+fn split<T: Copy>(group: &[T], verify: &mut impl FnMut(&[T]) -> bool, bad: &mut Vec<T>) {
+    if let [one] = group {
+        bad.push(*one);
+        return;
+    }
+    let (left, right) = group.split_at(group.len() / 2);
+    if verify(left) {
+        // The failure is in the right half.
+        split(right, verify, bad);
+    } else {
+        split(left, verify, bad);
+        if !right.is_empty() && !verify(right) {
+            split(right, verify, bad);
+        }
+    }
 }
 
 impl Encode for Heartbeat {
@@ -612,6 +667,7 @@ mod tests {
     use crate::chain::{Appender, ChainState};
     use bytes::Bytes;
     use gdp_certs::Timestamp;
+    use proptest::prelude::*;
 
     fn writer() -> SecretKey {
         SecretKey::from_seed(&[1; 32])
@@ -724,6 +780,99 @@ mod tests {
             }
         }
         assert!(verify_heartbeats(&[]).is_empty());
+    }
+
+    #[test]
+    fn bisection_costs_a_few_calls_per_bad_item() {
+        for n in [1usize, 2, 3, 7, 64, 1000] {
+            let items: Vec<usize> = (0..n).collect();
+            let log = (n as f64).log2().ceil() as usize;
+            for mut bad_set in [
+                vec![],
+                vec![0],
+                vec![n - 1],
+                vec![n / 2, n - 1],
+                (0..n).step_by(7).collect::<Vec<_>>(),
+            ] {
+                bad_set.dedup();
+                let mut calls = 0;
+                let found = bisect(&items, |g| {
+                    calls += 1;
+                    !g.iter().any(|i| bad_set.contains(i))
+                });
+                assert_eq!(found, bad_set, "n {n}");
+                let k = bad_set.len();
+                assert!(calls <= 2 * k * log + 1, "n {n}, {k} bad: {calls} calls");
+                if k == 0 {
+                    assert_eq!(calls, 1);
+                }
+            }
+        }
+        assert!(bisect::<usize>(&[], |_| unreachable!("nothing to check")).is_empty());
+    }
+
+    /// How a heartbeat of the property test below is spoilt.
+    #[derive(Debug, Clone, Copy)]
+    enum Spoil {
+        None,
+        FlipSignature(usize),
+        Stranger,
+        WrongCapsule,
+        SmallOrderR,
+    }
+
+    fn arb_spoil() -> impl Strategy<Value = Spoil> {
+        prop_oneof![
+            8 => Just(Spoil::None),
+            2 => (0usize..64).prop_map(Spoil::FlipSignature),
+            1 => Just(Spoil::Stranger),
+            1 => Just(Spoil::WrongCapsule),
+            1 => Just(Spoil::SmallOrderR),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+        /// Batch verification with bisection gives, for every item, what
+        /// verifying that heartbeat alone gives.
+        #[test]
+        fn verify_heartbeats_equals_verifying_each_alone(
+            spoils in proptest::collection::vec(arb_spoil(), 1..40),
+        ) {
+            let key = writer();
+            let md = capsule_md(&[&key], 1);
+            let other = capsule_md(&[&key], 2);
+            let (_, records) = chain(&md, &key, spoils.len() as u64);
+            let mut mds: Vec<&Metadata> = Vec::new();
+            let hbs: Vec<Heartbeat> = records
+                .iter()
+                .zip(&spoils)
+                .map(|(r, spoil)| {
+                    let mut hb = Heartbeat::sign(&key, r);
+                    mds.push(&md);
+                    match *spoil {
+                        Spoil::None => {}
+                        Spoil::FlipSignature(i) => hb.signature.0[i] ^= 1,
+                        Spoil::Stranger => hb = Heartbeat::sign(&SecretKey::from_seed(&[5; 32]), r),
+                        Spoil::WrongCapsule => {
+                            mds.pop();
+                            mds.push(&other);
+                        }
+                        Spoil::SmallOrderR => {
+                            // The identity as R: of small order, refused by both paths.
+                            hb.signature.0[..32].fill(0);
+                            hb.signature.0[0] = 1;
+                        }
+                    }
+                    hb
+                })
+                .collect();
+            let items: Vec<(&Metadata, &Heartbeat)> = mds.iter().copied().zip(&hbs).collect();
+            let batch = verify_heartbeats(&items);
+            let alone: Vec<_> = items.iter().map(|(md, hb)| hb.verify(md)).collect();
+            prop_assert_eq!(batch, alone);
+        }
     }
 
     #[test]

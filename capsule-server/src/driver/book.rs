@@ -13,6 +13,12 @@
 //! When a create succeeds, the capsule is advertised *before* the `Created`
 //! response is sent on the same stream, so the router knows the capsule
 //! before the creator hears of it.
+//!
+//! On a new link every hosted capsule is advertised oldest first (by the
+//! creation time in its metadata, then by name), always in the same order.
+//! A router accepts a bounded number of capsules per server link and drops
+//! the rest; with more capsules than that, the same ones (the oldest) are
+//! routable after every reattach, rather than an arbitrary subset.
 
 use std::collections::{HashMap, HashSet};
 
@@ -88,14 +94,16 @@ impl Book {
     }
 
     /// The entries to advertise on a new link at `now`: every hosted
-    /// capsule whose AdCert is valid. They become the advertised set.
+    /// capsule whose AdCert is valid, oldest first. They become the
+    /// advertised set.
     pub(crate) fn attach_entries(&mut self, now: Timestamp) -> Vec<AdvertiseEntry> {
-        let entries: Vec<AdvertiseEntry> = self
+        let mut entries: Vec<AdvertiseEntry> = self
             .hosted
             .values()
             .filter(|e| valid(e, self.server, now))
             .cloned()
             .collect();
+        entries.sort_by_cached_key(|e| (e.capsule_md.created(), e.adcert.capsule()));
         let skipped = self.hosted.len() - entries.len();
         if skipped > 0 {
             tracing::warn!(
@@ -306,6 +314,41 @@ mod tests {
         assert!(book.note_create(CLIENT, 1, short, false));
         let reply = book.reply(&response(capsule, 1, CapsuleResponse::Created), NOW);
         assert_eq!(reply.advertise, Some(long));
+    }
+
+    #[test]
+    fn capsules_are_advertised_oldest_first_in_the_same_order_every_time() {
+        let owner = SecretKey::from_seed(&[1; 32]);
+        let validity = Validity::new(Timestamp::from_secs(1), Timestamp::from_secs(1_900_000_000));
+        let entries: Vec<AdvertiseEntry> = (0..40u8)
+            .map(|i| {
+                // Creation times out of order, some equal.
+                let created = Timestamp::from_secs(1_000 + (u64::from(i) * 7) % 13);
+                let md =
+                    Metadata::capsule(owner.public(), vec![owner.public()], "c", created, vec![])
+                        .expect("valid")
+                        .with_nonce([i; 16]);
+                AdvertiseEntry {
+                    adcert: AdCert::issue(&owner, md.name(), SERVER, validity),
+                    capsule_md: md,
+                }
+            })
+            .collect();
+        let mut book = Book::new(SERVER, entries.iter().map(|e| (&e.capsule_md, &e.adcert)));
+        let first = book.attach_entries(NOW);
+        assert_eq!(first.len(), 40);
+        let keys: Vec<(Timestamp, Name)> = first
+            .iter()
+            .map(|e| (e.capsule_md.created(), e.adcert.capsule()))
+            .collect();
+        assert!(keys.windows(2).all(|w| w[0] < w[1]), "{keys:?}");
+        // Another book over the same capsules, built in another order.
+        let mut again = Book::new(
+            SERVER,
+            entries.iter().rev().map(|e| (&e.capsule_md, &e.adcert)),
+        );
+        assert_eq!(again.attach_entries(NOW), first);
+        assert_eq!(book.attach_entries(NOW), first);
     }
 
     #[test]

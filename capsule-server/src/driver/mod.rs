@@ -12,7 +12,7 @@
 //!              │ EndpointReceiver (bounded)            ▲ EndpointLink::send_batch
 //!              ▼                                       │
 //!   session task: Capsule request PDU ──► Request ──► Host inbox (bounded) ──► CapsuleService
-//!     NakNoRoute ──► end a subscription                                          │ writes ▼
+//!     NakNoRoute ──► peer gone / end a subscription                              │ writes ▼
 //!     renewal and reconnect                                      committer thread (group commit)
 //!                                                                                │ acks
 //!                                                    Host outbox (bounded) ◄─────┘ responses, events
@@ -34,10 +34,14 @@
 //!   answer, on the same stream.
 //! - **Subscriptions**: events are responses like any other. A NakNoRoute
 //!   for an event (a response to the subscriber's current `Subscribe`
-//!   request id) means the subscriber missed records: the driver ends that
-//!   subscription with an `Unsubscribe` on the subscriber's behalf, and the
-//!   subscriber subscribes again from its last seqno. NAKs for other
-//!   responses, or for a subscription since replaced, change nothing.
+//!   request id) means the subscriber missed records. If the reason is that
+//!   no route to the subscriber exists, the subscriber is gone: the driver
+//!   tells the service ([`HostHandle::peer_gone`]), which ends all its
+//!   subscriptions and forgets its rate-limit state. For any other reason
+//!   the driver ends that one subscription with an `Unsubscribe` on the
+//!   subscriber's behalf. Either way a subscriber that is still there
+//!   subscribes again from its last seqno. NAKs for other responses, or for
+//!   a subscription since replaced, change nothing (see `subscribers`).
 //!
 //! # Link loss, renewal and reconnecting
 //!
@@ -94,7 +98,6 @@
 //! }));
 //! ```
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::{Pin, pin};
 use std::sync::{Arc, Mutex};
@@ -119,17 +122,16 @@ use crate::store::{Store, StoreError};
 
 mod book;
 mod responder;
+mod subscribers;
 
 use book::Book;
 use responder::{Target, lock};
+use subscribers::{Subscribers, Verdict};
 
 /// Most incoming events handled per turn of the session loop.
 const EVENT_BATCH: usize = 256;
 /// How long after a failed renewal the session tries again.
 const RENEW_RETRY: Duration = Duration::from_secs(30);
-/// Most subscriptions tracked for NAK handling; beyond it a NAK for an
-/// untracked subscription changes nothing.
-const MAX_TRACKED_SUBSCRIPTIONS: usize = 262_144;
 /// How long a renewed link's predecessor is still read before it is closed:
 /// PDUs the router forwarded before it learned of the new link arrive on
 /// the old one meanwhile.
@@ -176,6 +178,17 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServerError> {
     config.validate()?;
+    let limits = &config.service;
+    if limits.max_capsules > crate::limits::ROUTER_CAPSULES_PER_SERVER {
+        tracing::warn!(
+            max_capsules = limits.max_capsules,
+            router_default = crate::limits::ROUTER_CAPSULES_PER_SERVER,
+            "max_capsules is above what a router accepts from one server by default: \
+             unless the router's limit is raised too, capsules beyond it are created but not routed"
+        );
+    }
+    tracing::info!(create_policy = ?limits.create_policy, max_capsules = limits.max_capsules,
+        max_subscriptions_per_peer = limits.max_subscriptions_per_peer, "service limits");
     let key_file = config.key_file();
     let (identity, generated) = Identity::load_or_generate(&key_file, Kind::Server, &config.label)?;
     let name = identity.name();
@@ -212,7 +225,7 @@ pub async fn run(
         replies: out_tx,
         book,
         target: target_tx,
-        subscriptions: HashMap::new(),
+        subscribers: Subscribers::default(),
     };
     let (last_link, outcome) = session.run(shutdown).await;
 
@@ -223,8 +236,24 @@ pub async fn run(
     // The host and the responder end once every handle on them is gone.
     drop(session);
     let mut failure = None;
-    if let Err(HostClosed) = host.shutdown().await {
-        failure = Some("the host task failed".to_owned());
+    match host.shutdown().await {
+        Ok(service) => {
+            let stats = service.stats();
+            tracing::info!(
+                created = stats.created,
+                refused = stats.refused.total(),
+                peers_gone = stats.peers_gone,
+                subscriptions_dropped = stats.subscriptions_dropped,
+                "capsule service counters"
+            );
+            for reason in crate::stats::Refusal::ALL {
+                let count = stats.refused.get(reason);
+                if count > 0 {
+                    tracing::info!(reason = reason.label(), count, "refusals");
+                }
+            }
+        }
+        Err(HostClosed) => failure = Some("the host task failed".to_owned()),
     }
     if let Err(e) = responder.await {
         failure = Some(format!("the responder failed: {e}"));
@@ -267,7 +296,7 @@ struct Session {
     book: Arc<Mutex<Book>>,
     target: watch::Sender<Target>,
     /// The current `Subscribe` request id of each (subscriber, capsule).
-    subscriptions: HashMap<(Name, Name), u64>,
+    subscribers: Subscribers,
 }
 
 /// Waits for the next events of an optional receiver; pending without one.
@@ -424,20 +453,33 @@ impl Session {
             match event {
                 EndpointEvent::Pdu { pdu, .. } => self.on_pdu(pdu).await,
                 EndpointEvent::NakNoRoute(nak) => {
-                    let key = (nak.unreachable, nak.to);
-                    if self.subscriptions.get(&key) != Some(&nak.seq) {
-                        continue;
-                    }
-                    self.subscriptions.remove(&key);
-                    tracing::debug!(peer = %nak.unreachable, capsule = %nak.to, reason = ?nak.reason,
-                        "a subscriber missed an event; ending its subscription");
-                    let end = Request {
-                        capsule: nak.to,
-                        from: nak.unreachable,
-                        request_id: nak.seq,
-                        body: CapsuleRequest::Unsubscribe,
+                    let verdict =
+                        self.subscribers
+                            .on_nak(nak.unreachable, nak.to, nak.seq, nak.reason);
+                    let sent = match verdict {
+                        Verdict::Ignore => continue,
+                        Verdict::PeerGone(peer) => {
+                            tracing::debug!(peer = %peer, capsule = %nak.to,
+                                "no route to a subscriber: it is gone");
+                            self.host.peer_gone(peer).await
+                        }
+                        Verdict::EndSubscription {
+                            peer,
+                            capsule,
+                            request_id,
+                        } => {
+                            tracing::debug!(%peer, %capsule, reason = ?nak.reason,
+                                "a subscriber missed an event; ending its subscription");
+                            let end = Request {
+                                capsule,
+                                from: peer,
+                                request_id,
+                                body: CapsuleRequest::Unsubscribe,
+                            };
+                            self.host.request(end).await
+                        }
                     };
-                    if self.host.request(end).await.is_err() {
+                    if sent.is_err() {
                         return true;
                     }
                 }
@@ -494,17 +536,8 @@ impl Session {
             }
         }
         match &body {
-            CapsuleRequest::Subscribe { .. } => {
-                let key = (h.src, capsule);
-                if self.subscriptions.len() < MAX_TRACKED_SUBSCRIPTIONS
-                    || self.subscriptions.contains_key(&key)
-                {
-                    self.subscriptions.insert(key, h.seq);
-                }
-            }
-            CapsuleRequest::Unsubscribe => {
-                self.subscriptions.remove(&(h.src, capsule));
-            }
+            CapsuleRequest::Subscribe { .. } => self.subscribers.subscribed(h.src, capsule, h.seq),
+            CapsuleRequest::Unsubscribe => self.subscribers.unsubscribed(&h.src, &capsule),
             _ => {}
         }
         let request = Request {

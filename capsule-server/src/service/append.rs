@@ -1,19 +1,27 @@
-//! Creating capsules and appending to them.
+//! Appending to capsules.
+//!
+//! An append is checked in this order: the checks that need no state
+//! ([`precheck`], before any signature), whether the capsule's record
+//! bucket could take the records (without taking them), the heartbeat's
+//! signature (in a batch with the other appends handed in together), and
+//! only then is the capsule's record bucket charged. An append whose
+//! heartbeat does not verify is charged to the sending peer's request
+//! bucket instead, one token per record: a peer that is not a writer cannot
+//! spend a capsule's budget, and pays for the verification it caused.
 
-use gdp_certs::cert::AdCert;
 use gdp_certs::codec::Encode;
-use gdp_certs::{Kind, Metadata, Name, Timestamp};
+use gdp_certs::{Name, Timestamp};
 use gdp_proto::capsule::{CapsuleResponse, ErrorCode, MAX_APPEND_RECORDS};
-use gdp_proto::chain::ChainState;
 use gdp_proto::proof::{Heartbeat, Proof, ProofError, VerifiedHeartbeat};
 use gdp_proto::record::{Record, RecordHash};
 
 use super::{
-    CapsuleService, Creation, Hosted, PendingAppend, Rejection, TicketKind, Waiter, code_for_chain,
+    CapsuleService, Hosted, PendingAppend, Rejection, TicketKind, Waiter, code_for_chain,
     code_for_proof,
 };
 use crate::fork::ForkEvidence;
-use crate::limits::ServiceConfig;
+use crate::limits::{ServiceConfig, TokenBucket, describe_wait};
+use crate::stats::Refusal;
 use crate::store::{Store, StoreError, Write};
 
 /// The checks of an append that need no capsule state, done before any
@@ -24,7 +32,13 @@ pub(super) fn precheck(
     records: &[Record],
     heartbeat: &Heartbeat,
 ) -> Result<(), Rejection> {
-    let fail = |code, message: String| Err(Rejection { code, message });
+    let fail = |code, message: String| {
+        Err(Rejection {
+            code,
+            message,
+            refusal: None,
+        })
+    };
     let Some(last) = records.last() else {
         return fail(
             ErrorCode::BadRequest,
@@ -98,6 +112,25 @@ pub(super) fn precheck(
     Ok(())
 }
 
+/// The answer to an append over `capsule`'s record rate.
+fn capsule_rate_rejection(
+    capsule: &Name,
+    rate: crate::limits::Rate,
+    wait: std::time::Duration,
+) -> Rejection {
+    Rejection {
+        code: ErrorCode::RateLimited,
+        message: format!(
+            "rate limited: capsule {} is over its limit of {} appended records/s (burst {}); retry in {}",
+            capsule.short(),
+            rate.per_second,
+            rate.burst,
+            describe_wait(wait)
+        ),
+        refusal: Some(Refusal::CapsuleRate),
+    }
+}
+
 /// Encoded bytes of records, for the pending bound.
 fn size_of(records: &[Record]) -> usize {
     records.iter().map(Encode::encoded_len).sum()
@@ -121,88 +154,30 @@ fn hash_at(
 }
 
 impl CapsuleService {
-    pub(super) fn create(
-        &mut self,
+    /// The rejection of an append of `n` records to `capsule` whose record
+    /// bucket could not take them at `now`; takes nothing.
+    pub(super) fn check_capsule_rate(
+        &self,
         now: Timestamp,
-        w: Waiter,
-        capsule: Name,
-        metadata: Metadata,
-        adcert: AdCert,
-    ) {
-        let out = &mut self.out;
-        if metadata.kind() != Kind::Capsule {
-            let m = format!("the metadata is a {:?}'s, not a capsule's", metadata.kind());
-            return out.error(w, capsule, ErrorCode::BadCert, m);
+        capsule: &Name,
+        n: u32,
+    ) -> Result<(), Rejection> {
+        let (Some(rate), Some(h)) = (self.config.capsule_records, self.capsules.get(capsule))
+        else {
+            return Ok(());
+        };
+        // On a copy: the bucket is charged only once the heartbeat verified.
+        if let Some(mut bucket) = h.records_bucket
+            && let Err(wait) = bucket.take(rate, now, n)
+        {
+            return Err(capsule_rate_rejection(capsule, rate, wait));
         }
-        let name = metadata.name();
-        if name != capsule {
-            let m = format!(
-                "the metadata hashes to {name}, not to the capsule {capsule} the request was sent to"
-            );
-            return out.error(w, capsule, ErrorCode::BadRequest, m);
-        }
-        if adcert.server() != self.server {
-            let m = format!(
-                "the AdCert lets server {} host the capsule, not this server {}",
-                adcert.server(),
-                self.server
-            );
-            return out.error(w, capsule, ErrorCode::BadCert, m);
-        }
-        if let Err(e) = adcert.verify(&metadata, now) {
-            return out.error(
-                w,
-                capsule,
-                ErrorCode::BadCert,
-                format!("the AdCert does not verify: {e}"),
-            );
-        }
-        if let Some(e) = self.damaged.get(&capsule) {
-            let m = format!("capsule {capsule} is damaged in this server's store: {e}");
-            return out.error(w, capsule, ErrorCode::Internal, m);
-        }
-        if let Some(h) = self.capsules.get_mut(&capsule) {
-            // Same name, so the same metadata. A later AdCert is a renewal.
-            if adcert.validity().not_after > h.adcert.validity().not_after {
-                h.adcert = adcert.clone();
-                out.commit(
-                    h,
-                    capsule,
-                    TicketKind::AdCert,
-                    Write::SetAdCert { capsule, adcert },
-                );
-            }
-            match &mut h.creation {
-                Creation::Durable => out.respond(w, capsule, CapsuleResponse::Created),
-                Creation::Pending(waiters) => waiters.push(w),
-            }
-            return;
-        }
-        if self.capsules.len() >= self.config.max_capsules {
-            let m = format!(
-                "this server hosts its limit of {} capsules",
-                self.config.max_capsules
-            );
-            return out.error(w, capsule, ErrorCode::TooLarge, m);
-        }
-        let h = self.capsules.entry(capsule).or_insert(Hosted::new(
-            metadata.clone(),
-            adcert.clone(),
-            Creation::Pending(vec![w]),
-            ChainState::new(capsule),
-            None,
-        ));
-        out.commit(
-            h,
-            capsule,
-            TicketKind::Create,
-            Write::Create { metadata, adcert },
-        );
-        tracing::info!(%capsule, "hosting a new capsule");
+        Ok(())
     }
 
     pub(super) fn append(
         &mut self,
+        now: Timestamp,
         w: Waiter,
         capsule: Name,
         mut records: Vec<Record>,
@@ -219,14 +194,31 @@ impl CapsuleService {
             let m = "the capsule is recovering from a failed write; retry";
             return self.out.error(w, capsule, ErrorCode::Internal, m);
         }
+        let n = u32::try_from(records.len()).unwrap_or(u32::MAX);
         let verdict = verdict.unwrap_or_else(|| heartbeat.verify(&h.metadata));
         let hb = match verdict {
             Ok(hb) => hb,
             Err(e) => {
+                // The sender pays for its bad append, not the capsule.
+                if let Some(rate) = self.config.peer_requests {
+                    let max = self.config.max_tracked_peers;
+                    self.peers.charge(rate, max, w.peer, now, n);
+                }
                 let m = format!("heartbeat rejected: {e}");
-                return self.out.error(w, capsule, code_for_proof(&e), m);
+                let code = code_for_proof(&e);
+                return self.refuse(now, w, capsule, Refusal::BadHeartbeat, code, m);
             }
         };
+        // Only a writer's verified append spends the capsule's budget.
+        if let Some(rate) = self.config.capsule_records {
+            let bucket = h
+                .records_bucket
+                .get_or_insert_with(|| TokenBucket::full(rate, now));
+            if let Err(wait) = bucket.take(rate, now, n) {
+                let r = capsule_rate_rejection(&capsule, rate, wait);
+                return self.refuse(now, w, capsule, Refusal::CapsuleRate, r.code, r.message);
+            }
+        }
 
         // Records at or below the tail must be exactly what the capsule has:
         // an identical resend is fine, anything else is a fork.
@@ -291,7 +283,8 @@ impl CapsuleService {
                 capsule.short(),
                 self.config.max_pending_bytes
             );
-            return self.out.error(w, capsule, ErrorCode::RateLimited, m);
+            let code = ErrorCode::RateLimited;
+            return self.refuse(now, w, capsule, Refusal::PendingBytes, code, m);
         }
         let ticket = self.out.commit(
             h,

@@ -50,6 +50,16 @@
 //! heartbeat of a writer covers it (directly, or through the hash chain from
 //! the record it signs).
 //!
+//! # Limits and refusals
+//!
+//! Every request first passes its peer's request bucket; appends are then
+//! checked as [`append`](self#appends-optimistic-tail-pipelining-rollback)
+//! describes, charging the capsule's record bucket only once the heartbeat
+//! verified (a bad append is charged to its sender); creates follow the
+//! server's [`CreatePolicy`](crate::limits::CreatePolicy); subscriptions are
+//! bounded per capsule and per peer. Every refusal is counted in
+//! [`ServiceStats`] and logged without flooding ([`crate::stats`]).
+//!
 //! # Subscriptions
 //!
 //! A subscriber has a `next` seqno: everything before it was delivered.
@@ -72,10 +82,14 @@ use gdp_proto::proof::{Heartbeat, ProofError, VerifiedHeartbeat, verify_heartbea
 use gdp_proto::record::{Record, RecordError};
 
 use crate::limits::{ConfigError, PeerLimiter, ServiceConfig, TokenBucket, describe_wait};
+use crate::stats::{Refusal, RefusalLog, ServiceStats};
 use crate::store::{LoadedCapsule, OpenReport, Store, StoreError, Write};
 
 mod append;
+mod create;
 mod read;
+#[cfg(test)]
+mod tests;
 
 /// A request for a capsule, as the driver received it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,6 +164,9 @@ pub enum Output {
 struct Rejection {
     code: ErrorCode,
     message: String,
+    /// The limit that refused it, if one did (a malformed request is not
+    /// counted as a refusal).
+    refusal: Option<Refusal>,
 }
 
 /// Who is waiting for an answer.
@@ -345,6 +362,9 @@ pub struct CapsuleService {
     /// Subscribers behind the durable tail: (capsule, peer).
     lagging: VecDeque<(Name, Name)>,
     subs_by_peer: HashMap<Name, HashSet<Name>>,
+    creators: create::Creators,
+    stats: ServiceStats,
+    log: RefusalLog,
 }
 
 /// The error code for a heartbeat or proof error.
@@ -388,6 +408,7 @@ impl CapsuleService {
         report: OpenReport,
     ) -> Result<Self, ConfigError> {
         config.check()?;
+        let creators = create::Creators::new(report.capsules.iter().map(|c| c.metadata.key()));
         let capsules = report
             .capsules
             .into_iter()
@@ -408,7 +429,32 @@ impl CapsuleService {
             peers: PeerLimiter::default(),
             lagging: VecDeque::new(),
             subs_by_peer: HashMap::new(),
+            creators,
+            stats: ServiceStats::default(),
+            log: RefusalLog::default(),
         })
+    }
+
+    /// What the service counted so far: refusals by reason, creates,
+    /// departed peers.
+    pub fn stats(&self) -> &ServiceStats {
+        &self.stats
+    }
+
+    /// Answers `w` with an error for a refusal of `reason`, counting and
+    /// logging it.
+    fn refuse(
+        &mut self,
+        now: Timestamp,
+        w: Waiter,
+        capsule: Name,
+        reason: Refusal,
+        code: ErrorCode,
+        message: String,
+    ) {
+        self.log
+            .refused(&mut self.stats, now, reason, w.peer, capsule, &message);
+        self.out.error(w, capsule, code, message);
     }
 
     /// This server's name.
@@ -454,6 +500,11 @@ impl CapsuleService {
         for req in requests {
             match self.admit(now, &req) {
                 Ok(()) => admitted.push(req),
+                Err(Rejection {
+                    code,
+                    message,
+                    refusal: Some(reason),
+                }) => self.refuse(now, waiter(&req), req.capsule, reason, code, message),
                 Err(r) => self.out.error(waiter(&req), req.capsule, r.code, r.message),
             }
         }
@@ -463,7 +514,9 @@ impl CapsuleService {
         }
     }
 
-    /// Rate limits and the checks that need no state.
+    /// Rate limits and the checks that need no state. The capsule's record
+    /// bucket is only looked at here: it is charged once the heartbeat
+    /// verified.
     fn admit(&mut self, now: Timestamp, req: &Request) -> Result<(), Rejection> {
         if let Some(rate) = self.config.peer_requests
             && let Err(wait) = self
@@ -479,33 +532,15 @@ impl CapsuleService {
                     rate.burst,
                     describe_wait(wait)
                 ),
+                refusal: Some(Refusal::PeerRate),
             });
         }
         let CapsuleRequest::Append { records, heartbeat } = &req.body else {
             return Ok(());
         };
         append::precheck(&self.config, &req.capsule, records, heartbeat)?;
-        if let Some(rate) = self.config.capsule_records
-            && let Some(h) = self.capsules.get_mut(&req.capsule)
-        {
-            let n = u32::try_from(records.len()).unwrap_or(u32::MAX);
-            let bucket = h
-                .records_bucket
-                .get_or_insert_with(|| TokenBucket::full(rate, now));
-            if let Err(wait) = bucket.take(rate, now, n) {
-                return Err(Rejection {
-                    code: ErrorCode::RateLimited,
-                    message: format!(
-                        "rate limited: capsule {} is over its limit of {} appended records/s (burst {}); retry in {}",
-                        req.capsule.short(),
-                        rate.per_second,
-                        rate.burst,
-                        describe_wait(wait)
-                    ),
-                });
-            }
-        }
-        Ok(())
+        let n = u32::try_from(records.len()).unwrap_or(u32::MAX);
+        self.check_capsule_rate(now, &req.capsule, n)
     }
 
     /// Verifies the heartbeats of the appends to hosted capsules in one batch.
@@ -551,12 +586,12 @@ impl CapsuleService {
                 self.create(now, w, capsule, metadata, adcert)
             }
             CapsuleRequest::Append { records, heartbeat } => {
-                self.append(w, capsule, records, heartbeat, verdict)
+                self.append(now, w, capsule, records, heartbeat, verdict)
             }
             CapsuleRequest::Read { seqno } => self.read(w, capsule, seqno, seqno),
             CapsuleRequest::ReadRange { from, to } => self.read(w, capsule, from, to),
             CapsuleRequest::Latest => self.latest(w, capsule),
-            CapsuleRequest::Subscribe { from } => self.subscribe(w, capsule, from),
+            CapsuleRequest::Subscribe { from } => self.subscribe(now, w, capsule, from),
             CapsuleRequest::Unsubscribe => self.unsubscribe(w, capsule),
             CapsuleRequest::GetMetadata => {
                 if self.check_hosted(w, capsule)
@@ -614,6 +649,7 @@ impl CapsuleService {
                     if let Creation::Pending(waiters) =
                         std::mem::replace(&mut h.creation, Creation::Durable)
                     {
+                        self.stats.created += 1;
                         for w in waiters {
                             self.out.respond(w, capsule, CapsuleResponse::Created);
                         }
@@ -718,10 +754,9 @@ impl CapsuleService {
         let Some(h) = self.capsules.remove(&capsule) else {
             return;
         };
+        self.creators.remove(h.metadata.key());
         for (peer, sub) in h.subscribers {
-            if let Some(s) = self.subs_by_peer.get_mut(&peer) {
-                s.remove(&capsule);
-            }
+            read::forget_subscription(&mut self.subs_by_peer, &peer, &capsule);
             let w = Waiter {
                 peer,
                 request_id: sub.request_id,
@@ -731,15 +766,22 @@ impl CapsuleService {
         }
     }
 
-    /// Forgets everything about `peer` (its link closed): its subscriptions
-    /// and rate-limit state.
+    /// Forgets everything about `peer`, which went away (the router has no
+    /// route to it any more): its subscriptions and rate-limit state.
     pub fn peer_gone(&mut self, peer: &Name) {
         self.peers.forget(peer);
-        for capsule in self.subs_by_peer.remove(peer).unwrap_or_default() {
-            if let Some(h) = self.capsules.get_mut(&capsule) {
-                h.subscribers.remove(peer);
+        let subscriptions = self.subs_by_peer.remove(peer).unwrap_or_default();
+        let mut dropped = 0;
+        for capsule in subscriptions {
+            if let Some(h) = self.capsules.get_mut(&capsule)
+                && h.subscribers.remove(peer).is_some()
+            {
+                dropped += 1;
             }
         }
+        self.stats.peers_gone += 1;
+        self.stats.subscriptions_dropped += dropped;
+        tracing::debug!(peer = %peer.short(), subscriptions = dropped, "peer gone; forgotten");
     }
 
     /// The next thing for the driver to do. Subscription backlog is read

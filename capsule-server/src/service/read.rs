@@ -1,9 +1,9 @@
 //! Reads with proofs, and subscriptions.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
-use gdp_certs::Name;
 use gdp_certs::codec::Encode;
+use gdp_certs::{Name, Timestamp};
 use gdp_proto::capsule::{CapsuleResponse, ErrorCode, MAX_RESPONSE_RECORDS};
 use gdp_proto::proof::ProofError;
 use gdp_proto::proof::{Heartbeat, Proof};
@@ -11,6 +11,7 @@ use gdp_proto::record::Record;
 
 use super::{CapsuleService, Output, PendingAppend, Response, Subscriber, Waiter};
 use crate::limits::{PROOF_RESERVE, ServiceConfig};
+use crate::stats::Refusal;
 use crate::store::{Store, StoreError};
 
 /// Encoded bytes of a `Records` or `Event` response around its records and
@@ -89,6 +90,20 @@ fn pack_batch(
     Ok(out)
 }
 
+/// Removes `capsule` from the subscriptions `peer` holds.
+pub(super) fn forget_subscription(
+    subs_by_peer: &mut HashMap<Name, HashSet<Name>>,
+    peer: &Name,
+    capsule: &Name,
+) {
+    if let Some(s) = subs_by_peer.get_mut(peer) {
+        s.remove(capsule);
+        if s.is_empty() {
+            subs_by_peer.remove(peer);
+        }
+    }
+}
+
 impl CapsuleService {
     /// Answers a failed store read.
     fn store_failure(&mut self, w: Waiter, capsule: Name, e: StoreError) {
@@ -144,7 +159,7 @@ impl CapsuleService {
         self.read(w, capsule, tail, tail);
     }
 
-    pub(super) fn subscribe(&mut self, w: Waiter, capsule: Name, from: u64) {
+    pub(super) fn subscribe(&mut self, now: Timestamp, w: Waiter, capsule: Name, from: u64) {
         if !self.check_hosted(w, capsule) {
             return;
         }
@@ -152,14 +167,31 @@ impl CapsuleService {
             return;
         };
         let replacing = h.subscribers.get(&w.peer);
-        if replacing.is_none() && h.subscribers.len() >= self.config.max_subscribers {
-            let m = format!(
-                "capsule {} has its limit of {} subscribers; retry later",
-                capsule.short(),
-                self.config.max_subscribers
-            );
-            return self.out.error(w, capsule, ErrorCode::RateLimited, m);
+        if replacing.is_none() {
+            let per_capsule = self.config.max_subscribers;
+            if h.subscribers.len() >= per_capsule {
+                let m = format!(
+                    "capsule {} has its limit of {per_capsule} subscribers; retry later",
+                    capsule.short(),
+                );
+                let code = ErrorCode::RateLimited;
+                return self.refuse(now, w, capsule, Refusal::CapsuleSubscribers, code, m);
+            }
+            let per_peer = self.config.max_subscriptions_per_peer;
+            let held = self.subs_by_peer.get(&w.peer).map_or(0, HashSet::len);
+            if held >= per_peer {
+                let m = format!(
+                    "peer {} holds its limit of {per_peer} subscriptions on this server; unsubscribe from one first",
+                    w.peer.short(),
+                );
+                let code = ErrorCode::RateLimited;
+                return self.refuse(now, w, capsule, Refusal::PeerSubscriptions, code, m);
+            }
         }
+        let Some(h) = self.capsules.get_mut(&capsule) else {
+            return;
+        };
+        let replacing = h.subscribers.get(&w.peer);
         let next = from.max(1);
         let tail = h.durable.tail_seqno();
         let already_queued = replacing.is_some_and(|s| s.queued);
@@ -184,12 +216,7 @@ impl CapsuleService {
         if let Some(h) = self.capsules.get_mut(&capsule) {
             h.subscribers.remove(&w.peer);
         }
-        if let Some(s) = self.subs_by_peer.get_mut(&w.peer) {
-            s.remove(&capsule);
-            if s.is_empty() {
-                self.subs_by_peer.remove(&w.peer);
-            }
-        }
+        forget_subscription(&mut self.subs_by_peer, &w.peer, &capsule);
         self.out.respond(w, capsule, CapsuleResponse::Unsubscribed);
     }
 
@@ -277,6 +304,7 @@ impl CapsuleService {
                     // The subscription cannot continue without a gap.
                     tracing::error!(%capsule, error = %e, "subscription backlog read failed");
                     h.subscribers.remove(&peer);
+                    forget_subscription(&mut self.subs_by_peer, &peer, &capsule);
                     CapsuleResponse::error(
                         ErrorCode::Internal,
                         format!("subscription ended: this server cannot read the backlog: {e}"),
