@@ -31,10 +31,11 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::dir::TempDir;
+use crate::process::ChildGuard;
 
 /// Environment variable naming the `redis-server` binary to use.
 pub const REDIS_SERVER_ENV: &str = "GDP_REDIS_SERVER";
@@ -97,7 +98,7 @@ pub struct RedisServer {
     port: u16,
     dir: TempDir,
     extra_args: Vec<String>,
-    child: Option<Child>,
+    child: Option<ChildGuard>,
 }
 
 impl RedisServer {
@@ -174,17 +175,14 @@ impl RedisServer {
 
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
-        matches!(self.child.as_mut().map(Child::try_wait), Some(Ok(None)))
+        self.child.as_mut().is_some_and(ChildGuard::is_running)
     }
 
     /// Kills the server with SIGKILL and waits for it to exit. Its port
     /// and directory are kept for [`restart`](Self::restart).
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            // Errors mean the process has already exited.
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        // The guard kills and reaps the process when dropped.
+        self.child = None;
     }
 
     /// Kills the server if running and starts it again on the same port,
@@ -238,10 +236,14 @@ impl RedisServer {
             .stderr(log_err)
             .spawn()
             .map_err(spawn_err)?;
-        self.child = Some(child);
+        self.child = Some(ChildGuard::new("redis-server", child));
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
-            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.wait_timeout(Duration::ZERO))
+            {
                 self.child = None;
                 return Err(self.not_ready(format!("exited with {status}")));
             }
