@@ -187,6 +187,7 @@ fn run(store: Store, mut rx: mpsc::Receiver<Job>, config: CommitterConfig, count
         counters
             .writes
             .fetch_add(jobs.len() as u64, Ordering::Relaxed);
+        crate::metrics::committed(jobs.len() as u64);
         for (job, result) in jobs.drain(..).zip(results) {
             // The submitter may have gone away; the write is durable anyway.
             let _ = job.ack.send(result);

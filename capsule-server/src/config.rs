@@ -11,6 +11,7 @@
 //! key_file = "/etc/gdp/capsule-server.key"  # default: <data_dir>/capsule-server.key
 //! label = "store-1"                         # put in the metadata of a new key
 //! log = "info"                              # a tracing filter (the binary's)
+//! metrics = "127.0.0.1:9475"                # Prometheus metrics (the binary's; default: none)
 //!
 //! [router]
 //! address = "127.0.0.1:7474"
@@ -232,6 +233,10 @@ pub struct ServerConfig {
     pub label: String,
     /// A tracing filter, used by the binary when it sets up logging.
     pub log: Option<String>,
+    /// Where the binary serves Prometheus metrics (`GET /metrics`, see
+    /// [`crate::metrics`]). Default: nowhere. Bind it to loopback or an
+    /// operators' network: the figures say what the server holds.
+    pub metrics: Option<SocketAddr>,
     /// The router.
     pub router: RouterSettings,
     /// The service's limits.
@@ -251,6 +256,7 @@ impl Default for ServerConfig {
             key_file: None,
             label: DEFAULT_LABEL.to_owned(),
             log: None,
+            metrics: None,
             router: RouterSettings::default(),
             service: ServiceConfig::default(),
             store: StoreOptions::default(),
@@ -321,6 +327,12 @@ impl ServerConfig {
         };
         if !has_data_dir {
             config.data_dir = router_data_dir.join(EMBEDDED_DIR);
+        }
+        if config.metrics.is_some() {
+            return Err(ServerConfigError::Invalid {
+                key: "metrics",
+                reason: "an embedded capsule server has no metrics listener of its own".into(),
+            });
         }
         config.router.address = Some(router_addr);
         config.router.name = Some(router);
@@ -582,6 +594,11 @@ mod tests {
         assert!(matches!(
             ServerConfig::embedded(Some(table), Path::new("/r"), addr, router),
             Err(ServerConfigError::Parse { .. })
+        ));
+        let table: toml::Value = toml::from_str("metrics = \"127.0.0.1:1\"").expect("toml");
+        assert!(matches!(
+            ServerConfig::embedded(Some(table), Path::new("/r"), addr, router),
+            Err(ServerConfigError::Invalid { key: "metrics", .. })
         ));
     }
 

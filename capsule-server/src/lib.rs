@@ -88,6 +88,7 @@ pub mod driver;
 pub mod fork;
 pub mod host;
 pub mod limits;
+pub mod metrics;
 pub mod service;
 pub mod stats;
 pub mod store;

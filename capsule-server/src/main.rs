@@ -2,14 +2,17 @@
 //!
 //! ```text
 //! gdp-capsule-server --data-dir /var/lib/gdp-capsules --router 127.0.0.1:7474
-//! gdp-capsule-server --config /etc/gdp/capsule-server.toml
+//! gdp-capsule-server --config /etc/gdp/capsule-server.toml --metrics 127.0.0.1:9475
 //! ```
 //!
 //! Settings come from the TOML file given with `--config` (see
 //! `gdp_capsule_server::config`), then the command-line flags, which win.
 //! The key file is generated (mode 0600) on first start. At start the
 //! server prints one line on stdout, `gdp-capsule-server name=… data_dir=…
-//! key=… key_created=…`, for people and scripts. SIGTERM or ctrl-c
+//! key=… key_created=… metrics=<addr|none>`, for people and scripts (with
+//! the port really bound when `--metrics` asked for port 0). With
+//! `--metrics ADDR` it serves `GET /metrics` in the Prometheus text format
+//! (see `gdp_capsule_server::metrics`). SIGTERM or ctrl-c
 //! stops the server gracefully: no new requests, every write in flight made
 //! durable and answered, the link closed; the exit status is then 0.
 
@@ -17,9 +20,12 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
+use axum::Router;
+use axum::routing::get;
 use clap::Parser;
 use gdp_capsule_server::config::ServerConfig;
 use gdp_certs::Name;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 /// The command line. Every flag overrides the same setting of the file.
 #[derive(Debug, Parser)]
@@ -49,6 +55,9 @@ struct Cli {
     /// (default: `info`, or RUST_LOG).
     #[arg(long, value_name = "FILTER")]
     log: Option<String>,
+    /// Serve Prometheus metrics at http://ADDR/metrics.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<SocketAddr>,
 }
 
 impl Cli {
@@ -76,9 +85,41 @@ impl Cli {
         if let Some(log) = &self.log {
             config.log = Some(log.clone());
         }
+        if let Some(addr) = self.metrics {
+            config.metrics = Some(addr);
+        }
         config.validate()?;
         Ok(config)
     }
+}
+
+/// Installs the Prometheus recorder and serves its rendering at
+/// `GET /metrics` on `listener`, until the process ends.
+fn serve_metrics(listener: std::net::TcpListener) -> anyhow::Result<()> {
+    let handle = PrometheusBuilder::new()
+        .install_recorder()
+        .context("installing the metrics recorder")?;
+    gdp_capsule_server::metrics::describe();
+    listener
+        .set_nonblocking(true)
+        .context("setting up the metrics listener")?;
+    let listener =
+        tokio::net::TcpListener::from_std(listener).context("setting up the metrics listener")?;
+    let app = Router::new().route(
+        "/metrics",
+        get(
+            |axum::extract::State(handle): axum::extract::State<PrometheusHandle>| async move {
+                handle.run_upkeep();
+                handle.render()
+            },
+        ),
+    );
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app.with_state(handle)).await {
+            tracing::error!(error = %e, "the metrics listener failed");
+        }
+    });
+    Ok(())
 }
 
 /// Completes on SIGTERM or ctrl-c.
@@ -129,8 +170,20 @@ fn main() -> anyhow::Result<()> {
     let (identity, created) =
         gdp_certs::Identity::load_or_generate(&key_file, gdp_certs::Kind::Server, &config.label)
             .with_context(|| format!("loading the key file {}", key_file.display()))?;
+    // Bound before the start line, which says where it really listens.
+    let metrics = match config.metrics {
+        Some(addr) => Some(
+            std::net::TcpListener::bind(addr)
+                .with_context(|| format!("binding the metrics listener on {addr}"))?,
+        ),
+        None => None,
+    };
+    let metrics_addr = match &metrics {
+        Some(l) => l.local_addr()?.to_string(),
+        None => "none".to_owned(),
+    };
     println!(
-        "gdp-capsule-server name={} data_dir={} key={} key_created={created}",
+        "gdp-capsule-server name={} data_dir={} key={} key_created={created} metrics={metrics_addr}",
         identity.name(),
         config.data_dir.display(),
         key_file.display(),
@@ -139,6 +192,12 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(gdp_capsule_server::run(config, shutdown_signal()))?;
+    runtime.block_on(async {
+        if let Some(listener) = metrics {
+            serve_metrics(listener)?;
+        }
+        gdp_capsule_server::run(config, shutdown_signal()).await?;
+        anyhow::Ok(())
+    })?;
     Ok(())
 }

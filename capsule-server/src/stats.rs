@@ -158,6 +158,7 @@ impl RefusalLog {
         message: &str,
     ) {
         stats.refused.count(reason);
+        crate::metrics::refused(reason);
         let reason_label = reason.label();
         tracing::debug!(reason = reason_label, peer = %peer.short(), capsule = %capsule.short(),
             message, "request refused");

@@ -650,6 +650,7 @@ impl CapsuleService {
                         std::mem::replace(&mut h.creation, Creation::Durable)
                     {
                         self.stats.created += 1;
+                        crate::metrics::created();
                         for w in waiters {
                             self.out.respond(w, capsule, CapsuleResponse::Created);
                         }
@@ -706,6 +707,7 @@ impl CapsuleService {
             h.durable = p.after.clone();
             h.heartbeat = Some(p.heartbeat.clone());
             let tail = p.last();
+            crate::metrics::appended(tail - p.first() + 1);
             for w in &p.waiters {
                 self.out
                     .respond(*w, capsule, CapsuleResponse::Appended { tail });
@@ -781,6 +783,7 @@ impl CapsuleService {
         }
         self.stats.peers_gone += 1;
         self.stats.subscriptions_dropped += dropped;
+        crate::metrics::peer_gone(dropped);
         tracing::debug!(peer = %peer.short(), subscriptions = dropped, "peer gone; forgotten");
     }
 

@@ -1,0 +1,88 @@
+//! The capsule server's metrics, recorded through the [`metrics`] facade.
+//!
+//! The library only records: without a recorder installed (a server
+//! embedded in a program that exports nothing) every call is a no-op. The
+//! `gdp-capsule-server` binary installs a Prometheus recorder and serves it
+//! at `http://ADDR/metrics` when started with `--metrics ADDR`.
+//!
+//! | metric | type | what |
+//! | --- | --- | --- |
+//! | `gdp_capsule_refused_total{reason}` | counter | requests refused by a limit or a policy; `reason` is a [`Refusal`] label (`peer_rate`, `capsule_rate`, `pending_bytes`, `bad_heartbeat`, `creator_not_allowed`, `creator_quota`, `create_rate`, `server_full`, `capsule_subscribers`, `peer_subscriptions`) |
+//! | `gdp_capsule_created_total` | counter | capsules created (durable and answered) |
+//! | `gdp_capsule_hosted` | gauge | capsules hosted |
+//! | `gdp_capsule_appended_records_total` | counter | records made durable and acknowledged |
+//! | `gdp_capsule_peers_gone_total` | counter | peers forgotten because the router said they left |
+//! | `gdp_capsule_subscriptions_dropped_total` | counter | subscriptions ended because their peer left |
+//! | `gdp_capsule_commits_total` | counter | durable transactions of the committer |
+//! | `gdp_capsule_committed_writes_total` | counter | writes (records, creates) in those transactions |
+
+use metrics::{counter, describe_counter, describe_gauge, gauge};
+
+use crate::stats::Refusal;
+
+/// See the module table.
+pub const REFUSED: &str = "gdp_capsule_refused_total";
+/// See the module table.
+pub const CREATED: &str = "gdp_capsule_created_total";
+/// See the module table.
+pub const HOSTED: &str = "gdp_capsule_hosted";
+/// See the module table.
+pub const APPENDED: &str = "gdp_capsule_appended_records_total";
+/// See the module table.
+pub const PEERS_GONE: &str = "gdp_capsule_peers_gone_total";
+/// See the module table.
+pub const SUBSCRIPTIONS_DROPPED: &str = "gdp_capsule_subscriptions_dropped_total";
+/// See the module table.
+pub const COMMITS: &str = "gdp_capsule_commits_total";
+/// See the module table.
+pub const COMMITTED_WRITES: &str = "gdp_capsule_committed_writes_total";
+
+/// Registers the help text of every metric with the installed recorder,
+/// and zeroes the refusal counters so that every reason shows up in a
+/// scrape before its first refusal.
+pub fn describe() {
+    describe_counter!(
+        REFUSED,
+        "Requests refused by a limit or a policy, by reason"
+    );
+    describe_counter!(CREATED, "Capsules created");
+    describe_gauge!(HOSTED, "Capsules hosted");
+    describe_counter!(APPENDED, "Records made durable and acknowledged");
+    describe_counter!(PEERS_GONE, "Peers forgotten because they left");
+    describe_counter!(
+        SUBSCRIPTIONS_DROPPED,
+        "Subscriptions ended because their peer left"
+    );
+    describe_counter!(COMMITS, "Durable transactions of the committer");
+    describe_counter!(COMMITTED_WRITES, "Writes in the committer's transactions");
+    for reason in Refusal::ALL {
+        counter!(REFUSED, "reason" => reason.label()).absolute(0);
+    }
+}
+
+pub(crate) fn refused(reason: Refusal) {
+    counter!(REFUSED, "reason" => reason.label()).increment(1);
+}
+
+pub(crate) fn created() {
+    counter!(CREATED).increment(1);
+    gauge!(HOSTED).increment(1.0);
+}
+
+pub(crate) fn hosted(count: usize) {
+    gauge!(HOSTED).set(count as f64);
+}
+
+pub(crate) fn appended(records: u64) {
+    counter!(APPENDED).increment(records);
+}
+
+pub(crate) fn peer_gone(subscriptions: u64) {
+    counter!(PEERS_GONE).increment(1);
+    counter!(SUBSCRIPTIONS_DROPPED).increment(subscriptions);
+}
+
+pub(crate) fn committed(writes: u64) {
+    counter!(COMMITS).increment(1);
+    counter!(COMMITTED_WRITES).increment(writes);
+}
