@@ -356,7 +356,11 @@ pub fn render(s: &Snapshot) -> String {
         ("unproven", c.links_refused.unproven),
         ("per_peer", c.links_refused.per_peer),
     ] {
-        e.sample("gdp_router_links_refused_total", &[("reason", label)], value);
+        e.sample(
+            "gdp_router_links_refused_total",
+            &[("reason", label)],
+            value,
+        );
     }
     e.family(
         "gdp_router_malformed_total",

@@ -210,10 +210,8 @@ impl RouterCore {
                 if held >= self.config.max_links_per_peer {
                     let limit = self.config.max_links_per_peer;
                     self.stats.links_refused.per_peer += 1;
-                    return self.refuse_link(
-                        link,
-                        CloseReason::TooManyLinksPerPeer { peer: name, limit },
-                    );
+                    return self
+                        .refuse_link(link, CloseReason::TooManyLinksPerPeer { peer: name, limit });
                 }
                 self.links.insert(
                     link,
@@ -398,7 +396,11 @@ impl RouterCore {
             self.stats.links_refused.per_peer += 1;
             tracing::debug!(%link, endpoint = %name.short(), limit, "attach refused: links per peer");
             let reason = CloseReason::TooManyLinksPerPeer { peer: name, limit };
-            self.send_control(link, Name::ZERO, ControlMessage::rejected(reason.to_string()));
+            self.send_control(
+                link,
+                Name::ZERO,
+                ControlMessage::rejected(reason.to_string()),
+            );
             return self.close_link(now, link, reason);
         }
         let rtcert = rtcert.into_inner();

@@ -115,7 +115,8 @@ impl<K: Ord + Copy> Buckets<K> {
                 .entry(key)
                 .or_insert_with(|| TokenBucket::full(rate, now))
         } else {
-            self.overflow.get_or_insert_with(|| TokenBucket::full(rate, now))
+            self.overflow
+                .get_or_insert_with(|| TokenBucket::full(rate, now))
         }
     }
 

@@ -44,8 +44,8 @@
 //! [`LookupLimits`]: super::limits::LookupLimits
 
 use std::collections::{BTreeSet, VecDeque};
-use std::time::Duration;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use bytes::Bytes;
 use gdp_certs::cert::{CertError, RouteRecord, RouteTarget, Verified};

@@ -500,12 +500,7 @@ fn advertise_entries_are_checked_cheaply_before_any_signature() {
     // published once.
     actions(&mut c);
     let good = entry(&owner, &a, server.name());
-    send_advertise(
-        &mut c,
-        LinkId(1),
-        &server,
-        vec![good.clone(), good.clone()],
-    );
+    send_advertise(&mut c, LinkId(1), &server, vec![good.clone(), good.clone()]);
     send_advertise(&mut c, LinkId(1), &server, vec![good]);
     assert_eq!(c.stats().adcert_verifications, 1);
     assert_eq!(c.stats().capsules_advertised, 1);
@@ -552,7 +547,11 @@ fn closing_a_server_link_with_many_capsules_moves_each_to_its_other_server() {
     attach(&mut c, LinkId(2), &b);
     for l in 3..300 {
         // 200 clients, some on two links.
-        attach(&mut c, LinkId(l), &identity((l % 200) as u8 + 10, Kind::Client));
+        attach(
+            &mut c,
+            LinkId(l),
+            &identity((l % 200) as u8 + 10, Kind::Client),
+        );
     }
     for (link, server) in [(LinkId(1), &a), (LinkId(2), &b)] {
         let entries = mds
@@ -646,10 +645,7 @@ fn a_source_cycling_names_is_limited_while_another_still_resolves() {
     let max = c.config().max_lookups_per_source;
     assert_eq!(lookups(&actions(&mut c)).len(), max);
     assert_eq!(c.stats().lookups_limited, 2_000 - max as u64);
-    assert_eq!(
-        c.stats().dropped.lookup_limit,
-        c.stats().lookups_limited
-    );
+    assert_eq!(c.stats().dropped.lookup_limit, c.stats().lookups_limited);
     assert_eq!(c.lookup_limits.in_flight(&me.name()), max);
     let refused = naks(&mut c, LinkId(1));
     assert_eq!(refused.len(), 2_000 - max);
