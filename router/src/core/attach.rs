@@ -302,7 +302,11 @@ impl RouterCore {
         };
         self.unproven.remove(&link);
         self.lookup_limits.forget_link(link);
-        self.fib.remove_link(link);
+        if !state.is_unproven() {
+            // Only proven links have FIB entries through them: a link that
+            // never proved a name costs no pass over the FIB.
+            self.fib.remove_link(link);
+        }
         match state.kind {
             LinkKind::Attaching { .. } => {}
             LinkKind::Endpoint(att) => {

@@ -14,8 +14,7 @@ use gdp_router::sim::{AttachState, EndpointId, Network, RouterId};
 
 use super::{SECOND, attached, name, overlay, send};
 
-/// An echoing server and a client on `router`, and the number of echoes
-/// the client has received so far.
+/// An unrelated pair: a client and an echoing server on one router.
 struct Pair {
     client: EndpointId,
     server: EndpointId,
