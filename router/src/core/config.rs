@@ -344,6 +344,24 @@ mod tests {
             c.validate(router(), Kind::Router),
             Err(ConfigError::ZeroLimit("pending_total"))
         );
+        c.pending_total = 1;
+        c.max_links_per_peer = 0;
+        assert_eq!(
+            c.validate(router(), Kind::Router),
+            Err(ConfigError::ZeroLimit("max_links_per_peer"))
+        );
+        c.max_links_per_peer = 1;
+        c.lookup_rate_per_source = Rate::new(10, 0);
+        assert_eq!(
+            c.validate(router(), Kind::Router),
+            Err(ConfigError::ZeroLimit("lookup_rate_per_source"))
+        );
+        c.lookup_rate_per_source = Rate::new(0, 1);
+        c.attach_timeout = Duration::ZERO;
+        assert_eq!(
+            c.validate(router(), Kind::Router),
+            Err(ConfigError::ZeroLimit("attach_timeout"))
+        );
     }
 
     #[test]
