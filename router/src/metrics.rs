@@ -17,11 +17,18 @@
 //! | `gdp_router_forwarded_total` | counter | PDUs sent on to a next hop |
 //! | `gdp_router_delivered_local_total` | counter | of those, to attached endpoints |
 //! | `gdp_router_fast_forwarded_total` | counter | of those, forwarded by link readers without the forwarding core (the fast path) |
-//! | `gdp_router_dropped_total{reason}` | counter | dropped PDUs by reason (`ttl`, `no_route`, `bad_source`, `malformed`, `oversized`, `queue_full`, `policy`, `not_attached`, `unhandled`) |
+//! | `gdp_router_dropped_total{reason}` | counter | dropped PDUs by reason (`ttl`, `no_route`, `bad_source`, `malformed`, `oversized`, `queue_full`, `policy`, `not_attached`, `unhandled`, `lookup_limit`) |
 //! | `gdp_router_lookups_total`, `gdp_router_lookup_failures_total` | counter | directory resolutions |
 //! | `gdp_router_cache_hits_total`, `gdp_router_cache_misses_total` | counter | FIB hits and misses |
 //! | `gdp_router_bad_records_total` | counter | directory records that failed to decode or verify |
-//! | `gdp_router_pending_pdus`, `gdp_router_links`, `gdp_router_fib_entries` | gauge | current state |
+//! | `gdp_router_pending_pdus`, `gdp_router_pending_bytes`, `gdp_router_links`, `gdp_router_fib_entries` | gauge | current state |
+//! | `gdp_router_attach_timeouts_total` | counter | unproven links closed at `attach_timeout` |
+//! | `gdp_router_links_refused_total{reason}` | counter | new links closed at once: `unproven` (`max_unproven_links`), `per_peer` (`max_links_per_peer`) |
+//! | `gdp_router_lookups_limited_total` | counter | PDUs refused because their source or link spent its lookup or pending budget |
+//! | `gdp_router_negative_hits_total` | counter | misses answered from the negative cache |
+//! | `gdp_router_adcert_verifications_total` | counter | AdCert signatures verified |
+//! | `gdp_router_adcerts_throttled_total` | counter | Advertise entries refused unverified (verification budget spent) |
+//! | `gdp_router_publishes_skipped_total` | counter | publications skipped: the record would not have changed |
 //! | `gdp_router_malformed_total{where}` | counter | undecodable PDUs the transport saw (`stream`, `datagram`) |
 //! | `gdp_router_directory_errors_total{op}` | counter | failed directory calls |
 //! | `gdp_router_queue_depth{queue}` | gauge | `events` (link events waiting), `link_bytes` (all send queues) |
@@ -52,7 +59,7 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 pub const MAX_CONNECTIONS: usize = 16;
 
 /// Every drop reason with its label.
-const DROP_REASONS: [(&str, DropReason); 9] = [
+const DROP_REASONS: [(&str, DropReason); 10] = [
     ("ttl", DropReason::Ttl),
     ("no_route", DropReason::NoRoute),
     ("bad_source", DropReason::BadSource),
@@ -62,6 +69,7 @@ const DROP_REASONS: [(&str, DropReason); 9] = [
     ("policy", DropReason::Policy),
     ("not_attached", DropReason::NotAttached),
     ("unhandled", DropReason::Unhandled),
+    ("lookup_limit", DropReason::LookupLimit),
 ];
 
 /// Builds the exposition text.
@@ -247,6 +255,36 @@ pub fn render(s: &Snapshot) -> String {
             c.links_closed,
         ),
         (
+            "gdp_router_attach_timeouts_total",
+            "Unproven links closed at their attach deadline.",
+            c.attach_timeouts,
+        ),
+        (
+            "gdp_router_lookups_limited_total",
+            "PDUs refused because their source or link spent its lookup or pending budget.",
+            c.lookups_limited,
+        ),
+        (
+            "gdp_router_negative_hits_total",
+            "FIB misses answered from the negative cache.",
+            c.negative_hits,
+        ),
+        (
+            "gdp_router_adcert_verifications_total",
+            "AdCert signatures verified.",
+            c.adcert_verifications,
+        ),
+        (
+            "gdp_router_adcerts_throttled_total",
+            "Advertise entries refused unverified: verification budget spent.",
+            c.adcerts_throttled,
+        ),
+        (
+            "gdp_router_publishes_skipped_total",
+            "Publications skipped because the record would not have changed.",
+            c.publishes_skipped,
+        ),
+        (
             "gdp_router_pdus_received_total",
             "PDUs received on all links.",
             d.pdus_in + d.fast_forwarded,
@@ -310,6 +348,21 @@ pub fn render(s: &Snapshot) -> String {
         e.counter(name, help, value);
     }
     e.family(
+        "gdp_router_links_refused_total",
+        "counter",
+        "New links closed at once by a link limit, by limit.",
+    );
+    for (label, value) in [
+        ("unproven", c.links_refused.unproven),
+        ("per_peer", c.links_refused.per_peer),
+    ] {
+        e.sample(
+            "gdp_router_links_refused_total",
+            &[("reason", label)],
+            value,
+        );
+    }
+    e.family(
         "gdp_router_malformed_total",
         "counter",
         "Undecodable PDUs the transport reported, by where they came.",
@@ -341,6 +394,11 @@ pub fn render(s: &Snapshot) -> String {
         "gdp_router_pending_pdus",
         "PDUs waiting for a route.",
         c.pending,
+    );
+    e.gauge(
+        "gdp_router_pending_bytes",
+        "Bytes counted for the PDUs waiting for a route.",
+        c.pending_bytes,
     );
     e.gauge("gdp_router_links", "Links known to the core.", c.links);
     e.gauge("gdp_router_fib_entries", "FIB entries.", c.fib_entries);
@@ -619,6 +677,11 @@ mod tests {
             "gdp_router_info{{name=\"{name}\",backend=\"memory\"}} 1"
         )));
         assert!(text.contains("gdp_router_dropped_total{reason=\"bad_source\"} 0"));
+        assert!(text.contains("gdp_router_dropped_total{reason=\"lookup_limit\"} 0"));
+        assert!(text.contains("gdp_router_links_refused_total{reason=\"unproven\"} 0"));
+        assert!(text.contains("gdp_router_links_refused_total{reason=\"per_peer\"} 0"));
+        assert!(text.contains("gdp_router_attach_timeouts_total 0"));
+        assert!(text.contains("gdp_router_lookups_limited_total 0"));
         assert!(text.contains("# TYPE gdp_router_forwarded_total counter"));
         // The router published its own record at start.
         assert!(

@@ -4,9 +4,10 @@
 //! (virtual time, in-memory links and directory, one seed) and asserts the
 //! specific counters the behaviour under test must move. Routing behaviour
 //! is tested here; hostile inputs (bad certificates and records, spoofing,
-//! malformed PDUs, peering policy) in [`security`]; the routers' link
-//! readers forwarding on their own (the fast path, on by default) in
-//! [`fast_path`].
+//! malformed PDUs, peering policy) in [`security`]; per-peer limits under
+//! hostile peers (unproven links, links per peer, forged advertisements,
+//! lookup storms) in [`limits`]; the routers' link readers forwarding on
+//! their own (the fast path, on by default) in [`fast_path`].
 
 use std::time::Duration;
 
@@ -22,6 +23,8 @@ use gdp_router::sim::{AttachState, EndpointId, NetConfig, Network, RouterId};
 
 #[path = "simulation/fast_path.rs"]
 mod fast_path;
+#[path = "simulation/limits.rs"]
+mod limits;
 #[path = "simulation/security.rs"]
 mod security;
 

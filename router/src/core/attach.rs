@@ -12,8 +12,27 @@
 //! published. Withdraw (or the link going down) removes them again, and a
 //! name still served by another local link moves there instead of
 //! disappearing.
+//!
+//! # Limits
+//!
+//! - An unproven link (an endpoint that has not attached, a router link
+//!   whose hello has not passed) is closed after `attach_timeout`; at most
+//!   `max_unproven_links` are open at once (links this router dialed
+//!   excepted), and a new one beyond is closed at once. Past
+//!   `max_unattached_pdus`, every PDU other than the proof on an unattached
+//!   link is a violation.
+//! - A proven name holds at most `max_links_per_peer` links: the newest is
+//!   refused.
+//! - Advertise entries pass the cheap checks first (the per-server capsule
+//!   limit, the AdCert names this server, the metadata hashes to the
+//!   capsule, no duplicate, not already advertised as is); only then is the
+//!   AdCert's signature verified, within a budget per PDU and per link. An
+//!   entry that fails is a violation, so a link sending forged AdCerts is
+//!   closed after `max_violations` of them.
+//! - Closing a link costs time linear in the names it served: the `local`
+//!   index gives each name's other local servers directly.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 use gdp_certs::cert::{RouteTarget, RtCert};
@@ -26,6 +45,8 @@ use gdp_proto::pdu::HEADER_LEN;
 use gdp_proto::{PduHeader, PduType};
 
 use super::io::{CloseReason, LinkId, LinkInfo, LinkPeer, LinkRole, PeeringError};
+use super::limits::TokenBucket;
+use super::timers::Timer;
 use super::{Action, DropReason, FibEntry, RouteKind, RouterCore};
 
 /// An endpoint that proved its name on a link.
@@ -36,6 +57,8 @@ pub(crate) struct Attached {
     pub(crate) rtcert: RtCert,
     /// Capsules it advertised, with the entries that prove them.
     pub(crate) advertised: BTreeMap<Name, AdvertiseEntry>,
+    /// AdCert verifications this link may still spend.
+    pub(crate) verify_budget: TokenBucket,
 }
 
 impl Attached {
@@ -72,17 +95,32 @@ pub(crate) struct LinkState {
     pub(crate) malformed: u64,
     pub(crate) oversized: u64,
     pub(crate) bad_source: u64,
+    /// When the link is closed if it is still unproven.
+    pub(crate) proof_deadline: Timestamp,
+    /// PDUs other than the proof received before the endpoint attached.
+    pub(crate) unattached_pdus: u32,
 }
 
 impl LinkState {
-    fn new(kind: LinkKind) -> Self {
+    fn new(kind: LinkKind, proof_deadline: Timestamp) -> Self {
         LinkState {
             kind,
             violations: 0,
             malformed: 0,
             oversized: 0,
             bad_source: 0,
+            proof_deadline,
+            unattached_pdus: 0,
         }
+    }
+
+    /// An endpoint that has not attached, or a router whose hello has not
+    /// passed.
+    pub(crate) fn is_unproven(&self) -> bool {
+        matches!(
+            self.kind,
+            LinkKind::Attaching { .. } | LinkKind::Router { ready: false, .. }
+        )
     }
 
     pub(crate) fn is_ready_router(&self) -> bool {
@@ -121,6 +159,11 @@ impl LinkState {
 
 impl RouterCore {
     /// A new link is up. See [`LinkPeer`] for what happens next.
+    ///
+    /// The link must prove a name within `attach_timeout`. It is closed at
+    /// once if `max_unproven_links` links are unproven already (unless this
+    /// router dialed it), or if it is a router link to a router that
+    /// already holds `max_links_per_peer` links.
     pub fn link_up(&mut self, now: Timestamp, link: LinkId, peer: LinkPeer) {
         self.start(now);
         if self.links.contains_key(&link) {
@@ -128,6 +171,20 @@ impl RouterCore {
             self.teardown(now, link);
             self.outbox.drop_link(link);
         }
+        let dialed = match &peer {
+            LinkPeer::Router { metadata } => {
+                let name = metadata.name();
+                self.dialing.contains_key(&name)
+                    || self.config.gateway.as_ref().is_some_and(|g| g.name == name)
+            }
+            LinkPeer::Endpoint => false,
+        };
+        if !dialed && self.unproven_full() {
+            let limit = self.config.max_unproven_links;
+            self.stats.links_refused.unproven += 1;
+            return self.refuse_link(link, CloseReason::TooManyUnproven { limit });
+        }
+        let deadline = now.saturating_add(self.config.attach_timeout);
         match peer {
             LinkPeer::Endpoint => {
                 let challenge = AttachChallenge {
@@ -136,24 +193,38 @@ impl RouterCore {
                 };
                 self.links.insert(
                     link,
-                    LinkState::new(LinkKind::Attaching {
-                        challenge: challenge.clone(),
-                        failures: 0,
-                    }),
+                    LinkState::new(
+                        LinkKind::Attaching {
+                            challenge: challenge.clone(),
+                            failures: 0,
+                        },
+                        deadline,
+                    ),
                 );
                 self.send_control(link, Name::ZERO, ControlMessage::AttachChallenge(challenge));
             }
             LinkPeer::Router { metadata } => {
                 let kind = metadata.kind();
                 let name = metadata.name();
+                let held = self.peer_links.get(&name).map_or(0, BTreeSet::len);
+                if held >= self.config.max_links_per_peer {
+                    let limit = self.config.max_links_per_peer;
+                    self.stats.links_refused.per_peer += 1;
+                    return self
+                        .refuse_link(link, CloseReason::TooManyLinksPerPeer { peer: name, limit });
+                }
                 self.links.insert(
                     link,
-                    LinkState::new(LinkKind::Router {
-                        name,
-                        metadata: Box::new(metadata),
-                        ready: false,
-                    }),
+                    LinkState::new(
+                        LinkKind::Router {
+                            name,
+                            metadata: Box::new(metadata),
+                            ready: false,
+                        },
+                        deadline,
+                    ),
                 );
+                self.peer_links.entry(name).or_default().insert(link);
                 if kind != Kind::Router {
                     self.refuse_peer(now, link, name, PeeringError::NotARouter { kind });
                 } else {
@@ -161,7 +232,47 @@ impl RouterCore {
                 }
             }
         }
+        if self.links.contains_key(&link) {
+            self.unproven.insert(link);
+            self.timers.schedule(deadline, Timer::Attach(link));
+        }
         self.refresh_gauges();
+    }
+
+    /// True if `max_unproven_links` links are unproven. The set is pruned of
+    /// links that have proved a name only when it looks full, so the check
+    /// is cheap until then.
+    fn unproven_full(&mut self) -> bool {
+        if self.unproven.len() >= self.config.max_unproven_links {
+            let links = &self.links;
+            self.unproven
+                .retain(|l| links.get(l).is_some_and(LinkState::is_unproven));
+        }
+        self.unproven.len() >= self.config.max_unproven_links
+    }
+
+    /// Closes a link the core does not keep: counted, and closed at once.
+    fn refuse_link(&mut self, link: LinkId, reason: CloseReason) {
+        tracing::debug!(%link, %reason, "link refused");
+        self.stats.links_closed += 1;
+        self.actions.push_back(Action::CloseLink { link, reason });
+        self.refresh_gauges();
+    }
+
+    /// The attach deadline of `link` passed: close it if it is still
+    /// unproven.
+    pub(crate) fn attach_deadline(&mut self, now: Timestamp, link: LinkId) {
+        let due = self
+            .links
+            .get(&link)
+            .is_some_and(|s| s.is_unproven() && s.proof_deadline <= now);
+        if due {
+            self.stats.attach_timeouts += 1;
+            tracing::debug!(%link, "closing a link that did not prove a name in time");
+            self.close_link(now, link, CloseReason::AttachTimeout);
+        } else if self.links.get(&link).is_some_and(|s| !s.is_unproven()) {
+            self.unproven.remove(&link);
+        }
     }
 
     /// A link is gone: everything learned from it is withdrawn (FIB entries
@@ -189,16 +300,28 @@ impl RouterCore {
         let Some(state) = self.links.remove(&link) else {
             return false;
         };
-        self.fib.remove_link(link);
+        self.unproven.remove(&link);
+        self.lookup_limits.forget_link(link);
+        if !state.is_unproven() {
+            // Only proven links have FIB entries through them: a link that
+            // never proved a name costs no pass over the FIB.
+            self.fib.remove_link(link);
+        }
         match state.kind {
             LinkKind::Attaching { .. } => {}
             LinkKind::Endpoint(att) => {
+                self.forget_peer_link(att.name, link);
+                self.unindex_local(att.name, link);
                 self.relocate(now, att.name);
                 for capsule in att.advertised.keys() {
+                    self.unindex_local(*capsule, link);
                     self.relocate(now, *capsule);
                 }
             }
-            LinkKind::Router { name, ready, .. } => self.router_gone(now, name, link, ready),
+            LinkKind::Router { name, ready, .. } => {
+                self.forget_peer_link(name, link);
+                self.router_gone(now, name, link, ready);
+            }
         }
         true
     }
@@ -212,13 +335,26 @@ impl RouterCore {
         bytes: Bytes,
     ) {
         if header.ptype != PduType::Control {
-            self.stats.dropped.count(DropReason::NotAttached);
-            return;
+            return self.not_attached(now, link);
         }
         match ControlMessage::from_payload(PduType::Control, bytes.slice(HEADER_LEN..)) {
             Ok(ControlMessage::AttachProof(proof)) => self.check_proof(now, link, &proof),
-            Ok(_) => self.stats.dropped.count(DropReason::NotAttached),
+            Ok(_) => self.not_attached(now, link),
             Err(_) => self.violation(now, link, DropReason::Malformed),
+        }
+    }
+
+    /// A PDU other than the proof before the endpoint attached: dropped, and
+    /// a violation once `max_unattached_pdus` were tolerated.
+    fn not_attached(&mut self, now: Timestamp, link: LinkId) {
+        let Some(state) = self.links.get_mut(&link) else {
+            return;
+        };
+        state.unattached_pdus = state.unattached_pdus.saturating_add(1);
+        if state.unattached_pdus > self.config.max_unattached_pdus {
+            self.violation(now, link, DropReason::NotAttached);
+        } else {
+            self.stats.dropped.count(DropReason::NotAttached);
         }
     }
 
@@ -258,19 +394,37 @@ impl RouterCore {
 
     fn attach(&mut self, now: Timestamp, link: LinkId, verified: VerifiedAttach) {
         let (name, metadata, rtcert) = verified.into_parts();
+        let held = self.peer_links.get(&name).map_or(0, BTreeSet::len);
+        if held >= self.config.max_links_per_peer {
+            let limit = self.config.max_links_per_peer;
+            self.stats.links_refused.per_peer += 1;
+            tracing::debug!(%link, endpoint = %name.short(), limit, "attach refused: links per peer");
+            let reason = CloseReason::TooManyLinksPerPeer { peer: name, limit };
+            self.send_control(
+                link,
+                Name::ZERO,
+                ControlMessage::rejected(reason.to_string()),
+            );
+            return self.close_link(now, link, reason);
+        }
         let rtcert = rtcert.into_inner();
         let target = RouteTarget::Endpoint {
             endpoint_md: metadata.clone(),
             rtcert: rtcert.clone(),
         };
+        let verify_budget = TokenBucket::full(self.config.advertise_verifications, now);
         if let Some(state) = self.links.get_mut(&link) {
             state.kind = LinkKind::Endpoint(Box::new(Attached {
                 name,
                 metadata,
                 rtcert,
                 advertised: BTreeMap::new(),
+                verify_budget,
             }));
         }
+        self.unproven.remove(&link);
+        self.peer_links.entry(name).or_default().insert(link);
+        self.local.entry(name).or_default().insert(link);
         self.stats.attaches += 1;
         tracing::debug!(%link, endpoint = %name.short(), "endpoint attached");
         self.install_local(now, name, link, target);
@@ -295,7 +449,8 @@ impl RouterCore {
         self.route_available(now, name);
     }
 
-    /// An Advertise from an attached endpoint.
+    /// An Advertise from an attached endpoint. Cheap checks come before
+    /// any signature work; see "Limits" in the module documentation.
     pub(crate) fn on_advertise(&mut self, now: Timestamp, link: LinkId, payload: Bytes) {
         let entries = match ControlMessage::from_payload(PduType::Advertise, payload) {
             Ok(ControlMessage::Advertise { entries }) => entries,
@@ -311,30 +466,55 @@ impl RouterCore {
             return;
         }
         let (server, server_md, rtcert) = (att.name, att.metadata.clone(), att.rtcert.clone());
+        let mut seen = BTreeSet::new();
+        let mut verified_here = 0usize;
         for entry in entries {
             let capsule = entry.adcert.capsule();
-            let ok = match entry.adcert.verify(&entry.capsule_md, now) {
-                Ok(v) if v.server() == server => true,
-                Ok(_) => false,
-                Err(e) => {
-                    tracing::debug!(%link, capsule = %capsule.short(), error = %e, "adcert refused");
-                    false
-                }
+            let Some(LinkKind::Endpoint(att)) = self.links.get_mut(&link).map(|l| &mut l.kind)
+            else {
+                // Closed for violations while handling this PDU.
+                return;
             };
-            if !ok {
-                self.stats.adcerts_rejected += 1;
+            if !seen.insert(capsule) || att.advertised.get(&capsule) == Some(&entry) {
+                // A duplicate in this PDU, or already advertised as is: no
+                // signature work and nothing to publish again.
                 continue;
             }
-            let full = match self.links.get(&link).map(|l| &l.kind) {
-                Some(LinkKind::Endpoint(att)) => {
-                    att.advertised.len() >= self.config.max_capsules_per_server
-                        && !att.advertised.contains_key(&capsule)
-                }
-                _ => true,
-            };
-            if full {
+            if att.advertised.len() >= self.config.max_capsules_per_server
+                && !att.advertised.contains_key(&capsule)
+            {
                 self.stats.adcerts_rejected += 1;
                 self.stats.dropped.count(DropReason::Policy);
+                continue;
+            }
+            if entry.adcert.server() != server || entry.capsule_md.name() != capsule {
+                // A server never sends these: an AdCert for someone else,
+                // or metadata that is not the capsule's.
+                tracing::debug!(%link, capsule = %capsule.short(), "advertise entry not for this server");
+                self.stats.adcerts_rejected += 1;
+                if self.strike(now, link) {
+                    return;
+                }
+                continue;
+            }
+            let budget = verified_here < self.config.max_verifications_per_advertise
+                && att
+                    .verify_budget
+                    .try_take(self.config.advertise_verifications, now, 1);
+            if !budget {
+                self.stats.adcerts_rejected += 1;
+                self.stats.adcerts_throttled += 1;
+                tracing::debug!(%link, capsule = %capsule.short(), "advertise entry refused: verification budget spent");
+                continue;
+            }
+            verified_here += 1;
+            self.stats.adcert_verifications += 1;
+            if let Err(e) = entry.adcert.verify(&entry.capsule_md, now) {
+                tracing::debug!(%link, capsule = %capsule.short(), error = %e, "adcert refused");
+                self.stats.adcerts_rejected += 1;
+                if self.strike(now, link) {
+                    return;
+                }
                 continue;
             }
             let target = RouteTarget::Capsule {
@@ -346,6 +526,7 @@ impl RouterCore {
             if let Some(LinkKind::Endpoint(att)) = self.links.get_mut(&link).map(|l| &mut l.kind) {
                 att.advertised.insert(capsule, entry);
             }
+            self.local.entry(capsule).or_default().insert(link);
             self.stats.capsules_advertised += 1;
             // Another local server may already serve this capsule; keep its
             // route unless it is this link's own (a refreshed AdCert) or the
@@ -375,6 +556,7 @@ impl RouterCore {
                 _ => false,
             };
             if removed {
+                self.unindex_local(name, link);
                 self.fib
                     .remove_if(&name, |e| e.kind == RouteKind::Local && e.next_hop == link);
                 self.relocate(now, name);
@@ -430,10 +612,11 @@ impl RouterCore {
         }
     }
 
-    /// An attached link serving `name`, and the certificates proving it.
+    /// An attached link serving `name`, and the certificates proving it:
+    /// the lowest-numbered one in the `local` index.
     fn find_local_server(&self, name: Name) -> Option<(LinkId, RouteTarget)> {
-        self.links.iter().find_map(|(link, state)| {
-            let LinkKind::Endpoint(att) = &state.kind else {
+        self.local.get(&name)?.iter().find_map(|link| {
+            let Some(LinkKind::Endpoint(att)) = self.links.get(link).map(|s| &s.kind) else {
                 return None;
             };
             if att.name == name {
@@ -459,6 +642,26 @@ impl RouterCore {
         })
     }
 
+    /// `link` no longer serves `name`.
+    fn unindex_local(&mut self, name: Name, link: LinkId) {
+        if let Some(links) = self.local.get_mut(&name) {
+            links.remove(&link);
+            if links.is_empty() {
+                self.local.remove(&name);
+            }
+        }
+    }
+
+    /// `link` no longer belongs to the peer `name`.
+    fn forget_peer_link(&mut self, name: Name, link: LinkId) {
+        if let Some(links) = self.peer_links.get_mut(&name) {
+            links.remove(&link);
+            if links.is_empty() {
+                self.peer_links.remove(&name);
+            }
+        }
+    }
+
     /// Counts a protocol violation on `link` and closes it at the limit.
     pub(crate) fn violation(&mut self, now: Timestamp, link: LinkId, reason: DropReason) {
         self.stats.dropped.count(reason);
@@ -471,12 +674,23 @@ impl RouterCore {
             DropReason::BadSource => state.bad_source += 1,
             _ => {}
         }
+        self.strike(now, link);
+    }
+
+    /// Counts one violation on `link` and closes it at the limit. Returns
+    /// true if the link is gone.
+    pub(crate) fn strike(&mut self, now: Timestamp, link: LinkId) -> bool {
+        let Some(state) = self.links.get_mut(&link) else {
+            return true;
+        };
         state.violations += 1;
         let count = state.violations;
         if count >= self.config.max_violations {
             tracing::debug!(%link, count, "closing link after repeated violations");
             self.close_link(now, link, CloseReason::Violations { count });
+            return true;
         }
+        false
     }
 
     /// Sends a control message on `link`, addressed to `dst`.

@@ -18,6 +18,24 @@ pub struct Gateway {
     pub addresses: Vec<SocketAddr>,
 }
 
+/// A rate limit: `per_sec` tokens a second, at most `burst` saved up (a
+/// token bucket, full at first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    /// Tokens added each second.
+    pub per_sec: u32,
+    /// Most tokens held at once: what may be spent at once after a quiet
+    /// period.
+    pub burst: u32,
+}
+
+impl Rate {
+    /// `per_sec` tokens a second, at most `burst` at once.
+    pub const fn new(per_sec: u32, burst: u32) -> Self {
+        Rate { per_sec, burst }
+    }
+}
+
 /// Settings of a [`RouterCore`](super::RouterCore).
 ///
 /// [`CoreConfig::default`] has no addresses; set [`CoreConfig::addresses`] or
@@ -58,6 +76,13 @@ pub struct CoreConfig {
     pub pending_per_name: usize,
     /// Most PDUs held for all unresolved names together.
     pub pending_total: usize,
+    /// Most bytes held in the pending queue (each PDU counted by its length
+    /// plus the queue's own overhead per PDU).
+    pub pending_bytes: usize,
+    /// Most PDUs held for unresolved names from one source name.
+    pub pending_per_source: usize,
+    /// Most PDUs held for unresolved names that arrived on one link.
+    pub pending_per_link: usize,
     /// Most PDUs queued for one link between two `poll_transmit` drains.
     pub link_queue_limit: usize,
     /// Protocol violations (malformed, oversized, spoofed PDUs) after which a
@@ -71,8 +96,45 @@ pub struct CoreConfig {
     pub max_records_per_lookup: usize,
     /// Most names remembered as unreachable at once.
     pub max_negative_entries: usize,
+    /// How long a name whose lookup failed on a directory error is answered
+    /// with a NAK without asking the directory again (shorter than
+    /// `negative_ttl`: the directory may be back soon).
+    pub negative_error_ttl: Duration,
+    /// Directory lookups one source name may start (FIB misses to names not
+    /// being resolved already).
+    pub lookup_rate_per_source: Rate,
+    /// Directory lookups PDUs arriving on one link may start.
+    pub lookup_rate_per_link: Rate,
+    /// Most resolutions started by one source name in flight at once.
+    pub max_lookups_per_source: usize,
+    /// Most resolutions started by PDUs from one link in flight at once.
+    pub max_lookups_per_link: usize,
+    /// Most sources (and, separately, links) with a lookup budget of their
+    /// own; beyond it, new ones share one budget until idle ones are
+    /// forgotten.
+    pub max_lookup_budgets: usize,
     /// Most capsules one attached server may advertise.
     pub max_capsules_per_server: usize,
+    /// Most AdCert signatures verified for one Advertise PDU; further
+    /// entries are refused unverified.
+    pub max_verifications_per_advertise: usize,
+    /// AdCert signatures verified for one server link. The burst covers a
+    /// server advertising `max_capsules_per_server` capsules at attach;
+    /// entries beyond the budget are refused unverified. Identical
+    /// re-advertisements cost nothing.
+    pub advertise_verifications: Rate,
+    /// How long a link may stay unproven (an endpoint that has not attached,
+    /// a router whose hello has not passed) before it is closed.
+    pub attach_timeout: Duration,
+    /// Most unproven links at once; a new link beyond it is closed at once
+    /// (links this router dialed are not refused).
+    pub max_unproven_links: usize,
+    /// Most links one proven name may hold: an endpoint attached, or a
+    /// router linked, on more links than this has its newest refused.
+    pub max_links_per_peer: usize,
+    /// PDUs other than the attach proof tolerated on a link before it
+    /// attaches; each one beyond is a protocol violation.
+    pub max_unattached_pdus: u32,
     /// How far before `now` published records start to be valid, to allow
     /// for readers whose clocks are behind.
     pub clock_skew: Duration,
@@ -98,13 +160,28 @@ impl Default for CoreConfig {
             redial_interval: Duration::from_secs(5),
             pending_per_name: 64,
             pending_total: 4096,
+            pending_bytes: 64 * 1024 * 1024,
+            pending_per_source: 256,
+            pending_per_link: 1024,
             link_queue_limit: 4096,
             max_violations: 16,
             max_attach_failures: 3,
             max_via_depth: 4,
             max_records_per_lookup: 16,
             max_negative_entries: 65_536,
+            negative_error_ttl: Duration::from_millis(250),
+            lookup_rate_per_source: Rate::new(100, 1_000),
+            lookup_rate_per_link: Rate::new(400, 2_000),
+            max_lookups_per_source: 64,
+            max_lookups_per_link: 256,
+            max_lookup_budgets: 16_384,
             max_capsules_per_server: 65_536,
+            max_verifications_per_advertise: 256,
+            advertise_verifications: Rate::new(1_024, 65_536),
+            attach_timeout: Duration::from_secs(5),
+            max_unproven_links: 1_024,
+            max_links_per_peer: 4,
+            max_unattached_pdus: 4,
             clock_skew: Duration::from_secs(30),
             rng_seed: None,
         }
@@ -170,9 +247,28 @@ impl CoreConfig {
         {
             return Err(ConfigError::DomainCertForAnotherRouter { found: dc.router() });
         }
+        for (what, rate) in [
+            ("lookup_rate_per_source", self.lookup_rate_per_source),
+            ("lookup_rate_per_link", self.lookup_rate_per_link),
+        ] {
+            if rate.burst == 0 {
+                return Err(ConfigError::ZeroLimit(what));
+            }
+        }
+        if self.attach_timeout.is_zero() {
+            return Err(ConfigError::ZeroLimit("attach_timeout"));
+        }
         for (what, v) in [
             ("pending_per_name", self.pending_per_name),
             ("pending_total", self.pending_total),
+            ("pending_bytes", self.pending_bytes),
+            ("pending_per_source", self.pending_per_source),
+            ("pending_per_link", self.pending_per_link),
+            ("max_lookups_per_source", self.max_lookups_per_source),
+            ("max_lookups_per_link", self.max_lookups_per_link),
+            ("max_lookup_budgets", self.max_lookup_budgets),
+            ("max_unproven_links", self.max_unproven_links),
+            ("max_links_per_peer", self.max_links_per_peer),
             ("link_queue_limit", self.link_queue_limit),
             ("max_records_per_lookup", self.max_records_per_lookup),
             ("max_violations", self.max_violations as usize),
@@ -247,6 +343,24 @@ mod tests {
         assert_eq!(
             c.validate(router(), Kind::Router),
             Err(ConfigError::ZeroLimit("pending_total"))
+        );
+        c.pending_total = 1;
+        c.max_links_per_peer = 0;
+        assert_eq!(
+            c.validate(router(), Kind::Router),
+            Err(ConfigError::ZeroLimit("max_links_per_peer"))
+        );
+        c.max_links_per_peer = 1;
+        c.lookup_rate_per_source = Rate::new(10, 0);
+        assert_eq!(
+            c.validate(router(), Kind::Router),
+            Err(ConfigError::ZeroLimit("lookup_rate_per_source"))
+        );
+        c.lookup_rate_per_source = Rate::new(0, 1);
+        c.attach_timeout = Duration::ZERO;
+        assert_eq!(
+            c.validate(router(), Kind::Router),
+            Err(ConfigError::ZeroLimit("attach_timeout"))
         );
     }
 

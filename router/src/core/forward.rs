@@ -12,8 +12,8 @@
 //!   TTL is decremented in place first (a PDU whose TTL is already zero is
 //!   dropped and counted: this ends loops); delivery to a local endpoint
 //!   leaves it alone;
-//! - negative-cache hit: NAK at once;
-//! - miss: park the PDU in the pending queue and resolve the name.
+//! - miss: the `resolve` module answers from the negative cache, or parks
+//!   the PDU and resolves the name within its source's and link's budgets.
 //!
 //! Malformed, oversized and spoofed PDUs are violations: dropped, counted per
 //! link, and the link is closed when they reach `max_violations`.
@@ -28,8 +28,6 @@ use gdp_proto::{Flags, PduHeader, PduType};
 use super::attach::LinkKind;
 use super::fast::{CoreView, Hop, Ingress, Verdict, decide};
 use super::io::LinkId;
-use super::pending::{PendingPdu, QueueFull};
-use super::timers::Timer;
 use super::{DropReason, FibEntry, RouterCore};
 
 impl RouterCore {
@@ -49,9 +47,11 @@ impl RouterCore {
         pdus: impl IntoIterator<Item = Bytes>,
     ) {
         self.start(now);
+        self.ingress = Some(link);
         for bytes in pdus {
             self.on_pdu(now, link, bytes);
         }
+        self.ingress = None;
         self.refresh_gauges();
     }
 
@@ -128,27 +128,7 @@ impl RouterCore {
             return self.send_via(entry, &header, bytes);
         }
         self.stats.cache_misses += 1;
-        if self.negative.get(&dst).is_some_and(|until| now <= *until) {
-            self.stats.dropped.count(DropReason::NoRoute);
-            return self.nak(now, &header, NakReason::NoRoute);
-        }
-        let deadline = now.saturating_add(self.config.pending_timeout);
-        let pdu = PendingPdu {
-            bytes,
-            header,
-            deadline,
-        };
-        match self.pending.push(dst, pdu) {
-            Ok(first) => {
-                if first {
-                    self.timers.schedule(deadline, Timer::Pending(dst));
-                }
-                self.resolve(now, dst, 0, None);
-            }
-            Err(QueueFull::Name | QueueFull::Total) => {
-                self.stats.dropped.count(DropReason::QueueFull);
-            }
-        }
+        self.on_miss(now, header, bytes);
     }
 
     /// Queues `bytes` on the entry's link, decrementing the TTL in place

@@ -137,6 +137,24 @@ pub enum CloseReason {
     /// The peer router does not satisfy the peering policy.
     #[error("peering refused: {0}")]
     Peering(#[from] PeeringError),
+    /// The link did not prove a name (attach, or a router hello that
+    /// passed) within `attach_timeout`.
+    #[error("no attach within the deadline")]
+    AttachTimeout,
+    /// `max_unproven_links` links were unproven already.
+    #[error("too many unproven links (limit {limit})")]
+    TooManyUnproven {
+        /// The limit.
+        limit: usize,
+    },
+    /// The proven name already holds `max_links_per_peer` links.
+    #[error("{peer} already holds {limit} links")]
+    TooManyLinksPerPeer {
+        /// The endpoint or router name.
+        peer: Name,
+        /// The limit.
+        limit: usize,
+    },
     /// The router is shutting down.
     #[error("router shutting down")]
     Shutdown,

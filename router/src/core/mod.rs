@@ -28,8 +28,9 @@
 //! [`RouterCore::poll_action`] until they return `None`, then sleeps until
 //! [`RouterCore::poll_timeout`] (or the next input) and calls
 //! [`RouterCore::handle_timeout`]. Nothing blocks and every queue inside is
-//! bounded: pending PDUs per name and in all, transmits per link, negative
-//! cache entries.
+//! bounded: pending PDUs per name, source, link, in all and in bytes;
+//! lookups per source and link; transmits per link; negative cache
+//! entries; unproven links and links per peer.
 //!
 //! # Inside
 //!
@@ -64,7 +65,7 @@
     reason = "the public types are re-exported at the crate's `core` path"
 )]
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -78,6 +79,7 @@ pub mod fast;
 mod fib;
 mod forward;
 mod io;
+mod limits;
 mod outbox;
 mod peering;
 mod pending;
@@ -88,18 +90,19 @@ mod stats;
 mod tests;
 mod timers;
 
-pub use config::{ConfigError, CoreConfig, Gateway};
+pub use config::{ConfigError, CoreConfig, Gateway, Rate};
 pub use fib::{Fib, FibEntry, FibReader, NameHasher, NameHasherBuilder, RouteKind};
 pub use io::{
     Action, CloseReason, LinkId, LinkInfo, LinkPeer, LinkRole, LookupError, PeeringError, Transmit,
 };
-pub use stats::{DropReason, Drops, Stats};
+pub use stats::{DropReason, Drops, LinksRefused, Stats};
 
 use attach::LinkState;
+use limits::LookupLimits;
 use outbox::Outbox;
-use pending::PendingQueue;
+use pending::{PendingLimits, PendingQueue};
 use publish::Published;
-use resolve::{Dialing, Resolve};
+use resolve::{Dialing, Negative, Resolve};
 use timers::{Timer, Timers};
 
 /// Why [`RouterCore::install_route`] refused a route.
@@ -124,14 +127,28 @@ pub struct RouterCore {
     rng: StdRng,
     fib: Arc<Fib>,
     links: BTreeMap<LinkId, LinkState>,
+    /// Links that may still be unproven (attaching endpoints, router links
+    /// before their hello); pruned of proven ones when the cap is reached.
+    unproven: BTreeSet<LinkId>,
+    /// Links by the proven name at their other end (attached endpoints and
+    /// peer routers), for `max_links_per_peer`.
+    peer_links: BTreeMap<Name, BTreeSet<LinkId>>,
+    /// Local links serving a name (an attached endpoint's own name or a
+    /// capsule it advertised), so that a closing link finds each name's
+    /// other servers without scanning the links.
+    local: BTreeMap<Name, BTreeSet<LinkId>>,
     /// Router links in use, by peer name (the first one when there are several).
     routers: BTreeMap<Name, LinkId>,
     published: BTreeMap<Name, Published>,
     pending: PendingQueue,
     resolving: BTreeMap<Name, Resolve>,
     dialing: BTreeMap<Name, Dialing>,
-    /// Names with no valid record, until when.
-    negative: BTreeMap<Name, Timestamp>,
+    /// Names with no valid record (or whose lookup failed), until when.
+    negative: BTreeMap<Name, Negative>,
+    /// Lookup budgets by source name and link.
+    lookup_limits: LookupLimits,
+    /// The link whose PDUs are being handled, to charge lookups to.
+    ingress: Option<LinkId>,
     timers: Timers,
     outbox: Outbox,
     actions: VecDeque<Action>,
@@ -163,12 +180,17 @@ impl RouterCore {
             rng,
             fib,
             links: BTreeMap::new(),
+            unproven: BTreeSet::new(),
+            peer_links: BTreeMap::new(),
+            local: BTreeMap::new(),
             routers: BTreeMap::new(),
             published: BTreeMap::new(),
-            pending: PendingQueue::new(config.pending_per_name, config.pending_total),
+            pending: PendingQueue::new(PendingLimits::from_config(&config)),
             resolving: BTreeMap::new(),
             dialing: BTreeMap::new(),
             negative: BTreeMap::new(),
+            lookup_limits: LookupLimits::new(&config),
+            ingress: None,
             timers: Timers::default(),
             outbox: Outbox::new(config.link_queue_limit),
             actions: VecDeque::new(),
@@ -261,7 +283,7 @@ impl RouterCore {
     }
 
     /// Runs every timer due at `now`: republishing, cache and pending expiry,
-    /// resolution and dial deadlines, gateway redials.
+    /// resolution, dial and attach deadlines, gateway redials.
     pub fn handle_timeout(&mut self, now: Timestamp) {
         self.start(now);
         while let Some(timer) = self.timers.pop_due(now) {
@@ -271,12 +293,9 @@ impl RouterCore {
                 Timer::Pending(name) => self.expire_pending(now, name),
                 Timer::Resolve(name) => self.resolve_deadline(now, name),
                 Timer::Dial(router) => self.dial_deadline(now, router),
-                Timer::Negative(name) => {
-                    if self.negative.get(&name).is_some_and(|until| *until < now) {
-                        self.negative.remove(&name);
-                    }
-                }
+                Timer::Negative(name) => self.expire_negative(now, name),
                 Timer::Redial => self.redial_gateway(now),
+                Timer::Attach(link) => self.attach_deadline(now, link),
             }
         }
         self.refresh_gauges();
@@ -366,6 +385,7 @@ impl RouterCore {
 
     fn refresh_gauges(&mut self) {
         self.stats.pending = self.pending.len();
+        self.stats.pending_bytes = self.pending.bytes();
         self.stats.links = self.links.len();
         self.stats.fib_entries = self.fib.len();
     }

@@ -9,6 +9,11 @@
 //! chain. Records are republished at two thirds of their lifetime; once the
 //! chain's certificates cannot be extended (the endpoint's RtCert or the
 //! owner's AdCert runs out) the record is left to expire.
+//!
+//! A record whose name, serving link and certificates have not changed is
+//! not signed or published again before its republish time: an endpoint
+//! that re-attaches a name or re-advertises a capsule as is costs no
+//! signature and no directory write.
 
 use gdp_certs::cert::{RouteRecord, RouteTarget, Validity};
 use gdp_certs::codec::Encode;
@@ -46,6 +51,14 @@ impl RouterCore {
         target: RouteTarget,
     ) {
         if self.shutting_down {
+            return;
+        }
+        let unchanged = self
+            .published
+            .get(&name)
+            .is_some_and(|p| p.link == link && p.target == target && p.republish_at > now);
+        if unchanged {
+            self.stats.publishes_skipped += 1;
             return;
         }
         let not_after = now

@@ -4,9 +4,13 @@
 //! wait for it). The directory is untrusted: every record that comes back is
 //! decoded and verified for the looked-up name at `now`; records that fail
 //! are counted as bad and ignored, records this router published itself are
-//! stale and ignored. The usable ones become candidates, tried in order:
-//! records of routers already linked first, then records with addresses,
-//! then records through a gateway.
+//! stale and ignored. The usable ones become candidates, tried freshest
+//! first: by the start of the certificate that places the name at the
+//! router (the endpoint's or server's RtCert), then by the record's own
+//! start, so that a record left behind by a router the name has since left
+//! loses to the newer one. Among equally fresh records, those of routers
+//! already linked come first, then records with addresses, then records
+//! through a gateway.
 //!
 //! For a candidate published by router R:
 //!
@@ -22,18 +26,37 @@
 //! A dial that fails, or a gateway that cannot be resolved, moves on to the
 //! next candidate; when none is left, or the resolution outlives
 //! `resolve_timeout`, the waiting PDUs are answered with NakNoRoute and the
-//! name is remembered as unreachable for `negative_ttl`.
+//! name is remembered as unreachable for `negative_ttl` (for
+//! `negative_error_ttl` when the directory failed).
+//!
+//! # Budgets
+//!
+//! A miss to a name nobody is resolving yet starts a directory lookup only
+//! if the PDU's source and link have budget left ([`LookupLimits`]); its
+//! place in the pending queue is bounded per name, source, link, in all and
+//! in bytes. A PDU refused by a source's or link's budget is dropped as
+//! [`DropReason::LookupLimit`], counted in `lookups_limited`, and answered
+//! with a NAK (`DirectoryUnavailable`: the directory was not asked for it).
+//! Since the budget is checked before the directory is asked, one source
+//! adds at most its own rate of entries to the negative cache, and cannot
+//! flush it for everyone.
+//!
+//! [`LookupLimits`]: super::limits::LookupLimits
 
 use std::collections::{BTreeSet, VecDeque};
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use bytes::Bytes;
-use gdp_certs::cert::{CertError, RouteRecord, Verified};
+use gdp_certs::cert::{CertError, RouteRecord, RouteTarget, Verified};
 use gdp_certs::codec::Decode;
 use gdp_certs::{Metadata, Name, Timestamp};
+use gdp_proto::PduHeader;
 use gdp_proto::control::NakReason;
 
 use super::io::{LinkId, LookupError};
+use super::limits::Origin;
+use super::pending::{PendingPdu, QueueFull};
 use super::timers::Timer;
 use super::{Action, DropReason, FibEntry, RouteKind, RouterCore};
 
@@ -63,6 +86,18 @@ pub(crate) struct Resolve {
     deadline: Timestamp,
     /// The reason the NAKs give if this fails.
     failure: NakReason,
+    /// Whose lookup budget it is charged to (resolutions of gateways are
+    /// charged to the name that needed them).
+    origin: Option<Origin>,
+}
+
+/// A name remembered as unreachable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Negative {
+    /// Until when.
+    pub(crate) until: Timestamp,
+    /// What the NAKs say meanwhile.
+    pub(crate) reason: NakReason,
 }
 
 /// A dial in progress.
@@ -73,6 +108,80 @@ pub(crate) struct Dialing {
 }
 
 impl RouterCore {
+    /// `header.dst` has no FIB entry: answer from the negative cache, or park
+    /// the PDU and resolve the name, within the budgets of its source and of
+    /// the link it arrived on.
+    pub(crate) fn on_miss(&mut self, now: Timestamp, header: PduHeader, bytes: Bytes) {
+        let dst = header.dst;
+        if let Some(neg) = self.negative.get(&dst).filter(|n| now <= n.until) {
+            let reason = neg.reason;
+            self.stats.negative_hits += 1;
+            self.stats.dropped.count(DropReason::NoRoute);
+            return self.nak(now, &header, reason);
+        }
+        let origin = Origin {
+            source: header.src,
+            link: self.ingress,
+        };
+        let starts = !self.resolving.contains_key(&dst);
+        if starts && let Err(limited) = self.lookup_limits.check(&self.config, origin, now) {
+            tracing::debug!(
+                name = %dst.short(),
+                source = %header.src.short(),
+                link = ?self.ingress,
+                ?limited,
+                "lookup refused: budget spent"
+            );
+            return self.lookup_limited(now, &header);
+        }
+        let deadline = now.saturating_add(self.config.pending_timeout);
+        let pdu = PendingPdu {
+            bytes,
+            header,
+            deadline,
+            link: self.ingress,
+        };
+        match self.pending.push(dst, pdu) {
+            Ok(first) => {
+                if first {
+                    self.timers.schedule(deadline, Timer::Pending(dst));
+                }
+                if starts {
+                    self.lookup_limits.start(&self.config, origin, now);
+                    self.resolve(now, dst, 0, None);
+                    if let Some(r) = self.resolving.get_mut(&dst) {
+                        r.origin = Some(origin);
+                    }
+                }
+            }
+            Err(QueueFull::Source | QueueFull::Link) => {
+                tracing::debug!(
+                    name = %dst.short(),
+                    source = %header.src.short(),
+                    "pending place refused: budget spent"
+                );
+                self.lookup_limited(now, &header);
+            }
+            Err(QueueFull::Name | QueueFull::Total | QueueFull::Bytes) => {
+                self.stats.dropped.count(DropReason::QueueFull);
+            }
+        }
+    }
+
+    /// Refuses a PDU whose source or link spent its lookup budget.
+    fn lookup_limited(&mut self, now: Timestamp, header: &PduHeader) {
+        self.stats.lookups_limited += 1;
+        self.stats.dropped.count(DropReason::LookupLimit);
+        self.nak(now, header, NakReason::DirectoryUnavailable);
+    }
+
+    /// Removes the negative entry for `name` if it has run out.
+    pub(crate) fn expire_negative(&mut self, now: Timestamp, name: Name) {
+        if self.negative.get(&name).is_some_and(|n| n.until < now) {
+            self.negative.remove(&name);
+        }
+    }
+
     /// Starts resolving `name` (unless it already is), with `waiter`
     /// waiting for it.
     pub(crate) fn resolve(&mut self, now: Timestamp, name: Name, depth: u8, waiter: Option<Name>) {
@@ -91,6 +200,7 @@ impl RouterCore {
                 waiters: waiter.into_iter().collect(),
                 deadline,
                 failure: NakReason::NoRoute,
+                origin: None,
             },
         );
         self.timers.schedule(deadline, Timer::Resolve(name));
@@ -152,14 +262,17 @@ impl RouterCore {
                 }
             }
         }
-        candidates.sort_by_key(|c| {
-            if self.routers.contains_key(&c.router_name()) {
-                0
+        // Freshest first; among equals, linked routers, then addresses, then
+        // gateways (a stable sort keeps the directory's order last).
+        candidates.sort_by_cached_key(|c| {
+            let rank = if self.routers.contains_key(&c.router_name()) {
+                0u8
             } else if !c.addresses().is_empty() {
                 1
             } else {
                 2
-            }
+            };
+            (std::cmp::Reverse(freshness(c)), rank)
         });
         if let Some(r) = self.resolving.get_mut(&name) {
             r.candidates = candidates.into();
@@ -215,6 +328,9 @@ impl RouterCore {
         let Some(r) = self.resolving.remove(&name) else {
             return;
         };
+        if let Some(origin) = r.origin {
+            self.lookup_limits.finish(origin);
+        }
         self.install_cached(name, link, cap);
         // The entry actually used: a local or neighbour entry beats the cache.
         let entry = self.fib.lookup(&name, now).unwrap_or(FibEntry {
@@ -264,18 +380,19 @@ impl RouterCore {
             return;
         };
         self.stats.lookup_failures += 1;
+        if let Some(origin) = r.origin {
+            self.lookup_limits.finish(origin);
+        }
         if let Phase::Dial(router) = r.phase
             && let Some(d) = self.dialing.get_mut(&router)
         {
             d.waiters.remove(&name);
         }
-        if r.failure == NakReason::NoRoute && self.negative.len() < self.config.max_negative_entries
-        {
-            let until = now.saturating_add(self.config.negative_ttl);
-            self.negative.insert(name, until);
-            self.timers
-                .schedule(Timestamp(until.0.saturating_add(1)), Timer::Negative(name));
-        }
+        let ttl = match r.failure {
+            NakReason::DirectoryUnavailable => self.config.negative_error_ttl,
+            _ => self.config.negative_ttl,
+        };
+        self.remember_unreachable(now, name, ttl, r.failure);
         for p in self.pending.take(&name) {
             self.stats.dropped.count(DropReason::NoRoute);
             self.nak(now, &p.header, r.failure);
@@ -289,6 +406,24 @@ impl RouterCore {
                 self.try_next(now, w);
             }
         }
+    }
+
+    /// Answers `name` with `reason` for `ttl` without asking the directory,
+    /// while the negative cache has room.
+    fn remember_unreachable(
+        &mut self,
+        now: Timestamp,
+        name: Name,
+        ttl: Duration,
+        reason: NakReason,
+    ) {
+        if ttl.is_zero() || self.negative.len() >= self.config.max_negative_entries {
+            return;
+        }
+        let until = now.saturating_add(ttl);
+        self.negative.insert(name, Negative { until, reason });
+        self.timers
+            .schedule(Timestamp(until.0.saturating_add(1)), Timer::Negative(name));
     }
 
     /// A route to `name` appeared (local attach, neighbour, static route):
@@ -425,4 +560,17 @@ impl RouterCore {
             matches!(e.kind, RouteKind::Cached | RouteKind::Static) && e.expires < now
         });
     }
+}
+
+/// How fresh a record's claim is: when the certificate placing the name at
+/// the router began (the endpoint's or server's RtCert; none for a router's
+/// own record), then when the record itself began.
+fn freshness(record: &RouteRecord) -> (Timestamp, Timestamp) {
+    let placed = match record.target() {
+        RouteTarget::Router => Timestamp::ZERO,
+        RouteTarget::Endpoint { rtcert, .. } | RouteTarget::Capsule { rtcert, .. } => {
+            rtcert.validity().not_before
+        }
+    };
+    (placed, record.validity().not_before)
 }

@@ -24,6 +24,10 @@ pub enum DropReason {
     NotAttached,
     /// It was addressed to this router, which has no service for its type.
     Unhandled,
+    /// Its destination needed a directory lookup, or a place in the
+    /// pending queue, beyond what its source or its link may use now (see
+    /// [`Stats::lookups_limited`]).
+    LookupLimit,
 }
 
 /// Dropped PDUs, by reason.
@@ -48,6 +52,8 @@ pub struct Drops {
     pub not_attached: u64,
     /// See [`DropReason::Unhandled`].
     pub unhandled: u64,
+    /// See [`DropReason::LookupLimit`].
+    pub lookup_limit: u64,
 }
 
 impl Drops {
@@ -63,6 +69,7 @@ impl Drops {
             DropReason::Policy => self.policy,
             DropReason::NotAttached => self.not_attached,
             DropReason::Unhandled => self.unhandled,
+            DropReason::LookupLimit => self.lookup_limit,
         }
     }
 
@@ -77,6 +84,7 @@ impl Drops {
             + self.policy
             + self.not_attached
             + self.unhandled
+            + self.lookup_limit
     }
 
     pub(crate) fn count(&mut self, reason: DropReason) {
@@ -90,15 +98,33 @@ impl Drops {
             DropReason::Policy => &mut self.policy,
             DropReason::NotAttached => &mut self.not_attached,
             DropReason::Unhandled => &mut self.unhandled,
+            DropReason::LookupLimit => &mut self.lookup_limit,
         };
         *c += 1;
     }
 }
 
+/// Links refused at once, by the limit they hit.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LinksRefused {
+    /// `max_unproven_links` unproven links were open already.
+    pub unproven: u64,
+    /// The proven name already held `max_links_per_peer` links.
+    pub per_peer: u64,
+}
+
+impl LinksRefused {
+    /// All refusals together.
+    pub fn total(&self) -> u64 {
+        self.unproven + self.per_peer
+    }
+}
+
 /// Counters and gauges of one [`RouterCore`](super::RouterCore).
 ///
-/// Counters only grow; `pending`, `links` and `fib_entries` are gauges of
-/// the current state.
+/// Counters only grow; `pending`, `pending_bytes`, `links` and
+/// `fib_entries` are gauges of the current state.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {
@@ -130,6 +156,8 @@ pub struct Stats {
     pub records_skipped: u64,
     /// Route records published (first publications and republications).
     pub records_published: u64,
+    /// Publications skipped because the record would not have changed.
+    pub publishes_skipped: u64,
     /// Endpoints that attached.
     pub attaches: u64,
     /// Attach proofs refused.
@@ -138,6 +166,13 @@ pub struct Stats {
     pub adcerts_rejected: u64,
     /// Capsules installed from advertisements.
     pub capsules_advertised: u64,
+    /// AdCert signatures verified (identical re-advertisements and entries
+    /// refused by the cheap checks cost none).
+    pub adcert_verifications: u64,
+    /// Advertise entries refused unverified because the link's (or the
+    /// PDU's) verification budget was spent; also counted in
+    /// `adcerts_rejected`.
+    pub adcerts_throttled: u64,
     /// Dials requested.
     pub dials: u64,
     /// Dials that failed or timed out.
@@ -146,8 +181,20 @@ pub struct Stats {
     pub peers_refused: u64,
     /// Links this router closed.
     pub links_closed: u64,
+    /// Unproven links closed at their `attach_timeout`.
+    pub attach_timeouts: u64,
+    /// New links closed at once by a link limit (also in `links_closed`).
+    pub links_refused: LinksRefused,
+    /// PDUs refused because their source or link had spent its lookup or
+    /// pending budget (each also a [`DropReason::LookupLimit`] drop).
+    pub lookups_limited: u64,
+    /// Resolutions answered from the negative cache instead of the
+    /// directory.
+    pub negative_hits: u64,
     /// PDUs waiting for a route now.
     pub pending: usize,
+    /// Bytes counted for the PDUs waiting for a route now.
+    pub pending_bytes: usize,
     /// Links known now.
     pub links: usize,
     /// FIB entries now.

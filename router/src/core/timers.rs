@@ -10,6 +10,8 @@ use std::collections::BTreeSet;
 
 use gdp_certs::{Name, Timestamp};
 
+use super::io::LinkId;
+
 /// What a deadline is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Timer {
@@ -27,6 +29,8 @@ pub(crate) enum Timer {
     Negative(Name),
     /// Dial the gateway again.
     Redial,
+    /// An unproven link's deadline to attach (or pass its hello).
+    Attach(LinkId),
 }
 
 /// Deadlines ordered by time (then by timer, so firing order is
