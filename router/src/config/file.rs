@@ -106,6 +106,10 @@ pub struct TimingConfig {
 pub struct LimitsConfig {
     /// Most links at once.
     pub max_links: Option<usize>,
+    /// Most inbound links from one source IP address at once.
+    pub max_links_per_address: Option<usize>,
+    /// Most dials to other routers running at once.
+    pub max_dials: Option<usize>,
     /// Protocol violations after which a link is cut.
     pub max_violations: Option<u32>,
     /// Most PDUs waiting for one unresolved name.
