@@ -15,7 +15,8 @@ use gdp_certs::codec::{Decode, Encode};
 use gdp_certs::{Identity, Kind, Name, Timestamp};
 use gdp_router::directory::{
     Backend, Directory, DirectoryConfig, DirectoryError, DirectoryOptions, EXPIRY_PREFIX_LEN,
-    MAX_RECORDS_PER_NAME, MAX_ROUTE_RECORD_LEN, RedisDirectory, Unavailable, route_key,
+    MAX_RECORDS_PER_NAME, MAX_ROUTE_RECORD_LEN, MAX_ROUTERS_PER_NAME, RedisDirectory, Unavailable,
+    route_key,
 };
 use gdp_testkit::{ClosedTcpPort, RedisCluster, RedisServer, eventually, eventually_ok};
 
@@ -180,6 +181,37 @@ async fn conformance(dir: &dyn Directory) {
     .await;
     assert!(records(dir, short_only).await.is_empty());
     assert_eq!(records(dir, mixed).await, set(&[rec("m-long")]));
+    full_names(dir).await;
+}
+
+/// A name holding the maximum of other routers' live fields (junk any
+/// member can write) refuses a new router with `NameFull`, alike on every
+/// backend; a router already there still replaces its own field, and a
+/// withdrawn field makes room.
+async fn full_names(dir: &dyn Directory) {
+    let name = random_name();
+    let others: Vec<Name> = (0..MAX_ROUTERS_PER_NAME).map(|_| random_name()).collect();
+    for (i, other) in others.iter().enumerate() {
+        dir.publish(name, *other, rec(&format!("junk-{i}")), in_(LONG))
+            .await
+            .expect("room for the junk");
+    }
+    let newcomer = random_name();
+    let refused = dir.publish(name, newcomer, rec("mine"), in_(LONG)).await;
+    assert!(
+        matches!(refused, Err(DirectoryError::NameFull { name: n, max }) if n == name && max == MAX_ROUTERS_PER_NAME),
+        "{refused:?}"
+    );
+    dir.publish(name, others[0], rec("replaced"), in_(LONG))
+        .await
+        .expect("a router in the name replaces its own field");
+    dir.unpublish(name, others[1]).await.expect("unpublish");
+    dir.publish(name, newcomer, rec("mine"), in_(LONG))
+        .await
+        .expect("a withdrawn field makes room");
+    let lookup = dir.lookup(name).await.expect("lookup");
+    assert_eq!(lookup.records.len(), MAX_RECORDS_PER_NAME);
+    assert_eq!(lookup.excess, MAX_ROUTERS_PER_NAME - MAX_RECORDS_PER_NAME);
 }
 
 #[tokio::test]
