@@ -96,7 +96,7 @@ pub struct TimingConfig {
     pub idle_timeout: Option<ConfigDuration>,
     /// How often the directory is checked for lost records.
     pub audit_interval: Option<ConfigDuration>,
-    /// Longest a full next-hop queue may hold up forwarding.
+    /// A link whose full send queue takes nothing for this long is closed.
     pub stall_timeout: Option<ConfigDuration>,
 }
 

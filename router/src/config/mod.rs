@@ -210,7 +210,7 @@ pub struct RouterSettings {
     pub idle_timeout: Duration,
     /// Directory audit interval.
     pub audit_interval: Duration,
-    /// Longest a full next-hop queue may hold up forwarding.
+    /// A link whose full send queue takes nothing for this long is closed.
     pub stall_timeout: Duration,
     /// Most links.
     pub max_links: usize,

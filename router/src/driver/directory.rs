@@ -359,7 +359,7 @@ impl DirectoryWorker {
             if name == self.router
                 || self.writes.contains_key(&name)
                 || self.full.contains_key(&name)
-                || !self.kept.get(&name).is_some_and(|k| k.expires > now)
+                || self.kept.get(&name).is_none_or(|k| k.expires <= now)
             {
                 continue;
             }
@@ -450,7 +450,7 @@ impl DirectoryWorker {
         if kept.expires <= now
             || self.writes.contains_key(&name)
             || self.full.contains_key(&name)
-            || lookup.records.iter().any(|r| *r == kept.record)
+            || lookup.records.contains(&kept.record)
         {
             return;
         }

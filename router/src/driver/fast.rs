@@ -18,7 +18,9 @@
 //! keeps the order. Anything the plan or a full queue leaves, and
 //! everything after it in the same read, goes to the driver as before,
 //! where violations, NAKs, lookups, drops and stalls are handled and
-//! counted.
+//! counted. While the driver holds PDUs for a link whose queue was full
+//! (its overflow), readers queue nothing on that link ([`FastPath::hold`]),
+//! so nothing overtakes them.
 //!
 //! # Order
 //!
