@@ -34,7 +34,8 @@
 //! | `gdp_router_dials_cancelled_total` | counter | dials cancelled because the router linked to this one first |
 //! | `gdp_router_dials_running`, `gdp_router_dials_backed_off` | gauge | dial tasks running; routers in backoff |
 //! | `gdp_router_records_repaired_total` | counter | own records an audit found missing or altered in the directory and published again alone |
-//! | `gdp_router_directory_name_full_total` | counter | publications refused because the name held the maximum of other fields (then backed off) |
+//! | `gdp_router_directory_name_full_total` | counter | publications refused because the name held the maximum of other fields (then pruned, or backed off) |
+//! | `gdp_router_directory_fields_pruned_total` | counter | fields of full names removed because their record did not verify for the name and its router |
 //! | `gdp_router_transport_links_refused_total{reason}` | counter | connections the transport refused: `per_address` (`max_links_per_address`), `max_links`, `handshakes` (`max_pending_handshakes`) |
 //! | `gdp_router_inbound_addresses` | gauge | source addresses with at least one inbound link |
 //!
@@ -333,6 +334,11 @@ pub fn render(s: &Snapshot) -> String {
             dir.name_full,
         ),
         (
+            "gdp_router_directory_fields_pruned_total",
+            "Fields of full names removed because their record did not verify.",
+            dir.fields_pruned,
+        ),
+        (
             "gdp_router_dials_cancelled_total",
             "Dials cancelled because the router linked to this one first.",
             d.dials_cancelled,
@@ -365,6 +371,7 @@ pub fn render(s: &Snapshot) -> String {
         ("publish", dir.publish_failures),
         ("unpublish", dir.unpublish_failures),
         ("audit", dir.audit_failures),
+        ("prune", dir.prune_failures),
     ] {
         e.sample("gdp_router_directory_errors_total", &[("op", op)], value);
     }

@@ -182,6 +182,35 @@ async fn conformance(dir: &dyn Directory) {
     assert!(records(dir, short_only).await.is_empty());
     assert_eq!(records(dir, mixed).await, set(&[rec("m-long")]));
     full_names(dir).await;
+    fields_for_pruning(dir).await;
+}
+
+/// A publisher that found a name full reads its fields and removes the
+/// ones it chose, alike on every backend.
+async fn fields_for_pruning(dir: &dyn Directory) {
+    let name = random_name();
+    let routers: Vec<Name> = (0..3).map(|_| random_name()).collect();
+    for (i, router) in routers.iter().enumerate() {
+        dir.publish(name, *router, rec(&format!("r{i}")), in_(LONG))
+            .await
+            .expect("publish");
+    }
+    let mut fields = dir.fields(name).await.expect("fields");
+    fields.sort();
+    let mut want: Vec<(Name, Bytes)> = routers
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (*r, rec(&format!("r{i}"))))
+        .collect();
+    want.sort();
+    assert_eq!(fields, want);
+    let removed = dir
+        .remove_fields(name, vec![routers[0], routers[1], random_name()])
+        .await
+        .expect("remove");
+    assert_eq!(removed, 2);
+    assert_eq!(records(dir, name).await, set(&[rec("r2")]));
+    assert!(dir.fields(random_name()).await.expect("fields").is_empty());
 }
 
 /// A name holding the maximum of other routers' live fields (junk any
@@ -559,4 +588,38 @@ async fn signed_route_records_survive_the_round_trip() {
         .verify(&router.name(), Timestamp::now())
         .expect("verifies");
     assert_eq!(verified.into_inner(), record);
+}
+
+#[tokio::test]
+async fn redis_fields_drop_what_can_never_be_a_routers_record() {
+    let server = RedisServer::start();
+    let dir = connect(&server.url()).await;
+    let (name, good) = (random_name(), random_name());
+    dir.publish(name, good, rec("good"), in_(LONG))
+        .await
+        .expect("publish");
+    let key = route_key(&name);
+    let live = in_(LONG).0.to_be_bytes();
+    let mut over = live.to_vec();
+    over.resize(EXPIRY_PREFIX_LEN + MAX_ROUTE_RECORD_LEN + 1, 1);
+    let mut expired = Timestamp::from_secs(1).0.to_be_bytes().to_vec();
+    expired.extend_from_slice(b"old");
+    let short_field = [7u8; 31];
+    server
+        .query(
+            redis::cmd("HSET")
+                .arg(&key)
+                .arg(short_field.as_slice())
+                .arg([live.as_slice(), b"x"].concat())
+                .arg([9u8; 32].as_slice())
+                .arg(over)
+                .arg([8u8; 32].as_slice())
+                .arg(expired)
+                .arg([6u8; 32].as_slice())
+                .arg("abc"),
+        )
+        .expect("HSET by hand");
+    let fields = dir.fields(name).await.expect("fields");
+    assert_eq!(fields, vec![(good, rec("good"))]);
+    assert_eq!(integer(&server, redis::cmd("HLEN").arg(&key)), 1);
 }

@@ -31,17 +31,24 @@
 //!
 //! A name that holds [`MAX_ROUTERS_PER_NAME`](crate::directory::MAX_ROUTERS_PER_NAME)
 //! other live fields refuses the publish with `NameFull` (junk written by
-//! other members, which readers ignore since nothing in it verifies). Such
-//! a name is not retried at every audit: it is backed off from
-//! [`NAME_FULL_RETRY`], doubling up to [`NAME_FULL_RETRY_MAX`], counted in
-//! [`DirectoryStats::name_full`], and its missing record never makes the
-//! audit republish anything else.
+//! other members, which readers ignore since nothing in it verifies). The
+//! worker then prunes the name: it reads every field
+//! ([`Directory::fields`]), verifies each record for the name and for its
+//! field's router (off the async workers), removes the ones that fail
+//! ([`Directory::remove_fields`], counted in
+//! [`DirectoryStats::fields_pruned`]) and, if any went, publishes again. A
+//! name still full is not retried at every audit: it is backed off from
+//! [`NAME_FULL_RETRY`], doubling up to [`NAME_FULL_RETRY_MAX`], pruned at
+//! most once per backoff, counted in [`DirectoryStats::name_full`], and its
+//! missing record never makes the audit republish anything else.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use gdp_certs::cert::{CertError, RouteRecord};
+use gdp_certs::codec::Decode;
 use gdp_certs::{Name, Timestamp};
 use tokio::sync::{Semaphore, mpsc};
 
@@ -71,6 +78,11 @@ pub(crate) enum Completion {
     Audit {
         name: Name,
         result: Result<Lookup, DirectoryError>,
+    },
+    /// The pruning of a full name finished: how many fields went.
+    Pruned {
+        name: Name,
+        result: Result<usize, DirectoryError>,
     },
     /// Every address of a dial failed.
     DialFailed { router: Name, error: String },
@@ -107,8 +119,13 @@ pub struct DirectoryStats {
     /// Records an audit found missing or altered and published again alone.
     pub records_repaired: u64,
     /// Publications refused because the name held the maximum of other
-    /// routers' fields (then backed off).
+    /// routers' fields (then pruned or backed off).
     pub name_full: u64,
+    /// Fields of full names removed because their record did not verify
+    /// for the name and their router.
+    pub fields_pruned: u64,
+    /// Prunings of full names that failed (directory unavailable).
+    pub prune_failures: u64,
 }
 
 /// A record the core keeps published.
@@ -130,6 +147,8 @@ enum Write {
 struct FullBackoff {
     retry_at: Timestamp,
     delay: Duration,
+    /// When the name was last pruned.
+    pruned_at: Option<Timestamp>,
 }
 
 /// Runs directory calls for the driver. See the module documentation.
@@ -147,6 +166,8 @@ pub(crate) struct DirectoryWorker {
     failed: HashMap<Name, ()>,
     /// Names refused as full, and when to try them again.
     full: HashMap<Name, FullBackoff>,
+    /// Full names being pruned.
+    pruning: HashSet<Name>,
     /// The names left to audit in this pass, round-robin.
     audit_order: VecDeque<Name>,
     audit_batch: usize,
@@ -172,6 +193,7 @@ impl DirectoryWorker {
             writes: HashMap::new(),
             failed: HashMap::new(),
             full: HashMap::new(),
+            pruning: HashSet::new(),
             audit_order: VecDeque::new(),
             audit_batch: config.audit_batch,
             lookups_in_flight: 0,
@@ -187,7 +209,7 @@ impl DirectoryWorker {
 
     /// Calls in flight (lookups, writes and audits).
     pub(crate) fn in_flight(&self) -> usize {
-        self.lookups_in_flight + self.writes.len() + self.audits_in_flight
+        self.lookups_in_flight + self.writes.len() + self.audits_in_flight + self.pruning.len()
     }
 
     /// Writes in flight.
@@ -301,20 +323,29 @@ impl DirectoryWorker {
                 let delay = self.full.get(&name).map_or(NAME_FULL_RETRY, |b| {
                     b.delay.saturating_mul(2).min(NAME_FULL_RETRY_MAX)
                 });
-                if !self.full.contains_key(&name) {
-                    tracing::warn!(name = %name.short(), retry = ?delay,
-                        "the directory holds the maximum of other records for this name; publish backed off");
+                let last_prune = self.full.get(&name).and_then(|b| b.pruned_at);
+                // Pruned at most once per backoff, so junk written back as
+                // fast as it is removed makes no loop.
+                let prune = last_prune.is_none_or(|t| now >= t.saturating_add(delay))
+                    && !self.pruning.contains(&name);
+                if self.full.contains_key(&name) {
+                    tracing::debug!(name = %name.short(), retry = ?delay, prune, "name still full");
                 } else {
-                    tracing::debug!(name = %name.short(), retry = ?delay, "name still full");
+                    tracing::warn!(name = %name.short(), retry = ?delay,
+                        "the directory holds the maximum of other records for this name; pruning what does not verify");
                 }
                 self.full.insert(
                     name,
                     FullBackoff {
                         retry_at: now.saturating_add(delay),
                         delay,
+                        pruned_at: if prune { Some(now) } else { last_prune },
                     },
                 );
                 self.failed.remove(&name);
+                if prune {
+                    self.prune(name, now);
+                }
             }
             Err(e) => {
                 if unpublish {
@@ -332,6 +363,64 @@ impl DirectoryWorker {
             None => {
                 self.writes.remove(&name);
             }
+        }
+    }
+
+    /// Removes the fields of the full `name` whose record does not verify
+    /// for it and for its field's router (this router's own field is kept:
+    /// the next publish replaces it).
+    fn prune(&mut self, name: Name, now: Timestamp) {
+        self.pruning.insert(name);
+        let own = self.router;
+        let (directory, permits, done) = self.task_parts(&self.write_permits);
+        tokio::spawn(async move {
+            let _permit = permits.acquire_owned().await;
+            let result = async {
+                let fields = directory.fields(name).await?;
+                // Hundreds of signature checks: off the async workers.
+                let bad = tokio::task::spawn_blocking(move || {
+                    fields
+                        .into_iter()
+                        .filter(|(router, record)| {
+                            *router != own && !verifies(name, *router, record, now)
+                        })
+                        .map(|(router, _)| router)
+                        .collect::<Vec<Name>>()
+                })
+                .await
+                .unwrap_or_default();
+                directory.remove_fields(name, bad).await
+            }
+            .await;
+            let _ = done.send(Completion::Pruned { name, result }).await;
+        });
+    }
+
+    /// The pruning of `name` finished: publish again if room was made.
+    pub(crate) fn prune_done(&mut self, name: Name, result: Result<usize, DirectoryError>) {
+        self.pruning.remove(&name);
+        let removed = match result {
+            Ok(removed) => removed,
+            Err(e) => {
+                self.stats.prune_failures += 1;
+                tracing::debug!(name = %name.short(), error = %e, "pruning a full name failed");
+                return;
+            }
+        };
+        self.stats.fields_pruned += removed as u64;
+        if removed == 0 {
+            tracing::debug!(name = %name.short(), "a full name holds only valid records; backed off");
+            return;
+        }
+        tracing::info!(name = %name.short(), removed, "pruned fields that do not verify from a full name");
+        let now = Timestamp::now();
+        if let Some(k) = self.kept.get(&name).filter(|k| k.expires > now) {
+            let write = Write::Publish {
+                record: k.record.clone(),
+                expires: k.expires,
+            };
+            self.stats.republished += 1;
+            self.write(name, write);
         }
     }
 
@@ -503,6 +592,15 @@ impl DirectoryWorker {
     }
 }
 
+/// Whether `record` is a valid route record for `name` at `now`, signed by
+/// `router` (the field it was found under).
+fn verifies(name: Name, router: Name, record: &Bytes, now: Timestamp) -> bool {
+    RouteRecord::decode(record.clone())
+        .map_err(CertError::from)
+        .and_then(|r| r.verify(&name, now))
+        .is_ok_and(|v| v.router_name() == router)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -573,6 +671,7 @@ mod tests {
                     result,
                 } => w.write_done(name, unpublish, &result),
                 Completion::Audit { name, result } => w.audit_done(now, name, result),
+                Completion::Pruned { name, result } => w.prune_done(name, result),
                 other => panic!("unexpected {other:?}"),
             }
         }
@@ -684,32 +783,121 @@ mod tests {
         }
     }
 
+    /// Fills `name` with junk fields of as many other "routers" as a name
+    /// holds.
+    async fn fill_with_junk(dir: &MemoryDirectory, name: Name, expires: Timestamp) {
+        for i in 0..crate::directory::MAX_ROUTERS_PER_NAME as u32 {
+            let mut junk = [0xaa; 32];
+            junk[..4].copy_from_slice(&i.to_be_bytes());
+            dir.publish(
+                name,
+                Name::from_bytes(junk),
+                Bytes::from_static(b"junk"),
+                expires,
+            )
+            .await
+            .expect("room for junk");
+        }
+    }
+
     #[tokio::test]
-    async fn a_full_name_is_backed_off_and_never_republishes_everything() {
+    async fn a_name_full_of_junk_is_pruned_and_published() {
         let dir = Arc::new(MemoryDirectory::new());
         let (tx, mut rx) = mpsc::channel(64);
         let router = name(1);
         let mut w = DirectoryWorker::new(dir.clone(), router, &config(), tx);
         let now = Timestamp::now();
         let later = now.saturating_add(std::time::Duration::from_secs(3600));
-        // Junk under the router's own name from as many other "routers" as
-        // a name holds.
-        for i in 0..crate::directory::MAX_ROUTERS_PER_NAME as u32 {
-            let mut junk = [0xaa; 32];
-            junk[..4].copy_from_slice(&i.to_be_bytes());
-            dir.publish(
-                router,
-                Name::from_bytes(junk),
-                Bytes::from_static(b"junk"),
-                later,
-            )
-            .await
-            .expect("room for junk");
-        }
+        fill_with_junk(&dir, name(3), later).await;
         w.publish(router, Bytes::from_static(b"me"), later);
         w.publish(name(3), Bytes::from_static(b"endpoint"), later);
         settle(&mut w, &mut rx, now).await;
         assert_eq!(w.stats.name_full, 1);
+        assert_eq!(
+            w.stats.fields_pruned,
+            crate::directory::MAX_ROUTERS_PER_NAME as u64
+        );
+        assert_eq!(
+            records(&dir, name(3)).await,
+            vec![Bytes::from_static(b"endpoint")]
+        );
+        assert!(w.full.is_empty());
+        assert_eq!(w.stats.repairs, 0);
+    }
+
+    /// A memory directory that does not let fields be removed.
+    struct NoPruning {
+        inner: MemoryDirectory,
+        prunes: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Directory for NoPruning {
+        fn backend(&self) -> crate::directory::Backend {
+            self.inner.backend()
+        }
+        fn publish(
+            &self,
+            name: Name,
+            router: Name,
+            record: Bytes,
+            expires: Timestamp,
+        ) -> crate::directory::BoxFuture<'_, Result<(), DirectoryError>> {
+            self.inner.publish(name, router, record, expires)
+        }
+        fn unpublish(
+            &self,
+            name: Name,
+            router: Name,
+        ) -> crate::directory::BoxFuture<'_, Result<(), DirectoryError>> {
+            self.inner.unpublish(name, router)
+        }
+        fn lookup(
+            &self,
+            name: Name,
+        ) -> crate::directory::BoxFuture<'_, Result<Lookup, DirectoryError>> {
+            self.inner.lookup(name)
+        }
+        fn ping(
+            &self,
+        ) -> crate::directory::BoxFuture<'_, Result<std::time::Duration, DirectoryError>> {
+            self.inner.ping()
+        }
+        fn fields(
+            &self,
+            name: Name,
+        ) -> crate::directory::BoxFuture<'_, Result<Vec<(Name, Bytes)>, DirectoryError>> {
+            self.inner.fields(name)
+        }
+        fn remove_fields(
+            &self,
+            _: Name,
+            _: Vec<Name>,
+        ) -> crate::directory::BoxFuture<'_, Result<usize, DirectoryError>> {
+            self.prunes
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Box::pin(async { Ok(0) })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_name_that_stays_full_is_backed_off_and_never_republishes_everything() {
+        let memory = MemoryDirectory::new();
+        let dir = Arc::new(NoPruning {
+            inner: memory.clone(),
+            prunes: Default::default(),
+        });
+        let (tx, mut rx) = mpsc::channel(64);
+        let router = name(1);
+        let mut w = DirectoryWorker::new(dir.clone(), router, &config(), tx);
+        let now = Timestamp::now();
+        let later = now.saturating_add(std::time::Duration::from_secs(3600));
+        // Junk under the router's own name.
+        fill_with_junk(&memory, router, later).await;
+        w.publish(router, Bytes::from_static(b"me"), later);
+        w.publish(name(3), Bytes::from_static(b"endpoint"), later);
+        settle(&mut w, &mut rx, now).await;
+        assert_eq!(w.stats.name_full, 1);
+        assert_eq!(dir.prunes.load(std::sync::atomic::Ordering::Relaxed), 1);
         let published = w.stats.publishes;
         for _ in 0..5 {
             w.audit(now);
@@ -718,12 +906,14 @@ mod tests {
         assert_eq!(w.stats.publishes, published, "no republish loop");
         assert_eq!(w.stats.repairs, 0);
         assert_eq!(w.stats.name_full, 1);
-        // Once the backoff has passed, one more attempt, then a longer wait.
+        // Once the backoff has passed, one more attempt, then a longer
+        // wait; no second pruning within it.
         let retry = Timestamp::now().saturating_add(NAME_FULL_RETRY);
         w.audit(retry);
         settle(&mut w, &mut rx, retry).await;
         assert_eq!(w.stats.publishes, published + 1);
         assert_eq!(w.stats.name_full, 2);
         assert_eq!(w.full[&router].delay, NAME_FULL_RETRY * 2);
+        assert_eq!(dir.prunes.load(std::sync::atomic::Ordering::Relaxed), 1);
     }
 }

@@ -534,6 +534,7 @@ impl Driver {
                 result,
             } => self.directory.write_done(name, unpublish, &result),
             Completion::Audit { name, result } => self.directory.audit_done(now, name, result),
+            Completion::Pruned { name, result } => self.directory.prune_done(name, result),
             Completion::DialFailed { router, error } => {
                 self.stats.dials_failed += 1;
                 self.dials.failed(router);
