@@ -105,6 +105,15 @@ pub struct TransportConfig {
     /// A link whose peer has sent this many malformed or oversized PDUs is
     /// closed by the transport.
     pub malformed_limit: u64,
+    /// Most bytes of one incomplete PDU the stream reader of a new link
+    /// holds until the owner lifts the bound with
+    /// [`Link::lift_pdu_limit`](super::Link::lift_pdu_limit) (a router does
+    /// once the peer has proved what it is): beyond it the stream is
+    /// reported as [`FrameError::Oversized`](gdp_proto::frame::FrameError::Oversized)
+    /// like any oversized PDU. So a peer that has not attached cannot make
+    /// the reader assemble a 1 MiB PDU. `usize::MAX` (the default) sets no
+    /// bound beyond the protocol's.
+    pub unproven_pdu_limit: usize,
     /// Whether to accept incoming links at all; a client-only transport
     /// dials and never listens.
     pub accept_incoming: bool,
@@ -140,6 +149,7 @@ impl Default for TransportConfig {
             max_links_per_address: 256,
             max_pending_handshakes: 64,
             malformed_limit: 64,
+            unproven_pdu_limit: usize::MAX,
             accept_incoming: true,
             accept_policy: PeerPolicy::AnyName,
             shutdown_timeout: Duration::from_secs(3),

@@ -53,6 +53,7 @@
 //! | QUIC receive, per link | [`TransportConfig::stream_receive_window`], [`TransportConfig::datagram_receive_buffer`] | flow control; oldest datagrams dropped |
 //! | inbound handshakes | [`TransportConfig::max_pending_handshakes`] | new connections refused |
 //! | links | [`TransportConfig::max_links`] | new connections refused, dials fail |
+//! | one incomplete PDU in a stream reader | [`TransportConfig::unproven_pdu_limit`] until [`Link::lift_pdu_limit`], then the protocol's 1 MiB | the stream is reported as oversized (the owner closes the link) |
 //! | inbound links per source address | [`TransportConfig::max_links_per_address`] | new connections from it refused, counted in [`TransportStats::links_refused_per_address`] |
 //!
 //! A reliable send queue counts the memory its PDUs keep alive, not only

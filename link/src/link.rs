@@ -3,7 +3,7 @@
 use std::cmp::Ordering as CmpOrdering;
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -137,6 +137,8 @@ pub(crate) struct LinkShared {
     pub(crate) counters: Counters,
     /// Buffers shorter than this are copied when queued (see [`held`]).
     pub(crate) copy_below: usize,
+    /// Most bytes of an incomplete PDU the stream reader holds now.
+    pub(crate) pdu_limit: AtomicUsize,
     /// Set once the link refuses new PDUs (closing, flushing, down).
     closing: AtomicBool,
     /// The code and text of a close made on this side, for the `Down`.
@@ -243,7 +245,7 @@ impl LinkShared {
         direction: Direction,
         queue: QueueSender,
         datagrams: mpsc::Sender<Bytes>,
-        copy_below: usize,
+        config: &super::TransportConfig,
     ) -> Self {
         LinkShared {
             id,
@@ -254,7 +256,8 @@ impl LinkShared {
             queue,
             datagrams,
             counters: Counters::default(),
-            copy_below,
+            copy_below: config.copy_below,
+            pdu_limit: AtomicUsize::new(config.unproven_pdu_limit),
             closing: AtomicBool::new(false),
             local_close: Mutex::new(None),
         }
@@ -327,6 +330,18 @@ impl Link {
     /// takes no datagrams. It follows the path MTU and may change.
     pub fn max_datagram_size(&self) -> Option<usize> {
         self.shared.conn.max_datagram_size()
+    }
+
+    /// Lifts the bound on an incomplete PDU the link's reader holds
+    /// ([`TransportConfig::unproven_pdu_limit`](super::TransportConfig::unproven_pdu_limit)):
+    /// call it once the peer has proved what it is.
+    pub fn lift_pdu_limit(&self) {
+        self.shared.pdu_limit.store(usize::MAX, Ordering::Relaxed);
+    }
+
+    /// The bound on an incomplete PDU the link's reader holds now.
+    pub fn pdu_limit(&self) -> usize {
+        self.shared.pdu_limit.load(Ordering::Relaxed)
     }
 
     /// True once the link is closed or closing; sends then fail.

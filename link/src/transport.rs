@@ -655,7 +655,7 @@ impl Inner {
             direction,
             queue_tx,
             datagram_tx,
-            self.config.copy_below,
+            &self.config,
         ));
         let inbound = (direction == Direction::Inbound).then(|| source_ip(shared.remote_addr));
         let link = Link {

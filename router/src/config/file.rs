@@ -110,6 +110,8 @@ pub struct LimitsConfig {
     pub max_links_per_address: Option<usize>,
     /// Most dials to other routers running at once.
     pub max_dials: Option<usize>,
+    /// Most bytes of one PDU read from an endpoint before it attaches.
+    pub unproven_pdu_limit: Option<usize>,
     /// Protocol violations after which a link is cut.
     pub max_violations: Option<u32>,
     /// Most PDUs waiting for one unresolved name.

@@ -49,6 +49,7 @@
 //! max_links = 10000
 //! max_links_per_address = 256  # inbound links from one source IP
 //! max_dials = 64           # dials to other routers running at once
+//! unproven_pdu_limit = 65536  # largest PDU read from an endpoint before it attaches
 //! max_violations = 16      # malformed, oversized or spoofed PDUs before a link is cut
 //! pending_per_name = 64
 //! pending_total = 4096
@@ -218,6 +219,9 @@ pub struct RouterSettings {
     pub max_links_per_address: usize,
     /// Most dials to other routers running at once.
     pub max_dials: usize,
+    /// Most bytes of one PDU read from an endpoint link before the endpoint
+    /// has attached (router links are not bound).
+    pub unproven_pdu_limit: usize,
     /// Violations before a link is cut.
     pub max_violations: u32,
     /// Pending PDUs per name.
@@ -262,6 +266,7 @@ impl Default for RouterSettings {
             max_links: transport.max_links,
             max_links_per_address: transport.max_links_per_address,
             max_dials: driver.max_dials,
+            unproven_pdu_limit: crate::driver::UNPROVEN_PDU_LIMIT,
             max_violations: core.max_violations,
             pending_per_name: core.pending_per_name,
             pending_total: core.pending_total,
@@ -370,6 +375,7 @@ impl RouterSettings {
                 d.max_links_per_address,
             ),
             max_dials: pick(None, file.limits.max_dials, d.max_dials),
+            unproven_pdu_limit: pick(None, file.limits.unproven_pdu_limit, d.unproven_pdu_limit),
             max_violations: pick(
                 cli.max_violations,
                 file.limits.max_violations,
@@ -494,6 +500,7 @@ impl RouterSettings {
         t.handshake_timeout = self.dial_timeout;
         t.max_links = self.max_links;
         t.max_links_per_address = self.max_links_per_address;
+        t.unproven_pdu_limit = self.unproven_pdu_limit;
         // A peer that keeps sending undecodable PDUs is cut off at the same
         // count as one whose PDUs decode but break the rules.
         t.malformed_limit = u64::from(self.max_violations);

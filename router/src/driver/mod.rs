@@ -118,6 +118,12 @@ pub const COMMAND_QUEUE: usize = 16;
 const CLOSE_GRACE: Duration = Duration::from_millis(250);
 /// A sleep standing for "no timer".
 const NO_TIMER: Duration = Duration::from_secs(3600);
+/// The router's default for `TransportConfig::unproven_pdu_limit`: the
+/// largest PDU an endpoint link's reader assembles before the endpoint has
+/// attached (attach messages are a few hundred bytes). The driver lifts the
+/// bound once the core has the endpoint attached, and at once for router
+/// links.
+pub const UNPROVEN_PDU_LIMIT: usize = 64 * 1024;
 /// How often PDUs waiting in a link's overflow are offered to its queue
 /// again.
 pub const OVERFLOW_RETRY: Duration = Duration::from_millis(5);
@@ -307,6 +313,9 @@ struct LinkEntry {
     kind: Kind,
     /// PDUs waiting for room in the link's queue, oldest first.
     overflow: Overflow,
+    /// The reader's bound on an incomplete PDU is still in place (the
+    /// endpoint has not attached yet).
+    pdu_bounded: bool,
 }
 
 /// PDUs the core sent to a link whose queue was full.
@@ -459,12 +468,18 @@ impl Driver {
                 } else {
                     LinkPeer::Endpoint
                 };
+                if kind == Kind::Router {
+                    // The peering policy judges router links; their PDUs
+                    // may be large from the start.
+                    link.lift_pdu_limit();
+                }
                 self.links.insert(
                     id,
                     LinkEntry {
                         link,
                         kind,
                         overflow: Overflow::default(),
+                        pdu_bounded: kind != Kind::Router,
                     },
                 );
                 self.core.link_up(now, id, role);
@@ -489,6 +504,7 @@ impl Driver {
                         self.flush_transmits();
                     }
                 }
+                self.lift_when_attached(id);
             }
             LinkEvent::Malformed {
                 link_id,
@@ -518,6 +534,24 @@ impl Driver {
                 self.core.link_down(now, id);
             }
             other => tracing::debug!(link = %other.link_id(), "unknown link event ignored"),
+        }
+    }
+
+    /// Lifts the reader's bound on large PDUs of `link` once the core has
+    /// its endpoint attached (before the acceptance leaves, so the endpoint
+    /// never sends a large PDU under the bound).
+    fn lift_when_attached(&mut self, link: LinkId) {
+        let Some(entry) = self.links.get_mut(&link) else {
+            return;
+        };
+        if entry.pdu_bounded
+            && self
+                .core
+                .link_info(link)
+                .is_some_and(|info| info.role == crate::core::LinkRole::Endpoint)
+        {
+            entry.link.lift_pdu_limit();
+            entry.pdu_bounded = false;
         }
     }
 
