@@ -148,9 +148,12 @@ impl Dials {
         self.backoff.remove(&router);
     }
 
-    /// The dial of `router` failed on every address: back it off.
+    /// The dial of `router` failed on every address: back it off (unless
+    /// it was cancelled meanwhile, the router having linked to us).
     pub(crate) fn failed(&mut self, router: Name) {
-        self.running.remove(&router);
+        if self.running.remove(&router).is_none() {
+            return;
+        }
         let now = Instant::now();
         let delay = match self.backoff.get(&router) {
             Some(b) => b.delay.saturating_mul(2).min(self.ceiling),
@@ -209,12 +212,19 @@ mod tests {
         })
     }
 
+    /// Marks `router` as being dialed.
+    fn running(d: &mut Dials, router: Name) {
+        let task = tokio::spawn(std::future::pending::<()>());
+        d.running.insert(router, task.abort_handle());
+    }
+
     #[tokio::test(start_paused = true)]
     async fn failures_back_a_router_off_exponentially_up_to_the_ceiling() {
         let mut d = dials(4);
         let r = name(1);
         let mut delays = Vec::new();
         for _ in 0..5 {
+            running(&mut d, r);
             d.failed(r);
             let b = d.backoff[&r];
             delays.push(b.delay);
@@ -232,11 +242,12 @@ mod tests {
     async fn the_dial_limit_refuses_and_one_router_is_dialed_once() {
         let mut d = dials(2);
         for b in 1..=2 {
-            let task = tokio::spawn(std::future::pending::<()>());
-            d.running.insert(name(b), task.abort_handle());
+            running(&mut d, name(b));
         }
         assert_eq!(d.admit(name(3), Instant::now()), Err(Refused::Limit));
         assert!(d.linked(name(1)), "an inbound link cancels the dial");
+        d.failed(name(1));
+        assert_eq!(d.backed_off(), 0, "a cancelled dial backs nothing off");
         assert_eq!(d.running(), 1);
         assert_eq!(d.admit(name(3), Instant::now()), Ok(()));
         d.cancel_all();
@@ -249,11 +260,14 @@ mod tests {
         for i in 0..MAX_BACKED_OFF as u32 + 10 {
             let mut bytes = [0u8; 32];
             bytes[..4].copy_from_slice(&i.to_be_bytes());
-            d.failed(Name::from_bytes(bytes));
+            let router = Name::from_bytes(bytes);
+            running(&mut d, router);
+            d.failed(router);
         }
         assert_eq!(d.backed_off(), MAX_BACKED_OFF);
         // Once the backoffs have passed, new failures replace them.
         tokio::time::advance(Duration::from_secs(2)).await;
+        running(&mut d, name(0xee));
         d.failed(name(0xee));
         assert_eq!(d.backed_off(), 1);
     }

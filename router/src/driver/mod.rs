@@ -634,9 +634,11 @@ impl Driver {
                     // The link's later PDUs, from readers too, wait behind
                     // these.
                     self.stats.send_stalls += 1;
-                    entry.overflow.stuck_since = Some(Instant::now());
                     self.fast.hold(t.link, true);
-                    self.overflowing.push(t.link);
+                    if entry.overflow.stuck_since.is_none() {
+                        entry.overflow.stuck_since = Some(Instant::now());
+                        self.overflowing.push(t.link);
+                    }
                 }
                 Err(e) => {
                     tracing::debug!(link = %t.link, error = %e, "batch not queued");
