@@ -65,7 +65,7 @@
 //! # Shutdown
 //!
 //! [`Running::shutdown`] (or dropping every [`RouterHandle`]) ends the loop:
-//! the core withdraws everything ([`RouterCore::shutdown`]); its Unpublish
+//! every dial is cancelled, the core withdraws everything ([`RouterCore::shutdown`]); its Unpublish
 //! actions run against the directory and are awaited (up to
 //! [`DriverConfig::shutdown_timeout`]); then [`Transport::shutdown`] flushes
 //! every link's queue and closes the links, while the driver keeps reading
