@@ -30,7 +30,7 @@ use gdp_testkit::eventually;
 
 /// Longest one round trip of the unrelated pair may take: far below the
 /// stall timeout.
-const ROUND_TRIP: Duration = Duration::from_secs(2);
+const ROUND_TRIP: Duration = Duration::from_secs(3);
 /// The router's stall timeout in this test.
 const STALL: Duration = Duration::from_secs(8);
 /// Longest wait for the router to reach a state.
