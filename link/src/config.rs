@@ -69,7 +69,18 @@ pub struct TransportConfig {
     /// not yet handed to QUIC. A full queue makes
     /// [`Link::send`](super::Link::send) wait and
     /// [`Link::try_send`](super::Link::try_send) fail with `Full`.
+    ///
+    /// The queue counts the memory its PDUs really keep alive: a PDU (or a
+    /// run of PDUs) shorter than [`copy_below`](Self::copy_below) is copied
+    /// out of the buffer it shares (a reader's block) and counted by its
+    /// length; a longer one is queued as it is and counted as at least
+    /// [`SHARED_BLOCK`](super::SHARED_BLOCK), the largest block a link
+    /// reader allocates for whole small PDUs.
     pub link_queue_bytes: u32,
+    /// PDUs and runs shorter than this are copied out of their buffer when
+    /// queued on a link (see [`link_queue_bytes`](Self::link_queue_bytes)),
+    /// so a stalled queue of small PDUs keeps only their own bytes alive.
+    pub copy_below: usize,
     /// Bound on the unreliable queue of one link, in datagrams. A full queue
     /// drops (and counts) what
     /// [`Link::send_unreliable`](super::Link::send_unreliable) is given.
@@ -82,12 +93,27 @@ pub struct TransportConfig {
     /// Most links at once; further incoming connections are refused and
     /// further dials fail.
     pub max_links: usize,
+    /// Most inbound links from one source IP address at once; further
+    /// incoming connections from it are refused (and counted in
+    /// [`TransportStats::links_refused_per_address`](super::TransportStats::links_refused_per_address)),
+    /// so one host cannot take every slot of `max_links`. Links this side
+    /// dials are not counted.
+    pub max_links_per_address: usize,
     /// Most inbound handshakes in progress at once; further incoming
     /// connections are refused until one completes.
     pub max_pending_handshakes: usize,
     /// A link whose peer has sent this many malformed or oversized PDUs is
     /// closed by the transport.
     pub malformed_limit: u64,
+    /// Most bytes of one incomplete PDU the stream reader of a new link
+    /// holds until the owner lifts the bound with
+    /// [`Link::lift_pdu_limit`](super::Link::lift_pdu_limit) (a router does
+    /// once the peer has proved what it is): beyond it the stream is
+    /// reported as [`FrameError::Oversized`](gdp_proto::frame::FrameError::Oversized)
+    /// like any oversized PDU. So a peer that has not attached cannot make
+    /// the reader assemble a 1 MiB PDU. `usize::MAX` (the default) sets no
+    /// bound beyond the protocol's.
+    pub unproven_pdu_limit: usize,
     /// Whether to accept incoming links at all; a client-only transport
     /// dials and never listens.
     pub accept_incoming: bool,
@@ -116,11 +142,14 @@ impl Default for TransportConfig {
             datagram_receive_buffer: MIB,
             datagram_send_buffer: MIB,
             link_queue_bytes: 4 * MIB as u32,
+            copy_below: 16 * 1024,
             datagram_queue: 1024,
             event_queue: 1024,
             max_links: 10_000,
+            max_links_per_address: 256,
             max_pending_handshakes: 64,
             malformed_limit: 64,
+            unproven_pdu_limit: usize::MAX,
             accept_incoming: true,
             accept_policy: PeerPolicy::AnyName,
             shutdown_timeout: Duration::from_secs(3),
@@ -151,6 +180,9 @@ impl TransportConfig {
         }
         if self.datagram_queue == 0 || self.event_queue == 0 {
             return bad("datagram_queue and event_queue must be at least 1".into());
+        }
+        if self.max_links_per_address == 0 {
+            return bad("max_links_per_address must be at least 1".into());
         }
         if self.max_pending_handshakes == 0 {
             return bad("max_pending_handshakes must be at least 1".into());

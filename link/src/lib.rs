@@ -53,6 +53,14 @@
 //! | QUIC receive, per link | [`TransportConfig::stream_receive_window`], [`TransportConfig::datagram_receive_buffer`] | flow control; oldest datagrams dropped |
 //! | inbound handshakes | [`TransportConfig::max_pending_handshakes`] | new connections refused |
 //! | links | [`TransportConfig::max_links`] | new connections refused, dials fail |
+//! | one incomplete PDU in a stream reader | [`TransportConfig::unproven_pdu_limit`] until [`Link::lift_pdu_limit`], then the protocol's 1 MiB | the stream is reported as oversized (the owner closes the link) |
+//! | inbound links per source address | [`TransportConfig::max_links_per_address`] | new connections from it refused, counted in [`TransportStats::links_refused_per_address`] |
+//!
+//! A reliable send queue counts the memory its PDUs keep alive, not only
+//! their length: a PDU or run shorter than [`TransportConfig::copy_below`]
+//! is copied out of the reader's block it shares, and a longer buffer is
+//! counted as at least [`SHARED_BLOCK`], so a stalled queue of small PDUs
+//! cannot pin many times its bound in reader blocks.
 //!
 //! # Malformed input
 //!
@@ -129,6 +137,6 @@ mod transport;
 pub use config::TransportConfig;
 pub use event::{CloseCode, Direction, DownReason, LinkEvent, LinkId};
 pub use forward::{Forwarder, LinkForwarder};
-pub use link::{Link, LinkStats, SendError, UnreliableOutcome};
+pub use link::{Link, LinkStats, SHARED_BLOCK, SendError, UnreliableOutcome};
 pub use socket::{SocketBuffers, size_udp_socket, udp_socket};
-pub use transport::{DialError, ShutdownReport, Transport, TransportError};
+pub use transport::{DialError, ShutdownReport, Transport, TransportError, TransportStats};

@@ -3,7 +3,7 @@
 use std::cmp::Ordering as CmpOrdering;
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -102,7 +102,9 @@ pub struct LinkStats {
     pub received_datagrams: u64,
     /// Bytes of those datagrams.
     pub received_datagram_bytes: u64,
-    /// Bytes waiting in the reliable queue.
+    /// Bytes of memory the PDUs waiting in the reliable queue hold (their
+    /// own length when copied, at least [`SHARED_BLOCK`] for a buffer
+    /// queued as it is).
     pub queued_bytes: u64,
     /// PDUs waiting in the reliable queue.
     pub queued_pdus: u64,
@@ -133,6 +135,10 @@ pub(crate) struct LinkShared {
     pub(crate) queue: QueueSender,
     pub(crate) datagrams: mpsc::Sender<Bytes>,
     pub(crate) counters: Counters,
+    /// Buffers shorter than this are copied when queued (see [`held`]).
+    pub(crate) copy_below: usize,
+    /// Most bytes of an incomplete PDU the stream reader holds now.
+    pub(crate) pdu_limit: AtomicUsize,
     /// Set once the link refuses new PDUs (closing, flushing, down).
     closing: AtomicBool,
     /// The code and text of a close made on this side, for the `Down`.
@@ -167,6 +173,35 @@ impl fmt::Debug for Link {
             .field("remote_addr", &self.shared.remote_addr)
             .field("direction", &self.shared.direction)
             .finish_non_exhaustive()
+    }
+}
+
+/// The most memory a queued buffer of at least
+/// [`TransportConfig::copy_below`](super::TransportConfig::copy_below)
+/// bytes is counted for: the largest block a link reader allocates for
+/// whole small PDUs (64 KiB), which such a buffer may share with PDUs
+/// already gone. A buffer longer than this is counted by its length.
+pub const SHARED_BLOCK: usize = 64 * 1024;
+
+/// What queueing `buf` really holds: a buffer shorter than `copy_below` is
+/// copied out of the block it may share and counted by its length; a
+/// longer one is kept as it is and counted as at least [`SHARED_BLOCK`].
+/// Returns the buffer to queue and the bytes to charge.
+pub(crate) fn held(buf: Bytes, copy_below: usize) -> (Bytes, usize) {
+    let len = buf.len();
+    if len < copy_below {
+        (Bytes::copy_from_slice(&buf), len)
+    } else {
+        (buf, charge(len, copy_below))
+    }
+}
+
+/// The bytes [`held`] charges for a buffer of `len` bytes.
+pub(crate) fn charge(len: usize, copy_below: usize) -> usize {
+    if len < copy_below {
+        len
+    } else {
+        len.max(SHARED_BLOCK)
     }
 }
 
@@ -210,6 +245,7 @@ impl LinkShared {
         direction: Direction,
         queue: QueueSender,
         datagrams: mpsc::Sender<Bytes>,
+        config: &super::TransportConfig,
     ) -> Self {
         LinkShared {
             id,
@@ -220,6 +256,8 @@ impl LinkShared {
             queue,
             datagrams,
             counters: Counters::default(),
+            copy_below: config.copy_below,
+            pdu_limit: AtomicUsize::new(config.unproven_pdu_limit),
             closing: AtomicBool::new(false),
             local_close: Mutex::new(None),
         }
@@ -294,6 +332,18 @@ impl Link {
         self.shared.conn.max_datagram_size()
     }
 
+    /// Lifts the bound on an incomplete PDU the link's reader holds
+    /// ([`TransportConfig::unproven_pdu_limit`](super::TransportConfig::unproven_pdu_limit)):
+    /// call it once the peer has proved what it is.
+    pub fn lift_pdu_limit(&self) {
+        self.shared.pdu_limit.store(usize::MAX, Ordering::Relaxed);
+    }
+
+    /// The bound on an incomplete PDU the link's reader holds now.
+    pub fn pdu_limit(&self) -> usize {
+        self.shared.pdu_limit.load(Ordering::Relaxed)
+    }
+
     /// True once the link is closed or closing; sends then fail.
     pub fn is_closed(&self) -> bool {
         self.shared.is_closing() || self.shared.conn.close_reason().is_some()
@@ -320,10 +370,10 @@ impl Link {
     pub async fn send(&self, pdu: Bytes) -> Result<(), SendError> {
         check_pdu(&pdu)?;
         self.open()?;
-        let len = pdu.len();
+        let (pdu, charge) = held(pdu, self.shared.copy_below);
         self.shared
             .queue
-            .push(Batch::One(pdu), len)
+            .push(Batch::One(pdu), charge)
             .await
             .map_err(|e| self.map_queue_error(e))
     }
@@ -333,10 +383,10 @@ impl Link {
     pub fn try_send(&self, pdu: Bytes) -> Result<(), SendError> {
         check_pdu(&pdu)?;
         self.open()?;
-        let len = pdu.len();
+        let (pdu, charge) = held(pdu, self.shared.copy_below);
         self.shared
             .queue
-            .try_push(Batch::One(pdu), len)
+            .try_push(Batch::One(pdu), charge)
             .map_err(|e| self.map_queue_error(e))
     }
 
@@ -344,14 +394,15 @@ impl Link {
     /// together (all or none), waiting for room. Cheaper than one
     /// [`send`](Link::send) each.
     pub async fn send_batch(&self, pdus: Vec<Bytes>) -> Result<(), SendError> {
-        let len = Self::check_batch(&pdus)?;
+        Self::check_batch(&pdus)?;
         self.open()?;
         if pdus.is_empty() {
             return Ok(());
         }
+        let (pdus, charge) = self.hold_all(pdus);
         self.shared
             .queue
-            .push(Batch::Many(pdus), len)
+            .push(Batch::Many(pdus), charge)
             .await
             .map_err(|e| self.map_queue_error(e))
     }
@@ -359,14 +410,40 @@ impl Link {
     /// Queues several encoded PDUs on the reliable stream if there is room
     /// for all of them now.
     pub fn try_send_batch(&self, pdus: Vec<Bytes>) -> Result<(), SendError> {
-        let len = Self::check_batch(&pdus)?;
+        Self::check_batch(&pdus)?;
         self.open()?;
         if pdus.is_empty() {
             return Ok(());
         }
+        let (pdus, charge) = self.hold_all(pdus);
         self.shared
             .queue
-            .try_push(Batch::Many(pdus), len)
+            .try_push(Batch::Many(pdus), charge)
+            .map_err(|e| self.map_queue_error(e))
+    }
+
+    /// [`try_send_batch`](Link::try_send_batch) that takes the PDUs out of
+    /// `pdus` only when they are queued: on any error `pdus` is left as it
+    /// was, so a caller can keep them for later without a copy.
+    pub fn try_send_batch_from(&self, pdus: &mut Vec<Bytes>) -> Result<(), SendError> {
+        Self::check_batch(pdus)?;
+        self.open()?;
+        if pdus.is_empty() {
+            return Ok(());
+        }
+        let copy_below = self.shared.copy_below;
+        let total = pdus
+            .iter()
+            .fold(0usize, |t, p| t.saturating_add(charge(p.len(), copy_below)));
+        let permits = self
+            .shared
+            .queue
+            .try_reserve(total)
+            .map_err(|e| self.map_queue_error(e))?;
+        let (held, charged) = self.hold_all(std::mem::take(pdus));
+        self.shared
+            .queue
+            .enqueue(Batch::Many(held), charged, permits)
             .map_err(|e| self.map_queue_error(e))
     }
 
@@ -376,28 +453,39 @@ impl Link {
     /// read from another link: no allocation or reference count per PDU.
     pub fn try_send_runs(&self, runs: Vec<Bytes>) -> Result<(), SendError> {
         let mut count = 0;
-        let mut len = 0;
         for run in &runs {
             count += check_run(run)?;
-            len += run.len();
         }
         self.open()?;
         if count == 0 {
             return Ok(());
         }
+        let (runs, charge) = self.hold_all(runs);
         self.shared
             .queue
-            .try_push(Batch::Runs(runs, count), len)
+            .try_push(Batch::Runs(runs, count), charge)
             .map_err(|e| self.map_queue_error(e))
     }
 
-    fn check_batch(pdus: &[Bytes]) -> Result<usize, SendError> {
-        let mut len = 0usize;
+    fn check_batch(pdus: &[Bytes]) -> Result<(), SendError> {
         for p in pdus {
             check_pdu(p)?;
-            len = len.saturating_add(p.len());
         }
-        Ok(len)
+        Ok(())
+    }
+
+    /// [`held`] for each buffer; returns them and the bytes to charge.
+    fn hold_all(&self, bufs: Vec<Bytes>) -> (Vec<Bytes>, usize) {
+        let mut charge = 0usize;
+        let bufs = bufs
+            .into_iter()
+            .map(|b| {
+                let (b, c) = held(b, self.shared.copy_below);
+                charge = charge.saturating_add(c);
+                b
+            })
+            .collect();
+        (bufs, charge)
     }
 
     /// Sends one encoded PDU unreliably, never waiting.
@@ -418,8 +506,8 @@ impl Link {
             .max_datagram_size()
             .is_some_and(|max| pdu.len() <= max);
         if !fits {
-            let len = pdu.len();
-            return match self.shared.queue.try_push(Batch::One(pdu), len) {
+            let (pdu, charge) = held(pdu, self.shared.copy_below);
+            return match self.shared.queue.try_push(Batch::One(pdu), charge) {
                 Ok(()) => {
                     bump(&counters.datagram_fallbacks, 1);
                     Ok(UnreliableOutcome::Stream)
@@ -431,6 +519,8 @@ impl Link {
                 Err(QueueError::Closed) => Err(SendError::Closed(self.shared.id)),
             };
         }
+        // A datagram is small: copied, so it keeps no reader's block alive.
+        let (pdu, _) = held(pdu, usize::MAX);
         match self.shared.datagrams.try_send(pdu) {
             Ok(()) => {
                 bump(&counters.queued_datagrams, 1);

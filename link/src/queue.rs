@@ -1,6 +1,7 @@
 //! The reliable send queue of one link, bounded in bytes.
 //!
-//! Senders reserve the bytes they enqueue from a semaphore of
+//! Senders reserve the bytes they enqueue (the memory those PDUs hold,
+//! which the link handle computes, see `link::held`) from a semaphore of
 //! `capacity` permits (a single PDU or batch larger than the capacity
 //! reserves the whole capacity, so it can always go through alone); the
 //! link's writer task gives the permits back once QUIC has accepted the
@@ -26,6 +27,9 @@ pub(crate) enum WriterMsg {
         pdus: Batch,
         /// Permits to give back once written.
         permits: u32,
+        /// Bytes counted for them in the queue's depth (the memory they
+        /// hold, see `Link`'s accounting).
+        charged: u64,
     },
     /// Write everything before this, finish the stream, wait until the
     /// peer has acknowledged it, then answer and stop.
@@ -126,11 +130,36 @@ impl QueueSender {
         u32::try_from(bytes).map_or(self.capacity, |b| b.min(self.capacity))
     }
 
-    fn enqueue(&self, pdus: Batch, bytes: usize, permits: u32) -> Result<(), QueueError> {
+    /// Takes the room for `bytes` bytes if there is room now; returns the
+    /// permits to pass to [`enqueue`](Self::enqueue).
+    pub(crate) fn try_reserve(&self, bytes: usize) -> Result<u32, QueueError> {
+        let permits = self.permits_for(bytes);
+        match self.permits.try_acquire_many(permits) {
+            Ok(p) => {
+                p.forget();
+                Ok(permits)
+            }
+            Err(TryAcquireError::NoPermits) => Err(QueueError::Full),
+            Err(TryAcquireError::Closed) => Err(QueueError::Closed),
+        }
+    }
+
+    /// Queues `pdus` (charged `bytes`) on room already taken with
+    /// [`try_reserve`](Self::try_reserve).
+    pub(crate) fn enqueue(
+        &self,
+        pdus: Batch,
+        bytes: usize,
+        permits: u32,
+    ) -> Result<(), QueueError> {
         let count = pdus.len() as u64;
         self.depth.add(bytes as u64, count);
         self.tx
-            .send(WriterMsg::Pdus { pdus, permits })
+            .send(WriterMsg::Pdus {
+                pdus,
+                permits,
+                charged: bytes as u64,
+            })
             .map_err(|_| {
                 self.depth.sub(bytes as u64, count);
                 QueueError::Closed
@@ -150,12 +179,7 @@ impl QueueSender {
 
     /// Queues `pdus` (`bytes` long in all) if there is room now.
     pub(crate) fn try_push(&self, pdus: Batch, bytes: usize) -> Result<(), QueueError> {
-        let permits = self.permits_for(bytes);
-        match self.permits.try_acquire_many(permits) {
-            Ok(p) => p.forget(),
-            Err(TryAcquireError::NoPermits) => return Err(QueueError::Full),
-            Err(TryAcquireError::Closed) => return Err(QueueError::Closed),
-        }
+        let permits = self.try_reserve(bytes)?;
         self.enqueue(pdus, bytes, permits)
     }
 
@@ -184,7 +208,8 @@ impl QueueReceiver {
         self.rx.recv_many(out, limit).await
     }
 
-    /// Gives back the room of PDUs QUIC has taken.
+    /// Gives back the room of PDUs QUIC has taken: their permits, the
+    /// bytes charged for them, and their number.
     pub(crate) fn release(&self, permits: u32, bytes: u64, pdus: u64) {
         self.depth.sub(bytes, pdus);
         self.permits.add_permits(permits as usize);

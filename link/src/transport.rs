@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
@@ -151,6 +151,40 @@ pub struct ShutdownReport {
     pub idle: bool,
 }
 
+/// Links the transport refused, by reason, for metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TransportStats {
+    /// Inbound connections refused because their source address already
+    /// held [`TransportConfig::max_links_per_address`] links.
+    pub links_refused_per_address: u64,
+    /// Connections refused (or dials failed) because the transport held
+    /// [`TransportConfig::max_links`] links.
+    pub links_refused_max: u64,
+    /// Inbound connections refused because
+    /// [`TransportConfig::max_pending_handshakes`] handshakes were in
+    /// progress.
+    pub handshakes_refused: u64,
+    /// Inbound links up now, summed over every source address.
+    pub inbound_links: u64,
+    /// Source addresses with at least one inbound link now.
+    pub inbound_addresses: u64,
+}
+
+/// The refusal counters behind [`TransportStats`].
+#[derive(Debug, Default)]
+struct Refusals {
+    per_address: AtomicU64,
+    max_links: AtomicU64,
+    handshakes: AtomicU64,
+}
+
+/// The source address a per-address limit counts: IPv4-mapped IPv6
+/// addresses count as their IPv4 address.
+fn source_ip(addr: SocketAddr) -> IpAddr {
+    addr.ip().to_canonical()
+}
+
 /// State shared by the transport's handles and tasks.
 struct Inner {
     endpoint: quinn::Endpoint,
@@ -163,6 +197,9 @@ struct Inner {
     /// link task is done.
     events: Mutex<Option<mpsc::Sender<LinkEvent>>>,
     links: Mutex<HashMap<LinkId, Link>>,
+    /// Inbound links up per source address (locked after `links`).
+    per_address: Mutex<HashMap<IpAddr, usize>>,
+    refusals: Refusals,
     next_id: AtomicU64,
     shutting_down: AtomicBool,
     stop_accepting: watch::Sender<bool>,
@@ -302,6 +339,8 @@ impl Transport {
             local_addr,
             events: Mutex::new(Some(events_tx)),
             links: Mutex::new(HashMap::new()),
+            per_address: Mutex::new(HashMap::new()),
+            refusals: Refusals::default(),
             next_id: AtomicU64::new(1),
             shutting_down: AtomicBool::new(false),
             stop_accepting,
@@ -375,6 +414,7 @@ impl Transport {
             return Err(DialError::ShuttingDown);
         }
         if inner.link_count() >= inner.config.max_links {
+            inner.refusals.max_links.fetch_add(1, Ordering::Relaxed);
             return Err(DialError::TooManyLinks {
                 max: inner.config.max_links,
             });
@@ -419,7 +459,13 @@ impl Transport {
                 });
             }
         };
-        inner.register(conn, peer, Direction::Outbound).await
+        // Registered in a task of its own, so that a caller that drops the
+        // dial once the link is made never leaves it half-registered (in
+        // the table and announced, with no tasks).
+        let inner = inner.clone();
+        tokio::spawn(async move { inner.register(conn, peer, Direction::Outbound).await })
+            .await
+            .unwrap_or(Err(DialError::ShuttingDown))
     }
 
     /// The link with this id, if it is up.
@@ -446,6 +492,23 @@ impl Transport {
                 true
             }
             None => false,
+        }
+    }
+
+    /// The transport's refusal counters and inbound address gauges.
+    pub fn transport_stats(&self) -> TransportStats {
+        let inner = self.inner();
+        let (inbound_links, inbound_addresses) = {
+            let per = lock(&inner.per_address);
+            (per.values().sum::<usize>() as u64, per.len() as u64)
+        };
+        let r = &inner.refusals;
+        TransportStats {
+            links_refused_per_address: r.per_address.load(Ordering::Relaxed),
+            links_refused_max: r.max_links.load(Ordering::Relaxed),
+            handshakes_refused: r.handshakes.load(Ordering::Relaxed),
+            inbound_links,
+            inbound_addresses,
         }
     }
 
@@ -503,6 +566,22 @@ impl Inner {
 
     fn link_count(&self) -> usize {
         lock(&self.links).len()
+    }
+
+    /// Inbound links up from `ip` now.
+    fn links_from(&self, ip: IpAddr) -> usize {
+        lock(&self.per_address).get(&ip).copied().unwrap_or(0)
+    }
+
+    /// An inbound link from `ip` is gone.
+    fn inbound_gone(&self, ip: IpAddr) {
+        let mut per = lock(&self.per_address);
+        if let Some(n) = per.get_mut(&ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                per.remove(&ip);
+            }
+        }
     }
 
     fn events(&self) -> Option<mpsc::Sender<LinkEvent>> {
@@ -576,7 +655,9 @@ impl Inner {
             direction,
             queue_tx,
             datagram_tx,
+            &self.config,
         ));
+        let inbound = (direction == Direction::Inbound).then(|| source_ip(shared.remote_addr));
         let link = Link {
             shared: shared.clone(),
         };
@@ -584,11 +665,28 @@ impl Inner {
             let mut links = lock(&self.links);
             if links.len() >= self.config.max_links {
                 drop(links);
+                self.refusals.max_links.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(peer = %peer.name(), max = self.config.max_links, "link refused: too many links");
                 shared.close(CloseCode::Normal, "too many links");
                 return Err(DialError::TooManyLinks {
                     max: self.config.max_links,
                 });
+            }
+            if let Some(ip) = inbound {
+                let mut per = lock(&self.per_address);
+                let n = per.entry(ip).or_insert(0);
+                if *n >= self.config.max_links_per_address {
+                    drop(per);
+                    drop(links);
+                    self.refusals.per_address.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(peer = %peer.name(), %ip, max = self.config.max_links_per_address,
+                        "link refused: too many links from its address");
+                    shared.close(CloseCode::Normal, "too many links from this address");
+                    return Err(DialError::TooManyLinks {
+                        max: self.config.max_links_per_address,
+                    });
+                }
+                *n += 1;
             }
             links.insert(id, link.clone());
         }
@@ -609,6 +707,9 @@ impl Inner {
         };
         if events.send(up).await.is_err() {
             lock(&self.links).remove(&id);
+            if let Some(ip) = inbound {
+                self.inbound_gone(ip);
+            }
             shared.close(CloseCode::Shutdown, "transport owner gone");
             return Err(DialError::ShuttingDown);
         }
@@ -622,6 +723,9 @@ impl Inner {
         let this = self.clone();
         tasks::spawn_link(shared, io, move |id| {
             lock(&this.links).remove(&id);
+            if let Some(ip) = inbound {
+                this.inbound_gone(ip);
+            }
         });
         Ok(link)
     }
@@ -639,13 +743,24 @@ async fn accept_loop(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
                 None => return,
             },
         };
+        let remote = incoming.remote_address();
         if inner.link_count() >= inner.config.max_links {
-            tracing::warn!(remote = %incoming.remote_address(), "refused: too many links");
+            inner.refusals.max_links.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(%remote, "refused: too many links");
+            incoming.refuse();
+            continue;
+        }
+        // Checked again when the link registers (handshakes from one
+        // address may be in progress together).
+        if inner.links_from(source_ip(remote)) >= inner.config.max_links_per_address {
+            inner.refusals.per_address.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%remote, "refused: too many links from this address");
             incoming.refuse();
             continue;
         }
         let Ok(permit) = handshakes.clone().try_acquire_owned() else {
-            tracing::warn!(remote = %incoming.remote_address(), "refused: too many handshakes");
+            inner.refusals.handshakes.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(%remote, "refused: too many handshakes");
             incoming.refuse();
             continue;
         };

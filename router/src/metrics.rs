@@ -33,7 +33,18 @@
 //! | `gdp_router_directory_errors_total{op}` | counter | failed directory calls |
 //! | `gdp_router_queue_depth{queue}` | gauge | `events` (link events waiting), `link_bytes` (all send queues) |
 //! | `gdp_router_link_rtt_seconds{link,peer,kind,role}` | gauge | QUIC RTT estimate per link |
-//! | `gdp_router_link_queued_bytes{...}` | gauge | bytes waiting in one link's send queue |
+//! | `gdp_router_link_queued_bytes{...}` | gauge | memory held by the PDUs waiting in one link's send queue |
+//! | `gdp_router_send_stalls_total` | counter | times a full link queue sent PDUs to the link's overflow in the driver (which never waits) |
+//! | `gdp_router_dropped_total{reason="queue_full"}` | counter | includes reliable PDUs dropped because their link's queue and overflow were full |
+//! | `gdp_router_stalled_links_closed_total` | counter | links closed because their queue took nothing for `stall_timeout` |
+//! | `gdp_router_dials_refused_total{reason}` | counter | dials to routers refused: `limit` (`max_dials` running), `backoff` (the router's last dial failed recently) |
+//! | `gdp_router_dials_cancelled_total` | counter | dials cancelled because the router linked to this one first |
+//! | `gdp_router_dials_running`, `gdp_router_dials_backed_off` | gauge | dial tasks running; routers in backoff |
+//! | `gdp_router_records_repaired_total` | counter | own records an audit found missing or altered in the directory and published again alone |
+//! | `gdp_router_directory_name_full_total` | counter | publications refused because the name held the maximum of other fields (then pruned, or backed off) |
+//! | `gdp_router_directory_fields_pruned_total` | counter | fields of full names removed because their record did not verify for the name and its router |
+//! | `gdp_router_transport_links_refused_total{reason}` | counter | connections the transport refused: `per_address` (`max_links_per_address`), `max_links`, `handshakes` (`max_pending_handshakes`) |
+//! | `gdp_router_inbound_addresses` | gauge | source addresses with at least one inbound link |
 //!
 //! and a few more counters, each with its `# HELP` line.
 
@@ -161,10 +172,16 @@ pub fn render(s: &Snapshot) -> String {
         "Dropped PDUs, by reason.",
     );
     for (label, reason) in DROP_REASONS {
+        // The driver drops at full link queues too (overflow full).
+        let driver = if reason == DropReason::QueueFull {
+            d.queue_full
+        } else {
+            0
+        };
         e.sample(
             "gdp_router_dropped_total",
             &[("reason", label)],
-            c.dropped.get(reason),
+            c.dropped.get(reason) + driver,
         );
     }
     for (name, help, value) in [
@@ -311,12 +328,12 @@ pub fn render(s: &Snapshot) -> String {
         ),
         (
             "gdp_router_send_stalls_total",
-            "Times a full next-hop queue made forwarding wait.",
+            "Times a full link queue sent PDUs to the link's overflow (the driver never waits).",
             d.send_stalls,
         ),
         (
             "gdp_router_stalled_links_closed_total",
-            "Links closed because their send queue stayed full.",
+            "Links closed because their send queue took nothing for the stall timeout.",
             d.stalled_links_closed,
         ),
         (
@@ -341,8 +358,28 @@ pub fn render(s: &Snapshot) -> String {
         ),
         (
             "gdp_router_directory_republished_total",
-            "Records published again by repairs.",
+            "Records published again by repairs and retries.",
             dir.republished,
+        ),
+        (
+            "gdp_router_records_repaired_total",
+            "Own records an audit found missing or altered and published again alone.",
+            dir.records_repaired,
+        ),
+        (
+            "gdp_router_directory_name_full_total",
+            "Publications refused because the name held the maximum of other fields.",
+            dir.name_full,
+        ),
+        (
+            "gdp_router_directory_fields_pruned_total",
+            "Fields of full names removed because their record did not verify.",
+            dir.fields_pruned,
+        ),
+        (
+            "gdp_router_dials_cancelled_total",
+            "Dials cancelled because the router linked to this one first.",
+            d.dials_cancelled,
         ),
     ] {
         e.counter(name, help, value);
@@ -387,9 +424,57 @@ pub fn render(s: &Snapshot) -> String {
         ("publish", dir.publish_failures),
         ("unpublish", dir.unpublish_failures),
         ("audit", dir.audit_failures),
+        ("prune", dir.prune_failures),
     ] {
         e.sample("gdp_router_directory_errors_total", &[("op", op)], value);
     }
+    e.family(
+        "gdp_router_dials_refused_total",
+        "counter",
+        "Dials to routers refused, by reason.",
+    );
+    for (reason, value) in [
+        ("limit", d.dials_refused_limit),
+        ("backoff", d.dials_refused_backoff),
+    ] {
+        e.sample(
+            "gdp_router_dials_refused_total",
+            &[("reason", reason)],
+            value,
+        );
+    }
+    e.family(
+        "gdp_router_transport_links_refused_total",
+        "counter",
+        "Connections the transport refused, by reason.",
+    );
+    let t = &d.transport;
+    for (reason, value) in [
+        ("per_address", t.links_refused_per_address),
+        ("max_links", t.links_refused_max),
+        ("handshakes", t.handshakes_refused),
+    ] {
+        e.sample(
+            "gdp_router_transport_links_refused_total",
+            &[("reason", reason)],
+            value,
+        );
+    }
+    e.gauge(
+        "gdp_router_inbound_addresses",
+        "Source addresses with at least one inbound link.",
+        t.inbound_addresses,
+    );
+    e.gauge(
+        "gdp_router_dials_running",
+        "Dials running.",
+        d.dials_running,
+    );
+    e.gauge(
+        "gdp_router_dials_backed_off",
+        "Routers not dialed again yet after a failed dial.",
+        d.dials_backed_off,
+    );
     e.gauge(
         "gdp_router_pending_pdus",
         "PDUs waiting for a route.",
@@ -421,6 +506,11 @@ pub fn render(s: &Snapshot) -> String {
         "gdp_router_queue_depth",
         &[("queue", "link_bytes")],
         s.queued_bytes(),
+    );
+    e.sample(
+        "gdp_router_queue_depth",
+        &[("queue", "overflow_bytes")],
+        d.overflow_bytes,
     );
     link_metrics(&mut e, s);
     e.out
@@ -683,6 +773,14 @@ mod tests {
         assert!(text.contains("gdp_router_attach_timeouts_total 0"));
         assert!(text.contains("gdp_router_lookups_limited_total 0"));
         assert!(text.contains("# TYPE gdp_router_forwarded_total counter"));
+        for line in [
+            "gdp_router_dials_refused_total{reason=\"limit\"} 0",
+            "gdp_router_transport_links_refused_total{reason=\"per_address\"} 0",
+            "gdp_router_records_repaired_total 0",
+            "gdp_router_queue_depth{queue=\"overflow_bytes\"} 0",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
         // The router published its own record at start.
         assert!(
             text.contains("gdp_router_records_published_total 1"),

@@ -15,7 +15,8 @@ use gdp_certs::codec::{Decode, Encode};
 use gdp_certs::{Identity, Kind, Name, Timestamp};
 use gdp_router::directory::{
     Backend, Directory, DirectoryConfig, DirectoryError, DirectoryOptions, EXPIRY_PREFIX_LEN,
-    MAX_RECORDS_PER_NAME, MAX_ROUTE_RECORD_LEN, RedisDirectory, Unavailable, route_key,
+    MAX_RECORDS_PER_NAME, MAX_ROUTE_RECORD_LEN, MAX_ROUTERS_PER_NAME, RedisDirectory, Unavailable,
+    route_key,
 };
 use gdp_testkit::{ClosedTcpPort, RedisCluster, RedisServer, eventually, eventually_ok};
 
@@ -180,6 +181,66 @@ async fn conformance(dir: &dyn Directory) {
     .await;
     assert!(records(dir, short_only).await.is_empty());
     assert_eq!(records(dir, mixed).await, set(&[rec("m-long")]));
+    full_names(dir).await;
+    fields_for_pruning(dir).await;
+}
+
+/// A publisher that found a name full reads its fields and removes the
+/// ones it chose, alike on every backend.
+async fn fields_for_pruning(dir: &dyn Directory) {
+    let name = random_name();
+    let routers: Vec<Name> = (0..3).map(|_| random_name()).collect();
+    for (i, router) in routers.iter().enumerate() {
+        dir.publish(name, *router, rec(&format!("r{i}")), in_(LONG))
+            .await
+            .expect("publish");
+    }
+    let mut fields = dir.fields(name).await.expect("fields");
+    fields.sort();
+    let mut want: Vec<(Name, Bytes)> = routers
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (*r, rec(&format!("r{i}"))))
+        .collect();
+    want.sort();
+    assert_eq!(fields, want);
+    let removed = dir
+        .remove_fields(name, vec![routers[0], routers[1], random_name()])
+        .await
+        .expect("remove");
+    assert_eq!(removed, 2);
+    assert_eq!(records(dir, name).await, set(&[rec("r2")]));
+    assert!(dir.fields(random_name()).await.expect("fields").is_empty());
+}
+
+/// A name holding the maximum of other routers' live fields (junk any
+/// member can write) refuses a new router with `NameFull`, alike on every
+/// backend; a router already there still replaces its own field, and a
+/// withdrawn field makes room.
+async fn full_names(dir: &dyn Directory) {
+    let name = random_name();
+    let others: Vec<Name> = (0..MAX_ROUTERS_PER_NAME).map(|_| random_name()).collect();
+    for (i, other) in others.iter().enumerate() {
+        dir.publish(name, *other, rec(&format!("junk-{i}")), in_(LONG))
+            .await
+            .expect("room for the junk");
+    }
+    let newcomer = random_name();
+    let refused = dir.publish(name, newcomer, rec("mine"), in_(LONG)).await;
+    assert!(
+        matches!(refused, Err(DirectoryError::NameFull { name: n, max }) if n == name && max == MAX_ROUTERS_PER_NAME),
+        "{refused:?}"
+    );
+    dir.publish(name, others[0], rec("replaced"), in_(LONG))
+        .await
+        .expect("a router in the name replaces its own field");
+    dir.unpublish(name, others[1]).await.expect("unpublish");
+    dir.publish(name, newcomer, rec("mine"), in_(LONG))
+        .await
+        .expect("a withdrawn field makes room");
+    let lookup = dir.lookup(name).await.expect("lookup");
+    assert_eq!(lookup.records.len(), MAX_RECORDS_PER_NAME);
+    assert_eq!(lookup.excess, MAX_ROUTERS_PER_NAME - MAX_RECORDS_PER_NAME);
 }
 
 #[tokio::test]
@@ -527,4 +588,38 @@ async fn signed_route_records_survive_the_round_trip() {
         .verify(&router.name(), Timestamp::now())
         .expect("verifies");
     assert_eq!(verified.into_inner(), record);
+}
+
+#[tokio::test]
+async fn redis_fields_drop_what_can_never_be_a_routers_record() {
+    let server = RedisServer::start();
+    let dir = connect(&server.url()).await;
+    let (name, good) = (random_name(), random_name());
+    dir.publish(name, good, rec("good"), in_(LONG))
+        .await
+        .expect("publish");
+    let key = route_key(&name);
+    let live = in_(LONG).0.to_be_bytes();
+    let mut over = live.to_vec();
+    over.resize(EXPIRY_PREFIX_LEN + MAX_ROUTE_RECORD_LEN + 1, 1);
+    let mut expired = Timestamp::from_secs(1).0.to_be_bytes().to_vec();
+    expired.extend_from_slice(b"old");
+    let short_field = [7u8; 31];
+    server
+        .query(
+            redis::cmd("HSET")
+                .arg(&key)
+                .arg(short_field.as_slice())
+                .arg([live.as_slice(), b"x"].concat())
+                .arg([9u8; 32].as_slice())
+                .arg(over)
+                .arg([8u8; 32].as_slice())
+                .arg(expired)
+                .arg([6u8; 32].as_slice())
+                .arg("abc"),
+        )
+        .expect("HSET by hand");
+    let fields = dir.fields(name).await.expect("fields");
+    assert_eq!(fields, vec![(good, rec("good"))]);
+    assert_eq!(integer(&server, redis::cmd("HLEN").arg(&key)), 1);
 }

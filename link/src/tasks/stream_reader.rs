@@ -139,10 +139,15 @@ fn run_prefix(bytes: &[u8], max: usize) -> (usize, u64) {
 /// at a time, and its whole PDUs taken as one run per read (or per about
 /// [`RUN_BYTES`] of them): a PDU cut by a chunk boundary costs nothing
 /// extra, and the runs go on as a few large buffers.
+///
+/// An incomplete PDU of more than `limit` bytes is reported as
+/// [`FrameError::Oversized`]: what the reader holds stays within `limit`
+/// plus one piece.
 fn frame_chunks(
     bufs: &mut [Bytes],
     decoder: &mut RunDecoder,
     sink: &mut Sink<'_>,
+    limit: usize,
 ) -> Option<FrameError> {
     for chunk in bufs {
         // Copied, so QUIC's buffer is let go now rather than at the next
@@ -154,7 +159,14 @@ fn frame_chunks(
             {
                 sink.run(run, count as u64);
             }
-            if let Err(e) = decoder.push(piece) {
+            let pushed = decoder.push(piece).err().or_else(|| {
+                let partial = decoder.buffered_len() - decoder.ready_len();
+                (partial > limit).then_some(FrameError::Oversized {
+                    len: partial,
+                    max: limit,
+                })
+            });
+            if let Some(e) = pushed {
                 if let Some((run, count)) = decoder.take_run() {
                     sink.run(run, count as u64);
                 }
@@ -203,7 +215,8 @@ pub(super) async fn read_stream(
             };
             batch.clear();
             let mut sink = Sink::new(forwarder.as_deref_mut(), &mut batch, &mut runs);
-            let failed = frame_chunks(&mut bufs[..n], &mut decoder, &mut sink);
+            let pdu_limit = shared.pdu_limit.load(std::sync::atomic::Ordering::Relaxed);
+            let failed = frame_chunks(&mut bufs[..n], &mut decoder, &mut sink, pdu_limit);
             sink.finish();
             let (read, bytes) = (sink.pdus, sink.bytes);
             if read > 0 {
@@ -278,7 +291,7 @@ mod tests {
         for read in chunks.chunks(per_read) {
             let mut bufs = read.to_vec();
             let mut sink = Sink::new(forwarder.as_deref_mut(), &mut out, &mut runs);
-            let failed = frame_chunks(&mut bufs, &mut decoder, &mut sink);
+            let failed = frame_chunks(&mut bufs, &mut decoder, &mut sink, usize::MAX);
             sink.finish();
             total += sink.bytes;
             if failed.is_some() {
@@ -424,6 +437,33 @@ mod tests {
         assert_eq!(f.runs.len(), wire.len().div_ceil(RUN_BYTES));
         assert!(f.runs.iter().all(|r| r.len() < RUN_BYTES + 1080));
         assert_eq!(f.runs.concat(), wire.to_vec());
+    }
+
+    #[test]
+    fn an_incomplete_pdu_over_the_limit_is_oversized() {
+        let small = pdu(64, 1);
+        let big = pdu(20_000, 2);
+        let wire = Bytes::from([small.to_vec(), big.to_vec()].concat());
+        let chunks: Vec<Bytes> = wire.chunks(1000).map(Bytes::copy_from_slice).collect();
+        let mut decoder = RunDecoder::new();
+        let (mut out, mut runs) = (Vec::new(), Vec::new());
+        let mut failed = None;
+        for chunk in chunks {
+            let mut bufs = vec![chunk];
+            let mut sink = Sink::new(None, &mut out, &mut runs);
+            failed = frame_chunks(&mut bufs, &mut decoder, &mut sink, 4096);
+            if failed.is_some() {
+                break;
+            }
+        }
+        assert_eq!(out, vec![small], "the pdus before it are delivered");
+        assert!(
+            matches!(failed, Some(FrameError::Oversized { len, max: 4096 }) if len > 4096 && len <= 4096 + 1000),
+            "{failed:?}"
+        );
+        // Without the bound the same stream reads whole.
+        let (out, failed) = frame_all(&wire, &[1000], 1);
+        assert_eq!((out.len(), failed), (2, None));
     }
 
     #[test]

@@ -87,14 +87,17 @@ pub(super) async fn write_stream(shared: Arc<LinkShared>, mut queue: QueueReceiv
         // grow (and copy itself) PDU by PDU.
         small.reserve(coalesced_len(&msgs));
         let (mut permits, mut bytes, mut pdus) = (0u32, 0u64, 0u64);
+        let mut charged = 0u64;
         let mut finish = None;
         for msg in msgs.drain(..) {
             match msg {
                 WriterMsg::Pdus {
                     pdus: batch,
                     permits: p,
+                    charged: c,
                 } => {
                     permits = permits.saturating_add(p);
+                    charged += c;
                     pdus += batch.len() as u64;
                     match batch {
                         Batch::One(pdu) => {
@@ -137,7 +140,7 @@ pub(super) async fn write_stream(shared: Arc<LinkShared>, mut queue: QueueReceiv
                 Err(_) => return,
             }
         }
-        queue.release(permits, bytes, pdus);
+        queue.release(permits, charged, pdus);
         bump(&shared.counters.sent_pdus, pdus);
         bump(&shared.counters.sent_bytes, bytes);
         if let Some(done) = finish {

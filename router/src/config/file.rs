@@ -96,7 +96,7 @@ pub struct TimingConfig {
     pub idle_timeout: Option<ConfigDuration>,
     /// How often the directory is checked for lost records.
     pub audit_interval: Option<ConfigDuration>,
-    /// Longest a full next-hop queue may hold up forwarding.
+    /// A link whose full send queue takes nothing for this long is closed.
     pub stall_timeout: Option<ConfigDuration>,
 }
 
@@ -106,6 +106,12 @@ pub struct TimingConfig {
 pub struct LimitsConfig {
     /// Most links at once.
     pub max_links: Option<usize>,
+    /// Most inbound links from one source IP address at once.
+    pub max_links_per_address: Option<usize>,
+    /// Most dials to other routers running at once.
+    pub max_dials: Option<usize>,
+    /// Most bytes of one PDU read from an endpoint before it attaches.
+    pub unproven_pdu_limit: Option<usize>,
     /// Protocol violations after which a link is cut.
     pub max_violations: Option<u32>,
     /// Most PDUs waiting for one unresolved name.

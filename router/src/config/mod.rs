@@ -43,10 +43,13 @@
 //! keep_alive = "5s"        # QUIC keep-alive on idle links
 //! idle_timeout = "30s"     # a silent link is down after this
 //! audit_interval = "10s"   # how often the directory is checked for lost records
-//! stall_timeout = "2s"     # longest a full next-hop queue may hold up forwarding
+//! stall_timeout = "2s"     # a link whose full queue takes nothing this long is closed
 //!
 //! [limits]
 //! max_links = 10000
+//! max_links_per_address = 256  # inbound links from one source IP
+//! max_dials = 64           # dials to other routers running at once
+//! unproven_pdu_limit = 65536  # largest PDU read from an endpoint before it attaches
 //! max_violations = 16      # malformed, oversized or spoofed PDUs before a link is cut
 //! pending_per_name = 64
 //! pending_total = 4096
@@ -208,10 +211,17 @@ pub struct RouterSettings {
     pub idle_timeout: Duration,
     /// Directory audit interval.
     pub audit_interval: Duration,
-    /// Longest a full next-hop queue may hold up forwarding.
+    /// A link whose full send queue takes nothing for this long is closed.
     pub stall_timeout: Duration,
     /// Most links.
     pub max_links: usize,
+    /// Most inbound links from one source IP address.
+    pub max_links_per_address: usize,
+    /// Most dials to other routers running at once.
+    pub max_dials: usize,
+    /// Most bytes of one PDU read from an endpoint link before the endpoint
+    /// has attached (router links are not bound).
+    pub unproven_pdu_limit: usize,
     /// Violations before a link is cut.
     pub max_violations: u32,
     /// Pending PDUs per name.
@@ -254,6 +264,9 @@ impl Default for RouterSettings {
             audit_interval: driver.audit_interval,
             stall_timeout: driver.stall_timeout,
             max_links: transport.max_links,
+            max_links_per_address: transport.max_links_per_address,
+            max_dials: driver.max_dials,
+            unproven_pdu_limit: crate::driver::UNPROVEN_PDU_LIMIT,
             max_violations: core.max_violations,
             pending_per_name: core.pending_per_name,
             pending_total: core.pending_total,
@@ -356,6 +369,13 @@ impl RouterSettings {
             audit_interval: pick_duration(cli.audit_interval, t.audit_interval, d.audit_interval),
             stall_timeout: pick_duration(None, t.stall_timeout, d.stall_timeout),
             max_links: pick(None, file.limits.max_links, d.max_links),
+            max_links_per_address: pick(
+                None,
+                file.limits.max_links_per_address,
+                d.max_links_per_address,
+            ),
+            max_dials: pick(None, file.limits.max_dials, d.max_dials),
+            unproven_pdu_limit: pick(None, file.limits.unproven_pdu_limit, d.unproven_pdu_limit),
             max_violations: pick(
                 cli.max_violations,
                 file.limits.max_violations,
@@ -398,6 +418,12 @@ impl RouterSettings {
             return bad(
                 "limits",
                 "max_violations and max_links must be at least 1".into(),
+            );
+        }
+        if self.max_links_per_address == 0 || self.max_dials == 0 {
+            return bad(
+                "limits",
+                "max_links_per_address and max_dials must be at least 1".into(),
             );
         }
         if let Some(via) = &self.via
@@ -473,6 +499,8 @@ impl RouterSettings {
         t.idle_timeout = self.idle_timeout;
         t.handshake_timeout = self.dial_timeout;
         t.max_links = self.max_links;
+        t.max_links_per_address = self.max_links_per_address;
+        t.unproven_pdu_limit = self.unproven_pdu_limit;
         // A peer that keeps sending undecodable PDUs is cut off at the same
         // count as one whose PDUs decode but break the rules.
         t.malformed_limit = u64::from(self.max_violations);
@@ -484,6 +512,7 @@ impl RouterSettings {
         crate::driver::DriverConfig {
             audit_interval: self.audit_interval,
             stall_timeout: self.stall_timeout,
+            max_dials: self.max_dials,
             ..crate::driver::DriverConfig::default()
         }
     }

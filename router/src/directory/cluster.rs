@@ -109,4 +109,16 @@ impl Directory for RedisClusterDirectory {
     fn ping(&self) -> BoxFuture<'_, Result<Duration, DirectoryError>> {
         Box::pin(self.store.ping())
     }
+
+    fn fields(&self, name: Name) -> BoxFuture<'_, Result<Vec<(Name, Bytes)>, DirectoryError>> {
+        Box::pin(self.store.fields(name))
+    }
+
+    fn remove_fields(
+        &self,
+        name: Name,
+        routers: Vec<Name>,
+    ) -> BoxFuture<'_, Result<usize, DirectoryError>> {
+        Box::pin(self.store.remove_fields(name, routers))
+    }
 }

@@ -127,6 +127,32 @@ impl MemoryDirectory {
         self.names.remove_if(&name, |_, routers| routers.is_empty());
     }
 
+    /// The synchronous core of [`Directory::fields`].
+    pub fn fields_now(&self, name: Name) -> Vec<(Name, Bytes)> {
+        let now = (self.clock)();
+        let Some(mut routers) = self.names.get_mut(&name) else {
+            return Vec::new();
+        };
+        routers.retain(|_, stored| stored.expires > now);
+        routers
+            .iter()
+            .take(super::MAX_FIELDS_SCANNED)
+            .map(|(router, stored)| (*router, stored.record.clone()))
+            .collect()
+    }
+
+    /// The synchronous core of [`Directory::remove_fields`].
+    pub fn remove_fields_now(&self, name: Name, routers: &[Name]) -> usize {
+        let mut removed = 0;
+        if let Some(mut stored) = self.names.get_mut(&name) {
+            for router in routers {
+                removed += usize::from(stored.remove(router).is_some());
+            }
+        }
+        self.names.remove_if(&name, |_, stored| stored.is_empty());
+        removed
+    }
+
     /// The synchronous core of [`Directory::lookup`].
     pub fn lookup_now(&self, name: Name) -> Lookup {
         let now = (self.clock)();
@@ -175,6 +201,20 @@ impl Directory for MemoryDirectory {
     fn lookup(&self, name: Name) -> BoxFuture<'_, Result<Lookup, DirectoryError>> {
         let lookup = self.lookup_now(name);
         Box::pin(async move { Ok(lookup) })
+    }
+
+    fn fields(&self, name: Name) -> BoxFuture<'_, Result<Vec<(Name, Bytes)>, DirectoryError>> {
+        let fields = self.fields_now(name);
+        Box::pin(async move { Ok(fields) })
+    }
+
+    fn remove_fields(
+        &self,
+        name: Name,
+        routers: Vec<Name>,
+    ) -> BoxFuture<'_, Result<usize, DirectoryError>> {
+        let removed = self.remove_fields_now(name, &routers);
+        Box::pin(async move { Ok(removed) })
     }
 
     fn ping(&self) -> BoxFuture<'_, Result<Duration, DirectoryError>> {

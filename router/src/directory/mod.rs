@@ -47,6 +47,12 @@
 //!   expiry. A record whose expiry has passed (by the Redis server's clock)
 //!   is not stored, and removes the router's previous record instead.
 //! * **unpublish**: `HDEL key router`.
+//! * **fields** (script, for pruning a full name): scans the hash like
+//!   lookup, deletes every field that can never be a router's record (a
+//!   field name that is not 32 bytes, a value without the expiry prefix,
+//!   expired or over the bound) and returns the rest as field/value pairs;
+//!   **remove fields**: `HDEL key router...` of the fields whose record did
+//!   not verify.
 //! * **lookup** (script): scans the hash (`HSCAN`, at most
 //!   [`MAX_FIELDS_SCANNED`] fields), skips fields whose expiry has passed by
 //!   the Redis server's clock, and returns at most [`MAX_RECORDS_PER_NAME`]
@@ -57,7 +63,10 @@
 //! A name holds at most [`MAX_ROUTERS_PER_NAME`] live records; publishing a
 //! new router's record to a full name fails with
 //! [`DirectoryError::NameFull`] (replacing an existing router's record
-//! always works).
+//! always works). Any member can write fields, so a full name may be junk:
+//! the publisher then reads the fields ([`Directory::fields`]), verifies
+//! each record for the name and its field's router, and removes the ones
+//! that fail ([`Directory::remove_fields`]) before publishing again.
 
 mod cluster;
 mod config;
@@ -127,6 +136,22 @@ pub trait Directory: Send + Sync + 'static {
 
     /// Checks that the backend answers; returns the round-trip time.
     fn ping(&self) -> BoxFuture<'_, Result<Duration, DirectoryError>>;
+
+    /// Every live field stored for `name`, as the publishing router and its
+    /// record (at most [`MAX_FIELDS_SCANNED`] visited), for a publisher
+    /// that found the name full and prunes what does not verify. What can
+    /// never be a router's record (a field that is not a 32-byte name, a
+    /// value without the expiry prefix, expired or over the length bound)
+    /// is removed by the backend itself on the way.
+    fn fields(&self, name: Name) -> BoxFuture<'_, Result<Vec<(Name, Bytes)>, DirectoryError>>;
+
+    /// Removes the fields of `routers` for `name` (those that are there);
+    /// returns how many were removed.
+    fn remove_fields(
+        &self,
+        name: Name,
+        routers: Vec<Name>,
+    ) -> BoxFuture<'_, Result<usize, DirectoryError>>;
 }
 
 /// The kind of a [`Directory`] backend.

@@ -141,6 +141,45 @@ end
 return out
 "#;
 
+/// `KEYS[1]` route hash; `ARGV`: most value length (prefix included), most
+/// fields scanned, length of a router name. Deletes the fields that can
+/// never be a router's record (a field name of another length, a value
+/// without the expiry prefix, expired or too long) and returns the others
+/// as `{field, value, field, value...}`, expiry prefix included.
+const FIELDS_BODY: &str = r#"
+local key = KEYS[1]
+local max_len, max_scan, name_len = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local kind = check_type(key)
+if type(kind) == 'table' then return kind end
+local out = {}
+if kind == 'none' then return out end
+local now = now_us()
+local cursor, scanned, seen, junk = '0', 0, {}, {}
+repeat
+  local r = redis.call('HSCAN', key, cursor, 'COUNT', 64)
+  cursor = r[1]
+  local kv = r[2]
+  for i = 1, #kv, 2 do
+    scanned = scanned + 1
+    local f, v = kv[i], kv[i + 1]
+    if not seen[f] then
+      seen[f] = true
+      local e = expiry(v)
+      if #f ~= name_len or e == nil or e <= now or #v > max_len then
+        junk[#junk + 1] = f
+      else
+        out[#out + 1] = f
+        out[#out + 1] = v
+      end
+    end
+  end
+until cursor == '0' or scanned >= max_scan
+for i = 1, #junk do
+  redis.call('HDEL', key, junk[i])
+end
+return out
+"#;
+
 /// A Lua script: its source and the SHA-1 that `EVALSHA` names it by.
 struct LuaScript {
     code: String,
@@ -157,6 +196,7 @@ impl LuaScript {
 
 static PUBLISH_SCRIPT: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(PUBLISH_BODY));
 static LOOKUP_SCRIPT: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(LOOKUP_BODY));
+static FIELDS_SCRIPT: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(FIELDS_BODY));
 
 /// The stored form of a record: its expiry, then the record.
 pub(super) fn encode_value(expires: Timestamp, record: &[u8]) -> Vec<u8> {
@@ -314,6 +354,43 @@ where
         parse_lookup(reply).map_err(|detail| self.protocol(detail))
     }
 
+    pub(super) async fn fields(&self, name: Name) -> Result<Vec<(Name, Bytes)>, DirectoryError> {
+        let max_len = (EXPIRY_PREFIX_LEN + MAX_ROUTE_RECORD_LEN).to_string();
+        let max_scan = MAX_FIELDS_SCANNED.to_string();
+        let name_len = gdp_certs::NAME_LEN.to_string();
+        let reply = self
+            .run_script(
+                &FIELDS_SCRIPT,
+                &route_key(&name),
+                &[max_len.as_bytes(), max_scan.as_bytes(), name_len.as_bytes()],
+            )
+            .await?;
+        parse_fields(reply).map_err(|detail| self.protocol(detail))
+    }
+
+    pub(super) async fn remove_fields(
+        &self,
+        name: Name,
+        routers: Vec<Name>,
+    ) -> Result<usize, DirectoryError> {
+        if routers.is_empty() {
+            return Ok(0);
+        }
+        let mut cmd = redis::cmd("HDEL");
+        cmd.arg(route_key(&name));
+        for router in &routers {
+            cmd.arg(router.as_bytes().as_slice());
+        }
+        match self.run(&cmd).await? {
+            Value::Int(n) if n >= 0 && (n as usize) <= routers.len() => Ok(n as usize),
+            other => Err(self.protocol(format!(
+                "HDEL of {} fields answered {}",
+                routers.len(),
+                shape(&other)
+            ))),
+        }
+    }
+
     pub(super) async fn ping(&self) -> Result<Duration, DirectoryError> {
         let start = Instant::now();
         match self.run(&redis::cmd("PING")).await? {
@@ -386,6 +463,37 @@ pub(super) fn parse_lookup(reply: Value) -> Result<Lookup, String> {
         }
     }
     Ok(lookup)
+}
+
+/// Checks the shape of a fields reply, trusting nothing: pairs of a 32-byte
+/// field and a value with the expiry prefix, within the bounds; returns
+/// the routers and their records (prefix stripped).
+pub(super) fn parse_fields(reply: Value) -> Result<Vec<(Name, Bytes)>, String> {
+    let Value::Array(items) = reply else {
+        return Err(format!(
+            "fields answered {}, expected an array",
+            shape(&reply)
+        ));
+    };
+    if items.len() % 2 != 0 || items.len() > 2 * MAX_FIELDS_SCANNED {
+        return Err(format!("fields answered {} items", items.len()));
+    }
+    let mut out = Vec::with_capacity(items.len() / 2);
+    let mut items = items.into_iter();
+    while let (Some(field), Some(value)) = (items.next(), items.next()) {
+        let (Value::BulkString(field), Value::BulkString(value)) = (field, value) else {
+            return Err("a field or value is not a bulk string".into());
+        };
+        let router = <[u8; gdp_certs::NAME_LEN]>::try_from(field.as_slice())
+            .map(Name::from_bytes)
+            .map_err(|_| format!("a field of {} bytes", field.len()))?;
+        if value.len() < EXPIRY_PREFIX_LEN || value.len() - EXPIRY_PREFIX_LEN > MAX_ROUTE_RECORD_LEN
+        {
+            return Err(format!("a value of {} bytes", value.len()));
+        }
+        out.push((router, Bytes::from(value).slice(EXPIRY_PREFIX_LEN..)));
+    }
+    Ok(out)
 }
 
 /// A short description of a reply's type, for errors (never its content).
@@ -520,6 +628,18 @@ impl Directory for RedisDirectory {
 
     fn ping(&self) -> BoxFuture<'_, Result<Duration, DirectoryError>> {
         Box::pin(self.store.ping())
+    }
+
+    fn fields(&self, name: Name) -> BoxFuture<'_, Result<Vec<(Name, Bytes)>, DirectoryError>> {
+        Box::pin(self.store.fields(name))
+    }
+
+    fn remove_fields(
+        &self,
+        name: Name,
+        routers: Vec<Name>,
+    ) -> BoxFuture<'_, Result<usize, DirectoryError>> {
+        Box::pin(self.store.remove_fields(name, routers))
     }
 }
 

@@ -18,7 +18,9 @@
 //! keeps the order. Anything the plan or a full queue leaves, and
 //! everything after it in the same read, goes to the driver as before,
 //! where violations, NAKs, lookups, drops and stalls are handled and
-//! counted.
+//! counted. While the driver holds PDUs for a link whose queue was full
+//! (its overflow), readers queue nothing on that link ([`FastPath::hold`]),
+//! so nothing overtakes them.
 //!
 //! # Order
 //!
@@ -39,7 +41,7 @@
 
 use std::cell::RefCell;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use bytes::Bytes;
 use dashmap::DashMap;
@@ -72,6 +74,9 @@ struct Slot<Q> {
     peer_is_router: bool,
     /// Reads of this link left (in part) to the driver and not yet done.
     slow: AtomicU64,
+    /// The driver holds PDUs for this link that its queue had no room
+    /// for: readers leave PDUs to it to the driver, behind those.
+    held: AtomicBool,
 }
 
 /// What the fast path forwarded, for the router's counters.
@@ -112,6 +117,7 @@ impl<Q: RunQueue> FastPath<Q> {
             queue,
             peer_is_router: matches!(peer, Peer::Router(_)),
             slow: AtomicU64::new(0),
+            held: AtomicBool::new(false),
         });
         self.links.insert(link, slot.clone());
         LinkReader {
@@ -133,6 +139,17 @@ impl<Q: RunQueue> FastPath<Q> {
             let _ = slot
                 .slow
                 .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        }
+    }
+
+    /// Whether the driver holds PDUs for `link` (its queue was full): while
+    /// it does, readers forward nothing to it, so nothing overtakes them.
+    /// Set before the reads that produced them are marked done
+    /// ([`slow_done`](Self::slow_done)), so a reader that may forward again
+    /// sees it.
+    pub(crate) fn hold(&self, link: LinkId, held: bool) {
+        if let Some(slot) = self.links.get(&link) {
+            slot.held.store(held, Ordering::Release);
         }
     }
 
@@ -238,6 +255,9 @@ impl<Q: RunQueue> LinkReader<Q> {
     fn send(&self, slot: &Slot<Q>, stretch: Stretch) -> bool {
         let local = !stretch.hop().to_router;
         let n = stretch.pdus() as u64;
+        if slot.held.load(Ordering::Acquire) {
+            return false;
+        }
         let Some(runs) = stretch.into_wire() else {
             return false;
         };
@@ -269,7 +289,6 @@ impl<Q: RunQueue> LinkForwarder for LinkReader<Q> {
 #[cfg(test)]
 mod tests {
     use std::sync::Mutex;
-    use std::sync::atomic::AtomicBool;
 
     use gdp_certs::codec::Encode;
     use gdp_proto::pdu::{Pdu, PduHeader, PduType, peek_header};

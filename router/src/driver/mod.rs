@@ -18,16 +18,18 @@
 //!                                                         │  driver task
 //!   directory / dial tasks ──Completion (bounded)───────▶ │  (owns the
 //!     lookup done        ─▶ core.lookup_result            │   RouterCore)
-//!     dial failed        ─▶ core.dial_failed              │
+//!     dial failed        ─▶ core.dial_failed, backoff     │
 //!   core.poll_timeout ──▶ one tokio sleep ──────────────▶ │
 //!   audit_interval tick ─▶ directory audit / repair ────▶ │
 //!   RouterHandle ──Command (bounded)────────────────────▶ └───────────────┘
 //!                                                            │        │
 //!        core.poll_transmit: one batch per link ─────────────┘        │
-//!          ─▶ Link::send_batch / send_unreliable (the link's queue)   │
+//!          ─▶ Link::try_send_batch / send_unreliable (never waits;    │
+//!             a full queue: the link's overflow, then drop)           │
 //!        core.poll_action ────────────────────────────────────────────┘
 //!          Lookup / Publish / Unpublish ─▶ directory tasks
-//!          Dial ─▶ dial task (Transport::dial, PeerPolicy::Expect(router))
+//!          Dial ─▶ dial task (tracked per router, bounded, backed off;
+//!                  Transport::dial, PeerPolicy::Expect(router))
 //!          CloseLink ─▶ close task (lets queued PDUs leave, then closes)
 //! ```
 //!
@@ -44,30 +46,40 @@
 //! | queue | bound | when full |
 //! | --- | --- | --- |
 //! | link events | `TransportConfig::event_queue` | link readers wait; QUIC flow control slows the peers |
-//! | link send queue | `TransportConfig::link_queue_bytes` | the driver waits up to [`DriverConfig::stall_timeout`] (back-pressure on every inbound link), then closes the stuck link and counts its PDUs as dropped |
+//! | link send queue | `TransportConfig::link_queue_bytes` (memory really held) | never waited on: the link's PDUs wait in its overflow, and readers stop forwarding to it |
+//! | per-link overflow | [`DriverConfig::link_overflow_bytes`] | PDUs for that link are dropped and counted (`queue_full`); a link whose queue took nothing for [`DriverConfig::stall_timeout`] is closed (`stalled_links_closed`) |
+//! | dials | [`DriverConfig::max_dials`] running, one per router, backoff after failure | refused and counted (`dials_refused`), reported to the core as failed |
 //! | completions | [`COMPLETION_QUEUE`] | the reporting task waits |
 //! | commands | [`COMMAND_QUEUE`] | the caller waits |
-//! | directory calls | [`DriverConfig::directory_concurrency`] in flight | further calls wait for a permit |
+//! | directory lookups | [`DriverConfig::directory_concurrency`] in flight | further lookups wait for a permit |
+//! | directory writes and audits | [`DriverConfig::publish_concurrency`] in flight | further writes wait for a permit |
+//!
+//! No link can hold the driver up: a full send queue never makes it wait.
+//! The PDUs the core sends to such a link wait in a small per-link
+//! overflow (copied out of the reader blocks they share when small), which
+//! the driver retries every [`OVERFLOW_RETRY`] and before any newer PDU for
+//! that link; while it is not empty the link readers leave PDUs for that
+//! link to the driver, so order is kept. What does not fit the overflow is
+//! dropped and counted.
 //!
 //! # Shutdown
 //!
 //! [`Running::shutdown`] (or dropping every [`RouterHandle`]) ends the loop:
-//! the core withdraws everything ([`RouterCore::shutdown`]); its Unpublish
+//! every dial is cancelled, the core withdraws everything ([`RouterCore::shutdown`]); its Unpublish
 //! actions run against the directory and are awaited (up to
 //! [`DriverConfig::shutdown_timeout`]); then [`Transport::shutdown`] flushes
 //! every link's queue and closes the links, while the driver keeps reading
 //! (and discarding) link events so no link task is left waiting on it.
 
-use std::collections::HashMap;
-use std::future::Future;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
+use bytes::Bytes;
 use gdp_certs::{Kind, Name, Timestamp};
-use gdp_link::{Link, LinkEvent, Transport, UnreliableOutcome};
+use gdp_link::{Direction, Link, LinkEvent, SendError, Transport, UnreliableOutcome};
 use gdp_proto::frame::FrameError;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -76,14 +88,16 @@ use tokio::time::Instant;
 use crate::core::{Action, CloseReason, LinkId, LinkPeer, LookupError, RouterCore, Transmit};
 use crate::directory::{Directory, DirectoryError, Unavailable};
 
+mod dial;
 mod directory;
 mod embed;
 mod fast;
 mod launch;
 mod snapshot;
 
-pub use directory::DirectoryStats;
+use dial::{Dials, Refused, Started};
 use directory::{Completion, DirectoryWorker};
+pub use directory::{DirectoryStats, NAME_FULL_RETRY, NAME_FULL_RETRY_MAX};
 pub use embed::{EMBED_SHUTDOWN_TIMEOUT, EmbedContext, EmbedFuture, EmbedHook};
 use fast::FastPath;
 pub use launch::{LaunchError, Launched, launch};
@@ -104,6 +118,18 @@ pub const COMMAND_QUEUE: usize = 16;
 const CLOSE_GRACE: Duration = Duration::from_millis(250);
 /// A sleep standing for "no timer".
 const NO_TIMER: Duration = Duration::from_secs(3600);
+/// The router's default for `TransportConfig::unproven_pdu_limit`: the
+/// largest PDU an endpoint link's reader assembles before the endpoint has
+/// attached (attach messages are a few hundred bytes). The driver lifts the
+/// bound once the core has the endpoint attached, and at once for router
+/// links.
+pub const UNPROVEN_PDU_LIMIT: usize = 64 * 1024;
+/// How often PDUs waiting in a link's overflow are offered to its queue
+/// again.
+pub const OVERFLOW_RETRY: Duration = Duration::from_millis(5);
+/// PDUs shorter than this are copied into a link's overflow rather than
+/// kept as slices of the reader block they came in.
+const OVERFLOW_COPY_BELOW: usize = 16 * 1024;
 
 /// Settings of the driver (the core and the transport have their own).
 #[derive(Debug, Clone)]
@@ -112,11 +138,28 @@ pub struct DriverConfig {
     /// How often the directory is checked for this router's own record, and
     /// every record published again after failed writes.
     pub audit_interval: Duration,
-    /// Longest the driver waits for room in one link's send queue before
-    /// it closes that link as stuck.
+    /// A link whose send queue takes nothing from its overflow for this
+    /// long is closed as stuck (the driver itself never waits for it).
     pub stall_timeout: Duration,
-    /// Most directory calls in flight at once.
+    /// Bytes (of memory held) of PDUs the driver keeps for one link whose
+    /// send queue is full; beyond it they are dropped and counted.
+    pub link_overflow_bytes: usize,
+    /// Most directory lookups in flight at once.
     pub directory_concurrency: usize,
+    /// Most directory writes (publish, unpublish) and audit lookups in
+    /// flight at once, apart from lookups, so that a lookup storm cannot
+    /// hold up this router's own publications.
+    pub publish_concurrency: usize,
+    /// Most of this router's own records checked against the directory per
+    /// audit (besides its own router record, checked every audit).
+    pub audit_batch: usize,
+    /// Most dials to other routers running at once.
+    pub max_dials: usize,
+    /// How long a router whose dial failed is not dialed again; doubles
+    /// after each further failure.
+    pub dial_backoff: Duration,
+    /// The longest that backoff grows.
+    pub dial_backoff_max: Duration,
     /// Longest a shutdown waits for the directory to take the withdrawals.
     pub shutdown_timeout: Duration,
 }
@@ -126,7 +169,13 @@ impl Default for DriverConfig {
         DriverConfig {
             audit_interval: Duration::from_secs(10),
             stall_timeout: Duration::from_secs(2),
+            link_overflow_bytes: 256 * 1024,
             directory_concurrency: 64,
+            publish_concurrency: 16,
+            audit_batch: 256,
+            max_dials: 64,
+            dial_backoff: Duration::from_secs(1),
+            dial_backoff_max: Duration::from_secs(60),
             shutdown_timeout: Duration::from_secs(3),
         }
     }
@@ -236,12 +285,8 @@ pub fn spawn(
         commands: commands_tx,
     };
     let driver = Driver {
-        directory: DirectoryWorker::new(
-            directory,
-            name,
-            config.directory_concurrency,
-            completions_tx.clone(),
-        ),
+        directory: DirectoryWorker::new(directory, name, &config, completions_tx.clone()),
+        dials: Dials::new(&config),
         core,
         name,
         fast,
@@ -252,6 +297,7 @@ pub fn spawn(
         completions,
         completions_tx,
         links: HashMap::new(),
+        overflowing: Vec::new(),
         config,
         stats: DriverStats::default(),
         since_flush: 0,
@@ -265,6 +311,43 @@ pub fn spawn(
 struct LinkEntry {
     link: Link,
     kind: Kind,
+    /// PDUs waiting for room in the link's queue, oldest first.
+    overflow: Overflow,
+    /// The reader's bound on an incomplete PDU is still in place (the
+    /// endpoint has not attached yet).
+    pdu_bounded: bool,
+}
+
+/// PDUs the core sent to a link whose queue was full.
+#[derive(Default)]
+struct Overflow {
+    pdus: VecDeque<Bytes>,
+    /// Memory they hold (see [`overflow_copy`]).
+    bytes: usize,
+    /// Since when the link's queue has taken nothing (set while `pdus` is
+    /// not empty).
+    stuck_since: Option<Instant>,
+}
+
+/// A PDU as the overflow keeps it, and the memory it holds: a small one
+/// copied out of its reader block, a larger one kept as it is and counted
+/// as the block it may share.
+fn overflow_copy(pdu: Bytes) -> (Bytes, usize) {
+    let held = overflow_copy_len(pdu.len());
+    if pdu.len() < OVERFLOW_COPY_BELOW {
+        (Bytes::copy_from_slice(&pdu), held)
+    } else {
+        (pdu, held)
+    }
+}
+
+/// The memory [`overflow_copy`] counts for a PDU of `len` bytes.
+fn overflow_copy_len(len: usize) -> usize {
+    if len < OVERFLOW_COPY_BELOW {
+        len
+    } else {
+        len.max(gdp_link::SHARED_BLOCK)
+    }
 }
 
 /// The driver task's state. See the module documentation.
@@ -282,7 +365,10 @@ struct Driver {
     completions: mpsc::Receiver<Completion>,
     completions_tx: mpsc::Sender<Completion>,
     directory: DirectoryWorker,
+    dials: Dials,
     links: HashMap<LinkId, LinkEntry>,
+    /// Links with PDUs in their overflow.
+    overflowing: Vec<LinkId>,
     config: DriverConfig,
     stats: DriverStats,
     since_flush: usize,
@@ -306,7 +392,8 @@ impl Driver {
             let wake = self.run_timers();
             // What the timers produced (the first start's own record and
             // gateway dial among it) leaves now, not after the next event.
-            self.flush().await;
+            self.flush();
+            let overflowing = !self.overflowing.is_empty();
             tokio::select! {
                 command = self.commands.recv() => match command {
                     Some(Command::Snapshot(reply)) => {
@@ -315,7 +402,7 @@ impl Driver {
                     Some(Command::Shutdown) | None => break,
                 },
                 event = self.events.recv() => match event {
-                    Some(event) => self.on_events(event).await,
+                    Some(event) => self.on_events(event),
                     None => {
                         tracing::warn!("the transport stopped; the router stops");
                         break;
@@ -323,6 +410,7 @@ impl Driver {
                 },
                 Some(done) = self.completions.recv() => self.on_completion(done),
                 () = tokio::time::sleep_until(wake) => {}
+                () = tokio::time::sleep(OVERFLOW_RETRY), if overflowing => self.retry_overflows(),
                 _ = audit.tick() => self.directory.audit(Timestamp::now()),
             }
         }
@@ -342,17 +430,17 @@ impl Driver {
     }
 
     /// Handles `first` and the events already waiting behind it.
-    async fn on_events(&mut self, first: LinkEvent) {
-        self.on_event(first).await;
+    fn on_events(&mut self, first: LinkEvent) {
+        self.on_event(first);
         for _ in 1..EVENTS_PER_TURN {
             match self.events.try_recv() {
-                Ok(event) => self.on_event(event).await,
+                Ok(event) => self.on_event(event),
                 Err(_) => break,
             }
         }
     }
 
-    async fn on_event(&mut self, event: LinkEvent) {
+    fn on_event(&mut self, event: LinkEvent) {
         self.stats.events += 1;
         let now = Timestamp::now();
         match event {
@@ -360,10 +448,19 @@ impl Driver {
                 link_id,
                 peer,
                 link,
+                direction,
                 ..
             } => {
                 let id = core_id(link_id);
                 let kind = peer.metadata().kind();
+                if kind == Kind::Router
+                    && direction == Direction::Inbound
+                    && self.dials.linked(peer.name())
+                {
+                    tracing::debug!(router = %peer.name().short(),
+                        "the router linked to us; our dial is cancelled");
+                    self.stats.dials_cancelled += 1;
+                }
                 let role = if kind == Kind::Router {
                     LinkPeer::Router {
                         metadata: peer.metadata().clone(),
@@ -371,7 +468,20 @@ impl Driver {
                 } else {
                     LinkPeer::Endpoint
                 };
-                self.links.insert(id, LinkEntry { link, kind });
+                if kind == Kind::Router {
+                    // The peering policy judges router links; their PDUs
+                    // may be large from the start.
+                    link.lift_pdu_limit();
+                }
+                self.links.insert(
+                    id,
+                    LinkEntry {
+                        link,
+                        kind,
+                        overflow: Overflow::default(),
+                        pdu_bounded: kind != Kind::Router,
+                    },
+                );
                 self.core.link_up(now, id, role);
             }
             LinkEvent::Pdus {
@@ -391,9 +501,10 @@ impl Driver {
                     self.core.handle_pdus(now, id, pdus.by_ref().take(take));
                     self.since_flush += take;
                     if self.since_flush >= FLUSH_EVERY {
-                        self.flush_transmits().await;
+                        self.flush_transmits();
                     }
                 }
+                self.lift_when_attached(id);
             }
             LinkEvent::Malformed {
                 link_id,
@@ -416,11 +527,31 @@ impl Driver {
             LinkEvent::Down { link_id, reason } => {
                 let id = core_id(link_id);
                 tracing::debug!(link = %link_id, %reason, "link down");
-                self.links.remove(&id);
+                if let Some(entry) = self.links.remove(&id) {
+                    self.stats.send_dropped += entry.overflow.pdus.len() as u64;
+                }
                 self.fast.remove(id);
                 self.core.link_down(now, id);
             }
             other => tracing::debug!(link = %other.link_id(), "unknown link event ignored"),
+        }
+    }
+
+    /// Lifts the reader's bound on large PDUs of `link` once the core has
+    /// its endpoint attached (before the acceptance leaves, so the endpoint
+    /// never sends a large PDU under the bound).
+    fn lift_when_attached(&mut self, link: LinkId) {
+        let Some(entry) = self.links.get_mut(&link) else {
+            return;
+        };
+        if entry.pdu_bounded
+            && self
+                .core
+                .link_info(link)
+                .is_some_and(|info| info.role == crate::core::LinkRole::Endpoint)
+        {
+            entry.link.lift_pdu_limit();
+            entry.pdu_bounded = false;
         }
     }
 
@@ -436,12 +567,15 @@ impl Driver {
                 unpublish,
                 result,
             } => self.directory.write_done(name, unpublish, &result),
-            Completion::Audit(result) => self.directory.audit_done(now, result),
+            Completion::Audit { name, result } => self.directory.audit_done(now, name, result),
+            Completion::Pruned { name, result } => self.directory.prune_done(name, result),
             Completion::DialFailed { router, error } => {
                 self.stats.dials_failed += 1;
+                self.dials.failed(router);
                 tracing::info!(router = %router.short(), %error, "dial failed");
                 self.core.dial_failed(now, router);
             }
+            Completion::Dialed { router } => self.dials.succeeded(router),
         }
     }
 
@@ -449,8 +583,9 @@ impl Driver {
     /// an action has its last PDUs queued before the close). Then, with
     /// everything the core produced on its links, lets the link readers see
     /// the new FIB entries and forward again after the reads they left here.
-    async fn flush(&mut self) {
-        self.flush_transmits().await;
+    fn flush(&mut self) {
+        self.retry_overflows();
+        self.flush_transmits();
         while let Some(action) = self.core.poll_action() {
             self.on_action(action);
         }
@@ -461,24 +596,25 @@ impl Driver {
         }
     }
 
-    async fn flush_transmits(&mut self) {
+    fn flush_transmits(&mut self) {
         self.since_flush = 0;
         while let Some(transmit) = self.core.poll_transmit() {
-            self.transmit(transmit).await;
+            self.transmit(transmit);
         }
     }
 
-    /// Queues one batch on its link. A reliable batch that finds the queue
-    /// full waits, up to the stall timeout.
-    async fn transmit(&mut self, t: Transmit) {
+    /// Queues one batch on its link, never waiting: a reliable batch that
+    /// finds the queue full, or PDUs of the link already waiting, goes to
+    /// the link's overflow.
+    fn transmit(&mut self, t: Transmit) {
         let count = t.pdus.len() as u64;
-        let Some(link) = self.links.get(&t.link).map(|e| e.link.clone()) else {
+        let Some(entry) = self.links.get_mut(&t.link) else {
             self.stats.send_dropped += count;
             return;
         };
         if !t.reliable {
             for pdu in t.pdus {
-                match link.send_unreliable(pdu) {
+                match entry.link.send_unreliable(pdu) {
                     Ok(UnreliableOutcome::Dropped) => self.stats.unreliable_dropped += 1,
                     Ok(_) => self.stats.pdus_out += 1,
                     Err(_) => self.stats.send_dropped += 1,
@@ -486,36 +622,125 @@ impl Driver {
             }
             return;
         }
-        let mut send = std::pin::pin!(link.send_batch(t.pdus));
-        // Room now is the common case: poll once without a timer.
-        let first = send.as_mut().poll(&mut Context::from_waker(Waker::noop()));
-        let result = match first {
-            Poll::Ready(result) => result,
-            Poll::Pending => {
-                self.stats.send_stalls += 1;
-                match tokio::time::timeout(self.config.stall_timeout, send).await {
-                    Ok(result) => result,
+        let mut pdus = t.pdus;
+        if entry.overflow.pdus.is_empty() {
+            match entry.link.try_send_batch_from(&mut pdus) {
+                Ok(()) => {
+                    self.stats.pdus_out += count;
+                    self.stats.batches_out += 1;
+                    return;
+                }
+                Err(SendError::Full(_)) => {
+                    // The link's later PDUs, from readers too, wait behind
+                    // these.
+                    self.stats.send_stalls += 1;
+                    self.fast.hold(t.link, true);
+                    if entry.overflow.stuck_since.is_none() {
+                        entry.overflow.stuck_since = Some(Instant::now());
+                        self.overflowing.push(t.link);
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(link = %t.link, error = %e, "batch not queued");
+                    self.stats.send_dropped += count;
+                    return;
+                }
+            }
+        }
+        let limit = self.config.link_overflow_bytes;
+        let overflow = &mut entry.overflow;
+        let mut refused = 0u64;
+        for pdu in pdus {
+            let (pdu, held) = overflow_copy(pdu);
+            if overflow.bytes + held > limit {
+                refused += 1;
+                continue;
+            }
+            overflow.bytes += held;
+            overflow.pdus.push_back(pdu);
+        }
+        if refused > 0 {
+            self.stats.queue_full += refused;
+            tracing::debug!(link = %t.link, refused, "link queue and overflow full; pdus dropped");
+        }
+    }
+
+    /// Offers the PDUs waiting in each overflow to their link's queue, in
+    /// order, as far as there is room; closes links whose queue has taken
+    /// nothing for the stall timeout.
+    fn retry_overflows(&mut self) {
+        if self.overflowing.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let mut still = Vec::with_capacity(self.overflowing.len());
+        for id in std::mem::take(&mut self.overflowing) {
+            let Some(entry) = self.links.get_mut(&id) else {
+                continue;
+            };
+            let overflow = &mut entry.overflow;
+            let mut moved = false;
+            while !overflow.pdus.is_empty() {
+                // A few PDUs per queue operation, oldest first.
+                let mut take = Vec::new();
+                let mut held = 0usize;
+                while let Some(len) = overflow.pdus.front().map(Bytes::len) {
+                    if !take.is_empty() && held + len > gdp_link::SHARED_BLOCK {
+                        break;
+                    }
+                    let Some(pdu) = overflow.pdus.pop_front() else {
+                        break;
+                    };
+                    held += overflow_copy_len(len);
+                    take.push(pdu);
+                }
+                let n = take.len() as u64;
+                match entry.link.try_send_batch_from(&mut take) {
+                    Ok(()) => {
+                        overflow.bytes = overflow.bytes.saturating_sub(held);
+                        self.stats.pdus_out += n;
+                        self.stats.batches_out += 1;
+                        moved = true;
+                    }
+                    Err(SendError::Full(_)) => {
+                        for pdu in take.into_iter().rev() {
+                            overflow.pdus.push_front(pdu);
+                        }
+                        break;
+                    }
                     Err(_) => {
-                        tracing::warn!(link = %t.link, peer = %link.peer().name().short(),
-                            "send queue full for the stall timeout; closing the link");
-                        self.stats.stalled_links_closed += 1;
-                        self.stats.send_dropped += count;
-                        link.close("send queue stuck");
-                        return;
+                        self.stats.send_dropped += n + overflow.pdus.len() as u64;
+                        overflow.pdus.clear();
+                        overflow.bytes = 0;
                     }
                 }
             }
-        };
-        match result {
-            Ok(()) => {
-                self.stats.pdus_out += count;
-                self.stats.batches_out += 1;
+            if overflow.pdus.is_empty() {
+                overflow.bytes = 0;
+                overflow.stuck_since = None;
+                self.fast.hold(id, false);
+                continue;
             }
-            Err(e) => {
-                tracing::debug!(link = %t.link, error = %e, "batch not queued");
-                self.stats.send_dropped += count;
+            if moved {
+                overflow.stuck_since = Some(now);
             }
+            let stuck = overflow
+                .stuck_since
+                .is_some_and(|t| now.duration_since(t) >= self.config.stall_timeout);
+            if stuck {
+                tracing::warn!(link = %id, peer = %entry.link.peer().name().short(),
+                    "send queue full for the stall timeout; closing the link");
+                self.stats.stalled_links_closed += 1;
+                self.stats.send_dropped += overflow.pdus.len() as u64;
+                overflow.pdus.clear();
+                overflow.bytes = 0;
+                overflow.stuck_since = None;
+                entry.link.close("send queue stuck");
+                continue;
+            }
+            still.push(id);
         }
+        self.overflowing = still;
     }
 
     fn on_action(&mut self, action: Action) {
@@ -534,27 +759,27 @@ impl Driver {
         }
     }
 
-    /// Dials `router` at each address in turn; only a failure on all of
-    /// them is reported (a success arrives as the link's `Up`).
+    /// Dials `router` at each address in turn (see the `dial` module); only
+    /// a failure on all of them is reported (a success arrives as the
+    /// link's `Up`). A refused dial is reported to the core as failed now.
     fn dial(&mut self, router: Name, addresses: Vec<SocketAddr>) {
         if self.shutting_down {
             return;
         }
-        let transport = self.transport.clone();
-        let done = self.completions_tx.clone();
-        tokio::spawn(async move {
-            let mut error = String::from("no address to dial");
-            for addr in addresses {
-                match transport.dial(addr, router).await {
-                    Ok(_) => return,
-                    Err(e) => {
-                        tracing::debug!(router = %router.short(), %addr, error = %e, "dial attempt failed");
-                        error = e.to_string();
-                    }
+        match self
+            .dials
+            .start(router, addresses, &self.transport, &self.completions_tx)
+        {
+            Started::Dialing | Started::Already => {}
+            Started::Refused(why) => {
+                match why {
+                    Refused::Limit => self.stats.dials_refused_limit += 1,
+                    Refused::Backoff => self.stats.dials_refused_backoff += 1,
                 }
+                tracing::debug!(router = %router.short(), ?why, "dial refused");
+                self.core.dial_failed(Timestamp::now(), router);
             }
-            let _ = done.send(Completion::DialFailed { router, error }).await;
-        });
+        }
     }
 
     /// Closes `link` once what is queued on it has left (or
@@ -597,6 +822,10 @@ impl Driver {
         let fast = &self.fast.stats;
         driver.fast_forwarded = fast.forwarded.load(Ordering::Relaxed);
         driver.fast_batches = fast.batches.load(Ordering::Relaxed);
+        driver.dials_running = self.dials.running() as u64;
+        driver.dials_backed_off = self.dials.backed_off() as u64;
+        driver.overflow_bytes = self.links.values().map(|e| e.overflow.bytes as u64).sum();
+        driver.transport = self.transport.transport_stats();
         // The readers' forwarding is the core's decision taken early: count
         // it where the core counts its own.
         let mut core = self.core.stats().clone();
@@ -618,13 +847,14 @@ impl Driver {
     async fn shutdown(mut self) -> ShutdownSummary {
         tracing::info!(router = %self.name, "router shutting down");
         self.shutting_down = true;
+        self.dials.cancel_all();
         let now = Timestamp::now();
         self.core.shutdown(now);
         let before = (
             self.directory.stats.unpublishes,
             self.directory.stats.unpublish_failures,
         );
-        self.flush().await;
+        self.flush();
         // Let the withdrawals reach the directory.
         let deadline = Instant::now() + self.config.shutdown_timeout;
         while self.directory.writes_in_flight() > 0 {

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 
 use gdp_certs::{Kind, Name};
-use gdp_link::{Direction, LinkStats};
+use gdp_link::{Direction, LinkStats, TransportStats};
 
 use super::DirectoryStats;
 use crate::core::{LinkRole, Stats};
@@ -36,9 +36,15 @@ pub struct DriverStats {
     /// Of the malformed PDUs, those whose header announced more than the
     /// largest PDU.
     pub oversized: u64,
-    /// Times a full next-hop queue made forwarding wait.
+    /// Times a full next-hop queue sent PDUs to the link's overflow (the
+    /// driver never waits for a queue).
     pub send_stalls: u64,
-    /// Links closed because their queue stayed full for the stall timeout.
+    /// Reliable PDUs dropped because their link's queue and overflow were
+    /// both full.
+    pub queue_full: u64,
+    /// Bytes (of memory held) of PDUs waiting in links' overflows now.
+    pub overflow_bytes: u64,
+    /// Links closed because their queue took nothing for the stall timeout.
     pub stalled_links_closed: u64,
     /// PDUs the core sent that could not be queued: the link was gone or
     /// stayed full.
@@ -47,6 +53,18 @@ pub struct DriverStats {
     pub unreliable_dropped: u64,
     /// Dials that failed on every address.
     pub dials_failed: u64,
+    /// Dials refused because `max_dials` were running.
+    pub dials_refused_limit: u64,
+    /// Dials refused because the router's last dial failed recently.
+    pub dials_refused_backoff: u64,
+    /// Dials cancelled because the router linked to this one first.
+    pub dials_cancelled: u64,
+    /// Dials running now.
+    pub dials_running: u64,
+    /// Routers backed off after a failed dial now.
+    pub dials_backed_off: u64,
+    /// The transport's refusals (links per address, links, handshakes).
+    pub transport: TransportStats,
     /// Directory calls.
     pub directory: DirectoryStats,
 }
