@@ -793,7 +793,7 @@ impl Driver {
             return;
         };
         let reason = reason.to_string();
-        tracing::info!(link = %link.id(), peer = %link.peer().name().short(), %reason, "closing link");
+        tracing::debug!(link = %link.id(), peer = %link.peer().name().short(), %reason, "closing link");
         tokio::spawn(async move {
             let deadline = Instant::now() + CLOSE_GRACE;
             while link.stats().queued_pdus > 0 && Instant::now() < deadline {
