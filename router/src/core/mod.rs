@@ -39,7 +39,9 @@
 //!   Capsule servers then advertise capsules with AdCerts, each checked for
 //!   this server.
 //! - **Peering** (`peering` module): router links exchange hellos; the
-//!   peering policy may require a trust-domain certificate.
+//!   [`PeeringPolicy`] accepts trusted peers (trust-domain certificate,
+//!   explicit list, gateway) and peers the directory vouches for, whose
+//!   PDUs must come from sources they are entitled to (`entitle` module).
 //! - **Forwarding** (`forward` module): parse the header without copying
 //!   and ask [`fast::decide`] first, the same predicate a link reader runs
 //!   on the FIB alone: when it forwards, decrement the TTL in place and
@@ -74,6 +76,7 @@ use rand::{Rng, SeedableRng};
 
 mod attach;
 mod config;
+mod entitle;
 pub mod fast;
 mod fib;
 mod forward;
@@ -93,6 +96,7 @@ pub use fib::{Fib, FibEntry, FibReader, NameHasher, NameHasherBuilder, RouteKind
 pub use io::{
     Action, CloseReason, LinkId, LinkInfo, LinkPeer, LinkRole, LookupError, PeeringError, Transmit,
 };
+pub use peering::PeeringPolicy;
 pub use stats::{DropReason, Drops, Stats};
 
 use attach::LinkState;
@@ -141,6 +145,8 @@ pub struct RouterCore {
     /// The gateway is not dialed again before this time.
     gateway_retry_at: Timestamp,
     next_seq: u64,
+    /// Source entitlements of vouched peers, and each router link's trust.
+    entitle: entitle::Entitlements,
 }
 
 impl RouterCore {
@@ -157,6 +163,13 @@ impl RouterCore {
             None => StdRng::from_entropy(),
         };
         let fib = Arc::new(Fib::new([rng.r#gen(), rng.r#gen()]));
+        let entitle = entitle::Entitlements::new(
+            [rng.r#gen(), rng.r#gen()],
+            config.max_entitlements,
+            config.max_records_per_lookup,
+            config.held_per_source,
+            config.held_total,
+        );
         Ok(RouterCore {
             name: identity.name(),
             identity,
@@ -177,6 +190,7 @@ impl RouterCore {
             shutting_down: false,
             gateway_retry_at: Timestamp::ZERO,
             next_seq: 1,
+            entitle,
             config,
         })
     }

@@ -12,7 +12,7 @@ use gdp_proto::PduType;
 use gdp_proto::attach::{AttachViolation, EndpointAttachError};
 use gdp_proto::control::{AttachChallenge, ControlMessage, NakReason};
 use gdp_proto::pdu::{HEADER_LEN, MAX_PAYLOAD_LEN, Pdu, PduHeader};
-use gdp_router::core::CoreConfig;
+use gdp_router::core::{CoreConfig, PeeringPolicy};
 use gdp_router::sim::{AttachState, NetConfig, Network};
 
 use super::{SECOND, attached, name, overlay, send};
@@ -361,6 +361,7 @@ fn peering_policy_refuses_routers_outside_the_trust_domain() {
         net.now().saturating_add(year),
     );
     let member = |id: &Identity, cfg: &mut CoreConfig| {
+        cfg.peering = PeeringPolicy::TrustedOnly;
         cfg.trusted_domains = vec![domain.public()];
         cfg.domain_cert = Some(DomainCert::issue(&domain, id.name(), validity));
     };
