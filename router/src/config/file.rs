@@ -8,6 +8,7 @@ use gdp_certs::{Name, PublicKey};
 use serde::Deserialize;
 
 use super::{ConfigError, MAX_CONFIG_LEN, parse_duration};
+use crate::core::PeeringPolicy;
 use crate::directory::DirectoryConfig;
 
 /// A duration in the config file: a string with a unit or a number of
@@ -50,16 +51,30 @@ fn public_keys<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<PublicKey>,
         .collect()
 }
 
+/// A peering policy in its text form.
+fn peering_policy<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<PeeringPolicy>, D::Error> {
+    Option::<String>::deserialize(d)?
+        .map(|p| p.parse().map_err(serde::de::Error::custom))
+        .transpose()
+}
+
 /// The `[trust]` table.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrustConfig {
     /// This router's domain certificate (the binary encoding).
     pub domain_cert: Option<PathBuf>,
-    /// Trust-domain keys whose members this router peers with; empty means
-    /// any router.
+    /// Trust-domain keys: routers with a certificate from one of them are
+    /// trusted peers.
     #[serde(deserialize_with = "public_keys")]
     pub trusted_domains: Vec<PublicKey>,
+    /// Routers trusted by name.
+    pub trusted_peers: Vec<Name>,
+    /// `vouched` (the default), `trusted-only` or `insecure-open`.
+    #[serde(deserialize_with = "peering_policy")]
+    pub peering: Option<PeeringPolicy>,
 }
 
 /// The `[socket]` table.

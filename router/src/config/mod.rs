@@ -25,8 +25,10 @@
 //! addresses = ["10.0.0.1:7474"]
 //!
 //! [trust]
+//! peering = "vouched"                   # or "trusted-only", "insecure-open"
 //! domain_cert = "/etc/gdp/domain.cert"  # this router's membership (binary DomainCert)
 //! trusted_domains = ["<trust-domain public key>"]
+//! trusted_peers = ["<router name>"]     # routers trusted by name
 //!
 //! [socket]
 //! send_buffer = 4194304
@@ -65,7 +67,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use gdp_certs::PublicKey;
+use gdp_certs::{Name, PublicKey};
 
 #[cfg(feature = "daemon")]
 pub use cli::{Cli, ViaArg};
@@ -73,6 +75,7 @@ pub use file::{
     ConfigDuration, FileConfig, LimitsConfig, SocketConfig, TimingConfig, TrustConfig, ViaConfig,
 };
 
+use crate::core::PeeringPolicy;
 use crate::directory::{DirectoryConfig, DirectoryOptions};
 
 /// The UDP port a router listens on when nothing else is configured.
@@ -184,6 +187,10 @@ pub struct RouterSettings {
     pub domain_cert: Option<PathBuf>,
     /// Trusted trust-domain keys.
     pub trusted_domains: Vec<PublicKey>,
+    /// Routers trusted by name.
+    pub trusted_peers: Vec<Name>,
+    /// The peering policy.
+    pub peering: PeeringPolicy,
     /// Requested `SO_SNDBUF`.
     pub socket_send_buffer: usize,
     /// Requested `SO_RCVBUF`.
@@ -240,6 +247,8 @@ impl Default for RouterSettings {
             via: None,
             domain_cert: None,
             trusted_domains: Vec::new(),
+            trusted_peers: core.trusted_peers.clone(),
+            peering: core.peering,
             socket_send_buffer: transport.socket_send_buffer,
             socket_recv_buffer: transport.socket_recv_buffer,
             record_ttl: core.record_ttl,
@@ -316,6 +325,12 @@ impl RouterSettings {
         } else {
             cli.trusted_domain.clone()
         };
+        let trusted_peers = if cli.trusted_peer.is_empty() {
+            file.trust.trusted_peers
+        } else {
+            cli.trusted_peer.clone()
+        };
+        let peering = pick(cli.peering, file.trust.peering, d.peering);
         let t = file.timing;
         let directory_options = DirectoryOptions::default().with_timeout(pick_duration(
             cli.directory_timeout,
@@ -334,6 +349,8 @@ impl RouterSettings {
             via,
             domain_cert: cli.domain_cert.clone().or(file.trust.domain_cert),
             trusted_domains,
+            trusted_peers,
+            peering,
             socket_send_buffer: pick(
                 cli.socket_send_buffer,
                 file.socket.send_buffer,
@@ -450,6 +467,8 @@ impl RouterSettings {
             }),
             domain_cert,
             trusted_domains: self.trusted_domains.clone(),
+            trusted_peers: self.trusted_peers.clone(),
+            peering: self.peering,
             record_ttl: self.record_ttl,
             cache_ttl: self.cache_ttl,
             negative_ttl: self.negative_ttl,
@@ -493,8 +512,6 @@ mod tests {
     use super::*;
     #[cfg(feature = "daemon")]
     use clap::Parser;
-    #[cfg(feature = "daemon")]
-    use gdp_certs::Name;
     #[cfg(feature = "daemon")]
     use std::path::Path;
 
@@ -618,6 +635,40 @@ mod tests {
             })
         ));
         assert!(Cli::try_parse_from(["gdp-router", "--via", "nonsense"]).is_err());
+    }
+
+    #[test]
+    #[cfg(feature = "daemon")]
+    fn the_peering_policy_and_trusted_peers_come_from_the_file_or_the_command_line() {
+        let s = RouterSettings::resolve(FileConfig::default(), &cli(&[])).expect("valid");
+        assert_eq!(s.peering, PeeringPolicy::Vouched);
+        assert!(s.trusted_peers.is_empty());
+        let (a, b) = (Name::from_bytes([1; 32]), Name::from_bytes([2; 32]));
+        let file = FileConfig::parse(
+            &format!("[trust]\npeering = \"trusted-only\"\ntrusted_peers = [\"{a}\"]\n"),
+            Path::new("t.toml"),
+        )
+        .expect("parses");
+        let s = RouterSettings::resolve(file.clone(), &cli(&[])).expect("valid");
+        assert_eq!(s.peering, PeeringPolicy::TrustedOnly);
+        assert_eq!(s.trusted_peers, vec![a]);
+        let core = s.core_config(vec![], None);
+        assert_eq!(core.peering, PeeringPolicy::TrustedOnly);
+        assert_eq!(core.trusted_peers, vec![a]);
+        let s = RouterSettings::resolve(
+            file,
+            &cli(&[
+                "--peering",
+                "insecure-open",
+                "--trusted-peer",
+                &b.to_string(),
+            ]),
+        )
+        .expect("valid");
+        assert_eq!(s.peering, PeeringPolicy::InsecureOpen);
+        assert_eq!(s.trusted_peers, vec![b]);
+        assert!(FileConfig::parse("[trust]\npeering = \"anyone\"", Path::new("t.toml")).is_err());
+        assert!(Cli::try_parse_from(["gdp-router", "--peering", "open"]).is_err());
     }
 
     #[test]
