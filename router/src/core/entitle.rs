@@ -351,7 +351,7 @@ impl RouterCore {
     /// A PDU (not link-local) on the ready router link `link` to `peer`:
     /// forwarded if the peer is trusted or entitled to its source, held
     /// while the source is resolved, or a violation.
-    pub(crate) fn from_router(
+    pub(crate) fn on_router_pdu(
         &mut self,
         now: Timestamp,
         link: LinkId,

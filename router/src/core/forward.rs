@@ -115,7 +115,7 @@ impl RouterCore {
                 _ if !ready => self.stats.dropped.count(DropReason::Policy),
                 _ => {
                     let peer = *name;
-                    self.from_router(now, link, peer, header, bytes);
+                    self.on_router_pdu(now, link, peer, header, bytes);
                 }
             },
         }
