@@ -48,7 +48,7 @@ pub struct CoreConfig {
     /// name for them) are remembered at once. Default 65,536.
     pub max_entitlements: usize,
     /// Most PDUs from directory-vouched peers held for one source while
-    /// its entitlement is looked up. Default 16.
+    /// its entitlement is looked up. Default 64, as `pending_per_name`.
     pub held_per_source: usize,
     /// Most PDUs from directory-vouched peers held in all while their
     /// sources' entitlements are looked up. Default 1,024.
@@ -109,7 +109,7 @@ impl Default for CoreConfig {
             trusted_peers: Vec::new(),
             peering: PeeringPolicy::default(),
             max_entitlements: 65_536,
-            held_per_source: 16,
+            held_per_source: 64,
             held_total: 1024,
             record_ttl: Duration::from_secs(300),
             cache_ttl: Duration::from_secs(60),

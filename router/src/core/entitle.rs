@@ -377,6 +377,33 @@ impl RouterCore {
         }
     }
 
+    /// A PDU (not link-local) on a router link the policy has not accepted
+    /// yet: held if the directory is being asked to vouch for the peer
+    /// (its PDUs can arrive before that answer, right behind its hello),
+    /// dropped otherwise.
+    pub(crate) fn on_unready_router_pdu(
+        &mut self,
+        link: LinkId,
+        peer: Name,
+        header: PduHeader,
+        bytes: Bytes,
+    ) {
+        if !self.entitle.is_awaiting(link) {
+            self.stats.dropped.count(DropReason::Policy);
+            return;
+        }
+        self.stats.entitlement_misses += 1;
+        let pdu = HeldPdu {
+            link,
+            header,
+            bytes,
+            waits: 0,
+        };
+        if !self.entitle.hold(peer, pdu) {
+            self.stats.dropped.count(DropReason::QueueFull);
+        }
+    }
+
     fn bad_source(&mut self, now: Timestamp, link: LinkId, peer: Name, header: &PduHeader) {
         tracing::debug!(
             %link,
@@ -507,6 +534,9 @@ impl RouterCore {
                 self.refuse_peer(now, link, name, PeeringError::NotVouched);
             }
         }
+        // What the peers sent meanwhile (held under their name).
+        let failure = result.is_err().then_some(NakReason::DirectoryUnavailable);
+        self.entitlement_settled(now, name, failure);
     }
 
     /// True if a verified record vouches for the router `name` now.

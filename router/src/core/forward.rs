@@ -112,7 +112,10 @@ impl RouterCore {
                 PduType::Advertise | PduType::Withdraw => {
                     self.stats.dropped.count(DropReason::Policy);
                 }
-                _ if !ready => self.stats.dropped.count(DropReason::Policy),
+                _ if !ready => {
+                    let peer = *name;
+                    self.on_unready_router_pdu(link, peer, header, bytes);
+                }
                 _ => {
                     let peer = *name;
                     self.on_router_pdu(now, link, peer, header, bytes);
