@@ -626,6 +626,8 @@ mod tests {
             "gdp_router_info{{name=\"{name}\",backend=\"memory\"}} 1"
         )));
         assert!(text.contains("gdp_router_dropped_total{reason=\"bad_source\"} 0"));
+        assert!(text.contains("gdp_router_entitlement_misses_total 0"));
+        assert!(text.contains("gdp_router_peers_refused_total 0"));
         assert!(text.contains("# TYPE gdp_router_forwarded_total counter"));
         // The router published its own record at start.
         assert!(
