@@ -32,8 +32,9 @@
 //! settles every PDU held for it: forwarded if entitled now, otherwise a
 //! [`DropReason::BadSource`] violation on its link (the link is closed at
 //! `max_violations`). A source that is not entitled is such a violation at
-//! once, as is a source remembered as having no valid record. A source
-//! attached to this router, or this router's own name, is never entitled.
+//! once, as is a source remembered as having no valid record, and this
+//! router's own name. A name served here is entitled only as any other is,
+//! by a record naming the peer (a capsule's replica behind it).
 //!
 //! # Vouching for a peer
 //!
@@ -323,11 +324,15 @@ impl RouterCore {
         if src == self.name {
             return Check::NotEntitled;
         }
-        match self.fib.lookup(&src, now) {
-            Some(e) if e.next_hop == link => return Check::Entitled,
-            Some(e) if e.kind == RouteKind::Local => return Check::NotEntitled,
-            _ => {}
+        if self
+            .fib
+            .lookup(&src, now)
+            .is_some_and(|e| e.next_hop == link)
+        {
+            return Check::Entitled;
         }
+        // A name served here may be served elsewhere too (a capsule's
+        // replica behind the peer): the grants decide.
         self.entitle
             .check(now, src, peer, self.config.max_via_depth)
     }
