@@ -127,6 +127,12 @@ pub struct LimitsConfig {
     pub pending_per_name: Option<usize>,
     /// Most PDUs waiting for all unresolved names.
     pub pending_total: Option<usize>,
+    /// Most source names whose entitlements are remembered.
+    pub max_entitlements: Option<usize>,
+    /// Most PDUs from vouched peers held for one source being checked.
+    pub held_per_source: Option<usize>,
+    /// Most PDUs from vouched peers held in all.
+    pub held_total: Option<usize>,
 }
 
 /// The config file as written: every key optional.

@@ -52,6 +52,9 @@
 //! max_violations = 16      # malformed, oversized or spoofed PDUs before a link is cut
 //! pending_per_name = 64
 //! pending_total = 4096
+//! max_entitlements = 65536 # source names whose entitling records are remembered
+//! held_per_source = 64     # PDUs from vouched peers held while their source is checked
+//! held_total = 1024
 //!
 //! [capsule_server]         # handed as it is to the embedded capsule server
 //! ```
@@ -225,6 +228,12 @@ pub struct RouterSettings {
     pub pending_per_name: usize,
     /// Pending PDUs in all.
     pub pending_total: usize,
+    /// Source names whose entitlements are remembered.
+    pub max_entitlements: usize,
+    /// PDUs from vouched peers held per source while it is checked.
+    pub held_per_source: usize,
+    /// PDUs from vouched peers held in all.
+    pub held_total: usize,
     /// The `[capsule_server]` table, if present.
     pub capsule_server: Option<toml::Value>,
 }
@@ -266,6 +275,9 @@ impl Default for RouterSettings {
             max_violations: core.max_violations,
             pending_per_name: core.pending_per_name,
             pending_total: core.pending_total,
+            max_entitlements: core.max_entitlements,
+            held_per_source: core.held_per_source,
+            held_total: core.held_total,
             capsule_server: None,
         }
     }
@@ -380,6 +392,9 @@ impl RouterSettings {
             ),
             pending_per_name: pick(None, file.limits.pending_per_name, d.pending_per_name),
             pending_total: pick(None, file.limits.pending_total, d.pending_total),
+            max_entitlements: pick(None, file.limits.max_entitlements, d.max_entitlements),
+            held_per_source: pick(None, file.limits.held_per_source, d.held_per_source),
+            held_total: pick(None, file.limits.held_total, d.held_total),
             capsule_server: file.capsule_server,
             data_dir,
         };
@@ -415,6 +430,12 @@ impl RouterSettings {
             return bad(
                 "limits",
                 "max_violations and max_links must be at least 1".into(),
+            );
+        }
+        if self.max_entitlements == 0 || self.held_per_source == 0 || self.held_total == 0 {
+            return bad(
+                "limits",
+                "max_entitlements, held_per_source and held_total must be at least 1".into(),
             );
         }
         if let Some(via) = &self.via
@@ -479,6 +500,9 @@ impl RouterSettings {
             max_violations: self.max_violations,
             pending_per_name: self.pending_per_name,
             pending_total: self.pending_total,
+            max_entitlements: self.max_entitlements,
+            held_per_source: self.held_per_source,
+            held_total: self.held_total,
             ..crate::core::CoreConfig::default()
         }
     }
@@ -655,6 +679,19 @@ mod tests {
         let core = s.core_config(vec![], None);
         assert_eq!(core.peering, PeeringPolicy::TrustedOnly);
         assert_eq!(core.trusted_peers, vec![a]);
+        assert_eq!(core.held_per_source, 64);
+        let limits = FileConfig::parse(
+            "[limits]\nmax_entitlements = 10\nheld_per_source = 2\nheld_total = 5\n",
+            Path::new("t.toml"),
+        )
+        .expect("parses");
+        let core = RouterSettings::resolve(limits, &cli(&[]))
+            .expect("valid")
+            .core_config(vec![], None);
+        assert_eq!(
+            (core.max_entitlements, core.held_per_source, core.held_total),
+            (10, 2, 5)
+        );
         let s = RouterSettings::resolve(
             file,
             &cli(&[
