@@ -131,6 +131,8 @@ pub struct LimitsConfig {
     pub max_entitlements: Option<usize>,
     /// Most PDUs from vouched peers held for one source being checked.
     pub held_per_source: Option<usize>,
+    /// Most PDUs held from one vouched peer's link.
+    pub held_per_link: Option<usize>,
     /// Most PDUs from vouched peers held in all.
     pub held_total: Option<usize>,
 }

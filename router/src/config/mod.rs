@@ -54,6 +54,7 @@
 //! pending_total = 4096
 //! max_entitlements = 65536 # source names whose entitling records are remembered
 //! held_per_source = 64     # PDUs from vouched peers held while their source is checked
+//! held_per_link = 256
 //! held_total = 1024
 //!
 //! [capsule_server]         # handed as it is to the embedded capsule server
@@ -232,6 +233,8 @@ pub struct RouterSettings {
     pub max_entitlements: usize,
     /// PDUs from vouched peers held per source while it is checked.
     pub held_per_source: usize,
+    /// PDUs held from one vouched peer's link.
+    pub held_per_link: usize,
     /// PDUs from vouched peers held in all.
     pub held_total: usize,
     /// The `[capsule_server]` table, if present.
@@ -277,6 +280,7 @@ impl Default for RouterSettings {
             pending_total: core.pending_total,
             max_entitlements: core.max_entitlements,
             held_per_source: core.held_per_source,
+            held_per_link: core.held_per_link,
             held_total: core.held_total,
             capsule_server: None,
         }
@@ -394,6 +398,7 @@ impl RouterSettings {
             pending_total: pick(None, file.limits.pending_total, d.pending_total),
             max_entitlements: pick(None, file.limits.max_entitlements, d.max_entitlements),
             held_per_source: pick(None, file.limits.held_per_source, d.held_per_source),
+            held_per_link: pick(None, file.limits.held_per_link, d.held_per_link),
             held_total: pick(None, file.limits.held_total, d.held_total),
             capsule_server: file.capsule_server,
             data_dir,
@@ -432,10 +437,18 @@ impl RouterSettings {
                 "max_violations and max_links must be at least 1".into(),
             );
         }
-        if self.max_entitlements == 0 || self.held_per_source == 0 || self.held_total == 0 {
+        if [
+            self.max_entitlements,
+            self.held_per_source,
+            self.held_per_link,
+            self.held_total,
+        ]
+        .contains(&0)
+        {
             return bad(
                 "limits",
-                "max_entitlements, held_per_source and held_total must be at least 1".into(),
+                "max_entitlements, held_per_source, held_per_link and held_total must be at least 1"
+                    .into(),
             );
         }
         if let Some(via) = &self.via
@@ -502,6 +515,7 @@ impl RouterSettings {
             pending_total: self.pending_total,
             max_entitlements: self.max_entitlements,
             held_per_source: self.held_per_source,
+            held_per_link: self.held_per_link,
             held_total: self.held_total,
             ..crate::core::CoreConfig::default()
         }

@@ -50,6 +50,10 @@ pub struct CoreConfig {
     /// Most PDUs from directory-vouched peers held for one source while
     /// its entitlement is looked up. Default 64, as `pending_per_name`.
     pub held_per_source: usize,
+    /// Most PDUs from one directory-vouched peer's link held while their
+    /// sources' entitlements are looked up, so that one peer cannot take
+    /// the whole hold. Default 256.
+    pub held_per_link: usize,
     /// Most PDUs from directory-vouched peers held in all while their
     /// sources' entitlements are looked up. Default 1,024.
     pub held_total: usize,
@@ -110,6 +114,7 @@ impl Default for CoreConfig {
             peering: PeeringPolicy::default(),
             max_entitlements: 65_536,
             held_per_source: 64,
+            held_per_link: 256,
             held_total: 1024,
             record_ttl: Duration::from_secs(300),
             cache_ttl: Duration::from_secs(60),
@@ -201,6 +206,7 @@ impl CoreConfig {
             ("max_attach_failures", self.max_attach_failures as usize),
             ("max_entitlements", self.max_entitlements),
             ("held_per_source", self.held_per_source),
+            ("held_per_link", self.held_per_link),
             ("held_total", self.held_total),
         ] {
             if v == 0 {

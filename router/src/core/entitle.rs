@@ -26,8 +26,8 @@
 //!    one in the common case.
 //!
 //! When nothing is known of `S` (no grant, or grants of a gateway on the
-//! way expired), the PDU is *held*, at most `held_per_source` per source
-//! and `held_total` in all, while `S` is resolved; the resolution's end
+//! way expired), the PDU is *held*, at most `held_per_source` per source,
+//! `held_per_link` per link and `held_total` in all, while `S` is resolved; the resolution's end
 //! (its lookup answered, completed or failed, within `resolve_timeout`)
 //! settles every PDU held for it: forwarded if entitled now, otherwise a
 //! [`DropReason::BadSource`] violation on its link (the link is closed at
@@ -111,6 +111,21 @@ struct HeldPdu {
     waits: u8,
 }
 
+/// The bounds of an [`Entitlements`] table.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HoldBounds {
+    /// Most names with grants.
+    pub(crate) max_names: usize,
+    /// Most grants per name.
+    pub(crate) max_grants_per_name: usize,
+    /// Most PDUs held for one name.
+    pub(crate) held_per_source: usize,
+    /// Most PDUs held from one link.
+    pub(crate) held_per_link: usize,
+    /// Most PDUs held in all.
+    pub(crate) held_total: usize,
+}
+
 /// Grants, held PDUs, and the trust of each router link.
 #[derive(Debug)]
 pub(crate) struct Entitlements {
@@ -121,7 +136,10 @@ pub(crate) struct Entitlements {
     sweep_after: Timestamp,
     held: BTreeMap<Name, Vec<HeldPdu>>,
     held_len: usize,
+    /// PDUs held per link they arrived on.
+    held_by_link: BTreeMap<LinkId, usize>,
     held_per_source: usize,
+    held_per_link: usize,
     held_total: usize,
     /// Ready router links, and how far each is trusted.
     trust: BTreeMap<LinkId, Trust>,
@@ -132,13 +150,14 @@ pub(crate) struct Entitlements {
 
 impl Entitlements {
     /// An empty table with the configured bounds, hashing names with `key`.
-    pub(crate) fn new(
-        key: [u64; 2],
-        max_names: usize,
-        max_grants_per_name: usize,
-        held_per_source: usize,
-        held_total: usize,
-    ) -> Self {
+    pub(crate) fn new(key: [u64; 2], bounds: HoldBounds) -> Self {
+        let HoldBounds {
+            max_names,
+            max_grants_per_name,
+            held_per_source,
+            held_per_link,
+            held_total,
+        } = bounds;
         Entitlements {
             grants: HashMap::with_hasher(NameHasherBuilder::new(key)),
             max_names,
@@ -146,7 +165,9 @@ impl Entitlements {
             sweep_after: Timestamp::ZERO,
             held: BTreeMap::new(),
             held_len: 0,
+            held_by_link: BTreeMap::new(),
             held_per_source,
+            held_per_link,
             held_total,
             trust: BTreeMap::new(),
             awaiting: BTreeMap::new(),
@@ -238,10 +259,15 @@ impl Entitlements {
         if self.held_len >= self.held_total {
             return false;
         }
+        let by_link = self.held_by_link.get(&pdu.link).copied().unwrap_or(0);
+        if by_link >= self.held_per_link {
+            return false;
+        }
         let q = self.held.entry(name).or_default();
         if q.len() >= self.held_per_source {
             return false;
         }
+        self.held_by_link.insert(pdu.link, by_link + 1);
         q.push(pdu);
         self.held_len += 1;
         true
@@ -250,6 +276,14 @@ impl Entitlements {
     fn take_held(&mut self, name: &Name) -> Vec<HeldPdu> {
         let q = self.held.remove(name).unwrap_or_default();
         self.held_len -= q.len();
+        for pdu in &q {
+            if let Some(n) = self.held_by_link.get_mut(&pdu.link) {
+                *n -= 1;
+                if *n == 0 {
+                    self.held_by_link.remove(&pdu.link);
+                }
+            }
+        }
         q
     }
 
@@ -569,7 +603,16 @@ mod tests {
     }
 
     fn table() -> Entitlements {
-        Entitlements::new([7, 9], 4, 2, 2, 3)
+        Entitlements::new(
+            [7, 9],
+            HoldBounds {
+                max_names: 4,
+                max_grants_per_name: 2,
+                held_per_source: 2,
+                held_per_link: 3,
+                held_total: 4,
+            },
+        )
     }
 
     #[test]
@@ -615,12 +658,19 @@ mod tests {
             bytes: Bytes::new(),
             waits: 0,
         };
+        let other = HeldPdu {
+            link: LinkId(2),
+            ..pdu.clone()
+        };
         assert!(t.hold(S, pdu.clone()));
         assert!(t.hold(S, pdu.clone()));
         assert!(!t.hold(S, pdu.clone()), "per source");
         assert!(t.hold(X, pdu.clone()));
-        assert!(!t.hold(G, pdu), "in all");
+        assert!(!t.hold(G, pdu.clone()), "per link");
+        assert!(t.hold(G, other.clone()));
+        assert!(!t.hold(G1, other), "in all");
         assert_eq!(t.take_held(&S).len(), 2);
-        assert_eq!(t.held_len(), 1);
+        assert_eq!(t.held_len(), 2);
+        assert!(t.hold(G1, pdu), "the link's share came back");
     }
 }

@@ -165,10 +165,13 @@ impl RouterCore {
         let fib = Arc::new(Fib::new([rng.r#gen(), rng.r#gen()]));
         let entitle = entitle::Entitlements::new(
             [rng.r#gen(), rng.r#gen()],
-            config.max_entitlements,
-            config.max_records_per_lookup,
-            config.held_per_source,
-            config.held_total,
+            entitle::HoldBounds {
+                max_names: config.max_entitlements,
+                max_grants_per_name: config.max_records_per_lookup,
+                held_per_source: config.held_per_source,
+                held_per_link: config.held_per_link,
+                held_total: config.held_total,
+            },
         );
         Ok(RouterCore {
             name: identity.name(),
