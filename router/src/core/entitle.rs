@@ -567,7 +567,9 @@ impl RouterCore {
             if !self.links.contains_key(&link) {
                 continue;
             }
-            if self.entitle.vouched(now, name) {
+            // Vouched by its own record, or by a record that named it
+            // since (this router wants to dial it).
+            if self.entitle.vouched(now, name) || self.dialing.contains_key(&name) {
                 self.peer_accepted(now, link, name, Trust::Vouched);
             } else {
                 self.refuse_peer(now, link, name, PeeringError::NotVouched);
