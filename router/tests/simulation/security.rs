@@ -712,3 +712,27 @@ fn a_stale_loop_between_vouched_peers_is_cut_by_the_source_check() {
     assert_eq!(s1.dropped.bad_source, 1);
     assert_eq!(s1.dropped.ttl + s2.dropped.ttl, 0);
 }
+
+#[test]
+fn pdus_right_behind_a_hello_wait_while_the_directory_vouches_for_the_peer() {
+    let (mut net, routers) = overlay(2, |_| {});
+    let (victim, peer) = (routers[0], routers[1]);
+    let server = attached(&mut net, Kind::Server, "store", victim);
+    let own = attached(&mut net, Kind::Client, "own", peer);
+    let (s, o) = (name(&net, server), name(&net, own));
+    // The peer's hello and its endpoint's PDUs leave together, before the
+    // victim has looked the peer up.
+    let link = net.link_routers(peer, victim);
+    net.send_from_router(peer, link, vec![forged(o, s, 1), forged(o, s, 2)]);
+    net.run_for(SECOND);
+    let got: Vec<u64> = net
+        .endpoint(server)
+        .data_from(o)
+        .map(|p| p.header.seq)
+        .collect();
+    assert_eq!(got, vec![1, 2]);
+    let st = net.router(victim).stats();
+    // Held behind the peer's name, then behind the endpoint's.
+    assert_eq!(st.entitlement_misses, 4);
+    assert_eq!(st.dropped.total(), 0);
+}
