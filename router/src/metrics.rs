@@ -21,6 +21,8 @@
 //! | `gdp_router_lookups_total`, `gdp_router_lookup_failures_total` | counter | directory resolutions |
 //! | `gdp_router_cache_hits_total`, `gdp_router_cache_misses_total` | counter | FIB hits and misses |
 //! | `gdp_router_bad_records_total` | counter | directory records that failed to decode or verify |
+//! | `gdp_router_peers_refused_total` | counter | router links the peering policy refused (not a router, not trusted under `trusted-only`, not vouched for by the directory) |
+//! | `gdp_router_entitlement_misses_total` | counter | PDUs from directory-vouched routers held (or dropped) because their source's entitlement was not known yet; failed checks count as `gdp_router_dropped_total{reason="bad_source"}` |
 //! | `gdp_router_pending_pdus`, `gdp_router_pending_bytes`, `gdp_router_links`, `gdp_router_fib_entries` | gauge | current state |
 //! | `gdp_router_attach_timeouts_total` | counter | unproven links closed at `attach_timeout` |
 //! | `gdp_router_links_refused_total{reason}` | counter | new links closed at once: `unproven` (`max_unproven_links`), `per_peer` (`max_links_per_peer`) |
@@ -265,6 +267,11 @@ pub fn render(s: &Snapshot) -> String {
             "gdp_router_peers_refused_total",
             "Router links refused by the peering policy.",
             c.peers_refused,
+        ),
+        (
+            "gdp_router_entitlement_misses_total",
+            "PDUs from directory-vouched routers held or dropped because their source's entitlement was not known yet.",
+            c.entitlement_misses,
         ),
         (
             "gdp_router_links_closed_total",
@@ -767,6 +774,8 @@ mod tests {
             "gdp_router_info{{name=\"{name}\",backend=\"memory\"}} 1"
         )));
         assert!(text.contains("gdp_router_dropped_total{reason=\"bad_source\"} 0"));
+        assert!(text.contains("gdp_router_entitlement_misses_total 0"));
+        assert!(text.contains("gdp_router_peers_refused_total 0"));
         assert!(text.contains("gdp_router_dropped_total{reason=\"lookup_limit\"} 0"));
         assert!(text.contains("gdp_router_links_refused_total{reason=\"unproven\"} 0"));
         assert!(text.contains("gdp_router_links_refused_total{reason=\"per_peer\"} 0"));

@@ -211,7 +211,8 @@ async fn idle_routers_publish_their_records_at_start() {
 /// crosses from one path to the other mid-flow however long the lookup
 /// takes. Whatever arrives must arrive in order, the first PDU (which
 /// started the lookup) through the core, and every PDU is either delivered
-/// or counted as dropped.
+/// or counted as dropped (by r1 while it looks b up, or by r2 while it
+/// checks, with one lookup of r1 and one of a, that r1 may send for a).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pdus_sent_before_a_lookup_ends_keep_their_order_through_the_fast_path() {
     let redis = RedisServer::start();
@@ -248,14 +249,19 @@ async fn pdus_sent_before_a_lookup_ends_keep_their_order_through_the_fast_path()
     }
     let sent = sent.expect("the loop ends once the sender has");
     let m = r1.metrics();
-    let dropped = m["gdp_router_dropped_total{reason=\"queue_full\"}"];
+    // Dropped while r1 looked b up, and while r2 looked a up to check that
+    // r1 may send in a's name (r1 is no trusted peer of r2).
+    let full = "gdp_router_dropped_total{reason=\"queue_full\"}";
+    let dropped = m[full] + r2.metrics()[full];
     let fast = m["gdp_router_fast_forwarded_total"];
     eprintln!(
-        "{received} of {sent} delivered, {dropped} dropped while the lookup ran, {fast} forwarded by r1's link readers"
+        "{received} of {sent} delivered, {dropped} dropped while the lookups ran, {fast} forwarded by r1's link readers"
     );
     assert_eq!(received as f64 + dropped, sent as f64);
     assert_eq!(first, 1, "the PDU that started the lookup is delivered");
-    assert!(fast > 0.0 && fast < received as f64);
+    // Some through r1's core, the rest through its link readers (r2 may
+    // have dropped some of either while it looked a up).
+    assert!(fast > 0.0 && fast < sent as f64);
 }
 
 /// Sends PDUs numbered from 1 from `src` to `dst`, in batches with a pause

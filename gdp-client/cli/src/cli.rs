@@ -75,6 +75,9 @@ pub(crate) enum Command {
     /// Issue and inspect certificates.
     #[command(subcommand)]
     Cert(CertCommand),
+    /// Trust-domain keys, and certificates admitting routers to a domain.
+    #[command(subcommand)]
+    Domain(DomainCommand),
     /// Start a local GDP in this process and show it at work.
     Demo(Demo),
 }
@@ -264,6 +267,51 @@ pub(crate) struct Show {
     /// Check an AdCert against this capsule (name or capsule file).
     #[arg(long)]
     pub(crate) capsule: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum DomainCommand {
+    /// Create a trust-domain key file and print its public key (what
+    /// routers are given with --trusted-domain).
+    Keygen(DomainKeygen),
+    /// Admit a router to the domain: write the certificate that
+    /// gdp-router --domain-cert reads.
+    Issue(DomainIssue),
+    /// Print a domain key file's public key.
+    Show(DomainShow),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DomainKeygen {
+    /// Where to write the key (mode 0600).
+    #[arg(short, long, value_name = "FILE", default_value = "domain.key")]
+    pub(crate) out: PathBuf,
+    /// Replace an existing key file.
+    #[arg(long)]
+    pub(crate) force: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DomainIssue {
+    /// The domain key file (from gdp domain keygen).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) domain_key: PathBuf,
+    /// The router to admit: its name, or its key file.
+    #[arg(long, value_name = "NAME-OR-FILE")]
+    pub(crate) router: String,
+    /// How long the certificate is valid.
+    #[arg(long, value_name = "DURATION", default_value = "365d", value_parser = parse_duration)]
+    pub(crate) valid_for: Duration,
+    /// Where to write the certificate (binary, for gdp-router --domain-cert).
+    #[arg(short, long, value_name = "FILE")]
+    pub(crate) out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DomainShow {
+    /// The domain key file.
+    #[arg(long, value_name = "FILE", default_value = "domain.key")]
+    pub(crate) domain_key: PathBuf,
 }
 
 #[derive(Debug, Args)]

@@ -9,6 +9,8 @@
 //! gdp read <capsule> 1..10
 //! gdp tail -f <capsule>
 //! gdp ping <router or client name>
+//! gdp domain keygen -o domain.key              # a trust domain; prints its public key
+//! gdp domain issue --domain-key domain.key --router <router name or key file> -o router.domain-cert
 //! gdp demo                                     # a whole GDP in this process
 //! ```
 //!
@@ -31,11 +33,12 @@ mod capsules;
 mod cli;
 mod context;
 mod demo;
+mod domain;
 mod keys;
 mod net;
 mod output;
 
-use cli::{CapsuleCommand, CertCommand, Cli, Command};
+use cli::{CapsuleCommand, CertCommand, Cli, Command, DomainCommand};
 use context::Context;
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -53,6 +56,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ping(a) => net::ping(&ctx, a).await,
         Command::Cert(CertCommand::Issue(a)) => keys::issue(&ctx, a),
         Command::Cert(CertCommand::Show(a)) => keys::show(&ctx, a),
+        Command::Domain(DomainCommand::Keygen(a)) => domain::keygen(&ctx, a),
+        Command::Domain(DomainCommand::Issue(a)) => domain::issue(&ctx, a),
+        Command::Domain(DomainCommand::Show(a)) => domain::show(&ctx, a),
         Command::Demo(a) => demo::run(&ctx, a).await,
     }
 }

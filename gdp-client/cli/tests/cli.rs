@@ -502,3 +502,115 @@ fn the_demo_runs_a_whole_gdp_and_exits_zero() {
     let steps = json_lines(&me.ok(&["--json", "demo", "--records", "300", "--single", "3"]));
     assert_eq!(steps.last().expect("steps")["step"], "done");
 }
+
+#[test]
+fn domain_keygen_and_issue_write_what_the_router_loads() {
+    use gdp_certs::cert::{DOMAIN_CERT_LEN, DomainCert};
+    use gdp_certs::codec::Decode;
+    use gdp_certs::{Kind, PublicKey};
+    use gdp_testkit::{spawn_with_start_line, start_line_field, workspace_bin};
+
+    let dir = TempDir::new("cli-domain");
+    let op = User::new(dir.path(), "operator");
+    let key = op.home.join("domain.key");
+    let key_arg = key.to_str().expect("utf-8 path");
+    let made = json_lines(&op.ok(&["domain", "keygen", "-o", key_arg, "--json"]));
+    let public: PublicKey = made[0]["public_key"]
+        .as_str()
+        .expect("public key")
+        .parse()
+        .expect("a public key");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key).expect("key").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    assert_one_line_error(&op.run(&["domain", "keygen", "-o", key_arg]), 1, "--force");
+    let shown = op.ok(&["domain", "show", "--domain-key", key_arg]);
+    assert_eq!(shown.trim(), public.to_string());
+
+    // The router's key, made the way gdp-router makes it; the certificate
+    // names the router given by its key file.
+    let router_key = op.home.join("router.key");
+    let router = Identity::generate(Kind::Router, "edge").expect("router key");
+    router.save(&router_key).expect("saved");
+    let cert_file = op.home.join("router.domain-cert");
+    op.ok(&[
+        "domain",
+        "issue",
+        "--domain-key",
+        key_arg,
+        "--router",
+        router_key.to_str().expect("utf-8 path"),
+        "--valid-for",
+        "30d",
+        "-o",
+        cert_file.to_str().expect("utf-8 path"),
+    ]);
+    let bytes = std::fs::read(&cert_file).expect("cert written");
+    assert_eq!(bytes.len(), DOMAIN_CERT_LEN);
+    let cert = DomainCert::decode(bytes).expect("decodes");
+    assert_eq!(cert.router(), router.name());
+    assert_eq!(cert.domain(), &public);
+    cert.verify(router.metadata(), &[public], Timestamp::now())
+        .expect("verifies for the router");
+    // By name, the same router.
+    let by_name = op.home.join("by-name.domain-cert");
+    op.ok(&[
+        "domain",
+        "issue",
+        "--domain-key",
+        key_arg,
+        "--router",
+        &router.name().to_string(),
+        "-o",
+        by_name.to_str().expect("utf-8 path"),
+    ]);
+    let again = DomainCert::decode(std::fs::read(&by_name).expect("written")).expect("decodes");
+    assert_eq!(again.router(), router.name());
+
+    // A router started with the certificate and the domain key loads both.
+    let (_proc, line) = spawn_with_start_line(
+        Command::new(workspace_bin("gdp-router"))
+            .args([
+                "--key-file",
+                router_key.to_str().expect("utf-8 path"),
+                "--listen",
+                "127.0.0.1:0",
+                "--directory",
+                "memory",
+                "--log",
+                "warn",
+                "--domain-cert",
+                cert_file.to_str().expect("utf-8 path"),
+                "--trusted-domain",
+                &public.to_string(),
+            ])
+            .stderr(Stdio::inherit()),
+        "domain-router",
+        None,
+        Duration::from_secs(20),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        start_line_field(&line, "name"),
+        Some(router.name().to_string().as_str())
+    );
+
+    // Not a domain key: refused in one line.
+    assert_one_line_error(
+        &op.run(&[
+            "domain",
+            "issue",
+            "--domain-key",
+            router_key.to_str().expect("utf-8 path"),
+            "--router",
+            &router.name().to_string(),
+            "-o",
+            "x",
+        ]),
+        1,
+        "not a trust-domain key",
+    );
+}

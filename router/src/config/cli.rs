@@ -8,6 +8,7 @@ use std::time::Duration;
 use gdp_certs::{Name, PublicKey};
 
 use super::parse_duration;
+use crate::core::PeeringPolicy;
 use crate::directory::DirectoryConfig;
 
 /// A `--via` value: `NAME@HOST:PORT`.
@@ -74,10 +75,19 @@ pub struct Cli {
     /// This router's trust-domain certificate file.
     #[arg(long, value_name = "FILE")]
     pub domain_cert: Option<PathBuf>,
-    /// A trusted trust-domain key; repeat for several. When any is given,
-    /// only routers with a certificate from one of them are peered with.
+    /// A trusted trust-domain key; repeat for several. Routers with a
+    /// certificate from one of them are trusted peers (their PDUs' sources
+    /// are not checked).
     #[arg(long, value_name = "KEY")]
     pub trusted_domain: Vec<PublicKey>,
+    /// A router trusted by name; repeat for several.
+    #[arg(long, value_name = "NAME")]
+    pub trusted_peer: Vec<Name>,
+    /// Which router links are accepted: vouched (default: trusted peers,
+    /// and routers the directory vouches for, whose sources are checked),
+    /// trusted-only, or insecure-open (any router, no source check).
+    #[arg(long, value_name = "POLICY")]
+    pub peering: Option<PeeringPolicy>,
     /// SO_SNDBUF requested for the UDP socket, in bytes.
     #[arg(long, value_name = "BYTES")]
     pub socket_send_buffer: Option<usize>,

@@ -8,6 +8,7 @@ use gdp_certs::{Name, PublicKey};
 use serde::Deserialize;
 
 use super::{ConfigError, MAX_CONFIG_LEN, parse_duration};
+use crate::core::PeeringPolicy;
 use crate::directory::DirectoryConfig;
 
 /// A duration in the config file: a string with a unit or a number of
@@ -50,16 +51,30 @@ fn public_keys<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<PublicKey>,
         .collect()
 }
 
+/// A peering policy in its text form.
+fn peering_policy<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<PeeringPolicy>, D::Error> {
+    Option::<String>::deserialize(d)?
+        .map(|p| p.parse().map_err(serde::de::Error::custom))
+        .transpose()
+}
+
 /// The `[trust]` table.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrustConfig {
     /// This router's domain certificate (the binary encoding).
     pub domain_cert: Option<PathBuf>,
-    /// Trust-domain keys whose members this router peers with; empty means
-    /// any router.
+    /// Trust-domain keys: routers with a certificate from one of them are
+    /// trusted peers.
     #[serde(deserialize_with = "public_keys")]
     pub trusted_domains: Vec<PublicKey>,
+    /// Routers trusted by name.
+    pub trusted_peers: Vec<Name>,
+    /// `vouched` (the default), `trusted-only` or `insecure-open`.
+    #[serde(deserialize_with = "peering_policy")]
+    pub peering: Option<PeeringPolicy>,
 }
 
 /// The `[socket]` table.
@@ -118,6 +133,14 @@ pub struct LimitsConfig {
     pub pending_per_name: Option<usize>,
     /// Most PDUs waiting for all unresolved names.
     pub pending_total: Option<usize>,
+    /// Most source names whose entitlements are remembered.
+    pub max_entitlements: Option<usize>,
+    /// Most PDUs from vouched peers held for one source being checked.
+    pub held_per_source: Option<usize>,
+    /// Most PDUs held from one vouched peer's link.
+    pub held_per_link: Option<usize>,
+    /// Most PDUs from vouched peers held in all.
+    pub held_total: Option<usize>,
 }
 
 /// The config file as written: every key optional.

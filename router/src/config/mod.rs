@@ -25,8 +25,10 @@
 //! addresses = ["10.0.0.1:7474"]
 //!
 //! [trust]
+//! peering = "vouched"                   # or "trusted-only", "insecure-open"
 //! domain_cert = "/etc/gdp/domain.cert"  # this router's membership (binary DomainCert)
 //! trusted_domains = ["<trust-domain public key>"]
+//! trusted_peers = ["<router name>"]     # routers trusted by name
 //!
 //! [socket]
 //! send_buffer = 4194304
@@ -53,6 +55,10 @@
 //! max_violations = 16      # malformed, oversized or spoofed PDUs before a link is cut
 //! pending_per_name = 64
 //! pending_total = 4096
+//! max_entitlements = 65536 # source names whose entitling records are remembered
+//! held_per_source = 64     # PDUs from vouched peers held while their source is checked
+//! held_per_link = 256
+//! held_total = 1024
 //!
 //! [capsule_server]         # handed as it is to the embedded capsule server
 //! ```
@@ -68,7 +74,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use gdp_certs::PublicKey;
+use gdp_certs::{Name, PublicKey};
 
 #[cfg(feature = "daemon")]
 pub use cli::{Cli, ViaArg};
@@ -76,6 +82,7 @@ pub use file::{
     ConfigDuration, FileConfig, LimitsConfig, SocketConfig, TimingConfig, TrustConfig, ViaConfig,
 };
 
+use crate::core::PeeringPolicy;
 use crate::directory::{DirectoryConfig, DirectoryOptions};
 
 /// The UDP port a router listens on when nothing else is configured.
@@ -187,6 +194,10 @@ pub struct RouterSettings {
     pub domain_cert: Option<PathBuf>,
     /// Trusted trust-domain keys.
     pub trusted_domains: Vec<PublicKey>,
+    /// Routers trusted by name.
+    pub trusted_peers: Vec<Name>,
+    /// The peering policy.
+    pub peering: PeeringPolicy,
     /// Requested `SO_SNDBUF`.
     pub socket_send_buffer: usize,
     /// Requested `SO_RCVBUF`.
@@ -228,6 +239,14 @@ pub struct RouterSettings {
     pub pending_per_name: usize,
     /// Pending PDUs in all.
     pub pending_total: usize,
+    /// Source names whose entitlements are remembered.
+    pub max_entitlements: usize,
+    /// PDUs from vouched peers held per source while it is checked.
+    pub held_per_source: usize,
+    /// PDUs held from one vouched peer's link.
+    pub held_per_link: usize,
+    /// PDUs from vouched peers held in all.
+    pub held_total: usize,
     /// The `[capsule_server]` table, if present.
     pub capsule_server: Option<toml::Value>,
 }
@@ -250,6 +269,8 @@ impl Default for RouterSettings {
             via: None,
             domain_cert: None,
             trusted_domains: Vec::new(),
+            trusted_peers: core.trusted_peers.clone(),
+            peering: core.peering,
             socket_send_buffer: transport.socket_send_buffer,
             socket_recv_buffer: transport.socket_recv_buffer,
             record_ttl: core.record_ttl,
@@ -270,6 +291,10 @@ impl Default for RouterSettings {
             max_violations: core.max_violations,
             pending_per_name: core.pending_per_name,
             pending_total: core.pending_total,
+            max_entitlements: core.max_entitlements,
+            held_per_source: core.held_per_source,
+            held_per_link: core.held_per_link,
+            held_total: core.held_total,
             capsule_server: None,
         }
     }
@@ -329,6 +354,12 @@ impl RouterSettings {
         } else {
             cli.trusted_domain.clone()
         };
+        let trusted_peers = if cli.trusted_peer.is_empty() {
+            file.trust.trusted_peers
+        } else {
+            cli.trusted_peer.clone()
+        };
+        let peering = pick(cli.peering, file.trust.peering, d.peering);
         let t = file.timing;
         let directory_options = DirectoryOptions::default().with_timeout(pick_duration(
             cli.directory_timeout,
@@ -347,6 +378,8 @@ impl RouterSettings {
             via,
             domain_cert: cli.domain_cert.clone().or(file.trust.domain_cert),
             trusted_domains,
+            trusted_peers,
+            peering,
             socket_send_buffer: pick(
                 cli.socket_send_buffer,
                 file.socket.send_buffer,
@@ -383,6 +416,10 @@ impl RouterSettings {
             ),
             pending_per_name: pick(None, file.limits.pending_per_name, d.pending_per_name),
             pending_total: pick(None, file.limits.pending_total, d.pending_total),
+            max_entitlements: pick(None, file.limits.max_entitlements, d.max_entitlements),
+            held_per_source: pick(None, file.limits.held_per_source, d.held_per_source),
+            held_per_link: pick(None, file.limits.held_per_link, d.held_per_link),
+            held_total: pick(None, file.limits.held_total, d.held_total),
             capsule_server: file.capsule_server,
             data_dir,
         };
@@ -424,6 +461,20 @@ impl RouterSettings {
             return bad(
                 "limits",
                 "max_links_per_address and max_dials must be at least 1".into(),
+            );
+        }
+        if [
+            self.max_entitlements,
+            self.held_per_source,
+            self.held_per_link,
+            self.held_total,
+        ]
+        .contains(&0)
+        {
+            return bad(
+                "limits",
+                "max_entitlements, held_per_source, held_per_link and held_total must be at least 1"
+                    .into(),
             );
         }
         if let Some(via) = &self.via
@@ -476,6 +527,8 @@ impl RouterSettings {
             }),
             domain_cert,
             trusted_domains: self.trusted_domains.clone(),
+            trusted_peers: self.trusted_peers.clone(),
+            peering: self.peering,
             record_ttl: self.record_ttl,
             cache_ttl: self.cache_ttl,
             negative_ttl: self.negative_ttl,
@@ -486,6 +539,10 @@ impl RouterSettings {
             max_violations: self.max_violations,
             pending_per_name: self.pending_per_name,
             pending_total: self.pending_total,
+            max_entitlements: self.max_entitlements,
+            held_per_source: self.held_per_source,
+            held_per_link: self.held_per_link,
+            held_total: self.held_total,
             ..crate::core::CoreConfig::default()
         }
     }
@@ -522,8 +579,6 @@ mod tests {
     use super::*;
     #[cfg(feature = "daemon")]
     use clap::Parser;
-    #[cfg(feature = "daemon")]
-    use gdp_certs::Name;
     #[cfg(feature = "daemon")]
     use std::path::Path;
 
@@ -647,6 +702,53 @@ mod tests {
             })
         ));
         assert!(Cli::try_parse_from(["gdp-router", "--via", "nonsense"]).is_err());
+    }
+
+    #[test]
+    #[cfg(feature = "daemon")]
+    fn the_peering_policy_and_trusted_peers_come_from_the_file_or_the_command_line() {
+        let s = RouterSettings::resolve(FileConfig::default(), &cli(&[])).expect("valid");
+        assert_eq!(s.peering, PeeringPolicy::Vouched);
+        assert!(s.trusted_peers.is_empty());
+        let (a, b) = (Name::from_bytes([1; 32]), Name::from_bytes([2; 32]));
+        let file = FileConfig::parse(
+            &format!("[trust]\npeering = \"trusted-only\"\ntrusted_peers = [\"{a}\"]\n"),
+            Path::new("t.toml"),
+        )
+        .expect("parses");
+        let s = RouterSettings::resolve(file.clone(), &cli(&[])).expect("valid");
+        assert_eq!(s.peering, PeeringPolicy::TrustedOnly);
+        assert_eq!(s.trusted_peers, vec![a]);
+        let core = s.core_config(vec![], None);
+        assert_eq!(core.peering, PeeringPolicy::TrustedOnly);
+        assert_eq!(core.trusted_peers, vec![a]);
+        assert_eq!(core.held_per_source, 64);
+        let limits = FileConfig::parse(
+            "[limits]\nmax_entitlements = 10\nheld_per_source = 2\nheld_total = 5\n",
+            Path::new("t.toml"),
+        )
+        .expect("parses");
+        let core = RouterSettings::resolve(limits, &cli(&[]))
+            .expect("valid")
+            .core_config(vec![], None);
+        assert_eq!(
+            (core.max_entitlements, core.held_per_source, core.held_total),
+            (10, 2, 5)
+        );
+        let s = RouterSettings::resolve(
+            file,
+            &cli(&[
+                "--peering",
+                "insecure-open",
+                "--trusted-peer",
+                &b.to_string(),
+            ]),
+        )
+        .expect("valid");
+        assert_eq!(s.peering, PeeringPolicy::InsecureOpen);
+        assert_eq!(s.trusted_peers, vec![b]);
+        assert!(FileConfig::parse("[trust]\npeering = \"anyone\"", Path::new("t.toml")).is_err());
+        assert!(Cli::try_parse_from(["gdp-router", "--peering", "open"]).is_err());
     }
 
     #[test]

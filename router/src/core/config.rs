@@ -7,6 +7,8 @@ use gdp_certs::cert::{DomainCert, MAX_ROUTE_ADDRESSES};
 use gdp_certs::{Kind, Name, PublicKey};
 use gdp_proto::control::MAX_HELLO_ADDRESSES;
 
+use super::peering::PeeringPolicy;
+
 /// A gateway router: the router that a router without a public address
 /// dials at start, and names as `via` in its route records.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,10 +52,29 @@ pub struct CoreConfig {
     pub gateway: Option<Gateway>,
     /// This router's trust-domain certificate, sent in its hellos.
     pub domain_cert: Option<DomainCert>,
-    /// Peering policy: when not empty, a router link is used only if the
-    /// peer's hello carries a domain certificate signed by one of these
-    /// keys; otherwise the link is refused and closed.
+    /// Trust-domain keys: a peer whose hello carries a domain certificate
+    /// signed by one of these keys is a trusted peer (see
+    /// [`PeeringPolicy`]). Empty by default.
     pub trusted_domains: Vec<PublicKey>,
+    /// Routers trusted by name, as the operator configured them: trusted
+    /// peers (see [`PeeringPolicy`]). Empty by default.
+    pub trusted_peers: Vec<Name>,
+    /// Which router links are accepted, and how far their PDUs are
+    /// trusted. Default [`PeeringPolicy::Vouched`].
+    pub peering: PeeringPolicy,
+    /// Most source names whose entitlements (the routers verified records
+    /// name for them) are remembered at once. Default 65,536.
+    pub max_entitlements: usize,
+    /// Most PDUs from directory-vouched peers held for one source while
+    /// its entitlement is looked up. Default 64, as `pending_per_name`.
+    pub held_per_source: usize,
+    /// Most PDUs from one directory-vouched peer's link held while their
+    /// sources' entitlements are looked up, so that one peer cannot take
+    /// the whole hold. Default 256.
+    pub held_per_link: usize,
+    /// Most PDUs from directory-vouched peers held in all while their
+    /// sources' entitlements are looked up. Default 1,024.
+    pub held_total: usize,
     /// Lifetime of the route records this router publishes. Records are
     /// republished at two thirds of their lifetime.
     pub record_ttl: Duration,
@@ -151,6 +172,12 @@ impl Default for CoreConfig {
             gateway: None,
             domain_cert: None,
             trusted_domains: Vec::new(),
+            trusted_peers: Vec::new(),
+            peering: PeeringPolicy::default(),
+            max_entitlements: 65_536,
+            held_per_source: 64,
+            held_per_link: 256,
+            held_total: 1024,
             record_ttl: Duration::from_secs(300),
             cache_ttl: Duration::from_secs(60),
             negative_ttl: Duration::from_secs(1),
@@ -273,6 +300,10 @@ impl CoreConfig {
             ("max_records_per_lookup", self.max_records_per_lookup),
             ("max_violations", self.max_violations as usize),
             ("max_attach_failures", self.max_attach_failures as usize),
+            ("max_entitlements", self.max_entitlements),
+            ("held_per_source", self.held_per_source),
+            ("held_per_link", self.held_per_link),
+            ("held_total", self.held_total),
         ] {
             if v == 0 {
                 return Err(ConfigError::ZeroLimit(what));

@@ -43,8 +43,14 @@ use super::io::LinkId;
 pub enum RouteKind {
     /// An endpoint attached to this router, or a capsule it advertised.
     Local,
-    /// A router at the other end of a direct link.
+    /// A router at the other end of a direct link that is trusted to have
+    /// checked the sources of the PDUs it sends (a trusted peer, or any
+    /// peer under [`PeeringPolicy::InsecureOpen`](super::PeeringPolicy)).
     Neighbor,
+    /// A router at the other end of a direct link that the directory
+    /// vouched for: PDUs from it are forwarded only for sources it is
+    /// entitled to send for (see the `entitle` module).
+    Vouched,
     /// A route learned from a verified directory record (cached until it
     /// expires).
     Cached,

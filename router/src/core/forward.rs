@@ -5,7 +5,8 @@
 //! predicate over the FIB, the same one link readers run): when it
 //! forwards, the PDU is queued on its hop and that is all. Otherwise the
 //! slow path: dispatch by link role and PDU type, check the source on
-//! endpoint links, then look the destination up:
+//! endpoint links and on links to directory-vouched routers (the `entitle`
+//! module), then look the destination up:
 //!
 //! - destination is this router: answer a Ping with a Pong, consume a NAK;
 //! - FIB hit: queue the *same* bytes for the next hop. Towards a router the
@@ -106,13 +107,19 @@ impl RouterCore {
                     _ => self.forward(now, header, bytes),
                 }
             }
-            LinkKind::Router { ready, .. } => match header.ptype {
+            LinkKind::Router { name, ready, .. } => match header.ptype {
                 PduType::Control => self.on_router_control(now, link, &header, bytes),
                 PduType::Advertise | PduType::Withdraw => {
                     self.stats.dropped.count(DropReason::Policy);
                 }
-                _ if !ready => self.stats.dropped.count(DropReason::Policy),
-                _ => self.forward(now, header, bytes),
+                _ if !ready => {
+                    let peer = *name;
+                    self.on_unready_router_pdu(link, peer, header, bytes);
+                }
+                _ => {
+                    let peer = *name;
+                    self.on_router_pdu(now, link, peer, header, bytes);
+                }
             },
         }
     }

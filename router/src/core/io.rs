@@ -185,6 +185,15 @@ pub enum PeeringError {
     /// domain keys.
     #[error("domain certificate: {0}")]
     DomainCert(CertError),
+    /// The peer is not a trusted peer, and the policy
+    /// ([`PeeringPolicy::TrustedOnly`](super::PeeringPolicy::TrustedOnly))
+    /// accepts no other.
+    #[error("not a trusted peer, and the peering policy accepts only those")]
+    NotTrusted,
+    /// The peer is not trusted, and no verified route record in the
+    /// directory names it (its own record is missing, invalid or expired).
+    #[error("no verified route record vouches for this router")]
+    NotVouched,
 }
 
 /// Why a directory lookup produced no records; the driver maps its backend

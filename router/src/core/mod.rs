@@ -40,7 +40,9 @@
 //!   Capsule servers then advertise capsules with AdCerts, each checked for
 //!   this server.
 //! - **Peering** (`peering` module): router links exchange hellos; the
-//!   peering policy may require a trust-domain certificate.
+//!   [`PeeringPolicy`] accepts trusted peers (trust-domain certificate,
+//!   explicit list, gateway) and peers the directory vouches for, whose
+//!   PDUs must come from sources they are entitled to (`entitle` module).
 //! - **Forwarding** (`forward` module): parse the header without copying
 //!   and ask [`fast::decide`] first, the same predicate a link reader runs
 //!   on the FIB alone: when it forwards, decrement the TTL in place and
@@ -75,6 +77,7 @@ use rand::{Rng, SeedableRng};
 
 mod attach;
 mod config;
+mod entitle;
 pub mod fast;
 mod fib;
 mod forward;
@@ -95,6 +98,7 @@ pub use fib::{Fib, FibEntry, FibReader, NameHasher, NameHasherBuilder, RouteKind
 pub use io::{
     Action, CloseReason, LinkId, LinkInfo, LinkPeer, LinkRole, LookupError, PeeringError, Transmit,
 };
+pub use peering::PeeringPolicy;
 pub use stats::{DropReason, Drops, LinksRefused, Stats};
 
 use attach::LinkState;
@@ -158,6 +162,8 @@ pub struct RouterCore {
     /// The gateway is not dialed again before this time.
     gateway_retry_at: Timestamp,
     next_seq: u64,
+    /// Source entitlements of vouched peers, and each router link's trust.
+    entitle: entitle::Entitlements,
 }
 
 impl RouterCore {
@@ -174,6 +180,16 @@ impl RouterCore {
             None => StdRng::from_entropy(),
         };
         let fib = Arc::new(Fib::new([rng.r#gen(), rng.r#gen()]));
+        let entitle = entitle::Entitlements::new(
+            [rng.r#gen(), rng.r#gen()],
+            entitle::HoldBounds {
+                max_names: config.max_entitlements,
+                max_grants_per_name: config.max_records_per_lookup,
+                held_per_source: config.held_per_source,
+                held_per_link: config.held_per_link,
+                held_total: config.held_total,
+            },
+        );
         Ok(RouterCore {
             name: identity.name(),
             identity,
@@ -199,6 +215,7 @@ impl RouterCore {
             shutting_down: false,
             gateway_retry_at: Timestamp::ZERO,
             next_seq: 1,
+            entitle,
             config,
         })
     }

@@ -217,7 +217,15 @@ impl RouterCore {
         result: Result<Vec<Bytes>, LookupError>,
     ) {
         self.start(now);
+        self.vouch_result(now, name, &result);
+        let answered = self
+            .resolving
+            .get(&name)
+            .is_some_and(|r| r.phase == Phase::Lookup);
         self.on_lookup_result(now, name, result);
+        if answered {
+            self.entitlement_settled(now, name, None);
+        }
         self.refresh_gauges();
     }
 
@@ -255,7 +263,10 @@ impl RouterCore {
                 .and_then(|r| r.verify(&name, now));
             match checked {
                 Ok(v) if v.router_name() == self.name => self.stats.stale_records += 1,
-                Ok(v) => candidates.push(v),
+                Ok(v) => {
+                    self.learn_record(now, name, &v);
+                    candidates.push(v);
+                }
                 Err(e) => {
                     self.stats.bad_records += 1;
                     tracing::debug!(name = %name.short(), error = %e, "bad route record");
@@ -332,6 +343,7 @@ impl RouterCore {
             self.lookup_limits.finish(origin);
         }
         self.install_cached(name, link, cap);
+        self.entitlement_settled(now, name, None);
         // The entry actually used: a local or neighbour entry beats the cache.
         let entry = self.fib.lookup(&name, now).unwrap_or(FibEntry {
             next_hop: link,
@@ -355,7 +367,7 @@ impl RouterCore {
         let keep = self.fib.get(&name).is_some_and(|e| {
             matches!(
                 e.kind,
-                RouteKind::Local | RouteKind::Neighbor | RouteKind::Static
+                RouteKind::Local | RouteKind::Neighbor | RouteKind::Vouched | RouteKind::Static
             ) && e.expires >= cap
         });
         if keep {
@@ -397,6 +409,7 @@ impl RouterCore {
             self.stats.dropped.count(DropReason::NoRoute);
             self.nak(now, &p.header, r.failure);
         }
+        self.entitlement_settled(now, name, Some(r.failure));
         for w in r.waiters {
             if self
                 .resolving

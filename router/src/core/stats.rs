@@ -9,7 +9,8 @@ pub enum DropReason {
     /// No route: nothing valid was found, or it waited too long.
     NoRoute,
     /// It came from an endpoint with a source name the endpoint did not
-    /// prove.
+    /// prove, or from a directory-vouched router with a source no verified
+    /// route record entitles that router to.
     BadSource,
     /// It could not be parsed, or its length disagrees with its header.
     Malformed,
@@ -179,6 +180,10 @@ pub struct Stats {
     pub dial_failures: u64,
     /// Router links refused by the peering policy.
     pub peers_refused: u64,
+    /// PDUs from directory-vouched peers whose source's entitlement was not
+    /// known yet: held while the source is resolved, or dropped when the
+    /// hold is full or the source is known to have no valid record.
+    pub entitlement_misses: u64,
     /// Links this router closed.
     pub links_closed: u64,
     /// Unproven links closed at their `attach_timeout`.

@@ -487,6 +487,13 @@ impl Network {
         self.transmit(link, End::Endpoint(endpoint), unreliable, false);
     }
 
+    /// Sends `pdus` as they are from `router`'s end of `link`, reliably,
+    /// bypassing its core: what a hostile router would send (any source,
+    /// any bytes).
+    pub fn send_from_router(&mut self, router: RouterId, link: LinkId, pdus: Vec<Bytes>) {
+        self.transmit(link, End::Router(router), pdus, true);
+    }
+
     /// Carries out what `router` queued (transmits and actions).
     pub fn flush_router(&mut self, router: RouterId) {
         self.drain_router(router);

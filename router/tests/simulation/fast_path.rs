@@ -10,7 +10,7 @@ use bytes::Bytes;
 use gdp_certs::{Kind, Name};
 use gdp_proto::pdu::{DEFAULT_TTL, Pdu, PduHeader};
 use gdp_proto::{Flags, PduType};
-use gdp_router::core::Stats;
+use gdp_router::core::{PeeringPolicy, Stats};
 use gdp_router::sim::{EndpointId, Network, ReceivedNak};
 
 use super::{SECOND, attached, name, overlay, send};
@@ -103,7 +103,10 @@ fn a_read_is_left_to_the_core_from_its_first_spoofed_pdu_on() {
 
 #[test]
 fn readers_see_a_new_route_only_once_the_router_has_flushed() {
-    let (mut net, routers) = overlay(3, |_| {});
+    // Routers linked by hand that trust each other: no lookup to vouch.
+    let (mut net, routers) = overlay(3, |cfg| {
+        cfg.router.peering = PeeringPolicy::InsecureOpen;
+    });
     let (r1, r2) = (routers[1], routers[2]);
     let link = net.link_routers(r1, r2);
     let client = attached(&mut net, Kind::Client, "client", r1);
@@ -133,7 +136,11 @@ fn readers_see_a_new_route_only_once_the_router_has_flushed() {
 
 #[test]
 fn a_loop_on_the_fast_path_still_ends_by_the_ttl() {
-    let (mut net, routers) = overlay(3, |_| {});
+    // Peers that check no sources (between vouched peers, the source check
+    // cuts the loop first).
+    let (mut net, routers) = overlay(3, |cfg| {
+        cfg.router.peering = PeeringPolicy::InsecureOpen;
+    });
     let (r1, r2) = (routers[1], routers[2]);
     let link = net.link_routers(r1, r2);
     let client = attached(&mut net, Kind::Client, "client", r1);

@@ -12,7 +12,7 @@ use gdp_proto::PduType;
 use gdp_proto::attach::{AttachViolation, EndpointAttachError};
 use gdp_proto::control::{AttachChallenge, ControlMessage, NakReason};
 use gdp_proto::pdu::{HEADER_LEN, MAX_PAYLOAD_LEN, Pdu, PduHeader};
-use gdp_router::core::CoreConfig;
+use gdp_router::core::{CoreConfig, PeeringPolicy, RouteKind};
 use gdp_router::sim::{AttachState, NetConfig, Network};
 
 use super::{SECOND, attached, name, overlay, send};
@@ -361,6 +361,7 @@ fn peering_policy_refuses_routers_outside_the_trust_domain() {
         net.now().saturating_add(year),
     );
     let member = |id: &Identity, cfg: &mut CoreConfig| {
+        cfg.peering = PeeringPolicy::TrustedOnly;
         cfg.trusted_domains = vec![domain.public()];
         cfg.domain_cert = Some(DomainCert::issue(&domain, id.name(), validity));
     };
@@ -485,4 +486,253 @@ fn an_endpoint_refuses_an_acceptance_before_its_proof() {
         ))
     );
     assert_eq!(net.router(routers[0]).stats().attaches, 0);
+}
+
+/// A Data PDU from `src` to `dst`, as a router would pass it on.
+fn forged(src: Name, dst: Name, seq: u64) -> Bytes {
+    let header = PduHeader::new(PduType::Data, dst, src, seq);
+    Pdu::new(header, Bytes::from_static(b"read this to the victim"))
+        .expect("small")
+        .to_bytes()
+}
+
+#[test]
+fn a_router_no_verified_record_names_is_refused_by_default() {
+    let (mut net, routers) = overlay(3, |_| {});
+    let victim = routers[0];
+    let (known, outsider) = (routers[1], routers[2]);
+    net.run_for(SECOND);
+    // The outsider's own record is gone from the directory: nothing
+    // vouches for its key.
+    let o = net.router_name(outsider);
+    net.directory_mut().unpublish(o, o);
+    assert!(net.directory().records(&o, net.now()).is_empty());
+
+    let vouched = net.link_routers(known, victim);
+    let refused = net.link_routers(outsider, victim);
+    net.run_for(SECOND);
+    let st = net.router(victim).stats();
+    assert_eq!(st.peers_refused, 1);
+    assert!(net.router(victim).link_info(refused).is_none());
+    assert!(net.router(victim).router_link(&o).is_none());
+    // The known router's own record vouched for it; its neighbour entry
+    // says its sources are checked.
+    let k = net.router_name(known);
+    assert_eq!(net.router(victim).router_link(&k), Some(vouched));
+    assert_eq!(
+        net.router(victim)
+            .fib()
+            .lookup(&k, net.now())
+            .map(|e| e.kind),
+        Some(RouteKind::Vouched)
+    );
+}
+
+#[test]
+fn a_vouched_peer_that_forges_sources_is_cut_off_and_nothing_reaches_the_server() {
+    let (mut net, routers) = overlay(3, |_| {});
+    let (victim, home, hostile) = (routers[0], routers[1], routers[2]);
+    let server = attached(&mut net, Kind::Server, "store", victim);
+    net.endpoint_mut(server).set_echo(true);
+    let target = attached(&mut net, Kind::Client, "target", home);
+    let own = attached(&mut net, Kind::Client, "own", hostile);
+    let (s, t, o) = (name(&net, server), name(&net, target), name(&net, own));
+    let link = net.link_routers(hostile, victim);
+    net.run_for(SECOND);
+    assert!(
+        net.router(victim)
+            .router_link(&net.router_name(hostile))
+            .is_some()
+    );
+
+    // The hostile router's own endpoint is its to send for: its first PDU
+    // waits for the endpoint's record, which names the hostile router.
+    send(&mut net, own, s, b"mine");
+    net.run_for(SECOND);
+    assert_eq!(net.endpoint(server).data_from(o).count(), 1);
+    assert_eq!(net.endpoint(own).data_from(s).count(), 1);
+    let st = net.router(victim).stats();
+    assert_eq!(st.entitlement_misses, 1);
+    assert_eq!(st.dropped.bad_source, 0);
+
+    // Requests in the target's name: its record names another router.
+    let max = net.router(victim).config().max_violations;
+    for seq in 0..u64::from(max) {
+        net.send_from_router(hostile, link, vec![forged(t, s, seq)]);
+        net.run_for(SECOND / 10);
+    }
+    net.run_for(SECOND);
+    let st = net.router(victim).stats();
+    assert_eq!(st.dropped.bad_source, u64::from(max));
+    assert_eq!(net.endpoint(server).data_from(t).count(), 0);
+    assert_eq!(net.endpoint(target).data_from(s).count(), 0);
+    // The last violation closed the link.
+    assert!(net.router(victim).link_info(link).is_none());
+    assert!(st.links_closed >= 1);
+}
+
+#[test]
+fn a_vouched_peer_cannot_send_in_the_name_of_a_source_nobody_publishes() {
+    let (mut net, routers) = overlay(2, |_| {});
+    let (victim, hostile) = (routers[0], routers[1]);
+    let server = attached(&mut net, Kind::Server, "store", victim);
+    let s = name(&net, server);
+    let link = net.link_routers(hostile, victim);
+    net.run_for(SECOND);
+    let ghost = Name::from_bytes([0x77; 32]);
+    net.send_from_router(hostile, link, vec![forged(ghost, s, 1)]);
+    net.run_for(SECOND);
+    let st = net.router(victim).stats();
+    assert_eq!(st.entitlement_misses, 1);
+    assert_eq!(st.dropped.bad_source, 1);
+    assert_eq!(net.endpoint(server).data_from(ghost).count(), 0);
+    // The ghost is remembered as unreachable: the next one is refused at
+    // once, without another lookup.
+    let lookups = st.lookups;
+    net.send_from_router(hostile, link, vec![forged(ghost, s, 2)]);
+    net.run_for(SECOND / 10);
+    let st = net.router(victim).stats();
+    assert_eq!(st.dropped.bad_source, 2);
+    assert_eq!(st.lookups, lookups);
+}
+
+#[test]
+fn a_trusted_domain_peer_is_not_checked_per_pdu() {
+    let domain = SecretKey::from_seed(&[0xd1; 32]);
+    let mut net = Network::new(NetConfig::default());
+    let year = Duration::from_secs(365 * 86_400);
+    let validity = Validity::new(
+        net.now().saturating_sub(year),
+        net.now().saturating_add(year),
+    );
+    let member = |id: &Identity, cfg: &mut CoreConfig| {
+        cfg.trusted_domains = vec![domain.public()];
+        cfg.domain_cert = Some(DomainCert::issue(&domain, id.name(), validity));
+    };
+    let a = net.add_router_with(member);
+    let b = net.add_router_with(member);
+    let elsewhere = net.add_router();
+    let server = attached(&mut net, Kind::Server, "store", a);
+    let far = attached(&mut net, Kind::Client, "far", elsewhere);
+    let (s, f) = (name(&net, server), name(&net, far));
+    let link = net.link_routers(b, a);
+    net.run_for(SECOND);
+    let bn = net.router_name(b);
+    assert_eq!(net.router(a).router_link(&bn), Some(link));
+    assert_eq!(
+        net.router(a).fib().lookup(&bn, net.now()).map(|e| e.kind),
+        Some(RouteKind::Neighbor)
+    );
+    let lookups = net.router(a).stats().lookups;
+
+    // A member of the domain is trusted to have checked its sources: a
+    // source whose record names another router passes, unresolved.
+    net.send_from_router(b, link, vec![forged(f, s, 1)]);
+    net.run_for(SECOND / 10);
+    assert_eq!(net.endpoint(server).data_from(f).count(), 1);
+    let st = net.router(a).stats();
+    assert_eq!(st.entitlement_misses, 0);
+    assert_eq!(st.dropped.bad_source, 0);
+    assert_eq!(st.lookups, lookups);
+}
+
+#[test]
+fn a_router_behind_a_gateway_peers_with_it_under_the_default_policy() {
+    let (mut net, routers) = overlay(2, |_| {});
+    let gateway = routers[0];
+    let private = net.add_private_router(gateway);
+    let client = attached(&mut net, Kind::Client, "client", routers[1]);
+    let server = attached(&mut net, Kind::Server, "hidden", private);
+    net.endpoint_mut(server).set_echo(true);
+    let (c, s) = (name(&net, client), name(&net, server));
+    send(&mut net, client, s, b"through the gateway");
+    net.run_for(2 * SECOND);
+    assert_eq!(net.endpoint(server).data_from(c).count(), 1);
+    assert_eq!(net.endpoint(client).data_from(s).count(), 1);
+    // The private router trusts its configured gateway; the gateway found
+    // the private router's own record in the directory, and checks the
+    // sources it sends for.
+    let (g, p) = (net.router_name(gateway), net.router_name(private));
+    let now = net.now();
+    assert_eq!(
+        net.router(private).fib().lookup(&g, now).map(|e| e.kind),
+        Some(RouteKind::Neighbor)
+    );
+    assert_eq!(
+        net.router(gateway).fib().lookup(&p, now).map(|e| e.kind),
+        Some(RouteKind::Vouched)
+    );
+    for r in [gateway, private, routers[1]] {
+        assert_eq!(net.router(r).stats().dropped.bad_source, 0);
+        assert_eq!(net.router(r).stats().peers_refused, 0);
+    }
+}
+
+#[test]
+fn trusted_only_refuses_a_vouched_router_and_insecure_open_checks_nothing() {
+    let mut net = Network::new(NetConfig::default());
+    let strict = net.add_router_with(|_, cfg| cfg.peering = PeeringPolicy::TrustedOnly);
+    let open = net.add_router_with(|_, cfg| cfg.peering = PeeringPolicy::InsecureOpen);
+    let other = net.add_router();
+    let server = attached(&mut net, Kind::Server, "store", open);
+    let s = name(&net, server);
+    let refused = net.link_routers(other, strict);
+    let link = net.link_routers(other, open);
+    net.run_for(SECOND);
+    assert_eq!(net.router(strict).stats().peers_refused, 1);
+    assert!(net.router(strict).link_info(refused).is_none());
+    // The open router forwards a source nobody publishes.
+    let ghost = Name::from_bytes([0x78; 32]);
+    net.send_from_router(other, link, vec![forged(ghost, s, 1)]);
+    net.run_for(SECOND / 10);
+    assert_eq!(net.endpoint(server).data_from(ghost).count(), 1);
+    assert_eq!(net.router(open).stats().dropped.bad_source, 0);
+}
+
+#[test]
+fn a_stale_loop_between_vouched_peers_is_cut_by_the_source_check() {
+    let (mut net, routers) = overlay(3, |_| {});
+    let (r1, r2) = (routers[1], routers[2]);
+    let link = net.link_routers(r1, r2);
+    let client = attached(&mut net, Kind::Client, "client", r1);
+    let ghost = Name::from_bytes([0x66; 32]);
+    let until = net.now().saturating_add(Duration::from_secs(60));
+    for r in [r1, r2] {
+        let now = net.now();
+        net.router_mut(r)
+            .install_route(now, ghost, link, until)
+            .expect("router link");
+    }
+    send(&mut net, client, ghost, b"round and round");
+    net.run_for(2 * SECOND);
+    // r2 passes it back (the client's record names r1, r2's peer), and r1
+    // knows its own endpoint does not come from r2.
+    let (s1, s2) = (net.router(r1).stats(), net.router(r2).stats());
+    assert_eq!(s1.forwarded + s2.forwarded, 2);
+    assert_eq!(s1.dropped.bad_source, 1);
+    assert_eq!(s1.dropped.ttl + s2.dropped.ttl, 0);
+}
+
+#[test]
+fn pdus_right_behind_a_hello_wait_while_the_directory_vouches_for_the_peer() {
+    let (mut net, routers) = overlay(2, |_| {});
+    let (victim, peer) = (routers[0], routers[1]);
+    let server = attached(&mut net, Kind::Server, "store", victim);
+    let own = attached(&mut net, Kind::Client, "own", peer);
+    let (s, o) = (name(&net, server), name(&net, own));
+    // The peer's hello and its endpoint's PDUs leave together, before the
+    // victim has looked the peer up.
+    let link = net.link_routers(peer, victim);
+    net.send_from_router(peer, link, vec![forged(o, s, 1), forged(o, s, 2)]);
+    net.run_for(SECOND);
+    let got: Vec<u64> = net
+        .endpoint(server)
+        .data_from(o)
+        .map(|p| p.header.seq)
+        .collect();
+    assert_eq!(got, vec![1, 2]);
+    let st = net.router(victim).stats();
+    // Held behind the peer's name, then behind the endpoint's.
+    assert_eq!(st.entitlement_misses, 4);
+    assert_eq!(st.dropped.total(), 0);
 }

@@ -11,7 +11,12 @@
 //!   install it; withdraw, relocation and teardown remove or move it);
 //! - a neighbour entry for a router points at a link only while that link
 //!   is a ready link to that router (the hello installs it; teardown
-//!   removes it, and another ready link to the same router takes over);
+//!   removes it, and another ready link to the same router takes over),
+//!   and its kind says the link's trust: [`RouteKind::Neighbor`](crate::core::RouteKind::Neighbor) for a
+//!   trusted peer, [`RouteKind::Vouched`](crate::core::RouteKind::Vouched) for one whose sources are
+//!   checked. The core's check of such a source accepts, before anything
+//!   else, the peer's own name and any source whose entry leads through
+//!   the link: exactly what `decide` accepts;
 //! - every entry's next hop is a link the core knows, because a link's
 //!   teardown removes every entry through it.
 //!
@@ -83,7 +88,9 @@ impl RouterCore {
         let admitted = match &self.links.get(&link)?.kind {
             LinkKind::Attaching { .. } => false,
             LinkKind::Endpoint(att) => !link_local && att.sends_as(&header.src),
-            LinkKind::Router { ready, .. } => !link_local && *ready,
+            LinkKind::Router { name, ready, .. } => {
+                !link_local && *ready && self.admits_from_router(now, link, *name, header.src)
+            }
         };
         if !admitted || header.dst == self.name {
             return None;

@@ -31,8 +31,12 @@
 //!    endpoint, the source's own entry is a local one through this link
 //!    (the core installs one for the attached name and each capsule it
 //!    advertised); for a router, the peer's entry is the neighbour entry
-//!    through this link (the core installs it once the peer's hello
-//!    passed);
+//!    through this link (the core installs it once the peering policy
+//!    accepted the peer), and if that entry says the peer is only
+//!    directory-vouched ([`RouteKind::Vouched`]), the source is the peer or
+//!    the source's own entry leads back through this link (the route the
+//!    core resolved from a verified record naming the peer): one more
+//!    lookup, and the core's entitlement check agrees with it;
 //! 3. the destination has an entry, and the view knows its next hop;
 //! 4. towards a router, the TTL is not zero (it is decremented on the way).
 //!
@@ -115,6 +119,10 @@ pub enum Reason {
     /// this link (its hello has not passed, or another link to it is the
     /// one in use).
     RouterLinkNotInUse,
+    /// From a directory-vouched router, with a source whose FIB entry does
+    /// not lead back through this link (the core checks the source's
+    /// entitlement, and holds or drops the PDU).
+    SourceNotEntitled,
     /// No usable FIB entry for the destination (the core looks it up).
     NoRoute,
     /// The destination's next hop is a link the view does not know.
@@ -159,11 +167,22 @@ pub fn decide<V: FibView + ?Sized>(fib: &V, at: &Ingress, header: &PduHeader) ->
             }
         }
         Peer::Router(name) => {
-            let in_use = fib
-                .entry(&name)
-                .is_some_and(|e| e.kind == RouteKind::Neighbor && e.next_hop == at.link);
-            if !in_use {
+            let Some(peer) = fib.entry(&name).filter(|e| e.next_hop == at.link) else {
                 return Verdict::Core(Reason::RouterLinkNotInUse);
+            };
+            match peer.kind {
+                RouteKind::Neighbor => {}
+                RouteKind::Vouched => {
+                    // The route back to the source leads to this peer.
+                    let entitled = header.src == name
+                        || fib
+                            .entry(&header.src)
+                            .is_some_and(|e| e.next_hop == at.link);
+                    if !entitled {
+                        return Verdict::Core(Reason::SourceNotEntitled);
+                    }
+                }
+                _ => return Verdict::Core(Reason::RouterLinkNotInUse),
             }
         }
     }

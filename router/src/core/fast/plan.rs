@@ -72,24 +72,35 @@ pub enum Handoff {
 /// One remembered lookup: a name and what the view said about it.
 type Remembered = Option<(Name, Option<FibEntry>)>;
 
-/// A view that remembers its last two entry lookups (see
-/// [`ReadPlan`]): a hit costs a name comparison or two, a miss replaces
-/// the one of the two used less recently.
+/// Lookups a [`Recent`] view remembers: a PDU from a directory-vouched
+/// router needs three (the peer, the source, the destination).
+const REMEMBERED: usize = 3;
+
+/// A view that remembers its last [`REMEMBERED`] entry lookups (see
+/// [`ReadPlan`]): a hit costs a few name comparisons, a miss replaces the
+/// one used least recently.
 #[derive(Debug)]
 struct Recent<V> {
     view: V,
-    slots: [Cell<Remembered>; 2],
-    /// The slot used most recently.
-    mru: Cell<usize>,
+    /// Most recently used first.
+    slots: [Cell<Remembered>; REMEMBERED],
 }
 
 impl<V> Recent<V> {
     fn new(view: V) -> Self {
         Recent {
             view,
-            slots: [Cell::new(None), Cell::new(None)],
-            mru: Cell::new(0),
+            slots: [Cell::new(None), Cell::new(None), Cell::new(None)],
         }
+    }
+
+    /// Moves slot `i` to the front, holding `value`.
+    #[inline]
+    fn promote(&self, i: usize, value: Remembered) {
+        for j in (1..=i).rev() {
+            self.slots[j].set(self.slots[j - 1].get());
+        }
+        self.slots[0].set(value);
     }
 }
 
@@ -100,14 +111,14 @@ impl<V: FibView> FibView for Recent<V> {
             if let Some((n, e)) = slot.get()
                 && n == *name
             {
-                self.mru.set(i);
+                if i > 0 {
+                    self.promote(i, Some((n, e)));
+                }
                 return e;
             }
         }
         let e = self.view.entry(name);
-        let victim = 1 - self.mru.get();
-        self.slots[victim].set(Some((*name, e)));
-        self.mru.set(victim);
+        self.promote(REMEMBERED - 1, Some((*name, e)));
         e
     }
 
@@ -136,9 +147,9 @@ impl<V: FibView> FibView for Recent<V> {
 /// reader stops.
 ///
 /// Within one read the plan asks the view about each name once in a row:
-/// it remembers the last two entries it looked up, which on a read from one
-/// source to one destination are the source's (or the peer router's) and
-/// the destination's.
+/// it remembers the last three entries it looked up, which on a read from
+/// one source to one destination are the source's, the destination's and,
+/// from a router, the peer router's.
 #[derive(Debug)]
 pub struct ReadPlan<'r, V> {
     fib: Recent<V>,

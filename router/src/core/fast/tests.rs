@@ -196,6 +196,65 @@ fn decide_leaves_the_rest_to_the_core_and_says_why() {
     );
 }
 
+const VOUCHED: Name = Name::from_bytes([3; 32]);
+const BEHIND: Name = Name::from_bytes([21; 32]);
+
+/// [`map`], with a directory-vouched router VOUCHED on router link 5 and
+/// BEHIND, a name whose route leads through it.
+fn vouched_map() -> Map {
+    let mut m = map();
+    m.entries.insert(VOUCHED, entry(5, RouteKind::Vouched));
+    m.entries.insert(BEHIND, entry(5, RouteKind::Cached));
+    m.routers.insert(LinkId(5), true);
+    m
+}
+
+fn from_vouched() -> Ingress {
+    Ingress {
+        router: ME,
+        link: LinkId(5),
+        peer: Peer::Router(VOUCHED),
+    }
+}
+
+#[test]
+fn decide_forwards_from_a_vouched_peer_only_the_sources_routed_back_through_it() {
+    let m = vouched_map();
+    // The peer itself, and a name whose route leads back through it.
+    assert_eq!(
+        decide(&m, &from_vouched(), &header(VOUCHED, A)),
+        to_endpoint(1)
+    );
+    assert_eq!(
+        decide(&m, &from_vouched(), &header(BEHIND, A)),
+        to_endpoint(1)
+    );
+    // A source routed through another peer, a local one, an unknown one.
+    for src in [FAR, B, Name::from_bytes([99; 32])] {
+        assert_eq!(
+            decide(&m, &from_vouched(), &header(src, A)),
+            Verdict::Core(Reason::SourceNotEntitled),
+            "{src}"
+        );
+    }
+    // A trusted peer is not asked.
+    assert_eq!(decide(&m, &from_peer(), &header(BEHIND, A)), to_endpoint(1));
+}
+
+#[test]
+fn a_plan_from_a_vouched_peer_looks_each_name_up_once_per_read() {
+    let m = vouched_map();
+    let runs: Vec<Bytes> = (0..20)
+        .map(|i| run(&[pdu(BEHIND, A, 2 * i), pdu(BEHIND, A, 2 * i + 1)]))
+        .collect();
+    let mut plan = ReadPlan::new(&m, from_vouched(), &runs);
+    let (stretches, handoff) = plan_all(&mut plan);
+    assert_eq!((stretches.len(), handoff), (1, None));
+    assert_eq!(stretches[0].pdus(), 40);
+    // The peer, the source and the destination, once each.
+    assert_eq!(m.lookups.get(), 3);
+}
+
 fn pdu(src: Name, dst: Name, seq: u64) -> Bytes {
     Pdu::new(with_seq(header(src, dst), seq), Bytes::from(vec![7; 24]))
         .expect("small")
@@ -316,6 +375,7 @@ fn arb_map() -> impl Strategy<Value = Map> {
     let kinds = prop::sample::select(vec![
         RouteKind::Local,
         RouteKind::Neighbor,
+        RouteKind::Vouched,
         RouteKind::Cached,
         RouteKind::Static,
     ]);

@@ -1,7 +1,8 @@
 //! The property that the fast path and the core decide the same: on any
 //! state the core can reach (endpoints attaching, attached, advertising and
-//! withdrawing capsules, router links ready or not, static and cached
-//! routes, some expired, links gone, the FIB sealed or not), a read handled
+//! withdrawing capsules, router links ready or not, trusted or vouched for
+//! by the directory, sources of vouched peers entitled or not, static and
+//! cached routes, some expired, links gone, the FIB sealed or not), a read handled
 //! by a link reader's [`ReadPlan`] and then the core leaves exactly what
 //! the core alone leaves: the same PDUs on the same links in the same
 //! order, the same counters, the same actions.
@@ -11,7 +12,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use gdp_certs::cert::{AdCert, Validity};
+use gdp_certs::cert::{AdCert, RouteRecord, RouteTarget, RtCert, Validity};
 use gdp_certs::codec::{Decode, Encode};
 use gdp_certs::{Identity, Kind, Metadata, Name, SecretKey, Timestamp};
 use gdp_proto::control::{AdvertiseEntry, AttachProof, ControlMessage, RouterHello};
@@ -22,7 +23,7 @@ use proptest::prelude::*;
 use super::run;
 use crate::core::attach::{LinkKind, LinkState};
 use crate::core::fast::{CoreView, FibView, Ingress, Peer, ReadPlan, Verdict, decide};
-use crate::core::{CoreConfig, Fib, FibEntry, LinkId, LinkPeer, RouteKind, RouterCore};
+use crate::core::{Action, CoreConfig, Fib, FibEntry, LinkId, LinkPeer, RouteKind, RouterCore};
 
 const NOW: Timestamp = Timestamp::from_secs(1_800_000_000);
 
@@ -36,10 +37,14 @@ fn identity(seed: u8, kind: Kind) -> Identity {
     .expect("short label")
 }
 
-/// Who and what the generated states are made of.
+/// Who and what the generated states are made of. Router 0 is a trusted
+/// peer (named in `trusted_peers`); router 1 is vouched for by the
+/// directory. The far endpoints are attached elsewhere: their records name
+/// one router or the other.
 struct Cast {
     endpoints: Vec<Identity>,
     routers: Vec<Identity>,
+    far: Vec<Identity>,
     owner: SecretKey,
     capsules: Vec<Metadata>,
 }
@@ -67,19 +72,42 @@ impl Cast {
                 identity(23, Kind::Client),
             ],
             routers: vec![identity(30, Kind::Router), identity(31, Kind::Router)],
+            far: vec![identity(50, Kind::Client), identity(51, Kind::Client)],
             owner,
             capsules,
         }
     }
 
     /// Every name a header may carry: the router's own, the endpoints',
-    /// the peers', the capsules', one nobody serves and zero.
+    /// the peers', the capsules', the far endpoints', one nobody serves and
+    /// zero.
     fn names(&self, me: Name) -> Vec<Name> {
         let mut names = vec![me, Name::from_bytes([0x66; 32]), Name::ZERO];
         names.extend(self.endpoints.iter().map(Identity::name));
         names.extend(self.routers.iter().map(Identity::name));
         names.extend(self.capsules.iter().map(Metadata::name));
+        names.extend(self.far.iter().map(Identity::name));
         names
+    }
+
+    /// A valid route record for `name` published by router `r`: the
+    /// router's own record, or a far endpoint's.
+    fn record(&self, name: Name, r: usize) -> Option<Bytes> {
+        let router = &self.routers[r];
+        let validity = Validity::starting_at(NOW, Duration::from_secs(3600));
+        let target = if name == router.name() {
+            RouteTarget::Router
+        } else {
+            let far = self.far.iter().find(|f| f.name() == name)?;
+            RouteTarget::Endpoint {
+                endpoint_md: far.metadata().clone(),
+                rtcert: RtCert::issue_by(far, router.name(), validity),
+            }
+        };
+        let addr = SocketAddr::from(([192, 0, 2, 9], 4433));
+        RouteRecord::sign(router, name, target, vec![addr], None, validity)
+            .ok()
+            .map(|r| r.to_bytes())
     }
 }
 
@@ -95,9 +123,14 @@ enum Op {
     Advertise(u64, usize),
     /// `Withdraw(link, capsule)`: the endpoint on the link withdraws it.
     Withdraw(u64, usize),
-    /// `RouterUp(link, router, hello)`: the router links on the link; its
-    /// hello passes if `hello`.
+    /// `RouterUp(link, router, hello)`: the router links on the link and,
+    /// if `hello`, sends its hello: router 0 is trusted at once; router 1
+    /// is looked up, and the directory answers with its own record.
     RouterUp(u64, usize, bool),
+    /// `Far(link, far, router)`: a PDU from far endpoint `far` arrives on
+    /// the link, and lookups of its name are answered with a record naming
+    /// `router` (so a vouched peer's source is learned, entitled or not).
+    Far(u64, usize, usize),
     /// `Route(name, link, secs)`: a static route (refused unless the link
     /// is a ready router link and the name is not local).
     Route(usize, u64, u64),
@@ -120,8 +153,9 @@ fn arb_op() -> impl Strategy<Value = Op> {
         1 => (link.clone(), 0..2usize).prop_map(|(l, c)| Op::Withdraw(l, c)),
         3 => (link.clone(), 0..2usize, prop::bool::weighted(0.8))
             .prop_map(|(l, r, h)| Op::RouterUp(l, r, h)),
-        1 => (0..11usize, link.clone(), 0..4u64).prop_map(|(n, l, s)| Op::Route(n, l, s)),
-        1 => (0..11usize, link.clone(), 0..4u64).prop_map(|(n, l, s)| Op::Cache(n, l, s)),
+        2 => (link.clone(), 0..2usize, 0..2usize).prop_map(|(l, f, r)| Op::Far(l, f, r)),
+        1 => (0..13usize, link.clone(), 0..4u64).prop_map(|(n, l, s)| Op::Route(n, l, s)),
+        1 => (0..13usize, link.clone(), 0..4u64).prop_map(|(n, l, s)| Op::Cache(n, l, s)),
         1 => link.prop_map(Op::Down),
         3 => Just(Op::Seal),
     ]
@@ -140,6 +174,7 @@ fn world(cast: &Cast, ops: &[Op]) -> World {
     let cfg = CoreConfig {
         addresses: vec![SocketAddr::from(([192, 0, 2, 1], 4433))],
         rng_seed: Some(3),
+        trusted_peers: vec![cast.routers[0].name()],
         ..CoreConfig::default()
     };
     let core = RouterCore::new(identity(1, Kind::Router), cfg).expect("valid configuration");
@@ -219,7 +254,17 @@ fn world(cast: &Cast, ops: &[Op]) -> World {
                         .to_pdu(w.core.name(), peer.name(), 1)
                         .expect("small");
                     w.core.handle_pdu(NOW, link, pdu.to_bytes());
+                    answer_lookups(&mut w.core, cast, r);
                 }
+            }
+            Op::Far(l, f, r) => {
+                let Some(dst) = w.on_link.values().next().map(|&e| cast.endpoints[e].name()) else {
+                    continue;
+                };
+                let header = PduHeader::new(PduType::Data, dst, cast.far[f].name(), 7).with_ttl(3);
+                let pdu = Pdu::new(header, Bytes::from_static(b"far")).expect("small");
+                w.core.handle_pdu(NOW, LinkId(l), pdu.to_bytes());
+                answer_lookups(&mut w.core, cast, r);
             }
             Op::Route(n, l, secs) => {
                 let until = NOW.saturating_add(Duration::from_secs(secs));
@@ -259,6 +304,19 @@ fn world(cast: &Cast, ops: &[Op]) -> World {
     drain(&mut w.core);
     while w.core.poll_action().is_some() {}
     w
+}
+
+/// Answers the core's lookups of names the cast has records for with a
+/// record published by router `r` (a router's own name: its own record);
+/// other actions are left out.
+fn answer_lookups(core: &mut RouterCore, cast: &Cast, r: usize) {
+    while let Some(action) = core.poll_action() {
+        if let Action::Lookup(name) = action {
+            let own = cast.routers.iter().position(|x| x.name() == name);
+            let record = cast.record(name, own.unwrap_or(r));
+            core.lookup_result(NOW, name, Ok(record.into_iter().collect()));
+        }
+    }
 }
 
 fn decode(bytes: &Bytes) -> Pdu {
@@ -315,7 +373,7 @@ fn arb_read() -> impl Strategy<Value = ReadSpec> {
         (
             prop_oneof![6 => Just(0), 1 => 0..PduType::ALL.len()],
             prop::bool::weighted(0.05),
-            prop_oneof![3 => Just(None), 1 => (0..11usize).prop_map(Some)],
+            prop_oneof![3 => Just(None), 1 => (0..13usize).prop_map(Some)],
             // Mostly names that may have entries: endpoints, capsules,
             // peers.
             prop_oneof![1 => 0..11usize, 3 => 3..7usize, 2 => 9..11usize, 1 => 7..9usize],
@@ -442,12 +500,16 @@ fn check_read(
 }
 
 /// A state the fast path has work in: two endpoints attached (the second
-/// a server with a capsule), a ready router link.
-const BUSY: [Op; 4] = [
+/// a server with a capsule), a trusted router link, a vouched one, a far
+/// source entitled from the vouched router and one that is not.
+const BUSY: [Op; 7] = [
     Op::Attach(1, 0),
     Op::Attach(2, 1),
     Op::Advertise(2, 0),
     Op::RouterUp(3, 0, true),
+    Op::RouterUp(4, 1, true),
+    Op::Far(4, 0, 1),
+    Op::Far(3, 1, 0),
 ];
 
 proptest! {
@@ -495,4 +557,36 @@ fn the_property_reaches_reads_the_fast_path_takes() {
     ];
     let taken = check_read(&cast, &ops, 0, 0, &read, &[false, true]).expect("agreement");
     assert_eq!(taken, 3);
+}
+
+#[test]
+fn the_property_reaches_entitled_and_unentitled_sources_of_a_vouched_peer() {
+    let cast = Cast::new();
+    let ops = [BUSY.to_vec(), vec![Op::Seal]].concat();
+    let w = world(&cast, &ops);
+    let vouched = cast.routers[1].name();
+    let link = w.core.router_link(&vouched).expect("the directory vouched");
+    assert_eq!(link, LinkId(4));
+    assert_eq!(
+        w.core.fib.get(&vouched).map(|e| e.kind),
+        Some(RouteKind::Vouched)
+    );
+    assert_eq!(
+        w.core.fib.get(&cast.routers[0].name()).map(|e| e.kind),
+        Some(RouteKind::Neighbor)
+    );
+    // Far endpoint 0's first PDU on link 4 waited for its record.
+    assert_eq!(w.core.stats().entitlement_misses, 1);
+    assert_eq!(w.core.stats().dropped.bad_source, 0);
+    // On link 4 (the fourth link up): far endpoint 0, whose record names
+    // router 1, to endpoint 0 and endpoint 1; then far endpoint 1, whose
+    // record names router 0, which stops the fast path.
+    let read: ReadSpec = vec![
+        (0, false, Some(11), 3, 2, 8),
+        (0, false, Some(11), 4, 2, 8),
+        (0, false, Some(12), 3, 2, 8),
+        (0, false, Some(11), 3, 2, 8),
+    ];
+    let taken = check_read(&cast, &ops, 3, 0, &read, &[true]).expect("agreement");
+    assert_eq!(taken, 2);
 }
