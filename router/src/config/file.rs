@@ -113,6 +113,9 @@ pub struct TimingConfig {
     pub audit_interval: Option<ConfigDuration>,
     /// A link whose full send queue takes nothing for this long is closed.
     pub stall_timeout: Option<ConfigDuration>,
+    /// How long a new link may take to prove a name (attach, or a router's
+    /// hello) before it is closed.
+    pub attach_timeout: Option<ConfigDuration>,
 }
 
 /// The `[limits]` table.
@@ -141,6 +144,16 @@ pub struct LimitsConfig {
     pub held_per_link: Option<usize>,
     /// Most PDUs from vouched peers held in all.
     pub held_total: Option<usize>,
+    /// Most links at once that have not proved a name.
+    pub max_unproven_links: Option<usize>,
+    /// Most links of one proven name (an endpoint or a router).
+    pub max_links_per_peer: Option<usize>,
+    /// Most bytes of PDUs waiting for routes, in all.
+    pub pending_bytes: Option<usize>,
+    /// Most PDUs of one source waiting for routes.
+    pub pending_per_source: Option<usize>,
+    /// Most resolutions in flight for one source.
+    pub max_lookups_per_source: Option<usize>,
 }
 
 /// The config file as written: every key optional.

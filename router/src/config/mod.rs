@@ -46,6 +46,7 @@
 //! idle_timeout = "30s"     # a silent link is down after this
 //! audit_interval = "10s"   # how often the directory is checked for lost records
 //! stall_timeout = "2s"     # a link whose full queue takes nothing this long is closed
+//! attach_timeout = "5s"    # a new link must prove a name (attach, hello) within this
 //!
 //! [limits]
 //! max_links = 10000
@@ -59,6 +60,11 @@
 //! held_per_source = 64     # PDUs from vouched peers held while their source is checked
 //! held_per_link = 256
 //! held_total = 1024
+//! max_unproven_links = 1024  # links at once that have not proved a name
+//! max_links_per_peer = 4   # links of one endpoint or router name
+//! pending_bytes = 67108864 # bytes of PDUs waiting for routes, in all
+//! pending_per_source = 256 # PDUs of one source waiting for routes
+//! max_lookups_per_source = 64  # resolutions in flight for one source
 //!
 //! [capsule_server]         # handed as it is to the embedded capsule server
 //! ```
@@ -224,6 +230,8 @@ pub struct RouterSettings {
     pub audit_interval: Duration,
     /// A link whose full send queue takes nothing for this long is closed.
     pub stall_timeout: Duration,
+    /// How long a new link may take to prove a name.
+    pub attach_timeout: Duration,
     /// Most links.
     pub max_links: usize,
     /// Most inbound links from one source IP address.
@@ -247,6 +255,16 @@ pub struct RouterSettings {
     pub held_per_link: usize,
     /// PDUs from vouched peers held in all.
     pub held_total: usize,
+    /// Links at once that have not proved a name.
+    pub max_unproven_links: usize,
+    /// Links of one proven name.
+    pub max_links_per_peer: usize,
+    /// Bytes of PDUs waiting for routes, in all.
+    pub pending_bytes: usize,
+    /// PDUs of one source waiting for routes.
+    pub pending_per_source: usize,
+    /// Resolutions in flight for one source.
+    pub max_lookups_per_source: usize,
     /// The `[capsule_server]` table, if present.
     pub capsule_server: Option<toml::Value>,
 }
@@ -284,6 +302,7 @@ impl Default for RouterSettings {
             idle_timeout: transport.idle_timeout,
             audit_interval: driver.audit_interval,
             stall_timeout: driver.stall_timeout,
+            attach_timeout: core.attach_timeout,
             max_links: transport.max_links,
             max_links_per_address: transport.max_links_per_address,
             max_dials: driver.max_dials,
@@ -295,6 +314,11 @@ impl Default for RouterSettings {
             held_per_source: core.held_per_source,
             held_per_link: core.held_per_link,
             held_total: core.held_total,
+            max_unproven_links: core.max_unproven_links,
+            max_links_per_peer: core.max_links_per_peer,
+            pending_bytes: core.pending_bytes,
+            pending_per_source: core.pending_per_source,
+            max_lookups_per_source: core.max_lookups_per_source,
             capsule_server: None,
         }
     }
@@ -401,6 +425,7 @@ impl RouterSettings {
             idle_timeout: pick_duration(cli.idle_timeout, t.idle_timeout, d.idle_timeout),
             audit_interval: pick_duration(cli.audit_interval, t.audit_interval, d.audit_interval),
             stall_timeout: pick_duration(None, t.stall_timeout, d.stall_timeout),
+            attach_timeout: pick_duration(None, t.attach_timeout, d.attach_timeout),
             max_links: pick(None, file.limits.max_links, d.max_links),
             max_links_per_address: pick(
                 None,
@@ -420,6 +445,15 @@ impl RouterSettings {
             held_per_source: pick(None, file.limits.held_per_source, d.held_per_source),
             held_per_link: pick(None, file.limits.held_per_link, d.held_per_link),
             held_total: pick(None, file.limits.held_total, d.held_total),
+            max_unproven_links: pick(None, file.limits.max_unproven_links, d.max_unproven_links),
+            max_links_per_peer: pick(None, file.limits.max_links_per_peer, d.max_links_per_peer),
+            pending_bytes: pick(None, file.limits.pending_bytes, d.pending_bytes),
+            pending_per_source: pick(None, file.limits.pending_per_source, d.pending_per_source),
+            max_lookups_per_source: pick(
+                None,
+                file.limits.max_lookups_per_source,
+                d.max_lookups_per_source,
+            ),
             capsule_server: file.capsule_server,
             data_dir,
         };
@@ -543,6 +577,12 @@ impl RouterSettings {
             held_per_source: self.held_per_source,
             held_per_link: self.held_per_link,
             held_total: self.held_total,
+            attach_timeout: self.attach_timeout,
+            max_unproven_links: self.max_unproven_links,
+            max_links_per_peer: self.max_links_per_peer,
+            pending_bytes: self.pending_bytes,
+            pending_per_source: self.pending_per_source,
+            max_lookups_per_source: self.max_lookups_per_source,
             ..crate::core::CoreConfig::default()
         }
     }
@@ -749,6 +789,38 @@ mod tests {
         assert_eq!(s.trusted_peers, vec![b]);
         assert!(FileConfig::parse("[trust]\npeering = \"anyone\"", Path::new("t.toml")).is_err());
         assert!(Cli::try_parse_from(["gdp-router", "--peering", "open"]).is_err());
+    }
+
+    #[test]
+    #[cfg(feature = "daemon")]
+    fn the_per_peer_limits_come_from_the_file() {
+        let file = FileConfig::parse(
+            "[timing]\nattach_timeout = \"2s\"\n[limits]\nmax_unproven_links = 10\n\
+             max_links_per_peer = 2\npending_bytes = 1000000\npending_per_source = 8\n\
+             max_lookups_per_source = 3\n",
+            Path::new("t.toml"),
+        )
+        .expect("parses");
+        let core = RouterSettings::resolve(file, &cli(&[]))
+            .expect("valid")
+            .core_config(vec![], None);
+        assert_eq!(core.attach_timeout, Duration::from_secs(2));
+        assert_eq!(
+            (
+                core.max_unproven_links,
+                core.max_links_per_peer,
+                core.pending_bytes,
+                core.pending_per_source,
+                core.max_lookups_per_source
+            ),
+            (10, 2, 1_000_000, 8, 3)
+        );
+        let defaults = RouterSettings::resolve(FileConfig::default(), &cli(&[]))
+            .expect("valid")
+            .core_config(vec![], None);
+        let core_defaults = crate::core::CoreConfig::default();
+        assert_eq!(defaults.attach_timeout, core_defaults.attach_timeout);
+        assert_eq!(defaults.pending_bytes, core_defaults.pending_bytes);
     }
 
     #[test]
