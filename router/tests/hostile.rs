@@ -41,8 +41,7 @@ use gdp_testkit::hostile::capsule::{self, Reply};
 use gdp_testkit::hostile::flood::{FLOOD_PAYLOAD, SMALL_PAYLOAD};
 use gdp_testkit::hostile::{Stop, attacker_config, directory, flood, links};
 
-use common::RouterProcess;
-use scene::{LOCAL, MAX_RSS, Scene, WAIT, assert_pair_held, router_args};
+use scene::{MAX_RSS, Scene, StaleScene, WAIT, assert_pair_held};
 
 /// How long the attacks that stop by themselves run.
 const ATTACK: Duration = Duration::from_secs(3);
@@ -394,47 +393,11 @@ async fn a_stale_record_replayed_next_to_a_fresh_one_loses() {
     let _serial = serial();
     let scene = Scene::start("stale", false).await;
     let pair = scene.pair().await;
-    let start = |label: &str| {
-        RouterProcess::start(
-            label,
-            scene.dir.path(),
-            &router_args(scene.dir.path(), label, &scene.redis.url()),
-        )
-    };
-    let mut old = start("old");
-    let fresh = start("fresh");
-    let mut redis = scene.redis.connection().expect("redis");
-
-    // b attaches to `old`, whose record for b is kept; `old` dies without
-    // a word and b attaches to `fresh`.
-    let b = Identity::generate(Kind::Client, "b").expect("identity");
-    let key = route_key(&b.name());
-    let config = |r: &RouterProcess| {
-        let mut c = attacker_config(r.addr(), r.name());
-        c.transport.bind = std::net::SocketAddr::new(LOCAL, 0);
-        c
-    };
-    let (old_link, _old_rx) = EndpointLink::connect(&b, &config(&old))
-        .await
-        .expect("b attaches to old");
-    let old_name = old.name();
-    let mut stale = None;
-    eventually(WAIT, "old published b's record", || {
-        stale = directory::read_field(&mut redis, &key, old_name).expect("redis");
-        ready(stale.is_some())
-    })
-    .await;
-    old.kill();
-    drop(old_link);
-    let (_b_link, mut b_rx) = EndpointLink::connect(&b, &config(&fresh))
-        .await
-        .expect("b attaches to fresh");
-    eventually(WAIT, "fresh published b's record", || {
-        ready(present(&mut redis, &key, fresh.name()))
-    })
-    .await;
-    // The attack: the old record, still valid, next to the fresh one.
-    directory::replay_field(&mut redis, &key, old_name, &stale.expect("read")).expect("redis");
+    let StaleScene {
+        b,
+        mut b_rx,
+        routers: _routers,
+    } = StaleScene::start(&scene).await;
 
     // One PDU from a (on the scene's router) to b: the router picks the
     // fresh record, so that one PDU arrives.

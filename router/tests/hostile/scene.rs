@@ -14,13 +14,17 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use gdp_certs::Name;
+use std::future::ready;
+
+use gdp_certs::{Identity, Kind, Name};
+use gdp_link::endpoint::{EndpointLink, EndpointReceiver};
 use gdp_proto::capsule::{CapsuleRequest, CapsuleResponse};
+use gdp_router::directory::route_key;
 use gdp_testkit::hostile::capsule::CapsuleClient;
 use gdp_testkit::hostile::procfs::ProcStats;
-use gdp_testkit::hostile::{PingLog, PingPair};
+use gdp_testkit::hostile::{PingLog, PingPair, attacker_config, directory};
 use gdp_testkit::{
-    ChildGuard, RedisServer, TempDir, Writer, spawn_with_start_line, start_line_field,
+    ChildGuard, RedisServer, TempDir, Writer, eventually, spawn_with_start_line, start_line_field,
     workspace_bin,
 };
 
@@ -226,4 +230,70 @@ pub fn assert_pair_held(log: &PingLog) {
         "the pair stalled: {}",
         log.summary()
     );
+}
+
+/// Attack 11 set up: an endpoint `b` that was attached to a router `old`
+/// (which published a record for it) and, `old` killed without a word, is
+/// now attached to a router `fresh`; `old`'s record, still valid, has
+/// been replayed into the directory next to `fresh`'s. Both routers use
+/// the scene's directory.
+pub struct StaleScene {
+    /// The endpoint whose route has a stale and a fresh record.
+    pub b: Identity,
+    /// What arrives for `b` (through `fresh`).
+    pub b_rx: EndpointReceiver,
+    /// `fresh` and b's link to it, kept alive with the scene (and `old`,
+    /// killed).
+    pub routers: (RouterProcess, RouterProcess, EndpointLink),
+}
+
+impl StaleScene {
+    /// Sets it up.
+    pub async fn start(scene: &Scene) -> StaleScene {
+        let start = |label: &str| {
+            RouterProcess::start(
+                label,
+                scene.dir.path(),
+                &router_args(scene.dir.path(), label, &scene.redis.url()),
+            )
+        };
+        let mut old = start("old");
+        let fresh = start("fresh");
+        let mut redis = scene.redis.connection().expect("redis");
+        let b = Identity::generate(Kind::Client, "b").expect("identity");
+        let key = route_key(&b.name());
+        let config = |r: &RouterProcess| {
+            let mut c = attacker_config(r.addr(), r.name());
+            c.transport.bind = SocketAddr::new(LOCAL, 0);
+            c
+        };
+        let (old_link, _old_rx) = EndpointLink::connect(&b, &config(&old))
+            .await
+            .expect("b attaches to old");
+        let old_name = old.name();
+        let mut stale = None;
+        eventually(WAIT, "old published b's record", || {
+            stale = directory::read_field(&mut redis, &key, old_name).expect("redis");
+            ready(stale.is_some())
+        })
+        .await;
+        old.kill();
+        drop(old_link);
+        let (b_link, b_rx) = EndpointLink::connect(&b, &config(&fresh))
+            .await
+            .expect("b attaches to fresh");
+        eventually(WAIT, "fresh published b's record", || {
+            let found = directory::read_field(&mut redis, &key, fresh.name()).expect("redis");
+            ready(found.is_some())
+        })
+        .await;
+        // The attack: the old record, still valid, next to the fresh one.
+        let stale = stale.expect("read above");
+        directory::replay_field(&mut redis, &key, old_name, &stale).expect("redis");
+        StaleScene {
+            b,
+            b_rx,
+            routers: (old, fresh, b_link),
+        }
+    }
 }
