@@ -27,7 +27,6 @@ mod common;
 mod scene;
 
 use std::future::ready;
-use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -40,6 +39,7 @@ use gdp_testkit::eventually;
 use gdp_testkit::hostile::capsule::{self, Reply};
 use gdp_testkit::hostile::flood::{FLOOD_PAYLOAD, SMALL_PAYLOAD};
 use gdp_testkit::hostile::{Stop, attacker_config, directory, flood, links};
+use tokio::sync::{Mutex, MutexGuard};
 
 use scene::{MAX_RSS, Scene, StaleScene, WAIT, assert_pair_held};
 
@@ -48,12 +48,11 @@ const ATTACK: Duration = Duration::from_secs(3);
 /// The longest an attack that is stopped once its counter moves may run.
 const ATTACK_AT_MOST: Duration = Duration::from_secs(12);
 
-/// One test at a time.
-fn serial() -> MutexGuard<'static, ()> {
-    static SERIAL: Mutex<()> = Mutex::new(());
-    SERIAL
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+/// One test at a time (a failed test leaves the lock free: tokio's mutex
+/// is not poisoned).
+async fn serial() -> MutexGuard<'static, ()> {
+    static SERIAL: Mutex<()> = Mutex::const_new(());
+    SERIAL.lock().await
 }
 
 /// Whether `key` has a record signed by `signer` in the directory now.
@@ -73,7 +72,7 @@ async fn counted(scene: &Scene, metric: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn links_that_never_attach_are_closed_at_the_attach_deadline() {
-    let _serial = serial();
+    let _serial = serial().await;
     let scene = Scene::start("unproven", false).await;
     let pair = scene.pair().await;
 
@@ -99,7 +98,7 @@ async fn links_that_never_attach_are_closed_at_the_attach_deadline() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_self_declared_router_cannot_make_a_server_answer_a_victim() {
-    let _serial = serial();
+    let _serial = serial().await;
     let scene = Scene::start("rogue", true).await;
     let pair = scene.pair().await;
     // A capsule with a backlog worth amplifying, and a victim.
@@ -158,7 +157,7 @@ async fn a_self_declared_router_cannot_make_a_server_answer_a_victim() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_endpoint_that_stops_reading_does_not_stall_the_router() {
-    let _serial = serial();
+    let _serial = serial().await;
     let scene = Scene::start("stalled", false).await;
     let pair = scene.pair().await;
 
@@ -187,7 +186,7 @@ async fn an_endpoint_that_stops_reading_does_not_stall_the_router() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn advertise_floods_with_forged_adcerts_are_cut_off() {
-    let _serial = serial();
+    let _serial = serial().await;
     let scene = Scene::start("advertise", false).await;
     let pair = scene.pair().await;
 
@@ -204,7 +203,7 @@ async fn advertise_floods_with_forged_adcerts_are_cut_off() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn creates_beyond_the_quota_are_refused() {
-    let _serial = serial();
+    let _serial = serial().await;
     let scene = Scene::start("creates", true).await;
     let pair = scene.pair().await;
 
@@ -226,7 +225,7 @@ async fn creates_beyond_the_quota_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_non_writer_cannot_append_nor_drain_the_writers_budget() {
-    let _serial = serial();
+    let _serial = serial().await;
     let scene = Scene::start("nonwriter", true).await;
     let pair = scene.pair().await;
     let mut owner = scene.client("owner").await;
@@ -258,7 +257,7 @@ async fn a_non_writer_cannot_append_nor_drain_the_writers_budget() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_peer_cannot_hold_more_than_its_share_of_subscriptions() {
     const PER_PEER: u64 = 64;
-    let _serial = serial();
+    let _serial = serial().await;
     let scene = Scene::start("subscriptions", true).await;
     let pair = scene.pair().await;
     let mut owner = scene.client("owner").await;
@@ -292,7 +291,7 @@ async fn one_peer_cannot_hold_more_than_its_share_of_subscriptions() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn small_pdus_to_a_stalled_receiver_stay_within_the_memory_target() {
-    let _serial = serial();
+    let _serial = serial().await;
     let scene = Scene::start("memory", false).await;
     let pair = scene.pair().await;
 
@@ -316,7 +315,7 @@ async fn small_pdus_to_a_stalled_receiver_stay_within_the_memory_target() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lookup_storm_is_limited_per_source() {
-    let _serial = serial();
+    let _serial = serial().await;
     let scene = Scene::start("lookups", false).await;
     let pair = scene.pair().await;
 
@@ -340,7 +339,7 @@ async fn a_lookup_storm_is_limited_per_source() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn directory_vandalism_is_repaired_and_dial_storms_are_bounded() {
-    let _serial = serial();
+    let _serial = serial().await;
     let scene = Scene::start("vandal", false).await;
     let pair = scene.pair().await;
     let mut redis = scene.redis.connection().expect("redis");
@@ -372,8 +371,7 @@ async fn directory_vandalism_is_repaired_and_dial_storms_are_bounded() {
 
     // Throwaway names whose valid records list unreachable addresses, then
     // PDUs to them: the router's dials are refused past its limit.
-    let (names, _) =
-        directory::dial_storm_records(&mut redis, |n| route_key(n), 64).expect("redis");
+    let (names, _) = directory::dial_storm_records(&mut redis, route_key, 64).expect("redis");
     let stop = Stop::after(ATTACK_AT_MOST);
     let attack = tokio::spawn(flood::send_to_names(
         scene.addr(),
@@ -390,7 +388,7 @@ async fn directory_vandalism_is_repaired_and_dial_storms_are_bounded() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stale_record_replayed_next_to_a_fresh_one_loses() {
-    let _serial = serial();
+    let _serial = serial().await;
     let scene = Scene::start("stale", false).await;
     let pair = scene.pair().await;
     let StaleScene {
@@ -423,7 +421,7 @@ async fn a_stale_record_replayed_next_to_a_fresh_one_loses() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn small_order_heartbeats_are_refused_by_the_server() {
-    let _serial = serial();
+    let _serial = serial().await;
     let scene = Scene::start("edge", true).await;
     let pair = scene.pair().await;
 
