@@ -40,7 +40,7 @@ use bytes::Bytes;
 use gdp_router::directory::route_key;
 use gdp_testkit::bin::find_workspace_bin;
 use gdp_testkit::hostile::flood::{FLOOD_PAYLOAD, SMALL_PAYLOAD};
-use gdp_testkit::hostile::{PingLog, Sent, Stop, capsule, directory, flood, links};
+use gdp_testkit::hostile::{PingLog, Sent, Stop, capsule, directory, drain_incoming, flood, links};
 use hdrhistogram::Histogram;
 
 use scene::{MAX_RSS, Scene, StaleScene};
@@ -204,10 +204,13 @@ async fn attack(name: &str, scene: &Scene, prepared: Prepared, stop: Stop) -> Se
         ("lookups", _) => flood::lookup_storm(addr, router, 100_000, stop).await,
         ("directory", _) => directory_attack(scene, stop).await,
         ("stale", Prepared::Stale(stale)) => {
-            // PDUs to b for the whole phase, each resolved against the
-            // stale and the fresh record.
-            let sent = flood::send_to_names(addr, router, vec![stale.b.name()], stop).await;
-            drop(stale);
+            // PDUs to b for the whole phase, resolved against the stale
+            // and the fresh record; b reads them.
+            let StaleScene { b, b_rx, routers } = *stale;
+            let reader = drain_incoming(b_rx);
+            let sent = flood::send_to_names(addr, router, vec![b.name()], stop).await;
+            drop(routers);
+            reader.abort();
             sent
         }
         ("edge", _) => {

@@ -231,7 +231,7 @@ async fn attacker(addr: SocketAddr, router: Name, label: &str) -> CapsuleClient 
 const CREATE_BATCH: usize = 16;
 
 /// Attack 5: one client creates capsules on `server`, each with a fresh
-/// owner key, in rounds of [`CREATE_BATCH`] requests, until `stop`.
+/// owner key, in rounds of 16 requests, until `stop`.
 pub async fn create_flood(addr: SocketAddr, router: Name, server: Name, stop: Stop) -> Answers {
     let mut client = attacker(addr, router, "creator").await;
     let mut answers = Answers::default();

@@ -6,8 +6,9 @@
 //! (and what else it needs), runs until its [`Stop`] (a deadline, or an
 //! earlier [`Stop::cancel`]) and returns what it sent ([`Sent`]: bytes,
 //! PDUs, links) with, for the capsule attacks, what the server answered
-//! ([`Answers`]). The attacks are the ones of the router's threat model,
-//! numbered as in `SECURITY.md`:
+//! ([`Answers`]). The attacks are the ones the router and the capsule
+//! server must withstand (`SECURITY.md`), numbered as in the hostile-peer
+//! tests:
 //!
 //! | # | attack | function |
 //! | --- | --- | --- |
