@@ -239,7 +239,8 @@ async fn directory_attack(scene: &Scene, stop: Stop) -> Sent {
 
 /// p50 and p99 of a phase's round trips, in milliseconds.
 fn percentiles(log: &PingLog) -> (f64, f64) {
-    let mut h = Histogram::<u64>::new(3).expect("a histogram");
+    // Microseconds, up to a minute (far beyond the pings' timeout).
+    let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
     for rtt in log.rtts() {
         h.saturating_record(u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX));
     }
