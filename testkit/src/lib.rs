@@ -24,7 +24,10 @@
 //! - [`capsule`]: [`Writer`], a capsule with its owner's key that builds
 //!   append requests and remembers what it appended;
 //! - `redis` (feature `redis`): `RedisServer` and `RedisCluster`, real
-//!   `redis-server` processes on loopback, killed on drop.
+//!   `redis-server` processes on loopback, killed on drop;
+//! - `hostile` (feature `hostile`): the attacks of the router's
+//!   hostile-peer tests and attack benchmark, one function per attack, and
+//!   the pinging pair that measures what they do to everyone else.
 //!
 //! ```
 //! use std::time::Duration;
@@ -43,6 +46,8 @@
 pub mod bin;
 pub mod capsule;
 pub mod dir;
+#[cfg(feature = "hostile")]
+pub mod hostile;
 pub mod net;
 pub mod process;
 #[cfg(feature = "redis")]

@@ -91,6 +91,11 @@ impl RouterProcess {
         self.start.listen
     }
 
+    /// Its process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.id()
+    }
+
     /// Sends SIGKILL and reaps it.
     pub fn kill(&mut self) {
         self.process.kill();
