@@ -21,8 +21,11 @@
 //!
 //! - names whose last write failed (the directory was unreachable) are
 //!   written again, and only those;
-//! - the router's own name is looked up: if its record is gone (Redis
-//!   restarted empty) every record is published again;
+//! - the router's own name is looked up: if its record is altered it is
+//!   published again alone; if nothing at all is left under the name (Redis
+//!   flushed or restarted empty, which loses the others too) every record
+//!   is published again; either way the own record counts in
+//!   [`DirectoryStats::records_repaired`];
 //! - up to [`DriverConfig::audit_batch`] other names, taken round-robin,
 //!   are looked up and compared with what this router published: each one
 //!   whose record is missing or altered (deleted or replaced by hand) is
@@ -543,7 +546,13 @@ impl DirectoryWorker {
         {
             return;
         }
-        if name == self.router {
+        // Lost or altered: published again, alone or with the others.
+        self.stats.records_repaired += 1;
+        if name == self.router && lookup.records.is_empty() {
+            // Nothing at all under the router's own name: the directory was
+            // most likely flushed or restarted empty, and lost the others
+            // too. Checking them one batch per audit would leave them out
+            // for minutes.
             tracing::warn!(
                 "the directory lost this router's record; publishing every record again"
             );
@@ -555,7 +564,6 @@ impl DirectoryWorker {
                 record: kept.record.clone(),
                 expires: kept.expires,
             };
-            self.stats.records_repaired += 1;
             self.stats.republished += 1;
             self.write(name, write);
         }
@@ -709,8 +717,33 @@ mod tests {
         w.audit(now);
         settle(&mut w, &mut rx, now).await;
         assert_eq!(w.stats.repairs, 1);
-        assert_eq!(w.stats.records_repaired, 0);
+        assert_eq!(w.stats.records_repaired, 1, "the own record, lost");
         assert_eq!(w.stats.audits, 4, "the own name and one other, twice");
+    }
+
+    #[tokio::test]
+    async fn the_own_record_altered_is_published_again_alone() {
+        let dir = Arc::new(MemoryDirectory::new());
+        let (tx, mut rx) = mpsc::channel(64);
+        let router = name(1);
+        let mut w = DirectoryWorker::new(dir.clone(), router, &config(), tx);
+        let now = Timestamp::now();
+        let later = now.saturating_add(std::time::Duration::from_secs(60));
+        w.publish(router, Bytes::from_static(b"me"), later);
+        for b in 10..20 {
+            w.publish(name(b), Bytes::from(vec![b; 8]), later);
+        }
+        settle(&mut w, &mut rx, now).await;
+        let published = w.stats.publishes;
+        dir.publish(router, router, Bytes::from_static(b"forged"), later)
+            .await
+            .expect("memory answers");
+        w.audit(now);
+        settle(&mut w, &mut rx, now).await;
+        assert_eq!(w.stats.repairs, 0, "nothing else is published again");
+        assert_eq!(w.stats.records_repaired, 1);
+        assert_eq!(w.stats.publishes, published + 1);
+        assert_eq!(records(&dir, router).await, vec![Bytes::from_static(b"me")]);
     }
 
     #[tokio::test]
