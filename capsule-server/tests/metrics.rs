@@ -6,36 +6,17 @@
 mod net;
 mod procs;
 
-use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use gdp_proto::capsule::CapsuleResponse;
-use gdp_testkit::{TempDir, Writer, eventually_blocking, spawn_with_start_line, start_line_field};
+use gdp_testkit::{
+    TempDir, Writer, eventually_blocking, scrape_metrics as scrape, spawn_with_start_line,
+    start_line_field,
+};
 use net::{TestClient, is_error, server_identity};
 use procs::start_router;
-
-/// Fetches `/metrics` at `addr` and parses its samples.
-fn scrape(addr: SocketAddr) -> HashMap<String, f64> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connects");
-    s.set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("sets a timeout");
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
-        .expect("writes");
-    let mut text = String::new();
-    s.read_to_string(&mut text).expect("reads");
-    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP response");
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    body.lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-        .filter_map(|l| {
-            let (key, value) = l.rsplit_once(' ')?;
-            Some((key.to_owned(), value.parse().ok()?))
-        })
-        .collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_metrics_endpoint_counts_creates_appends_and_refusals() {

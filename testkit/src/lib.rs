@@ -58,7 +58,7 @@ pub mod wait;
 pub use bin::{workspace_bin, workspace_bin_dir};
 pub use capsule::Writer;
 pub use dir::TempDir;
-pub use net::{ClosedTcpPort, udp_socket};
+pub use net::{ClosedTcpPort, scrape_metrics, udp_socket};
 pub use process::{ChildGuard, spawn_with_start_line, start_line_field};
 #[cfg(feature = "redis")]
 pub use redis::{RedisCluster, RedisServer, RedisServerError};

@@ -6,7 +6,10 @@
 //! code under test (`gdp_link::Transport::bind_socket`), or keeps it to hold
 //! the port.
 
-use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
+use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -73,6 +76,31 @@ impl Default for ClosedTcpPort {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// Fetches `GET /metrics` at `addr` (a router's or a capsule server's
+/// Prometheus endpoint) and parses its samples, keyed by name and labels as
+/// written (`gdp_router_dropped_total{reason="ttl"}`).
+///
+/// # Panics
+/// When the endpoint does not answer 200 within 5 s.
+pub fn scrape_metrics(addr: SocketAddr) -> HashMap<String, f64> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connects");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("sets a timeout");
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+        .expect("writes");
+    let mut text = String::new();
+    s.read_to_string(&mut text).expect("reads");
+    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP response");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    body.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| {
+            let (key, value) = l.rsplit_once(' ')?;
+            Some((key.to_owned(), value.parse().ok()?))
+        })
+        .collect()
 }
 
 #[cfg(test)]

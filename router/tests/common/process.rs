@@ -4,8 +4,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
@@ -181,22 +180,4 @@ pub fn exited_cleanly(status: ExitStatus) -> bool {
     status.code() == Some(0) && status.signal().is_none()
 }
 
-/// Fetches `/metrics` at `addr` and parses the samples.
-pub fn scrape(addr: SocketAddr) -> HashMap<String, f64> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connects");
-    s.set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("sets a timeout");
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n")
-        .expect("writes");
-    let mut text = String::new();
-    s.read_to_string(&mut text).expect("reads");
-    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP response");
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    body.lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-        .filter_map(|l| {
-            let (key, value) = l.rsplit_once(' ')?;
-            Some((key.to_owned(), value.parse().ok()?))
-        })
-        .collect()
-}
+pub use gdp_testkit::scrape_metrics as scrape;
