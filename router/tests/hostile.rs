@@ -378,19 +378,29 @@ async fn directory_vandalism_is_repaired_and_dial_storms_are_bounded() {
     assert!(scene.metric("gdp_router_records_repaired_total") > repaired);
 
     // Throwaway names whose valid records list unreachable addresses, then
-    // PDUs to them: the router's dials are refused past its limit.
-    let (names, _) = directory::dial_storm_records(&mut redis, route_key, 64).expect("redis");
+    // PDUs to them from two sources (one alone is held to 64 names resolving
+    // at once by its lookup budget): twice as many names as the router dials
+    // at once (64 by default), so its dials are refused past its limit.
+    let (names, _) = directory::dial_storm_records(&mut redis, route_key, 128).expect("redis");
     let stop = Stop::after(ATTACK_AT_MOST);
-    let attack = tokio::spawn(flood::send_to_names(
-        scene.addr(),
-        scene.name(),
-        names,
-        stop.clone(),
-    ));
-    counted(&scene, "gdp_router_dials_refused_total").await;
+    let attacks: Vec<_> = names
+        .chunks(64)
+        .map(|names| {
+            tokio::spawn(flood::send_to_names(
+                scene.addr(),
+                scene.name(),
+                names.to_vec(),
+                stop.clone(),
+            ))
+        })
+        .collect();
+    counted(&scene, "gdp_router_dials_refused_total{reason=\"limit\"}").await;
     stop.cancel();
-    let sent = attack.await.expect("the attack ends");
-    eprintln!("attacker: {sent:?}");
+    for attack in attacks {
+        let sent = attack.await.expect("the attack ends");
+        eprintln!("attacker: {sent:?}");
+    }
+    assert!(scene.metric("gdp_router_dials_running") <= 64.0);
     assert_pair_held(&pair.finish().await);
 }
 

@@ -33,6 +33,10 @@
 //!          CloseLink ─▶ close task (lets queued PDUs leave, then closes)
 //! ```
 //!
+//! Each turn starts with the completions already waiting (up to
+//! [`COMPLETIONS_PER_TURN`]): lookups, dials and directory writes finish
+//! however busy the links are.
+//!
 //! The hot path is batched: the driver handles every PDU of an event (and
 //! of up to [`EVENTS_PER_TURN`] events already waiting), then drains the
 //! core's transmits once, so each link gets one queue operation per turn
@@ -111,6 +115,10 @@ pub const EVENTS_PER_TURN: usize = 64;
 pub const FLUSH_EVERY: usize = 1024;
 /// Bound of the channel from directory and dial tasks to the driver.
 pub const COMPLETION_QUEUE: usize = 1024;
+/// Most completions (lookups, writes, audits, dials) handled at the start
+/// of each turn, before the link events, so a flood of events cannot
+/// starve them.
+pub const COMPLETIONS_PER_TURN: usize = 256;
 /// Bound of the channel from [`RouterHandle`]s to the driver.
 pub const COMMAND_QUEUE: usize = 16;
 /// How long a link closed by the core gets for what is queued on it to
@@ -389,6 +397,9 @@ impl Driver {
         audit.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tracing::info!(router = %self.name, addr = %self.transport.local_addr(), "router running");
         loop {
+            // The router's own calls finish first: a flood of link events
+            // never leaves lookups, dials and writes waiting for a turn.
+            self.drain_completions();
             let wake = self.run_timers();
             // What the timers produced (the first start's own record and
             // gateway dial among it) leaves now, not after the next event.
@@ -415,6 +426,16 @@ impl Driver {
             }
         }
         self.shutdown().await
+    }
+
+    /// Handles up to [`COMPLETIONS_PER_TURN`] completions already waiting.
+    fn drain_completions(&mut self) {
+        for _ in 0..COMPLETIONS_PER_TURN {
+            match self.completions.try_recv() {
+                Ok(done) => self.on_completion(done),
+                Err(_) => break,
+            }
+        }
     }
 
     /// Runs the core's due timers; returns when to wake for the next.

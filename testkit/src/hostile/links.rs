@@ -96,6 +96,10 @@ pub async fn unproven_links(addr: SocketAddr, router: Name, max_open: usize, sto
 const ROGUE_BATCH: usize = 32;
 /// Pause between batches of forged requests.
 const ROGUE_PAUSE: Duration = Duration::from_millis(2);
+/// How long the link interrupted by the attack's end is watched for the
+/// router's close: the router's attach deadline (5 s by default) and a
+/// margin.
+const ROGUE_CLOSE_GRACE: Duration = Duration::from_secs(6);
 
 /// Attack 2: a self-declared router (a fresh key whose metadata says
 /// router, not in any directory, with no domain certificate) dials the
@@ -188,6 +192,13 @@ pub async fn rogue_router(
                 Some(Err(_)) | None => break,
             }
             stop.run(tokio::time::sleep(ROGUE_PAUSE)).await;
+        }
+        // The link the attack's end interrupted gets the router's attach
+        // deadline to be closed too, so that "stayed up" means the router
+        // kept it, not that the attacker stopped looking.
+        let deadline = tokio::time::Instant::now() + ROGUE_CLOSE_GRACE;
+        while !link.is_closed() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         if link.is_closed() {
             sent.links_closed += 1;
