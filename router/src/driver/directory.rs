@@ -721,8 +721,15 @@ mod tests {
         assert_eq!(w.stats.audits, 4, "the own name and one other, twice");
     }
 
-    #[tokio::test]
-    async fn the_own_record_altered_is_published_again_alone() {
+    /// A worker for router `name(1)` that published its own record and ten
+    /// others (`name(10)..name(20)`) into a memory directory, settled.
+    async fn published_ten() -> (
+        Arc<MemoryDirectory>,
+        DirectoryWorker,
+        mpsc::Receiver<Completion>,
+        Timestamp,
+        Timestamp,
+    ) {
         let dir = Arc::new(MemoryDirectory::new());
         let (tx, mut rx) = mpsc::channel(64);
         let router = name(1);
@@ -734,6 +741,13 @@ mod tests {
             w.publish(name(b), Bytes::from(vec![b; 8]), later);
         }
         settle(&mut w, &mut rx, now).await;
+        (dir, w, rx, now, later)
+    }
+
+    #[tokio::test]
+    async fn the_own_record_altered_is_published_again_alone() {
+        let (dir, mut w, mut rx, now, later) = published_ten().await;
+        let router = name(1);
         let published = w.stats.publishes;
         dir.publish(router, router, Bytes::from_static(b"forged"), later)
             .await
@@ -748,17 +762,8 @@ mod tests {
 
     #[tokio::test]
     async fn an_audit_repairs_only_the_records_altered_or_deleted() {
-        let dir = Arc::new(MemoryDirectory::new());
-        let (tx, mut rx) = mpsc::channel(64);
+        let (dir, mut w, mut rx, now, later) = published_ten().await;
         let router = name(1);
-        let mut w = DirectoryWorker::new(dir.clone(), router, &config(), tx);
-        let now = Timestamp::now();
-        let later = now.saturating_add(std::time::Duration::from_secs(60));
-        w.publish(router, Bytes::from_static(b"me"), later);
-        for b in 10..20 {
-            w.publish(name(b), Bytes::from(vec![b; 8]), later);
-        }
-        settle(&mut w, &mut rx, now).await;
         let published = w.stats.publishes;
         // One record replaced by hand under this router's field, one deleted.
         dir.publish(name(12), router, Bytes::from_static(b"forged"), later)
