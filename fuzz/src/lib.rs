@@ -166,6 +166,26 @@ pub fn control(data: &[u8]) {
 pub fn capsule(data: &[u8]) {
     canonical::<CapsuleRequest>(data);
     canonical::<CapsuleResponse>(data);
+    publish(data);
+}
+
+/// The same bytes as the payload of a Publish PDU: whatever decodes is
+/// offered to a subscriber's follower, which must refuse it cleanly (the
+/// proof cannot verify against a capsule the input does not control).
+fn publish(data: &[u8]) {
+    let md = any_metadata();
+    let header = gdp_proto::PduHeader::new(gdp_proto::PduType::Publish, md.name(), md.name(), 0);
+    let Ok(pdu) = gdp_proto::Pdu::new(header, bytes::Bytes::copy_from_slice(data)) else {
+        return;
+    };
+    if let Ok((records, proof)) = gdp_proto::capsule::decode_publish(&pdu) {
+        let mut follower = gdp_proto::follow::Follower::new(md, 1, 16);
+        assert!(
+            follower.offer(records, &proof).is_err(),
+            "a record nobody signed was accepted"
+        );
+        assert_eq!(follower.pop(), Ok(None));
+    }
 }
 
 /// Metadata and certificates. The first byte picks the structure; whatever

@@ -655,7 +655,6 @@ mod tests {
             control(
                 ControlMessage::Subscribe {
                     capsule: Name::ZERO,
-                    from: 1,
                 },
                 Name::ZERO,
             ),

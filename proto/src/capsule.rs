@@ -462,6 +462,38 @@ impl CapsuleResponse {
     }
 }
 
+/// `records` (contiguous, oldest first) and the `proof` of the last, as they
+/// travel down `capsule`'s delivery tree: a [`PduType::Publish`] PDU from
+/// the capsule to the capsule, whose payload is the `Event` response a
+/// unicast subscriber gets, so a subscriber verifies both the same way.
+/// Its `seq` is the last record's seqno (for logs and counters only).
+pub fn publish_pdu(capsule: Name, records: Vec<Record>, proof: Proof) -> Result<Pdu, PduError> {
+    let last = records.last().map_or(0, Record::seqno);
+    let event = CapsuleResponse::Event { records, proof };
+    event.check_limits()?;
+    Pdu::new(
+        PduHeader::new(PduType::Publish, capsule, capsule, last),
+        event.to_bytes(),
+    )
+}
+
+/// The records and proof of a Publish PDU (see [`publish_pdu`]). Nothing is
+/// verified here: the caller checks the proof against the capsule's
+/// metadata.
+pub fn decode_publish(pdu: &Pdu) -> Result<(Vec<Record>, Proof), DecodeError> {
+    if pdu.header.ptype != PduType::Publish || pdu.header.src != pdu.header.dst {
+        return Err(DecodeError::Invalid {
+            what: "publish outside a publish pdu from its capsule",
+        });
+    }
+    match CapsuleResponse::decode(pdu.payload.clone())? {
+        CapsuleResponse::Event { records, proof } => Ok((records, proof)),
+        _ => Err(DecodeError::Invalid {
+            what: "publish pdu without an event",
+        }),
+    }
+}
+
 impl Encode for CapsuleResponse {
     fn encode(&self, buf: &mut BytesMut) {
         buf.put_u8(self.tag());
@@ -830,5 +862,34 @@ mod tests {
         };
         assert_eq!(message.len(), MAX_ERROR_MESSAGE_LEN);
         assert_eq!(CapsuleResponse::decode(long.to_bytes()), Ok(long.clone()));
+    }
+
+    #[test]
+    fn publish_round_trips_and_is_told_apart() {
+        let (md, records, _, proof) = chain(3, b"tree");
+        let capsule = md.name();
+        let pdu = publish_pdu(capsule, records.clone(), proof.clone()).expect("small");
+        assert_eq!(pdu.header.ptype, PduType::Publish);
+        assert_eq!(
+            (pdu.header.dst, pdu.header.src, pdu.header.seq),
+            (capsule, capsule, 3)
+        );
+        let wire = Pdu::decode(pdu.to_bytes()).expect("decodes");
+        assert_eq!(decode_publish(&wire), Ok((records.clone(), proof.clone())));
+        let mut forged = wire.clone();
+        forged.header.src = Name::ZERO;
+        assert!(decode_publish(&forged).is_err());
+        let reply = CapsuleResponse::Event { records, proof }
+            .to_pdu(capsule, capsule, 1)
+            .expect("small");
+        assert!(decode_publish(&reply).is_err());
+        let mut created = wire;
+        created.payload = CapsuleResponse::Created.to_bytes();
+        assert_eq!(
+            decode_publish(&created),
+            Err(DecodeError::Invalid {
+                what: "publish pdu without an event"
+            })
+        );
     }
 }

@@ -32,17 +32,22 @@
 //! 0x11 Withdraw        u16 count (at most MAX_WITHDRAW_NAMES),     Withdraw
 //!                      [32] each
 //! 0x12 NakNoRoute      [32] unreachable name, u8 NakReason         NakNoRoute
-//! 0x20 Subscribe       [32] capsule, u64 from seqno                Subscribe
-//! 0x21 Unsubscribe     [32] capsule                                Unsubscribe
+//! 0x20 Subscribe       [32] capsule (= the PDU's dst)              Subscribe
+//! 0x21 Unsubscribe     [32] capsule (= the PDU's dst)              Unsubscribe
 //! ```
 //!
 //! A NAK travels from the router that gave up back to the source of the
 //! PDU it could not route: the NAK PDU's `dst` is that source and its `seq`
 //! echoes the undelivered PDU's `seq`.
 //!
-//! Subscription control PDUs are addressed to the capsule. Routers on the
-//! way record the subscriber and aggregate: each router keeps one upstream
-//! subscription per capsule and copies events once per downstream link.
+//! Subscription control PDUs join, refresh and leave a capsule's delivery
+//! tree. They are addressed to the capsule and their `src` is the sender's
+//! own name (a subscribing endpoint, or a router joining upstream); the
+//! capsule in the payload must be the PDU's `dst`. A router never forwards
+//! one: it records the link it came on as a member of the capsule's tree
+//! (a lease the member refreshes), joins upstream itself, toward the
+//! capsule, when it has no tree yet, and copies the capsule's
+//! [`Publish`](crate::pdu::PduType::Publish) PDUs once per member link.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use gdp_certs::MAX_METADATA_LEN;
@@ -204,14 +209,13 @@ pub enum ControlMessage {
         /// Why.
         reason: NakReason,
     },
-    /// Subscribe to `capsule`'s records from seqno `from`.
+    /// Join (or refresh the lease in) `capsule`'s delivery tree: send its
+    /// new records down this link.
     Subscribe {
         /// The capsule.
         capsule: Name,
-        /// The first seqno wanted.
-        from: u64,
     },
-    /// End a subscription to `capsule`.
+    /// Leave `capsule`'s delivery tree.
     Unsubscribe {
         /// The capsule.
         capsule: Name,
@@ -303,8 +307,29 @@ impl ControlMessage {
 
     /// Decodes the control message in `pdu`, checking that it belongs in a
     /// PDU of that type.
+    /// A `Subscribe` or `Unsubscribe` whose capsule is not the PDU's `dst`
+    /// is rejected.
     pub fn from_pdu(pdu: &Pdu) -> Result<Self, DecodeError> {
-        Self::from_payload(pdu.header.ptype, pdu.payload.clone())
+        let msg = Self::from_payload(pdu.header.ptype, pdu.payload.clone())?;
+        msg.check_addressed(&pdu.header)?;
+        Ok(msg)
+    }
+
+    /// Checks what the message says against the header of its PDU: the
+    /// capsule of a `Subscribe` or `Unsubscribe` must be the PDU's `dst`.
+    /// ([`from_pdu`](Self::from_pdu) does this; a caller of
+    /// [`from_payload`](Self::from_payload) calls it itself.)
+    pub fn check_addressed(&self, header: &PduHeader) -> Result<(), DecodeError> {
+        match self {
+            ControlMessage::Subscribe { capsule } | ControlMessage::Unsubscribe { capsule }
+                if *capsule != header.dst =>
+            {
+                Err(DecodeError::Invalid {
+                    what: "subscription for another capsule than the pdu's destination",
+                })
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Decodes the control message `payload` of a PDU of type `ptype`.
@@ -341,11 +366,9 @@ impl Encode for ControlMessage {
                 dst.encode(buf);
                 buf.put_u8(reason.code());
             }
-            ControlMessage::Subscribe { capsule, from } => {
+            ControlMessage::Subscribe { capsule } | ControlMessage::Unsubscribe { capsule } => {
                 capsule.encode(buf);
-                buf.put_u64(*from);
             }
-            ControlMessage::Unsubscribe { capsule } => capsule.encode(buf),
         }
     }
 
@@ -361,8 +384,7 @@ impl Encode for ControlMessage {
             ControlMessage::Advertise { entries } => put::vec_len(2, entries),
             ControlMessage::Withdraw { names } => 2 + NAME_LEN * names.len(),
             ControlMessage::NakNoRoute { .. } => NAME_LEN + 1,
-            ControlMessage::Subscribe { .. } => NAME_LEN + 8,
-            ControlMessage::Unsubscribe { .. } => NAME_LEN,
+            ControlMessage::Subscribe { .. } | ControlMessage::Unsubscribe { .. } => NAME_LEN,
         }
     }
 }
@@ -394,7 +416,6 @@ impl Decode for ControlMessage {
             },
             TAG_SUBSCRIBE => ControlMessage::Subscribe {
                 capsule: Name::decode_from(r)?,
-                from: r.u64("subscribe from")?,
             },
             TAG_UNSUBSCRIBE => ControlMessage::Unsubscribe {
                 capsule: Name::decode_from(r)?,
@@ -501,8 +522,7 @@ pub(crate) mod tests {
                 dst,
                 reason: NakReason::from_code(c).expect("known code"),
             }),
-            (arb_name(), any::<u64>())
-                .prop_map(|(capsule, from)| ControlMessage::Subscribe { capsule, from }),
+            arb_name().prop_map(|capsule| ControlMessage::Subscribe { capsule }),
             arb_name().prop_map(|capsule| ControlMessage::Unsubscribe { capsule }),
         ]
     }
@@ -513,6 +533,13 @@ pub(crate) mod tests {
             let bytes = msg.to_bytes();
             prop_assert_eq!(bytes.len(), msg.encoded_len());
             prop_assert_eq!(ControlMessage::decode(bytes), Ok(msg.clone()));
+            // A subscription is addressed to its capsule.
+            let dst = match &msg {
+                ControlMessage::Subscribe { capsule } | ControlMessage::Unsubscribe { capsule } => {
+                    *capsule
+                }
+                _ => dst,
+            };
             let pdu = msg.to_pdu(dst, src, 5).expect("within limits");
             prop_assert_eq!(pdu.header.ptype, msg.pdu_type());
             prop_assert_eq!(ControlMessage::from_pdu(&pdu), Ok(msg));
@@ -569,15 +596,12 @@ pub(crate) mod tests {
     fn truncated_and_trailing_are_rejected() {
         let msg = ControlMessage::Subscribe {
             capsule: Name::from_bytes([9; 32]),
-            from: 3,
         };
         let b = msg.to_bytes();
-        assert_eq!(
+        assert!(matches!(
             ControlMessage::decode(b.slice(..b.len() - 1)),
-            Err(DecodeError::Truncated {
-                what: "subscribe from"
-            })
-        );
+            Err(DecodeError::Truncated { .. })
+        ));
         let mut long = b.to_vec();
         long.push(0);
         assert_eq!(
@@ -643,6 +667,24 @@ pub(crate) mod tests {
                 what: "control message in a non-control pdu"
             })
         );
+    }
+
+    #[test]
+    fn subscription_for_another_capsule_is_rejected() {
+        let capsule = Name::from_bytes([7; 32]);
+        let me = Name::from_bytes([8; 32]);
+        for msg in [
+            ControlMessage::Subscribe { capsule },
+            ControlMessage::Unsubscribe { capsule },
+        ] {
+            let pdu = msg.to_pdu(capsule, me, 1).expect("small");
+            assert_eq!(ControlMessage::from_pdu(&pdu), Ok(msg.clone()));
+            let elsewhere = msg.to_pdu(me, me, 1).expect("small");
+            assert!(matches!(
+                ControlMessage::from_pdu(&elsewhere),
+                Err(DecodeError::Invalid { .. })
+            ));
+        }
     }
 
     #[test]

@@ -7,7 +7,9 @@
 //! Routers act on control payloads ([`control`]: attach, advertise,
 //! withdraw, no-route, subscription control); capsule servers and clients
 //! exchange capsule messages ([`capsule`]) that carry hash-chained
-//! [`record`]s, writer heartbeats and [`proof`]s of membership. The
+//! [`record`]s, writer heartbeats and [`proof`]s of membership; a
+//! subscriber puts the records it gets in order with a [`follow::Follower`].
+//! The
 //! endpoint side of attach is a sans-IO state machine ([`attach`]) that
 //! both the QUIC endpoint and the router's simulation drive.
 //!
@@ -23,6 +25,7 @@ pub mod attach;
 pub mod capsule;
 pub mod chain;
 pub mod control;
+pub mod follow;
 pub mod frame;
 pub mod link;
 pub mod pdu;

@@ -35,9 +35,15 @@
 //! 0x13 NakNoRoute   control::ControlMessage          forward to dst (the original src)
 //! 0x14 Ping         opaque, echoed in the Pong       forward
 //! 0x15 Pong         the Ping's payload               forward
-//! 0x16 Subscribe    control::ControlMessage          act on and forward toward the capsule
-//! 0x17 Unsubscribe  control::ControlMessage          act on and forward toward the capsule
+//! 0x16 Subscribe    control::ControlMessage          act on (tree join); join upstream
+//! 0x17 Unsubscribe  control::ControlMessage          act on (tree leave)
+//! 0x18 Publish      capsule::CapsuleResponse::Event  copy down the capsule's tree
 //! ```
+//!
+//! A Publish PDU carries a capsule's new records from its server down the
+//! capsule's delivery tree: `dst` and `src` are the capsule, and a router
+//! accepts one only from the link toward the capsule and copies it once to
+//! each link that joined the tree (see [`control`](crate::control)).
 //!
 //! # TTL
 //!
@@ -90,15 +96,18 @@ pub enum PduType {
     Ping,
     /// Echo reply.
     Pong,
-    /// Subscription to a capsule; routers aggregate these into trees.
+    /// Join (or refresh) a capsule's delivery tree; routers aggregate these
+    /// into trees.
     Subscribe,
-    /// End of a subscription.
+    /// Leave a capsule's delivery tree.
     Unsubscribe,
+    /// A capsule's new records, copied down its delivery tree.
+    Publish,
 }
 
 impl PduType {
     /// Every type, in code order.
-    pub const ALL: [PduType; 10] = [
+    pub const ALL: [PduType; 11] = [
         PduType::Data,
         PduType::Capsule,
         PduType::Control,
@@ -109,6 +118,7 @@ impl PduType {
         PduType::Pong,
         PduType::Subscribe,
         PduType::Unsubscribe,
+        PduType::Publish,
     ];
 
     /// The wire code.
@@ -124,6 +134,7 @@ impl PduType {
             PduType::Pong => 0x15,
             PduType::Subscribe => 0x16,
             PduType::Unsubscribe => 0x17,
+            PduType::Publish => 0x18,
         }
     }
 
@@ -140,6 +151,7 @@ impl PduType {
             0x15 => PduType::Pong,
             0x16 => PduType::Subscribe,
             0x17 => PduType::Unsubscribe,
+            0x18 => PduType::Publish,
             v => {
                 return Err(DecodeError::UnknownValue {
                     what: "pdu type",
