@@ -90,6 +90,18 @@ pub struct TransportConfig {
     /// control slows the peers down) and unreliable batches are dropped and
     /// counted.
     pub event_queue: usize,
+    /// Most batches of one link waiting in the owner's event channel (or
+    /// being handled). A link's reliable reader waits for its earlier
+    /// batches to be handled before it hands over another (QUIC flow
+    /// control then slows that peer alone), and its unreliable batches are
+    /// dropped and counted; so one busy link never fills the channel ahead
+    /// of the others, and what it holds there is bounded.
+    pub events_per_link: usize,
+    /// The same bound for one link's batches of datagrams (each at most
+    /// 64 datagrams), larger because datagrams are never waited for: a
+    /// batch beyond it is dropped and counted, so the bound absorbs a
+    /// burst while the owner is busy.
+    pub datagram_events_per_link: usize,
     /// Most links at once; further incoming connections are refused and
     /// further dials fail.
     pub max_links: usize,
@@ -145,6 +157,8 @@ impl Default for TransportConfig {
             copy_below: 16 * 1024,
             datagram_queue: 1024,
             event_queue: 1024,
+            events_per_link: 2,
+            datagram_events_per_link: 16,
             max_links: 10_000,
             max_links_per_address: 256,
             max_pending_handshakes: 64,
@@ -178,8 +192,14 @@ impl TransportConfig {
                 Semaphore::MAX_PERMITS
             ));
         }
-        if self.datagram_queue == 0 || self.event_queue == 0 {
-            return bad("datagram_queue and event_queue must be at least 1".into());
+        if self.datagram_queue == 0
+            || self.event_queue == 0
+            || self.events_per_link == 0
+            || self.datagram_events_per_link == 0
+        {
+            return bad("datagram_queue, event_queue, events_per_link and \
+                 datagram_events_per_link must be at least 1"
+                .into());
         }
         if self.max_links_per_address == 0 {
             return bad("max_links_per_address must be at least 1".into());

@@ -208,6 +208,11 @@ pub enum LinkEvent {
         pdus: Vec<Bytes>,
         /// Whether they came on the reliable stream or as datagrams.
         reliable: bool,
+        /// The link's share of the owner's channel this batch holds:
+        /// dropping the event (once the PDUs are handled) lets the link
+        /// hand over its next batch (see
+        /// [`events_per_link`](super::TransportConfig::events_per_link)).
+        credit: Credit,
     },
     /// The peer sent something that is not a valid PDU. A malformed
     /// datagram is dropped; a framing error on the reliable stream leaves it
@@ -233,6 +238,28 @@ pub enum LinkEvent {
         /// Why.
         reason: DownReason,
     },
+}
+
+/// One of a link's permits to have a batch of PDUs waiting for the owner;
+/// given back once it and its clones are dropped. See
+/// [`events_per_link`](super::TransportConfig::events_per_link).
+#[derive(Debug, Clone)]
+pub struct Credit {
+    _permit: Option<std::sync::Arc<tokio::sync::OwnedSemaphorePermit>>,
+}
+
+impl Credit {
+    /// A credit that holds nothing (for events made outside a transport,
+    /// as in tests).
+    pub fn none() -> Self {
+        Credit { _permit: None }
+    }
+
+    pub(crate) fn new(permit: tokio::sync::OwnedSemaphorePermit) -> Self {
+        Credit {
+            _permit: Some(std::sync::Arc::new(permit)),
+        }
+    }
 }
 
 impl LinkEvent {

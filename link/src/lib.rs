@@ -135,7 +135,7 @@ mod tasks;
 mod transport;
 
 pub use config::TransportConfig;
-pub use event::{CloseCode, Direction, DownReason, LinkEvent, LinkId};
+pub use event::{CloseCode, Credit, Direction, DownReason, LinkEvent, LinkId};
 pub use forward::{Forwarder, LinkForwarder};
 pub use link::{Link, LinkStats, SHARED_BLOCK, SendError, UnreliableOutcome};
 pub use socket::{SocketBuffers, size_udp_socket, udp_socket};

@@ -139,6 +139,14 @@ pub(crate) struct LinkShared {
     pub(crate) copy_below: usize,
     /// Most bytes of an incomplete PDU the stream reader holds now.
     pub(crate) pdu_limit: AtomicUsize,
+    /// The link's share of the owner's event channel
+    /// ([`events_per_link`](super::TransportConfig::events_per_link)
+    /// permits): each batch of PDUs from the stream handed to the owner
+    /// holds one.
+    pub(crate) credit: Arc<tokio::sync::Semaphore>,
+    /// The same for batches of datagrams
+    /// ([`datagram_events_per_link`](super::TransportConfig::datagram_events_per_link)).
+    pub(crate) datagram_credit: Arc<tokio::sync::Semaphore>,
     /// Set once the link refuses new PDUs (closing, flushing, down).
     closing: AtomicBool,
     /// The code and text of a close made on this side, for the `Down`.
@@ -258,6 +266,8 @@ impl LinkShared {
             counters: Counters::default(),
             copy_below: config.copy_below,
             pdu_limit: AtomicUsize::new(config.unproven_pdu_limit),
+            credit: Arc::new(tokio::sync::Semaphore::new(config.events_per_link)),
+            datagram_credit: Arc::new(tokio::sync::Semaphore::new(config.datagram_events_per_link)),
             closing: AtomicBool::new(false),
             local_close: Mutex::new(None),
         }

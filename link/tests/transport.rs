@@ -264,19 +264,86 @@ async fn a_slow_owner_gets_everything_once_it_reads_again() {
     assert_eq!(p.b.stats(p.b_link).expect("up").malformed, 0);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flooding_link_waits_behind_its_share_of_the_owners_queue() {
+    // B's owner does not read while A floods: A's reader hands over
+    // `events_per_link` batches and then waits, so C's PDU, sent after
+    // the flood, is at most that many batches behind.
+    let owner = config();
+    assert_eq!(owner.events_per_link, 2);
+    let mut p = pair_with(config(), owner).await;
+    let (c, _c_events) = bind(Kind::Router, "c", config());
+    let c_link = c.dial(p.b.local_addr(), p.b.name()).await.expect("dials");
+    let c_id = match next_non_pdu_event(&mut p.b_events).await {
+        LinkEvent::Up { link_id, .. } => link_id,
+        other => panic!("expected C's link up, got {other:?}"),
+    };
+    const N: u64 = 20_000;
+    let link = p.a_link.clone();
+    let flood = tokio::spawn(async move {
+        for seq in 0..N {
+            link.send(pdu(seq, 200)).await.expect("sends");
+        }
+    });
+    // A's reader has handed over its share and stopped reading.
+    eventually(WAIT, "A's reader waits for the owner", || async {
+        let before = p.b.stats(p.b_link).map_or(0, |s| s.received_pdus);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let after = p.b.stats(p.b_link).map_or(0, |s| s.received_pdus);
+        after > 0 && after == before
+    })
+    .await;
+    c_link.send(pdu(7, 10)).await.expect("sends");
+    eventually(WAIT, "C's PDU is read", || async {
+        p.b.stats(c_id).is_some_and(|s| s.received_pdus == 1)
+    })
+    .await;
+    let mut flood_batches_first = 0;
+    let mut got = Vec::new();
+    loop {
+        match next_event(&mut p.b_events).await {
+            LinkEvent::Pdus { link_id, pdus, .. } if link_id == c_id => {
+                assert_eq!(pdus, vec![pdu(7, 10)]);
+                break;
+            }
+            LinkEvent::Pdus { link_id, pdus, .. } if link_id == p.b_link => {
+                flood_batches_first += 1;
+                got.extend(pdus);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(
+        flood_batches_first <= 2,
+        "C's PDU waited behind {flood_batches_first} of A's batches"
+    );
+    // Nothing of the flood is lost for the wait.
+    let rest = collect(&mut p.b_events, N as usize - got.len(), true).await;
+    got.extend(rest);
+    flood.await.expect("the flood is sent");
+    for (seq, d) in got.iter().enumerate() {
+        assert_eq!(*d, pdu(seq as u64, 200));
+    }
+}
+
 #[tokio::test]
 async fn unreliable_pdus_arrive_as_datagrams() {
     let mut p = pair().await;
     let max = p.a_link.max_datagram_size().expect("datagrams are on");
     assert!(max >= 1000, "max datagram size {max}");
     const N: u64 = 500;
-    for seq in 0..N {
-        let outcome = p.a_link.send_unreliable(pdu(seq, 100)).expect("open");
-        assert_eq!(outcome, UnreliableOutcome::Datagram);
-        if seq % 20 == 19 {
-            tokio::time::sleep(Duration::from_millis(1)).await;
+    // The owner reads while they are sent (a link's datagrams waiting for
+    // a busy owner beyond `datagram_events_per_link` batches are dropped).
+    let link = p.a_link.clone();
+    let sender = tokio::spawn(async move {
+        for seq in 0..N {
+            let outcome = link.send_unreliable(pdu(seq, 100)).expect("open");
+            assert_eq!(outcome, UnreliableOutcome::Datagram);
+            if seq % 20 == 19 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
         }
-    }
+    });
     // Datagrams may be lost, so take what arrives within a deadline.
     let mut got = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
@@ -295,12 +362,14 @@ async fn unreliable_pdus_arrive_as_datagrams() {
         let seq = seq_of(d);
         assert_eq!(*d, pdu(seq, 100));
     }
+    sender.await.expect("sent");
     let stats = p.a_link.stats();
     assert_eq!(stats.sent_datagrams, N);
     assert_eq!(stats.dropped_unreliable_out, 0);
+    let b = p.b.stats(p.b_link).expect("up");
     assert_eq!(
-        p.b.stats(p.b_link).expect("up").received_datagrams,
-        got.len() as u64
+        b.received_datagrams,
+        got.len() as u64 + b.dropped_unreliable_in
     );
 }
 

@@ -18,6 +18,11 @@
 //! server attacks are skipped, with a note, when `gdp-capsule-server` is
 //! not built in the same profile.
 //!
+//! The pair runs on a tokio runtime of its own, on its own thread, as it
+//! would on another host: its pings never wait behind the attacker's tasks
+//! for a worker of the bench's runtime. It still shares the machine's two
+//! cores with the attacker, the router and the other processes.
+//!
 //! It prints a markdown table (for `BENCHMARKS.md`): the pair's ping
 //! p50/p99 before, during and after the attack and the pings it lost; the
 //! router's peak RSS (`VmHWM`); the attacker's bytes sent against the
@@ -40,10 +45,12 @@ use bytes::Bytes;
 use gdp_router::directory::route_key;
 use gdp_testkit::bin::find_workspace_bin;
 use gdp_testkit::hostile::flood::{FLOOD_PAYLOAD, SMALL_PAYLOAD};
-use gdp_testkit::hostile::{PingLog, Sent, Stop, capsule, directory, drain_incoming, flood, links};
+use gdp_testkit::hostile::{
+    PingLog, PingPair, Sent, Stop, capsule, directory, drain_incoming, flood, links,
+};
 use hdrhistogram::Histogram;
 
-use scene::{MAX_RSS, Scene, StaleScene};
+use scene::{MAX_RSS, PING_INTERVAL, Scene, StaleScene};
 
 /// The default length of each phase, in seconds.
 const DEFAULT_SECS: u64 = 10;
@@ -100,6 +107,12 @@ fn main() {
         .enable_all()
         .build()
         .expect("a runtime");
+    let pair_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("pair")
+        .enable_all()
+        .build()
+        .expect("a runtime for the pair");
     let mut rows = Vec::new();
     for (name, needs_server) in ATTACKS {
         if filter.as_ref().is_some_and(|f| !name.contains(f.as_str())) {
@@ -112,16 +125,26 @@ fn main() {
             continue;
         }
         eprintln!("{name}: {secs} s before, during and after");
-        rows.push(runtime.block_on(run(name, needs_server, phase)));
+        let pair = pair_runtime.handle().clone();
+        rows.push(runtime.block_on(run(name, needs_server, phase, pair)));
     }
     print_table(&rows, secs);
 }
 
-/// Runs attack `name` between a baseline and an after phase.
-async fn run(name: &'static str, needs_server: bool, phase: Duration) -> Row {
+/// Runs attack `name` between a baseline and an after phase, with the
+/// unrelated pair on `pair_runtime`.
+async fn run(
+    name: &'static str,
+    needs_server: bool,
+    phase: Duration,
+    pair_runtime: tokio::runtime::Handle,
+) -> Row {
     let scene = Scene::start(name, needs_server).await;
     let prepared = prepare(name, &scene).await;
-    let pair = scene.pair().await;
+    let pair = pair_runtime
+        .spawn(PingPair::start(scene.addr(), scene.name(), PING_INTERVAL))
+        .await
+        .expect("the pair starts");
     let t0 = pair.elapsed();
     tokio::time::sleep(phase).await;
     let t1 = pair.elapsed();

@@ -36,6 +36,7 @@
 //! | `gdp_router_queue_depth{queue}` | gauge | `events` (link events waiting), `link_bytes` (all send queues) |
 //! | `gdp_router_link_rtt_seconds{link,peer,kind,role}` | gauge | QUIC RTT estimate per link |
 //! | `gdp_router_link_queued_bytes{...}` | gauge | memory held by the PDUs waiting in one link's send queue |
+//! | `gdp_router_link_datagrams_dropped_in_total{...}` | counter | datagrams received on one link and dropped before the driver: the link already had its share (`events_per_link`) of batches waiting, or the event channel was full |
 //! | `gdp_router_send_stalls_total` | counter | times a full link queue sent PDUs to the link's overflow in the driver (which never waits) |
 //! | `gdp_router_dropped_total{reason="queue_full"}` | counter | includes reliable PDUs dropped because their link's queue and overflow were full |
 //! | `gdp_router_stalled_links_closed_total` | counter | links closed because their queue took nothing for `stall_timeout` |
@@ -568,6 +569,13 @@ fn link_metrics(e: &mut Exposition, s: &Snapshot) {
         "gauge",
         "Bytes waiting in the link's send queue.",
         &|i| s.links[i].stats.queued_bytes.to_string(),
+    );
+    per_link(
+        e,
+        "gdp_router_link_datagrams_dropped_in_total",
+        "counter",
+        "Datagrams received on the link and dropped before the driver: its batches waiting were at their bound, or the event channel was full.",
+        &|i| s.links[i].stats.dropped_unreliable_in.to_string(),
     );
     per_link(
         e,

@@ -184,10 +184,12 @@ pub(super) async fn pump(
     }
     while let Some(event) = events.recv().await {
         match event {
+            // The batch's credit is held until it is passed on.
             LinkEvent::Pdus {
                 link_id,
                 pdus,
                 reliable,
+                ..
             } if link_id == id => {
                 let batch = sort(pdus, reliable, &dropped);
                 if deliver && !batch.is_empty() && tx.send(batch).await.is_err() {

@@ -4,8 +4,11 @@
 //! one that does not is dropped and reported as [`LinkEvent::Malformed`]
 //! (never waiting on the owner). Out: what has already arrived, up to
 //! [`DATAGRAM_BATCH`] datagrams, as one unreliable [`LinkEvent::Pdus`]
-//! batch; when the owner's channel is full the batch is dropped and
-//! counted, since an unreliable PDU is not worth stalling for. It ends when
+//! batch; when the owner's channel is full, or the link already has its
+//! share of datagram batches with the owner
+//! ([`datagram_events_per_link`](crate::TransportConfig::datagram_events_per_link)), the
+//! batch is dropped and counted, since an unreliable PDU is not worth
+//! stalling for. It ends when
 //! the connection is gone or the owner's channel is closed.
 
 use std::sync::Arc;
@@ -13,8 +16,8 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use super::{DATAGRAM_BATCH, malformed};
-use crate::LinkEvent;
 use crate::link::{LinkShared, bump, check_pdu};
+use crate::{Credit, LinkEvent};
 
 pub(super) async fn read_datagrams(
     shared: Arc<LinkShared>,
@@ -63,17 +66,25 @@ pub(super) async fn read_datagrams(
             let count = batch.len() as u64;
             bump(&counters.received_datagrams, count);
             bump(&counters.received_datagram_bytes, bytes);
-            let event = LinkEvent::Pdus {
-                link_id: shared.id,
-                pdus: batch,
-                reliable: false,
-            };
-            match events.try_send(event) {
-                Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    bump(&counters.dropped_unreliable_in, count)
+            // A link with its share of datagram batches waiting drops
+            // rather than waits: datagrams never wait on the owner.
+            match shared.datagram_credit.clone().try_acquire_owned() {
+                Ok(permit) => {
+                    let event = LinkEvent::Pdus {
+                        link_id: shared.id,
+                        pdus: batch,
+                        reliable: false,
+                        credit: Credit::new(permit),
+                    };
+                    match events.try_send(event) {
+                        Ok(()) => {}
+                        Err(mpsc::error::TrySendError::Full(_)) => {
+                            bump(&counters.dropped_unreliable_in, count);
+                        }
+                        Err(mpsc::error::TrySendError::Closed(_)) => return,
+                    }
                 }
-                Err(mpsc::error::TrySendError::Closed(_)) => return,
+                Err(_) => bump(&counters.dropped_unreliable_in, count),
             }
         }
         if lost {

@@ -6,8 +6,9 @@
 //! PDUs taken as one run (or runs of about [`RUN_BYTES`]). Out, in stream
 //! order: the prefix of the read the link's [`LinkForwarder`] takes, if
 //! the owner set one, and the rest as one [`LinkEvent::Pdus`] batch,
-//! waiting when the owner's channel is full (QUIC flow control then slows
-//! the peer).
+//! waiting while the link already has its share of batches with the owner
+//! ([`events_per_link`](crate::TransportConfig::events_per_link)) or the
+//! owner's channel is full (QUIC flow control then slows the peer).
 //!
 //! A framing error leaves the stream out of sync: the PDUs before it are
 //! delivered, the stream is stopped, the error reported as
@@ -25,7 +26,7 @@ use tokio::sync::mpsc;
 use super::malformed;
 use crate::forward::LinkForwarder;
 use crate::link::{LinkShared, bump};
-use crate::{CloseCode, LinkEvent};
+use crate::{CloseCode, Credit, LinkEvent};
 
 /// Chunks the stream reader asks QUIC for at once.
 pub(super) const READ_CHUNKS: usize = 64;
@@ -224,12 +225,18 @@ pub(super) async fn read_stream(
                 bump(&shared.counters.received_bytes, bytes);
             }
             if !batch.is_empty() {
+                // This link's earlier batches are handled first: until then
+                // it reads no more, and flow control slows its peer alone.
+                let Ok(permit) = shared.credit.clone().acquire_owned().await else {
+                    return;
+                };
                 // Sized for a read like this one rather than grown PDU by PDU.
                 let pdus = std::mem::replace(&mut batch, Vec::with_capacity(read as usize));
                 let event = LinkEvent::Pdus {
                     link_id: shared.id,
                     pdus,
                     reliable: true,
+                    credit: Credit::new(permit),
                 };
                 if events.send(event).await.is_err() {
                     return;

@@ -50,6 +50,7 @@
 //! | queue | bound | when full |
 //! | --- | --- | --- |
 //! | link events | `TransportConfig::event_queue` | link readers wait; QUIC flow control slows the peers |
+//! | one link's batches among the link events | `TransportConfig::events_per_link` (2) | that link's reader waits (datagram batches beyond `datagram_events_per_link`, 16, are dropped and counted): a flooding link slows itself, and every other link's PDUs wait behind at most two of its batches |
 //! | link send queue | `TransportConfig::link_queue_bytes` (memory really held) | never waited on: the link's PDUs wait in its overflow, and readers stop forwarding to it |
 //! | per-link overflow | [`DriverConfig::link_overflow_bytes`] | PDUs for that link are dropped and counted (`queue_full`); a link whose queue took nothing for [`DriverConfig::stall_timeout`] is closed (`stalled_links_closed`) |
 //! | dials | [`DriverConfig::max_dials`] running, one per router, backoff after failure | refused and counted (`dials_refused`), reported to the core as failed |
@@ -505,10 +506,14 @@ impl Driver {
                 );
                 self.core.link_up(now, id, role);
             }
+            // The batch's credit goes back to its link once it is handled
+            // (the end of this arm): a busy link never has more than its
+            // share of batches waiting ahead of other links'.
             LinkEvent::Pdus {
                 link_id,
                 pdus,
                 reliable,
+                credit: _credit,
             } => {
                 let id = core_id(link_id);
                 if reliable {
