@@ -223,6 +223,11 @@ impl RouterCore {
         if !to_router {
             self.stats.delivered_local += 1;
         }
+        if header.ptype == PduType::Subscribe && header.src == self.name {
+            // This router's own join (it never forwards another's): the
+            // link it leaves on is the tree's upstream.
+            self.joined_via(header.dst, link);
+        }
     }
 
     /// A PDU addressed to this router.

@@ -18,9 +18,9 @@
 //!   makes a new tree, which joins upstream at once: the router sends its
 //!   own `Subscribe` (`src` = this router) toward the capsule along the
 //!   FIB, or through the miss path (pending queue and lookup) when it has
-//!   no route yet. The next hop the FIB gives for the capsule is the tree's
-//!   upstream: a router link, or the link of the capsule's server attached
-//!   here. While the tree has members the router refreshes upstream every
+//!   no route yet. The link that join leaves on is the tree's upstream: a
+//!   router link, or the link of the capsule's server attached here; a
+//!   different upstream before it is sent an Unsubscribe. While the tree has members the router refreshes upstream every
 //!   `tree_refresh`, along the route of the moment.
 //! - `Unsubscribe { capsule }` from `L` removes the membership.
 //! - `Publish` (`dst` = `src` = the capsule, the records and their proof)
@@ -264,11 +264,15 @@ impl RouterCore {
         };
         self.stats.trees.upstream_joins += 1;
         let header = pdu.wire_header();
+        // Sent now along the FIB, or once a lookup finds a route; either
+        // way `joined_via` learns the link it leaves on.
         self.forward(now, header, pdu.to_bytes());
-        let hop = self.fib.lookup(&capsule, now).map(|e| e.next_hop);
-        if let Some(hop) = hop {
-            self.set_upstream(capsule, hop);
-        }
+    }
+
+    /// This router's Subscribe for `capsule` left on `hop`: that is the
+    /// tree's upstream now.
+    pub(crate) fn joined_via(&mut self, capsule: Name, hop: LinkId) {
+        self.set_upstream(capsule, hop);
     }
 
     /// `capsule`'s upstream is now `hop`; a previous, different upstream is

@@ -326,9 +326,10 @@ fn mid_tree(kill: bool) {
     assert_eq!(tl.rejoins, 1);
     let direct = net.router(l).router_link(&net.router_name(root));
     assert!(direct.is_some());
-    // The join went through a lookup: the upstream is known once the
-    // route is used by a Publish (or by the next refresh).
-    assert_eq!(net.router(l).tree(&capsule).and_then(|t| t.upstream), None);
+    assert_eq!(
+        net.router(l).tree(&capsule).and_then(|t| t.upstream),
+        direct
+    );
     let tree = net.router(root).tree(&capsule).expect("a tree");
     assert_eq!(
         tree.members,
