@@ -48,6 +48,15 @@
 //! | `gdp_router_directory_fields_pruned_total` | counter | fields of full names removed because their record did not verify for the name and its router |
 //! | `gdp_router_transport_links_refused_total{reason}` | counter | connections the transport refused: `per_address` (`max_links_per_address`), `max_links`, `handshakes` (`max_pending_handshakes`) |
 //! | `gdp_router_inbound_addresses` | gauge | source addresses with at least one inbound link |
+//! | `gdp_router_trees`, `gdp_router_tree_memberships` | gauge | delivery trees (capsules with subscribers) and their memberships (capsule, link) now |
+//! | `gdp_router_tree_joins_total` | counter | Subscribes that added or refreshed a membership |
+//! | `gdp_router_tree_upstream_joins_total`, `gdp_router_tree_upstream_leaves_total` | counter | Subscribes (joins, refreshes, re-joins) and Unsubscribes this router sent toward capsules |
+//! | `gdp_router_tree_rejoins_total` | counter | trees whose upstream link went down and that joined again |
+//! | `gdp_router_tree_publishes_total` | counter | Publish PDUs accepted from a tree's upstream |
+//! | `gdp_router_tree_publish_copies_total` | counter | copies of those queued on member links (one per member link but the one it came on) |
+//! | `gdp_router_tree_publish_dropped_total{reason}` | counter | Publish PDUs or copies dropped: `no_tree`, `not_upstream` (neither the tree's upstream nor the FIB's next hop for the capsule), `queue_full` (a member link's queue, per copy) |
+//! | `gdp_router_tree_joins_refused_total{reason}` | counter | Subscribes refused: `max_trees`, `max_tree_members`, `per_link` (`max_tree_joins_per_link`), `rate` (`subscribe_rate_per_link`) |
+//! | `gdp_router_tree_pruned_total{reason}` | counter | memberships ended: `unsubscribe`, `link_down`, `lease` |
 //!
 //! and a few more counters, each with its `# HELP` line.
 
@@ -62,7 +71,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
-use crate::core::{DropReason, LinkRole};
+use crate::core::{DropReason, LinkRole, TreeStats};
 use crate::driver::{RouterHandle, Snapshot};
 
 /// Longest request head read.
@@ -468,6 +477,7 @@ pub fn render(s: &Snapshot) -> String {
             value,
         );
     }
+    tree_metrics(&mut e, &c.trees);
     e.gauge(
         "gdp_router_inbound_addresses",
         "Source addresses with at least one inbound link.",
@@ -522,6 +532,92 @@ pub fn render(s: &Snapshot) -> String {
     );
     link_metrics(&mut e, s);
     e.out
+}
+
+/// A counter family's name, help, and value per `reason` label.
+type LabelledFamily<'a> = (&'a str, &'a str, &'a [(&'a str, u64)]);
+
+fn tree_metrics(e: &mut Exposition, t: &TreeStats) {
+    e.gauge(
+        "gdp_router_trees",
+        "Delivery trees (capsules with subscribers) now.",
+        t.trees,
+    );
+    e.gauge(
+        "gdp_router_tree_memberships",
+        "Memberships (capsule, link) in all delivery trees now.",
+        t.memberships,
+    );
+    for (name, help, value) in [
+        (
+            "gdp_router_tree_joins_total",
+            "Subscribes that added or refreshed a tree membership.",
+            t.joins,
+        ),
+        (
+            "gdp_router_tree_upstream_joins_total",
+            "Subscribes this router sent toward capsules (joins, refreshes, re-joins).",
+            t.upstream_joins,
+        ),
+        (
+            "gdp_router_tree_upstream_leaves_total",
+            "Unsubscribes this router sent upstream.",
+            t.upstream_leaves,
+        ),
+        (
+            "gdp_router_tree_rejoins_total",
+            "Trees whose upstream link went down and that joined again.",
+            t.rejoins,
+        ),
+        (
+            "gdp_router_tree_publishes_total",
+            "Publish PDUs accepted from a tree's upstream.",
+            t.publishes,
+        ),
+        (
+            "gdp_router_tree_publish_copies_total",
+            "Copies of accepted Publish PDUs queued on member links.",
+            t.copies,
+        ),
+    ] {
+        e.counter(name, help, value);
+    }
+    let labelled: [LabelledFamily<'_>; 3] = [
+        (
+            "gdp_router_tree_publish_dropped_total",
+            "Publish PDUs (or copies) dropped, by reason.",
+            &[
+                ("no_tree", t.publish_no_tree),
+                ("not_upstream", t.publish_not_upstream),
+                ("queue_full", t.copies_queue_full),
+            ],
+        ),
+        (
+            "gdp_router_tree_joins_refused_total",
+            "Subscribes refused, by limit.",
+            &[
+                ("max_trees", t.refused_trees),
+                ("max_tree_members", t.refused_members),
+                ("per_link", t.refused_link),
+                ("rate", t.refused_rate),
+            ],
+        ),
+        (
+            "gdp_router_tree_pruned_total",
+            "Tree memberships ended, by reason.",
+            &[
+                ("unsubscribe", t.pruned_unsubscribe),
+                ("link_down", t.pruned_link_down),
+                ("lease", t.pruned_lease),
+            ],
+        ),
+    ];
+    for (name, help, values) in labelled {
+        e.family(name, "counter", help);
+        for (reason, value) in values {
+            e.sample(name, &[("reason", reason)], value);
+        }
+    }
 }
 
 fn link_metrics(e: &mut Exposition, s: &Snapshot) {
@@ -789,6 +885,11 @@ mod tests {
         assert!(text.contains("gdp_router_links_refused_total{reason=\"per_peer\"} 0"));
         assert!(text.contains("gdp_router_attach_timeouts_total 0"));
         assert!(text.contains("gdp_router_lookups_limited_total 0"));
+        assert!(text.contains("gdp_router_trees 0"));
+        assert!(text.contains("gdp_router_tree_publish_copies_total 0"));
+        assert!(text.contains("gdp_router_tree_joins_refused_total{reason=\"rate\"} 0"));
+        assert!(text.contains("gdp_router_tree_pruned_total{reason=\"lease\"} 0"));
+        assert!(text.contains("gdp_router_tree_publish_dropped_total{reason=\"not_upstream\"} 0"));
         assert!(text.contains("# TYPE gdp_router_forwarded_total counter"));
         for line in [
             "gdp_router_dials_refused_total{reason=\"limit\"} 0",

@@ -7,7 +7,9 @@
 //! malformed PDUs, peering policy) in [`security`]; per-peer limits under
 //! hostile peers (unproven links, links per peer, forged advertisements,
 //! lookup storms) in [`limits`]; the routers' link readers forwarding on
-//! their own (the fast path, on by default) in [`fast_path`]; a capsule's
+//! their own (the fast path, on by default) in [`fast_path`]; the routers'
+//! delivery trees (joins, one copy per member link, leases, re-joins,
+//! limits, forged senders) with opaque records in [`trees`]; a capsule's
 //! records through delivery trees to a thousand verifying subscribers, with
 //! faults mid-tree, in [`stream`].
 
@@ -29,6 +31,8 @@ mod fast_path;
 mod limits;
 #[path = "simulation/security.rs"]
 mod security;
+#[path = "simulation/trees.rs"]
+mod trees;
 
 const SECOND: Duration = Duration::from_secs(1);
 

@@ -116,6 +116,10 @@ pub struct TimingConfig {
     /// How long a new link may take to prove a name (attach, or a router's
     /// hello) before it is closed.
     pub attach_timeout: Option<ConfigDuration>,
+    /// How long a delivery-tree membership lasts without a refresh.
+    pub tree_lease: Option<ConfigDuration>,
+    /// How often a delivery tree refreshes its join upstream.
+    pub tree_refresh: Option<ConfigDuration>,
 }
 
 /// The `[limits]` table.
@@ -154,6 +158,16 @@ pub struct LimitsConfig {
     pub pending_per_source: Option<usize>,
     /// Most resolutions in flight for one source.
     pub max_lookups_per_source: Option<usize>,
+    /// Most delivery trees (capsules with subscribers) at once.
+    pub max_trees: Option<usize>,
+    /// Most member links of one delivery tree.
+    pub max_tree_members: Option<usize>,
+    /// Most tree memberships one link may hold.
+    pub max_tree_joins_per_link: Option<usize>,
+    /// Subscribes accepted from one link, per second.
+    pub subscribe_rate: Option<u32>,
+    /// Subscribes accepted from one link at once after a quiet period.
+    pub subscribe_burst: Option<u32>,
 }
 
 /// The config file as written: every key optional.

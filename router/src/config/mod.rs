@@ -47,6 +47,8 @@
 //! audit_interval = "10s"   # how often the directory is checked for lost records
 //! stall_timeout = "2s"     # a link whose full queue takes nothing this long is closed
 //! attach_timeout = "5s"    # a new link must prove a name (attach, hello) within this
+//! tree_lease = "30s"      # a delivery-tree membership lasts this long unrefreshed
+//! tree_refresh = "10s"    # how often a tree refreshes its join upstream (< tree_lease)
 //!
 //! [limits]
 //! max_links = 10000
@@ -65,6 +67,11 @@
 //! pending_bytes = 67108864 # bytes of PDUs waiting for routes, in all
 //! pending_per_source = 256 # PDUs of one source waiting for routes
 //! max_lookups_per_source = 64  # resolutions in flight for one source
+//! max_trees = 65536       # delivery trees (capsules with subscribers) at once
+//! max_tree_members = 4096 # member links of one tree
+//! max_tree_joins_per_link = 1024  # tree memberships of one link
+//! subscribe_rate = 256     # Subscribes (joins and refreshes) from one link per second
+//! subscribe_burst = 2048   # ... and at once after a quiet period
 //!
 //! [capsule_server]         # handed as it is to the embedded capsule server
 //! ```
@@ -265,6 +272,18 @@ pub struct RouterSettings {
     pub pending_per_source: usize,
     /// Resolutions in flight for one source.
     pub max_lookups_per_source: usize,
+    /// How long a delivery-tree membership lasts without a refresh.
+    pub tree_lease: Duration,
+    /// How often a delivery tree refreshes its join upstream.
+    pub tree_refresh: Duration,
+    /// Delivery trees at once.
+    pub max_trees: usize,
+    /// Member links of one delivery tree.
+    pub max_tree_members: usize,
+    /// Tree memberships of one link.
+    pub max_tree_joins_per_link: usize,
+    /// Subscribes accepted from one link.
+    pub subscribe_rate_per_link: crate::core::Rate,
     /// The `[capsule_server]` table, if present.
     pub capsule_server: Option<toml::Value>,
 }
@@ -319,6 +338,12 @@ impl Default for RouterSettings {
             pending_bytes: core.pending_bytes,
             pending_per_source: core.pending_per_source,
             max_lookups_per_source: core.max_lookups_per_source,
+            tree_lease: core.tree_lease,
+            tree_refresh: core.tree_refresh,
+            max_trees: core.max_trees,
+            max_tree_members: core.max_tree_members,
+            max_tree_joins_per_link: core.max_tree_joins_per_link,
+            subscribe_rate_per_link: core.subscribe_rate_per_link,
             capsule_server: None,
         }
     }
@@ -454,6 +479,27 @@ impl RouterSettings {
                 file.limits.max_lookups_per_source,
                 d.max_lookups_per_source,
             ),
+            tree_lease: pick_duration(None, t.tree_lease, d.tree_lease),
+            tree_refresh: pick_duration(None, t.tree_refresh, d.tree_refresh),
+            max_trees: pick(None, file.limits.max_trees, d.max_trees),
+            max_tree_members: pick(None, file.limits.max_tree_members, d.max_tree_members),
+            max_tree_joins_per_link: pick(
+                None,
+                file.limits.max_tree_joins_per_link,
+                d.max_tree_joins_per_link,
+            ),
+            subscribe_rate_per_link: crate::core::Rate::new(
+                pick(
+                    None,
+                    file.limits.subscribe_rate,
+                    d.subscribe_rate_per_link.per_sec,
+                ),
+                pick(
+                    None,
+                    file.limits.subscribe_burst,
+                    d.subscribe_rate_per_link.burst,
+                ),
+            ),
             capsule_server: file.capsule_server,
             data_dir,
         };
@@ -509,6 +555,29 @@ impl RouterSettings {
                 "limits",
                 "max_entitlements, held_per_source, held_per_link and held_total must be at least 1"
                     .into(),
+            );
+        }
+        if [
+            self.max_trees,
+            self.max_tree_members,
+            self.max_tree_joins_per_link,
+            self.subscribe_rate_per_link.burst as usize,
+        ]
+        .contains(&0)
+        {
+            return bad(
+                "limits",
+                "max_trees, max_tree_members, max_tree_joins_per_link and subscribe_burst must be at least 1"
+                    .into(),
+            );
+        }
+        if self.tree_refresh.is_zero() || self.tree_refresh >= self.tree_lease {
+            return bad(
+                "timing.tree_refresh",
+                format!(
+                    "must be non-zero and shorter than tree_lease ({:?})",
+                    self.tree_lease
+                ),
             );
         }
         if let Some(via) = &self.via
@@ -583,6 +652,12 @@ impl RouterSettings {
             pending_bytes: self.pending_bytes,
             pending_per_source: self.pending_per_source,
             max_lookups_per_source: self.max_lookups_per_source,
+            tree_lease: self.tree_lease,
+            tree_refresh: self.tree_refresh,
+            max_trees: self.max_trees,
+            max_tree_members: self.max_tree_members,
+            max_tree_joins_per_link: self.max_tree_joins_per_link,
+            subscribe_rate_per_link: self.subscribe_rate_per_link,
             ..crate::core::CoreConfig::default()
         }
     }
@@ -821,6 +896,57 @@ mod tests {
         let core_defaults = crate::core::CoreConfig::default();
         assert_eq!(defaults.attach_timeout, core_defaults.attach_timeout);
         assert_eq!(defaults.pending_bytes, core_defaults.pending_bytes);
+    }
+
+    #[test]
+    #[cfg(feature = "daemon")]
+    fn the_tree_limits_come_from_the_file() {
+        let file = FileConfig::parse(
+            "[timing]\ntree_lease = \"12s\"\ntree_refresh = \"4s\"\n[limits]\nmax_trees = 10\n\
+             max_tree_members = 20\nmax_tree_joins_per_link = 5\nsubscribe_rate = 7\n\
+             subscribe_burst = 70\n",
+            Path::new("t.toml"),
+        )
+        .expect("parses");
+        let core = RouterSettings::resolve(file, &cli(&[]))
+            .expect("valid")
+            .core_config(vec![], None);
+        assert_eq!(
+            (core.tree_lease, core.tree_refresh),
+            (Duration::from_secs(12), Duration::from_secs(4))
+        );
+        assert_eq!(
+            (
+                core.max_trees,
+                core.max_tree_members,
+                core.max_tree_joins_per_link,
+                core.subscribe_rate_per_link
+            ),
+            (10, 20, 5, crate::core::Rate::new(7, 70))
+        );
+        let defaults = RouterSettings::resolve(FileConfig::default(), &cli(&[]))
+            .expect("valid")
+            .core_config(vec![], None);
+        let core_defaults = crate::core::CoreConfig::default();
+        assert_eq!(defaults.max_trees, core_defaults.max_trees);
+        assert_eq!(defaults.tree_lease, core_defaults.tree_lease);
+        assert_eq!(
+            defaults.subscribe_rate_per_link,
+            core_defaults.subscribe_rate_per_link
+        );
+        // A refresh that is not shorter than the lease is refused.
+        let file = FileConfig::parse(
+            "[timing]\ntree_lease = \"5s\"\ntree_refresh = \"5s\"\n",
+            Path::new("t.toml"),
+        )
+        .expect("parses");
+        assert!(matches!(
+            RouterSettings::resolve(file, &cli(&[])),
+            Err(ConfigError::Invalid {
+                key: "timing.tree_refresh",
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -323,6 +323,8 @@ impl RouterCore {
                 self.router_gone(now, name, link, ready);
             }
         }
+        // Its tree memberships end; trees it led to join again elsewhere.
+        self.trees_link_down(now, link);
         true
     }
 

@@ -159,6 +159,23 @@ pub struct CoreConfig {
     /// How far before `now` published records start to be valid, to allow
     /// for readers whose clocks are behind.
     pub clock_skew: Duration,
+    /// Most delivery trees (capsules with subscribers) at once; a Subscribe
+    /// that would start one more is refused. Default 65,536.
+    pub max_trees: usize,
+    /// Most member links of one delivery tree. Default 4,096.
+    pub max_tree_members: usize,
+    /// Most tree memberships one link may hold. Default 1,024.
+    pub max_tree_joins_per_link: usize,
+    /// Subscribes (joins and refreshes) accepted from one link. Default
+    /// 256 a second, 2,048 at once: a downstream router refreshing
+    /// `max_tree_joins_per_link` trees every `tree_refresh` stays well
+    /// within it.
+    pub subscribe_rate_per_link: Rate,
+    /// How long a membership lasts without a refresh. Default 30 s.
+    pub tree_lease: Duration,
+    /// How often a tree with members refreshes its join upstream; shorter
+    /// than `tree_lease`. Default 10 s.
+    pub tree_refresh: Duration,
     /// Seed for the core's random numbers (attach nonces, hash keys). `None`
     /// draws one from the operating system; the simulation sets it so runs
     /// repeat exactly.
@@ -210,6 +227,12 @@ impl Default for CoreConfig {
             max_links_per_peer: 4,
             max_unattached_pdus: 4,
             clock_skew: Duration::from_secs(30),
+            max_trees: 65_536,
+            max_tree_members: 4_096,
+            max_tree_joins_per_link: 1_024,
+            subscribe_rate_per_link: Rate::new(256, 2_048),
+            tree_lease: Duration::from_secs(30),
+            tree_refresh: Duration::from_secs(10),
             rng_seed: None,
         }
     }
@@ -248,6 +271,14 @@ pub enum ConfigError {
     /// A limit that must be at least one is zero.
     #[error("{0} must be at least 1")]
     ZeroLimit(&'static str),
+    /// Trees would let their upstream leases run out between refreshes.
+    #[error("tree_refresh ({refresh:?}) must be shorter than tree_lease ({lease:?})")]
+    TreeRefreshTooLong {
+        /// The refresh interval.
+        refresh: Duration,
+        /// The lease.
+        lease: Duration,
+    },
 }
 
 impl CoreConfig {
@@ -277,6 +308,7 @@ impl CoreConfig {
         for (what, rate) in [
             ("lookup_rate_per_source", self.lookup_rate_per_source),
             ("lookup_rate_per_link", self.lookup_rate_per_link),
+            ("subscribe_rate_per_link", self.subscribe_rate_per_link),
         ] {
             if rate.burst == 0 {
                 return Err(ConfigError::ZeroLimit(what));
@@ -284,6 +316,15 @@ impl CoreConfig {
         }
         if self.attach_timeout.is_zero() {
             return Err(ConfigError::ZeroLimit("attach_timeout"));
+        }
+        if self.tree_refresh.is_zero() {
+            return Err(ConfigError::ZeroLimit("tree_refresh"));
+        }
+        if self.tree_refresh >= self.tree_lease {
+            return Err(ConfigError::TreeRefreshTooLong {
+                refresh: self.tree_refresh,
+                lease: self.tree_lease,
+            });
         }
         for (what, v) in [
             ("pending_per_name", self.pending_per_name),
@@ -304,6 +345,9 @@ impl CoreConfig {
             ("held_per_source", self.held_per_source),
             ("held_per_link", self.held_per_link),
             ("held_total", self.held_total),
+            ("max_trees", self.max_trees),
+            ("max_tree_members", self.max_tree_members),
+            ("max_tree_joins_per_link", self.max_tree_joins_per_link),
         ] {
             if v == 0 {
                 return Err(ConfigError::ZeroLimit(what));
@@ -393,6 +437,23 @@ mod tests {
             c.validate(router(), Kind::Router),
             Err(ConfigError::ZeroLimit("attach_timeout"))
         );
+        c.attach_timeout = Duration::from_secs(1);
+        c.max_tree_members = 0;
+        assert_eq!(
+            c.validate(router(), Kind::Router),
+            Err(ConfigError::ZeroLimit("max_tree_members"))
+        );
+        c.max_tree_members = 1;
+        c.tree_refresh = c.tree_lease;
+        assert_eq!(
+            c.validate(router(), Kind::Router),
+            Err(ConfigError::TreeRefreshTooLong {
+                refresh: c.tree_lease,
+                lease: c.tree_lease,
+            })
+        );
+        c.tree_refresh = Duration::from_secs(1);
+        assert_eq!(c.validate(router(), Kind::Router), Ok(()));
     }
 
     #[test]

@@ -490,7 +490,7 @@ impl RouterCore {
                 continue;
             };
             match self.check_source(now, pdu.link, peer, pdu.header.src) {
-                Check::Entitled => self.forward(now, pdu.header, pdu.bytes),
+                Check::Entitled => self.release_held(now, pdu.link, pdu.header, pdu.bytes),
                 Check::NotEntitled => self.bad_source(now, pdu.link, peer, &pdu.header),
                 Check::Unknown(next) if next != name && pdu.waits < self.config.max_via_depth => {
                     // A gateway on the source's way is not known yet.

@@ -16,6 +16,11 @@
 //! - miss: the `resolve` module answers from the negative cache, or parks
 //!   the PDU and resolves the name within its source's and link's budgets.
 //!
+//! A delivery tree's PDUs (Subscribe, Unsubscribe, Publish) are never
+//! forwarded by the FIB: the `tree` module acts on them, after the same
+//! source checks (a Subscribe's source must be the name proven on its
+//! link: the attached endpoint's, or the peer router's).
+//!
 //! Malformed, oversized and spoofed PDUs are violations: dropped, counted per
 //! link, and the link is closed when they reach `max_violations`.
 
@@ -95,6 +100,7 @@ impl RouterCore {
             LinkKind::Attaching { .. } => self.on_attaching_pdu(now, link, &header, bytes),
             LinkKind::Endpoint(att) => {
                 let source_ok = att.sends_as(&header.src);
+                let own_name = att.name == header.src;
                 match header.ptype {
                     PduType::Control => {
                         // Endpoints have nothing more to say on the control
@@ -103,24 +109,62 @@ impl RouterCore {
                     }
                     PduType::Advertise => self.on_advertise(now, link, bytes.slice(HEADER_LEN..)),
                     PduType::Withdraw => self.on_withdraw(now, link, bytes.slice(HEADER_LEN..)),
+                    // An endpoint joins and leaves trees as itself only.
+                    PduType::Subscribe | PduType::Unsubscribe if !own_name => {
+                        self.violation(now, link, DropReason::BadSource);
+                    }
+                    PduType::Subscribe | PduType::Unsubscribe => {
+                        self.on_tree_control(now, link, &header, &bytes);
+                    }
                     _ if !source_ok => self.violation(now, link, DropReason::BadSource),
+                    PduType::Publish => self.on_publish(now, link, &header, bytes),
                     _ => self.forward(now, header, bytes),
                 }
             }
-            LinkKind::Router { name, ready, .. } => match header.ptype {
-                PduType::Control => self.on_router_control(now, link, &header, bytes),
-                PduType::Advertise | PduType::Withdraw => {
-                    self.stats.dropped.count(DropReason::Policy);
+            LinkKind::Router { name, ready, .. } => {
+                let (peer, ready) = (*name, *ready);
+                match header.ptype {
+                    PduType::Control => self.on_router_control(now, link, &header, bytes),
+                    PduType::Advertise | PduType::Withdraw => {
+                        self.stats.dropped.count(DropReason::Policy);
+                    }
+                    // A router joins and leaves trees as itself only.
+                    PduType::Subscribe | PduType::Unsubscribe if header.src != peer => {
+                        self.violation(now, link, DropReason::BadSource);
+                    }
+                    // A link not in use is nobody's upstream.
+                    PduType::Publish if !ready => self.stats.trees.publish_not_upstream += 1,
+                    _ if !ready => self.on_unready_router_pdu(link, peer, header, bytes),
+                    PduType::Subscribe | PduType::Unsubscribe => {
+                        self.on_tree_control(now, link, &header, &bytes);
+                    }
+                    PduType::Publish => self.on_publish(now, link, &header, bytes),
+                    _ => self.on_router_pdu(now, link, peer, header, bytes),
                 }
-                _ if !ready => {
-                    let peer = *name;
-                    self.on_unready_router_pdu(link, peer, header, bytes);
+            }
+        }
+    }
+
+    /// A PDU from the ready router link `link`, held while its source's
+    /// entitlement (or the peer's vouching) was looked up, and now
+    /// admitted: a delivery tree's PDUs are acted on, the rest forwarded.
+    pub(crate) fn release_held(
+        &mut self,
+        now: Timestamp,
+        link: LinkId,
+        header: PduHeader,
+        bytes: Bytes,
+    ) {
+        match header.ptype {
+            PduType::Subscribe | PduType::Unsubscribe => {
+                if self.tree_sender_ok(link, &header.src) {
+                    self.on_tree_control(now, link, &header, &bytes);
+                } else {
+                    self.violation(now, link, DropReason::BadSource);
                 }
-                _ => {
-                    let peer = *name;
-                    self.on_router_pdu(now, link, peer, header, bytes);
-                }
-            },
+            }
+            PduType::Publish => self.on_publish(now, link, &header, bytes),
+            _ => self.forward(now, header, bytes),
         }
     }
 
@@ -178,6 +222,11 @@ impl RouterCore {
         self.stats.forwarded += 1;
         if !to_router {
             self.stats.delivered_local += 1;
+        }
+        if header.ptype == PduType::Subscribe && header.src == self.name {
+            // This router's own join (it never forwards another's): the
+            // link it leaves on is the tree's upstream.
+            self.joined_via(header.dst, link);
         }
     }
 

@@ -54,6 +54,10 @@
 //!   router), a dial (a router with addresses) or the resolution of its
 //!   gateway (`via`), recursively. Failure answers the waiting PDUs with
 //!   NakNoRoute.
+//! - **Delivery trees** (`tree` module): Subscribe and Unsubscribe from
+//!   a link add and remove its lease-bound membership in a capsule's tree;
+//!   a new tree joins upstream toward the capsule, and each Publish from
+//!   upstream is copied once per member link.
 //! - **Publishing** (`publish` module): records for local names are signed,
 //!   published, republished at two thirds of their lifetime and unpublished
 //!   when the name leaves.
@@ -92,6 +96,7 @@ mod stats;
 #[cfg(test)]
 mod tests;
 mod timers;
+mod tree;
 
 pub use config::{ConfigError, CoreConfig, Gateway, Rate};
 pub use fib::{Fib, FibEntry, FibReader, NameHasher, NameHasherBuilder, RouteKind};
@@ -99,7 +104,8 @@ pub use io::{
     Action, CloseReason, LinkId, LinkInfo, LinkPeer, LinkRole, LookupError, PeeringError, Transmit,
 };
 pub use peering::PeeringPolicy;
-pub use stats::{DropReason, Drops, LinksRefused, Stats};
+pub use stats::{DropReason, Drops, LinksRefused, Stats, TreeStats};
+pub use tree::TreeInfo;
 
 use attach::LinkState;
 use limits::LookupLimits;
@@ -164,6 +170,8 @@ pub struct RouterCore {
     next_seq: u64,
     /// Source entitlements of vouched peers, and each router link's trust.
     entitle: entitle::Entitlements,
+    /// Delivery trees, by capsule.
+    trees: tree::Trees,
 }
 
 impl RouterCore {
@@ -216,6 +224,7 @@ impl RouterCore {
             gateway_retry_at: Timestamp::ZERO,
             next_seq: 1,
             entitle,
+            trees: tree::Trees::default(),
             config,
         })
     }
@@ -300,7 +309,8 @@ impl RouterCore {
     }
 
     /// Runs every timer due at `now`: republishing, cache and pending expiry,
-    /// resolution, dial and attach deadlines, gateway redials.
+    /// resolution, dial and attach deadlines, gateway redials, tree leases
+    /// and refreshes.
     pub fn handle_timeout(&mut self, now: Timestamp) {
         self.start(now);
         while let Some(timer) = self.timers.pop_due(now) {
@@ -313,6 +323,7 @@ impl RouterCore {
                 Timer::Negative(name) => self.expire_negative(now, name),
                 Timer::Redial => self.redial_gateway(now),
                 Timer::Attach(link) => self.attach_deadline(now, link),
+                Timer::Tree(capsule) => self.tree_timer(now, capsule),
             }
         }
         self.refresh_gauges();
@@ -405,6 +416,8 @@ impl RouterCore {
         self.stats.pending_bytes = self.pending.bytes();
         self.stats.links = self.links.len();
         self.stats.fib_entries = self.fib.len();
+        self.stats.trees.trees = self.trees.len();
+        self.stats.trees.memberships = self.trees.memberships();
     }
 
     /// Queues `pdu` on `link` without touching it (control messages this

@@ -122,10 +122,68 @@ impl LinksRefused {
     }
 }
 
+/// What the delivery trees did and refused (see the `tree` module of the
+/// core).
+///
+/// `trees` and `memberships` are gauges; the rest are counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TreeStats {
+    /// Trees now (capsules with at least one member link).
+    pub trees: usize,
+    /// Memberships (capsule, link) in all trees now.
+    pub memberships: usize,
+    /// Subscribes that added or refreshed a membership.
+    pub joins: u64,
+    /// Subscribes this router sent toward a capsule: new trees' joins,
+    /// refreshes and re-joins.
+    pub upstream_joins: u64,
+    /// Unsubscribes this router sent upstream (a tree left without
+    /// members, or an upstream replaced by another).
+    pub upstream_leaves: u64,
+    /// Trees whose upstream link went down and that joined again.
+    pub rejoins: u64,
+    /// Publish PDUs accepted from upstream.
+    pub publishes: u64,
+    /// Copies of accepted Publish PDUs queued on member links.
+    pub copies: u64,
+    /// Copies not queued because the member link's queue was full (also
+    /// counted as [`DropReason::QueueFull`]).
+    pub copies_queue_full: u64,
+    /// Publish PDUs dropped: no tree for their capsule here.
+    pub publish_no_tree: u64,
+    /// Publish PDUs dropped: they came on neither the tree's upstream nor
+    /// the FIB's next hop for the capsule.
+    pub publish_not_upstream: u64,
+    /// Subscribes refused: `max_trees` trees exist.
+    pub refused_trees: u64,
+    /// Subscribes refused: the tree has `max_tree_members` members.
+    pub refused_members: u64,
+    /// Subscribes refused: the link holds `max_tree_joins_per_link`
+    /// memberships.
+    pub refused_link: u64,
+    /// Subscribes refused: the link spent its `subscribe_rate_per_link`.
+    pub refused_rate: u64,
+    /// Memberships ended by an Unsubscribe.
+    pub pruned_unsubscribe: u64,
+    /// Memberships ended by their link going down.
+    pub pruned_link_down: u64,
+    /// Memberships ended by their lease running out.
+    pub pruned_lease: u64,
+}
+
+impl TreeStats {
+    /// Subscribes refused, whatever the limit.
+    pub fn refused(&self) -> u64 {
+        self.refused_trees + self.refused_members + self.refused_link + self.refused_rate
+    }
+}
+
 /// Counters and gauges of one [`RouterCore`](super::RouterCore).
 ///
-/// Counters only grow; `pending`, `pending_bytes`, `links` and
-/// `fib_entries` are gauges of the current state.
+/// Counters only grow; `pending`, `pending_bytes`, `links`,
+/// `fib_entries`, `trees.trees` and `trees.memberships` are gauges of the
+/// current state.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {
@@ -204,6 +262,8 @@ pub struct Stats {
     pub links: usize,
     /// FIB entries now.
     pub fib_entries: usize,
+    /// Delivery trees: gauges, copies, drops, refusals and prunes.
+    pub trees: TreeStats,
 }
 
 impl Stats {

@@ -31,6 +31,8 @@ pub(crate) enum Timer {
     Redial,
     /// An unproven link's deadline to attach (or pass its hello).
     Attach(LinkId),
+    /// A delivery tree's leases and upstream refresh.
+    Tree(Name),
 }
 
 /// Deadlines ordered by time (then by timer, so firing order is

@@ -225,6 +225,33 @@ impl SimEndpoint {
         Ok(seq)
     }
 
+    /// Queues a Subscribe to `capsule`'s delivery tree (a join, or a
+    /// refresh of the lease): addressed to the capsule, from this
+    /// endpoint's name. Returns its `seq`.
+    pub fn subscribe(&mut self, capsule: Name) -> Result<u64, PduError> {
+        self.tree_message(ControlMessage::Subscribe { capsule }, capsule)
+    }
+
+    /// Queues an Unsubscribe from `capsule`'s delivery tree. Returns its
+    /// `seq`.
+    pub fn unsubscribe(&mut self, capsule: Name) -> Result<u64, PduError> {
+        self.tree_message(ControlMessage::Unsubscribe { capsule }, capsule)
+    }
+
+    fn tree_message(&mut self, msg: ControlMessage, capsule: Name) -> Result<u64, PduError> {
+        let seq = self.next_seq();
+        let pdu = msg.to_pdu(capsule, self.name(), seq)?;
+        self.send_pdu(&pdu);
+        Ok(seq)
+    }
+
+    /// PDUs of type `ptype` received, in order.
+    pub fn received_of(&self, ptype: PduType) -> impl Iterator<Item = &Pdu> {
+        self.received
+            .iter()
+            .filter(move |p| p.header.ptype == ptype)
+    }
+
     /// Queues `pdu` as it is (any source name).
     pub fn send_pdu(&mut self, pdu: &Pdu) {
         self.outbox.push(pdu.to_bytes());

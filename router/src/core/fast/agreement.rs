@@ -18,7 +18,9 @@
 //!   else, the peer's own name and any source whose entry leads through
 //!   the link: exactly what `decide` accepts;
 //! - every entry's next hop is a link the core knows, because a link's
-//!   teardown removes every entry through it.
+//!   teardown removes every entry through it;
+//! - neither forwards a delivery tree's PDUs (subscribe, unsubscribe,
+//!   publish) by the FIB: the core acts on them.
 //!
 //! So whenever `decide` forwards, the slow path would forward to the same
 //! hop. The slow path may forward more (a capsule served by two links, a
@@ -85,6 +87,10 @@ impl RouterCore {
             header.ptype,
             PduType::Control | PduType::Advertise | PduType::Withdraw
         );
+        if crate::core::tree::is_tree_type(header.ptype) {
+            // The core acts on a tree's PDUs; it forwards none by the FIB.
+            return None;
+        }
         let admitted = match &self.links.get(&link)?.kind {
             LinkKind::Attaching { .. } => false,
             LinkKind::Endpoint(att) => !link_local && att.sends_as(&header.src),

@@ -24,7 +24,9 @@
 //!
 //! In this order, cheapest first, and only through the view:
 //!
-//! 1. the PDU is not link-local (control, advertise, withdraw), not flagged
+//! 1. the PDU is not link-local (control, advertise, withdraw), not one of
+//!    a delivery tree's (subscribe, unsubscribe, publish: the core acts on
+//!    those and copies publishes per member link), not flagged
 //!    unreliable (a link reader passes on a stream, which such a PDU need
 //!    not take), and not addressed to this router;
 //! 2. the link is one the core forwards from without a second look: for an
@@ -107,6 +109,10 @@ pub struct Hop {
 pub enum Reason {
     /// Control, Advertise or Withdraw: the core handles them itself.
     LinkLocal,
+    /// Subscribe, Unsubscribe or Publish: a delivery tree's, which the
+    /// core acts on (joins, leaves, copies per member) and never forwards
+    /// by the FIB.
+    Tree,
     /// Flagged unreliable: the core sends it as a datagram.
     Unreliable,
     /// Addressed to this router.
@@ -150,6 +156,12 @@ pub fn decide<V: FibView + ?Sized>(fib: &V, at: &Ingress, header: &PduHeader) ->
         PduType::Control | PduType::Advertise | PduType::Withdraw
     ) {
         return Verdict::Core(Reason::LinkLocal);
+    }
+    if matches!(
+        header.ptype,
+        PduType::Subscribe | PduType::Unsubscribe | PduType::Publish
+    ) {
+        return Verdict::Core(Reason::Tree);
     }
     if header.flags.contains(Flags::UNRELIABLE) {
         return Verdict::Core(Reason::Unreliable);

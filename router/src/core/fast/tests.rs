@@ -127,8 +127,6 @@ fn decide_forwards_what_the_fib_alone_decides() {
         PduType::Ping,
         PduType::Pong,
         PduType::NakNoRoute,
-        PduType::Subscribe,
-        PduType::Unsubscribe,
     ] {
         let mut h = header(A, B);
         h.ptype = ptype;
@@ -152,6 +150,16 @@ fn decide_leaves_the_rest_to_the_core_and_says_why() {
         h.ptype = ptype;
         assert_eq!(core(from_endpoint(1), h), Reason::LinkLocal);
         assert_eq!(core(from_peer(), h), Reason::LinkLocal);
+    }
+    // A delivery tree's PDUs, even with a FIB entry for the capsule and a
+    // source bound to the link: never forwarded by the FIB.
+    for ptype in [PduType::Subscribe, PduType::Unsubscribe, PduType::Publish] {
+        let mut h = header(A, B);
+        h.ptype = ptype;
+        assert_eq!(core(from_endpoint(1), h), Reason::Tree, "{ptype:?}");
+        let mut h = header(FAR, A);
+        h.ptype = ptype;
+        assert_eq!(core(from_peer(), h), Reason::Tree, "{ptype:?}");
     }
     assert_eq!(
         core(from_endpoint(1), header(A, B).with_flags(Flags::UNRELIABLE)),
