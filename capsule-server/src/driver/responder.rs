@@ -3,10 +3,15 @@
 //!
 //! ```text
 //!   host outbox (bounded) ──► responder ──► Book::reply (source name, advertise first?)
-//!                                  │
+//!   publishes (bounded) ─────────┘ │         Publish PDUs of advertised capsules
 //!                                  ▼
 //!                  Target::Link(link).send_batch(PDUs)  (one call per batch)
 //! ```
+//!
+//! Publishes (records for a capsule's delivery tree) leave from the
+//! capsule's name, so only for a capsule advertised on the link: the
+//! router would refuse any other source. They wait for a link like
+//! responses do.
 //!
 //! While there is no link ([`Target::Wait`]) the responder takes nothing
 //! from the outbox, so the service stops behind it (back-pressure) and no
@@ -26,7 +31,7 @@ use gdp_proto::control::ControlMessage;
 use tokio::sync::{mpsc, watch};
 
 use super::book::Book;
-use crate::service::Response;
+use crate::service::{Publish, Response};
 
 /// Most responses sent in one batch.
 const BATCH: usize = 256;
@@ -82,6 +87,23 @@ fn encode(
     }
 }
 
+/// Encodes the Publish PDUs of advertised capsules among `publishes` into
+/// `out`.
+fn encode_publishes(publishes: &mut Vec<Publish>, book: &Mutex<Book>, out: &mut Vec<Bytes>) {
+    let book = lock(book);
+    for publish in publishes.drain(..) {
+        let capsule = publish.capsule;
+        if !book.is_advertised(&capsule) {
+            tracing::debug!(%capsule, "publish of a capsule not advertised on this link dropped");
+            continue;
+        }
+        match publish.into_pdu() {
+            Ok(pdu) => out.push(pdu.to_bytes()),
+            Err(e) => tracing::error!(%capsule, error = %e, "publish over the pdu limits dropped"),
+        }
+    }
+}
+
 /// Waits until responses can go somewhere; false once the target can no
 /// longer change (the driver is gone), in which case they are dropped.
 async fn ready(target: &mut watch::Receiver<Target>) -> bool {
@@ -100,11 +122,14 @@ async fn ready(target: &mut watch::Receiver<Target>) -> bool {
 /// Runs the responder until the outbox ends. See the module documentation.
 pub(crate) async fn respond(
     mut responses: mpsc::Receiver<Response>,
+    mut publishes: mpsc::Receiver<Publish>,
     mut target: watch::Receiver<Target>,
     book: Arc<Mutex<Book>>,
     server: Name,
 ) {
     let mut batch = Vec::with_capacity(BATCH);
+    let mut published = Vec::new();
+    let mut publishing = true;
     let mut held: Vec<Bytes> = Vec::new();
     let mut seq = 0u64;
     let mut orphaned = false;
@@ -113,10 +138,18 @@ pub(crate) async fn respond(
             if !orphaned && !ready(&mut target).await {
                 orphaned = true;
             }
-            if responses.recv_many(&mut batch, BATCH).await == 0 {
-                return;
+            tokio::select! {
+                n = responses.recv_many(&mut batch, BATCH) => {
+                    if n == 0 {
+                        return;
+                    }
+                }
+                n = publishes.recv_many(&mut published, BATCH), if publishing => {
+                    publishing = n > 0;
+                }
             }
             encode(&mut batch, &book, server, &mut seq, &mut held);
+            encode_publishes(&mut published, &book, &mut held);
             if held.is_empty() {
                 continue;
             }
