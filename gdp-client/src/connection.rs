@@ -111,6 +111,10 @@ pub(crate) enum LinkState {
     Closed,
 }
 
+/// Where the Publish PDUs of each capsule go: the queue of every tree
+/// subscription of this client to it, by subscription id.
+type TreeRoutes = HashMap<Name, Vec<(u64, mpsc::Sender<Pdu>)>>;
+
 /// State shared by the client's handles and its supervisor task.
 #[derive(Debug)]
 pub(crate) struct Shared {
@@ -119,7 +123,7 @@ pub(crate) struct Shared {
     routes: Mutex<HashMap<u64, Route>>,
     /// The tree subscriptions of each capsule, by id: where its Publish
     /// PDUs go.
-    trees: Mutex<HashMap<Name, Vec<(u64, mpsc::Sender<Pdu>)>>>,
+    trees: Mutex<TreeRoutes>,
     /// Publish PDUs dropped because a subscription's queue was full.
     dropped_publishes: AtomicU64,
     next_id: AtomicU64,
@@ -156,7 +160,7 @@ impl Shared {
         self.routes().remove(&id);
     }
 
-    fn trees(&self) -> MutexGuard<'_, HashMap<Name, Vec<(u64, mpsc::Sender<Pdu>)>>> {
+    fn trees(&self) -> MutexGuard<'_, TreeRoutes> {
         self.trees.lock().unwrap_or_else(PoisonError::into_inner)
     }
 

@@ -163,7 +163,7 @@ async fn backlog_and_what_the_tree_drops_are_read_by_unicast() {
     while seen.len() < 600 {
         let next = seen.len() as u64 + 1;
         seen.extend(read_until(&mut sub, next, next).await);
-        if next % 50 == 0 {
+        if next.is_multiple_of(50) {
             // A slow reader.
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

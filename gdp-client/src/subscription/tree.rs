@@ -416,3 +416,140 @@ async fn follow(
 fn retry(backoff: &mut Backoff, max: Duration) -> Duration {
     backoff.next_delay().unwrap_or(max)
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use gdp_certs::{SecretKey, Timestamp};
+    use gdp_proto::chain::{Appender, ChainState};
+    use gdp_proto::proof::Heartbeat;
+
+    use super::*;
+
+    /// A capsule of `n` records with one heartbeat over the last.
+    struct Chain {
+        md: Metadata,
+        records: Vec<Record>,
+        heartbeat: Heartbeat,
+    }
+
+    fn chain(n: u64) -> Chain {
+        let key = SecretKey::from_seed(&[9; 32]);
+        let md = Metadata::capsule(
+            key.public(),
+            vec![key.public()],
+            "t",
+            Timestamp::from_secs(1),
+            vec![],
+        )
+        .expect("valid");
+        let mut w = Appender::new(key, &md, ChainState::new(md.name())).expect("writer");
+        let records = (1..=n)
+            .map(|i| {
+                w.append(Bytes::from(format!("r{i}")), Timestamp(i))
+                    .expect("append")
+            })
+            .collect();
+        let heartbeat = w.heartbeat().expect("records");
+        Chain {
+            md,
+            records,
+            heartbeat,
+        }
+    }
+
+    /// Records `from..=to` with a proof of `to`.
+    fn batch(c: &Chain, from: u64, to: u64) -> (Vec<Record>, Proof) {
+        let proof = Proof::build(c.heartbeat.clone(), to, |s| {
+            c.records
+                .get(usize::try_from(s).ok()?.checked_sub(1)?)
+                .map(Record::header)
+        })
+        .expect("headers at hand");
+        let records = c.records[(from - 1) as usize..to as usize].to_vec();
+        (records, proof)
+    }
+
+    fn pop_all(t: &mut Tracked) -> Vec<(u64, Source)> {
+        let mut out = Vec::new();
+        while let Some((r, from)) = t.pop().expect("in order") {
+            assert_eq!(r.heartbeat().seqno(), 20, "the batch's heartbeat");
+            out.push((r.seqno(), from));
+        }
+        out
+    }
+
+    #[test]
+    fn tree_and_unicast_batches_come_out_in_order_once_with_their_source() {
+        let c = chain(20);
+        let mut t = Tracked::new(c.md.clone(), 1, 64);
+        // Live records arrive first, ahead of the backlog.
+        let (r, p) = batch(&c, 11, 15);
+        t.offer(r, &p, Source::Tree).expect("verifies");
+        assert!(pop_all(&mut t).is_empty());
+        assert_eq!(t.follower.want(), Some(1..=10));
+        let (r, p) = batch(&c, 1, 12);
+        t.offer(r, &p, Source::Unicast).expect("verifies");
+        let out = pop_all(&mut t);
+        assert_eq!(out.len(), 15);
+        assert!(out.iter().map(|(s, _)| *s).eq(1..=15));
+        // The first copy of 11 and 12 (the tree's) is the one kept.
+        assert!(out[..10].iter().all(|(_, f)| *f == Source::Unicast));
+        assert!(out[10..].iter().all(|(_, f)| *f == Source::Tree));
+        // A duplicate of what was delivered is dropped.
+        let (r, p) = batch(&c, 14, 20);
+        t.offer(r, &p, Source::Tree).expect("verifies");
+        let out = pop_all(&mut t);
+        assert!(out.iter().map(|(s, _)| *s).eq(16..=20));
+        assert!(t.held.is_empty());
+    }
+
+    #[test]
+    fn a_tampered_batch_is_refused_and_changes_nothing() {
+        let c = chain(20);
+        let mut t = Tracked::new(c.md.clone(), 1, 64);
+        let (mut r, p) = batch(&c, 1, 5);
+        let x = &r[2];
+        r[2] = Record::new(
+            *x.capsule(),
+            x.seqno(),
+            x.timestamp(),
+            *x.prev(),
+            x.skips().to_vec(),
+            Bytes::from_static(b"forged"),
+        )
+        .expect("shape");
+        assert!(matches!(
+            t.offer(r, &p, Source::Tree),
+            Err(Refused::Unverified(_))
+        ));
+        assert!(t.held.is_empty());
+        assert_eq!(t.follower.waiting(), 0);
+        // Another capsule's records do not verify either.
+        let other = chain(3);
+        let mut t2 = Tracked::new(other.md.clone(), 1, 64);
+        let (r, p) = batch(&c, 1, 3);
+        assert!(t2.offer(r, &p, Source::Unicast).is_err());
+    }
+
+    #[test]
+    fn records_ahead_are_bounded_like_the_follower() {
+        let c = chain(20);
+        let mut t = Tracked::new(c.md.clone(), 1, 4);
+        let (r, p) = batch(&c, 5, 12);
+        t.offer(r, &p, Source::Tree).expect("verifies");
+        assert_eq!(t.held.len(), 4);
+        assert_eq!(t.follower.waiting(), 4);
+        assert_eq!(t.follower.want(), Some(1..=4));
+        let (r, p) = batch(&c, 1, 4);
+        t.offer(r, &p, Source::Unicast).expect("verifies");
+        // 1..=4 displace the highest waiting ones; 5.. are read again.
+        let out = pop_all(&mut t);
+        assert!(out.iter().map(|(s, _)| *s).eq(1..=4));
+        assert_eq!(t.follower.want(), Some(5..=12));
+        let (r, p) = batch(&c, 5, 12);
+        t.offer(r, &p, Source::Unicast).expect("verifies");
+        let out = pop_all(&mut t);
+        assert!(out.iter().map(|(s, _)| *s).eq(5..=8));
+    }
+}
