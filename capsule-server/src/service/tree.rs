@@ -133,6 +133,15 @@ impl CapsuleService {
         let Some(h) = self.capsules.get_mut(&req.capsule).filter(|_| served) else {
             return self.tree_ignored(req, TreeIgnored::NotHosted);
         };
+        if h.tree.is_some_and(|lease| lease.until <= now) {
+            // Ran out, and its timer did not come up yet: a join now is a
+            // new lease.
+            h.tree = None;
+            self.expired(req.capsule);
+        }
+        let Some(h) = self.capsules.get_mut(&req.capsule) else {
+            return;
+        };
         match (req.op, &mut h.tree) {
             (TreeOp::Join, Some(lease)) => {
                 lease.until = now.saturating_add(lease_for);

@@ -197,4 +197,13 @@ fn the_router_leaving_ends_the_lease_at_once() {
     assert_eq!(h.publishes.len(), 2);
     assert_eq!(seqnos(&md, &h.publishes[1]), vec![2]);
     assert_eq!(h.service.stats().tree_leases_taken, 2);
+    // A join after the lease ran out, before its timer came up, is a new
+    // lease too: the tip again.
+    let late = NOW.saturating_add(ServiceConfig::default().tree_lease);
+    h.service.tree(late, join(md.name()));
+    h.drain();
+    assert_eq!(h.publishes.len(), 3);
+    assert_eq!(h.service.tree_leases(), 1);
+    let stats = h.service.stats();
+    assert_eq!((stats.tree_leases_taken, stats.tree_leases_expired), (3, 1));
 }
