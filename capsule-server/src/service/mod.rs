@@ -69,7 +69,18 @@
 //! store, one response at a time, as the driver polls
 //! ([`CapsuleService::poll_output`]), until they catch up. `next` only moves
 //! forward past what was emitted, so a subscriber sees every record once,
-//! in order, with no gap.
+//! in order, with no gap. Each of these subscriptions costs the server one
+//! copy of every record: this is the unicast fan-out.
+//!
+//! # Delivery trees
+//!
+//! The scalable way to follow a capsule: routers aggregate subscribers into
+//! a tree per capsule, and the server's router joins it here with a lease
+//! ([`CapsuleService::tree`]). Each append that becomes durable then
+//! leaves once as an [`Output::Publish`], whatever the number of
+//! subscribers; a leased capsule that published nothing for
+//! `tree_tip_interval` publishes its newest record again
+//! ([`CapsuleService::handle_timeout`]). See the [`tree`] module.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
@@ -91,7 +102,7 @@ mod create;
 mod read;
 #[cfg(test)]
 mod tests;
-mod tree;
+pub mod tree;
 #[cfg(test)]
 mod tree_tests;
 

@@ -3,7 +3,7 @@
 //!
 //! Two ways to get them, chosen by
 //! [`ClientOptions::subscribe_mode`](crate::ClientOptions::subscribe_mode):
-//! the capsule's delivery tree in the routers ([`tree`], the default), or a
+//! the capsule's delivery tree in the routers (`tree`, the default), or a
 //! subscription of this client's own at the capsule's server (unicast,
 //! below). The stream is the same either way.
 
@@ -36,9 +36,15 @@ const ROUTE_QUEUE: usize = 256;
 /// survives link failures and server restarts.
 ///
 /// In [`SubscribeMode::Tree`] (the default) the subscription joins the
-/// capsule's delivery tree at its router and reads the backlog and any gap
-/// by unicast: see the [`tree`] module. Several subscriptions of one client
-/// may follow one capsule. What follows describes
+/// capsule's delivery tree at its router (`Subscribe` at start, every
+/// [`ClientOptions::tree_refresh`](crate::ClientOptions::tree_refresh) and
+/// after the link comes back; `Unsubscribe` when dropped), takes the new
+/// records that come down the tree, and reads by unicast the tail at start,
+/// the backlog from its start seqno and whatever the tree lost. Everything
+/// is verified against the capsule's metadata and comes out in order, once;
+/// a Publish that does not verify is dropped and counted
+/// ([`Subscription::stats`]), never delivered. Several subscriptions of one
+/// client may follow one capsule. What follows describes
 /// [`SubscribeMode::Unicast`].
 ///
 /// # Data flow (unicast)
