@@ -153,8 +153,14 @@ impl Default for NetConfig {
 #[derive(Debug)]
 struct SimRouter {
     core: RouterCore,
+    /// What the router was started with, to start it again.
+    identity: Identity,
+    config: CoreConfig,
     listen: SocketAddr,
     alive: bool,
+    /// Times it was started again; answers meant for an earlier start are
+    /// dropped.
+    restarts: u32,
     /// PDUs its link readers forwarded on the fast path.
     fast_forwarded: u64,
 }
@@ -195,6 +201,8 @@ enum Event {
     },
     Lookup {
         router: RouterId,
+        /// The start of the router that asked.
+        start: u32,
         name: Name,
     },
     Publish {
@@ -209,6 +217,8 @@ enum Event {
     },
     DialFailed {
         router: RouterId,
+        /// The start of the router that dialed.
+        start: u32,
         target: Name,
     },
 }
@@ -308,11 +318,15 @@ impl Network {
         cfg.addresses = vec![listen];
         cfg.rng_seed = Some(self.rng.r#gen());
         edit(&identity, &mut cfg);
-        let core = RouterCore::new(identity, cfg).expect("simulated router configuration is valid");
+        let core = RouterCore::new(identity.clone(), cfg.clone())
+            .expect("simulated router configuration is valid");
         self.routers.push(SimRouter {
             core,
+            identity,
+            config: cfg,
             listen,
             alive: true,
+            restarts: 0,
             fast_forwarded: 0,
         });
         self.drain_router(id);
@@ -408,6 +422,27 @@ impl Network {
                 self.schedule(at, Event::LinkDown { link, to: other });
             }
         }
+    }
+
+    /// Starts a killed `router` again, as a process restarted after a
+    /// crash: a fresh core with the same identity, configuration and
+    /// address, and nothing of the old one's state (links, FIB, trees).
+    /// Peers that want it dial it again; a private router dials its
+    /// gateway. Answers the old core was waiting for are dropped.
+    ///
+    /// # Panics
+    ///
+    /// If the router is alive (a test bug).
+    pub fn restart_router(&mut self, router: RouterId) {
+        let r = &mut self.routers[router.0];
+        assert!(!r.alive, "restart_router: {router:?} is alive");
+        let mut config = r.config.clone();
+        config.rng_seed = Some(self.rng.r#gen());
+        r.core = RouterCore::new(r.identity.clone(), config)
+            .expect("the configuration it started with is valid");
+        r.alive = true;
+        r.restarts += 1;
+        self.drain_router(router);
     }
 
     /// The core of `router`.
@@ -606,7 +641,17 @@ impl Network {
         let me = self.router_name(router);
         while let Some(action) = self.routers[router.0].core.poll_action() {
             match action {
-                Action::Lookup(name) => self.schedule(dir_at, Event::Lookup { router, name }),
+                Action::Lookup(name) => {
+                    let start = self.routers[router.0].restarts;
+                    self.schedule(
+                        dir_at,
+                        Event::Lookup {
+                            router,
+                            start,
+                            name,
+                        },
+                    );
+                }
                 Action::Publish {
                     name,
                     record,
@@ -664,13 +709,17 @@ impl Network {
                     },
                 );
             }
-            _ => self.schedule(
-                at,
-                Event::DialFailed {
-                    router: from,
-                    target,
-                },
-            ),
+            _ => {
+                let start = self.routers[from.0].restarts;
+                self.schedule(
+                    at,
+                    Event::DialFailed {
+                        router: from,
+                        start,
+                        target,
+                    },
+                );
+            }
         }
     }
 
@@ -748,8 +797,13 @@ impl Network {
                     }
                 }
             },
-            Event::Lookup { router, name } => {
-                if self.routers[router.0].alive {
+            Event::Lookup {
+                router,
+                start,
+                name,
+            } => {
+                let r = &self.routers[router.0];
+                if r.alive && r.restarts == start {
                     let result = self.directory.lookup(&name, now);
                     self.routers[router.0].core.lookup_result(now, name, result);
                     self.drain_router(router);
@@ -762,8 +816,13 @@ impl Network {
                 expires,
             } => self.directory.publish(name, router, record, expires),
             Event::Unpublish { router, name } => self.directory.unpublish(name, router),
-            Event::DialFailed { router, target } => {
-                if self.routers[router.0].alive {
+            Event::DialFailed {
+                router,
+                start,
+                target,
+            } => {
+                let r = &self.routers[router.0];
+                if r.alive && r.restarts == start {
                     self.routers[router.0].core.dial_failed(now, target);
                     self.drain_router(router);
                 }
