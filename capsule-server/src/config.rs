@@ -205,7 +205,8 @@ pub struct HostSettings {
     /// Most requests handed to the service at once (their heartbeats are
     /// verified in one batch). Default 1024.
     pub max_batch: usize,
-    /// Responses that may wait for the link. Default 1024.
+    /// Responses that may wait for the link, and (in a queue of their own)
+    /// Publish PDUs for delivery trees. Default 1024.
     pub outbox: usize,
 }
 

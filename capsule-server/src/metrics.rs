@@ -59,8 +59,8 @@ pub const TREE_LEASES_EXPIRED: &str = "gdp_capsule_tree_leases_expired_total";
 pub const TREE_IGNORED: &str = "gdp_capsule_tree_ignored_total";
 
 /// Registers the help text of every metric with the installed recorder,
-/// and zeroes the refusal counters so that every reason shows up in a
-/// scrape before its first refusal.
+/// and zeroes the refusal and delivery-tree figures so that they show up in
+/// a scrape before anything happens.
 pub fn describe() {
     describe_counter!(
         REFUSED,
@@ -89,6 +89,10 @@ pub fn describe() {
         TREE_IGNORED,
         "Delivery-tree joins and leaves ignored, by reason"
     );
+    for name in [PUBLISHES, PUBLISHED_RECORDS, PUBLISHED_BYTES] {
+        counter!(name).absolute(0);
+    }
+    gauge!(TREE_LEASES).set(0.0);
     for reason in TreeIgnored::ALL {
         counter!(TREE_IGNORED, "reason" => reason.label()).absolute(0);
     }

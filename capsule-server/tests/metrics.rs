@@ -70,6 +70,8 @@ async fn the_metrics_endpoint_counts_creates_appends_and_refusals() {
     for key in [
         "gdp_capsule_tree_ignored_total{reason=\"not_router\"}",
         "gdp_capsule_tree_ignored_total{reason=\"not_hosted\"}",
+        "gdp_capsule_publishes_total",
+        "gdp_capsule_tree_leases",
     ] {
         assert_eq!(first.get(key), Some(&0.0), "{key}: {first:?}");
     }

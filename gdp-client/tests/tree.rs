@@ -267,12 +267,20 @@ async fn two_subscriptions_of_one_client_and_a_unicast_one_follow_the_same_capsu
     assert_eq!(baseline.stats().tree_records, 0);
     assert_eq!(baseline.stats().unicast_records, 100);
 
-    // One of the two goes: the other keeps the client in the tree.
+    // One of the two goes: the other keeps the client in the tree, and
+    // the next records still come down it.
     drop(first);
+    let before = second.stats().tree_records;
     w.append_all((101..=150).map(payload))
         .await
         .expect("second");
     read_until(&mut second, 101, 150).await;
+    assert_eq!(
+        second.stats().tree_records - before,
+        50,
+        "{:?}",
+        second.stats()
+    );
     read_until(&mut baseline, 101, 150).await;
     drop(second);
     drop(baseline);

@@ -260,6 +260,10 @@ pub async fn run(
                 refused = stats.refused.total(),
                 peers_gone = stats.peers_gone,
                 subscriptions_dropped = stats.subscriptions_dropped,
+                publishes = stats.publishes,
+                published_records = stats.published_records,
+                tree_leases_taken = stats.tree_leases_taken,
+                tree_ignored = stats.tree_ignored.total(),
                 "capsule service counters"
             );
             for reason in crate::stats::Refusal::ALL {

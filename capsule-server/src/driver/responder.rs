@@ -184,3 +184,76 @@ pub(crate) async fn respond(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use gdp_certs::cert::{AdCert, Validity};
+    use gdp_certs::codec::Decode;
+    use gdp_certs::{Metadata, SecretKey};
+    use gdp_proto::capsule::decode_publish;
+    use gdp_proto::chain::{Appender, ChainState};
+    use gdp_proto::control::AdvertiseEntry;
+    use gdp_proto::pdu::{Pdu, PduType};
+    use gdp_proto::proof::Proof;
+    use gdp_proto::record::Record;
+
+    use super::*;
+
+    const NOW: Timestamp = Timestamp::from_secs(1_800_000_000);
+    const SERVER: Name = Name::from_bytes([200; 32]);
+
+    /// A capsule hosted by SERVER, and a Publish of its first two records.
+    fn capsule(nonce: u8) -> (AdvertiseEntry, Publish) {
+        let owner = SecretKey::from_seed(&[3; 32]);
+        let md = Metadata::capsule(owner.public(), vec![owner.public()], "p", NOW, vec![])
+            .expect("valid")
+            .with_nonce([nonce; 16]);
+        let validity = Validity::new(Timestamp::from_secs(1), Timestamp::from_secs(1_900_000_000));
+        let entry = AdvertiseEntry {
+            adcert: AdCert::issue(&owner, md.name(), SERVER, validity),
+            capsule_md: md.clone(),
+        };
+        let mut a = Appender::new(owner, &md, ChainState::new(md.name())).expect("writer");
+        let records: Vec<Record> = (0..2)
+            .map(|_| a.append(Bytes::from_static(b"x"), NOW).expect("appends"))
+            .collect();
+        let hb = a.heartbeat().expect("appended");
+        let proof = Proof::build(hb, 2, |s| {
+            records
+                .get(usize::try_from(s).ok()?.checked_sub(1)?)
+                .map(Record::header)
+        })
+        .expect("headers at hand");
+        let publish = Publish {
+            capsule: md.name(),
+            records,
+            proof,
+        };
+        (entry, publish)
+    }
+
+    #[test]
+    fn only_publishes_of_advertised_capsules_leave_from_the_capsule() {
+        let (advertised, mine) = capsule(1);
+        let (hidden, theirs) = capsule(2);
+        let book = Mutex::new(Book::new(
+            SERVER,
+            [(&advertised.capsule_md, &advertised.adcert)],
+        ));
+        lock(&book).attach_entries(NOW);
+        assert!(!lock(&book).is_advertised(&hidden.capsule_md.name()));
+        let mut out = Vec::new();
+        let mut publishes = vec![theirs, mine.clone()];
+        encode_publishes(&mut publishes, &book, &mut out);
+        assert!(publishes.is_empty());
+        assert_eq!(out.len(), 1);
+        let pdu = Pdu::decode(out.remove(0)).expect("a pdu");
+        assert_eq!(pdu.header.ptype, PduType::Publish);
+        assert_eq!(
+            (pdu.header.src, pdu.header.dst),
+            (mine.capsule, mine.capsule)
+        );
+        assert_eq!(pdu.header.seq, 2);
+        assert_eq!(decode_publish(&pdu), Ok((mine.records, mine.proof)));
+    }
+}
