@@ -26,6 +26,8 @@
 //! max_subscribers = 4096      # per capsule
 //! max_subscriptions_per_peer = 64
 //! max_capsules = 65536        # at most what the router takes per server
+//! tree_lease = "30s"          # a delivery-tree join of the router lasts this long
+//! tree_tip_interval = "5s"    # an idle capsule with a tree republishes its newest record
 //! peer_requests = { per_second = 20000, burst = 40000 }
 //! # Who may create capsules (see CreatePolicy); the default:
 //! create_policy = { mode = "quota", per_creator = 256, rate = { per_second = 10, burst = 100 } }
@@ -140,7 +142,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 
 /// Deserializes a duration written as a string with a unit or a number of
 /// seconds.
-fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+pub(crate) fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Raw {
@@ -203,7 +205,8 @@ pub struct HostSettings {
     /// Most requests handed to the service at once (their heartbeats are
     /// verified in one batch). Default 1024.
     pub max_batch: usize,
-    /// Responses that may wait for the link. Default 1024.
+    /// Responses that may wait for the link, and (in a queue of their own)
+    /// Publish PDUs for delivery trees. Default 1024.
     pub outbox: usize,
 }
 

@@ -20,7 +20,12 @@
 //!
 //! A network driver (QUIC links, a router attachment) feeds the inbox from
 //! decoded PDUs and turns [`Response`]s into PDUs with
-//! [`Response::to_pdu`].
+//! [`Response::to_pdu`]. Delivery-tree joins and leaves of the router go in
+//! through [`HostHandle::tree`]; the [`Publish`]es they cause come out on a
+//! channel of their own ([`Host::spawn_with_publishes`]; a host started
+//! with [`Host::spawn`] has no network, hence no tree, and drops them).
+//! The task also runs the service's timers (tips of idle capsules, leases
+//! that run out) at [`CapsuleService::next_timeout`].
 //!
 //! The service's counters ([`ServiceStats`]) are published at every turn
 //! of the task, before the responses of that turn go out;
@@ -40,7 +45,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::committer::{Ack, CommitHandle};
-use crate::service::{CapsuleService, Output, Request, Response, Ticket};
+use crate::service::{CapsuleService, Output, Publish, Request, Response, Ticket, TreeRequest};
 use crate::stats::ServiceStats;
 use crate::store::StoreError;
 
@@ -89,6 +94,7 @@ pub struct HostClosed;
 enum Input {
     Request(Request),
     PeerGone(Name),
+    Tree(TreeRequest),
 }
 
 /// Sends requests to a host and reads its counters. Cheap to clone.
@@ -116,6 +122,15 @@ impl HostHandle {
             .map_err(|_| HostClosed)
     }
 
+    /// Hands the service a delivery-tree join or leave (see
+    /// [`CapsuleService::tree`]).
+    pub async fn tree(&self, request: TreeRequest) -> Result<(), HostClosed> {
+        self.inbox
+            .send(Input::Tree(request))
+            .await
+            .map_err(|_| HostClosed)
+    }
+
     /// The service's counters as of the host task's last turn.
     pub fn stats(&self) -> ServiceStats {
         self.stats.borrow().clone()
@@ -132,11 +147,34 @@ pub struct Host {
 
 impl Host {
     /// Starts the host task on the current tokio runtime. Responses go to
-    /// `outbox`.
+    /// `outbox`; [`Publish`]es are dropped (see
+    /// [`Host::spawn_with_publishes`]).
     pub fn spawn(
         service: CapsuleService,
         committer: CommitHandle,
         outbox: mpsc::Sender<Response>,
+        config: HostConfig,
+    ) -> Host {
+        Self::start(service, committer, outbox, None, config)
+    }
+
+    /// Starts the host task on the current tokio runtime. Responses go to
+    /// `outbox`, the records for delivery trees to `publishes`.
+    pub fn spawn_with_publishes(
+        service: CapsuleService,
+        committer: CommitHandle,
+        outbox: mpsc::Sender<Response>,
+        publishes: mpsc::Sender<Publish>,
+        config: HostConfig,
+    ) -> Host {
+        Self::start(service, committer, outbox, Some(publishes), config)
+    }
+
+    fn start(
+        service: CapsuleService,
+        committer: CommitHandle,
+        outbox: mpsc::Sender<Response>,
+        publishes: Option<mpsc::Sender<Publish>>,
         config: HostConfig,
     ) -> Host {
         let (tx, rx) = mpsc::channel(config.inbox.max(1));
@@ -146,6 +184,7 @@ impl Host {
             inbox: rx,
             stop: stop_rx,
             outbox,
+            publishes,
             stats: stats_tx,
         };
         let task = tokio::spawn(run(service, committer, io, config));
@@ -189,7 +228,17 @@ struct Io {
     inbox: mpsc::Receiver<Input>,
     stop: oneshot::Receiver<()>,
     outbox: mpsc::Sender<Response>,
+    publishes: Option<mpsc::Sender<Publish>>,
     stats: watch::Sender<ServiceStats>,
+}
+
+/// Sleeps until the service's next timer, read on `clock`; pending forever
+/// without one.
+async fn timer(at: Option<Timestamp>, clock: &Clock) {
+    match at {
+        Some(at) => tokio::time::sleep(at.since(clock())).await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn run(
@@ -202,6 +251,7 @@ async fn run(
         mut inbox,
         mut stop,
         outbox,
+        publishes,
         stats,
     } = io;
     let mut acks: VecDeque<(Ticket, Ack)> = VecDeque::new();
@@ -230,6 +280,13 @@ async fn run(
                     Ok(ack) => acks.push_back((ticket, ack)),
                     Err(e) => service.on_commit((config.clock)(), ticket, Err(e)),
                 },
+                Some(Output::Publish(p)) => {
+                    if let Some(tx) = &publishes
+                        && tx.send(p).await.is_err()
+                    {
+                        tracing::debug!("publish channel closed; publish dropped");
+                    }
+                }
                 None => break,
             }
         }
@@ -275,6 +332,10 @@ async fn run(
                                 service.handle_batch((config.clock)(), batch.drain(..));
                                 service.peer_gone(&p);
                             }
+                            Input::Tree(t) => {
+                                service.handle_batch((config.clock)(), batch.drain(..));
+                                service.tree((config.clock)(), t);
+                            }
                         }
                         if taken < config.max_batch {
                             next = inbox.try_recv().ok();
@@ -283,6 +344,9 @@ async fn run(
                     service.handle_batch((config.clock)(), batch.drain(..));
                 }
             },
+            () = timer(service.next_timeout(), &config.clock), if open => {
+                service.handle_timeout((config.clock)());
+            }
             () = std::future::ready(()), if service.has_output() => {}
         }
     }

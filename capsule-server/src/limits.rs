@@ -155,7 +155,25 @@ pub struct ServiceConfig {
     /// Peers whose rate-limit state is tracked before idle ones are
     /// forgotten. Default: 65,536.
     pub max_tracked_peers: usize,
+    /// How long a delivery-tree join of the router lasts: a capsule whose
+    /// router sent no `Subscribe` for this long gets no more `Publish`
+    /// PDUs. The router refreshes its joins well within it. Default:
+    /// [`DEFAULT_TREE_LEASE`] (30 s).
+    #[serde(deserialize_with = "crate::config::duration")]
+    pub tree_lease: Duration,
+    /// How often a capsule with a tree lease and no new records publishes
+    /// its newest record again (the tip), so subscribers that lost records
+    /// learn the tail and fetch what they miss. Default:
+    /// [`DEFAULT_TREE_TIP_INTERVAL`] (5 s).
+    #[serde(deserialize_with = "crate::config::duration")]
+    pub tree_tip_interval: Duration,
 }
+
+/// The default [`ServiceConfig::tree_lease`].
+pub const DEFAULT_TREE_LEASE: Duration = Duration::from_secs(30);
+
+/// The default [`ServiceConfig::tree_tip_interval`].
+pub const DEFAULT_TREE_TIP_INTERVAL: Duration = Duration::from_secs(5);
 
 impl Default for ServiceConfig {
     fn default() -> Self {
@@ -176,6 +194,8 @@ impl Default for ServiceConfig {
             max_capsules: ROUTER_CAPSULES_PER_SERVER,
             create_policy: CreatePolicy::default(),
             max_tracked_peers: 65_536,
+            tree_lease: DEFAULT_TREE_LEASE,
+            tree_tip_interval: DEFAULT_TREE_TIP_INTERVAL,
         }
     }
 }
@@ -204,7 +224,15 @@ pub enum ConfigError {
     /// A limit that must be at least 1 is 0.
     #[error("{0} must be at least 1")]
     Zero(&'static str),
+    /// A duration is below the least that works.
+    #[error("{0} must be at least {1:?}")]
+    TooShort(&'static str, Duration),
 }
+
+/// The shortest [`ServiceConfig::tree_lease`] and
+/// [`ServiceConfig::tree_tip_interval`] accepted: shorter ones would turn
+/// the timers into a busy loop.
+pub const MIN_TREE_INTERVAL: Duration = Duration::from_millis(10);
 
 impl ServiceConfig {
     /// Checks that the limits are consistent.
@@ -251,6 +279,14 @@ impl ServiceConfig {
         }
         if let CreatePolicy::Quota { per_creator: 0, .. } = self.create_policy {
             return Err(ConfigError::Zero("create_policy.per_creator"));
+        }
+        for (what, d) in [
+            ("tree_lease", self.tree_lease),
+            ("tree_tip_interval", self.tree_tip_interval),
+        ] {
+            if d < MIN_TREE_INTERVAL {
+                return Err(ConfigError::TooShort(what, MIN_TREE_INTERVAL));
+            }
         }
         Ok(())
     }

@@ -15,10 +15,17 @@
 //! | `gdp_capsule_subscriptions_dropped_total` | counter | subscriptions ended because their peer left |
 //! | `gdp_capsule_commits_total` | counter | durable transactions of the committer |
 //! | `gdp_capsule_committed_writes_total` | counter | writes (records, creates) in those transactions |
+//! | `gdp_capsule_publishes_total` | counter | Publish PDUs emitted for delivery trees (new records and tips) |
+//! | `gdp_capsule_published_records_total` | counter | records in those Publish PDUs |
+//! | `gdp_capsule_published_bytes_total` | counter | payload bytes of those Publish PDUs |
+//! | `gdp_capsule_tree_leases` | gauge | capsules with a live delivery-tree lease of the router |
+//! | `gdp_capsule_tree_leases_taken_total` | counter | tree leases taken |
+//! | `gdp_capsule_tree_leases_expired_total` | counter | tree leases that ran out unrefreshed |
+//! | `gdp_capsule_tree_ignored_total{reason}` | counter | tree joins and leaves ignored; `reason` is a [`TreeIgnored`] label (`not_router`, `not_hosted`) |
 
 use metrics::{counter, describe_counter, describe_gauge, gauge};
 
-use crate::stats::Refusal;
+use crate::stats::{Refusal, TreeIgnored};
 
 /// See the module table.
 pub const REFUSED: &str = "gdp_capsule_refused_total";
@@ -36,10 +43,24 @@ pub const SUBSCRIPTIONS_DROPPED: &str = "gdp_capsule_subscriptions_dropped_total
 pub const COMMITS: &str = "gdp_capsule_commits_total";
 /// See the module table.
 pub const COMMITTED_WRITES: &str = "gdp_capsule_committed_writes_total";
+/// See the module table.
+pub const PUBLISHES: &str = "gdp_capsule_publishes_total";
+/// See the module table.
+pub const PUBLISHED_RECORDS: &str = "gdp_capsule_published_records_total";
+/// See the module table.
+pub const PUBLISHED_BYTES: &str = "gdp_capsule_published_bytes_total";
+/// See the module table.
+pub const TREE_LEASES: &str = "gdp_capsule_tree_leases";
+/// See the module table.
+pub const TREE_LEASES_TAKEN: &str = "gdp_capsule_tree_leases_taken_total";
+/// See the module table.
+pub const TREE_LEASES_EXPIRED: &str = "gdp_capsule_tree_leases_expired_total";
+/// See the module table.
+pub const TREE_IGNORED: &str = "gdp_capsule_tree_ignored_total";
 
 /// Registers the help text of every metric with the installed recorder,
-/// and zeroes the refusal counters so that every reason shows up in a
-/// scrape before its first refusal.
+/// and zeroes the refusal and delivery-tree figures so that they show up in
+/// a scrape before anything happens.
 pub fn describe() {
     describe_counter!(
         REFUSED,
@@ -57,6 +78,23 @@ pub fn describe() {
     describe_counter!(COMMITTED_WRITES, "Writes in the committer's transactions");
     for reason in Refusal::ALL {
         counter!(REFUSED, "reason" => reason.label()).absolute(0);
+    }
+    describe_counter!(PUBLISHES, "Publish PDUs emitted for delivery trees");
+    describe_counter!(PUBLISHED_RECORDS, "Records in Publish PDUs");
+    describe_counter!(PUBLISHED_BYTES, "Payload bytes of Publish PDUs");
+    describe_gauge!(TREE_LEASES, "Capsules with a live delivery-tree lease");
+    describe_counter!(TREE_LEASES_TAKEN, "Delivery-tree leases taken");
+    describe_counter!(TREE_LEASES_EXPIRED, "Delivery-tree leases that ran out");
+    describe_counter!(
+        TREE_IGNORED,
+        "Delivery-tree joins and leaves ignored, by reason"
+    );
+    for name in [PUBLISHES, PUBLISHED_RECORDS, PUBLISHED_BYTES] {
+        counter!(name).absolute(0);
+    }
+    gauge!(TREE_LEASES).set(0.0);
+    for reason in TreeIgnored::ALL {
+        counter!(TREE_IGNORED, "reason" => reason.label()).absolute(0);
     }
 }
 
@@ -85,4 +123,26 @@ pub(crate) fn peer_gone(subscriptions: u64) {
 pub(crate) fn committed(writes: u64) {
     counter!(COMMITS).increment(1);
     counter!(COMMITTED_WRITES).increment(writes);
+}
+
+pub(crate) fn published(records: u64, bytes: u64) {
+    counter!(PUBLISHES).increment(1);
+    counter!(PUBLISHED_RECORDS).increment(records);
+    counter!(PUBLISHED_BYTES).increment(bytes);
+}
+
+pub(crate) fn tree_leases(live: usize) {
+    gauge!(TREE_LEASES).set(live as f64);
+}
+
+pub(crate) fn tree_lease_taken() {
+    counter!(TREE_LEASES_TAKEN).increment(1);
+}
+
+pub(crate) fn tree_lease_expired() {
+    counter!(TREE_LEASES_EXPIRED).increment(1);
+}
+
+pub(crate) fn tree_ignored(reason: TreeIgnored) {
+    counter!(TREE_IGNORED, "reason" => reason.label()).increment(1);
 }

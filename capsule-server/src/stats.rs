@@ -128,6 +128,72 @@ pub struct ServiceStats {
     pub peers_gone: u64,
     /// Subscriptions ended because their peer went away.
     pub subscriptions_dropped: u64,
+    /// Publish PDUs emitted for delivery trees (new records and tips).
+    pub publishes: u64,
+    /// Records carried by those Publish PDUs.
+    pub published_records: u64,
+    /// Encoded bytes of those Publish PDUs' payloads.
+    pub published_bytes: u64,
+    /// Tree leases taken (a router's first `Subscribe` for a capsule, or
+    /// one after the lease ended).
+    pub tree_leases_taken: u64,
+    /// Tree leases that ran out without a refresh.
+    pub tree_leases_expired: u64,
+    /// Tree joins and leaves ignored, by reason.
+    pub tree_ignored: TreeIgnoredCounts,
+}
+
+/// Why a delivery-tree `Subscribe` or `Unsubscribe` was ignored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TreeIgnored {
+    /// It did not come from the router this server is attached to: only
+    /// that router joins a capsule's tree here (an endpoint's own
+    /// `Subscribe` is the router's business).
+    NotRouter,
+    /// It names a capsule this server does not serve.
+    NotHosted,
+}
+
+impl TreeIgnored {
+    /// Every reason, in the order of [`TreeIgnoredCounts`]' fields.
+    pub const ALL: [TreeIgnored; 2] = [TreeIgnored::NotRouter, TreeIgnored::NotHosted];
+
+    /// A short label, for logs and metrics.
+    pub const fn label(self) -> &'static str {
+        match self {
+            TreeIgnored::NotRouter => "not_router",
+            TreeIgnored::NotHosted => "not_hosted",
+        }
+    }
+
+    fn index(self) -> usize {
+        match self {
+            TreeIgnored::NotRouter => 0,
+            TreeIgnored::NotHosted => 1,
+        }
+    }
+}
+
+/// Ignored tree joins and leaves, by reason.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TreeIgnoredCounts([u64; TreeIgnored::ALL.len()]);
+
+impl TreeIgnoredCounts {
+    /// The counter for `reason`.
+    pub fn get(&self, reason: TreeIgnored) -> u64 {
+        self.0[reason.index()]
+    }
+
+    /// All of them together.
+    pub fn total(&self) -> u64 {
+        self.0.iter().sum()
+    }
+
+    pub(crate) fn count(&mut self, reason: TreeIgnored) {
+        let c = &mut self.0[reason.index()];
+        *c = c.saturating_add(1);
+    }
 }
 
 /// The `warn` line state of one reason.

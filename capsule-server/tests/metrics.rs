@@ -66,6 +66,15 @@ async fn the_metrics_endpoint_counts_creates_appends_and_refusals() {
         Some(&0.0),
         "{first:?}"
     );
+    // So do the delivery-tree figures.
+    for key in [
+        "gdp_capsule_tree_ignored_total{reason=\"not_router\"}",
+        "gdp_capsule_tree_ignored_total{reason=\"not_hosted\"}",
+        "gdp_capsule_publishes_total",
+        "gdp_capsule_tree_leases",
+    ] {
+        assert_eq!(first.get(key), Some(&0.0), "{key}: {first:?}");
+    }
 
     let mut client = TestClient::connect(router_addr).await;
     let (_, body) = client.call_when_routed(id.name(), &allowed.create()).await;

@@ -314,6 +314,13 @@ impl Client {
         self.shared().dropped_datagrams()
     }
 
+    /// Publish PDUs of delivery trees dropped because a tree subscription's
+    /// queue ([`ClientOptions::publish_queue`]) was full. Their records are
+    /// read by unicast instead.
+    pub fn dropped_publishes(&self) -> u64 {
+        self.shared().dropped_publishes()
+    }
+
     /// Closes the link gracefully and stops reconnecting. Other handles
     /// fail with [`ClientError::Closed`] from then on.
     pub async fn shutdown(&self) {

@@ -13,6 +13,9 @@
 //!                            │  sees the gap and subscribes again)
 //!   supervisor task ─────────┘ reads EndpointReceiver:
 //!      Capsule responses and Pongs ─► the route of their `seq`
+//!      Publish (a delivery tree)    ─► every tree route of their `dst` capsule
+//!                                     (bounded each; full: dropped, the
+//!                                     subscription reads what it missed)
 //!      NakNoRoute                   ─► the route of the undelivered `seq`
 //!      Data                         ─► datagram queue (bounded; full: dropped, counted)
 //!      Ping to this client          ─► answered with a Pong at once
@@ -108,12 +111,21 @@ pub(crate) enum LinkState {
     Closed,
 }
 
+/// Where the Publish PDUs of each capsule go: the queue of every tree
+/// subscription of this client to it, by subscription id.
+type TreeRoutes = HashMap<Name, Vec<(u64, mpsc::Sender<Pdu>)>>;
+
 /// State shared by the client's handles and its supervisor task.
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) identity: Identity,
     pub(crate) options: ClientOptions,
     routes: Mutex<HashMap<u64, Route>>,
+    /// The tree subscriptions of each capsule, by id: where its Publish
+    /// PDUs go.
+    trees: Mutex<TreeRoutes>,
+    /// Publish PDUs dropped because a subscription's queue was full.
+    dropped_publishes: AtomicU64,
     next_id: AtomicU64,
     state: watch::Sender<LinkState>,
     datagrams_tx: mpsc::Sender<Datagram>,
@@ -146,6 +158,65 @@ impl Shared {
     /// Forgets the route of `id`.
     pub(crate) fn unregister(&self, id: u64) {
         self.routes().remove(&id);
+    }
+
+    fn trees(&self) -> MutexGuard<'_, TreeRoutes> {
+        self.trees.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Sends the Publish PDUs of `capsule` to `tx` too, under `id`.
+    pub(crate) fn register_tree(&self, capsule: Name, id: u64, tx: mpsc::Sender<Pdu>) {
+        self.trees().entry(capsule).or_default().push((id, tx));
+    }
+
+    /// Forgets the tree route `id` of `capsule`; true if no other
+    /// subscription of this client follows `capsule` (the client may leave
+    /// the capsule's tree).
+    pub(crate) fn unregister_tree(&self, capsule: &Name, id: u64) -> bool {
+        let mut trees = self.trees();
+        let Some(routes) = trees.get_mut(capsule) else {
+            return true;
+        };
+        routes.retain(|(i, _)| *i != id);
+        if routes.is_empty() {
+            trees.remove(capsule);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Hands a Publish PDU to every subscription of its capsule.
+    fn publish(&self, pdu: Pdu) {
+        let trees = self.trees();
+        let Some(routes) = trees.get(&pdu.header.dst) else {
+            tracing::trace!(capsule = %pdu.header.dst, "publish for no subscription dropped");
+            return;
+        };
+        for (id, tx) in routes {
+            if tx.try_send(pdu.clone()).is_err() {
+                self.dropped_publishes.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(id, "tree subscription queue full; publish dropped");
+            }
+        }
+    }
+
+    /// Publish PDUs dropped because a subscription's queue was full.
+    pub(crate) fn dropped_publishes(&self) -> u64 {
+        self.dropped_publishes.load(Ordering::Relaxed)
+    }
+
+    /// Follows the link state.
+    pub(crate) fn watch_state(&self) -> watch::Receiver<LinkState> {
+        self.state.subscribe()
+    }
+
+    /// Queues `pdu` on the link if it is up and has room; never waits.
+    pub(crate) fn try_send_now(&self, pdu: &Pdu) -> bool {
+        match &*self.state.borrow() {
+            LinkState::Up(link) => link.try_send(pdu).is_ok(),
+            _ => false,
+        }
     }
 
     /// Datagrams dropped because nobody read them in time.
@@ -241,6 +312,7 @@ impl Shared {
                 self.deliver(h.seq, Reply::Pdu(pdu));
             }
             PduType::Pong => self.deliver(h.seq, Reply::Pdu(pdu)),
+            PduType::Publish => self.publish(pdu),
             PduType::Ping if h.dst == self.name() => {
                 let reply = PduHeader::new(PduType::Pong, h.src, self.name(), h.seq)
                     .with_flags(Flags::RESPONSE);
@@ -289,6 +361,8 @@ pub(crate) fn start(
         identity,
         options,
         routes: Mutex::new(HashMap::new()),
+        trees: Mutex::new(HashMap::new()),
+        dropped_publishes: AtomicU64::new(0),
         next_id: AtomicU64::new(first_id),
         state,
         datagrams_tx,

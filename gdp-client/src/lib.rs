@@ -97,10 +97,11 @@ pub use connection::Datagram;
 pub use error::ClientError;
 pub use options::{
     ClientOptions, DEFAULT_CONNECT_TIMEOUT, DEFAULT_DATAGRAM_QUEUE, DEFAULT_EVENT_QUEUE,
-    DEFAULT_IDLE_TIMEOUT, DEFAULT_KEEP_ALIVE, DEFAULT_MAX_IN_FLIGHT, DEFAULT_NO_ROUTE_RETRY,
-    DEFAULT_REQUEST_TIMEOUT, DEFAULT_SUBSCRIPTION_REFRESH,
+    DEFAULT_IDLE_TIMEOUT, DEFAULT_KEEP_ALIVE, DEFAULT_MAX_AHEAD, DEFAULT_MAX_IN_FLIGHT,
+    DEFAULT_NO_ROUTE_RETRY, DEFAULT_PUBLISH_QUEUE, DEFAULT_REQUEST_TIMEOUT,
+    DEFAULT_SUBSCRIPTION_REFRESH, DEFAULT_TREE_REFRESH, SubscribeMode,
 };
-pub use subscription::Subscription;
+pub use subscription::{Subscription, SubscriptionStats};
 pub use verified::VerifiedRecord;
 pub use writer::Writer;
 

@@ -91,6 +91,8 @@ pub struct LocalGdp {
     routers: Vec<LocalRouter>,
     server: Name,
     server_router: usize,
+    /// How the server runs (to start it again).
+    server_config: ServerConfig,
     stop_server: Option<oneshot::Sender<()>>,
     server_task: Option<JoinHandle<Result<(), gdp_capsule_server::ServerError>>>,
     dir: PathBuf,
@@ -159,23 +161,57 @@ impl LocalGdp {
         server_id
             .save(&config.key_file())
             .map_err(|e| LocalError::Identity(e.to_string()))?;
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(gdp_capsule_server::run(config, async {
-            let _ = stopped.await;
-        }));
         let mut gdp = LocalGdp {
             routers,
             server: server_id.name(),
             server_router,
-            stop_server: Some(stop),
-            server_task: Some(task),
+            server_config: config,
+            stop_server: None,
+            server_task: None,
             dir,
         };
+        gdp.spawn_server();
         if let Err(e) = gdp.wait_for_server().await {
             let _ = gdp.stop().await;
             return Err(e);
         }
         Ok(gdp)
+    }
+
+    /// Starts the capsule server's task.
+    fn spawn_server(&mut self) {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(gdp_capsule_server::run(self.server_config.clone(), async {
+            let _ = stopped.await;
+        }));
+        self.stop_server = Some(stop);
+        self.server_task = Some(task);
+    }
+
+    /// Stops the capsule server's task, waiting for it.
+    async fn stop_server(&mut self) -> Result<(), LocalError> {
+        if let Some(stop) = self.stop_server.take() {
+            let _ = stop.send(());
+        }
+        let Some(task) = self.server_task.take() else {
+            return Ok(());
+        };
+        match tokio::time::timeout(Duration::from_secs(10), task).await {
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(e))) => Err(LocalError::Server(e.to_string())),
+            Ok(Err(e)) => Err(LocalError::Server(format!("task failed: {e}"))),
+            Err(_) => Err(LocalError::Server("did not stop in time".into())),
+        }
+    }
+
+    /// Stops the capsule server (its link to the router goes down and its
+    /// capsules are withdrawn), starts it again on the same store and key,
+    /// and waits until it is attached again: what subscribers see when a
+    /// server restarts.
+    pub async fn restart_server(&mut self) -> Result<(), LocalError> {
+        self.stop_server().await?;
+        self.spawn_server();
+        self.wait_for_server().await
     }
 
     /// Waits until the server's link to its router is up.
@@ -237,30 +273,30 @@ impl LocalGdp {
     /// A new client identity labelled `label`, attached to router `i`
     /// (which must prove its name).
     pub async fn client(&self, i: usize, label: &str) -> Result<(Client, Identity), LocalError> {
+        self.client_with(i, label, ClientOptions::default()).await
+    }
+
+    /// The same as [`LocalGdp::client`], with `options` (the router's name
+    /// is set here).
+    pub async fn client_with(
+        &self,
+        i: usize,
+        label: &str,
+        options: ClientOptions,
+    ) -> Result<(Client, Identity), LocalError> {
         let router = self.routers.get(i).ok_or_else(|| LocalError::Router {
             label: format!("#{i}"),
             reason: format!("there are only {} routers", self.routers.len()),
         })?;
         let identity = Identity::generate(Kind::Client, label)
             .map_err(|e| LocalError::Identity(e.to_string()))?;
-        let options = ClientOptions::default().with_router(router.running.handle().name());
+        let options = options.with_router(router.running.handle().name());
         let client = Client::connect(router.addr, identity.clone(), options).await?;
         Ok((client, identity))
     }
 
     async fn stop(&mut self) -> Result<(), LocalError> {
-        let mut result = Ok(());
-        if let Some(stop) = self.stop_server.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.server_task.take() {
-            result = match tokio::time::timeout(Duration::from_secs(10), task).await {
-                Ok(Ok(Ok(()))) => Ok(()),
-                Ok(Ok(Err(e))) => Err(LocalError::Server(e.to_string())),
-                Ok(Err(e)) => Err(LocalError::Server(format!("task failed: {e}"))),
-                Err(_) => Err(LocalError::Server("did not stop in time".into())),
-            };
-        }
+        let result = self.stop_server().await;
         for r in self.routers.drain(..) {
             let _ = r.running.shutdown().await;
         }

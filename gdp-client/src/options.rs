@@ -25,6 +25,32 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(6);
 pub const DEFAULT_DATAGRAM_QUEUE: usize = 1024;
 /// Default bound on subscription events waiting for the stream's reader.
 pub const DEFAULT_EVENT_QUEUE: usize = 64;
+/// Default interval at which a tree subscription refreshes its join.
+pub const DEFAULT_TREE_REFRESH: Duration = Duration::from_secs(10);
+/// Default bound on Publish PDUs waiting for one tree subscription.
+pub const DEFAULT_PUBLISH_QUEUE: usize = 256;
+/// Default bound on verified records a tree subscription holds ahead of a
+/// gap it is filling.
+pub const DEFAULT_MAX_AHEAD: usize = 4096;
+
+/// How a [`Subscription`](crate::Subscription) gets a capsule's new
+/// records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum SubscribeMode {
+    /// Join the capsule's delivery tree in the routers: the router this
+    /// client is attached to joins upstream toward the capsule's server
+    /// once for all its subscribers, and copies each new record down to
+    /// them, so the server sends each record once per tree link whatever
+    /// the number of subscribers. The backlog, and whatever the tree loses,
+    /// is read from the server by unicast. The default.
+    #[default]
+    Tree,
+    /// Ask the capsule's server for a subscription of this client's own
+    /// (server-side fan-out: one copy of each record per subscriber from
+    /// the server). Kept for comparison and for routers without trees.
+    Unicast,
+}
 
 /// Options of a [`Client`](crate::Client). Start from
 /// [`ClientOptions::default`] and change what you need.
@@ -60,7 +86,10 @@ pub struct ClientOptions {
     /// most [`MAX_APPEND_RECORDS`](gdp_proto::capsule::MAX_APPEND_RECORDS).
     pub batch_records: usize,
     /// A subscription that has heard nothing for this long subscribes
-    /// again from where it is, so one lost by a restarting server resumes.
+    /// again from where it is, so one lost by a restarting server resumes
+    /// (unicast mode); in tree mode, it reads the capsule's tail by unicast
+    /// and fetches what it missed (a live tree republishes the tail every
+    /// few seconds, so silence means the tree is broken somewhere).
     pub subscription_refresh: Duration,
     /// Bound on received datagrams waiting to be read; more are dropped and
     /// counted.
@@ -68,6 +97,20 @@ pub struct ClientOptions {
     /// Bound on verified subscription events waiting for the stream's
     /// reader; a slow reader slows its subscription.
     pub event_queue: usize,
+    /// How subscriptions get new records. Default: [`SubscribeMode::Tree`].
+    pub subscribe_mode: SubscribeMode,
+    /// In tree mode, how often a subscription sends its join again (the
+    /// router's membership is a lease; it is also sent right after the link
+    /// comes back). Default: [`DEFAULT_TREE_REFRESH`] (10 s).
+    pub tree_refresh: Duration,
+    /// In tree mode, Publish PDUs that may wait for one subscription; more
+    /// are dropped, and the records they held are read by unicast.
+    /// Default: [`DEFAULT_PUBLISH_QUEUE`].
+    pub publish_queue: usize,
+    /// In tree mode, verified records a subscription keeps ahead of a gap
+    /// it is filling; the highest beyond it are read again later.
+    /// Default: [`DEFAULT_MAX_AHEAD`].
+    pub max_ahead: usize,
 }
 
 impl Default for ClientOptions {
@@ -87,6 +130,10 @@ impl Default for ClientOptions {
             subscription_refresh: DEFAULT_SUBSCRIPTION_REFRESH,
             datagram_queue: DEFAULT_DATAGRAM_QUEUE,
             event_queue: DEFAULT_EVENT_QUEUE,
+            subscribe_mode: SubscribeMode::Tree,
+            tree_refresh: DEFAULT_TREE_REFRESH,
+            publish_queue: DEFAULT_PUBLISH_QUEUE,
+            max_ahead: DEFAULT_MAX_AHEAD,
         }
     }
 }
@@ -101,6 +148,12 @@ impl ClientOptions {
     /// These options with `timeout` for each request.
     pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
         self.request_timeout = timeout;
+        self
+    }
+
+    /// These options with subscriptions in `mode`.
+    pub fn with_subscribe_mode(mut self, mode: SubscribeMode) -> Self {
+        self.subscribe_mode = mode;
         self
     }
 
@@ -119,6 +172,11 @@ impl ClientOptions {
             .clamp(1, gdp_proto::capsule::MAX_APPEND_RECORDS);
         self.datagram_queue = self.datagram_queue.max(1);
         self.event_queue = self.event_queue.max(1);
+        self.publish_queue = self.publish_queue.max(1);
+        self.max_ahead = self.max_ahead.max(1);
+        if self.tree_refresh.is_zero() {
+            self.tree_refresh = DEFAULT_TREE_REFRESH;
+        }
         if self.keep_alive.is_zero() {
             self.keep_alive = DEFAULT_KEEP_ALIVE;
         }
@@ -143,6 +201,9 @@ mod tests {
             batch_records: 100_000,
             datagram_queue: 0,
             event_queue: 0,
+            publish_queue: 0,
+            max_ahead: 0,
+            tree_refresh: Duration::ZERO,
             reconnect_initial: Duration::from_secs(9),
             reconnect_max: Duration::from_secs(1),
             keep_alive: Duration::from_secs(2),
@@ -154,6 +215,10 @@ mod tests {
         assert_eq!(o.batch_records, gdp_proto::capsule::MAX_APPEND_RECORDS);
         assert_eq!(o.datagram_queue, 1);
         assert_eq!(o.event_queue, 1);
+        assert_eq!(o.publish_queue, 1);
+        assert_eq!(o.max_ahead, 1);
+        assert_eq!(o.tree_refresh, DEFAULT_TREE_REFRESH);
+        assert_eq!(o.subscribe_mode, SubscribeMode::Tree);
         assert_eq!(o.reconnect_max, Duration::from_secs(9));
         assert_eq!(o.idle_timeout, Duration::from_secs(6));
     }
@@ -164,7 +229,9 @@ mod tests {
         let o = ClientOptions::default()
             .with_router(name)
             .with_request_timeout(Duration::from_millis(300))
-            .with_connect_timeout(Duration::from_millis(200));
+            .with_connect_timeout(Duration::from_millis(200))
+            .with_subscribe_mode(SubscribeMode::Unicast);
+        assert_eq!(o.subscribe_mode, SubscribeMode::Unicast);
         assert_eq!(o.router, Some(name));
         assert_eq!(o.request_timeout, Duration::from_millis(300));
         assert_eq!(o.connect_timeout, Duration::from_millis(200));

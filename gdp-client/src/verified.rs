@@ -25,6 +25,12 @@ pub struct VerifiedRecord {
 }
 
 impl VerifiedRecord {
+    /// `record`, which `heartbeat` was checked to commit to (the caller
+    /// verified the proof that links them).
+    pub(crate) fn new(record: Record, heartbeat: VerifiedHeartbeat) -> Self {
+        VerifiedRecord { record, heartbeat }
+    }
+
     /// The record.
     pub fn record(&self) -> &Record {
         &self.record

@@ -221,10 +221,13 @@ async fn every_lie_is_a_typed_error() {
     let server = tokio::spawn(serve(link.clone(), incoming, chain, other_md.clone()));
 
     let id = Identity::generate(Kind::Client, "victim").expect("identity");
+    // The server-side subscription of the unicast mode, whose events this
+    // server forges; the tree mode is checked at the end.
     let options = gdp_client::ClientOptions::default()
         .with_router(router.name)
-        .with_request_timeout(Duration::from_secs(5));
-    let client = gdp_client::Client::connect(router.addr, id, options)
+        .with_request_timeout(Duration::from_secs(5))
+        .with_subscribe_mode(gdp_client::SubscribeMode::Unicast);
+    let client = gdp_client::Client::connect(router.addr, id, options.clone())
         .await
         .expect("client attaches");
 
@@ -313,6 +316,32 @@ async fn every_lie_is_a_typed_error() {
             .is_none()
     );
 
+    // A tree subscription reads its backlog by unicast: the range with a
+    // record left out ends it, and nothing unverified was delivered.
+    let id = Identity::generate(Kind::Client, "tree-victim").expect("identity");
+    let tree_options = options.with_subscribe_mode(gdp_client::SubscribeMode::Tree);
+    let tree_client = gdp_client::Client::connect(router.addr, id, tree_options)
+        .await
+        .expect("client attaches");
+    let mut sub = tree_client
+        .capsule(capsule.metadata().clone())
+        .expect("capsule metadata")
+        .subscribe(1);
+    let err = tokio::time::timeout(WAIT, sub.next())
+        .await
+        .expect("in time")
+        .expect("an error item")
+        .expect_err("a record left out");
+    assert!(err.is_verification(), "{err:?}");
+    assert!(
+        tokio::time::timeout(WAIT, sub.next())
+            .await
+            .expect("in time")
+            .is_none()
+    );
+    assert_eq!(sub.stats().unicast_records, 0);
+
+    tree_client.shutdown().await;
     client.shutdown().await;
     link.close("done");
     server.abort();

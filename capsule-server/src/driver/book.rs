@@ -88,6 +88,12 @@ impl Book {
         }
     }
 
+    /// True if `capsule` was advertised on the current link, so PDUs may
+    /// leave from its name.
+    pub(crate) fn is_advertised(&self, capsule: &Name) -> bool {
+        self.advertised.contains(capsule)
+    }
+
     /// How many capsules are hosted.
     pub(crate) fn hosted_count(&self) -> usize {
         self.hosted.len()

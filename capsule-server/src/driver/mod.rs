@@ -32,7 +32,13 @@
 //!   server's name, because a router drops PDUs whose source the link has
 //!   not proved. A capsule just created is advertised before its `Created`
 //!   answer, on the same stream.
-//! - **Subscriptions**: events are responses like any other. A NakNoRoute
+//! - **Delivery trees**: `Subscribe` and `Unsubscribe` PDUs (from the
+//!   router, joining or leaving a capsule's tree for the subscribers behind
+//!   it) go to the service as [`TreeRequest`]s with the name of the link's
+//!   router, the only sender it obeys. The [`Publish`](crate::service::Publish)es
+//!   they cause leave through the responder as Publish PDUs from the
+//!   capsule's name, one per durable append (and a tip now and then).
+//! - **Subscriptions** (unicast): events are responses like any other. A NakNoRoute
 //!   for an event (a response to the subscriber's current `Subscribe`
 //!   request id) means the subscriber missed records. If the reason is that
 //!   no route to the subscriber exists, the subscriber is gone: the driver
@@ -109,7 +115,7 @@ use gdp_link::endpoint::{
     EndpointReceiver, connect_with_retry,
 };
 use gdp_proto::capsule::{CapsuleRequest, CapsuleResponse, ErrorCode};
-use gdp_proto::control::AdvertiseEntry;
+use gdp_proto::control::{AdvertiseEntry, ControlMessage};
 use gdp_proto::pdu::{Flags, Pdu, PduType};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -117,7 +123,7 @@ use tokio::time::Instant;
 use crate::committer::Committer;
 use crate::config::{ServerConfig, ServerConfigError};
 use crate::host::{Host, HostClosed, HostConfig, HostHandle};
-use crate::service::{CapsuleService, Request, Response};
+use crate::service::{CapsuleService, Request, Response, TreeOp, TreeRequest};
 use crate::store::{Store, StoreError};
 
 mod book;
@@ -206,10 +212,12 @@ pub async fn run(
     let book = Arc::new(Mutex::new(Book::new(name, service.hosted())));
     tracing::info!(hosted = lock(&book).hosted_count(), "capsules to advertise");
     let (out_tx, out_rx) = mpsc::channel(config.host.outbox);
-    let host = Host::spawn(
+    let (publish_tx, publish_rx) = mpsc::channel(config.host.outbox);
+    let host = Host::spawn_with_publishes(
         service,
         committer.handle(),
         out_tx.clone(),
+        publish_tx,
         HostConfig {
             inbox: config.host.inbox,
             max_batch: config.host.max_batch,
@@ -217,7 +225,13 @@ pub async fn run(
         },
     );
     let (target_tx, target_rx) = watch::channel(Target::Wait);
-    let responder = tokio::spawn(responder::respond(out_rx, target_rx, book.clone(), name));
+    let responder = tokio::spawn(responder::respond(
+        out_rx,
+        publish_rx,
+        target_rx,
+        book.clone(),
+        name,
+    ));
     let mut session = Session {
         identity,
         endpoint: config.endpoint()?,
@@ -227,6 +241,7 @@ pub async fn run(
         book,
         target: target_tx,
         subscribers: Subscribers::default(),
+        router: None,
     };
     let (last_link, outcome) = session.run(shutdown).await;
 
@@ -245,6 +260,10 @@ pub async fn run(
                 refused = stats.refused.total(),
                 peers_gone = stats.peers_gone,
                 subscriptions_dropped = stats.subscriptions_dropped,
+                publishes = stats.publishes,
+                published_records = stats.published_records,
+                tree_leases_taken = stats.tree_leases_taken,
+                tree_ignored = stats.tree_ignored.total(),
                 "capsule service counters"
             );
             for reason in crate::stats::Refusal::ALL {
@@ -298,6 +317,9 @@ struct Session {
     target: watch::Sender<Target>,
     /// The current `Subscribe` request id of each (subscriber, capsule).
     subscribers: Subscribers,
+    /// The router of the current link: the only sender of tree joins
+    /// obeyed.
+    router: Option<Name>,
 }
 
 /// Waits for the next events of an optional receiver; pending without one.
@@ -375,6 +397,7 @@ impl Session {
             link.advertise(entries).await?;
         }
         tracing::info!(router = %link.router_name(), advertised = count, "serving capsules");
+        self.router = Some(link.router_name());
         self.target.send_replace(Target::Link(link.clone()));
         Ok(())
     }
@@ -500,6 +523,9 @@ impl Session {
         if h.ptype == PduType::Ping && !h.flags.contains(Flags::RESPONSE) {
             return self.pong(pdu);
         }
+        if matches!(h.ptype, PduType::Subscribe | PduType::Unsubscribe) {
+            return self.on_tree(&pdu).await;
+        }
         if h.ptype != PduType::Capsule || h.flags.contains(Flags::RESPONSE) {
             tracing::trace!(ptype = ?h.ptype, src = %h.src, "pdu ignored");
             return;
@@ -549,6 +575,32 @@ impl Session {
         };
         if self.host.request(request).await.is_err() {
             tracing::error!("the capsule host stopped; request dropped");
+        }
+    }
+
+    /// A delivery-tree join or leave: handed to the service, which obeys
+    /// only the router this server is attached to.
+    async fn on_tree(&mut self, pdu: &Pdu) {
+        let h = pdu.header;
+        let op = match ControlMessage::from_pdu(pdu) {
+            Ok(ControlMessage::Subscribe { .. }) => TreeOp::Join,
+            Ok(ControlMessage::Unsubscribe { .. }) => TreeOp::Leave,
+            Ok(_) | Err(_) => {
+                tracing::debug!(ptype = ?h.ptype, src = %h.src, "undecodable tree message ignored");
+                return;
+            }
+        };
+        let Some(router) = self.router else {
+            return;
+        };
+        let request = TreeRequest {
+            capsule: h.dst,
+            from: h.src,
+            router,
+            op,
+        };
+        if self.host.tree(request).await.is_err() {
+            tracing::error!("the capsule host stopped; tree message dropped");
         }
     }
 

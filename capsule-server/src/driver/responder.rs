@@ -3,10 +3,15 @@
 //!
 //! ```text
 //!   host outbox (bounded) ──► responder ──► Book::reply (source name, advertise first?)
-//!                                  │
+//!   publishes (bounded) ─────────┘ │         Publish PDUs of advertised capsules
 //!                                  ▼
 //!                  Target::Link(link).send_batch(PDUs)  (one call per batch)
 //! ```
+//!
+//! Publishes (records for a capsule's delivery tree) leave from the
+//! capsule's name, so only for a capsule advertised on the link: the
+//! router would refuse any other source. They wait for a link like
+//! responses do.
 //!
 //! While there is no link ([`Target::Wait`]) the responder takes nothing
 //! from the outbox, so the service stops behind it (back-pressure) and no
@@ -26,7 +31,7 @@ use gdp_proto::control::ControlMessage;
 use tokio::sync::{mpsc, watch};
 
 use super::book::Book;
-use crate::service::Response;
+use crate::service::{Publish, Response};
 
 /// Most responses sent in one batch.
 const BATCH: usize = 256;
@@ -82,6 +87,23 @@ fn encode(
     }
 }
 
+/// Encodes the Publish PDUs of advertised capsules among `publishes` into
+/// `out`.
+fn encode_publishes(publishes: &mut Vec<Publish>, book: &Mutex<Book>, out: &mut Vec<Bytes>) {
+    let book = lock(book);
+    for publish in publishes.drain(..) {
+        let capsule = publish.capsule;
+        if !book.is_advertised(&capsule) {
+            tracing::debug!(%capsule, "publish of a capsule not advertised on this link dropped");
+            continue;
+        }
+        match publish.into_pdu() {
+            Ok(pdu) => out.push(pdu.to_bytes()),
+            Err(e) => tracing::error!(%capsule, error = %e, "publish over the pdu limits dropped"),
+        }
+    }
+}
+
 /// Waits until responses can go somewhere; false once the target can no
 /// longer change (the driver is gone), in which case they are dropped.
 async fn ready(target: &mut watch::Receiver<Target>) -> bool {
@@ -100,11 +122,14 @@ async fn ready(target: &mut watch::Receiver<Target>) -> bool {
 /// Runs the responder until the outbox ends. See the module documentation.
 pub(crate) async fn respond(
     mut responses: mpsc::Receiver<Response>,
+    mut publishes: mpsc::Receiver<Publish>,
     mut target: watch::Receiver<Target>,
     book: Arc<Mutex<Book>>,
     server: Name,
 ) {
     let mut batch = Vec::with_capacity(BATCH);
+    let mut published = Vec::new();
+    let mut publishing = true;
     let mut held: Vec<Bytes> = Vec::new();
     let mut seq = 0u64;
     let mut orphaned = false;
@@ -113,10 +138,18 @@ pub(crate) async fn respond(
             if !orphaned && !ready(&mut target).await {
                 orphaned = true;
             }
-            if responses.recv_many(&mut batch, BATCH).await == 0 {
-                return;
+            tokio::select! {
+                n = responses.recv_many(&mut batch, BATCH) => {
+                    if n == 0 {
+                        return;
+                    }
+                }
+                n = publishes.recv_many(&mut published, BATCH), if publishing => {
+                    publishing = n > 0;
+                }
             }
             encode(&mut batch, &book, server, &mut seq, &mut held);
+            encode_publishes(&mut published, &book, &mut held);
             if held.is_empty() {
                 continue;
             }
@@ -149,5 +182,78 @@ pub(crate) async fn respond(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use gdp_certs::cert::{AdCert, Validity};
+    use gdp_certs::codec::Decode;
+    use gdp_certs::{Metadata, SecretKey};
+    use gdp_proto::capsule::decode_publish;
+    use gdp_proto::chain::{Appender, ChainState};
+    use gdp_proto::control::AdvertiseEntry;
+    use gdp_proto::pdu::{Pdu, PduType};
+    use gdp_proto::proof::Proof;
+    use gdp_proto::record::Record;
+
+    use super::*;
+
+    const NOW: Timestamp = Timestamp::from_secs(1_800_000_000);
+    const SERVER: Name = Name::from_bytes([200; 32]);
+
+    /// A capsule hosted by SERVER, and a Publish of its first two records.
+    fn capsule(nonce: u8) -> (AdvertiseEntry, Publish) {
+        let owner = SecretKey::from_seed(&[3; 32]);
+        let md = Metadata::capsule(owner.public(), vec![owner.public()], "p", NOW, vec![])
+            .expect("valid")
+            .with_nonce([nonce; 16]);
+        let validity = Validity::new(Timestamp::from_secs(1), Timestamp::from_secs(1_900_000_000));
+        let entry = AdvertiseEntry {
+            adcert: AdCert::issue(&owner, md.name(), SERVER, validity),
+            capsule_md: md.clone(),
+        };
+        let mut a = Appender::new(owner, &md, ChainState::new(md.name())).expect("writer");
+        let records: Vec<Record> = (0..2)
+            .map(|_| a.append(Bytes::from_static(b"x"), NOW).expect("appends"))
+            .collect();
+        let hb = a.heartbeat().expect("appended");
+        let proof = Proof::build(hb, 2, |s| {
+            records
+                .get(usize::try_from(s).ok()?.checked_sub(1)?)
+                .map(Record::header)
+        })
+        .expect("headers at hand");
+        let publish = Publish {
+            capsule: md.name(),
+            records,
+            proof,
+        };
+        (entry, publish)
+    }
+
+    #[test]
+    fn only_publishes_of_advertised_capsules_leave_from_the_capsule() {
+        let (advertised, mine) = capsule(1);
+        let (hidden, theirs) = capsule(2);
+        let book = Mutex::new(Book::new(
+            SERVER,
+            [(&advertised.capsule_md, &advertised.adcert)],
+        ));
+        lock(&book).attach_entries(NOW);
+        assert!(!lock(&book).is_advertised(&hidden.capsule_md.name()));
+        let mut out = Vec::new();
+        let mut publishes = vec![theirs, mine.clone()];
+        encode_publishes(&mut publishes, &book, &mut out);
+        assert!(publishes.is_empty());
+        assert_eq!(out.len(), 1);
+        let pdu = Pdu::decode(out.remove(0)).expect("a pdu");
+        assert_eq!(pdu.header.ptype, PduType::Publish);
+        assert_eq!(
+            (pdu.header.src, pdu.header.dst),
+            (mine.capsule, mine.capsule)
+        );
+        assert_eq!(pdu.header.seq, 2);
+        assert_eq!(decode_publish(&pdu), Ok((mine.records, mine.proof)));
     }
 }

@@ -69,9 +69,21 @@
 //! store, one response at a time, as the driver polls
 //! ([`CapsuleService::poll_output`]), until they catch up. `next` only moves
 //! forward past what was emitted, so a subscriber sees every record once,
-//! in order, with no gap.
+//! in order, with no gap. Each of these subscriptions costs the server one
+//! copy of every record: this is the unicast fan-out.
+//!
+//! # Delivery trees
+//!
+//! The scalable way to follow a capsule: routers aggregate subscribers into
+//! a tree per capsule, and the server's router joins it here with a lease
+//! ([`CapsuleService::tree`]). Each append that becomes durable then
+//! leaves once as an [`Output::Publish`], whatever the number of
+//! subscribers; a leased capsule that published nothing for
+//! `tree_tip_interval` publishes its newest record again
+//! ([`CapsuleService::handle_timeout`]). See the [`tree`] module.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 
 use gdp_certs::cert::AdCert;
 use gdp_certs::{DecodeError, Metadata, Name, Timestamp};
@@ -90,6 +102,11 @@ mod create;
 mod read;
 #[cfg(test)]
 mod tests;
+pub mod tree;
+#[cfg(test)]
+mod tree_tests;
+
+pub use tree::{Publish, TreeOp, TreeRequest};
 
 /// A request for a capsule, as the driver received it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,6 +174,9 @@ pub enum Output {
         /// The write.
         write: Write,
     },
+    /// Send these records to the capsule's delivery tree, as a `Publish`
+    /// PDU to the router (see [`tree`](self#delivery-trees)).
+    Publish(Publish),
 }
 
 /// A request refused before it reached the capsule logic.
@@ -231,6 +251,8 @@ struct Hosted {
     recovering: bool,
     subscribers: HashMap<Name, Subscriber>,
     records_bucket: Option<TokenBucket>,
+    /// The router's lease on the capsule's delivery tree.
+    tree: Option<tree::Lease>,
 }
 
 impl Hosted {
@@ -254,6 +276,7 @@ impl Hosted {
             recovering: false,
             subscribers: HashMap::new(),
             records_bucket: None,
+            tree: None,
         }
     }
 
@@ -365,6 +388,11 @@ pub struct CapsuleService {
     creators: create::Creators,
     stats: ServiceStats,
     log: RefusalLog,
+    /// Tree lease deadlines (tips due, leases ending), earliest first;
+    /// entries of replaced leases are skipped when they come up.
+    tree_timers: BinaryHeap<Reverse<(Timestamp, Name)>>,
+    /// Capsules with a tree lease.
+    leases: usize,
 }
 
 /// The error code for a heartbeat or proof error.
@@ -432,6 +460,8 @@ impl CapsuleService {
             creators,
             stats: ServiceStats::default(),
             log: RefusalLog::default(),
+            tree_timers: BinaryHeap::new(),
+            leases: 0,
         })
     }
 
@@ -633,7 +663,7 @@ impl CapsuleService {
     }
 
     /// Reports the result of the write `ticket`.
-    pub fn on_commit(&mut self, _now: Timestamp, ticket: Ticket, result: Result<(), StoreError>) {
+    pub fn on_commit(&mut self, now: Timestamp, ticket: Ticket, result: Result<(), StoreError>) {
         let Some(entry) = self.out.tickets.remove(&ticket) else {
             tracing::warn!(ticket = ticket.0, "result for an unknown write");
             return;
@@ -664,7 +694,7 @@ impl CapsuleService {
                     if let Some(p) = h.pending.iter_mut().find(|p| p.ticket == ticket) {
                         p.result = Some(result);
                     }
-                    self.settle(capsule);
+                    self.settle(now, capsule);
                 }
                 (TicketKind::Fork, Err(e)) => {
                     tracing::error!(%capsule, error = %e, "storing fork evidence failed");
@@ -685,7 +715,7 @@ impl CapsuleService {
 
     /// Moves the durable state forward over every settled pending append at
     /// the front, in order.
-    fn settle(&mut self, capsule: Name) {
+    fn settle(&mut self, now: Timestamp, capsule: Name) {
         loop {
             let Some(h) = self.capsules.get_mut(&capsule) else {
                 return;
@@ -713,6 +743,7 @@ impl CapsuleService {
                     .respond(*w, capsule, CapsuleResponse::Appended { tail });
             }
             self.publish(capsule, &p);
+            self.publish_append(now, capsule, &p);
         }
     }
 
@@ -756,6 +787,7 @@ impl CapsuleService {
         let Some(h) = self.capsules.remove(&capsule) else {
             return;
         };
+        self.drop_lease(h.tree.is_some());
         self.creators.remove(h.metadata.key());
         for (peer, sub) in h.subscribers {
             read::forget_subscription(&mut self.subs_by_peer, &peer, &capsule);

@@ -56,7 +56,7 @@ pub(super) fn pack_stored(
 /// `records[start..]` (consecutive, in memory) split into responses, each
 /// with a proof of its last record from `heartbeat`, whose record is in
 /// `records` too.
-fn pack_batch(
+pub(super) fn pack_batch(
     config: &ServiceConfig,
     records: &[Record],
     start: usize,

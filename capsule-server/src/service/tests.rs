@@ -1,6 +1,6 @@
 //! The service's limits against hostile peers: creates under each policy,
 //! the append budget of a capsule, subscriptions per peer, and the counters
-//! of every refusal.
+//! of every refusal. The harness is shared with `tree_tests`.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -13,26 +13,28 @@ use gdp_proto::chain::{Appender, ChainState};
 use gdp_proto::proof::Heartbeat;
 use gdp_proto::record::Record;
 
-use super::{CapsuleService, Output, Request};
+use super::{CapsuleService, Output, Publish, Request};
 use crate::limits::{CreatePolicy, Rate, ServiceConfig};
 use crate::stats::Refusal;
 use crate::store::{Store, StoreOptions};
 
-const NOW: Timestamp = Timestamp::from_secs(1_800_000_000);
-const SERVER: Name = Name::from_bytes([200; 32]);
+pub(super) const NOW: Timestamp = Timestamp::from_secs(1_800_000_000);
+pub(super) const SERVER: Name = Name::from_bytes([200; 32]);
 
-fn peer(i: u8) -> Name {
+pub(super) fn peer(i: u8) -> Name {
     Name::from_bytes([i; 32])
 }
 
 /// A service over a store in a temporary directory; the test runs the
 /// commits itself, at once.
-struct Harness {
-    service: CapsuleService,
+pub(super) struct Harness {
+    pub(super) service: CapsuleService,
     store: Store,
-    now: Timestamp,
+    pub(super) now: Timestamp,
     next_id: u64,
     dir: PathBuf,
+    /// Every Publish output so far.
+    pub(super) publishes: Vec<Publish>,
 }
 
 impl Drop for Harness {
@@ -42,7 +44,7 @@ impl Drop for Harness {
 }
 
 impl Harness {
-    fn new(name: &str, config: ServiceConfig) -> Self {
+    pub(super) fn new(name: &str, config: ServiceConfig) -> Self {
         let dir = std::env::temp_dir().join(format!(
             "gdp-service-{name}-{}-{}",
             std::process::id(),
@@ -56,12 +58,32 @@ impl Harness {
             now: NOW,
             next_id: 0,
             dir,
+            publishes: Vec::new(),
+        }
+    }
+
+    /// Runs every output: commits at once, publishes kept.
+    pub(super) fn drain(&mut self) {
+        while let Some(out) = self.service.poll_output() {
+            match out {
+                Output::Respond(_) => {}
+                Output::Publish(p) => self.publishes.push(p),
+                Output::Commit { ticket, write } => {
+                    let result = self.store.commit([&write]).remove(0);
+                    self.service.on_commit(self.now, ticket, result);
+                }
+            }
         }
     }
 
     /// Sends `body` to `capsule` from `from`, runs every commit, and
     /// returns the answer to it.
-    fn call(&mut self, from: Name, capsule: Name, body: CapsuleRequest) -> CapsuleResponse {
+    pub(super) fn call(
+        &mut self,
+        from: Name,
+        capsule: Name,
+        body: CapsuleRequest,
+    ) -> CapsuleResponse {
         self.next_id += 1;
         let id = self.next_id;
         self.service.handle(
@@ -78,6 +100,7 @@ impl Harness {
             match out {
                 Output::Respond(r) if r.request_id == id && r.to == from => answer = Some(r.body),
                 Output::Respond(_) => {}
+                Output::Publish(p) => self.publishes.push(p),
                 Output::Commit { ticket, write } => {
                     let result = self.store.commit([&write]).remove(0);
                     self.service.on_commit(self.now, ticket, result);
@@ -90,7 +113,7 @@ impl Harness {
 
 /// A capsule of `owner` (its only writer), distinguished by `nonce`, with
 /// its `Create`.
-fn capsule(owner: &SecretKey, nonce: u8) -> (Metadata, CapsuleRequest) {
+pub(super) fn capsule(owner: &SecretKey, nonce: u8) -> (Metadata, CapsuleRequest) {
     let md = Metadata::capsule(
         owner.public(),
         vec![owner.public()],
@@ -256,7 +279,7 @@ fn the_default_policy_and_capsule_limit_match_what_a_router_accepts() {
 }
 
 /// `n` records appended by `writer` to `md`, closed by one heartbeat.
-fn records(a: &mut Appender, n: usize) -> (Vec<Record>, Heartbeat) {
+pub(super) fn records(a: &mut Appender, n: usize) -> (Vec<Record>, Heartbeat) {
     let records = (0..n)
         .map(|_| a.append(Bytes::from_static(b"r"), NOW).expect("appends"))
         .collect();

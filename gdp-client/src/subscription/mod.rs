@@ -1,5 +1,13 @@
 //! Subscriptions: a capsule's records from a seqno on, as a stream of
 //! verified records that survives link failures and server restarts.
+//!
+//! Two ways to get them, chosen by
+//! [`ClientOptions::subscribe_mode`](crate::ClientOptions::subscribe_mode):
+//! the capsule's delivery tree in the routers (`tree`, the default), or a
+//! subscription of this client's own at the capsule's server (unicast,
+//! below). The stream is the same either way.
+
+mod tree;
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -17,6 +25,7 @@ use crate::ClientError;
 use crate::capsule::Capsule;
 use crate::client::decode_response;
 use crate::connection::{Reply, Route, send_only};
+use crate::options::SubscribeMode;
 use crate::verified::{VerifiedRecord, verify_answer};
 
 /// Bound of the route between the supervisor and the subscription task, in
@@ -26,7 +35,19 @@ const ROUTE_QUEUE: usize = 256;
 /// A stream of a capsule's verified records, from a seqno on, that
 /// survives link failures and server restarts.
 ///
-/// # Data flow
+/// In [`SubscribeMode::Tree`] (the default) the subscription joins the
+/// capsule's delivery tree at its router (`Subscribe` at start, every
+/// [`ClientOptions::tree_refresh`](crate::ClientOptions::tree_refresh) and
+/// after the link comes back; `Unsubscribe` when dropped), takes the new
+/// records that come down the tree, and reads by unicast the tail at start,
+/// the backlog from its start seqno and whatever the tree lost. Everything
+/// is verified against the capsule's metadata and comes out in order, once;
+/// a Publish that does not verify is dropped and counted
+/// ([`Subscription::stats`]), never delivered. Several subscriptions of one
+/// client may follow one capsule. What follows describes
+/// [`SubscribeMode::Unicast`].
+///
+/// # Data flow (unicast)
 ///
 /// ```text
 /// server ── Event{records, proof} (request id of the Subscribe) ──► supervisor
@@ -50,29 +71,94 @@ const ROUTE_QUEUE: usize = 256;
 /// [`ClientOptions::no_route_retry`](crate::ClientOptions::no_route_retry)).
 /// Dropping the [`Subscription`] ends the task, which tells the server.
 ///
-/// A capsule server keeps one subscription per capsule and subscriber
-/// name, so one [`Client`](crate::Client) should hold at most one
-/// subscription per capsule at a time (a second one replaces the first at
-/// the server; use another client, or share the stream).
+/// In unicast mode a capsule server keeps one subscription per capsule
+/// and subscriber name, so one [`Client`](crate::Client) should hold at
+/// most one unicast subscription per capsule at a time (a second one
+/// replaces the first at the server; use another client, or share the
+/// stream).
 #[derive(Debug)]
 pub struct Subscription {
     rx: mpsc::Receiver<Result<VerifiedRecord, ClientError>>,
     next: Arc<AtomicU64>,
+    counters: Arc<Counters>,
+}
+
+/// What a [`Subscription`] received and did so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SubscriptionStats {
+    /// Records handed to the stream that came down the delivery tree.
+    pub tree_records: u64,
+    /// Records handed to the stream that came by unicast (reads of the
+    /// backlog and of gaps, or the events of a unicast subscription).
+    pub unicast_records: u64,
+    /// Publish PDUs received from the tree.
+    pub publishes: u64,
+    /// Publish PDUs dropped because they did not decode or verify (a
+    /// router on the way is not trusted with them).
+    pub publishes_rejected: u64,
+    /// Unicast reads sent (the tail, the backlog, gaps).
+    pub reads: u64,
+    /// Tree joins sent (at start, on every refresh, after the link came
+    /// back).
+    pub joins: u64,
+}
+
+/// The live counters behind [`SubscriptionStats`].
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    tree_records: AtomicU64,
+    unicast_records: AtomicU64,
+    publishes: AtomicU64,
+    publishes_rejected: AtomicU64,
+    reads: AtomicU64,
+    joins: AtomicU64,
+}
+
+impl Counters {
+    fn add(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> SubscriptionStats {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        SubscriptionStats {
+            tree_records: get(&self.tree_records),
+            unicast_records: get(&self.unicast_records),
+            publishes: get(&self.publishes),
+            publishes_rejected: get(&self.publishes_rejected),
+            reads: get(&self.reads),
+            joins: get(&self.joins),
+        }
+    }
 }
 
 impl Subscription {
     pub(crate) fn start(capsule: Capsule, from: u64) -> Self {
         let (tx, rx) = mpsc::channel(capsule.client().options().event_queue);
         let next = Arc::new(AtomicU64::new(from.max(1)));
+        let counters = Arc::new(Counters::default());
         // The task ends by itself once the receiver is dropped.
-        tokio::spawn(run(capsule, tx, next.clone()));
-        Subscription { rx, next }
+        match capsule.client().options().subscribe_mode {
+            SubscribeMode::Tree => {
+                tokio::spawn(tree::run(capsule, tx, next.clone(), counters.clone()));
+            }
+            SubscribeMode::Unicast => {
+                tokio::spawn(run(capsule, tx, next.clone(), counters.clone()));
+            }
+        }
+        Subscription { rx, next, counters }
     }
 
     /// The first seqno not yet handed to the stream (records before it
     /// were read or wait in the stream's queue).
     pub fn next_seqno(&self) -> u64 {
         self.next.load(Ordering::Relaxed)
+    }
+
+    /// What this subscription received and did so far.
+    pub fn stats(&self) -> SubscriptionStats {
+        self.counters.snapshot()
     }
 
     /// The next verified record, `None` once the subscription has ended.
@@ -99,7 +185,7 @@ enum Attempt {
 
 type Items = mpsc::Sender<Result<VerifiedRecord, ClientError>>;
 
-async fn run(capsule: Capsule, tx: Items, next: Arc<AtomicU64>) {
+async fn run(capsule: Capsule, tx: Items, next: Arc<AtomicU64>, counters: Arc<Counters>) {
     let options = capsule.client().options().clone();
     let mut backoff = Backoff::new(options.reconnect_initial, options.reconnect_max);
     let started = Instant::now();
@@ -107,7 +193,7 @@ async fn run(capsule: Capsule, tx: Items, next: Arc<AtomicU64>) {
     loop {
         let attempt = tokio::select! {
             () = tx.closed() => Attempt::Stop,
-            a = attempt(&capsule, &tx, &next, &mut confirmed_once, started, &mut backoff) => a,
+            a = attempt(&capsule, &tx, &next, &counters, &mut confirmed_once, started, &mut backoff) => a,
         };
         match attempt {
             Attempt::Stop => break,
@@ -141,6 +227,7 @@ async fn attempt(
     capsule: &Capsule,
     tx: &Items,
     next: &AtomicU64,
+    counters: &Counters,
     confirmed_once: &mut bool,
     started: Instant,
     backoff: &mut Backoff,
@@ -250,6 +337,7 @@ async fn attempt(
                 confirmed = true;
                 for record in verified.into_iter().filter(|r| r.seqno() >= want) {
                     next.store(record.seqno() + 1, Ordering::Relaxed);
+                    Counters::add(&counters.unicast_records);
                     if tx.send(Ok(record)).await.is_err() {
                         return Attempt::Stop;
                     }
