@@ -31,6 +31,8 @@ mod fast_path;
 mod limits;
 #[path = "simulation/security.rs"]
 mod security;
+#[path = "simulation/stream.rs"]
+mod stream;
 #[path = "simulation/trees.rs"]
 mod trees;
 

@@ -37,6 +37,12 @@ impl Router {
     /// Starts a router with its data under `dir/label`, listening on
     /// `listen` (a free port with `127.0.0.1:0`).
     pub fn start(dir: &Path, label: &str, listen: &str) -> Router {
+        Router::start_with_directory(dir, label, listen, "memory")
+    }
+
+    /// [`Router::start`] with the directory `directory` (`memory`, or a
+    /// Redis URL that routers share).
+    pub fn start_with_directory(dir: &Path, label: &str, listen: &str, directory: &str) -> Router {
         let data_dir = dir.join(label);
         let (proc, line) = spawn_with_start_line(
             Command::new(workspace_bin("gdp-router"))
@@ -46,7 +52,7 @@ impl Router {
                     "--listen",
                     listen,
                     "--directory",
-                    "memory",
+                    directory,
                     "--log",
                     "warn",
                     "--idle-timeout",

@@ -248,8 +248,18 @@ impl RouterCore {
         self.trees.memberships += 1;
         self.stats.trees.joins += 1;
         if !exists {
-            self.timers.schedule(wake, Timer::Tree(capsule));
             self.join_upstream(now, capsule);
+            // A join that did not leave at once (waiting for a lookup, or
+            // refused) is checked again in TREE_REJOIN.
+            let mut wake = wake;
+            if let Some(tree) = self.trees.trees.get_mut(&capsule)
+                && tree.upstream.is_none()
+            {
+                tree.refresh_at = now.saturating_add(self.config.tree_refresh.min(TREE_REJOIN));
+                tree.wake = tree.wake.min(tree.refresh_at);
+                wake = tree.wake;
+            }
+            self.timers.schedule(wake, Timer::Tree(capsule));
         }
     }
 
@@ -423,7 +433,15 @@ impl RouterCore {
         };
         let refresh = tree.refresh_at <= now;
         if refresh {
-            tree.refresh_at = now.saturating_add(self.config.tree_refresh);
+            // A tree with no way up yet (its last join found no route, or
+            // its upstream died) tries again soon rather than a refresh
+            // period later.
+            let every = if tree.upstream.is_some() {
+                self.config.tree_refresh
+            } else {
+                self.config.tree_refresh.min(TREE_REJOIN)
+            };
+            tree.refresh_at = now.saturating_add(every);
         }
         let lease_end = tree.members.values().min().copied();
         let wake = lease_end.map_or(tree.refresh_at, |l| l.min(tree.refresh_at));
@@ -457,6 +475,13 @@ impl RouterCore {
         for capsule in orphans {
             if let Some(tree) = self.trees.trees.get_mut(&capsule) {
                 tree.upstream = None;
+                // If this join finds no way up either, the next is due in
+                // TREE_REJOIN.
+                tree.refresh_at = now.saturating_add(self.config.tree_refresh.min(TREE_REJOIN));
+                if tree.refresh_at < tree.wake {
+                    tree.wake = tree.refresh_at;
+                    self.timers.schedule(tree.refresh_at, Timer::Tree(capsule));
+                }
             }
             if !self.shutting_down {
                 self.stats.trees.rejoins += 1;
@@ -478,6 +503,10 @@ impl RouterCore {
 
 /// The PDU types delivery trees use, which routers act on and never
 /// forward.
+/// How soon a tree without an upstream (its join found no route, or its
+/// upstream link went down) sends its join again.
+pub(crate) const TREE_REJOIN: std::time::Duration = std::time::Duration::from_secs(1);
+
 pub(crate) fn is_tree_type(ptype: PduType) -> bool {
     matches!(
         ptype,
