@@ -91,9 +91,10 @@ async fn three_hundred_subscribers_get_every_record_across_a_router_restart() {
                         Err(_) => panic!("sub-{r}-{s}: stalled at {} records", seen.len()),
                     }
                 }
+                let stats = sub.stats();
                 drop(sub);
                 c.shutdown().await;
-                (r, s, seen)
+                (r, s, seen, stats)
             });
         }
     }
@@ -125,14 +126,25 @@ async fn three_hundred_subscribers_get_every_record_across_a_router_restart() {
 
     let want: Vec<u64> = (1..=RECORDS).collect();
     let mut done = 0;
+    let (mut by_tree, mut by_unicast) = (0, 0);
     while let Some(joined) = tokio::time::timeout(WAIT, subscribers.join_next())
         .await
         .expect("every subscriber finishes in time")
     {
-        let (r, s, seen) = joined.expect("a subscriber task");
+        let (r, s, seen, stats) = joined.expect("a subscriber task");
         assert!(seen == want, "sub-{r}-{s}: every record once, in order");
+        assert_eq!(stats.tree_records + stats.unicast_records, RECORDS);
+        by_tree += stats.tree_records;
+        by_unicast += stats.unicast_records;
         done += 1;
     }
     assert_eq!(done, 3 * PER_ROUTER);
+    // The tree carried the stream; reads filled the start, the gap of the
+    // restart and whatever else was lost.
+    assert!(
+        by_tree > 2 * by_unicast,
+        "by tree {by_tree}, by unicast {by_unicast}"
+    );
+    eprintln!("records by tree {by_tree}, by unicast {by_unicast}");
     writer_client.shutdown().await;
 }
