@@ -36,6 +36,7 @@
 //! | `gdp_router_queue_depth{queue}` | gauge | `events` (link events waiting), `link_bytes` (all send queues) |
 //! | `gdp_router_link_rtt_seconds{link,peer,kind,role}` | gauge | QUIC RTT estimate per link |
 //! | `gdp_router_link_queued_bytes{...}` | gauge | memory held by the PDUs waiting in one link's send queue |
+//! | `gdp_router_link_received_bytes_total{...}` | counter | bytes of PDUs received on one link (what the peer sent this router) |
 //! | `gdp_router_link_datagrams_dropped_in_total{...}` | counter | datagrams received on one link and dropped before the driver: the link already had its share (`events_per_link`) of batches waiting, or the event channel was full |
 //! | `gdp_router_send_stalls_total` | counter | times a full link queue sent PDUs to the link's overflow in the driver (which never waits) |
 //! | `gdp_router_dropped_total{reason="queue_full"}` | counter | includes reliable PDUs dropped because their link's queue and overflow were full |
@@ -681,6 +682,16 @@ fn link_metrics(e: &mut Exposition, s: &Snapshot) {
         &|i| {
             let st = &s.links[i].stats;
             (st.sent_pdus + st.sent_datagrams).to_string()
+        },
+    );
+    per_link(
+        e,
+        "gdp_router_link_received_bytes_total",
+        "counter",
+        "Bytes of PDUs received on the link (stream and datagrams).",
+        &|i| {
+            let st = &s.links[i].stats;
+            (st.received_bytes + st.received_datagram_bytes).to_string()
         },
     );
     per_link(

@@ -31,6 +31,8 @@ pub struct Router {
     pub name: Name,
     pub addr: SocketAddr,
     pub data_dir: PathBuf,
+    /// Where its metrics are served, if they are.
+    pub metrics: Option<SocketAddr>,
 }
 
 impl Router {
@@ -43,9 +45,21 @@ impl Router {
     /// [`Router::start`] with the directory `directory` (`memory`, or a
     /// Redis URL that routers share).
     pub fn start_with_directory(dir: &Path, label: &str, listen: &str, directory: &str) -> Router {
+        Router::start_with_args(dir, label, listen, directory, &[])
+    }
+
+    /// [`Router::start_with_directory`] with more command-line arguments.
+    pub fn start_with_args(
+        dir: &Path,
+        label: &str,
+        listen: &str,
+        directory: &str,
+        extra: &[&str],
+    ) -> Router {
         let data_dir = dir.join(label);
         let (proc, line) = spawn_with_start_line(
             Command::new(workspace_bin("gdp-router"))
+                .args(extra)
                 .args([
                     "--data-dir",
                     data_dir.to_str().expect("utf-8 path"),
@@ -72,11 +86,13 @@ impl Router {
         };
         let name: Name = field("name").parse().expect("router name");
         let addr: SocketAddr = field("listen").parse().expect("router address");
+        let metrics = start_line_field(&line, "metrics").and_then(|m| m.parse().ok());
         Router {
             proc,
             name,
             addr,
             data_dir,
+            metrics,
         }
     }
 }
