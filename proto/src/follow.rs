@@ -38,7 +38,7 @@ use std::ops::RangeInclusive;
 
 use gdp_certs::Metadata;
 
-use crate::proof::{Proof, ProofError};
+use crate::proof::{Proof, ProofError, VerifiedHeartbeat};
 use crate::record::{Record, RecordHash};
 
 /// Why a [`Follower`] refused what it was given.
@@ -112,9 +112,15 @@ impl Follower {
     /// last: a Publish from the tree, an `Event`, or a `Records` answer to a
     /// read. The batch is verified as a whole first; then the records at or
     /// after [`next`](Self::next) are kept and the rest (already popped)
-    /// dropped. An error leaves the follower as it was.
-    pub fn offer(&mut self, records: Vec<Record>, proof: &Proof) -> Result<(), FollowError> {
-        proof.verify_range(&self.metadata, &records)?;
+    /// dropped. Returns the batch's verified heartbeat (what a caller
+    /// hands out with the records, without verifying them again). An
+    /// error leaves the follower as it was.
+    pub fn offer(
+        &mut self,
+        records: Vec<Record>,
+        proof: &Proof,
+    ) -> Result<VerifiedHeartbeat, FollowError> {
+        let heartbeat = proof.verify_range(&self.metadata, &records)?;
         for record in &records {
             if let Some(held) = self.ahead.get(&record.seqno())
                 && held.hash() != record.hash()
@@ -144,7 +150,7 @@ impl Follower {
             }
             self.ahead.insert(seqno, record);
         }
-        Ok(())
+        Ok(heartbeat)
     }
 
     /// The next record of the chain, if it is here. A record that does not
@@ -264,6 +270,9 @@ mod tests {
             Err(FollowError::Unverified(_))
         ));
         assert_eq!((f.tail(), f.waiting(), f.want()), (0, 0, None));
+        // A good batch is taken, with the heartbeat that verified it.
+        let (good, proof) = batch(&records, 1, 2);
+        assert_eq!(f.offer(good, &proof).map(|hb| hb.seqno()), Ok(2));
     }
 
     #[test]

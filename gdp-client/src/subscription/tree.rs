@@ -117,12 +117,14 @@ impl Tracked {
 
     /// Verifies and takes a batch.
     fn offer(&mut self, records: Vec<Record>, proof: &Proof, from: Source) -> Result<(), Refused> {
-        let heartbeat = proof
-            .verify_range(self.follower.metadata(), &records)
-            .map_err(Refused::Unverified)?;
         let keys: Vec<(u64, RecordHash)> = records.iter().map(|r| (r.seqno(), r.hash())).collect();
         let next = self.follower.next();
-        self.follower.offer(records, proof).map_err(Refused::Fork)?;
+        // The follower verifies the batch once; its heartbeat goes out with
+        // each record.
+        let heartbeat = self.follower.offer(records, proof).map_err(|e| match e {
+            FollowError::Unverified(e) => Refused::Unverified(e),
+            other => Refused::Fork(other),
+        })?;
         for (seqno, hash) in keys {
             if seqno < next || self.held.contains_key(&seqno) {
                 continue;
