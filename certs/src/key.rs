@@ -34,6 +34,8 @@ pub enum SigContext {
     Heartbeat,
     /// Proof of a name when attaching to a router.
     Attach,
+    /// A capsule's replica set (owner).
+    ReplicaSet,
 }
 
 impl SigContext {
@@ -45,6 +47,7 @@ impl SigContext {
             SigContext::DomainCert => b"domain-cert",
             SigContext::Heartbeat => b"heartbeat",
             SigContext::Attach => b"attach",
+            SigContext::ReplicaSet => b"replica-set",
         }
     }
 

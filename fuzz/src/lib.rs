@@ -12,7 +12,7 @@
 
 use bytes::Bytes;
 use gdp_certs::Timestamp;
-use gdp_certs::cert::{AdCert, DomainCert, RouteRecord, RtCert};
+use gdp_certs::cert::{AdCert, DomainCert, ReplicaSet, RouteRecord, RtCert};
 use gdp_certs::codec::{Decode, Encode};
 use gdp_certs::{Metadata, Name};
 use gdp_proto::capsule::{CapsuleRequest, CapsuleResponse};
@@ -195,7 +195,7 @@ pub fn certs(data: &[u8]) {
         return;
     };
     let now = Timestamp::from_secs(1_800_000_000);
-    match which % 5 {
+    match which % 6 {
         0 => {
             if let Some(md) = canonical::<Metadata>(rest) {
                 md.check_name(&md.name())
@@ -218,9 +218,14 @@ pub fn certs(data: &[u8]) {
                 let _ = r.verify(&name, now);
             }
         }
-        _ => {
+        4 => {
             if let Some(c) = canonical::<DomainCert>(rest) {
                 let _ = c.verify(&any_metadata(), &[], now);
+            }
+        }
+        _ => {
+            if let Some(set) = canonical::<ReplicaSet>(rest) {
+                let _ = set.verify(&any_metadata());
             }
         }
     }

@@ -355,6 +355,11 @@ pub(crate) fn request_name(r: &CapsuleRequest) -> &'static str {
         CapsuleRequest::Subscribe { .. } => "subscribe",
         CapsuleRequest::Unsubscribe => "unsubscribe",
         CapsuleRequest::GetMetadata => "metadata",
+        CapsuleRequest::Sync { .. } => "sync",
+        CapsuleRequest::GetReplicas => "get replicas",
+        CapsuleRequest::SetReplicas { .. } => "set replicas",
+        CapsuleRequest::GetForks => "get forks",
+        CapsuleRequest::At { request, .. } => request_name(request),
         _ => "capsule request",
     }
 }
@@ -383,6 +388,9 @@ pub(crate) fn unexpected(request: &str, answer: &CapsuleResponse) -> ClientError
         CapsuleResponse::Error { .. } => "Error",
         CapsuleResponse::Subscribed { .. } => "Subscribed",
         CapsuleResponse::Unsubscribed => "Unsubscribed",
+        CapsuleResponse::Synced { .. } => "Synced",
+        CapsuleResponse::Replicas { .. } => "Replicas",
+        CapsuleResponse::Forks { .. } => "Forks",
         _ => "an unknown response",
     };
     ClientError::protocol(format!("{kind} in answer to {request}"))

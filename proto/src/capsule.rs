@@ -29,6 +29,11 @@
 //! 0x06 Subscribe    u64 from seqno
 //! 0x07 Unsubscribe
 //! 0x08 GetMetadata
+//! 0x09 Sync         u64 tail, [32] hash of the tail record (anchor if 0)
+//! 0x0A GetReplicas
+//! 0x0B SetReplicas  ReplicaSet
+//! 0x0C GetForks
+//! 0x0D At           [32] capsule, request (any type but At)
 //!
 //! responses
 //! 0x81 Created
@@ -40,7 +45,21 @@
 //!                   (at most MAX_ERROR_MESSAGE_LEN bytes)
 //! 0x87 Subscribed   u64 tail (records after it arrive as events)
 //! 0x88 Unsubscribed
+//! 0x89 Synced       u64 tail
+//! 0x8A Replicas     u8 present (0 or 1), then the ReplicaSet if present
+//! 0x8B Forks        u16 count (0..=MAX_FORKS_PER_RESPONSE), ForkEvidence
 //! ```
+//!
+//! # Replicas
+//!
+//! A capsule may live on several servers, all advertising it. `At` directs
+//! a request to one of them: the PDU is addressed to that server's name and
+//! names the capsule inside, so a writer reaches every replica and a reader
+//! picks one. Replicas converge by `Sync`: a server sends its tail and the
+//! hash of its tail record; the other answers `Synced` when it has nothing
+//! newer, `Records` (closed by a heartbeat over the last one) when it has,
+//! and `Forks` when its record at that seqno differs. `SetReplicas` hands a
+//! server the owner-signed [`ReplicaSet`].
 //!
 //! `Records` and `Event` carry contiguous records, oldest first, and a proof
 //! of the last one; each earlier record is authenticated by the `prev` hash
@@ -51,13 +70,14 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use gdp_certs::Metadata;
 use gdp_certs::Name;
-use gdp_certs::cert::AdCert;
+use gdp_certs::cert::{AdCert, ReplicaSet};
 use gdp_certs::codec::{Decode, DecodeError, Encode, Reader, put};
 
 use crate::control::bounded_str;
+use crate::fork::ForkEvidence;
 use crate::pdu::{Flags, Pdu, PduError, PduHeader, PduType};
 use crate::proof::{Heartbeat, Proof};
-use crate::record::Record;
+use crate::record::{Record, RecordHash};
 
 /// Most records in one `Append`.
 pub const MAX_APPEND_RECORDS: usize = 256;
@@ -65,6 +85,8 @@ pub const MAX_APPEND_RECORDS: usize = 256;
 pub const MAX_RESPONSE_RECORDS: usize = 1024;
 /// Longest error message, in bytes.
 pub const MAX_ERROR_MESSAGE_LEN: usize = 1024;
+/// Most fork evidences in one `Forks` response.
+pub const MAX_FORKS_PER_RESPONSE: usize = 64;
 
 const TAG_CREATE: u8 = 0x01;
 const TAG_APPEND: u8 = 0x02;
@@ -74,6 +96,11 @@ const TAG_LATEST: u8 = 0x05;
 const TAG_SUBSCRIBE: u8 = 0x06;
 const TAG_UNSUBSCRIBE: u8 = 0x07;
 const TAG_GET_METADATA: u8 = 0x08;
+const TAG_SYNC: u8 = 0x09;
+const TAG_GET_REPLICAS: u8 = 0x0A;
+const TAG_SET_REPLICAS: u8 = 0x0B;
+const TAG_GET_FORKS: u8 = 0x0C;
+const TAG_AT: u8 = 0x0D;
 
 const TAG_CREATED: u8 = 0x81;
 const TAG_APPENDED: u8 = 0x82;
@@ -83,6 +110,9 @@ const TAG_EVENT: u8 = 0x85;
 const TAG_ERROR: u8 = 0x86;
 const TAG_SUBSCRIBED: u8 = 0x87;
 const TAG_UNSUBSCRIBED: u8 = 0x88;
+const TAG_SYNCED: u8 = 0x89;
+const TAG_REPLICAS: u8 = 0x8A;
+const TAG_FORKS: u8 = 0x8B;
 
 /// A request to the server hosting a capsule.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,6 +155,33 @@ pub enum CapsuleRequest {
     Unsubscribe,
     /// Fetch the capsule's metadata.
     GetMetadata,
+    /// Anti-entropy between replicas: the sender's tail and the hash of its
+    /// tail record. Answered with `Synced`, `Records` or `Forks`.
+    Sync {
+        /// The sender's tail seqno (0: no records).
+        tail: u64,
+        /// The hash of the sender's record at `tail` (the capsule's anchor
+        /// when `tail` is 0).
+        hash: RecordHash,
+    },
+    /// Fetch the replica set the server holds for the capsule.
+    GetReplicas,
+    /// Hand the server the owner-signed replica set of the capsule; it is
+    /// kept if newer than the one it has.
+    SetReplicas {
+        /// The set.
+        set: ReplicaSet,
+    },
+    /// Fetch the fork evidence the server holds for the capsule.
+    GetForks,
+    /// `request` for `capsule`, addressed to one server by its name (a
+    /// replica chosen by the sender) rather than to the capsule.
+    At {
+        /// The capsule the request is about.
+        capsule: Name,
+        /// The request; never another `At`.
+        request: Box<CapsuleRequest>,
+    },
 }
 
 /// Why a request failed.
@@ -254,6 +311,23 @@ pub enum CapsuleResponse {
     },
     /// The subscription ended.
     Unsubscribed,
+    /// Answer to `Sync`: nothing newer than the sender's tail here; this
+    /// server's tail is `tail` (lower when the sender is ahead).
+    Synced {
+        /// This server's durable tail.
+        tail: u64,
+    },
+    /// The server's replica set for the capsule, if it holds one.
+    Replicas {
+        /// The owner-signed set (not verified here).
+        set: Option<ReplicaSet>,
+    },
+    /// Evidence of forks: records a writer signed at a seqno where this
+    /// server holds another record (at most [`MAX_FORKS_PER_RESPONSE`]).
+    Forks {
+        /// The evidence, by seqno (not verified here).
+        evidence: Vec<ForkEvidence>,
+    },
 }
 
 fn check_records(what: &'static str, records: &[Record], max: usize) -> Result<(), PduError> {
@@ -286,7 +360,23 @@ impl CapsuleRequest {
             CapsuleRequest::Subscribe { .. } => TAG_SUBSCRIBE,
             CapsuleRequest::Unsubscribe => TAG_UNSUBSCRIBE,
             CapsuleRequest::GetMetadata => TAG_GET_METADATA,
+            CapsuleRequest::Sync { .. } => TAG_SYNC,
+            CapsuleRequest::GetReplicas => TAG_GET_REPLICAS,
+            CapsuleRequest::SetReplicas { .. } => TAG_SET_REPLICAS,
+            CapsuleRequest::GetForks => TAG_GET_FORKS,
+            CapsuleRequest::At { .. } => TAG_AT,
         }
+    }
+
+    /// `request` for `capsule`, directed to one server (see
+    /// [`CapsuleRequest::At`]). A request that is already directed is
+    /// re-directed, not nested.
+    pub fn at(capsule: Name, request: CapsuleRequest) -> Self {
+        let request = match request {
+            CapsuleRequest::At { request, .. } => request,
+            other => Box::new(other),
+        };
+        CapsuleRequest::At { capsule, request }
     }
 
     /// Checks the limits the decoder enforces, so the request will decode.
@@ -298,6 +388,12 @@ impl CapsuleRequest {
             CapsuleRequest::ReadRange { from, to } if from > to => Err(PduError::Invalid {
                 what: "read range ending before it starts",
             }),
+            CapsuleRequest::At { request, .. } => match **request {
+                CapsuleRequest::At { .. } => Err(PduError::Invalid {
+                    what: "a directed request inside a directed request",
+                }),
+                ref inner => inner.check_limits(),
+            },
             _ => Ok(()),
         }
     }
@@ -341,7 +437,20 @@ impl Encode for CapsuleRequest {
                 buf.put_u64(*to);
             }
             CapsuleRequest::Subscribe { from } => buf.put_u64(*from),
-            CapsuleRequest::Latest | CapsuleRequest::Unsubscribe | CapsuleRequest::GetMetadata => {}
+            CapsuleRequest::Sync { tail, hash } => {
+                buf.put_u64(*tail);
+                hash.encode(buf);
+            }
+            CapsuleRequest::SetReplicas { set } => set.encode(buf),
+            CapsuleRequest::At { capsule, request } => {
+                capsule.encode(buf);
+                request.encode(buf);
+            }
+            CapsuleRequest::Latest
+            | CapsuleRequest::Unsubscribe
+            | CapsuleRequest::GetMetadata
+            | CapsuleRequest::GetReplicas
+            | CapsuleRequest::GetForks => {}
         }
     }
 
@@ -355,7 +464,16 @@ impl Encode for CapsuleRequest {
             }
             CapsuleRequest::Read { .. } | CapsuleRequest::Subscribe { .. } => 8,
             CapsuleRequest::ReadRange { .. } => 16,
-            CapsuleRequest::Latest | CapsuleRequest::Unsubscribe | CapsuleRequest::GetMetadata => 0,
+            CapsuleRequest::Sync { hash, .. } => 8 + hash.encoded_len(),
+            CapsuleRequest::SetReplicas { set } => set.encoded_len(),
+            CapsuleRequest::At { capsule, request } => {
+                capsule.encoded_len() + request.encoded_len()
+            }
+            CapsuleRequest::Latest
+            | CapsuleRequest::Unsubscribe
+            | CapsuleRequest::GetMetadata
+            | CapsuleRequest::GetReplicas
+            | CapsuleRequest::GetForks => 0,
         }
     }
 }
@@ -363,6 +481,14 @@ impl Encode for CapsuleRequest {
 impl Decode for CapsuleRequest {
     const WHAT: &'static str = "capsule request";
     fn decode_from(r: &mut Reader) -> Result<Self, DecodeError> {
+        decode_request(r, true)
+    }
+}
+
+/// Decodes a request; an `At` only if `directed` may be one (so nesting is
+/// refused before it recurses).
+fn decode_request(r: &mut Reader, directed: bool) -> Result<CapsuleRequest, DecodeError> {
+    {
         Ok(match r.u8("capsule request type")? {
             TAG_CREATE => CapsuleRequest::Create {
                 metadata: Metadata::decode_from(r)?,
@@ -391,6 +517,28 @@ impl Decode for CapsuleRequest {
             },
             TAG_UNSUBSCRIBE => CapsuleRequest::Unsubscribe,
             TAG_GET_METADATA => CapsuleRequest::GetMetadata,
+            TAG_SYNC => CapsuleRequest::Sync {
+                tail: r.u64("sync tail")?,
+                hash: RecordHash::decode_from(r)?,
+            },
+            TAG_GET_REPLICAS => CapsuleRequest::GetReplicas,
+            TAG_SET_REPLICAS => CapsuleRequest::SetReplicas {
+                set: ReplicaSet::decode_from(r)?,
+            },
+            TAG_GET_FORKS => CapsuleRequest::GetForks,
+            TAG_AT if !directed => {
+                return Err(DecodeError::Invalid {
+                    what: "a directed request inside a directed request",
+                });
+            }
+            TAG_AT => {
+                let capsule = Name::decode_from(r)?;
+                let request = decode_request(r, false)?;
+                CapsuleRequest::At {
+                    capsule,
+                    request: Box::new(request),
+                }
+            }
             v => {
                 return Err(DecodeError::UnknownValue {
                     what: "capsule request type",
@@ -420,6 +568,9 @@ impl CapsuleResponse {
             CapsuleResponse::Error { .. } => TAG_ERROR,
             CapsuleResponse::Subscribed { .. } => TAG_SUBSCRIBED,
             CapsuleResponse::Unsubscribed => TAG_UNSUBSCRIBED,
+            CapsuleResponse::Synced { .. } => TAG_SYNCED,
+            CapsuleResponse::Replicas { .. } => TAG_REPLICAS,
+            CapsuleResponse::Forks { .. } => TAG_FORKS,
         }
     }
 
@@ -431,6 +582,9 @@ impl CapsuleResponse {
             }
             CapsuleResponse::Event { records, .. } => {
                 check_records("event records", records, MAX_RESPONSE_RECORDS)
+            }
+            CapsuleResponse::Forks { evidence } => {
+                PduError::check("fork evidence", evidence.len(), MAX_FORKS_PER_RESPONSE)
             }
             _ => Ok(()),
         }
@@ -498,9 +652,19 @@ impl Encode for CapsuleResponse {
     fn encode(&self, buf: &mut BytesMut) {
         buf.put_u8(self.tag());
         match self {
-            CapsuleResponse::Appended { tail } | CapsuleResponse::Subscribed { tail } => {
+            CapsuleResponse::Appended { tail }
+            | CapsuleResponse::Subscribed { tail }
+            | CapsuleResponse::Synced { tail } => {
                 buf.put_u64(*tail);
             }
+            CapsuleResponse::Replicas { set } => match set {
+                Some(set) => {
+                    buf.put_u8(1);
+                    set.encode(buf);
+                }
+                None => buf.put_u8(0),
+            },
+            CapsuleResponse::Forks { evidence } => put::vec_u16(buf, evidence),
             CapsuleResponse::Records { records, proof }
             | CapsuleResponse::Event { records, proof } => {
                 put::vec_u16(buf, records);
@@ -517,7 +681,11 @@ impl Encode for CapsuleResponse {
 
     fn encoded_len(&self) -> usize {
         1 + match self {
-            CapsuleResponse::Appended { .. } | CapsuleResponse::Subscribed { .. } => 8,
+            CapsuleResponse::Appended { .. }
+            | CapsuleResponse::Subscribed { .. }
+            | CapsuleResponse::Synced { .. } => 8,
+            CapsuleResponse::Replicas { set } => 1 + set.as_ref().map_or(0, Encode::encoded_len),
+            CapsuleResponse::Forks { evidence } => put::vec_len(2, evidence),
             CapsuleResponse::Records { records, proof }
             | CapsuleResponse::Event { records, proof } => {
                 put::vec_len(2, records) + proof.encoded_len()
@@ -563,6 +731,24 @@ impl Decode for CapsuleResponse {
                 tail: r.u64("subscribed tail")?,
             },
             TAG_UNSUBSCRIBED => CapsuleResponse::Unsubscribed,
+            TAG_SYNCED => CapsuleResponse::Synced {
+                tail: r.u64("synced tail")?,
+            },
+            TAG_REPLICAS => CapsuleResponse::Replicas {
+                set: match r.u8("replica set present")? {
+                    0 => None,
+                    1 => Some(ReplicaSet::decode_from(r)?),
+                    v => {
+                        return Err(DecodeError::UnknownValue {
+                            what: "replica set present",
+                            value: v.into(),
+                        });
+                    }
+                },
+            },
+            TAG_FORKS => CapsuleResponse::Forks {
+                evidence: r.vec_u16(MAX_FORKS_PER_RESPONSE)?,
+            },
             v => {
                 return Err(DecodeError::UnknownValue {
                     what: "capsule response type",
@@ -628,6 +814,33 @@ mod tests {
             any::<u64>().prop_map(|from| CapsuleRequest::Subscribe { from }),
             Just(CapsuleRequest::Unsubscribe),
             Just(CapsuleRequest::GetMetadata),
+            (any::<u64>(), any::<[u8; 32]>()).prop_map(|(tail, h)| CapsuleRequest::Sync {
+                tail,
+                hash: RecordHash(h)
+            }),
+            Just(CapsuleRequest::GetReplicas),
+            arb_replica_set().prop_map(|set| CapsuleRequest::SetReplicas { set }),
+            Just(CapsuleRequest::GetForks),
+        ]
+    }
+
+    fn arb_replica_set() -> impl Strategy<Value = ReplicaSet> {
+        (
+            arb_name(),
+            any::<u64>(),
+            proptest::collection::vec(arb_name(), 1..5),
+        )
+            .prop_map(|(capsule, version, servers)| {
+                let owner = SecretKey::from_seed(&[3; 32]);
+                ReplicaSet::issue(&owner, capsule, version, servers).expect("1..=16 servers")
+            })
+    }
+
+    /// Any request, directed to one server or not.
+    fn arb_any_request() -> impl Strategy<Value = CapsuleRequest> {
+        prop_oneof![
+            arb_request(),
+            (arb_name(), arb_request()).prop_map(|(c, r)| CapsuleRequest::at(c, r)),
         ]
     }
 
@@ -644,12 +857,25 @@ mod tests {
                 .prop_map(|(code, m)| CapsuleResponse::error(code, m)),
             any::<u64>().prop_map(|tail| CapsuleResponse::Subscribed { tail }),
             Just(CapsuleResponse::Unsubscribed),
+            any::<u64>().prop_map(|tail| CapsuleResponse::Synced { tail }),
+            proptest::option::of(arb_replica_set())
+                .prop_map(|set| CapsuleResponse::Replicas { set }),
+            proptest::collection::vec(arb_chain(), 0..3).prop_map(|chains| {
+                let evidence = chains
+                    .into_iter()
+                    .map(|(_, records, _, proof)| ForkEvidence {
+                        record: records.last().expect("n >= 1").clone(),
+                        proof,
+                    })
+                    .collect();
+                CapsuleResponse::Forks { evidence }
+            }),
         ]
     }
 
     proptest! {
         #[test]
-        fn requests_round_trip(req in arb_request(), capsule in arb_name(), src in arb_name(), id in any::<u64>()) {
+        fn requests_round_trip(req in arb_any_request(), capsule in arb_name(), src in arb_name(), id in any::<u64>()) {
             let bytes = req.to_bytes();
             prop_assert_eq!(bytes.len(), req.encoded_len());
             prop_assert_eq!(CapsuleRequest::decode(bytes), Ok(req.clone()));
@@ -692,6 +918,29 @@ mod tests {
             b.truncate(cut.index(b.len() + 1));
             let _ = CapsuleResponse::decode(b);
         }
+    }
+
+    #[test]
+    fn nested_directed_requests_are_refused() {
+        let capsule = Name::from_bytes([7; 32]);
+        let inner = CapsuleRequest::at(capsule, CapsuleRequest::Latest);
+        assert_eq!(CapsuleRequest::at(capsule, inner.clone()), inner);
+        let nested = CapsuleRequest::At {
+            capsule,
+            request: Box::new(inner),
+        };
+        assert!(nested.check_limits().is_err());
+        let mut bytes = vec![TAG_AT];
+        bytes.extend_from_slice(&[7; 32]);
+        bytes.push(TAG_AT);
+        bytes.extend_from_slice(&[7; 32]);
+        bytes.push(TAG_LATEST);
+        assert_eq!(
+            CapsuleRequest::decode(bytes),
+            Err(DecodeError::Invalid {
+                what: "a directed request inside a directed request"
+            })
+        );
     }
 
     #[test]

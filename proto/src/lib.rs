@@ -26,6 +26,7 @@ pub mod capsule;
 pub mod chain;
 pub mod control;
 pub mod follow;
+pub mod fork;
 pub mod frame;
 pub mod link;
 pub mod pdu;

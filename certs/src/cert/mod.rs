@@ -1,6 +1,6 @@
 //! Certificates: signed bindings between names.
 //!
-//! Four kinds of certificate tie the flat names of GDP together:
+//! Five kinds of certificate tie the flat names of GDP together:
 //!
 //! | type | signer | says |
 //! | --- | --- | --- |
@@ -8,6 +8,7 @@
 //! | [`RtCert`] | endpoint (server or client) | endpoint E attaches at router R |
 //! | [`RouteRecord`] | router | name N is reached through router R at these addresses |
 //! | [`DomainCert`] | trust-domain key | router R is a member of trust domain D |
+//! | [`ReplicaSet`] | capsule owner | capsule C lives on servers S1..Sn (version v) |
 //!
 //! # Wire format
 //!
@@ -15,7 +16,7 @@
 //!
 //! ```text
 //! u8    version = 1
-//! u8    type     (1 AdCert, 2 RtCert, 3 RouteRecord, 4 DomainCert)
+//! u8    type     (1 AdCert, 2 RtCert, 3 RouteRecord, 4 DomainCert, 5 ReplicaSet)
 //! ...   body fields (see each type)
 //! [64]  ed25519 signature over every byte before it
 //! ```
@@ -66,11 +67,13 @@ use crate::{Kind, Name, PublicKey, SecretKey, SigContext, Signature, Timestamp};
 mod adcert;
 mod address;
 mod domain;
+mod replicas;
 mod route;
 mod rtcert;
 
 pub use adcert::{ADCERT_LEN, AdCert};
 pub use domain::{DOMAIN_CERT_LEN, DomainCert};
+pub use replicas::{MAX_REPLICA_SET_LEN, MAX_REPLICAS, ReplicaSet};
 pub use route::{MAX_ROUTE_ADDRESSES, MAX_ROUTE_RECORD_LEN, RouteRecord, RouteTarget};
 pub use rtcert::{RTCERT_LEN, RtCert};
 
@@ -90,6 +93,7 @@ enum CertType {
     RtCert = 2,
     RouteRecord = 3,
     DomainCert = 4,
+    ReplicaSet = 5,
 }
 
 impl CertType {
@@ -99,6 +103,7 @@ impl CertType {
             2 => CertType::RtCert,
             3 => CertType::RouteRecord,
             4 => CertType::DomainCert,
+            5 => CertType::ReplicaSet,
             _ => return None,
         })
     }
