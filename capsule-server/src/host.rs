@@ -21,9 +21,11 @@
 //! A network driver (QUIC links, a router attachment) feeds the inbox from
 //! decoded PDUs and turns [`Response`]s into PDUs with
 //! [`Response::to_pdu`]. Delivery-tree joins and leaves of the router go in
-//! through [`HostHandle::tree`]; the [`Publish`]es they cause come out on a
-//! channel of their own ([`Host::spawn_with_publishes`]; a host started
-//! with [`Host::spawn`] has no network, hence no tree, and drops them).
+//! through [`HostHandle::tree`]; the [`Publish`]es they cause, and the
+//! requests the service sends other replicas, come out on a channel of
+//! their own as [`Outgoing`] ([`Host::spawn_networked`]; a host started
+//! with [`Host::spawn`] has no network and drops them). Answers to those
+//! requests go in through [`HostHandle::peer_response`].
 //! The task also runs the service's timers (tips of idle capsules, leases
 //! that run out) at [`CapsuleService::next_timeout`].
 //!
@@ -45,7 +47,10 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::committer::{Ack, CommitHandle};
-use crate::service::{CapsuleService, Output, Publish, Request, Response, Ticket, TreeRequest};
+use crate::service::{
+    CapsuleService, Output, PeerRequest, PeerResponse, Publish, Request, Response, Ticket,
+    TreeRequest,
+};
 use crate::stats::ServiceStats;
 use crate::store::StoreError;
 
@@ -95,6 +100,17 @@ enum Input {
     Request(Request),
     PeerGone(Name),
     Tree(TreeRequest),
+    PeerResponse(PeerResponse),
+}
+
+/// What the service sends to the network besides responses.
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
+pub enum Outgoing {
+    /// Records for a capsule's delivery tree.
+    Publish(Publish),
+    /// A request to another server (anti-entropy between replicas).
+    Request(PeerRequest),
 }
 
 /// Sends requests to a host and reads its counters. Cheap to clone.
@@ -131,6 +147,15 @@ impl HostHandle {
             .map_err(|_| HostClosed)
     }
 
+    /// Hands the service an answer to one of its requests to another
+    /// server (see [`CapsuleService::on_peer_response`]).
+    pub async fn peer_response(&self, response: PeerResponse) -> Result<(), HostClosed> {
+        self.inbox
+            .send(Input::PeerResponse(response))
+            .await
+            .map_err(|_| HostClosed)
+    }
+
     /// The service's counters as of the host task's last turn.
     pub fn stats(&self) -> ServiceStats {
         self.stats.borrow().clone()
@@ -147,8 +172,8 @@ pub struct Host {
 
 impl Host {
     /// Starts the host task on the current tokio runtime. Responses go to
-    /// `outbox`; [`Publish`]es are dropped (see
-    /// [`Host::spawn_with_publishes`]).
+    /// `outbox`; [`Publish`]es and requests to other servers are dropped
+    /// (see [`Host::spawn_networked`]).
     pub fn spawn(
         service: CapsuleService,
         committer: CommitHandle,
@@ -159,22 +184,23 @@ impl Host {
     }
 
     /// Starts the host task on the current tokio runtime. Responses go to
-    /// `outbox`, the records for delivery trees to `publishes`.
-    pub fn spawn_with_publishes(
+    /// `outbox`; the records for delivery trees and the requests to other
+    /// servers to `network`.
+    pub fn spawn_networked(
         service: CapsuleService,
         committer: CommitHandle,
         outbox: mpsc::Sender<Response>,
-        publishes: mpsc::Sender<Publish>,
+        network: mpsc::Sender<Outgoing>,
         config: HostConfig,
     ) -> Host {
-        Self::start(service, committer, outbox, Some(publishes), config)
+        Self::start(service, committer, outbox, Some(network), config)
     }
 
     fn start(
         service: CapsuleService,
         committer: CommitHandle,
         outbox: mpsc::Sender<Response>,
-        publishes: Option<mpsc::Sender<Publish>>,
+        publishes: Option<mpsc::Sender<Outgoing>>,
         config: HostConfig,
     ) -> Host {
         let (tx, rx) = mpsc::channel(config.inbox.max(1));
@@ -228,7 +254,7 @@ struct Io {
     inbox: mpsc::Receiver<Input>,
     stop: oneshot::Receiver<()>,
     outbox: mpsc::Sender<Response>,
-    publishes: Option<mpsc::Sender<Publish>>,
+    publishes: Option<mpsc::Sender<Outgoing>>,
     stats: watch::Sender<ServiceStats>,
 }
 
@@ -282,9 +308,16 @@ async fn run(
                 },
                 Some(Output::Publish(p)) => {
                     if let Some(tx) = &publishes
-                        && tx.send(p).await.is_err()
+                        && tx.send(Outgoing::Publish(p)).await.is_err()
                     {
-                        tracing::debug!("publish channel closed; publish dropped");
+                        tracing::debug!("network channel closed; publish dropped");
+                    }
+                }
+                Some(Output::Request(r)) => {
+                    if let Some(tx) = &publishes
+                        && tx.send(Outgoing::Request(r)).await.is_err()
+                    {
+                        tracing::debug!("network channel closed; request dropped");
                     }
                 }
                 None => break,
@@ -335,6 +368,10 @@ async fn run(
                             Input::Tree(t) => {
                                 service.handle_batch((config.clock)(), batch.drain(..));
                                 service.tree((config.clock)(), t);
+                            }
+                            Input::PeerResponse(r) => {
+                                service.handle_batch((config.clock)(), batch.drain(..));
+                                service.on_peer_response((config.clock)(), r);
                             }
                         }
                         if taken < config.max_batch {

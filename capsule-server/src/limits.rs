@@ -167,7 +167,22 @@ pub struct ServiceConfig {
     /// [`DEFAULT_TREE_TIP_INTERVAL`] (5 s).
     #[serde(deserialize_with = "crate::config::duration")]
     pub tree_tip_interval: Duration,
+    /// How often a replica of a capsule asks each other replica for what
+    /// it misses (one small request per peer when they are in sync).
+    /// Default: [`DEFAULT_SYNC_INTERVAL`] (1 s).
+    #[serde(deserialize_with = "crate::config::duration")]
+    pub sync_interval: Duration,
+    /// How long a `Sync` to another replica may go unanswered before the
+    /// next round sends a new one. Default: [`DEFAULT_SYNC_TIMEOUT`] (5 s).
+    #[serde(deserialize_with = "crate::config::duration")]
+    pub sync_timeout: Duration,
 }
+
+/// The default [`ServiceConfig::sync_interval`].
+pub const DEFAULT_SYNC_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The default [`ServiceConfig::sync_timeout`].
+pub const DEFAULT_SYNC_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The default [`ServiceConfig::tree_lease`].
 pub const DEFAULT_TREE_LEASE: Duration = Duration::from_secs(30);
@@ -196,6 +211,8 @@ impl Default for ServiceConfig {
             max_tracked_peers: 65_536,
             tree_lease: DEFAULT_TREE_LEASE,
             tree_tip_interval: DEFAULT_TREE_TIP_INTERVAL,
+            sync_interval: DEFAULT_SYNC_INTERVAL,
+            sync_timeout: DEFAULT_SYNC_TIMEOUT,
         }
     }
 }
@@ -283,6 +300,8 @@ impl ServiceConfig {
         for (what, d) in [
             ("tree_lease", self.tree_lease),
             ("tree_tip_interval", self.tree_tip_interval),
+            ("sync_interval", self.sync_interval),
+            ("sync_timeout", self.sync_timeout),
         ] {
             if d < MIN_TREE_INTERVAL {
                 return Err(ConfigError::TooShort(what, MIN_TREE_INTERVAL));

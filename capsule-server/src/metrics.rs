@@ -18,6 +18,7 @@
 //! | `gdp_capsule_publishes_total` | counter | Publish PDUs emitted for delivery trees (new records and tips) |
 //! | `gdp_capsule_published_records_total` | counter | records in those Publish PDUs |
 //! | `gdp_capsule_published_bytes_total` | counter | payload bytes of those Publish PDUs |
+//! | `gdp_capsule_synced_records_total` | counter | records fetched from other replicas by anti-entropy and made durable here |
 //! | `gdp_capsule_tree_leases` | gauge | capsules with a live delivery-tree lease of the router |
 //! | `gdp_capsule_tree_leases_taken_total` | counter | tree leases taken |
 //! | `gdp_capsule_tree_leases_expired_total` | counter | tree leases that ran out unrefreshed |
@@ -49,6 +50,8 @@ pub const PUBLISHES: &str = "gdp_capsule_publishes_total";
 pub const PUBLISHED_RECORDS: &str = "gdp_capsule_published_records_total";
 /// See the module table.
 pub const PUBLISHED_BYTES: &str = "gdp_capsule_published_bytes_total";
+/// See the module table.
+pub const SYNCED_RECORDS: &str = "gdp_capsule_synced_records_total";
 /// See the module table.
 pub const TREE_LEASES: &str = "gdp_capsule_tree_leases";
 /// See the module table.
@@ -83,6 +86,10 @@ pub fn describe() {
     describe_counter!(PUBLISHED_RECORDS, "Records in Publish PDUs");
     describe_counter!(PUBLISHED_BYTES, "Payload bytes of Publish PDUs");
     describe_gauge!(TREE_LEASES, "Capsules with a live delivery-tree lease");
+    describe_counter!(
+        SYNCED_RECORDS,
+        "Records fetched from other replicas by anti-entropy and made durable here"
+    );
     describe_counter!(TREE_LEASES_TAKEN, "Delivery-tree leases taken");
     describe_counter!(TREE_LEASES_EXPIRED, "Delivery-tree leases that ran out");
     describe_counter!(
@@ -113,6 +120,10 @@ pub(crate) fn hosted(count: usize) {
 
 pub(crate) fn appended(records: u64) {
     counter!(APPENDED).increment(records);
+}
+
+pub(crate) fn synced(records: u64) {
+    counter!(SYNCED_RECORDS).increment(records);
 }
 
 pub(crate) fn peer_gone(subscriptions: u64) {

@@ -141,6 +141,14 @@ pub struct ServiceStats {
     pub tree_leases_expired: u64,
     /// Tree joins and leaves ignored, by reason.
     pub tree_ignored: TreeIgnoredCounts,
+    /// `Sync` requests sent to other replicas.
+    pub sync_requests: u64,
+    /// `Sync` requests that got no answer within `sync_timeout`.
+    pub sync_timeouts: u64,
+    /// Records fetched from other replicas and accepted here.
+    pub synced_records: u64,
+    /// Forks found by anti-entropy (evidence kept).
+    pub forks_found: u64,
 }
 
 /// Why a delivery-tree `Subscribe` or `Unsubscribe` was ignored.

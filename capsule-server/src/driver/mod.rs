@@ -24,8 +24,14 @@
 //! - **Requests** are Capsule PDUs addressed to a capsule (`dst`), decoded
 //!   with [`Request::from_pdu`]. A `Create` may also be addressed to the
 //!   server's own name, since a new capsule has no route yet; the answer
-//!   then comes from the server's name. Requests that do not decode are
-//!   answered with a `BadRequest` error.
+//!   then comes from the server's name. So may a directed request
+//!   (`At{capsule, request}`), with which a writer reaches each replica of
+//!   a capsule and replicas sync with each other. Requests that do not
+//!   decode are answered with a `BadRequest` error.
+//! - **Answers to this server's requests** (Capsule responses addressed to
+//!   the server's name: the other replicas answering its `Sync`s) go to the
+//!   service as [`PeerResponse`]s; its requests leave through the responder
+//!   from the server's name.
 //! - **Responses** leave from the capsule's name (`src`) to the requester
 //!   (`dst`) with the request id, when the capsule is advertised on the
 //!   link; otherwise (a capsule not hosted here, a failed create) from the
@@ -123,7 +129,7 @@ use tokio::time::Instant;
 use crate::committer::Committer;
 use crate::config::{ServerConfig, ServerConfigError};
 use crate::host::{Host, HostClosed, HostConfig, HostHandle};
-use crate::service::{CapsuleService, Request, Response, TreeOp, TreeRequest};
+use crate::service::{CapsuleService, PeerResponse, Request, Response, TreeOp, TreeRequest};
 use crate::store::{Store, StoreError};
 
 mod book;
@@ -213,7 +219,7 @@ pub async fn run(
     tracing::info!(hosted = lock(&book).hosted_count(), "capsules to advertise");
     let (out_tx, out_rx) = mpsc::channel(config.host.outbox);
     let (publish_tx, publish_rx) = mpsc::channel(config.host.outbox);
-    let host = Host::spawn_with_publishes(
+    let host = Host::spawn_networked(
         service,
         committer.handle(),
         out_tx.clone(),
@@ -526,11 +532,14 @@ impl Session {
         if matches!(h.ptype, PduType::Subscribe | PduType::Unsubscribe) {
             return self.on_tree(&pdu).await;
         }
+        let to_server = h.dst == self.name();
+        if h.ptype == PduType::Capsule && h.flags.contains(Flags::RESPONSE) && to_server {
+            return self.on_peer_response(&pdu).await;
+        }
         if h.ptype != PduType::Capsule || h.flags.contains(Flags::RESPONSE) {
             tracing::trace!(ptype = ?h.ptype, src = %h.src, "pdu ignored");
             return;
         }
-        let to_server = h.dst == self.name();
         let body = match CapsuleRequest::from_pdu(&pdu) {
             Ok(body) => body,
             Err(e) => {
@@ -540,15 +549,24 @@ impl Session {
                     .await;
             }
         };
-        let capsule = match (&body, to_server) {
-            (CapsuleRequest::Create { metadata, .. }, true) => metadata.name(),
+        let (capsule, body) = match (body, to_server) {
+            (CapsuleRequest::At { capsule, request }, true) => (capsule, *request),
+            (CapsuleRequest::Create { metadata, adcert }, true) => {
+                (metadata.name(), CapsuleRequest::Create { metadata, adcert })
+            }
             (_, true) => {
-                let m = "only Create may be addressed to the server; send other requests to the capsule's name";
+                let m = "only Create and directed requests (At) may be addressed to the server; send other requests to the capsule's name";
                 return self
                     .answer(h.src, h.dst, h.seq, ErrorCode::BadRequest, m)
                     .await;
             }
-            (_, false) => h.dst,
+            (CapsuleRequest::At { .. }, false) => {
+                let m = "a directed request (At) is addressed to a server's name, not to a capsule";
+                return self
+                    .answer(h.src, h.dst, h.seq, ErrorCode::BadRequest, m)
+                    .await;
+            }
+            (body, false) => (h.dst, body),
         };
         if let CapsuleRequest::Create { metadata, adcert } = &body {
             let entry = AdvertiseEntry {
@@ -575,6 +593,25 @@ impl Session {
         };
         if self.host.request(request).await.is_err() {
             tracing::error!("the capsule host stopped; request dropped");
+        }
+    }
+
+    /// An answer to one of the service's requests to another server.
+    async fn on_peer_response(&mut self, pdu: &Pdu) {
+        let h = pdu.header;
+        let body = match CapsuleResponse::from_pdu(pdu) {
+            Ok(body) => body,
+            Err(e) => {
+                return tracing::debug!(src = %h.src, error = %e, "undecodable answer ignored");
+            }
+        };
+        let response = PeerResponse {
+            from: h.src,
+            request_id: h.seq,
+            body,
+        };
+        if self.host.peer_response(response).await.is_err() {
+            tracing::error!("the capsule host stopped; answer dropped");
         }
     }
 

@@ -31,6 +31,7 @@ use gdp_proto::control::ControlMessage;
 use tokio::sync::{mpsc, watch};
 
 use super::book::Book;
+use crate::host::Outgoing;
 use crate::service::{Publish, Response};
 
 /// Most responses sent in one batch.
@@ -87,6 +88,29 @@ fn encode(
     }
 }
 
+/// Encodes `outgoing` into `out`: requests to other servers from this
+/// server's name, and the Publish PDUs of advertised capsules.
+fn encode_outgoing(
+    outgoing: &mut Vec<Outgoing>,
+    book: &Mutex<Book>,
+    server: Name,
+    out: &mut Vec<Bytes>,
+) {
+    let mut publishes = Vec::new();
+    for o in outgoing.drain(..) {
+        match o {
+            Outgoing::Publish(p) => publishes.push(p),
+            Outgoing::Request(r) => match r.to_pdu(server) {
+                Ok(pdu) => out.push(pdu.to_bytes()),
+                Err(e) => {
+                    tracing::error!(to = %r.to, error = %e, "request over the pdu limits dropped")
+                }
+            },
+        }
+    }
+    encode_publishes(&mut publishes, book, out);
+}
+
 /// Encodes the Publish PDUs of advertised capsules among `publishes` into
 /// `out`.
 fn encode_publishes(publishes: &mut Vec<Publish>, book: &Mutex<Book>, out: &mut Vec<Bytes>) {
@@ -122,7 +146,7 @@ async fn ready(target: &mut watch::Receiver<Target>) -> bool {
 /// Runs the responder until the outbox ends. See the module documentation.
 pub(crate) async fn respond(
     mut responses: mpsc::Receiver<Response>,
-    mut publishes: mpsc::Receiver<Publish>,
+    mut publishes: mpsc::Receiver<Outgoing>,
     mut target: watch::Receiver<Target>,
     book: Arc<Mutex<Book>>,
     server: Name,
@@ -149,7 +173,7 @@ pub(crate) async fn respond(
                 }
             }
             encode(&mut batch, &book, server, &mut seq, &mut held);
-            encode_publishes(&mut published, &book, &mut held);
+            encode_outgoing(&mut published, &book, server, &mut held);
             if held.is_empty() {
                 continue;
             }

@@ -138,7 +138,7 @@ fn size_of(records: &[Record]) -> usize {
 
 /// The hash of record `seqno` as this capsule has it: durable (from the
 /// store) or pending (from memory).
-fn hash_at(
+pub(super) fn hash_at(
     store: &Store,
     capsule: &Name,
     h: &Hosted,
@@ -180,9 +180,26 @@ impl CapsuleService {
         now: Timestamp,
         w: Waiter,
         capsule: Name,
+        records: Vec<Record>,
+        heartbeat: Heartbeat,
+        verdict: Option<Result<VerifiedHeartbeat, ProofError>>,
+    ) {
+        self.append_records(now, w, capsule, records, heartbeat, verdict, true);
+    }
+
+    /// An append; `charge` says whether it spends the capsule's record
+    /// budget (records fetched from another replica do not: the writer paid
+    /// for them there).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn append_records(
+        &mut self,
+        now: Timestamp,
+        w: Waiter,
+        capsule: Name,
         mut records: Vec<Record>,
         heartbeat: Heartbeat,
         verdict: Option<Result<VerifiedHeartbeat, ProofError>>,
+        charge: bool,
     ) {
         if !self.check_hosted(w, capsule) {
             return;
@@ -210,7 +227,7 @@ impl CapsuleService {
             }
         };
         // Only a writer's verified append spends the capsule's budget.
-        if let Some(rate) = self.config.capsule_records {
+        if let Some(rate) = self.config.capsule_records.filter(|_| charge) {
             let bucket = h
                 .records_bucket
                 .get_or_insert_with(|| TokenBucket::full(rate, now));

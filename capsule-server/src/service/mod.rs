@@ -100,12 +100,14 @@ use crate::store::{LoadedCapsule, OpenReport, Store, StoreError, Write};
 mod append;
 mod create;
 mod read;
+mod sync;
 #[cfg(test)]
 mod tests;
 pub mod tree;
 #[cfg(test)]
 mod tree_tests;
 
+pub use sync::{PeerRequest, PeerResponse};
 pub use tree::{Publish, TreeOp, TreeRequest};
 
 /// A request for a capsule, as the driver received it.
@@ -123,14 +125,29 @@ pub struct Request {
 
 impl Request {
     /// The request carried by a Capsule request PDU: to its destination,
-    /// from its source, with its sequence id.
+    /// from its source, with its sequence id. A directed request
+    /// ([`CapsuleRequest::At`]) is about the capsule it names.
     pub fn from_pdu(pdu: &Pdu) -> Result<Self, DecodeError> {
         Ok(Request {
             capsule: pdu.header.dst,
             from: pdu.header.src,
             request_id: pdu.header.seq,
             body: CapsuleRequest::from_pdu(pdu)?,
-        })
+        }
+        .undirected())
+    }
+
+    /// The request with a directed body (`At{capsule, request}`) replaced by
+    /// `request` for `capsule`.
+    pub fn undirected(self) -> Self {
+        match self.body {
+            CapsuleRequest::At { capsule, request } => Request {
+                capsule,
+                body: *request,
+                ..self
+            },
+            _ => self,
+        }
     }
 }
 
@@ -177,6 +194,10 @@ pub enum Output {
     /// Send these records to the capsule's delivery tree, as a `Publish`
     /// PDU to the router (see [`tree`](self#delivery-trees)).
     Publish(Publish),
+    /// Send this request to another server (a replica of the capsule; see
+    /// [`sync`]); its answer comes back through
+    /// [`CapsuleService::on_peer_response`].
+    Request(PeerRequest),
 }
 
 /// A request refused before it reached the capsule logic.
@@ -253,6 +274,8 @@ struct Hosted {
     records_bucket: Option<TokenBucket>,
     /// The router's lease on the capsule's delivery tree.
     tree: Option<tree::Lease>,
+    /// Replica set and anti-entropy state.
+    sync: sync::SyncState,
 }
 
 impl Hosted {
@@ -277,17 +300,20 @@ impl Hosted {
             subscribers: HashMap::new(),
             records_bucket: None,
             tree: None,
+            sync: sync::SyncState::default(),
         }
     }
 
     fn from_loaded(c: LoadedCapsule) -> Self {
-        Self::new(
+        let mut h = Self::new(
             c.metadata,
             c.adcert,
             Creation::Durable,
             c.chain,
             c.heartbeat,
-        )
+        );
+        h.sync.set = c.replicas;
+        h
     }
 }
 
@@ -297,6 +323,7 @@ enum TicketKind {
     Append,
     Fork,
     AdCert,
+    Replicas,
 }
 
 #[derive(Debug)]
@@ -393,6 +420,12 @@ pub struct CapsuleService {
     tree_timers: BinaryHeap<Reverse<(Timestamp, Name)>>,
     /// Capsules with a tree lease.
     leases: usize,
+    /// Requests to other replicas waiting for their answer, by request id.
+    calls: HashMap<u64, sync::Call>,
+    /// The request id of the next call.
+    next_call: u64,
+    /// Sync rounds due, earliest first; entries no longer due are skipped.
+    sync_timers: BinaryHeap<Reverse<(Timestamp, Name)>>,
 }
 
 /// The error code for a heartbeat or proof error.
@@ -437,10 +470,16 @@ impl CapsuleService {
     ) -> Result<Self, ConfigError> {
         config.check()?;
         let creators = create::Creators::new(report.capsules.iter().map(|c| c.metadata.key()));
-        let capsules = report
+        let capsules: HashMap<Name, Hosted> = report
             .capsules
             .into_iter()
             .map(|c| (c.metadata.name(), Hosted::from_loaded(c)))
+            .collect();
+        // Replicated capsules sync at once after a restart.
+        let sync_timers = capsules
+            .iter()
+            .filter(|(_, h)| h.sync.set.is_some())
+            .map(|(name, _)| Reverse((Timestamp(0), *name)))
             .collect();
         let damaged = report
             .damaged
@@ -462,6 +501,22 @@ impl CapsuleService {
             log: RefusalLog::default(),
             tree_timers: BinaryHeap::new(),
             leases: 0,
+            calls: HashMap::new(),
+            next_call: 1,
+            sync_timers,
+        })
+        .map(|mut service| {
+            let names: Vec<Name> = service
+                .sync_timers
+                .iter()
+                .map(|Reverse((_, n))| *n)
+                .collect();
+            for name in names {
+                if let Some(h) = service.capsules.get_mut(&name) {
+                    h.sync.due = Some(Timestamp(0));
+                }
+            }
+            service
         })
     }
 
@@ -528,6 +583,7 @@ impl CapsuleService {
     pub fn handle_batch(&mut self, now: Timestamp, requests: impl IntoIterator<Item = Request>) {
         let mut admitted = Vec::new();
         for req in requests {
+            let req = req.undirected();
             match self.admit(now, &req) {
                 Ok(()) => admitted.push(req),
                 Err(Rejection {
@@ -623,6 +679,10 @@ impl CapsuleService {
             CapsuleRequest::Latest => self.latest(w, capsule),
             CapsuleRequest::Subscribe { from } => self.subscribe(now, w, capsule, from),
             CapsuleRequest::Unsubscribe => self.unsubscribe(w, capsule),
+            CapsuleRequest::Sync { tail, hash } => self.answer_sync(now, w, capsule, tail, hash),
+            CapsuleRequest::GetReplicas => self.get_replicas(w, capsule),
+            CapsuleRequest::SetReplicas { set } => self.set_replicas(now, w, capsule, set),
+            CapsuleRequest::GetForks => self.get_forks(w, capsule),
             CapsuleRequest::GetMetadata => {
                 if self.check_hosted(w, capsule)
                     && let Some(h) = self.capsules.get(&capsule)
@@ -702,7 +762,10 @@ impl CapsuleService {
                 (TicketKind::AdCert, Err(e)) => {
                     tracing::error!(%capsule, error = %e, "storing a renewed AdCert failed");
                 }
-                (TicketKind::Fork | TicketKind::AdCert, Ok(())) => {}
+                (TicketKind::Replicas, Err(e)) => {
+                    tracing::error!(%capsule, error = %e, "storing a replica set failed");
+                }
+                (TicketKind::Fork | TicketKind::AdCert | TicketKind::Replicas, Ok(())) => {}
             }
         }
         if let Some(h) = self.capsules.get(&capsule)
@@ -822,8 +885,26 @@ impl CapsuleService {
     /// The next thing for the driver to do. Subscription backlog is read
     /// from the store lazily, one response per call once everything else is
     /// out, so send each output before polling the next.
+    ///
+    /// Answers addressed to this server itself (to the appends it makes
+    /// with records fetched from other replicas) are not output.
     pub fn poll_output(&mut self) -> Option<Output> {
-        self.out.outputs.pop_front().or_else(|| self.next_backlog())
+        loop {
+            let next = self
+                .out
+                .outputs
+                .pop_front()
+                .or_else(|| self.next_backlog())?;
+            match next {
+                Output::Respond(r) if r.to == self.server => {
+                    if let CapsuleResponse::Error { code, message } = &r.body {
+                        tracing::debug!(capsule = %r.capsule, ?code, %message,
+                            "records from another replica not applied");
+                    }
+                }
+                other => return Some(other),
+            }
+        }
     }
 
     /// True if [`CapsuleService::poll_output`] may have something.

@@ -18,6 +18,11 @@ use crate::store::{Store, StoreError};
 /// proof: the type byte and the record count.
 const FRAMING: usize = 1 + 2;
 
+/// Bytes of records that fit one response beside its proof.
+pub(super) fn response_budget(config: &ServiceConfig) -> usize {
+    (config.max_response_bytes - FRAMING).saturating_sub(PROOF_RESERVE)
+}
+
 /// Records from `from` (to at most `to`) read from the store, as many as fit
 /// one response, with a proof of the last one from `heartbeat`.
 pub(super) fn pack_stored(
@@ -106,7 +111,7 @@ pub(super) fn forget_subscription(
 
 impl CapsuleService {
     /// Answers a failed store read.
-    fn store_failure(&mut self, w: Waiter, capsule: Name, e: StoreError) {
+    pub(super) fn store_failure(&mut self, w: Waiter, capsule: Name, e: StoreError) {
         let m = if e.is_damage() {
             tracing::error!(%capsule, error = %e, "damaged data found while reading");
             format!("not served: {e}")

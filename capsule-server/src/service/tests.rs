@@ -68,6 +68,7 @@ impl Harness {
             match out {
                 Output::Respond(_) => {}
                 Output::Publish(p) => self.publishes.push(p),
+                Output::Request(_) => {}
                 Output::Commit { ticket, write } => {
                     let result = self.store.commit([&write]).remove(0);
                     self.service.on_commit(self.now, ticket, result);
@@ -101,6 +102,7 @@ impl Harness {
                 Output::Respond(r) if r.request_id == id && r.to == from => answer = Some(r.body),
                 Output::Respond(_) => {}
                 Output::Publish(p) => self.publishes.push(p),
+                Output::Request(_) => {}
                 Output::Commit { ticket, write } => {
                     let result = self.store.commit([&write]).remove(0);
                     self.service.on_commit(self.now, ticket, result);

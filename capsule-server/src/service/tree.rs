@@ -182,12 +182,17 @@ impl CapsuleService {
     /// When [`CapsuleService::handle_timeout`] has something to do: a tip
     /// to publish or a lease to end. `None` without leases.
     pub fn next_timeout(&self) -> Option<Timestamp> {
-        self.tree_timers.peek().map(|Reverse((at, _))| *at)
+        let tree = self.tree_timers.peek().map(|Reverse((at, _))| *at);
+        match (tree, self.next_sync()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Publishes the tips that are due and ends the leases that ran out,
     /// as of `now`.
     pub fn handle_timeout(&mut self, now: Timestamp) {
+        self.sync_due(now);
         let tip = self.config.tree_tip_interval;
         while let Some(Reverse((at, capsule))) = self.tree_timers.peek().copied() {
             if at > now {

@@ -32,7 +32,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use gdp_certs::cert::AdCert;
+use gdp_certs::cert::{AdCert, ReplicaSet};
 use gdp_certs::{Metadata, Name};
 use gdp_proto::chain::{ChainError, ChainState};
 use gdp_proto::proof::{Heartbeat, Proof, ProofError, VerifiedHeartbeat, verify_heartbeats};
@@ -46,8 +46,8 @@ pub use tables::{SCHEMA_VERSION, Tail};
 pub use write::Write;
 
 use tables::{
-    CAPSULES, CapsuleRow, FORKS, META, RECORDS, SCHEMA_KEY, TAILS, decode_fork,
-    decode_record_value, decode_row,
+    CAPSULES, CapsuleRow, FORKS, HEARTBEATS, META, RECORDS, REPLICAS, SCHEMA_KEY, TAILS,
+    decode_fork, decode_record_value, decode_row,
 };
 
 use crate::fork::ForkEvidence;
@@ -237,6 +237,9 @@ pub struct LoadedCapsule {
     /// The newest heartbeat, verified against the metadata; `None` if the
     /// capsule has no records.
     pub heartbeat: Option<VerifiedHeartbeat>,
+    /// The newest replica set stored, verified against the metadata (one
+    /// that does not verify is dropped with a warning).
+    pub replicas: Option<ReplicaSet>,
 }
 
 /// A capsule the store could not load.
@@ -352,6 +355,8 @@ impl Store {
             txn.open_table(RECORDS).map_err(engine)?;
             txn.open_table(TAILS).map_err(engine)?;
             txn.open_table(FORKS).map_err(engine)?;
+            txn.open_table(HEARTBEATS).map_err(engine)?;
+            txn.open_table(REPLICAS).map_err(engine)?;
         }
         txn.commit().map_err(engine)
     }
@@ -480,11 +485,21 @@ impl Store {
             }
             _ => (ChainState::new(name), None),
         };
+        let replicas = self.replicas_in(txn, &name)?.and_then(|set| {
+            match set.verify(&row.metadata) {
+                Ok(v) => Some(v.into_inner()),
+                Err(e) => {
+                    tracing::warn!(capsule = %name, error = %e, "stored replica set does not verify; ignored");
+                    None
+                }
+            }
+        });
         Ok(LoadedCapsule {
             metadata: row.metadata,
             adcert: row.adcert,
             chain,
             heartbeat,
+            replicas,
         })
     }
 
@@ -606,6 +621,59 @@ impl Store {
             expected = seqno.saturating_add(1);
         }
         Ok(out)
+    }
+
+    fn replicas_in(
+        &self,
+        txn: &ReadTransaction,
+        capsule: &Name,
+    ) -> Result<Option<ReplicaSet>, StoreError> {
+        let table = txn.open_table(REPLICAS).map_err(engine)?;
+        let v = table.get(capsule.as_bytes()).map_err(engine)?;
+        v.map(|v| decode_row("replicas", capsule, v.value()))
+            .transpose()
+    }
+
+    /// The replica set stored for `capsule` (not verified here).
+    pub fn replicas(&self, capsule: &Name) -> Result<Option<ReplicaSet>, StoreError> {
+        let txn = self.read()?;
+        self.replicas_in(&txn, capsule)
+    }
+
+    /// The stored heartbeat with the highest seqno in `from..=to`: one that
+    /// closed an append ending there, so the records up to it can be handed
+    /// on as one verified piece. `None` if no append ended in that range
+    /// (or it was stored before heartbeats were kept per append).
+    pub fn heartbeat_closing(
+        &self,
+        capsule: &Name,
+        from: u64,
+        to: u64,
+    ) -> Result<Option<Heartbeat>, StoreError> {
+        if from > to {
+            return Ok(None);
+        }
+        let txn = self.read()?;
+        let table = txn.open_table(HEARTBEATS).map_err(engine)?;
+        let key = capsule.as_bytes();
+        let last = table
+            .range((key, from)..=(key, to))
+            .map_err(engine)?
+            .next_back();
+        match last {
+            Some(entry) => {
+                let (k, v) = entry.map_err(engine)?;
+                let hb: Heartbeat = decode_row("heartbeats", capsule, v.value())?;
+                if hb.seqno != k.value().1 || hb.capsule != *capsule {
+                    return Err(StoreError::CorruptRow {
+                        table: "heartbeats",
+                        capsule: *capsule,
+                    });
+                }
+                Ok(Some(hb))
+            }
+            None => Ok(None),
+        }
     }
 
     /// Every fork evidence kept for `capsule`, by seqno.

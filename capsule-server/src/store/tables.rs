@@ -1,6 +1,6 @@
 //! The tables of the capsule store and the encodings of their rows.
 //!
-//! One redb database holds five tables. Names are the 32 raw bytes of a
+//! One redb database holds seven tables. Names are the 32 raw bytes of a
 //! [`Name`]; every value is one of the canonical encodings of
 //! [`gdp_certs::codec`], so a row decodes with the same bounds checks as a
 //! message from the network.
@@ -12,6 +12,13 @@
 //! | `records` | (capsule, seqno) | `[32] record hash` then the encoded [`Record`] |
 //! | `tails` | capsule | `TailRow`: tail seqno, tail hash, latest heartbeat |
 //! | `forks` | (capsule, seqno) | encoded [`ForkEvidence`] |
+//! | `heartbeats` | (capsule, seqno) | the [`Heartbeat`] that closed the append ending at seqno |
+//! | `replicas` | capsule | the newest owner-signed [`ReplicaSet`](gdp_certs::cert::ReplicaSet) |
+//!
+//! `heartbeats` lets a replica hand another the records after its tail in
+//! pieces that each end at a signed heartbeat (see the service's sync).
+//! Both tables came after the first layout; they are created at open when
+//! missing, and a capsule stored before them syncs from its tail heartbeat.
 //!
 //! A record is stored beside its hash so that a damaged value is caught on
 //! read: `decode_record_value` re-hashes the record and compares, and a
@@ -41,6 +48,9 @@ pub(crate) const RECORDS: TableDefinition<(&[u8; 32], u64), &[u8]> =
     TableDefinition::new("records");
 pub(crate) const TAILS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("tails");
 pub(crate) const FORKS: TableDefinition<(&[u8; 32], u64), &[u8]> = TableDefinition::new("forks");
+pub(crate) const HEARTBEATS: TableDefinition<(&[u8; 32], u64), &[u8]> =
+    TableDefinition::new("heartbeats");
+pub(crate) const REPLICAS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("replicas");
 
 /// A row of the `capsules` table: what a `Create` stored.
 #[derive(Debug, Clone, PartialEq, Eq)]

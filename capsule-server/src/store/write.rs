@@ -2,7 +2,7 @@
 //! transaction.
 
 use bytes::BytesMut;
-use gdp_certs::cert::AdCert;
+use gdp_certs::cert::{AdCert, ReplicaSet};
 use gdp_certs::codec::Encode;
 use gdp_certs::{Metadata, Name};
 use gdp_proto::proof::VerifiedHeartbeat;
@@ -10,7 +10,8 @@ use gdp_proto::record::{Record, RecordHash};
 use redb::{Durability, ReadableTable, Table};
 
 use super::tables::{
-    CAPSULES, CapsuleRow, FORKS, RECORDS, TAILS, Tail, decode_row, encode_record_value,
+    CAPSULES, CapsuleRow, FORKS, HEARTBEATS, RECORDS, REPLICAS, TAILS, Tail, decode_row,
+    encode_record_value,
 };
 use super::{Store, StoreError, engine};
 use crate::fork::ForkEvidence;
@@ -52,6 +53,14 @@ pub enum Write {
         /// The evidence.
         evidence: ForkEvidence,
     },
+    /// Keep a replica set (already verified, and newer than the stored
+    /// one; an older or equal version is ignored).
+    SetReplicas {
+        /// The capsule.
+        capsule: Name,
+        /// The owner-signed set.
+        set: ReplicaSet,
+    },
 }
 
 impl Write {
@@ -61,7 +70,8 @@ impl Write {
             Write::Create { metadata, .. } => metadata.name(),
             Write::SetAdCert { capsule, .. }
             | Write::Append { capsule, .. }
-            | Write::Fork { capsule, .. } => *capsule,
+            | Write::Fork { capsule, .. }
+            | Write::SetReplicas { capsule, .. } => *capsule,
         }
     }
 
@@ -72,6 +82,7 @@ impl Write {
             Write::SetAdCert { adcert, .. } => adcert.encoded_len(),
             Write::Append { records, .. } => records.iter().map(|r| 32 + r.encoded_len()).sum(),
             Write::Fork { evidence, .. } => evidence.encoded_len(),
+            Write::SetReplicas { set, .. } => set.encoded_len(),
         }
     }
 }
@@ -82,6 +93,8 @@ struct Tables<'txn> {
     records: Table<'txn, (&'static [u8; 32], u64), &'static [u8]>,
     tails: Table<'txn, &'static [u8; 32], &'static [u8]>,
     forks: Table<'txn, (&'static [u8; 32], u64), &'static [u8]>,
+    heartbeats: Table<'txn, (&'static [u8; 32], u64), &'static [u8]>,
+    replicas: Table<'txn, &'static [u8; 32], &'static [u8]>,
     buf: BytesMut,
 }
 
@@ -100,7 +113,40 @@ impl Tables<'_> {
                 heartbeat,
             } => self.append(capsule, records, heartbeat),
             Write::Fork { capsule, evidence } => self.fork(capsule, evidence),
+            Write::SetReplicas { capsule, set } => self.set_replicas(capsule, set),
         }
+    }
+
+    fn set_replicas(&mut self, capsule: &Name, set: &ReplicaSet) -> Applied {
+        if set.capsule() != *capsule {
+            return Ok(Err(StoreError::InvalidWrite {
+                capsule: *capsule,
+                reason: "the replica set is for another capsule",
+            }));
+        }
+        if self
+            .capsules
+            .get(capsule.as_bytes())
+            .map_err(engine)?
+            .is_none()
+        {
+            return Ok(Err(StoreError::UnknownCapsule { capsule: *capsule }));
+        }
+        let newer = match self.replicas.get(capsule.as_bytes()).map_err(engine)? {
+            Some(v) => match decode_row::<ReplicaSet>("replicas", capsule, v.value()) {
+                Ok(old) => set.version() > old.version(),
+                Err(_) => true,
+            },
+            None => true,
+        };
+        if newer {
+            self.buf.clear();
+            set.encode(&mut self.buf);
+            self.replicas
+                .insert(capsule.as_bytes(), &self.buf[..])
+                .map_err(engine)?;
+        }
+        Ok(Ok(()))
     }
 
     fn row(&self, capsule: &Name) -> Result<Option<Result<CapsuleRow, StoreError>>, StoreError> {
@@ -218,6 +264,11 @@ impl Tables<'_> {
         self.buf.clear();
         row.encode(&mut self.buf);
         self.tails.insert(key, &self.buf[..]).map_err(engine)?;
+        self.buf.clear();
+        heartbeat.heartbeat().encode(&mut self.buf);
+        self.heartbeats
+            .insert((key, last.seqno()), &self.buf[..])
+            .map_err(engine)?;
         Ok(Ok(()))
     }
 
@@ -270,6 +321,8 @@ impl Store {
                 records: txn.open_table(RECORDS).map_err(engine)?,
                 tails: txn.open_table(TAILS).map_err(engine)?,
                 forks: txn.open_table(FORKS).map_err(engine)?,
+                heartbeats: txn.open_table(HEARTBEATS).map_err(engine)?,
+                replicas: txn.open_table(REPLICAS).map_err(engine)?,
                 buf: BytesMut::with_capacity(4096),
             };
             for w in writes {
