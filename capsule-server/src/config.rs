@@ -28,6 +28,8 @@
 //! max_capsules = 65536        # at most what the router takes per server
 //! tree_lease = "30s"          # a delivery-tree join of the router lasts this long
 //! tree_tip_interval = "5s"    # an idle capsule with a tree republishes its newest record
+//! sync_interval = "1s"        # replicas of a capsule ask each other for what they miss
+//! sync_timeout = "5s"         # an unanswered sync is sent again after this
 //! peer_requests = { per_second = 20000, burst = 40000 }
 //! # Who may create capsules (see CreatePolicy); the default:
 //! create_policy = { mode = "quota", per_creator = 256, rate = { per_second = 10, burst = 100 } }

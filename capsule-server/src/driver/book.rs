@@ -46,8 +46,11 @@ pub(crate) struct Reply {
     /// The PDU's source name.
     pub(crate) src: Name,
     /// Advertise this first (a capsule just created or whose AdCert was
-    /// renewed).
+    /// renewed, or a replica set that names this server again).
     pub(crate) advertise: Option<AdvertiseEntry>,
+    /// Withdraw the capsule first: the newest replica set leaves this
+    /// server out.
+    pub(crate) withdraw: bool,
 }
 
 /// The hosted capsules and the creates in flight. See the module docs.
@@ -59,6 +62,9 @@ pub(crate) struct Book {
     hosted: HashMap<Name, AdvertiseEntry>,
     /// Capsules advertised on the current link.
     advertised: HashSet<Name>,
+    /// Hosted capsules whose newest replica set leaves this server out:
+    /// never advertised.
+    retired: HashSet<Name>,
     creates: HashMap<(Name, u64), PendingCreate>,
 }
 
@@ -84,8 +90,15 @@ impl Book {
             server,
             hosted,
             advertised: HashSet::new(),
+            retired: HashSet::new(),
             creates: HashMap::new(),
         }
+    }
+
+    /// The book with `retired` capsules left out of every advertisement.
+    pub(crate) fn with_retired(mut self, retired: impl IntoIterator<Item = Name>) -> Self {
+        self.retired.extend(retired);
+        self
     }
 
     /// True if `capsule` was advertised on the current link, so PDUs may
@@ -107,6 +120,7 @@ impl Book {
             .hosted
             .values()
             .filter(|e| valid(e, self.server, now))
+            .filter(|e| !self.retired.contains(&e.adcert.capsule()))
             .cloned()
             .collect();
         entries.sort_by_cached_key(|e| (e.capsule_md.created(), e.adcert.capsule()));
@@ -155,12 +169,33 @@ impl Book {
                 advertise = self.created(create.entry, now);
             }
         }
+        let mut withdraw = false;
+        if let CapsuleResponse::Replicas { set: Some(set) } = &response.body
+            && set.capsule() == response.capsule
+        {
+            let capsule = response.capsule;
+            if set.contains(&self.server) {
+                if self.retired.remove(&capsule)
+                    && let Some(entry) = self.hosted.get(&capsule)
+                    && valid(entry, self.server, now)
+                {
+                    self.advertised.insert(capsule);
+                    advertise = Some(entry.clone());
+                }
+            } else if self.retired.insert(capsule) {
+                withdraw = self.advertised.remove(&capsule);
+            }
+        }
         let src = if !via_server && self.advertised.contains(&response.capsule) {
             response.capsule
         } else {
             self.server
         };
-        Reply { src, advertise }
+        Reply {
+            src,
+            advertise,
+            withdraw,
+        }
     }
 
     /// A create succeeded with `entry`: hosts it (keeping the AdCert that
@@ -180,6 +215,9 @@ impl Book {
             tracing::warn!(%capsule, "created capsule not advertised: its AdCert is not valid now");
             return None;
         }
+        if self.retired.contains(&capsule) {
+            return None;
+        }
         self.advertised.insert(capsule);
         Some(best)
     }
@@ -197,7 +235,7 @@ fn valid(entry: &AdvertiseEntry, server: Name, now: Timestamp) -> bool {
 mod tests {
     use super::*;
     use gdp_certs::SecretKey;
-    use gdp_certs::cert::Validity;
+    use gdp_certs::cert::{ReplicaSet, Validity};
     use gdp_proto::capsule::ErrorCode;
 
     const NOW: Timestamp = Timestamp::from_secs(1_800_000_000);
@@ -305,9 +343,43 @@ mod tests {
             reply,
             Reply {
                 src: SERVER,
-                advertise: None
+                advertise: None,
+                withdraw: false,
             }
         );
+    }
+
+    #[test]
+    fn a_replica_set_without_this_server_withdraws_and_a_newer_one_with_it_advertises() {
+        let e = entry("replicated", 1_900_000_000);
+        let capsule = e.adcert.capsule();
+        let owner = SecretKey::from_seed(&[1; 32]);
+        let other = Name::from_bytes([201; 32]);
+        let mut book = Book::new(SERVER, [(&e.capsule_md, &e.adcert)]);
+        assert_eq!(book.attach_entries(NOW), vec![e.clone()]);
+        let set = |version, servers| {
+            let set = ReplicaSet::issue(&owner, capsule, version, servers).expect("valid set");
+            response(
+                capsule,
+                version,
+                CapsuleResponse::Replicas { set: Some(set) },
+            )
+        };
+        // Named: nothing changes.
+        let kept = book.reply(&set(1, vec![SERVER, other]), NOW);
+        assert!(!kept.withdraw && kept.advertise.is_none());
+        assert_eq!(kept.src, capsule);
+        // Retired: withdrawn once, answered from the server, never re-advertised.
+        let out = book.reply(&set(2, vec![other]), NOW);
+        assert!(out.withdraw);
+        assert_eq!(out.src, SERVER);
+        assert!(!book.reply(&set(2, vec![other]), NOW).withdraw);
+        assert!(book.attach_entries(NOW).is_empty());
+        // Named again: advertised before the answer.
+        let back = book.reply(&set(3, vec![SERVER]), NOW);
+        assert_eq!(back.advertise, Some(e.clone()));
+        assert_eq!(back.src, capsule);
+        assert_eq!(book.attach_entries(NOW), vec![e]);
     }
 
     #[test]

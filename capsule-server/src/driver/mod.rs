@@ -215,7 +215,9 @@ pub async fn run(
         Committer::spawn(store.clone(), config.committer).map_err(ServerError::Committer)?;
     let service = CapsuleService::new(config.service.clone(), name, store, report)?;
     crate::metrics::hosted(service.hosted().count());
-    let book = Arc::new(Mutex::new(Book::new(name, service.hosted())));
+    let book = Arc::new(Mutex::new(
+        Book::new(name, service.hosted()).with_retired(service.retired()),
+    ));
     tracing::info!(hosted = lock(&book).hosted_count(), "capsules to advertise");
     let (out_tx, out_rx) = mpsc::channel(config.host.outbox);
     let (publish_tx, publish_rx) = mpsc::channel(config.host.outbox);

@@ -66,6 +66,16 @@ fn encode(
     let mut book = lock(book);
     for response in responses.drain(..) {
         let reply = book.reply(&response, now);
+        if reply.withdraw {
+            tracing::info!(capsule = %response.capsule, "retired from the capsule's replica set; withdrawn");
+            for msg in ControlMessage::withdraw_batches(&[response.capsule]) {
+                *seq += 1;
+                match msg.to_pdu(Name::ZERO, server, *seq) {
+                    Ok(pdu) => out.push(pdu.to_bytes()),
+                    Err(e) => tracing::error!(error = %e, "withdrawal not sent"),
+                }
+            }
+        }
         if let Some(entry) = reply.advertise {
             for msg in ControlMessage::advertise_batches(vec![entry]) {
                 *seq += 1;

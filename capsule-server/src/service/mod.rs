@@ -557,6 +557,15 @@ impl CapsuleService {
         self.capsules.values().map(|h| (&h.metadata, &h.adcert))
     }
 
+    /// Hosted capsules whose newest replica set leaves this server out
+    /// (it was retired): they are not advertised.
+    pub fn retired(&self) -> impl Iterator<Item = Name> + '_ {
+        self.capsules.iter().filter_map(|(name, h)| {
+            let set = h.sync.set.as_ref()?;
+            (!set.contains(&self.server)).then_some(*name)
+        })
+    }
+
     /// The durable tail of `capsule`, if it is hosted.
     pub fn durable_tail(&self, capsule: &Name) -> Option<u64> {
         self.capsules.get(capsule).map(|h| h.durable.tail_seqno())
