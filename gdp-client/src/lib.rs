@@ -86,13 +86,14 @@ mod error;
 #[cfg_attr(docsrs, doc(cfg(feature = "local")))]
 pub mod local;
 mod options;
+pub mod replicas;
 mod subscription;
 mod verified;
 mod writer;
 
 pub use capsule::Capsule;
 pub use capsule_file::{CapsuleFile, CapsuleFileError};
-pub use client::{CapsuleSpec, Client, Created, DEFAULT_ADCERT_VALIDITY};
+pub use client::{CapsuleSpec, Client, Created, CreatedReplicated, DEFAULT_ADCERT_VALIDITY};
 pub use connection::Datagram;
 pub use error::ClientError;
 pub use options::{
@@ -101,14 +102,16 @@ pub use options::{
     DEFAULT_NO_ROUTE_RETRY, DEFAULT_PUBLISH_QUEUE, DEFAULT_REQUEST_TIMEOUT,
     DEFAULT_SUBSCRIPTION_REFRESH, DEFAULT_TREE_REFRESH, SubscribeMode,
 };
+pub use replicas::Replication;
 pub use subscription::{Subscription, SubscriptionStats};
 pub use verified::VerifiedRecord;
 pub use writer::Writer;
 
-pub use gdp_certs::cert::{AdCert, Validity};
+pub use gdp_certs::cert::{AdCert, ReplicaSet, Validity};
 pub use gdp_certs::{
     Identity, Kind, Metadata, Name, PublicIdentity, PublicKey, SecretKey, Timestamp,
 };
 pub use gdp_link::endpoint::Nak;
 pub use gdp_proto::capsule::ErrorCode;
+pub use gdp_proto::fork::ForkEvidence;
 pub use gdp_proto::proof::ProofError;

@@ -48,6 +48,7 @@ pub(crate) async fn create(ctx: &Context, args: &Create) -> anyhow::Result<()> {
         writer_key: Some(key_file),
         server: Some(server),
         adcert: Some(created.adcert.clone()),
+        replication: None,
     };
     let path = match &args.out {
         Some(p) => p.clone(),
