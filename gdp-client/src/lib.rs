@@ -62,6 +62,11 @@
 //! # }
 //! ```
 //!
+//! A capsule may also live on several servers: [`Client::create_replicated`]
+//! places it, and a handle with a [`Replication`] writes every batch to
+//! each replica (acknowledged by W of them) and reads from R of them (see
+//! [`replicas`]).
+//!
 //! Against a real GDP, connect to a router's address instead:
 //! `Client::connect(addr, identity, ClientOptions::default())`. The names,
 //! keys and metadata a client works with are re-exported here ([`Identity`],
