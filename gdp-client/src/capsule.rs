@@ -4,19 +4,48 @@
 //! returned (see [`crate::verified`]): a server that changes one byte of a
 //! record, drops one, or proves it with a heartbeat no writer signed makes
 //! the read fail with [`ClientError::Verification`].
+//!
+//! # Replicated capsules
+//!
+//! A handle with a [`Replication`] ([`Capsule::with_replication`]) reads
+//! from the replicas themselves rather than from whichever server the
+//! routers reach by the capsule's name: [`Capsule::read`],
+//! [`Capsule::read_chunk`] (and so [`Capsule::read_range`]),
+//! [`Capsule::latest`], [`Capsule::tail`] and [`Capsule::chain_state`] ask
+//! R replicas in parallel (`At` requests), verify every answer, and return
+//! the freshest verified one. A replica that fails (an error, a timeout, no
+//! route, an answer that does not verify) is replaced by the next one in
+//! the set, until R answered or the set is exhausted
+//! ([`ClientError::Quorum`], naming each replica's outcome). A replica that
+//! has not got a record yet (`NotFound`) has answered, but a verified
+//! record from another replica wins over it. Subscriptions still follow
+//! the capsule by name.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use futures::Stream;
 use gdp_certs::{Metadata, Name, SecretKey};
 use gdp_proto::capsule::{CapsuleRequest, CapsuleResponse, ErrorCode};
 use gdp_proto::chain::{Appender, ChainError, ChainState};
+use gdp_proto::fork::ForkEvidence;
+use gdp_proto::record::RecordHash;
 
 use crate::client::unexpected;
+use crate::replicas::{Replication, gather, rotated};
 use crate::subscription::Subscription;
 use crate::verified::{VerifiedRecord, verify_answer};
 use crate::writer::Writer;
 use crate::{Client, ClientError};
+
+/// Where one request for a capsule goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Target {
+    /// To the capsule's name: whichever server the routers reach.
+    Anycast,
+    /// To this replica, as an `At` request.
+    Replica(Name),
+}
 
 /// A capsule, known by its metadata, reached through a [`Client`].
 #[derive(Debug, Clone)]
@@ -24,6 +53,7 @@ pub struct Capsule {
     client: Client,
     metadata: Arc<Metadata>,
     name: Name,
+    replication: Option<Arc<Replication>>,
 }
 
 impl Capsule {
@@ -33,7 +63,71 @@ impl Capsule {
             client,
             metadata: Arc::new(metadata),
             name,
+            replication: None,
         }
+    }
+
+    /// This handle, reaching the capsule through the replicas of
+    /// `replication`: writes go to every replica and are acknowledged by
+    /// W of them, reads ask R of them (see the [module
+    /// documentation](self)). Fails if the replica set is not this
+    /// capsule's, signed by its owner, with servers its metadata allows.
+    pub fn with_replication(mut self, replication: Replication) -> Result<Capsule, ClientError> {
+        replication.verify(&self.metadata)?;
+        self.replication = Some(Arc::new(replication));
+        Ok(self)
+    }
+
+    /// This handle reaching the capsule by its name again (anycast).
+    pub fn without_replication(mut self) -> Capsule {
+        self.replication = None;
+        self
+    }
+
+    /// The replicas this handle reads from and writes to, if it was given
+    /// them.
+    pub fn replication(&self) -> Option<&Replication> {
+        self.replication.as_deref()
+    }
+
+    /// Sends `request` about this capsule to `target`.
+    pub(crate) async fn ask(
+        &self,
+        target: Target,
+        request: CapsuleRequest,
+    ) -> Result<CapsuleResponse, ClientError> {
+        match target {
+            Target::Anycast => self.client.request(self.name, &request).await,
+            Target::Replica(server) => {
+                let request = CapsuleRequest::at(self.name, request);
+                self.client.request(server, &request).await
+            }
+        }
+    }
+
+    /// Runs `op` on R replicas (all of them with `everyone`), replacing
+    /// those that fail, and returns the answers of at least R. With
+    /// `everyone`, it also waits for every replica asked (or its timeout),
+    /// so that no answer is missed.
+    async fn on_replicas<T, F, Fut>(
+        &self,
+        replication: &Replication,
+        what: &'static str,
+        everyone: bool,
+        op: F,
+    ) -> Result<Vec<T>, ClientError>
+    where
+        F: Fn(Name) -> Fut,
+        Fut: Future<Output = Result<T, ClientError>>,
+    {
+        let order = rotated(replication.servers());
+        let first = if everyone {
+            order.len()
+        } else {
+            replication.read_quorum()
+        };
+        let answers = gather(what, order, first, replication.read_quorum(), everyone, op).await?;
+        Ok(answers.into_iter().map(|(_, t)| t).collect())
     }
 
     /// The capsule's name.
@@ -51,13 +145,34 @@ impl Capsule {
         &self.client
     }
 
-    /// Reads record `seqno`, verified.
+    /// Reads record `seqno`, verified. With a replication: from R
+    /// replicas, any verified answer (a replica without the record does
+    /// not win over one that has it).
     pub async fn read(&self, seqno: u64) -> Result<VerifiedRecord, ClientError> {
         if seqno == 0 {
             return Err(ClientError::invalid("seqnos start at 1"));
         }
+        let Some(rep) = self.replication.clone() else {
+            return self.read_at(Target::Anycast, seqno).await;
+        };
+        let answers = self
+            .on_replicas(&rep, "read", false, |s| {
+                not_found_as_none(self.read_at(Target::Replica(s), seqno))
+            })
+            .await?;
+        freshest(answers, VerifiedRecord::seqno).ok_or_else(|| ClientError::Server {
+            code: ErrorCode::NotFound,
+            message: format!(
+                "none of the {} replicas asked has record {seqno}",
+                rep.read_quorum()
+            ),
+        })
+    }
+
+    /// Reads record `seqno` from `target`, verified.
+    async fn read_at(&self, target: Target, seqno: u64) -> Result<VerifiedRecord, ClientError> {
         let request = CapsuleRequest::Read { seqno };
-        match self.client.request(self.name, &request).await? {
+        match self.ask(target, request).await? {
             CapsuleResponse::Records { records, proof } => {
                 let mut out = verify_answer(&self.metadata, records, &proof, seqno, seqno)?;
                 out.pop()
@@ -68,15 +183,43 @@ impl Capsule {
     }
 
     /// Reads as many records from `from` (up to `to`) as the server puts in
-    /// one answer, verified; at least one.
+    /// one answer, verified; at least one. With a replication: from R
+    /// replicas, the verified answer that reaches furthest.
     pub async fn read_chunk(&self, from: u64, to: u64) -> Result<Vec<VerifiedRecord>, ClientError> {
         if from == 0 || from > to {
             return Err(ClientError::invalid(format!(
                 "the range {from}..={to} is empty or starts at 0"
             )));
         }
+        let Some(rep) = self.replication.clone() else {
+            return self.read_chunk_at(Target::Anycast, from, to).await;
+        };
+        let answers = self
+            .on_replicas(&rep, "read range", false, |s| {
+                not_found_as_none(self.read_chunk_at(Target::Replica(s), from, to))
+            })
+            .await?;
+        freshest(answers, |c: &Vec<VerifiedRecord>| {
+            c.last().map_or(0, VerifiedRecord::seqno)
+        })
+        .ok_or_else(|| ClientError::Server {
+            code: ErrorCode::NotFound,
+            message: format!(
+                "none of the {} replicas asked has record {from}",
+                rep.read_quorum()
+            ),
+        })
+    }
+
+    /// Reads a chunk of `from..=to` from `target`, verified.
+    async fn read_chunk_at(
+        &self,
+        target: Target,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<VerifiedRecord>, ClientError> {
         let request = CapsuleRequest::ReadRange { from, to };
-        match self.client.request(self.name, &request).await? {
+        match self.ask(target, request).await? {
             CapsuleResponse::Records { records, proof } => {
                 verify_answer(&self.metadata, records, &proof, from, to)
             }
@@ -133,12 +276,22 @@ impl Capsule {
     }
 
     /// The newest record, verified, or `None` if the capsule has none yet.
+    /// With a replication: the newest verified record among R replicas.
     pub async fn latest(&self) -> Result<Option<VerifiedRecord>, ClientError> {
-        match self
-            .client
-            .request(self.name, &CapsuleRequest::Latest)
-            .await
-        {
+        let Some(rep) = self.replication.clone() else {
+            return self.latest_at(Target::Anycast).await;
+        };
+        let answers = self
+            .on_replicas(&rep, "latest", false, |s| {
+                self.latest_at(Target::Replica(s))
+            })
+            .await?;
+        Ok(freshest(answers, VerifiedRecord::seqno))
+    }
+
+    /// The newest record at `target`, verified.
+    async fn latest_at(&self, target: Target) -> Result<Option<VerifiedRecord>, ClientError> {
+        match self.ask(target, CapsuleRequest::Latest).await {
             Ok(CapsuleResponse::Records { records, proof }) => {
                 let Some(seqno) = records.last().map(|r| r.seqno()) else {
                     return Err(ClientError::protocol("an answer without records"));
@@ -167,32 +320,65 @@ impl Capsule {
         }
     }
 
-    /// The seqno of the newest record, 0 if there is none.
+    /// The seqno of the newest record, 0 if there is none. With a
+    /// replication: the highest verified one among R replicas.
     pub async fn tail(&self) -> Result<u64, ClientError> {
         Ok(self.latest().await?.map_or(0, |r| r.seqno()))
     }
 
     /// The chain state at the server's tail, verified: what a writer needs
-    /// to continue the capsule.
+    /// to continue the capsule. With a replication: the state at the
+    /// highest verified tail among R replicas.
     pub async fn chain_state(&self) -> Result<ChainState, ClientError> {
-        let tail = self.tail().await?;
+        self.chain_state_of(false).await
+    }
+
+    /// The chain state a writer continues from. With a replication, every
+    /// replica is asked and awaited (a replica that does not answer delays
+    /// this by the request timeout), and the highest verified tail among
+    /// them (at least R) wins: a writer that continued from an older tail
+    /// than a replica holds would fork the capsule there.
+    pub(crate) async fn writer_chain_state(&self) -> Result<ChainState, ClientError> {
+        self.chain_state_of(true).await
+    }
+
+    async fn chain_state_of(&self, everyone: bool) -> Result<ChainState, ClientError> {
+        let Some(rep) = self.replication.clone() else {
+            return self.chain_state_at(Target::Anycast).await;
+        };
+        let answers = self
+            .on_replicas(&rep, "chain state", everyone, |s| {
+                self.chain_state_at(Target::Replica(s))
+            })
+            .await?;
+        Ok(
+            freshest(answers.into_iter().map(Some), ChainState::tail_seqno)
+                .unwrap_or_else(|| ChainState::new(self.name)),
+        )
+    }
+
+    /// The chain state at `target`'s tail, verified.
+    async fn chain_state_at(&self, target: Target) -> Result<ChainState, ClientError> {
+        let tail = self.latest_at(target).await?.map_or(0, |r| r.seqno());
         if tail == 0 {
             return Ok(ChainState::new(self.name));
         }
         // The proof of the highest power of two not above the tail, from
         // the tail's heartbeat, is the tail path that rebuilds the state.
-        let target = 1u64 << (63 - tail.leading_zeros());
-        let request = CapsuleRequest::Read { seqno: target };
-        match self.client.request(self.name, &request).await? {
+        let target_seqno = 1u64 << (63 - tail.leading_zeros());
+        let request = CapsuleRequest::Read {
+            seqno: target_seqno,
+        };
+        match self.ask(target, request).await? {
             CapsuleResponse::Records { records, proof } => {
-                verify_answer(&self.metadata, records, &proof, target, target)?;
+                verify_answer(&self.metadata, records, &proof, target_seqno, target_seqno)?;
                 let (state, _) =
                     ChainState::from_proof(&self.metadata, &proof).map_err(|e| match e {
                         ChainError::Proof(e) => ClientError::Verification(e),
                         // The proof verified (above), so its path is the
                         // capsule's, but not the tail path that was asked for.
                         other => ClientError::protocol(format!(
-                            "the proof of record {target} is not the tail path: {other}"
+                            "the proof of record {target_seqno} is not the tail path: {other}"
                         )),
                     })?;
                 Ok(state)
@@ -201,10 +387,41 @@ impl Capsule {
         }
     }
 
-    /// A writer signing with `key`, continuing from the server's tail.
+    /// The fork evidence the servers hold for this capsule: from every
+    /// replica with a replication (those that fail are skipped, unless
+    /// none answers), else from the server reached by name. Each evidence
+    /// is verified against the metadata (what does not verify is dropped),
+    /// duplicates (same seqno and record) are merged, and the rest is
+    /// sorted by seqno. Empty when no server holds any.
+    pub async fn forks(&self) -> Result<Vec<ForkEvidence>, ClientError> {
+        let answers = match self.replication.clone() {
+            None => vec![self.forks_at(Target::Anycast).await?],
+            Some(rep) => {
+                let order = rep.servers().to_vec();
+                let n = order.len();
+                let found = gather("get forks", order, n, 1, true, |s| {
+                    self.forks_at(Target::Replica(s))
+                })
+                .await?;
+                found.into_iter().map(|(_, e)| e).collect()
+            }
+        };
+        Ok(merge_forks(&self.metadata, answers))
+    }
+
+    async fn forks_at(&self, target: Target) -> Result<Vec<ForkEvidence>, ClientError> {
+        match self.ask(target, CapsuleRequest::GetForks).await? {
+            CapsuleResponse::Forks { evidence } => Ok(evidence),
+            other => Err(unexpected("GetForks", &other)),
+        }
+    }
+
+    /// A writer signing with `key`, continuing from the server's tail
+    /// (with a replication: the highest verified tail of the replicas that
+    /// answer, at least R of them).
     pub async fn writer(&self, key: SecretKey) -> Result<Writer, ClientError> {
         self.check_writer(&key)?;
-        let state = self.chain_state().await?;
+        let state = self.writer_chain_state().await?;
         self.writer_at(key, state)
     }
 
@@ -231,5 +448,134 @@ impl Capsule {
     /// server restarts, resuming after the last record delivered.
     pub fn subscribe(&self, from: u64) -> Subscription {
         Subscription::start(self.clone(), from)
+    }
+}
+
+/// `answer` with a `NotFound` from the server as `None`: the replica does
+/// not have it (yet), which is an answer.
+async fn not_found_as_none<T>(
+    answer: impl Future<Output = Result<T, ClientError>>,
+) -> Result<Option<T>, ClientError> {
+    match answer.await {
+        Ok(t) => Ok(Some(t)),
+        Err(ClientError::Server {
+            code: ErrorCode::NotFound,
+            ..
+        }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The freshest of verified answers: the one with the highest `key` (the
+/// first of equals), ignoring replicas that had nothing.
+fn freshest<T>(answers: impl IntoIterator<Item = Option<T>>, key: impl Fn(&T) -> u64) -> Option<T> {
+    let mut best: Option<T> = None;
+    for t in answers.into_iter().flatten() {
+        if best.as_ref().is_none_or(|b| key(&t) > key(b)) {
+            best = Some(t);
+        }
+    }
+    best
+}
+
+/// The fork evidence of several servers: verified against `md` (the rest
+/// dropped), without duplicates (same seqno and record hash), by seqno.
+fn merge_forks(md: &Metadata, answers: Vec<Vec<ForkEvidence>>) -> Vec<ForkEvidence> {
+    let mut out: Vec<(u64, RecordHash, ForkEvidence)> = Vec::new();
+    for evidence in answers.into_iter().flatten() {
+        if let Err(e) = evidence.verify(md) {
+            tracing::debug!(seqno = evidence.seqno(), error = %e, "fork evidence that does not verify dropped");
+            continue;
+        }
+        let key = (evidence.seqno(), evidence.record.hash());
+        if !out.iter().any(|(s, h, _)| (*s, *h) == key) {
+            out.push((key.0, key.1, evidence));
+        }
+    }
+    out.sort_by_key(|(s, h, _)| (*s, *h));
+    out.into_iter().map(|(_, _, e)| e).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use gdp_certs::Timestamp;
+    use gdp_proto::proof::{Heartbeat, Proof};
+    use gdp_proto::record::Record;
+
+    #[test]
+    fn the_freshest_answer_wins_and_nothing_loses_to_something() {
+        let answers = vec![None, Some((3, "a")), Some((9, "b")), Some((9, "c")), None];
+        assert_eq!(freshest(answers, |t| t.0), Some((9, "b")));
+        // A replica without the record does not win over one with it.
+        assert_eq!(freshest(vec![None, Some(4u64), None], |t| *t), Some(4));
+        assert_eq!(freshest(Vec::<Option<u64>>::new(), |t| *t), None);
+        assert_eq!(freshest(vec![None::<u64>, None], |t| *t), None);
+        // Chunks: the one that reaches furthest.
+        let chunks = vec![Some(vec![1u64, 2]), Some(vec![1, 2, 3]), Some(vec![1])];
+        let best = freshest(chunks, |c: &Vec<u64>| c.last().copied().unwrap_or(0));
+        assert_eq!(best, Some(vec![1, 2, 3]));
+    }
+
+    /// Two writers' chains of `n` records on one capsule (the same key
+    /// writing two histories), and evidence of record `seqno` of the
+    /// second.
+    fn fork_at(md: &Metadata, key: &SecretKey, payload: u8, seqno: u64) -> ForkEvidence {
+        let mut a = Appender::new(key.clone(), md, ChainState::new(md.name())).expect("writer");
+        let records: Vec<Record> = (0..4u8)
+            .map(|i| {
+                a.append(Bytes::from(vec![i, payload]), Timestamp(1))
+                    .expect("append")
+            })
+            .collect();
+        let hb = Heartbeat::sign(key, &records[3]);
+        let proof = Proof::build(hb, seqno, |s| {
+            records
+                .get(usize::try_from(s).ok()? - 1)
+                .map(Record::header)
+        })
+        .expect("headers at hand");
+        ForkEvidence {
+            record: records[usize::try_from(seqno).expect("small") - 1].clone(),
+            proof,
+        }
+    }
+
+    #[test]
+    fn forks_are_verified_deduplicated_and_sorted() {
+        let key = SecretKey::from_seed(&[3; 32]);
+        let md = Metadata::capsule(key.public(), vec![key.public()], "f", Timestamp(1), vec![])
+            .expect("valid");
+        let at3 = fork_at(&md, &key, 1, 3);
+        let at2 = fork_at(&md, &key, 2, 2);
+        let other_at2 = fork_at(&md, &key, 3, 2);
+        let mut forged = fork_at(&md, &key, 4, 2);
+        forged.record = at3.record.clone();
+        let merged = merge_forks(
+            &md,
+            vec![
+                vec![at3.clone(), at2.clone(), forged],
+                vec![at2.clone(), other_at2.clone()],
+                vec![],
+            ],
+        );
+        assert_eq!(merged.len(), 3, "{merged:?}");
+        assert_eq!(
+            merged.iter().map(ForkEvidence::seqno).collect::<Vec<_>>(),
+            vec![2, 2, 3]
+        );
+        assert!(merged.contains(&at2) && merged.contains(&other_at2));
+        // Evidence for another capsule does not verify here.
+        let stranger = SecretKey::from_seed(&[8; 32]);
+        let md2 = Metadata::capsule(
+            stranger.public(),
+            vec![stranger.public()],
+            "g",
+            Timestamp(1),
+            vec![],
+        )
+        .expect("valid");
+        assert!(merge_forks(&md2, vec![vec![at3]]).is_empty());
     }
 }

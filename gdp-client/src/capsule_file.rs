@@ -13,19 +13,28 @@
 //! writer_key = "/home/me/.config/gdp/client.key"
 //! server = "<server name>"
 //! adcert = "<AdCert, lowercase base32>"
+//! # A replicated capsule also has:
+//! replicas = "<ReplicaSet, lowercase base32>"
+//! write_quorum = 2
+//! read_quorum = 2
 //! ```
 //!
 //! Binary fields use the alphabet of names (lowercase RFC 4648 base32
 //! without padding, see [`encode_base32`]). Loading checks that the
-//! metadata hashes to `name` and that the AdCert (if any) names that
-//! capsule, so a damaged or edited file is refused rather than used.
+//! metadata hashes to `name`, that the AdCert (if any) names that capsule,
+//! and that the replica set (if any) verifies against the metadata with
+//! quorums it can meet (a majority when a quorum is missing), so a damaged
+//! or edited file is refused rather than used. Files without replicas
+//! (older ones) load as before.
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use gdp_certs::cert::AdCert;
+use gdp_certs::cert::{AdCert, ReplicaSet};
 use gdp_certs::codec::{Decode, Encode};
 use gdp_certs::{Metadata, Name};
+
+use crate::replicas::{Replication, majority};
 
 /// The file extension of capsule files.
 pub const CAPSULE_FILE_EXTENSION: &str = "capsule";
@@ -90,6 +99,12 @@ struct Raw {
     server: Option<Name>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     adcert: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    replicas: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    write_quorum: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    read_quorum: Option<usize>,
 }
 
 /// What a writer keeps about a capsule. See the [module documentation](self).
@@ -103,6 +118,8 @@ pub struct CapsuleFile {
     pub server: Option<Name>,
     /// The AdCert given to that server.
     pub adcert: Option<AdCert>,
+    /// The capsule's replicas and quorums, for a replicated capsule.
+    pub replication: Option<Replication>,
 }
 
 impl CapsuleFile {
@@ -120,6 +137,12 @@ impl CapsuleFile {
             writer_key: self.writer_key.clone(),
             server: self.server,
             adcert: self.adcert.as_ref().map(|c| encode_base32(&c.to_bytes())),
+            replicas: self
+                .replication
+                .as_ref()
+                .map(|r| encode_base32(&r.set().to_bytes())),
+            write_quorum: self.replication.as_ref().map(Replication::write_quorum),
+            read_quorum: self.replication.as_ref().map(Replication::read_quorum),
         };
         let body = toml::to_string(&raw).unwrap_or_default();
         format!("# GDP capsule {}\n{body}", self.name())
@@ -156,11 +179,13 @@ impl CapsuleFile {
             }
             None => None,
         };
+        let replication = replication(&raw, &metadata)?;
         Ok(CapsuleFile {
             metadata,
             writer_key: raw.writer_key,
             server: raw.server,
             adcert,
+            replication,
         })
     }
 
@@ -205,6 +230,25 @@ impl CapsuleFile {
     }
 }
 
+/// The replication in `raw`, checked against the capsule's metadata.
+fn replication(raw: &Raw, md: &Metadata) -> Result<Option<Replication>, String> {
+    let Some(text) = &raw.replicas else {
+        if raw.write_quorum.is_some() || raw.read_quorum.is_some() {
+            return Err("quorums without replicas".to_owned());
+        }
+        return Ok(None);
+    };
+    let bytes = decode_base32(text).map_err(|e| format!("replicas: {e}"))?;
+    let set = ReplicaSet::decode(bytes).map_err(|e| format!("replicas: {e}"))?;
+    set.verify(md).map_err(|e| format!("replicas: {e}"))?;
+    let m = majority(set.servers().len());
+    let w = raw.write_quorum.unwrap_or(m);
+    let r = raw.read_quorum.unwrap_or(m);
+    Replication::new(set, w, r)
+        .map(Some)
+        .map_err(|e| format!("replicas: {e}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -234,7 +278,61 @@ mod tests {
             writer_key: Some(PathBuf::from("/tmp/k.key")),
             server: Some(server),
             adcert: Some(adcert),
+            replication: None,
         }
+    }
+
+    fn replicated() -> CapsuleFile {
+        let owner = SecretKey::from_seed(&[9; 32]);
+        let mut f = sample();
+        let servers = (1..=3).map(|i| Name::from_bytes([i; 32])).collect();
+        let set = ReplicaSet::issue(&owner, f.name(), 77, servers).expect("set");
+        f.replication = Some(Replication::new(set, 3, 1).expect("quorums"));
+        f
+    }
+
+    #[test]
+    fn replicas_round_trip_and_old_files_load() {
+        let f = replicated();
+        let text = f.to_toml();
+        assert!(text.contains("write_quorum = 3") && text.contains("read_quorum = 1"));
+        assert_eq!(CapsuleFile::from_toml(&text), Ok(f.clone()));
+        // Without quorums, majorities.
+        let bare: String = text
+            .lines()
+            .filter(|l| !l.contains("_quorum"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let loaded = CapsuleFile::from_toml(&bare).expect("loads");
+        let r = loaded.replication.expect("replicas");
+        assert_eq!((r.write_quorum(), r.read_quorum()), (2, 2));
+        // A file written before replicas existed.
+        let old = sample().to_toml();
+        assert!(!old.contains("replicas"));
+        assert_eq!(
+            CapsuleFile::from_toml(&old).expect("loads").replication,
+            None
+        );
+    }
+
+    #[test]
+    fn bad_replicas_are_refused() {
+        let f = replicated();
+        let text = f.to_toml();
+        let err = CapsuleFile::from_toml(&text.replace("write_quorum = 3", "write_quorum = 4"))
+            .expect_err("W above N");
+        assert!(err.contains("write quorum"), "{err}");
+        // A set signed by someone else.
+        let mallory = SecretKey::from_seed(&[1; 32]);
+        let forged = ReplicaSet::issue(&mallory, f.name(), 78, vec![Name::from_bytes([1; 32])])
+            .expect("set");
+        let mut g = f.clone();
+        g.replication = Some(Replication::majority(forged));
+        let err = CapsuleFile::from_toml(&g.to_toml()).expect_err("forged");
+        assert!(err.starts_with("replicas:"), "{err}");
+        let err = CapsuleFile::from_toml(&format!("{}read_quorum = 1\n", sample().to_toml()))
+            .expect_err("quorum alone");
+        assert!(err.contains("without replicas"), "{err}");
     }
 
     #[test]

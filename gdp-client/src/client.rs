@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use gdp_certs::cert::{AdCert, Validity};
+use gdp_certs::cert::{AdCert, ReplicaSet, Validity};
 use gdp_certs::{Identity, Metadata, Name, PublicKey, SecretKey, Timestamp};
 use gdp_link::endpoint::{EndpointConfig, EndpointLink};
 use gdp_proto::capsule::{CapsuleRequest, CapsuleResponse};
@@ -16,6 +16,7 @@ use crate::ClientError;
 use crate::capsule::Capsule;
 use crate::connection::{self, Datagram, LinkState, Shared};
 use crate::options::ClientOptions;
+use crate::replicas::Replication;
 use crate::verified::check_capsule_metadata;
 
 /// Default validity of the AdCert issued when a capsule is created.
@@ -63,6 +64,21 @@ pub struct Created {
     pub capsule: Capsule,
     /// The owner's certificate for the server.
     pub adcert: AdCert,
+}
+
+/// A capsule just placed on several servers
+/// ([`Client::create_replicated`]).
+#[derive(Debug, Clone)]
+pub struct CreatedReplicated {
+    /// The capsule, with majority quorums over its replicas
+    /// ([`Replication::majority`]); change them with
+    /// [`Capsule::with_replication`].
+    pub capsule: Capsule,
+    /// The owner-signed replica set every replica holds.
+    pub set: ReplicaSet,
+    /// The AdCert given to each replica, in the order of the set's
+    /// (sorted) servers.
+    pub adcerts: Vec<AdCert>,
 }
 
 /// Stops the supervisor when the last handle goes.
@@ -212,19 +228,7 @@ impl Client {
         owner: &SecretKey,
         spec: CapsuleSpec,
     ) -> Result<Created, ClientError> {
-        let now = Timestamp::now();
-        let writers = if spec.writers.is_empty() {
-            vec![owner.public()]
-        } else {
-            spec.writers
-        };
-        let md = Metadata::capsule(owner.public(), writers, spec.label, now, spec.hosting)
-            .map_err(|e| ClientError::invalid(e.to_string()))?;
-        // Backdated a little, for servers whose clock is behind.
-        let validity = Validity::new(
-            now.saturating_sub(Duration::from_secs(300)),
-            now.saturating_add(spec.adcert_validity),
-        );
+        let (md, validity) = capsule_metadata(owner, spec)?;
         let adcert = AdCert::issue(owner, md.name(), server, validity);
         self.host_capsule(server, md, adcert).await
     }
@@ -253,6 +257,195 @@ impl Client {
                 adcert,
             }),
             other => Err(unexpected("Create", &other)),
+        }
+    }
+
+    /// Creates a capsule owned by `owner` on every server of `servers` (1
+    /// to [`MAX_REPLICAS`](gdp_certs::cert::MAX_REPLICAS), duplicates
+    /// ignored): builds its metadata once, gives each server an AdCert of
+    /// its own and sends it `Create` (addressed to the server's name, as
+    /// [`Client::create_capsule`] does), then issues the owner-signed
+    /// [`ReplicaSet`] of those servers (its version is the current time in
+    /// microseconds) and hands it to each with `SetReplicas`, so that the
+    /// replicas know each other.
+    ///
+    /// Succeeds only when every server created the capsule and kept the
+    /// set; otherwise [`ClientError::Quorum`] names each server's answer
+    /// (the capsule may then exist on some of them: calling this again
+    /// with a new spec makes another capsule, so place it on the missing
+    /// servers with [`Client::set_replicas`] instead). The handle returned
+    /// writes to every replica and reads from a majority.
+    pub async fn create_replicated(
+        &self,
+        servers: &[Name],
+        owner: &SecretKey,
+        spec: CapsuleSpec,
+    ) -> Result<CreatedReplicated, ClientError> {
+        let (md, validity) = capsule_metadata(owner, spec)?;
+        let set = issue_set(owner, &md, Timestamp::now().0, servers.to_vec())?;
+        let adcerts: Vec<AdCert> = set
+            .servers()
+            .iter()
+            .map(|s| AdCert::issue(owner, md.name(), *s, validity))
+            .collect();
+        let created = futures::future::join_all(
+            adcerts
+                .iter()
+                .map(|c| self.host_capsule(c.server(), md.clone(), c.clone())),
+        )
+        .await;
+        every_server("create", set.servers(), created)?;
+        self.hand_out_set(&md, &set, set.servers()).await?;
+        let capsule =
+            Capsule::new(self.clone(), md).with_replication(Replication::majority(set.clone()))?;
+        Ok(CreatedReplicated {
+            capsule,
+            set,
+            adcerts,
+        })
+    }
+
+    /// Moves `capsule` to the replicas `servers`, adding and retiring
+    /// servers: creates the capsule on the servers that are new (with an
+    /// AdCert valid for [`DEFAULT_ADCERT_VALIDITY`]), issues a set newer
+    /// than the current one, signed by `owner` (the capsule's owner), and
+    /// hands it to every server of the old set and the new one, so that
+    /// retired servers learn they are out. New replicas get the records
+    /// from the others by anti-entropy.
+    ///
+    /// The current set is the handle's [`Capsule::replication`], or the
+    /// one the server reached by the capsule's name holds. Succeeds when
+    /// every server of the new set created the capsule and kept the set (a
+    /// retired server that cannot be reached is only logged); returns the
+    /// new set. Give the handle the new set with
+    /// [`Capsule::with_replication`].
+    pub async fn set_replicas(
+        &self,
+        capsule: &Capsule,
+        owner: &SecretKey,
+        servers: &[Name],
+    ) -> Result<ReplicaSet, ClientError> {
+        let md = capsule.metadata();
+        if owner.public() != *md.key() {
+            return Err(ClientError::invalid(format!(
+                "only the owner of capsule {} may place it",
+                capsule.name()
+            )));
+        }
+        let old = match capsule.replication() {
+            Some(r) => Some(r.set().clone()),
+            None => self.current_set(capsule).await?,
+        };
+        let version = Timestamp::now()
+            .0
+            .max(old.as_ref().map_or(0, |s| s.version().saturating_add(1)));
+        let set = issue_set(owner, md, version, servers.to_vec())?;
+        let added: Vec<Name> = set
+            .servers()
+            .iter()
+            .filter(|s| !old.as_ref().is_some_and(|o| o.contains(s)))
+            .copied()
+            .collect();
+        let now = Timestamp::now();
+        let validity = Validity::new(
+            now.saturating_sub(Duration::from_secs(300)),
+            now.saturating_add(DEFAULT_ADCERT_VALIDITY),
+        );
+        let created = futures::future::join_all(added.iter().map(|s| {
+            let adcert = AdCert::issue(owner, md.name(), *s, validity);
+            self.host_capsule(*s, md.clone(), adcert)
+        }))
+        .await;
+        every_server("create", &added, created)?;
+        let retired: Vec<Name> = old
+            .iter()
+            .flat_map(|o| o.servers())
+            .filter(|s| !set.contains(s))
+            .copied()
+            .collect();
+        self.hand_out_set(md, &set, set.servers()).await?;
+        let told =
+            futures::future::join_all(retired.iter().map(|s| self.push_replica_set(md, &set, *s)))
+                .await;
+        for (server, result) in retired.iter().zip(told) {
+            if let Err(e) = result {
+                tracing::warn!(%server, error = %e, "a retired replica was not told it is out");
+            }
+        }
+        Ok(set)
+    }
+
+    /// The replica set `server` holds for capsule `capsule`, asked with an
+    /// `At` request. The set is not verified (that needs the capsule's
+    /// metadata: [`ReplicaSet::verify`]); only its capsule is checked.
+    pub async fn fetch_replicas(
+        &self,
+        capsule: Name,
+        server: Name,
+    ) -> Result<Option<ReplicaSet>, ClientError> {
+        let request = CapsuleRequest::at(capsule, CapsuleRequest::GetReplicas);
+        match self.request(server, &request).await? {
+            CapsuleResponse::Replicas { set: Some(set) } if set.capsule() != capsule => {
+                Err(ClientError::protocol(format!(
+                    "asked for the replicas of {capsule}, got those of {}",
+                    set.capsule()
+                )))
+            }
+            CapsuleResponse::Replicas { set } => Ok(set),
+            other => Err(unexpected("GetReplicas", &other)),
+        }
+    }
+
+    /// The verified replica set the server reached by `capsule`'s name
+    /// holds, if any.
+    async fn current_set(&self, capsule: &Capsule) -> Result<Option<ReplicaSet>, ClientError> {
+        match self
+            .request(capsule.name(), &CapsuleRequest::GetReplicas)
+            .await
+        {
+            Ok(CapsuleResponse::Replicas { set: None }) => Ok(None),
+            Ok(CapsuleResponse::Replicas { set: Some(set) }) => {
+                set.verify(capsule.metadata()).map_err(|e| {
+                    ClientError::protocol(format!("the current replica set does not verify: {e}"))
+                })?;
+                Ok(Some(set))
+            }
+            Ok(other) => Err(unexpected("GetReplicas", &other)),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Hands `set` to each of `servers`; every one must keep it.
+    async fn hand_out_set(
+        &self,
+        md: &Metadata,
+        set: &ReplicaSet,
+        servers: &[Name],
+    ) -> Result<(), ClientError> {
+        let kept =
+            futures::future::join_all(servers.iter().map(|s| self.push_replica_set(md, set, *s)))
+                .await;
+        every_server("set replicas", servers, kept).map(|_| ())
+    }
+
+    /// Hands `set` to `server` (`At{SetReplicas}`) and checks that it kept
+    /// it.
+    async fn push_replica_set(
+        &self,
+        md: &Metadata,
+        set: &ReplicaSet,
+        server: Name,
+    ) -> Result<(), ClientError> {
+        let request = CapsuleRequest::at(
+            set.capsule(),
+            CapsuleRequest::SetReplicas { set: set.clone() },
+        );
+        match self.request(server, &request).await? {
+            CapsuleResponse::Replicas { set: Some(kept) } => check_kept(md, set, &kept),
+            CapsuleResponse::Replicas { set: None } => {
+                Err(ClientError::protocol("the server kept no replica set"))
+            }
+            other => Err(unexpected("SetReplicas", &other)),
         }
     }
 
@@ -335,6 +528,95 @@ impl Client {
             let _ = task.await;
         }
     }
+}
+
+/// The metadata of a new capsule owned by `owner` as `spec` describes it,
+/// and the validity of its AdCerts.
+fn capsule_metadata(
+    owner: &SecretKey,
+    spec: CapsuleSpec,
+) -> Result<(Metadata, Validity), ClientError> {
+    let now = Timestamp::now();
+    let writers = if spec.writers.is_empty() {
+        vec![owner.public()]
+    } else {
+        spec.writers
+    };
+    let md = Metadata::capsule(owner.public(), writers, spec.label, now, spec.hosting)
+        .map_err(|e| ClientError::invalid(e.to_string()))?;
+    // Backdated a little, for servers whose clock is behind.
+    let validity = Validity::new(
+        now.saturating_sub(Duration::from_secs(300)),
+        now.saturating_add(spec.adcert_validity),
+    );
+    Ok((md, validity))
+}
+
+/// The replica set `servers` of the capsule `md`, version `version`,
+/// signed by `owner` and checked against the metadata.
+fn issue_set(
+    owner: &SecretKey,
+    md: &Metadata,
+    version: u64,
+    servers: Vec<Name>,
+) -> Result<ReplicaSet, ClientError> {
+    let set = ReplicaSet::issue(owner, md.name(), version, servers)
+        .map_err(|e| ClientError::invalid(format!("replica set: {e}")))?;
+    set.verify(md)
+        .map_err(|e| ClientError::invalid(format!("replica set: {e}")))?;
+    Ok(set)
+}
+
+/// Checks that a server kept `set`: the set it answers with is `set`'s
+/// version, and verifies.
+fn check_kept(md: &Metadata, set: &ReplicaSet, kept: &ReplicaSet) -> Result<(), ClientError> {
+    if kept.verify(md).is_err() {
+        return Err(ClientError::protocol(
+            "the server answered with a replica set that does not verify",
+        ));
+    }
+    if kept.version() != set.version() {
+        return Err(ClientError::protocol(format!(
+            "the server kept replica set version {} instead of {}",
+            kept.version(),
+            set.version()
+        )));
+    }
+    Ok(())
+}
+
+/// The results of one request to each of `servers`, all of which must
+/// succeed; otherwise [`ClientError::Quorum`] names each server's outcome.
+fn every_server<T>(
+    what: &'static str,
+    servers: &[Name],
+    results: Vec<Result<T, ClientError>>,
+) -> Result<Vec<T>, ClientError> {
+    let failed = results.iter().filter(|r| r.is_err()).count();
+    if failed == 0 {
+        return Ok(results.into_iter().filter_map(Result::ok).collect());
+    }
+    let transient = results
+        .iter()
+        .all(|r| r.as_ref().err().is_none_or(ClientError::is_transient));
+    let outcomes = servers
+        .iter()
+        .zip(&results)
+        .map(|(s, r)| {
+            let outcome = match r {
+                Ok(_) => "done".to_owned(),
+                Err(e) => e.to_string(),
+            };
+            (*s, outcome)
+        })
+        .collect();
+    Err(ClientError::Quorum {
+        what,
+        needed: servers.len(),
+        got: servers.len() - failed,
+        outcomes,
+        transient,
+    })
 }
 
 /// A Data PDU from this client.

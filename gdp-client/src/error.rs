@@ -90,9 +90,35 @@ pub enum ClientError {
         /// What is wrong.
         reason: String,
     },
+    /// A request to a replicated capsule did not reach its quorum: too few
+    /// replicas answered (or acknowledged an append), after every replica
+    /// that could stand in was tried.
+    #[error("{what}: {got} of the {needed} replicas needed answered ({})", describe_outcomes(.outcomes))]
+    Quorum {
+        /// The operation.
+        what: &'static str,
+        /// Answers (or acknowledgements) needed.
+        needed: usize,
+        /// Answers (or acknowledgements) received.
+        got: usize,
+        /// Each replica's outcome, by server name.
+        outcomes: Vec<(Name, String)>,
+        /// True if every replica that failed failed in a way that may pass
+        /// (a timeout, no route, a retryable server error).
+        transient: bool,
+    },
     /// The client was shut down.
     #[error("the client is shut down")]
     Closed,
+}
+
+/// Each replica's outcome on one line: `<server>: <outcome>; ...`.
+fn describe_outcomes(outcomes: &[(Name, String)]) -> String {
+    outcomes
+        .iter()
+        .map(|(s, o)| format!("{}: {o}", s.short()))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 // Not `#[from]`: the message already holds the cause, and a source would
@@ -114,6 +140,7 @@ impl ClientError {
             }
             ClientError::Server { code, .. } => code.is_retryable(),
             ClientError::Connect(e) => e.is_transient(),
+            ClientError::Quorum { transient, .. } => *transient,
             _ => false,
         }
     }

@@ -62,6 +62,11 @@
 //! # }
 //! ```
 //!
+//! A capsule may also live on several servers: [`Client::create_replicated`]
+//! places it, and a handle with a [`Replication`] writes every batch to
+//! each replica (acknowledged by W of them) and reads from R of them (see
+//! [`replicas`]).
+//!
 //! Against a real GDP, connect to a router's address instead:
 //! `Client::connect(addr, identity, ClientOptions::default())`. The names,
 //! keys and metadata a client works with are re-exported here ([`Identity`],
@@ -86,13 +91,14 @@ mod error;
 #[cfg_attr(docsrs, doc(cfg(feature = "local")))]
 pub mod local;
 mod options;
+pub mod replicas;
 mod subscription;
 mod verified;
 mod writer;
 
 pub use capsule::Capsule;
 pub use capsule_file::{CapsuleFile, CapsuleFileError};
-pub use client::{CapsuleSpec, Client, Created, DEFAULT_ADCERT_VALIDITY};
+pub use client::{CapsuleSpec, Client, Created, CreatedReplicated, DEFAULT_ADCERT_VALIDITY};
 pub use connection::Datagram;
 pub use error::ClientError;
 pub use options::{
@@ -101,14 +107,16 @@ pub use options::{
     DEFAULT_NO_ROUTE_RETRY, DEFAULT_PUBLISH_QUEUE, DEFAULT_REQUEST_TIMEOUT,
     DEFAULT_SUBSCRIPTION_REFRESH, DEFAULT_TREE_REFRESH, SubscribeMode,
 };
+pub use replicas::Replication;
 pub use subscription::{Subscription, SubscriptionStats};
 pub use verified::VerifiedRecord;
 pub use writer::Writer;
 
-pub use gdp_certs::cert::{AdCert, Validity};
+pub use gdp_certs::cert::{AdCert, ReplicaSet, Validity};
 pub use gdp_certs::{
     Identity, Kind, Metadata, Name, PublicIdentity, PublicKey, SecretKey, Timestamp,
 };
 pub use gdp_link::endpoint::Nak;
 pub use gdp_proto::capsule::ErrorCode;
+pub use gdp_proto::fork::ForkEvidence;
 pub use gdp_proto::proof::ProofError;

@@ -1,33 +1,181 @@
 //! The writer of a capsule: builds records, closes batches with one
 //! heartbeat, and keeps many batches in flight.
+//!
+//! # Replicated capsules
+//!
+//! When the capsule handle has a [`Replication`](crate::Replication), the
+//! writer sends each batch itself to every replica in the set, as an `At`
+//! request addressed to the server's name. A batch is acknowledged once W
+//! replicas answered `Appended` with a tail at or past its last record.
+//! Sending to the replicas directly, rather than to one server that
+//! forwards, costs no extra hop on the path of an append, lets the writer
+//! see each replica's answer (so it knows which disks hold a batch, and
+//! the quorum is counted where the records come from), and leaves the
+//! servers without forwarding state to keep or lose; the price is that the
+//! writer uploads each batch N times.
+//!
+//! A replica that fails a batch (it missed an earlier one and answers
+//! `Gap`, it does not host the capsule, it times out) only counts as a
+//! missing acknowledgement: it catches up with the others by
+//! anti-entropy, and later batches are still sent to it. The batch fails
+//! only when W acknowledgements are no longer possible
+//! ([`ClientError::Quorum`], naming each replica's answer). Answers that
+//! come after the quorum are still read, by a task per batch that lives
+//! until every replica answered or timed out, so no request is left
+//! waiting in the client.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use bytes::Bytes;
-use gdp_certs::{SecretKey, Timestamp};
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use gdp_certs::codec::Encode;
+use gdp_certs::{Name, SecretKey, Timestamp};
 use gdp_proto::capsule::{CapsuleRequest, CapsuleResponse};
 use gdp_proto::chain::Appender;
-use gdp_proto::pdu::MAX_PAYLOAD_LEN;
-use gdp_proto::proof::HEARTBEAT_LEN;
+use gdp_proto::pdu::{MAX_PAYLOAD_LEN, Pdu, PduHeader, PduType};
+use gdp_proto::proof::{HEARTBEAT_LEN, Heartbeat};
 use gdp_proto::record::{MAX_RECORD_LEN, MAX_RECORD_PAYLOAD, Record};
+use tokio::sync::mpsc;
 
 use crate::ClientError;
 use crate::capsule::Capsule;
 use crate::client::{decode_response, unexpected};
-use crate::connection::Call;
+use crate::connection::{Call, Shared};
 
 /// Bytes of an `Append` request around its records: the type byte, the
 /// record count and the heartbeat.
 const APPEND_FRAMING: usize = 1 + 2 + HEARTBEAT_LEN;
+/// Bytes an `At` adds around the request it directs: the type byte and the
+/// capsule's name.
+const AT_FRAMING: usize = 1 + 32;
 /// The most an encoded record adds to its payload (fields and skips).
 const RECORD_OVERHEAD: usize = MAX_RECORD_LEN - MAX_RECORD_PAYLOAD;
+
+/// One replica's answer to an append.
+type ReplicaAnswer = (Name, Result<CapsuleResponse, ClientError>);
 
 /// A batch sent and not yet acknowledged.
 #[derive(Debug)]
 struct InFlight {
-    call: Call,
+    acks: Acks,
     /// Its last seqno.
     last: u64,
+}
+
+/// Where the acknowledgement of a batch comes from.
+#[derive(Debug)]
+enum Acks {
+    /// The one server reached by the capsule's name.
+    One(Call),
+    /// Every replica: their answers as they come, from the batch's task.
+    Replicas {
+        /// The replicas the batch was sent to.
+        servers: Vec<Name>,
+        /// Acknowledgements needed (W).
+        needed: usize,
+        answers: mpsc::Receiver<ReplicaAnswer>,
+    },
+}
+
+/// The count of a replicated batch's acknowledgements.
+#[derive(Debug)]
+struct AckTally {
+    needed: usize,
+    last: u64,
+    /// Replicas that have not answered yet.
+    waiting: Vec<Name>,
+    acks: usize,
+    /// Each answer so far, for the error.
+    outcomes: Vec<(Name, String)>,
+    /// Every failure so far may pass.
+    transient: bool,
+}
+
+/// What a replicated batch's answers add up to.
+#[derive(Debug)]
+enum Verdict {
+    /// W replicas acknowledged it.
+    Acknowledged,
+    /// W acknowledgements are no longer possible.
+    Failed(ClientError),
+    /// More answers are needed.
+    Waiting,
+}
+
+impl AckTally {
+    fn new(servers: Vec<Name>, needed: usize, last: u64) -> Self {
+        AckTally {
+            needed,
+            last,
+            waiting: servers,
+            acks: 0,
+            outcomes: Vec::new(),
+            transient: true,
+        }
+    }
+
+    /// Counts `server`'s answer (one per replica: later ones are ignored).
+    fn on_answer(&mut self, server: Name, answer: Result<CapsuleResponse, ClientError>) -> Verdict {
+        let Some(i) = self.waiting.iter().position(|s| *s == server) else {
+            return self.verdict();
+        };
+        self.waiting.swap_remove(i);
+        let outcome = match answer {
+            Ok(CapsuleResponse::Appended { tail }) if tail >= self.last => {
+                self.acks += 1;
+                format!("acknowledged (tail {tail})")
+            }
+            Ok(CapsuleResponse::Appended { tail }) => {
+                self.transient = false;
+                format!("records up to {} acknowledged with tail {tail}", self.last)
+            }
+            Ok(other) => {
+                self.transient = false;
+                unexpected("Append", &other).to_string()
+            }
+            Err(e) => {
+                self.transient &= e.is_transient();
+                e.to_string()
+            }
+        };
+        self.outcomes.push((server, outcome));
+        self.verdict()
+    }
+
+    /// The verdict on the answers so far; once every replica's task is
+    /// gone, the ones that did not answer count as failed.
+    fn verdict(&mut self) -> Verdict {
+        if self.acks >= self.needed {
+            return Verdict::Acknowledged;
+        }
+        if self.acks + self.waiting.len() >= self.needed {
+            return Verdict::Waiting;
+        }
+        let mut outcomes = std::mem::take(&mut self.outcomes);
+        outcomes.extend(
+            self.waiting
+                .iter()
+                .map(|s| (*s, "no answer yet".to_owned())),
+        );
+        Verdict::Failed(ClientError::Quorum {
+            what: "append",
+            needed: self.needed,
+            got: self.acks,
+            outcomes,
+            transient: self.transient,
+        })
+    }
+
+    /// Every replica still waited for is gone without an answer.
+    fn on_answers_lost(&mut self) -> Verdict {
+        self.transient = false;
+        for s in std::mem::take(&mut self.waiting) {
+            self.outcomes.push((s, "its answer was lost".to_owned()));
+        }
+        self.verdict()
+    }
 }
 
 /// Appends to one capsule: builds records, closes batches with one
@@ -47,6 +195,9 @@ struct InFlight {
 /// batch against its optimistic tail, so a pipelined writer is limited by
 /// the server's group commit rather than by round trips. Acknowledgements
 /// come in order ([`Writer::flush`] waits for all of them).
+///
+/// With a replication, each batch goes to every replica and is
+/// acknowledged by W of them (see the [module documentation](self)).
 ///
 /// If a batch fails, the batches sent after it fail too (they chain on it).
 /// The writer then forgets what it had in flight and, before its next
@@ -88,7 +239,8 @@ impl Writer {
         self.appender.state().tail_seqno().saturating_add(1)
     }
 
-    /// The newest seqno the server has acknowledged as durable.
+    /// The newest seqno the server has acknowledged as durable (with a
+    /// replication: W replicas).
     pub fn acknowledged(&self) -> u64 {
         self.acknowledged
     }
@@ -131,7 +283,11 @@ impl Writer {
             self.resync().await?;
         }
         let max_records = self.capsule.client().options().batch_records;
-        let budget = MAX_PAYLOAD_LEN - APPEND_FRAMING;
+        let budget = if self.capsule.replication().is_some() {
+            MAX_PAYLOAD_LEN - APPEND_FRAMING - AT_FRAMING
+        } else {
+            MAX_PAYLOAD_LEN - APPEND_FRAMING
+        };
         let mut batch: Vec<Record> = Vec::new();
         let mut bytes = 0usize;
         let mut any = false;
@@ -178,6 +334,13 @@ impl Writer {
         while self.in_flight.len() >= self.capsule.client().options().max_in_flight {
             self.wait_oldest().await?;
         }
+        if let Some(rep) = self.capsule.replication() {
+            let servers = rep.servers().to_vec();
+            let needed = rep.write_quorum();
+            return self
+                .send_to_replicas(records, heartbeat, servers, needed, last)
+                .await;
+        }
         let client = self.capsule.client();
         let shared = client.shared();
         let request = CapsuleRequest::Append { records, heartbeat };
@@ -189,7 +352,10 @@ impl Writer {
             })?;
         match Call::start(shared, pdu, "append").await {
             Ok(call) => {
-                self.in_flight.push_back(InFlight { call, last });
+                self.in_flight.push_back(InFlight {
+                    acks: Acks::One(call),
+                    last,
+                });
                 Ok(())
             }
             Err(e) => {
@@ -199,23 +365,77 @@ impl Writer {
         }
     }
 
+    /// Sends one batch to every replica in `servers` (W = `needed`), and
+    /// starts the task that collects their answers.
+    async fn send_to_replicas(
+        &mut self,
+        records: Vec<Record>,
+        heartbeat: Heartbeat,
+        servers: Vec<Name>,
+        needed: usize,
+        last: u64,
+    ) -> Result<(), ClientError> {
+        let shared = self.capsule.client().shared().clone();
+        let request = CapsuleRequest::at(
+            self.capsule.name(),
+            CapsuleRequest::Append { records, heartbeat },
+        );
+        if let Err(e) = request.check_limits() {
+            self.stale = true;
+            return Err(ClientError::invalid(e.to_string()));
+        }
+        // Encoded once; each replica's PDU differs only in its header.
+        let payload = request.to_bytes();
+        let mut calls = Vec::with_capacity(servers.len());
+        for &server in &servers {
+            let header = PduHeader::new(PduType::Capsule, server, shared.name(), shared.next_id());
+            let pdu = match Pdu::new(header, payload.clone()) {
+                Ok(pdu) => pdu,
+                Err(e) => {
+                    self.stale = true;
+                    return Err(ClientError::invalid(e.to_string()));
+                }
+            };
+            // A replica that cannot be sent to only misses its
+            // acknowledgement.
+            calls.push((server, Call::start(&shared, pdu, "append").await));
+        }
+        let answers = collect_answers(shared, calls);
+        self.in_flight.push_back(InFlight {
+            acks: Acks::Replicas {
+                servers,
+                needed,
+                answers,
+            },
+            last,
+        });
+        Ok(())
+    }
+
     /// Waits for the oldest batch's acknowledgement.
     async fn wait_oldest(&mut self) -> Result<(), ClientError> {
         let Some(f) = self.in_flight.pop_front() else {
             return Ok(());
         };
         let client = self.capsule.client().clone();
-        let result = match f.call.wait(client.shared()).await {
-            Ok(pdu) => match decode_response(&pdu) {
-                Ok(CapsuleResponse::Appended { tail }) if tail >= f.last => Ok(()),
-                Ok(CapsuleResponse::Appended { tail }) => Err(ClientError::protocol(format!(
-                    "records up to {} acknowledged with tail {tail}",
-                    f.last
-                ))),
-                Ok(other) => Err(unexpected("Append", &other)),
+        let result = match f.acks {
+            Acks::One(call) => match call.wait(client.shared()).await {
+                Ok(pdu) => match decode_response(&pdu) {
+                    Ok(CapsuleResponse::Appended { tail }) if tail >= f.last => Ok(()),
+                    Ok(CapsuleResponse::Appended { tail }) => Err(ClientError::protocol(format!(
+                        "records up to {} acknowledged with tail {tail}",
+                        f.last
+                    ))),
+                    Ok(other) => Err(unexpected("Append", &other)),
+                    Err(e) => Err(e),
+                },
                 Err(e) => Err(e),
             },
-            Err(e) => Err(e),
+            Acks::Replicas {
+                servers,
+                needed,
+                mut answers,
+            } => wait_quorum(AckTally::new(servers, needed, f.last), &mut answers).await,
         };
         match result {
             Ok(()) => {
@@ -231,10 +451,7 @@ impl Writer {
 
     /// Forgets every batch in flight; the next append resyncs first.
     fn abandon(&mut self) {
-        let client = self.capsule.client().clone();
-        for f in self.in_flight.drain(..) {
-            client.shared().unregister(f.call.id());
-        }
+        forget(self.capsule.client().shared(), self.in_flight.drain(..));
         self.stale = true;
     }
 
@@ -248,10 +465,11 @@ impl Writer {
     }
 
     /// Forgets what is in flight and rebuilds the chain state from the
-    /// server's verified tail. Returns the tail.
+    /// server's verified tail (with a replication: the highest verified
+    /// tail of the replicas that answer, at least R). Returns the tail.
     pub async fn resync(&mut self) -> Result<u64, ClientError> {
         self.abandon();
-        let state = self.capsule.chain_state().await?;
+        let state = self.capsule.writer_chain_state().await?;
         let tail = state.tail_seqno();
         self.appender = Appender::new(self.key.clone(), self.capsule.metadata(), state)
             .map_err(|e| ClientError::invalid(e.to_string()))?;
@@ -265,9 +483,173 @@ impl Drop for Writer {
     /// Batches still in flight are left to the server; their answers are
     /// no longer awaited.
     fn drop(&mut self) {
-        let client = self.capsule.client();
-        for f in self.in_flight.drain(..) {
-            client.shared().unregister(f.call.id());
+        forget(self.capsule.client().shared(), self.in_flight.drain(..));
+    }
+}
+
+/// Stops waiting for `batches`: their requests to one server are
+/// unregistered; the tasks of replicated batches go on reading the
+/// replicas' answers until each came or timed out.
+fn forget(shared: &Shared, batches: impl Iterator<Item = InFlight>) {
+    for f in batches {
+        if let Acks::One(call) = f.acks {
+            shared.unregister(call.id());
         }
+    }
+}
+
+/// Starts the task that waits for each replica's answer to one batch and
+/// hands the answers over as they come. Answers that come after the
+/// writer stopped listening (it had its quorum, or gave up) are read and
+/// dropped, so every request is either answered or timed out.
+fn collect_answers(
+    shared: Arc<Shared>,
+    calls: Vec<(Name, Result<Call, ClientError>)>,
+) -> mpsc::Receiver<ReplicaAnswer> {
+    let (tx, rx) = mpsc::channel(calls.len().max(1));
+    tokio::spawn(async move {
+        let mut waits: FuturesUnordered<_> = calls
+            .into_iter()
+            .map(|(server, call)| {
+                let shared = shared.clone();
+                async move {
+                    let answer = match call {
+                        Ok(call) => call
+                            .wait(&shared)
+                            .await
+                            .and_then(|pdu| decode_response(&pdu)),
+                        Err(e) => Err(e),
+                    };
+                    (server, answer)
+                }
+            })
+            .collect();
+        while let Some((server, answer)) = waits.next().await {
+            if let Err(mpsc::error::TrySendError::Closed((server, answer))) =
+                tx.try_send((server, answer))
+            {
+                tracing::debug!(%server, ?answer, "a replica answered an append after its quorum");
+            }
+        }
+    });
+    rx
+}
+
+/// Waits until `tally` has W acknowledgements from `answers`, or they are
+/// no longer possible.
+async fn wait_quorum(
+    mut tally: AckTally,
+    answers: &mut mpsc::Receiver<ReplicaAnswer>,
+) -> Result<(), ClientError> {
+    let mut verdict = tally.verdict();
+    loop {
+        match verdict {
+            Verdict::Acknowledged => return Ok(()),
+            Verdict::Failed(e) => return Err(e),
+            Verdict::Waiting => {}
+        }
+        verdict = match answers.recv().await {
+            Some((server, answer)) => tally.on_answer(server, answer),
+            None => tally.on_answers_lost(),
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gdp_proto::capsule::ErrorCode;
+
+    fn names(n: u8) -> Vec<Name> {
+        (1..=n).map(|i| Name::from_bytes([i; 32])).collect()
+    }
+
+    fn appended(tail: u64) -> Result<CapsuleResponse, ClientError> {
+        Ok(CapsuleResponse::Appended { tail })
+    }
+
+    fn gap() -> Result<CapsuleResponse, ClientError> {
+        Err(ClientError::Server {
+            code: ErrorCode::Gap,
+            message: "missed a batch".into(),
+        })
+    }
+
+    #[test]
+    fn w_acknowledgements_acknowledge_the_batch() {
+        let s = names(3);
+        let mut t = AckTally::new(s.clone(), 2, 10);
+        assert!(matches!(t.on_answer(s[0], gap()), Verdict::Waiting));
+        assert!(matches!(t.on_answer(s[1], appended(10)), Verdict::Waiting));
+        // A second answer from the same replica does not count twice.
+        assert!(matches!(t.on_answer(s[1], appended(12)), Verdict::Waiting));
+        assert!(matches!(
+            t.on_answer(s[2], appended(11)),
+            Verdict::Acknowledged
+        ));
+    }
+
+    #[test]
+    fn a_tail_short_of_the_batch_is_no_acknowledgement() {
+        let s = names(2);
+        let mut t = AckTally::new(s.clone(), 2, 10);
+        assert!(matches!(t.on_answer(s[0], appended(10)), Verdict::Waiting));
+        let Verdict::Failed(e) = t.on_answer(s[1], appended(9)) else {
+            panic!("a short tail acknowledged the batch");
+        };
+        assert!(e.to_string().contains("tail 9"), "{e}");
+        assert!(!e.is_transient());
+    }
+
+    #[test]
+    fn the_batch_fails_once_the_quorum_is_out_of_reach() {
+        let s = names(3);
+        let mut t = AckTally::new(s.clone(), 2, 5);
+        assert!(matches!(t.on_answer(s[2], gap()), Verdict::Waiting));
+        let timeout = Err(ClientError::Timeout {
+            what: "append",
+            after: std::time::Duration::from_secs(1),
+        });
+        let Verdict::Failed(e) = t.on_answer(s[0], timeout) else {
+            panic!("two failures of three left a quorum of two");
+        };
+        let text = e.to_string();
+        assert!(
+            text.starts_with("append: 0 of the 2 replicas needed"),
+            "{text}"
+        );
+        assert!(text.contains("Gap") && text.contains("timed out"), "{text}");
+        assert!(text.contains("no answer yet"), "{text}");
+        for n in &s {
+            assert!(text.contains(&n.short()), "{text}");
+        }
+    }
+
+    #[test]
+    fn lost_answers_count_as_failures() {
+        let s = names(3);
+        let mut t = AckTally::new(s.clone(), 2, 5);
+        assert!(matches!(t.on_answer(s[0], appended(5)), Verdict::Waiting));
+        assert!(matches!(t.on_answers_lost(), Verdict::Failed(_)));
+        let mut t = AckTally::new(s.clone(), 1, 5);
+        assert!(matches!(
+            t.on_answer(s[0], appended(5)),
+            Verdict::Acknowledged
+        ));
+    }
+
+    #[tokio::test]
+    async fn waiting_reads_answers_until_the_quorum() {
+        let s = names(3);
+        let (tx, mut rx) = mpsc::channel(3);
+        tx.try_send((s[0], gap())).expect("room");
+        tx.try_send((s[1], appended(7))).expect("room");
+        tx.try_send((s[2], appended(7))).expect("room");
+        let tally = AckTally::new(s.clone(), 2, 7);
+        assert!(wait_quorum(tally, &mut rx).await.is_ok());
+        drop(tx);
+        let tally = AckTally::new(s.clone(), 2, 7);
+        let err = wait_quorum(tally, &mut rx).await.expect_err("no answers");
+        assert!(matches!(err, ClientError::Quorum { got: 0, .. }), "{err}");
     }
 }

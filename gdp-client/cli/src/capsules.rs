@@ -1,4 +1,5 @@
-//! `gdp capsule create|info`, `gdp append`, `gdp read` and `gdp tail`.
+//! `gdp capsule create|info|replicas|forks`, `gdp append`, `gdp read` and
+//! `gdp tail`.
 
 use std::io::BufRead;
 use std::time::{Duration, Instant};
@@ -6,19 +7,19 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, anyhow, bail};
 use bytes::Bytes;
 use futures::StreamExt;
-use gdp_certs::Identity;
-use gdp_client::{CapsuleFile, CapsuleSpec, Client, VerifiedRecord, Writer};
+use gdp_certs::{Identity, Name};
+use gdp_client::replicas::check_quorums;
+use gdp_client::{Capsule, CapsuleFile, CapsuleSpec, Client, Replication, VerifiedRecord, Writer};
 use serde_json::json;
 
-use crate::cli::{Append, Create, Info, Read, Tail};
-use crate::context::{Context, describe_metadata, parse_key, parse_name};
+use crate::cli::{Append, Create, Forks, Info, Quorums, Read, Replicas, Tail};
+use crate::context::{Context, describe_metadata, parse_key, parse_name, quorums_for};
 use crate::output::{progress, rate};
 
 /// Records handed to the writer at once while reading standard input.
 const STDIN_CHUNK: usize = 1024;
 
 pub(crate) async fn create(ctx: &Context, args: &Create) -> anyhow::Result<()> {
-    let server = parse_name(&args.server, "server name")?;
     let mut spec = CapsuleSpec::new(args.label.as_str());
     spec.adcert_validity = args.validity;
     let writers = args
@@ -32,40 +33,111 @@ pub(crate) async fn create(ctx: &Context, args: &Create) -> anyhow::Result<()> {
         .map(|h| parse_name(h, "server name"))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let me = ctx.identity()?;
-    let client = ctx.connect_session().await?;
     if !writers.is_empty() {
         spec.writers = std::iter::once(me.public_key()).chain(writers).collect();
     }
     spec.hosting = hosting;
-    let created = client
-        .create_capsule(server, me.secret_key(), spec)
-        .await
-        .with_context(|| format!("creating a capsule on server {server}"))?;
-    let capsule = &created.capsule;
     let key_file = std::path::absolute(&ctx.key_file).unwrap_or_else(|_| ctx.key_file.clone());
-    let file = CapsuleFile {
-        metadata: capsule.metadata().clone(),
-        writer_key: Some(key_file),
-        server: Some(server),
-        adcert: Some(created.adcert.clone()),
+    let (file, mut human, mut value) = match &args.server {
+        Some(server) => {
+            if args.quorums.any() {
+                bail!("-W and -R apply to capsules created with --replicas");
+            }
+            let server = parse_name(server, "server name")?;
+            let client = ctx.connect_session().await?;
+            let created = client
+                .create_capsule(server, me.secret_key(), spec)
+                .await
+                .with_context(|| format!("creating a capsule on server {server}"))?;
+            client.shutdown().await;
+            let file = CapsuleFile {
+                metadata: created.capsule.metadata().clone(),
+                writer_key: Some(key_file),
+                server: Some(server),
+                adcert: Some(created.adcert),
+                replication: None,
+            };
+            (file, String::new(), json!({"server": server.to_string()}))
+        }
+        None => create_replicated(ctx, &args.replicas, &args.quorums, &me, spec, key_file).await?,
     };
+    let name = file.name();
     let path = match &args.out {
         Some(p) => p.clone(),
-        None => CapsuleFile::path_in(&ctx.capsule_dir, &capsule.name()),
+        None => CapsuleFile::path_in(&ctx.capsule_dir, &name),
     };
     file.save(&path)?;
+    human = format!("{name}\ncapsule file {}{human}", path.display());
+    value["capsule"] = json!(name.to_string());
+    value["file"] = json!(path.display().to_string());
+    ctx.out.emit(human, value)
+}
+
+/// Creates the capsule of `spec` on the replicas `names`: its capsule
+/// file, and what to print about the replicas.
+async fn create_replicated(
+    ctx: &Context,
+    names: &[String],
+    quorums: &Quorums,
+    me: &Identity,
+    spec: CapsuleSpec,
+    key_file: std::path::PathBuf,
+) -> anyhow::Result<(CapsuleFile, String, serde_json::Value)> {
+    let servers = parse_servers(names)?;
+    let (w, r) = quorums_for(servers.len(), quorums);
+    check_quorums(servers.len(), w, r)?;
+    let client = ctx.connect_session().await?;
+    let created = client
+        .create_replicated(&servers, me.secret_key(), spec)
+        .await
+        .context("creating a replicated capsule")?;
     client.shutdown().await;
-    ctx.out.emit(
-        format!("{}\ncapsule file {}", capsule.name(), path.display()),
-        json!({"capsule": capsule.name().to_string(), "server": server.to_string(),
-            "file": path.display().to_string()}),
-    )
+    let replication = Replication::new(created.set, w, r)?;
+    let (human, value) = describe_replication(&replication);
+    let file = CapsuleFile {
+        metadata: created.capsule.metadata().clone(),
+        writer_key: Some(key_file),
+        server: None,
+        adcert: None,
+        replication: Some(replication),
+    };
+    Ok((file, format!("\n{human}"), value))
+}
+
+/// Server names given as a list, sorted, without duplicates.
+fn parse_servers(names: &[String]) -> anyhow::Result<Vec<Name>> {
+    let mut servers = names
+        .iter()
+        .filter(|n| !n.trim().is_empty())
+        .map(|n| parse_name(n, "server name"))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    servers.sort_unstable();
+    servers.dedup();
+    if servers.is_empty() {
+        bail!("no replicas: give at least one server name");
+    }
+    Ok(servers)
+}
+
+/// The replicas and quorums as text lines and JSON fields.
+fn describe_replication(r: &Replication) -> (String, serde_json::Value) {
+    let servers: Vec<String> = r.servers().iter().map(ToString::to_string).collect();
+    let human = format!(
+        "replicas {} (W={}, R={}, set version {})",
+        servers.join(", "),
+        r.write_quorum(),
+        r.read_quorum(),
+        r.set().version()
+    );
+    let value = json!({"replicas": servers, "write_quorum": r.write_quorum(),
+        "read_quorum": r.read_quorum(), "replica_set_version": r.set().version()});
+    (human, value)
 }
 
 pub(crate) async fn info(ctx: &Context, args: &Info) -> anyhow::Result<()> {
     let target = ctx.capsule_file(&args.capsule)?;
     let client = ctx.connect_session().await?;
-    let (capsule, file) = ctx.capsule(&client, target).await?;
+    let (capsule, file) = ctx.capsule(&client, target, &args.quorums).await?;
     let latest = capsule.latest().await?;
     let (human, mut value) = describe_metadata(capsule.metadata());
     let tail = latest.as_ref().map_or(0, VerifiedRecord::seqno);
@@ -83,6 +155,13 @@ pub(crate) async fn info(ctx: &Context, args: &Info) -> anyhow::Result<()> {
         text.push_str(&format!("\nserver   {server}"));
         value["server"] = json!(server.to_string());
     }
+    if let Some(r) = capsule.replication() {
+        let (human, fields) = describe_replication(r);
+        text.push_str(&format!("\n{human}"));
+        if let (Some(v), Some(f)) = (value.as_object_mut(), fields.as_object()) {
+            v.extend(f.clone());
+        }
+    }
     value["records"] = json!(tail);
     client.shutdown().await;
     ctx.out.emit(text, value)
@@ -93,9 +172,10 @@ pub(crate) async fn info(ctx: &Context, args: &Info) -> anyhow::Result<()> {
 async fn writer(
     ctx: &Context,
     client: &Client,
-    target: (gdp_certs::Name, Option<CapsuleFile>),
+    target: (Name, Option<CapsuleFile>),
+    quorums: &Quorums,
 ) -> anyhow::Result<Writer> {
-    let (capsule, file) = ctx.capsule(client, target).await?;
+    let (capsule, file) = ctx.capsule(client, target, quorums).await?;
     let key = match file.as_ref().and_then(|f| f.writer_key.clone()) {
         Some(path) if path != ctx.key_file => Identity::load(&path)
             .with_context(|| format!("the writer key of capsule {}", capsule.name()))?
@@ -118,7 +198,7 @@ pub(crate) async fn append(ctx: &Context, args: &Append) -> anyhow::Result<()> {
     let use_stdin = args.stdin || payloads.is_empty();
     let target = ctx.capsule_file(&args.capsule)?;
     let client = ctx.connect_session().await?;
-    let mut w = writer(ctx, &client, target).await?;
+    let mut w = writer(ctx, &client, target, &args.quorums).await?;
     let first = w.next_seqno();
     let start = Instant::now();
     let mut count = 0u64;
@@ -231,7 +311,7 @@ pub(crate) async fn read(ctx: &Context, args: &Read) -> anyhow::Result<()> {
         None => (1, u64::MAX),
     };
     let client = ctx.connect_session().await?;
-    let (capsule, _) = ctx.capsule(&client, target).await?;
+    let (capsule, _) = ctx.capsule(&client, target, &args.quorums).await?;
     if args.latest {
         match capsule.latest().await? {
             Some(r) => ctx.out.record(&r, args.raw)?,
@@ -275,7 +355,7 @@ pub(crate) async fn read(ctx: &Context, args: &Read) -> anyhow::Result<()> {
 pub(crate) async fn tail(ctx: &Context, args: &Tail) -> anyhow::Result<()> {
     let target = ctx.capsule_file(&args.capsule)?;
     let client = ctx.connect_session().await?;
-    let (capsule, _) = ctx.capsule(&client, target).await?;
+    let (capsule, _) = ctx.capsule(&client, target, &args.quorums).await?;
     let newest = capsule.tail().await?;
     let from = args
         .from
@@ -316,6 +396,156 @@ pub(crate) async fn tail(ctx: &Context, args: &Tail) -> anyhow::Result<()> {
     Ok(())
 }
 
+pub(crate) async fn replicas(ctx: &Context, args: &Replicas) -> anyhow::Result<()> {
+    if args.set.is_empty() {
+        if args.quorums.any() {
+            bail!("-W and -R apply with --set (to read with other quorums, give them to read)");
+        }
+        return show_replicas(ctx, &args.capsule).await;
+    }
+    let (name, path) = ctx.capsule_path(&args.capsule)?;
+    let Some(path) = path else {
+        bail!("no capsule file for {name}: --set rewrites it, so it needs one");
+    };
+    let mut file = CapsuleFile::load(&path)?;
+    let me = ctx.identity()?;
+    if me.public_key() != *file.metadata.key() {
+        bail!("this key does not own capsule {name}: only its owner may place it");
+    }
+    let servers = parse_servers(&args.set)?;
+    // The old quorums when the new set can meet them, else majorities.
+    let n = servers.len();
+    let old = file
+        .replication
+        .as_ref()
+        .map_or((0, 0), |r| (r.write_quorum(), r.read_quorum()));
+    let fits = |q: usize| (1..=n).contains(&q).then_some(q);
+    let quorums = Quorums {
+        write_quorum: args.quorums.write_quorum.or(fits(old.0)),
+        read_quorum: args.quorums.read_quorum.or(fits(old.1)),
+    };
+    let (w, r) = quorums_for(n, &quorums);
+    check_quorums(n, w, r)?;
+    let client = ctx.connect_session().await?;
+    let mut capsule = client.capsule(file.metadata.clone())?;
+    if let Some(r) = file.replication.clone() {
+        capsule = capsule.with_replication(r)?;
+    }
+    let set = client
+        .set_replicas(&capsule, me.secret_key(), &servers)
+        .await
+        .with_context(|| format!("placing capsule {name}"))?;
+    client.shutdown().await;
+    let replication = Replication::new(set, w, r)?;
+    let (human, mut value) = describe_replication(&replication);
+    file.replication = Some(replication);
+    file.save(&path)?;
+    value["capsule"] = json!(name.to_string());
+    value["file"] = json!(path.display().to_string());
+    ctx.out.emit(
+        format!("{name}\n{human}\ncapsule file {}", path.display()),
+        value,
+    )
+}
+
+/// Prints the replica set each replica of the capsule holds.
+async fn show_replicas(ctx: &Context, arg: &str) -> anyhow::Result<()> {
+    let (name, file) = ctx.capsule_file(arg)?;
+    let Some(replication) = file.as_ref().and_then(|f| f.replication.clone()) else {
+        bail!("capsule {name} has no replicas in a capsule file here");
+    };
+    let client = ctx.connect_session().await?;
+    let (capsule, _) = ctx
+        .capsule(&client, (name, file), &Quorums::default())
+        .await?;
+    let (human, _) = describe_replication(&replication);
+    let mut lines = vec![format!("capsule  {name}\nfile     {human}")];
+    let mut values = Vec::new();
+    for &server in replication.servers() {
+        let held = client.fetch_replicas(name, server).await;
+        let (text, value) = describe_held(&capsule, server, held);
+        lines.push(text);
+        values.push(value);
+    }
+    client.shutdown().await;
+    if ctx.out.json {
+        for v in values {
+            ctx.out.emit("", v)?;
+        }
+        Ok(())
+    } else {
+        ctx.out.emit(lines.join("\n"), json!(null))
+    }
+}
+
+/// One replica's answer to GetReplicas, verified against the metadata.
+fn describe_held(
+    capsule: &Capsule,
+    server: Name,
+    held: Result<Option<gdp_client::ReplicaSet>, gdp_client::ClientError>,
+) -> (String, serde_json::Value) {
+    let s = server.to_string();
+    match held {
+        Ok(Some(set)) => match set.verify(capsule.metadata()) {
+            Ok(_) => {
+                let servers: Vec<String> = set.servers().iter().map(Name::short).collect();
+                (
+                    format!("{s}  version {}  {}", set.version(), servers.join(", ")),
+                    json!({"server": s, "version": set.version(),
+                        "replicas": set.servers().iter().map(ToString::to_string).collect::<Vec<_>>()}),
+                )
+            }
+            Err(e) => (
+                format!("{s}  a set that does not verify: {e}"),
+                json!({"server": s, "error": format!("does not verify: {e}")}),
+            ),
+        },
+        Ok(None) => (
+            format!("{s}  no replica set"),
+            json!({"server": s, "version": null}),
+        ),
+        Err(e) => (
+            format!("{s}  {e}"),
+            json!({"server": s, "error": e.to_string()}),
+        ),
+    }
+}
+
+pub(crate) async fn forks(ctx: &Context, args: &Forks) -> anyhow::Result<()> {
+    let target = ctx.capsule_file(&args.capsule)?;
+    let client = ctx.connect_session().await?;
+    let (capsule, _) = ctx.capsule(&client, target, &Quorums::default()).await?;
+    let evidence = capsule.forks().await?;
+    for ev in &evidence {
+        let fork = ev.record.hash();
+        // The record served at that seqno, where it can be read.
+        let served = match capsule.read(ev.seqno()).await {
+            Ok(r) if r.hash() != fork => Some(r.hash()),
+            _ => None,
+        };
+        let served_text = served.map_or_else(|| "unknown".to_owned(), |h| h.to_string());
+        ctx.out.emit(
+            format!("{:>8}  fork {fork}  served {served_text}", ev.seqno()),
+            json!({"capsule": capsule.name().to_string(), "seqno": ev.seqno(),
+                "fork_hash": fork.to_string(), "served_hash": served.map(|h| h.to_string())}),
+        )?;
+    }
+    client.shutdown().await;
+    if !evidence.is_empty() {
+        bail!(
+            "capsule {} was forked: {} verified fork{}",
+            capsule.name(),
+            evidence.len(),
+            if evidence.len() == 1 { "" } else { "s" }
+        );
+    }
+    if !ctx.out.json {
+        ctx.out
+            .emit(format!("no forks of {}", capsule.name()), json!(null))?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -330,5 +560,17 @@ mod tests {
         assert!(parse_range("9..3").is_err());
         assert!(parse_range("x..").is_err());
         assert!(parse_range("").is_err());
+    }
+
+    #[test]
+    fn server_lists_parse() {
+        let a = Name::from_bytes([1; 32]).to_string();
+        let b = Name::from_bytes([2; 32]).to_string();
+        let list = [b.clone(), a.clone(), b.clone(), " ".to_owned()];
+        let servers = parse_servers(&list).expect("parses");
+        assert_eq!(servers.len(), 2);
+        assert_eq!(servers[0].to_string(), a);
+        assert!(parse_servers(&[]).is_err());
+        assert!(parse_servers(&["nope".to_owned()]).is_err());
     }
 }

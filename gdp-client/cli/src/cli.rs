@@ -94,17 +94,55 @@ pub(crate) struct Keygen {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum CapsuleCommand {
-    /// Create a capsule on a server; this key owns and writes it.
+    /// Create a capsule on a server, or on several with --replicas; this
+    /// key owns and writes it.
     Create(Create),
     /// Describe a capsule: its verified metadata and newest seqno.
     Info(Info),
+    /// Show the replica set each replica holds, or move the capsule to
+    /// other replicas with --set (you must own it).
+    Replicas(Replicas),
+    /// Show verified evidence that the capsule was forked (exits 1 if
+    /// there is any).
+    Forks(Forks),
+}
+
+/// Quorums of a replicated capsule, overriding its capsule file's.
+#[derive(Debug, Args, Default, Clone, Copy)]
+pub(crate) struct Quorums {
+    /// Replicas that must acknowledge each append (W) [default: the
+    /// capsule file's, else a majority].
+    #[arg(short = 'W', long, value_name = "N")]
+    pub(crate) write_quorum: Option<usize>,
+    /// Replicas each read asks (R) [default: the capsule file's, else a
+    /// majority]. W + R above the number of replicas reads your writes.
+    #[arg(short = 'R', long, value_name = "N")]
+    pub(crate) read_quorum: Option<usize>,
+}
+
+impl Quorums {
+    /// True if either quorum is given.
+    pub(crate) fn any(&self) -> bool {
+        self.write_quorum.is_some() || self.read_quorum.is_some()
+    }
 }
 
 #[derive(Debug, Args)]
 pub(crate) struct Create {
     /// The capsule server to place it on.
-    #[arg(long, value_name = "NAME")]
-    pub(crate) server: String,
+    #[arg(
+        long,
+        value_name = "NAME",
+        required_unless_present = "replicas",
+        conflicts_with = "replicas"
+    )]
+    pub(crate) server: Option<String>,
+    /// Place it on these servers as replicas (comma-separated names):
+    /// appends go to every replica, reads ask R of them.
+    #[arg(long, value_name = "NAME,NAME,...", value_delimiter = ',')]
+    pub(crate) replicas: Vec<String>,
+    #[command(flatten)]
+    pub(crate) quorums: Quorums,
     /// A label for people.
     #[arg(long, default_value = "")]
     pub(crate) label: String,
@@ -126,6 +164,30 @@ pub(crate) struct Create {
 pub(crate) struct Info {
     /// A capsule name or capsule file.
     pub(crate) capsule: String,
+    #[command(flatten)]
+    pub(crate) quorums: Quorums,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct Replicas {
+    /// A capsule file, or the name of one in the capsule directory.
+    pub(crate) capsule: String,
+    /// Move the capsule to these servers (comma-separated names): new
+    /// ones get it, retired ones are told they are out, and the capsule
+    /// file is rewritten with the new set.
+    #[arg(long, value_name = "NAME,NAME,...", value_delimiter = ',')]
+    pub(crate) set: Vec<String>,
+    /// With --set: the quorums stored for the new set [default: the old
+    /// ones if the new set can meet them, else majorities].
+    #[command(flatten)]
+    pub(crate) quorums: Quorums,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct Forks {
+    /// A capsule name or capsule file (with replicas, every replica is
+    /// asked).
+    pub(crate) capsule: String,
 }
 
 #[derive(Debug, Args)]
@@ -144,6 +206,8 @@ pub(crate) struct Append {
     /// One heartbeat per record instead of one per batch.
     #[arg(long)]
     pub(crate) sign_each: bool,
+    #[command(flatten)]
+    pub(crate) quorums: Quorums,
 }
 
 #[derive(Debug, Args)]
@@ -158,6 +222,8 @@ pub(crate) struct Read {
     /// Write the payloads alone, each followed by a newline.
     #[arg(long)]
     pub(crate) raw: bool,
+    #[command(flatten)]
+    pub(crate) quorums: Quorums,
 }
 
 #[derive(Debug, Args)]
@@ -179,6 +245,8 @@ pub(crate) struct Tail {
     /// Write the payloads alone, each followed by a newline.
     #[arg(long)]
     pub(crate) raw: bool,
+    #[command(flatten)]
+    pub(crate) quorums: Quorums,
 }
 
 #[derive(Debug, Args)]
@@ -369,5 +437,60 @@ mod tests {
     #[test]
     fn the_command_line_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("gdp").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn replicas_and_quorums_parse() {
+        let cli = parse(&[
+            "capsule",
+            "create",
+            "--replicas",
+            "a,b,c",
+            "-W",
+            "3",
+            "-R",
+            "1",
+        ])
+        .expect("parses");
+        let Command::Capsule(CapsuleCommand::Create(c)) = cli.command else {
+            panic!("not a create");
+        };
+        assert_eq!(c.replicas, ["a", "b", "c"]);
+        assert_eq!(c.server, None);
+        assert_eq!(c.quorums.write_quorum, Some(3));
+        assert_eq!(c.quorums.read_quorum, Some(1));
+        // A server, or replicas, but not both and not neither.
+        assert!(parse(&["capsule", "create", "--server", "s", "--replicas", "a"]).is_err());
+        assert!(parse(&["capsule", "create"]).is_err());
+        let cli = parse(&["capsule", "create", "--server", "s"]).expect("parses");
+        let Command::Capsule(CapsuleCommand::Create(c)) = cli.command else {
+            panic!("not a create");
+        };
+        assert!(c.replicas.is_empty() && !c.quorums.any());
+
+        let cli = parse(&["read", "c", "1..3", "--read-quorum", "2"]).expect("parses");
+        let Command::Read(r) = cli.command else {
+            panic!("not a read");
+        };
+        assert_eq!(r.quorums.read_quorum, Some(2));
+        assert!(parse(&["append", "c", "x", "-W", "1"]).is_ok());
+        assert!(parse(&["tail", "c", "-R", "1"]).is_ok());
+        assert!(parse(&["append", "c", "x", "-W", "two"]).is_err());
+
+        let cli = parse(&["capsule", "replicas", "c", "--set", "a,b"]).expect("parses");
+        let Command::Capsule(CapsuleCommand::Replicas(r)) = cli.command else {
+            panic!("not replicas");
+        };
+        assert_eq!(r.set, ["a", "b"]);
+        let cli = parse(&["capsule", "replicas", "c"]).expect("parses");
+        let Command::Capsule(CapsuleCommand::Replicas(r)) = cli.command else {
+            panic!("not replicas");
+        };
+        assert!(r.set.is_empty());
+        assert!(parse(&["capsule", "forks", "c"]).is_ok());
     }
 }

@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use anyhow::{Context as _, anyhow, bail};
 use gdp_certs::{Identity, Kind, Metadata, Name, PublicKey};
-use gdp_client::{Capsule, CapsuleFile, Client, ClientOptions};
+use gdp_client::replicas::majority;
+use gdp_client::{Capsule, CapsuleFile, Client, ClientOptions, Replication};
 
-use crate::cli::Global;
+use crate::cli::{Global, Quorums};
 use crate::output::Out;
 
 /// The configuration directory under the home directory.
@@ -131,29 +132,41 @@ impl Context {
     /// The capsule file for `arg` (a path, or a name with a file in the
     /// capsule directory), if there is one, and the capsule's name.
     pub(crate) fn capsule_file(&self, arg: &str) -> anyhow::Result<(Name, Option<CapsuleFile>)> {
+        let (name, path) = self.capsule_path(arg)?;
+        match path {
+            Some(path) => {
+                let file = CapsuleFile::load(&path)?;
+                Ok((file.name(), Some(file)))
+            }
+            None => Ok((name, None)),
+        }
+    }
+
+    /// The capsule's name (as given, or as in its capsule file) and the
+    /// path of its capsule file, if there is one.
+    pub(crate) fn capsule_path(&self, arg: &str) -> anyhow::Result<(Name, Option<PathBuf>)> {
         let path = Path::new(arg);
         if path.is_file() {
             let file = CapsuleFile::load(path)?;
-            return Ok((file.name(), Some(file)));
+            return Ok((file.name(), Some(path.to_owned())));
         }
         let name: Name = arg
             .parse()
             .map_err(|e| anyhow!("{arg:?} is neither a capsule file nor a capsule name ({e})"))?;
         let path = CapsuleFile::path_in(&self.capsule_dir, &name);
-        if path.is_file() {
-            Ok((name, Some(CapsuleFile::load(&path)?)))
-        } else {
-            Ok((name, None))
-        }
+        Ok((name, path.is_file().then_some(path)))
     }
 
     /// A handle to the capsule `target` (from [`Context::capsule_file`]):
     /// from its capsule file when there is one, else with its metadata
-    /// fetched (and checked against its name).
+    /// fetched (and checked against its name). A capsule file with
+    /// replicas gives the handle its replication, with `quorums` overriding
+    /// the file's.
     pub(crate) async fn capsule(
         &self,
         client: &Client,
         target: (Name, Option<CapsuleFile>),
+        quorums: &Quorums,
     ) -> anyhow::Result<(Capsule, Option<CapsuleFile>)> {
         let (name, file) = target;
         let capsule = match &file {
@@ -163,8 +176,33 @@ impl Context {
                 .await
                 .with_context(|| format!("capsule {name}"))?,
         };
+        let replication = file.as_ref().and_then(|f| f.replication.clone());
+        let capsule = match replication {
+            Some(r) => capsule.with_replication(with_quorums(r, quorums)?)?,
+            None if quorums.any() => bail!(
+                "capsule {name} has no replicas in a capsule file here: \
+                 -W and -R apply to replicated capsules"
+            ),
+            None => capsule,
+        };
         Ok((capsule, file))
     }
+}
+
+/// `r` with the quorums given on the command line instead of its own.
+pub(crate) fn with_quorums(r: Replication, quorums: &Quorums) -> anyhow::Result<Replication> {
+    let w = quorums.write_quorum.unwrap_or(r.write_quorum());
+    let q = quorums.read_quorum.unwrap_or(r.read_quorum());
+    Ok(r.with_quorums(w, q)?)
+}
+
+/// The quorums for `n` replicas: those given, else majorities.
+pub(crate) fn quorums_for(n: usize, quorums: &Quorums) -> (usize, usize) {
+    let m = majority(n);
+    (
+        quorums.write_quorum.unwrap_or(m),
+        quorums.read_quorum.unwrap_or(m),
+    )
 }
 
 /// A name given on the command line.

@@ -4,6 +4,9 @@
 //! gdp keygen                                   # ~/.config/gdp/client.key
 //! export GDP_ROUTER=127.0.0.1:7474
 //! gdp capsule create --server <server name> --label notes
+//! gdp capsule create --replicas <name>,<name>,<name> -W 2 -R 2   # replicated
+//! gdp capsule replicas <capsule> [--set <name>,<name>]   # show or move replicas
+//! gdp capsule forks <capsule>                  # verified fork evidence
 //! gdp append <capsule> "first note" "second note"
 //! seq 1 100000 | gdp append <capsule>          # one record per line, pipelined
 //! gdp read <capsule> 1..10
@@ -48,6 +51,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Whoami => keys::whoami(&ctx),
         Command::Capsule(CapsuleCommand::Create(a)) => capsules::create(&ctx, a).await,
         Command::Capsule(CapsuleCommand::Info(a)) => capsules::info(&ctx, a).await,
+        Command::Capsule(CapsuleCommand::Replicas(a)) => capsules::replicas(&ctx, a).await,
+        Command::Capsule(CapsuleCommand::Forks(a)) => capsules::forks(&ctx, a).await,
         Command::Append(a) => capsules::append(&ctx, a).await,
         Command::Read(a) => capsules::read(&ctx, a).await,
         Command::Tail(a) => capsules::tail(&ctx, a).await,

@@ -226,6 +226,7 @@ fn certificates_issue_and_show() {
         writer_key: Some(me.key_file()),
         server: None,
         adcert: None,
+        replication: None,
     };
     let path = dir.path().join("c.capsule");
     file.save(&path).expect("saved");
