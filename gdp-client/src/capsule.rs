@@ -69,8 +69,9 @@ impl Capsule {
 
     /// This handle, reaching the capsule through the replicas of
     /// `replication`: writes go to every replica and are acknowledged by
-    /// W of them, reads ask R of them (see the [module
-    /// documentation](self)). Fails if the replica set is not this
+    /// W of them; reads ask R of them, replace those that fail, and return
+    /// the freshest verified answer (see [`crate::replicas`]). Fails if
+    /// the replica set is not this
     /// capsule's, signed by its owner, with servers its metadata allows.
     pub fn with_replication(mut self, replication: Replication) -> Result<Capsule, ClientError> {
         replication.verify(&self.metadata)?;

@@ -20,8 +20,8 @@
 //!
 //! Requests for one replica are `At` requests (see
 //! [`gdp_proto::capsule`]): addressed to the server's name, naming the
-//! capsule inside. [`gather`] asks replicas in parallel, and another one
-//! each time a replica fails, until enough have answered.
+//! capsule inside. Reads ask replicas in parallel, and another one each
+//! time a replica fails, until enough have answered.
 
 use std::future::Future;
 

@@ -196,8 +196,16 @@ impl AckTally {
 /// the server's group commit rather than by round trips. Acknowledgements
 /// come in order ([`Writer::flush`] waits for all of them).
 ///
-/// With a replication, each batch goes to every replica and is
-/// acknowledged by W of them (see the [module documentation](self)).
+/// With a replication ([`Capsule::with_replication`]), the writer sends
+/// each batch itself to every replica (an `At` request to each server:
+/// no extra hop, each replica's answer seen, no forwarding state in the
+/// servers, at the cost of uploading each batch N times), and a batch is
+/// acknowledged once W replicas answered `Appended` at or past its last
+/// record. A replica that fails a batch (`Gap`, `NotHosted`, a timeout)
+/// only counts as a missing acknowledgement; the batch fails with
+/// [`ClientError::Quorum`] once W acknowledgements are out of reach.
+/// Answers that come after the quorum are still read, by a task per
+/// batch.
 ///
 /// If a batch fails, the batches sent after it fail too (they chain on it).
 /// The writer then forgets what it had in flight and, before its next
