@@ -3,8 +3,8 @@
 //! reads, losing replicas one at a time, moving the capsule to other
 //! servers, and fork evidence.
 //!
-//! It needs capsule servers that handle `At`, keep replica sets and sync
-//! with each other, hence ignored until they do.
+//! Run with `bash scripts/test.sh` (it builds the binaries first), or
+//! `cargo build --bins && cargo test -p gdp-client --test replicas`.
 
 mod common;
 
@@ -25,7 +25,6 @@ fn payload(i: u64) -> Bytes {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs replica-aware capsule servers"]
 async fn quorum_writes_and_reads_survive_a_minority() {
     let dir = TempDir::new("replicas");
     let router = Router::start(dir.path(), "router", "127.0.0.1:0");
@@ -151,21 +150,27 @@ async fn quorum_writes_and_reads_survive_a_minority() {
             .expect("asked"),
         Some(set)
     );
-    // The new replica catches up by anti-entropy.
+    // The new replica catches up by anti-entropy. The append that missed
+    // its quorum reached the one live replica and is durable there (as a
+    // failed quorum write may be): it is part of the chain now.
     let tail = eventually_ok(WAIT, || async {
         match capsule.tail().await {
-            Ok(501) => Ok(501),
+            Ok(502) => Ok(502),
             Ok(t) => Err(format!("tail {t}")),
             Err(e) => Err(e.to_string()),
         }
     })
     .await;
-    assert_eq!(tail, 501);
+    assert_eq!(tail, 502);
+    assert_eq!(
+        capsule.read(502).await.expect("read").payload(),
+        &payload(502)
+    );
     let mut writer = capsule
         .writer(id.secret_key().clone())
         .await
         .expect("writer");
-    assert_eq!(writer.append(payload(502)).await.expect("two of two"), 502);
+    assert_eq!(writer.append(payload(503)).await.expect("two of two"), 503);
 
     // No writer forked it.
     assert!(capsule.forks().await.expect("asked").is_empty());

@@ -1,0 +1,261 @@
+//! Replicated capsules: the append rate and latency of one writer for
+//! N = 1 and for N = 3 with W = 1, 2 and 3, and the time and bytes a replica
+//! that missed 100,000 records takes to catch up, in one run.
+//!
+//! ```text
+//! cargo build --release --bins
+//! cargo bench -p gdp-client --bench replicas
+//! cargo bench -p gdp-client --bench replicas -- --records 20000 --catch-up 100000
+//! ```
+//!
+//! The overlay: a real `redis-server` directory, one `gdp-router` (with
+//! metrics) and three `gdp-capsule-server` processes attached to it, and
+//! the writer in this process. Every row uses a fresh capsule, records of
+//! 128 bytes of payload and the SDK's default batching (one heartbeat per
+//! batch of `batch_records` records, `max_in_flight` batches in flight).
+//!
+//! - **records/s**: `--records` records handed to the writer in chunks of
+//!   1,000 and flushed; the writer pipelines them.
+//! - **latency**: 300 appends of one batch of 16 records, one at a time,
+//!   from hand-over to acknowledgement (W replicas durable).
+//! - **catch-up**: on a capsule with N = 3 and W = 2, one replica is
+//!   stopped, `--catch-up` records are appended to the other two, and the
+//!   replica is started again; the clock runs from its start until it
+//!   serves the last record. Bytes are everything the three servers sent
+//!   the router meanwhile (`gdp_router_link_received_bytes_total` of their
+//!   links): the sync requests and the records they carry.
+//!
+//! Everything shares this machine's cores: the writer, the router and the
+//! three servers (each verifying every heartbeat and committing durably).
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use gdp_certs::{Identity, Kind, Metadata, Name};
+use gdp_client::{Capsule, CapsuleSpec, Client, ClientOptions, Replication};
+use gdp_proto::capsule::{CapsuleRequest, CapsuleResponse};
+use gdp_testkit::{RedisServer, TempDir, eventually_ok, scrape_metrics};
+
+use common::{Router, Server};
+
+/// How long anything may take.
+const WAIT: Duration = Duration::from_secs(600);
+/// Payload bytes per record.
+const PAYLOAD: usize = 128;
+/// Appends measured one at a time, for latency.
+const LATENCY_SAMPLES: usize = 300;
+/// Records per append in the latency measurement.
+const LATENCY_BATCH: usize = 16;
+
+struct Row {
+    label: String,
+    rate: f64,
+    p50: Duration,
+    p99: Duration,
+}
+
+fn main() {
+    let mut records = 20_000u64;
+    let mut catch_up = 100_000u64;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--records" => records = args.next().and_then(|v| v.parse().ok()).expect("a number"),
+            "--catch-up" => catch_up = args.next().and_then(|v| v.parse().ok()).expect("a number"),
+            _ => {}
+        }
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(run(records, catch_up));
+}
+
+fn payload(i: u64) -> Bytes {
+    let mut p = format!("record {i} ").into_bytes();
+    p.resize(PAYLOAD, b'.');
+    Bytes::from(p)
+}
+
+async fn run(records: u64, catch_up: u64) {
+    let redis = RedisServer::start();
+    let dir = TempDir::new("replicas-bench");
+    let directory = redis.url();
+    let router = Router::start_with_args(
+        dir.path(),
+        "hub",
+        "127.0.0.1:0",
+        &directory,
+        &["--metrics", "127.0.0.1:0"],
+    );
+    let mut servers: Vec<Server> = (0..3)
+        .map(|i| Server::start(dir.path(), &format!("replica{i}"), &router))
+        .collect();
+    let names: Vec<Name> = servers.iter().map(|s| s.name).collect();
+    let owner = Identity::generate(Kind::Client, "owner").expect("identity");
+    let mut options = ClientOptions::default();
+    options.request_timeout = Duration::from_secs(10);
+    let client = Client::connect(router.addr, owner.clone(), options.with_router(router.name))
+        .await
+        .expect("the writer attaches");
+
+    let mut rows = Vec::new();
+    let single = eventually_ok(WAIT, || {
+        client.create_capsule(names[0], owner.secret_key(), CapsuleSpec::new("n1"))
+    })
+    .await
+    .capsule;
+    rows.push(measure("N=1", &single, &owner, records).await);
+    for w in 1..=3 {
+        let capsule = replicated(&client, &owner, &names, w).await;
+        rows.push(measure(&format!("N=3, W={w}"), &capsule, &owner, records).await);
+    }
+    print_table(&rows, records);
+
+    // Catch-up: one replica misses `catch_up` records.
+    let capsule = replicated(&client, &owner, &names, 2).await;
+    let md = capsule.metadata().clone();
+    let lagging = 2;
+    servers[lagging].proc.kill();
+    let mut writer = capsule
+        .writer(owner.secret_key().clone())
+        .await
+        .expect("a writer");
+    let mut next = 1;
+    while next <= catch_up {
+        let last = (next + 999).min(catch_up);
+        writer
+            .submit((next..=last).map(payload))
+            .await
+            .expect("appends to two replicas");
+        next = last + 1;
+    }
+    writer.flush().await.expect("durable on two replicas");
+    let before = servers_egress(&router, &names);
+    let started = Instant::now();
+    servers[lagging] = Server::start(dir.path(), &format!("replica{lagging}"), &router);
+    loop {
+        if tail_at(&client, &md, names[lagging]).await == Some(catch_up) {
+            break;
+        }
+        assert!(started.elapsed() < WAIT, "the replica did not catch up");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let took = started.elapsed();
+    let bytes = servers_egress(&router, &names) - before;
+    println!();
+    println!(
+        "catch-up of {catch_up} records ({PAYLOAD} B payload each) by a restarted replica: \
+         {:.2} s from its start (process start and attach included), {:.0} records/s, \
+         {:.1} MB sent by the servers ({:.0} B per record)",
+        took.as_secs_f64(),
+        catch_up as f64 / took.as_secs_f64(),
+        bytes / 1e6,
+        bytes / catch_up as f64
+    );
+    client.shutdown().await;
+}
+
+/// A fresh capsule on all three servers with write quorum `w`.
+async fn replicated(client: &Client, owner: &Identity, names: &[Name], w: usize) -> Capsule {
+    let created = eventually_ok(WAIT, || {
+        client.create_replicated(names, owner.secret_key(), CapsuleSpec::new("n3"))
+    })
+    .await;
+    let replication = Replication::new(created.set, w, 3 - w + 1).expect("quorums of 3");
+    created
+        .capsule
+        .with_replication(replication)
+        .expect("the capsule's own set")
+}
+
+/// Pipelined rate, then one-at-a-time latency, on `capsule`.
+async fn measure(label: &str, capsule: &Capsule, owner: &Identity, records: u64) -> Row {
+    eprintln!("{label}");
+    let mut writer = capsule
+        .writer(owner.secret_key().clone())
+        .await
+        .expect("a writer");
+    let started = Instant::now();
+    let mut next = 1;
+    while next <= records {
+        let last = (next + 999).min(records);
+        writer
+            .submit((next..=last).map(payload))
+            .await
+            .expect("appends");
+        next = last + 1;
+    }
+    let tail = writer.flush().await.expect("durable");
+    let rate = records as f64 / started.elapsed().as_secs_f64();
+    assert_eq!(tail, records);
+    let mut latencies = Vec::with_capacity(LATENCY_SAMPLES);
+    for _ in 0..LATENCY_SAMPLES {
+        let first = writer.next_seqno();
+        let at = Instant::now();
+        writer
+            .append_all((first..first + LATENCY_BATCH as u64).map(payload))
+            .await
+            .expect("appends");
+        latencies.push(at.elapsed());
+    }
+    latencies.sort();
+    Row {
+        label: label.to_owned(),
+        rate,
+        p50: latencies[latencies.len() / 2],
+        p99: latencies[latencies.len() * 99 / 100],
+    }
+}
+
+/// The tail `server` serves for the capsule, verified; `None` if it does
+/// not answer with one.
+async fn tail_at(client: &Client, md: &Metadata, server: Name) -> Option<u64> {
+    let request = CapsuleRequest::at(md.name(), CapsuleRequest::Latest);
+    match client.request(server, &request).await {
+        Ok(CapsuleResponse::Records { records, proof }) => {
+            proof.verify_range(md, &records).ok()?;
+            records.last().map(|r| r.seqno())
+        }
+        _ => None,
+    }
+}
+
+/// Bytes of PDUs the router has received from the servers so far.
+fn servers_egress(router: &Router, servers: &[Name]) -> f64 {
+    let peers: Vec<String> = servers.iter().map(|s| format!("peer=\"{s}\"")).collect();
+    scrape_metrics(router.metrics.expect("the router serves metrics"))
+        .iter()
+        .filter(|(k, _)| {
+            k.starts_with("gdp_router_link_received_bytes_total{")
+                && peers.iter().any(|p| k.contains(p))
+        })
+        .map(|(_, v)| *v)
+        .sum()
+}
+
+fn print_table(rows: &[Row], records: u64) {
+    println!();
+    println!(
+        "{records} records of {PAYLOAD} B per row, pipelined; latency: {LATENCY_SAMPLES} appends of {LATENCY_BATCH} records, one at a time."
+    );
+    println!();
+    println!("| replicas | appended records/s | vs N=1 | p50 latency | p99 latency |");
+    println!("| --- | --- | --- | --- | --- |");
+    let base = rows.first().map_or(f64::NAN, |r| r.rate);
+    for r in rows {
+        println!(
+            "| {} | {:.0} | {:.2}x | {:.2} ms | {:.2} ms |",
+            r.label,
+            r.rate,
+            r.rate / base,
+            r.p50.as_secs_f64() * 1e3,
+            r.p99.as_secs_f64() * 1e3
+        );
+    }
+}
