@@ -100,6 +100,8 @@ use crate::store::{LoadedCapsule, OpenReport, Store, StoreError, Write};
 mod append;
 mod create;
 mod read;
+#[cfg(test)]
+mod replica_tests;
 mod sync;
 #[cfg(test)]
 mod tests;
