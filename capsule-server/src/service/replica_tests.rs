@@ -825,6 +825,7 @@ fn a_fork_leaves_evidence_on_both_replicas() {
             other => panic!("Read on server {i}: {other:?}"),
         }
         assert_eq!(sim.service(i).durable_tail(&capsule), Some(6));
+        println!("server {i}: forks found {}", sim.counters(i).forks_found);
         assert!(sim.counters(i).forks_found >= 1);
         sim.store(i)
             .scrub(&capsule)
@@ -904,6 +905,30 @@ fn a_retired_replica_stops_syncing_and_old_sets_are_ignored() {
         sim.syncs_from[1], from_1,
         "restarted, the retired server syncs"
     );
+}
+
+#[test]
+fn a_replica_set_is_acknowledged_only_once_durable() {
+    let mut sim = Sim::new("setdurable", 2, ServiceConfig::default(), 4);
+    let (owner, md) = owner_and_capsule(5);
+    let capsule = md.name();
+    sim.create_everywhere(&owner, &md);
+    // Writes take far longer than messages.
+    sim.commit_delay = (50_000, 50_000);
+    let set =
+        ReplicaSet::issue(&owner, capsule, 1, vec![sim.name(0), sim.name(1)]).expect("a valid set");
+    assert_eq!(sim.set_replicas(1, &set), Some(set.clone()));
+    // A crash right after the answer loses nothing that was answered.
+    sim.crash(1);
+    sim.start(1);
+    assert_eq!(sim.service(1).replicas(&capsule), Some(&set));
+    // A replay while the set is being written waits for it too.
+    sim.commit_delay = (50_000, 50_000);
+    assert_eq!(sim.set_replicas(0, &set), Some(set.clone()));
+    assert_eq!(sim.set_replicas(0, &set), Some(set.clone()));
+    sim.crash(0);
+    sim.start(0);
+    assert_eq!(sim.service(0).replicas(&capsule), Some(&set));
 }
 
 /// Records the writer appends in the acceptance simulation.
