@@ -39,12 +39,14 @@
 //! the asker from the `Forks` answer, the peer by reading the asker's record
 //! at that seqno (a `ReadRange` of one record, whose proof makes it
 //! evidence). Evidence is kept only if the writer's heartbeat commits to the
-//! record and the record differs from the one held here; it is served with
+//! record, the record differs from the one held here and no evidence is kept
+//! at that seqno yet (a known fork is not fetched, counted or reported again
+//! at every round); it is served with
 //! `GetForks`, never as part of the chain, and the replicas stop converging
 //! past the fork: which branch is the capsule is for its owner to decide.
 
 use std::cmp::Reverse;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use gdp_certs::cert::ReplicaSet;
 use gdp_certs::{Name, Timestamp};
@@ -132,6 +134,10 @@ pub(super) struct SyncState {
     calls: HashMap<Name, u64>,
     /// Answers to `SetReplicas` waiting for their write, oldest first.
     set_waiters: Vec<SetWaiter>,
+    /// Seqnos where fork evidence was kept since the capsule was loaded
+    /// (the store has the rest), so a fork is counted and reported once,
+    /// not again at every round.
+    pub(super) forks: HashSet<u64>,
 }
 
 impl CapsuleService {
@@ -371,10 +377,17 @@ impl CapsuleService {
         });
         match evidence {
             Ok(ev) => {
-                tracing::warn!(%capsule, seqno, peer = %w.peer.short(), "replicas differ: fork");
+                // Once the peer's record there is kept as evidence, the
+                // fork is known: answer, but fetch and report it no more.
+                let known = self.fork_known(&capsule, seqno);
+                if known {
+                    tracing::debug!(%capsule, seqno, peer = %w.peer.short(), "replicas differ at a known fork");
+                } else {
+                    tracing::warn!(%capsule, seqno, peer = %w.peer.short(), "replicas differ: fork");
+                }
                 self.out
                     .respond(w, capsule, CapsuleResponse::Forks { evidence: vec![ev] });
-                if self.sync_peers(&capsule).contains(&w.peer) {
+                if !known && self.sync_peers(&capsule).contains(&w.peer) {
                     let read = CapsuleRequest::ReadRange {
                         from: seqno,
                         to: seqno,
@@ -468,14 +481,36 @@ impl CapsuleService {
         }
     }
 
-    /// Keeps the evidence that verifies and differs from the record held
-    /// here.
+    /// True if evidence of a fork of `capsule` at `seqno` is kept here
+    /// already (or on its way to the store).
+    fn fork_known(&self, capsule: &Name, seqno: u64) -> bool {
+        let Some(h) = self.capsules.get(capsule) else {
+            return false;
+        };
+        if h.sync.forks.contains(&seqno) {
+            return true;
+        }
+        match self.store.forks(capsule) {
+            Ok(kept) => kept.iter().any(|ev| ev.seqno() == seqno),
+            Err(e) => {
+                tracing::warn!(%capsule, error = %e, "reading the fork evidence kept failed");
+                false
+            }
+        }
+    }
+
+    /// Keeps the evidence that verifies, differs from the record held here
+    /// and is at a seqno with no evidence kept yet.
     fn take_evidence(&mut self, capsule: Name, evidence: Vec<ForkEvidence>) {
         let Some(h) = self.capsules.get(&capsule) else {
             return;
         };
-        let mut keep = Vec::new();
+        let mut keep: Vec<ForkEvidence> = Vec::new();
         for ev in evidence.into_iter().take(MAX_FORKS_PER_RESPONSE) {
+            if keep.iter().any(|k| k.seqno() == ev.seqno()) || self.fork_known(&capsule, ev.seqno())
+            {
+                continue;
+            }
             if ev.record.capsule() != &capsule || ev.verify(&h.metadata).is_err() {
                 tracing::debug!(%capsule, seqno = ev.seqno(), "fork evidence that does not verify ignored");
                 continue;
@@ -492,6 +527,7 @@ impl CapsuleService {
             tracing::warn!(%capsule, seqno = evidence.seqno(), "fork found by anti-entropy; evidence kept");
             self.stats.forks_found += 1;
             if let Some(h) = self.capsules.get_mut(&capsule) {
+                h.sync.forks.insert(evidence.seqno());
                 self.out.commit(
                     h,
                     capsule,
