@@ -360,6 +360,7 @@ impl CapsuleService {
         };
         tracing::warn!(%capsule, seqno, writer = %hb.writer(), "fork rejected; evidence kept");
         if let Some(h) = self.capsules.get_mut(&capsule) {
+            h.sync.forks.insert(seqno);
             let evidence = ForkEvidence {
                 record: record.clone(),
                 proof,

@@ -100,6 +100,8 @@ use crate::store::{LoadedCapsule, OpenReport, Store, StoreError, Write};
 mod append;
 mod create;
 mod read;
+#[cfg(test)]
+mod replica_tests;
 mod sync;
 #[cfg(test)]
 mod tests;
@@ -771,10 +773,8 @@ impl CapsuleService {
                 (TicketKind::AdCert, Err(e)) => {
                     tracing::error!(%capsule, error = %e, "storing a renewed AdCert failed");
                 }
-                (TicketKind::Replicas, Err(e)) => {
-                    tracing::error!(%capsule, error = %e, "storing a replica set failed");
-                }
-                (TicketKind::Fork | TicketKind::AdCert | TicketKind::Replicas, Ok(())) => {}
+                (TicketKind::Replicas, result) => self.replicas_stored(capsule, ticket, result),
+                (TicketKind::Fork | TicketKind::AdCert, Ok(())) => {}
             }
         }
         if let Some(h) = self.capsules.get(&capsule)

@@ -5,7 +5,8 @@
 //! (the servers, with a version) and hands it to each of them with
 //! `SetReplicas`; a server keeps a set only if it verifies against the
 //! capsule's metadata and is newer than the one it has, so replaying an old
-//! set cannot bring back a retired server. A server that is in the set it
+//! set cannot bring back a retired server. It answers once the set is
+//! durable, so a set it acknowledged survives a crash. A server that is in the set it
 //! holds syncs with every other server of the set; one that is not (it was
 //! retired) stops syncing and keeps what it has.
 //!
@@ -38,12 +39,14 @@
 //! the asker from the `Forks` answer, the peer by reading the asker's record
 //! at that seqno (a `ReadRange` of one record, whose proof makes it
 //! evidence). Evidence is kept only if the writer's heartbeat commits to the
-//! record and the record differs from the one held here; it is served with
+//! record, the record differs from the one held here and no evidence is kept
+//! at that seqno yet (a known fork is not fetched, counted or reported again
+//! at every round); it is served with
 //! `GetForks`, never as part of the chain, and the replicas stop converging
 //! past the fork: which branch is the capsule is for its owner to decide.
 
 use std::cmp::Reverse;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use gdp_certs::cert::ReplicaSet;
 use gdp_certs::{Name, Timestamp};
@@ -57,7 +60,7 @@ use gdp_proto::record::{Record, RecordHash};
 
 use super::append::{hash_at, precheck};
 use super::read::response_budget;
-use super::{CapsuleService, Output, TicketKind, Waiter};
+use super::{CapsuleService, Output, Ticket, TicketKind, Waiter};
 use crate::store::{StoreError, Write};
 
 /// A request this server sends to another server (a peer replica).
@@ -108,6 +111,17 @@ pub(super) struct Call {
     sent: Timestamp,
 }
 
+/// An answer to `SetReplicas` waiting for a replica set's write to be
+/// durable.
+#[derive(Debug)]
+pub(super) struct SetWaiter {
+    /// The write of `set`.
+    ticket: Ticket,
+    /// The set in force once that write is durable.
+    set: ReplicaSet,
+    waiter: Waiter,
+}
+
 /// Replication state of one hosted capsule.
 #[derive(Debug, Default)]
 pub(super) struct SyncState {
@@ -118,6 +132,12 @@ pub(super) struct SyncState {
     pub(super) due: Option<Timestamp>,
     /// The `Sync` in flight to each peer: its request id.
     calls: HashMap<Name, u64>,
+    /// Answers to `SetReplicas` waiting for their write, oldest first.
+    set_waiters: Vec<SetWaiter>,
+    /// Seqnos where fork evidence was kept since the capsule was loaded
+    /// (the store has the rest), so a fork is counted and reported once,
+    /// not again at every round.
+    pub(super) forks: HashSet<u64>,
 }
 
 impl CapsuleService {
@@ -357,10 +377,17 @@ impl CapsuleService {
         });
         match evidence {
             Ok(ev) => {
-                tracing::warn!(%capsule, seqno, peer = %w.peer.short(), "replicas differ: fork");
+                // Once the peer's record there is kept as evidence, the
+                // fork is known: answer, but fetch and report it no more.
+                let known = self.fork_known(&capsule, seqno);
+                if known {
+                    tracing::debug!(%capsule, seqno, peer = %w.peer.short(), "replicas differ at a known fork");
+                } else {
+                    tracing::warn!(%capsule, seqno, peer = %w.peer.short(), "replicas differ: fork");
+                }
                 self.out
                     .respond(w, capsule, CapsuleResponse::Forks { evidence: vec![ev] });
-                if self.sync_peers(&capsule).contains(&w.peer) {
+                if !known && self.sync_peers(&capsule).contains(&w.peer) {
                     let read = CapsuleRequest::ReadRange {
                         from: seqno,
                         to: seqno,
@@ -454,14 +481,36 @@ impl CapsuleService {
         }
     }
 
-    /// Keeps the evidence that verifies and differs from the record held
-    /// here.
+    /// True if evidence of a fork of `capsule` at `seqno` is kept here
+    /// already (or on its way to the store).
+    fn fork_known(&self, capsule: &Name, seqno: u64) -> bool {
+        let Some(h) = self.capsules.get(capsule) else {
+            return false;
+        };
+        if h.sync.forks.contains(&seqno) {
+            return true;
+        }
+        match self.store.forks(capsule) {
+            Ok(kept) => kept.iter().any(|ev| ev.seqno() == seqno),
+            Err(e) => {
+                tracing::warn!(%capsule, error = %e, "reading the fork evidence kept failed");
+                false
+            }
+        }
+    }
+
+    /// Keeps the evidence that verifies, differs from the record held here
+    /// and is at a seqno with no evidence kept yet.
     fn take_evidence(&mut self, capsule: Name, evidence: Vec<ForkEvidence>) {
         let Some(h) = self.capsules.get(&capsule) else {
             return;
         };
-        let mut keep = Vec::new();
+        let mut keep: Vec<ForkEvidence> = Vec::new();
         for ev in evidence.into_iter().take(MAX_FORKS_PER_RESPONSE) {
+            if keep.iter().any(|k| k.seqno() == ev.seqno()) || self.fork_known(&capsule, ev.seqno())
+            {
+                continue;
+            }
             if ev.record.capsule() != &capsule || ev.verify(&h.metadata).is_err() {
                 tracing::debug!(%capsule, seqno = ev.seqno(), "fork evidence that does not verify ignored");
                 continue;
@@ -478,6 +527,7 @@ impl CapsuleService {
             tracing::warn!(%capsule, seqno = evidence.seqno(), "fork found by anti-entropy; evidence kept");
             self.stats.forks_found += 1;
             if let Some(h) = self.capsules.get_mut(&capsule) {
+                h.sync.forks.insert(evidence.seqno());
                 self.out.commit(
                     h,
                     capsule,
@@ -499,7 +549,9 @@ impl CapsuleService {
     }
 
     /// Answers `SetReplicas`: keeps `set` if it verifies and is newer than
-    /// the one held, then answers with the set in force.
+    /// the one held, then answers with the set in force once it is durable
+    /// (a set acknowledged and lost in a crash would leave this server out
+    /// of replication until the owner sent it again).
     pub(super) fn set_replicas(
         &mut self,
         now: Timestamp,
@@ -533,17 +585,78 @@ impl CapsuleService {
             tracing::info!(%capsule, version = set.version(), servers = set.servers().len(),
                 member = set.contains(&self.server), "replica set updated");
             h.sync.set = Some(set.clone());
-            self.out.commit(
-                h,
+            let write = Write::SetReplicas {
                 capsule,
-                TicketKind::Replicas,
-                Write::SetReplicas { capsule, set },
-            );
+                set: set.clone(),
+            };
+            let ticket = self.out.commit(h, capsule, TicketKind::Replicas, write);
+            h.sync.set_waiters.push(SetWaiter {
+                ticket,
+                set,
+                waiter: w,
+            });
             self.schedule_sync(capsule, now);
+            return;
         }
-        let set = self.replicas(&capsule).cloned();
+        // The set in force may still be on its way to the store.
+        if let Some(last) = h.sync.set_waiters.last() {
+            let (ticket, set) = (last.ticket, last.set.clone());
+            h.sync.set_waiters.push(SetWaiter {
+                ticket,
+                set,
+                waiter: w,
+            });
+            return;
+        }
+        let set = h.sync.set.clone();
         self.out
             .respond(w, capsule, CapsuleResponse::Replicas { set });
+    }
+
+    /// Reports the result of the replica set write `ticket`: answers the
+    /// `SetReplicas` waiting for it (writes are durable in order, so also
+    /// those waiting for earlier ones). If it failed, the set held goes back
+    /// to the stored one, unless a newer write is still on its way.
+    pub(super) fn replicas_stored(
+        &mut self,
+        capsule: Name,
+        ticket: Ticket,
+        result: Result<(), StoreError>,
+    ) {
+        let Some(h) = self.capsules.get_mut(&capsule) else {
+            return;
+        };
+        let n = h
+            .sync
+            .set_waiters
+            .iter()
+            .take_while(|s| s.ticket <= ticket)
+            .count();
+        let done: Vec<SetWaiter> = h.sync.set_waiters.drain(..n).collect();
+        match result {
+            Ok(()) => {
+                for s in done {
+                    let body = CapsuleResponse::Replicas { set: Some(s.set) };
+                    self.out.respond(s.waiter, capsule, body);
+                }
+            }
+            Err(e) => {
+                tracing::error!(%capsule, error = %e, "storing a replica set failed");
+                if h.sync.set_waiters.is_empty() {
+                    match self.store.replicas(&capsule) {
+                        Ok(stored) => h.sync.set = stored,
+                        Err(e) => {
+                            tracing::error!(%capsule, error = %e, "reading the stored replica set failed")
+                        }
+                    }
+                }
+                let m = format!("storing the replica set failed ({e}); retry");
+                for s in done {
+                    self.out
+                        .error(s.waiter, capsule, ErrorCode::Internal, m.clone());
+                }
+            }
+        }
     }
 
     /// Answers `GetForks` with the evidence kept for `capsule`.
