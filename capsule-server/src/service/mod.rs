@@ -504,7 +504,9 @@ impl CapsuleService {
             tree_timers: BinaryHeap::new(),
             leases: 0,
             calls: HashMap::new(),
-            next_call: 1,
+            // Not from 1: answers to calls made before a restart must not
+            // match the calls made after it.
+            next_call: rand::random::<u64>() >> 1,
             sync_timers,
         })
         .map(|mut service| {

@@ -18,9 +18,10 @@ use crate::store::{Store, StoreError};
 /// proof: the type byte and the record count.
 const FRAMING: usize = 1 + 2;
 
-/// Bytes of records that fit one response beside its proof.
-pub(super) fn response_budget(config: &ServiceConfig) -> usize {
-    (config.max_response_bytes - FRAMING).saturating_sub(PROOF_RESERVE)
+/// Bytes of records that fit one response beside a proof of `reserve`
+/// bytes at most.
+pub(super) fn response_room(config: &ServiceConfig, reserve: usize) -> usize {
+    (config.max_response_bytes - FRAMING).saturating_sub(reserve)
 }
 
 /// Records from `from` (to at most `to`) read from the store, as many as fit

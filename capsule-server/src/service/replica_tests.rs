@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use gdp_certs::cert::{AdCert, ReplicaSet, Validity};
+use gdp_certs::codec::Encode;
 use gdp_certs::{Metadata, Name, SecretKey, Timestamp};
 use gdp_proto::capsule::{CapsuleRequest, CapsuleResponse, ErrorCode};
 use gdp_proto::chain::{Appender, ChainState};
@@ -760,6 +761,44 @@ fn a_new_replica_catches_up_with_few_syncs() {
         "{rounds} Sync requests in 10 rounds of 2 replicas"
     );
     assert_eq!(sim.counters(1).synced_records, 1_000);
+}
+
+#[test]
+fn an_append_that_nearly_fills_a_pdu_syncs_in_one_piece() {
+    let mut sim = Sim::new("big", 2, ServiceConfig::default(), 3);
+    let (owner, md) = owner_and_capsule(4);
+    let capsule = md.name();
+    sim.create_everywhere(&owner, &md);
+    let mut w = writer(&owner, &md);
+    // Four records of 250 KiB and one of 3 KiB: about 20 KiB under the
+    // PDU limit, so within the reserve a read leaves for its proof.
+    let sizes = [250 * 1024, 250 * 1024, 250 * 1024, 250 * 1024, 3 * 1024];
+    let records: Vec<Record> = sizes
+        .iter()
+        .map(|&n| w.append(Bytes::from(vec![7u8; n]), NOW).expect("appends"))
+        .collect();
+    let hashes: Vec<RecordHash> = records.iter().map(Record::hash).collect();
+    let heartbeat = w.heartbeat().expect("appended");
+    let append = CapsuleRequest::Append { records, heartbeat };
+    assert!(
+        append.to_bytes().len() > gdp_proto::pdu::MAX_PAYLOAD_LEN - crate::limits::PROOF_RESERVE,
+        "the append must be within a read's proof reserve of the limit"
+    );
+    assert_eq!(
+        sim.ask(0, capsule, append),
+        CapsuleResponse::Appended { tail: 5 }
+    );
+    let set =
+        ReplicaSet::issue(&owner, capsule, 1, vec![sim.name(0), sim.name(1)]).expect("a valid set");
+    for i in 0..2 {
+        assert_eq!(sim.set_replicas(i, &set), Some(set.clone()));
+    }
+    let deadline = sim.now.saturating_add(Duration::from_secs(10));
+    let done = sim.run_until(deadline, |s| {
+        s.service(1).durable_tail(&capsule) == Some(5) && s.running(1).writes.is_empty()
+    });
+    assert!(done, "the large append did not sync");
+    sim.assert_holds(1, &capsule, &hashes);
 }
 
 #[test]

@@ -49,6 +49,7 @@ use std::cmp::Reverse;
 use std::collections::{HashMap, HashSet};
 
 use gdp_certs::cert::ReplicaSet;
+use gdp_certs::codec::Encode;
 use gdp_certs::{Name, Timestamp};
 use gdp_proto::capsule::{
     CapsuleRequest, CapsuleResponse, ErrorCode, MAX_APPEND_RECORDS, MAX_FORKS_PER_RESPONSE,
@@ -59,9 +60,15 @@ use gdp_proto::proof::Heartbeat;
 use gdp_proto::record::{Record, RecordHash};
 
 use super::append::{hash_at, precheck};
-use super::read::response_budget;
+use super::read::response_room;
 use super::{CapsuleService, Output, Ticket, TicketKind, Waiter};
 use crate::store::{StoreError, Write};
+
+/// Room left beside the records of a sync piece for its proof: a heartbeat
+/// and the header of the last record (at most 64 skip hashes). An append
+/// that came closer than this to the PDU limit is sent if its proof fits
+/// (checked exactly), else refused with an error naming `ReadRange`.
+const PIECE_PROOF_RESERVE: usize = 4096;
 
 /// A request this server sends to another server (a peer replica).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -338,7 +345,9 @@ impl CapsuleService {
         mine: u64,
         durable: Heartbeat,
     ) -> Result<Option<CapsuleResponse>, StoreError> {
-        let budget = response_budget(&self.config);
+        // The proof is one heartbeat and one header: far less than a read's
+        // reserve, so that any append a writer could send fits one piece.
+        let budget = response_room(&self.config, PIECE_PROOF_RESERVE);
         let mut records =
             self.store
                 .records(capsule, tail + 1, mine, MAX_APPEND_RECORDS, budget)?;
@@ -352,7 +361,8 @@ impl CapsuleService {
         };
         records.truncate(usize::try_from(heartbeat.seqno - tail).unwrap_or(usize::MAX));
         let proof = self.store.proof(&heartbeat, heartbeat.seqno)?;
-        Ok(Some(CapsuleResponse::Records { records, proof }))
+        let answer = CapsuleResponse::Records { records, proof };
+        Ok((answer.encoded_len() <= self.config.max_response_bytes).then_some(answer))
     }
 
     /// Answers a `Sync` whose tail record differs from ours: our record
