@@ -27,6 +27,8 @@
 //!
 //! Everything shares this machine's cores: the writer, the router and the
 //! three servers (each verifying every heartbeat and committing durably).
+//! The CPU time each used during the pipelined phase (from `/proc`) is
+//! printed per record beside the rates.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -55,6 +57,28 @@ struct Row {
     rate: f64,
     p50: Duration,
     p99: Duration,
+    /// CPU microseconds per record during the pipelined phase: this
+    /// process (the writer), the router, the three servers together.
+    cpu: [f64; 3],
+}
+
+/// The processes whose CPU time is counted: this one, the router, the
+/// servers.
+struct Pids {
+    router: u32,
+    servers: Vec<u32>,
+}
+
+impl Pids {
+    /// CPU seconds so far: writer, router, servers.
+    fn cpu(&self) -> [f64; 3] {
+        let of = |pid: u32| cpu_seconds(pid).unwrap_or(0.0);
+        [
+            of(std::process::id()),
+            of(self.router),
+            self.servers.iter().map(|p| of(*p)).sum(),
+        ]
+    }
 }
 
 fn main() {
@@ -104,16 +128,23 @@ async fn run(records: u64, catch_up: u64) {
         .await
         .expect("the writer attaches");
 
+    let pids = Pids {
+        router: router.proc.id().expect("the router runs"),
+        servers: servers
+            .iter()
+            .map(|s| s.proc.id().expect("the server runs"))
+            .collect(),
+    };
     let mut rows = Vec::new();
     let single = eventually_ok(WAIT, || {
         client.create_capsule(names[0], owner.secret_key(), CapsuleSpec::new("n1"))
     })
     .await
     .capsule;
-    rows.push(measure("N=1", &single, &owner, records).await);
+    rows.push(measure("N=1", &single, &owner, records, &pids).await);
     for w in 1..=3 {
         let capsule = replicated(&client, &owner, &names, w).await;
-        rows.push(measure(&format!("N=3, W={w}"), &capsule, &owner, records).await);
+        rows.push(measure(&format!("N=3, W={w}"), &capsule, &owner, records, &pids).await);
     }
     print_table(&rows, records);
 
@@ -175,12 +206,19 @@ async fn replicated(client: &Client, owner: &Identity, names: &[Name], w: usize)
 }
 
 /// Pipelined rate, then one-at-a-time latency, on `capsule`.
-async fn measure(label: &str, capsule: &Capsule, owner: &Identity, records: u64) -> Row {
+async fn measure(
+    label: &str,
+    capsule: &Capsule,
+    owner: &Identity,
+    records: u64,
+    pids: &Pids,
+) -> Row {
     eprintln!("{label}");
     let mut writer = capsule
         .writer(owner.secret_key().clone())
         .await
         .expect("a writer");
+    let cpu_before = pids.cpu();
     let started = Instant::now();
     let mut next = 1;
     while next <= records {
@@ -193,6 +231,8 @@ async fn measure(label: &str, capsule: &Capsule, owner: &Identity, records: u64)
     }
     let tail = writer.flush().await.expect("durable");
     let rate = records as f64 / started.elapsed().as_secs_f64();
+    let cpu_after = pids.cpu();
+    let cpu = [0, 1, 2].map(|i| (cpu_after[i] - cpu_before[i]) * 1e6 / records as f64);
     assert_eq!(tail, records);
     let mut latencies = Vec::with_capacity(LATENCY_SAMPLES);
     for _ in 0..LATENCY_SAMPLES {
@@ -210,7 +250,18 @@ async fn measure(label: &str, capsule: &Capsule, owner: &Identity, records: u64)
         rate,
         p50: latencies[latencies.len() / 2],
         p99: latencies[latencies.len() * 99 / 100],
+        cpu,
     }
+}
+
+/// User and system CPU seconds of process `pid` (fields 14 and 15 of
+/// `/proc/PID/stat`, counted after the command name's last `)`, in ticks of
+/// 1/100 s).
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = |n: usize| fields.get(n - 3)?.parse::<u64>().ok();
+    Some((ticks(14)? + ticks(15)?) as f64 / 100.0)
 }
 
 /// The tail `server` serves for the capsule, verified; `None` if it does
@@ -245,17 +296,22 @@ fn print_table(rows: &[Row], records: u64) {
         "{records} records of {PAYLOAD} B per row, pipelined; latency: {LATENCY_SAMPLES} appends of {LATENCY_BATCH} records, one at a time."
     );
     println!();
-    println!("| replicas | appended records/s | vs N=1 | p50 latency | p99 latency |");
-    println!("| --- | --- | --- | --- | --- |");
+    println!(
+        "| replicas | appended records/s | vs N=1 | p50 latency | p99 latency | CPU us/record: writer, router, servers |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- |");
     let base = rows.first().map_or(f64::NAN, |r| r.rate);
     for r in rows {
         println!(
-            "| {} | {:.0} | {:.2}x | {:.2} ms | {:.2} ms |",
+            "| {} | {:.0} | {:.2}x | {:.2} ms | {:.2} ms | {:.1}, {:.1}, {:.1} |",
             r.label,
             r.rate,
             r.rate / base,
             r.p50.as_secs_f64() * 1e3,
-            r.p99.as_secs_f64() * 1e3
+            r.p99.as_secs_f64() * 1e3,
+            r.cpu[0],
+            r.cpu[1],
+            r.cpu[2]
         );
     }
 }

@@ -288,8 +288,13 @@ impl CapsuleService {
         let after = match h.optimistic.check_batch(&fresh, &hb) {
             Ok(after) => after,
             Err(e) => {
+                let code = code_for_chain(&e);
+                if code == ErrorCode::Gap && w.peer != self.server {
+                    // A writer is ahead of this replica: it missed records.
+                    h.sync.gap_seen = true;
+                }
                 let m = format!("append rejected: {e}");
-                return self.out.error(w, capsule, code_for_chain(&e), m);
+                return self.out.error(w, capsule, code, m);
             }
         };
         let bytes = size_of(&fresh);
@@ -315,6 +320,9 @@ impl CapsuleService {
         );
         h.pending_bytes += bytes;
         h.optimistic = after.clone();
+        if w.peer != self.server {
+            h.sync.fed = true;
+        }
         h.pending.push_back(PendingAppend {
             ticket,
             records: fresh,

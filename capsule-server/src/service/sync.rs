@@ -13,7 +13,7 @@
 //! # A sync round
 //!
 //! Every `sync_interval` (and at once when a set arrives, when another
-//! replica shows it is ahead, and after each piece that arrived), a server
+//! replica shows it is ahead, and after each piece while catching up), a server
 //! sends each peer `At{capsule, Sync{tail, hash}}`: its optimistic tail and
 //! the hash of the record there. The peer answers from its durable state:
 //!
@@ -29,7 +29,12 @@
 //! the asker applies them as an ordinary append: the heartbeat is verified,
 //! the chain checked, a different record at a seqno the asker has is a fork,
 //! and the commit is durable before the records are served. The asker then
-//! asks again at once, until `Synced`. A round between replicas in sync is
+//! asks again at once, until `Synced`, when it is catching up: no writer
+//! appended to it since the round began, or one did and was refused with
+//! `Gap` (this replica missed records). While a writer streams to every
+//! replica without gaps, what a peer has beyond the asker's tail is already
+//! on its way to the asker, so chasing it would only fetch each record
+//! twice: the next round fetches whatever did not come. A round between replicas in sync is
 //! one small request and answer per peer, and catching up costs in
 //! proportion to what is missing: the capsule's length never matters.
 //!
@@ -145,6 +150,11 @@ pub(super) struct SyncState {
     /// (the store has the rest), so a fork is counted and reported once,
     /// not again at every round.
     pub(super) forks: HashSet<u64>,
+    /// A writer's append took new records here since the round began.
+    pub(super) fed: bool,
+    /// A writer's append did not continue the tail here (`Gap`) since the
+    /// round began: records are missing.
+    pub(super) gap_seen: bool,
 }
 
 impl CapsuleService {
@@ -199,6 +209,8 @@ impl CapsuleService {
                 continue;
             }
             h.sync.due = None;
+            h.sync.fed = false;
+            h.sync.gap_seen = false;
             let peers = self.sync_peers(&capsule);
             if peers.is_empty() {
                 continue;
@@ -437,8 +449,15 @@ impl CapsuleService {
                     .capsules
                     .get(&capsule)
                     .map(|h| h.optimistic.tail_seqno());
-                if after > before {
-                    // Maybe more: ask again at once, from the new tail.
+                // Maybe more: ask again at once, from the new tail, unless a
+                // writer is streaming to this replica without a gap: then
+                // what the peer has beyond is in flight here already, and
+                // the next round fetches whatever did not come.
+                let chase = self
+                    .capsules
+                    .get(&capsule)
+                    .is_some_and(|h| h.sync.gap_seen || !h.sync.fed);
+                if after > before && chase {
                     self.sync_with(now, capsule, call.peer);
                 }
             }
