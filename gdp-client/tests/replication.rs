@@ -4,7 +4,9 @@
 //! replica killed with SIGKILL in the middle of the stream and started
 //! again later on the same store. The restarted replica must converge to
 //! the others' tail by anti-entropy, and every acknowledged record must
-//! read back verified from every replica, each asked directly.
+//! read back verified from every replica, each asked directly. And a writer
+//! that signs two different records at one seqno, one for each replica, is
+//! caught by anti-entropy and reported by the SDK.
 //!
 //! Run with `bash scripts/test.sh` (it builds the binaries first), or
 //! `cargo build --bins && cargo test -p gdp-client --test replication`.
@@ -14,9 +16,10 @@ mod common;
 use std::time::Duration;
 
 use bytes::Bytes;
-use gdp_certs::{Identity, Kind, Metadata, Name};
+use gdp_certs::{Identity, Kind, Metadata, Name, Timestamp};
 use gdp_client::{CapsuleSpec, Client, ClientOptions, Replication};
 use gdp_proto::capsule::{CapsuleRequest, CapsuleResponse};
+use gdp_proto::chain::Appender;
 use gdp_testkit::{RedisServer, TempDir, eventually_ok};
 
 use common::{Router, Server};
@@ -171,5 +174,91 @@ async fn a_replica_killed_during_appends_converges_and_serves_every_acknowledged
     let latest = capsule.latest().await.expect("quorum read");
     assert_eq!(latest.map(|r| r.seqno()), Some(RECORDS));
     assert!(capsule.forks().await.expect("forks asked").is_empty());
+    client.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_that_forks_two_replicas_is_caught_by_anti_entropy_and_reported() {
+    let redis = RedisServer::start();
+    let dir = TempDir::new("replication-fork");
+    let router =
+        Router::start_with_directory(dir.path(), "hub", "127.0.0.1:0", &redis.url().to_string());
+    let replicas: Vec<Server> = (0..2)
+        .map(|i| Server::start(dir.path(), &format!("replica{i}"), &router))
+        .collect();
+    let names: Vec<Name> = replicas.iter().map(|s| s.name).collect();
+    let owner = Identity::generate(Kind::Client, "owner").expect("identity");
+    let client = Client::connect(
+        router.addr,
+        owner.clone(),
+        options().with_router(router.name),
+    )
+    .await
+    .expect("the writer attaches");
+    let capsule = eventually_ok(WAIT, || {
+        client.create_replicated(&names, owner.secret_key(), CapsuleSpec::new("forked"))
+    })
+    .await
+    .capsule;
+    let md = capsule.metadata().clone();
+    let mut writer = capsule
+        .writer(owner.secret_key().clone())
+        .await
+        .expect("writer");
+    writer
+        .append_all((1..=10).map(payload))
+        .await
+        .expect("both replicas take the first ten");
+
+    // The writer signs two different records 11, one for each replica.
+    let state = capsule.chain_state().await.expect("the chain so far");
+    let mut sent = Vec::new();
+    for (i, &server) in names.iter().enumerate() {
+        let mut branch = Appender::new(owner.secret_key().clone(), &md, state.clone())
+            .expect("the owner writes");
+        let record = branch
+            .append(Bytes::from(format!("branch {i}")), Timestamp::now())
+            .expect("appends");
+        let heartbeat = branch.heartbeat().expect("appended");
+        sent.push(record.hash());
+        let append = CapsuleRequest::Append {
+            records: vec![record],
+            heartbeat,
+        };
+        let answer = client
+            .request(server, &CapsuleRequest::at(md.name(), append))
+            .await
+            .expect("each replica takes its branch");
+        assert_eq!(answer, CapsuleResponse::Appended { tail: 11 });
+    }
+    assert_ne!(sent[0], sent[1]);
+
+    // Anti-entropy finds the fork; the SDK reports it, verified.
+    let forks = eventually_ok(WAIT, || async {
+        match capsule.forks().await {
+            Ok(f) if f.len() == 2 => Ok(f),
+            Ok(f) => Err(format!("{} fork evidences so far", f.len())),
+            Err(e) => Err(e.to_string()),
+        }
+    })
+    .await;
+    for ev in &forks {
+        assert_eq!(ev.seqno(), 11);
+        ev.verify(&md)
+            .expect("the writer's heartbeat commits to it");
+        assert!(sent.contains(&ev.record.hash()));
+    }
+    // Each replica still serves its own record 11 as the chain, never the
+    // other's.
+    for (i, &server) in names.iter().enumerate() {
+        let read = CapsuleRequest::at(md.name(), CapsuleRequest::Read { seqno: 11 });
+        let CapsuleResponse::Records { records, proof } =
+            client.request(server, &read).await.expect("read")
+        else {
+            panic!("replica {server}: no record 11");
+        };
+        proof.verify_range(&md, &records).expect("verifies");
+        assert_eq!(records.last().map(|r| r.hash()), Some(sent[i]));
+    }
     client.shutdown().await;
 }
