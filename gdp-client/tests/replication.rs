@@ -262,3 +262,104 @@ async fn a_writer_that_forks_two_replicas_is_caught_by_anti_entropy_and_reported
     }
     client.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_and_a_subscription_fail_over_while_each_replica_in_turn_is_down() {
+    const STREAM: u64 = 3_000;
+    let redis = RedisServer::start();
+    let dir = TempDir::new("replication-failover");
+    let directory = redis.url();
+    let router = Router::start_with_directory(dir.path(), "hub", "127.0.0.1:0", &directory);
+    let mut replicas: Vec<Server> = (0..3)
+        .map(|i| Server::start(dir.path(), &format!("replica{i}"), &router))
+        .collect();
+    let names: Vec<Name> = replicas.iter().map(|s| s.name).collect();
+    let owner = Identity::generate(Kind::Client, "owner").expect("identity");
+    let client = Client::connect(
+        router.addr,
+        owner.clone(),
+        options().with_router(router.name),
+    )
+    .await
+    .expect("the writer attaches");
+    let capsule = eventually_ok(WAIT, || {
+        client.create_replicated(&names, owner.secret_key(), CapsuleSpec::new("failover"))
+    })
+    .await
+    .capsule;
+
+    // A reader on its own link follows the capsule by its name, whichever
+    // replica the router reaches.
+    let reader_id = Identity::generate(Kind::Client, "reader").expect("identity");
+    let reader = Client::connect(router.addr, reader_id, options().with_router(router.name))
+        .await
+        .expect("the reader attaches");
+    let follower = reader
+        .capsule(capsule.metadata().clone())
+        .expect("metadata")
+        .subscribe(1);
+    let followed = tokio::spawn(async move {
+        let mut follower = follower;
+        let mut seen = Vec::with_capacity(STREAM as usize);
+        while (seen.len() as u64) < STREAM {
+            match tokio::time::timeout(WAIT, futures::StreamExt::next(&mut follower)).await {
+                Ok(Some(Ok(record))) => seen.push(record.seqno()),
+                Ok(Some(Err(e))) => panic!("the subscription failed: {e}"),
+                Ok(None) => panic!("the subscription ended"),
+                Err(_) => panic!("the subscription stalled at {}", seen.len()),
+            }
+        }
+        seen
+    });
+
+    let mut writer = capsule
+        .writer(owner.secret_key().clone())
+        .await
+        .expect("writer");
+    let mut next = 1;
+    while next <= STREAM {
+        let last = (next + 99).min(STREAM);
+        // Each replica in turn is killed and, 500 records later, restarted,
+        // so whichever one the router picked for the capsule goes down once.
+        let turn = (next - 1) / 1_000;
+        let down = usize::try_from(turn).expect("small");
+        if (next - 1) % 1_000 == 0 && down < replicas.len() {
+            if down > 0 {
+                // The one restarted before has caught up (else two would be
+                // short of the tail and W = 2 could not be met).
+                let back = names[down - 1];
+                let md = capsule.metadata();
+                eventually_ok(WAIT, || async {
+                    match tail_at(&client, md, back).await? {
+                        t if t == next - 1 => Ok(()),
+                        t => Err(format!("replica {back} is at {t}")),
+                    }
+                })
+                .await;
+            }
+            replicas[down].proc.kill();
+            // A quorum read still answers, from the two that are up.
+            let tail = capsule.tail().await.expect("two of three answer");
+            assert_eq!(tail, next - 1);
+        }
+        if (next - 1) % 1_000 == 500 && down < replicas.len() {
+            replicas[down] = Server::start(dir.path(), &format!("replica{down}"), &router);
+        }
+        writer
+            .append_all((next..=last).map(payload))
+            .await
+            .expect("two replicas answer");
+        next = last + 1;
+    }
+    let seen = tokio::time::timeout(WAIT, followed)
+        .await
+        .expect("the reader finishes")
+        .expect("the reader task");
+    assert!(
+        seen == (1..=STREAM).collect::<Vec<_>>(),
+        "every record once, in order"
+    );
+    assert_eq!(capsule.tail().await.expect("quorum read"), STREAM);
+    reader.shutdown().await;
+    client.shutdown().await;
+}
