@@ -26,13 +26,14 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use gdp_certs::codec::Encode;
 use gdp_certs::{Name, SecretKey, Timestamp};
-use gdp_proto::capsule::{CapsuleRequest, CapsuleResponse};
+use gdp_proto::capsule::{CapsuleRequest, CapsuleResponse, ErrorCode};
 use gdp_proto::chain::Appender;
 use gdp_proto::pdu::{MAX_PAYLOAD_LEN, Pdu, PduHeader, PduType};
 use gdp_proto::proof::{HEARTBEAT_LEN, Heartbeat};
@@ -408,7 +409,7 @@ impl Writer {
             // acknowledgement.
             calls.push((server, Call::start(&shared, pdu, "append").await));
         }
-        let answers = collect_answers(shared, calls);
+        let answers = collect_answers(shared, payload, calls);
         self.in_flight.push_back(InFlight {
             acks: Acks::Replicas {
                 servers,
@@ -506,29 +507,68 @@ fn forget(shared: &Shared, batches: impl Iterator<Item = InFlight>) {
     }
 }
 
+/// First wait before a batch a replica answered with `Gap` is sent to it
+/// again; it doubles up to [`GAP_RETRY_MAX`].
+const GAP_RETRY_FIRST: Duration = Duration::from_millis(50);
+/// Longest wait between two resends after `Gap`.
+const GAP_RETRY_MAX: Duration = Duration::from_millis(800);
+
 /// Starts the task that waits for each replica's answer to one batch and
 /// hands the answers over as they come. Answers that come after the
 /// writer stopped listening (it had its quorum, or gave up) are read and
 /// dropped, so every request is either answered or timed out.
+///
+/// A replica that answers `Gap` is behind (it was down, and its peers are
+/// handing it what it missed): the batch is sent to it again, with a
+/// growing pause, until it takes it or `request_timeout` from the first
+/// send has passed; only then is `Gap` its answer. So a replica catching
+/// up still counts towards the quorum as soon as it has caught up.
 fn collect_answers(
     shared: Arc<Shared>,
+    payload: Bytes,
     calls: Vec<(Name, Result<Call, ClientError>)>,
 ) -> mpsc::Receiver<ReplicaAnswer> {
     let (tx, rx) = mpsc::channel(calls.len().max(1));
+    let give_up = tokio::time::Instant::now() + shared.options.request_timeout;
     tokio::spawn(async move {
         let mut waits: FuturesUnordered<_> = calls
             .into_iter()
             .map(|(server, call)| {
-                let shared = shared.clone();
+                let (shared, payload) = (shared.clone(), payload.clone());
                 async move {
-                    let answer = match call {
-                        Ok(call) => call
-                            .wait(&shared)
-                            .await
-                            .and_then(|pdu| decode_response(&pdu)),
-                        Err(e) => Err(e),
-                    };
-                    (server, answer)
+                    let mut call = call;
+                    let mut pause = GAP_RETRY_FIRST;
+                    loop {
+                        let answer = match call {
+                            Ok(call) => call
+                                .wait(&shared)
+                                .await
+                                .and_then(|pdu| decode_response(&pdu)),
+                            Err(e) => Err(e),
+                        };
+                        let behind = matches!(
+                            answer,
+                            Err(ClientError::Server {
+                                code: ErrorCode::Gap,
+                                ..
+                            })
+                        );
+                        if !behind || tokio::time::Instant::now() + pause >= give_up {
+                            return (server, answer);
+                        }
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(GAP_RETRY_MAX);
+                        let header = PduHeader::new(
+                            PduType::Capsule,
+                            server,
+                            shared.name(),
+                            shared.next_id(),
+                        );
+                        call = match Pdu::new(header, payload.clone()) {
+                            Ok(pdu) => Call::start(&shared, pdu, "append").await,
+                            Err(e) => Err(ClientError::invalid(e.to_string())),
+                        };
+                    }
                 }
             })
             .collect();

@@ -324,19 +324,8 @@ async fn reads_and_a_subscription_fail_over_while_each_replica_in_turn_is_down()
         let turn = (next - 1) / 1_000;
         let down = usize::try_from(turn).expect("small");
         if (next - 1) % 1_000 == 0 && down < replicas.len() {
-            if down > 0 {
-                // The one restarted before has caught up (else two would be
-                // short of the tail and W = 2 could not be met).
-                let back = names[down - 1];
-                let md = capsule.metadata();
-                eventually_ok(WAIT, || async {
-                    match tail_at(&client, md, back).await? {
-                        t if t == next - 1 => Ok(()),
-                        t => Err(format!("replica {back} is at {t}")),
-                    }
-                })
-                .await;
-            }
+            // The one restarted before may still be catching up: the
+            // writer sends it each batch again until it takes it.
             replicas[down].proc.kill();
             // A quorum read still answers, from the two that are up.
             let tail = capsule.tail().await.expect("two of three answer");
