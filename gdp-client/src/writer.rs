@@ -14,10 +14,12 @@
 //! servers without forwarding state to keep or lose; the price is that the
 //! writer uploads each batch N times.
 //!
-//! A replica that fails a batch (it missed an earlier one and answers
-//! `Gap`, it does not host the capsule, it times out) only counts as a
-//! missing acknowledgement: it catches up with the others by
-//! anti-entropy, and later batches are still sent to it. The batch fails
+//! A replica that fails a batch (it does not host the capsule, it times
+//! out, or it missed an earlier batch and still answers `Gap` after the
+//! batch was sent to it again, with a growing pause, until
+//! `request_timeout`) only counts as a missing acknowledgement: it catches
+//! up with the others by anti-entropy, and later batches are still sent to
+//! it. The batch fails
 //! only when W acknowledgements are no longer possible
 //! ([`ClientError::Quorum`], naming each replica's answer). Answers that
 //! come after the quorum are still read, by a task per batch that lives
