@@ -521,10 +521,12 @@ const GAP_RETRY_MAX: Duration = Duration::from_millis(800);
 /// dropped, so every request is either answered or timed out.
 ///
 /// A replica that answers `Gap` is behind (it was down, and its peers are
-/// handing it what it missed): the batch is sent to it again, with a
-/// growing pause, until it takes it or `request_timeout` from the first
-/// send has passed; only then is `Gap` its answer. So a replica catching
-/// up still counts towards the quorum as soon as it has caught up.
+/// handing it what it missed): while the writer still waits for the
+/// batch's quorum, the batch is sent to it again, with a growing pause,
+/// until it takes it or `request_timeout` from the first send has passed;
+/// only then is `Gap` its answer. So a replica catching up counts towards
+/// the quorum as soon as it has caught up, and a batch already
+/// acknowledged is never resent.
 fn collect_answers(
     shared: Arc<Shared>,
     payload: Bytes,
@@ -536,7 +538,7 @@ fn collect_answers(
         let mut waits: FuturesUnordered<_> = calls
             .into_iter()
             .map(|(server, call)| {
-                let (shared, payload) = (shared.clone(), payload.clone());
+                let (shared, payload, listener) = (shared.clone(), payload.clone(), tx.clone());
                 async move {
                     let mut call = call;
                     let mut pause = GAP_RETRY_FIRST;
@@ -555,7 +557,13 @@ fn collect_answers(
                                 ..
                             })
                         );
-                        if !behind || tokio::time::Instant::now() + pause >= give_up {
+                        // Resent only while the writer still waits for this
+                        // batch's quorum: once it has it (or gave up), the
+                        // replica gets the records by anti-entropy.
+                        if !behind
+                            || listener.is_closed()
+                            || tokio::time::Instant::now() + pause >= give_up
+                        {
                             return (server, answer);
                         }
                         tokio::time::sleep(pause).await;
