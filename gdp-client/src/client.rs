@@ -208,6 +208,23 @@ impl Client {
         Ok(Capsule::new(self.clone(), md))
     }
 
+    /// A handle to capsule `name` that knows its replicas: its metadata
+    /// fetched and verified, and the replica set the server reached by the
+    /// capsule's name holds, verified against it, with majority quorums
+    /// (change them with [`Capsule::with_replication`]). A capsule without
+    /// a set gets a plain handle, as from [`Client::open`].
+    ///
+    /// The set is the one that server holds: owner-signed, but possibly
+    /// older than the newest if the owner moved the capsule and that server
+    /// was not told; a capsule file keeps the set its owner issued.
+    pub async fn open_replicated(&self, name: Name) -> Result<Capsule, ClientError> {
+        let capsule = self.open(name).await?;
+        match self.current_set(&capsule).await? {
+            Some(set) => capsule.with_replication(Replication::majority(set)),
+            None => Ok(capsule),
+        }
+    }
+
     /// A handle to the capsule described by `metadata` (known locally, so
     /// trusted as far as it hashes to the capsule's name).
     pub fn capsule(&self, metadata: Metadata) -> Result<Capsule, ClientError> {

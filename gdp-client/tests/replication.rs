@@ -294,6 +294,16 @@ async fn reads_and_a_subscription_fail_over_while_each_replica_in_turn_is_down()
     let reader = Client::connect(router.addr, reader_id, options().with_router(router.name))
         .await
         .expect("the reader attaches");
+    // Knowing only the name, it learns the replicas from the capsule's
+    // server (owner-signed, verified).
+    let found = reader
+        .open_replicated(capsule.name())
+        .await
+        .expect("the capsule and its replicas");
+    assert_eq!(
+        found.replication().map(|r| r.set()),
+        capsule.replication().map(|r| r.set())
+    );
     let follower = reader
         .capsule(capsule.metadata().clone())
         .expect("metadata")

@@ -161,7 +161,9 @@ impl Context {
     /// from its capsule file when there is one, else with its metadata
     /// fetched (and checked against its name). A capsule file with
     /// replicas gives the handle its replication, with `quorums` overriding
-    /// the file's.
+    /// the file's; without a file, `-W`/`-R` make the handle ask the
+    /// capsule's server for the replica set (verified against the
+    /// metadata).
     pub(crate) async fn capsule(
         &self,
         client: &Client,
@@ -176,12 +178,21 @@ impl Context {
                 .await
                 .with_context(|| format!("capsule {name}"))?,
         };
-        let replication = file.as_ref().and_then(|f| f.replication.clone());
+        let replication = match file.as_ref().and_then(|f| f.replication.clone()) {
+            Some(r) => Some(r),
+            None if quorums.any() => client
+                .open_replicated(name)
+                .await
+                .with_context(|| format!("the replicas of capsule {name}"))?
+                .replication()
+                .cloned(),
+            None => None,
+        };
         let capsule = match replication {
             Some(r) => capsule.with_replication(with_quorums(r, quorums)?)?,
             None if quorums.any() => bail!(
-                "capsule {name} has no replicas in a capsule file here: \
-                 -W and -R apply to replicated capsules"
+                "capsule {name} has no replica set (neither in a capsule file here nor on its \
+                 server): -W and -R apply to replicated capsules"
             ),
             None => capsule,
         };
