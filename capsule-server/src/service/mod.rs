@@ -102,7 +102,7 @@ mod create;
 mod read;
 #[cfg(test)]
 mod replica_tests;
-mod sync;
+pub mod sync;
 #[cfg(test)]
 mod tests;
 pub mod tree;
