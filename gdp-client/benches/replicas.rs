@@ -36,12 +36,11 @@ mod common;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use gdp_certs::{Identity, Kind, Metadata, Name};
+use gdp_certs::{Identity, Kind, Name};
 use gdp_client::{Capsule, CapsuleSpec, Client, ClientOptions, Replication};
-use gdp_proto::capsule::{CapsuleRequest, CapsuleResponse};
-use gdp_testkit::{RedisServer, TempDir, eventually_ok, scrape_metrics};
+use gdp_testkit::{eventually_ok, scrape_metrics};
 
-use common::{Router, Server};
+use common::{Replicas, Router, tail_at};
 
 /// How long anything may take.
 const WAIT: Duration = Duration::from_secs(600);
@@ -107,30 +106,17 @@ fn payload(i: u64) -> Bytes {
 }
 
 async fn run(records: u64, catch_up: u64) {
-    let redis = RedisServer::start();
-    let dir = TempDir::new("replicas-bench");
-    let directory = redis.url();
-    let router = Router::start_with_args(
-        dir.path(),
-        "hub",
-        "127.0.0.1:0",
-        &directory,
-        &["--metrics", "127.0.0.1:0"],
-    );
-    let mut servers: Vec<Server> = (0..3)
-        .map(|i| Server::start(dir.path(), &format!("replica{i}"), &router))
-        .collect();
-    let names: Vec<Name> = servers.iter().map(|s| s.name).collect();
+    let mut net = Replicas::start("replicas-bench", 3, &["--metrics", "127.0.0.1:0"]);
+    let names = net.names.clone();
     let owner = Identity::generate(Kind::Client, "owner").expect("identity");
     let mut options = ClientOptions::default();
     options.request_timeout = Duration::from_secs(10);
-    let client = Client::connect(router.addr, owner.clone(), options.with_router(router.name))
-        .await
-        .expect("the writer attaches");
+    let client = net.client(&owner, options).await;
 
     let pids = Pids {
-        router: router.proc.id().expect("the router runs"),
-        servers: servers
+        router: net.router.proc.id().expect("the router runs"),
+        servers: net
+            .servers
             .iter()
             .map(|s| s.proc.id().expect("the server runs"))
             .collect(),
@@ -152,7 +138,7 @@ async fn run(records: u64, catch_up: u64) {
     let capsule = replicated(&client, &owner, &names, 2).await;
     let md = capsule.metadata().clone();
     let lagging = 2;
-    servers[lagging].proc.kill();
+    net.servers[lagging].proc.kill();
     let mut writer = capsule
         .writer(owner.secret_key().clone())
         .await
@@ -167,18 +153,18 @@ async fn run(records: u64, catch_up: u64) {
         next = last + 1;
     }
     writer.flush().await.expect("durable on two replicas");
-    let before = servers_egress(&router, &names);
+    let before = servers_egress(&net.router, &names);
     let started = Instant::now();
-    servers[lagging] = Server::start(dir.path(), &format!("replica{lagging}"), &router);
+    net.restart(lagging);
     loop {
-        if tail_at(&client, &md, names[lagging]).await == Some(catch_up) {
+        if tail_at(&client, &md, names[lagging]).await == Ok(catch_up) {
             break;
         }
         assert!(started.elapsed() < WAIT, "the replica did not catch up");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let took = started.elapsed();
-    let bytes = servers_egress(&router, &names) - before;
+    let bytes = servers_egress(&net.router, &names) - before;
     println!();
     println!(
         "catch-up of {catch_up} records ({PAYLOAD} B payload each) by a restarted replica: \
@@ -262,19 +248,6 @@ fn cpu_seconds(pid: u32) -> Option<f64> {
     let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
     let ticks = |n: usize| fields.get(n - 3)?.parse::<u64>().ok();
     Some((ticks(14)? + ticks(15)?) as f64 / 100.0)
-}
-
-/// The tail `server` serves for the capsule, verified; `None` if it does
-/// not answer with one.
-async fn tail_at(client: &Client, md: &Metadata, server: Name) -> Option<u64> {
-    let request = CapsuleRequest::at(md.name(), CapsuleRequest::Latest);
-    match client.request(server, &request).await {
-        Ok(CapsuleResponse::Records { records, proof }) => {
-            proof.verify_range(md, &records).ok()?;
-            records.last().map(|r| r.seqno())
-        }
-        _ => None,
-    }
 }
 
 /// Bytes of PDUs the router has received from the servers so far.

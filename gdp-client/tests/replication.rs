@@ -20,9 +20,9 @@ use gdp_certs::{Identity, Kind, Metadata, Name, Timestamp};
 use gdp_client::{CapsuleSpec, Client, ClientOptions, Replication};
 use gdp_proto::capsule::{CapsuleRequest, CapsuleResponse};
 use gdp_proto::chain::Appender;
-use gdp_testkit::{RedisServer, TempDir, eventually_ok};
+use gdp_testkit::eventually_ok;
 
-use common::{Router, Server};
+use common::{Replicas, tail_at};
 
 /// Records in the stream.
 const RECORDS: u64 = 10_000;
@@ -41,21 +41,6 @@ fn options() -> ClientOptions {
     o.reconnect_max = Duration::from_millis(500);
     o.request_timeout = Duration::from_secs(3);
     o
-}
-
-/// The tail of `capsule` as server `server` holds it, verified.
-async fn tail_at(client: &Client, md: &Metadata, server: Name) -> Result<u64, String> {
-    let request = CapsuleRequest::at(md.name(), CapsuleRequest::Latest);
-    match client.request(server, &request).await {
-        Ok(CapsuleResponse::Records { records, proof }) => {
-            proof
-                .verify_range(md, &records)
-                .map_err(|e| format!("latest does not verify: {e}"))?;
-            Ok(records.last().map_or(0, |r| r.seqno()))
-        }
-        Ok(other) => Err(format!("unexpected answer {other:?}")),
-        Err(e) => Err(e.to_string()),
-    }
 }
 
 /// Reads records `1..=RECORDS` from `server` alone, verifying each answer,
@@ -91,23 +76,10 @@ async fn read_back(client: &Client, md: &Metadata, server: Name) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_killed_during_appends_converges_and_serves_every_acknowledged_record() {
-    let redis = RedisServer::start();
-    let dir = TempDir::new("replication");
-    let directory = redis.url();
-    let router = Router::start_with_directory(dir.path(), "hub", "127.0.0.1:0", &directory);
-    let mut replicas: Vec<Server> = (0..3)
-        .map(|i| Server::start(dir.path(), &format!("replica{i}"), &router))
-        .collect();
-    let names: Vec<Name> = replicas.iter().map(|s| s.name).collect();
-
+    let mut net = Replicas::start("replication", 3, &[]);
+    let names = net.names.clone();
     let owner = Identity::generate(Kind::Client, "owner").expect("identity");
-    let client = Client::connect(
-        router.addr,
-        owner.clone(),
-        options().with_router(router.name),
-    )
-    .await
-    .expect("the writer attaches");
+    let client = net.client(&owner, options()).await;
     let created = eventually_ok(WAIT, || {
         client.create_replicated(&names, owner.secret_key(), CapsuleSpec::new("replicated"))
     })
@@ -129,12 +101,10 @@ async fn a_replica_killed_during_appends_converges_and_serves_every_acknowledged
         let last = (next + CHUNK - 1).min(RECORDS);
         if next == 3_001 {
             // Killed with batches in flight to it.
-            replicas[victim].proc.kill();
+            net.servers[victim].proc.kill();
         }
         if next == 7_001 {
-            let again = Server::start(dir.path(), &format!("replica{victim}"), &router);
-            assert_eq!(again.name, names[victim]);
-            replicas[victim] = again;
+            net.restart(victim);
         }
         let built = writer
             .submit((next..=last).map(payload))
@@ -179,22 +149,10 @@ async fn a_replica_killed_during_appends_converges_and_serves_every_acknowledged
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_writer_that_forks_two_replicas_is_caught_by_anti_entropy_and_reported() {
-    let redis = RedisServer::start();
-    let dir = TempDir::new("replication-fork");
-    let router =
-        Router::start_with_directory(dir.path(), "hub", "127.0.0.1:0", &redis.url().to_string());
-    let replicas: Vec<Server> = (0..2)
-        .map(|i| Server::start(dir.path(), &format!("replica{i}"), &router))
-        .collect();
-    let names: Vec<Name> = replicas.iter().map(|s| s.name).collect();
+    let net = Replicas::start("replication-fork", 2, &[]);
+    let names = net.names.clone();
     let owner = Identity::generate(Kind::Client, "owner").expect("identity");
-    let client = Client::connect(
-        router.addr,
-        owner.clone(),
-        options().with_router(router.name),
-    )
-    .await
-    .expect("the writer attaches");
+    let client = net.client(&owner, options()).await;
     let capsule = eventually_ok(WAIT, || {
         client.create_replicated(&names, owner.secret_key(), CapsuleSpec::new("forked"))
     })
@@ -266,22 +224,10 @@ async fn a_writer_that_forks_two_replicas_is_caught_by_anti_entropy_and_reported
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_and_a_subscription_fail_over_while_each_replica_in_turn_is_down() {
     const STREAM: u64 = 3_000;
-    let redis = RedisServer::start();
-    let dir = TempDir::new("replication-failover");
-    let directory = redis.url();
-    let router = Router::start_with_directory(dir.path(), "hub", "127.0.0.1:0", &directory);
-    let mut replicas: Vec<Server> = (0..3)
-        .map(|i| Server::start(dir.path(), &format!("replica{i}"), &router))
-        .collect();
-    let names: Vec<Name> = replicas.iter().map(|s| s.name).collect();
+    let mut net = Replicas::start("replication-failover", 3, &[]);
+    let names = net.names.clone();
     let owner = Identity::generate(Kind::Client, "owner").expect("identity");
-    let client = Client::connect(
-        router.addr,
-        owner.clone(),
-        options().with_router(router.name),
-    )
-    .await
-    .expect("the writer attaches");
+    let client = net.client(&owner, options()).await;
     let capsule = eventually_ok(WAIT, || {
         client.create_replicated(&names, owner.secret_key(), CapsuleSpec::new("failover"))
     })
@@ -291,9 +237,7 @@ async fn reads_and_a_subscription_fail_over_while_each_replica_in_turn_is_down()
     // A reader on its own link follows the capsule by its name, whichever
     // replica the router reaches.
     let reader_id = Identity::generate(Kind::Client, "reader").expect("identity");
-    let reader = Client::connect(router.addr, reader_id, options().with_router(router.name))
-        .await
-        .expect("the reader attaches");
+    let reader = net.client(&reader_id, options()).await;
     // Knowing only the name, it learns the replicas from the capsule's
     // server (owner-signed, verified).
     let found = reader
@@ -333,16 +277,16 @@ async fn reads_and_a_subscription_fail_over_while_each_replica_in_turn_is_down()
         // so whichever one the router picked for the capsule goes down once.
         let turn = (next - 1) / 1_000;
         let down = usize::try_from(turn).expect("small");
-        if (next - 1) % 1_000 == 0 && down < replicas.len() {
+        if (next - 1) % 1_000 == 0 && down < net.servers.len() {
             // The one restarted before may still be catching up: the
             // writer sends it each batch again until it takes it.
-            replicas[down].proc.kill();
+            net.servers[down].proc.kill();
             // A quorum read still answers, from the two that are up.
             let tail = capsule.tail().await.expect("two of three answer");
             assert_eq!(tail, next - 1);
         }
-        if (next - 1) % 1_000 == 500 && down < replicas.len() {
-            replicas[down] = Server::start(dir.path(), &format!("replica{down}"), &router);
+        if (next - 1) % 1_000 == 500 && down < net.servers.len() {
+            net.restart(down);
         }
         writer
             .append_all((next..=last).map(payload))

@@ -862,6 +862,7 @@ impl CapsuleService {
             return;
         };
         self.drop_lease(h.tree.is_some());
+        self.forget_calls(&capsule);
         self.creators.remove(h.metadata.key());
         for (peer, sub) in h.subscribers {
             read::forget_subscription(&mut self.subs_by_peer, &peer, &capsule);

@@ -106,7 +106,7 @@ pub struct PeerResponse {
 }
 
 /// What a call to a peer asks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum CallKind {
     /// A `Sync`.
     Sync,
@@ -142,8 +142,9 @@ pub(super) struct SyncState {
     /// When the next round is due (only the timer entry at this time
     /// counts).
     pub(super) due: Option<Timestamp>,
-    /// The `Sync` in flight to each peer: its request id.
-    calls: HashMap<Name, u64>,
+    /// The call of each kind in flight to each peer: its request id. A new
+    /// call replaces the one before, so at most two per peer are held.
+    calls: HashMap<(Name, CallKind), u64>,
     /// Answers to `SetReplicas` waiting for their write, oldest first.
     set_waiters: Vec<SetWaiter>,
     /// Seqnos where fork evidence was kept since the capsule was loaded
@@ -233,28 +234,25 @@ impl CapsuleService {
         if h.recovering {
             return;
         }
-        if let Some(id) = h.sync.calls.get(&peer).copied() {
-            match self.calls.get(&id) {
-                Some(call) if call.sent.saturating_add(timeout) > now => return,
-                Some(_) => {
-                    self.calls.remove(&id);
-                    self.stats.sync_timeouts += 1;
-                }
-                None => {}
+        if let Some(id) = h.sync.calls.get(&(peer, CallKind::Sync))
+            && let Some(call) = self.calls.get(id)
+        {
+            if call.sent.saturating_add(timeout) > now {
+                return;
             }
+            self.stats.sync_timeouts += 1;
         }
         let body = CapsuleRequest::Sync {
             tail: h.optimistic.tail_seqno(),
             hash: h.optimistic.tail_hash(),
         };
-        let id = self.call(now, capsule, peer, CallKind::Sync, body);
-        if let Some(h) = self.capsules.get_mut(&capsule) {
-            h.sync.calls.insert(peer, id);
-        }
+        self.call(now, capsule, peer, CallKind::Sync, body);
         self.stats.sync_requests += 1;
     }
 
-    /// Sends `peer` a request about `capsule` and remembers the call.
+    /// Sends `peer` a request about `capsule` and remembers the call, in
+    /// place of an earlier call of the same kind to the same peer (whose
+    /// answer is then ignored).
     fn call(
         &mut self,
         now: Timestamp,
@@ -262,9 +260,15 @@ impl CapsuleService {
         peer: Name,
         kind: CallKind,
         body: CapsuleRequest,
-    ) -> u64 {
+    ) {
+        let Some(h) = self.capsules.get_mut(&capsule) else {
+            return;
+        };
         let id = self.next_call;
         self.next_call = self.next_call.wrapping_add(1);
+        if let Some(old) = h.sync.calls.insert((peer, kind), id) {
+            self.calls.remove(&old);
+        }
         self.calls.insert(
             id,
             Call {
@@ -279,7 +283,11 @@ impl CapsuleService {
             request_id: id,
             body: CapsuleRequest::at(capsule, body),
         }));
-        id
+    }
+
+    /// Forgets the calls about `capsule` (no longer hosted).
+    pub(super) fn forget_calls(&mut self, capsule: &Name) {
+        self.calls.retain(|_, call| call.capsule != *capsule);
     }
 
     /// Answers a `Sync` from a peer (see the [module docs](self)).
@@ -430,9 +438,9 @@ impl CapsuleService {
         };
         let capsule = call.capsule;
         if let Some(h) = self.capsules.get_mut(&capsule)
-            && h.sync.calls.get(&call.peer) == Some(&response.request_id)
+            && h.sync.calls.get(&(call.peer, call.kind)) == Some(&response.request_id)
         {
-            h.sync.calls.remove(&call.peer);
+            h.sync.calls.remove(&(call.peer, call.kind));
         }
         if response.from != call.peer && response.from != capsule {
             tracing::debug!(from = %response.from.short(), "answer from an unexpected source ignored");
@@ -440,15 +448,7 @@ impl CapsuleService {
         }
         match (call.kind, response.body) {
             (CallKind::Sync, CapsuleResponse::Records { records, proof }) => {
-                let before = self
-                    .capsules
-                    .get(&capsule)
-                    .map(|h| h.optimistic.tail_seqno());
-                self.apply_piece(now, capsule, records, proof.heartbeat);
-                let after = self
-                    .capsules
-                    .get(&capsule)
-                    .map(|h| h.optimistic.tail_seqno());
+                let advanced = self.apply_piece(now, capsule, records, proof.heartbeat);
                 // Maybe more: ask again at once, from the new tail, unless a
                 // writer is streaming to this replica without a gap: then
                 // what the peer has beyond is in flight here already, and
@@ -457,7 +457,7 @@ impl CapsuleService {
                     .capsules
                     .get(&capsule)
                     .is_some_and(|h| h.sync.gap_seen || !h.sync.fed);
-                if after > before && chase {
+                if advanced && chase {
                     self.sync_with(now, capsule, call.peer);
                 }
             }
@@ -478,17 +478,18 @@ impl CapsuleService {
     }
 
     /// Applies records a peer sent as an append of this server's own (its
-    /// answers go nowhere: see [`CapsuleService::poll_output`]).
+    /// answers go nowhere: see [`CapsuleService::poll_output`]); true if
+    /// the capsule's tail moved.
     fn apply_piece(
         &mut self,
         now: Timestamp,
         capsule: Name,
         records: Vec<Record>,
         heartbeat: Heartbeat,
-    ) {
+    ) -> bool {
         if let Err(r) = precheck(&self.config, &capsule, &records, &heartbeat) {
             tracing::debug!(%capsule, error = %r.message, "records from a peer refused");
-            return;
+            return false;
         }
         let n = records.len() as u64;
         let w = Waiter {
@@ -504,10 +505,12 @@ impl CapsuleService {
             .capsules
             .get(&capsule)
             .map(|h| h.optimistic.tail_seqno());
-        if after > before {
+        let advanced = after > before;
+        if advanced {
             self.stats.synced_records += n;
             crate::metrics::synced(n);
         }
+        advanced
     }
 
     /// True if evidence of a fork of `capsule` at `seqno` is kept here

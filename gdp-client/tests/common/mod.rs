@@ -17,10 +17,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use gdp_certs::{Identity, Kind, Name};
+use gdp_certs::{Identity, Kind, Metadata, Name};
 use gdp_client::{Client, ClientOptions};
+use gdp_proto::capsule::{CapsuleRequest, CapsuleResponse};
 pub use gdp_testkit::TempDir;
-use gdp_testkit::{ChildGuard, spawn_with_start_line, start_line_field, workspace_bin};
+use gdp_testkit::{
+    ChildGuard, RedisServer, spawn_with_start_line, start_line_field, workspace_bin,
+};
 
 /// How long a router may take to print its start line.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -176,5 +179,72 @@ impl Net {
         .await
         .expect("client attaches");
         (client, id)
+    }
+}
+
+/// Capsule servers meant as the replicas of capsules: `n` of them attached
+/// to one router on a real `redis-server` directory. Fields drop in order:
+/// the servers and the router stop before their directory goes.
+pub struct Replicas {
+    pub servers: Vec<Server>,
+    pub names: Vec<Name>,
+    pub router: Router,
+    pub dir: TempDir,
+    pub redis: RedisServer,
+}
+
+impl Replicas {
+    /// A router (with `router_args` added to its command line) and `n`
+    /// servers, `replica0`, `replica1`, ...
+    pub fn start(tag: &str, n: usize, router_args: &[&str]) -> Replicas {
+        let redis = RedisServer::start();
+        let dir = TempDir::new(tag);
+        let router =
+            Router::start_with_args(dir.path(), "hub", "127.0.0.1:0", &redis.url(), router_args);
+        let servers: Vec<Server> = (0..n)
+            .map(|i| Server::start(dir.path(), &format!("replica{i}"), &router))
+            .collect();
+        let names = servers.iter().map(|s| s.name).collect();
+        Replicas {
+            servers,
+            names,
+            router,
+            dir,
+            redis,
+        }
+    }
+
+    /// Starts server `i` again on its store (after it was killed).
+    pub fn restart(&mut self, i: usize) {
+        let again = Server::start(self.dir.path(), &format!("replica{i}"), &self.router);
+        assert_eq!(again.name, self.names[i], "the same key, the same name");
+        self.servers[i] = again;
+    }
+
+    /// `identity` attached to the router with `options`.
+    pub async fn client(&self, identity: &Identity, options: ClientOptions) -> Client {
+        Client::connect(
+            self.router.addr,
+            identity.clone(),
+            options.with_router(self.router.name),
+        )
+        .await
+        .expect("the client attaches")
+    }
+}
+
+/// The tail of the capsule of `md` as server `server` alone serves it,
+/// verified against `md`.
+pub async fn tail_at(client: &Client, md: &Metadata, server: Name) -> Result<u64, String> {
+    let request = CapsuleRequest::at(md.name(), CapsuleRequest::Latest);
+    match client.request(server, &request).await {
+        Ok(CapsuleResponse::Records { records, proof }) => {
+            proof
+                .verify_range(md, &records)
+                .map_err(|e| format!("latest does not verify: {e}"))?;
+            Ok(records.last().map_or(0, |r| r.seqno()))
+        }
+        Ok(other) => Err(format!("unexpected answer {other:?}")),
+        Err(e) => Err(e.to_string()),
     }
 }
