@@ -98,7 +98,7 @@ pub struct Cli {
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<SocketAddr>,
     /// Log filter, e.g. info or gdp_router=debug.
-    #[arg(long, value_name = "FILTER")]
+    #[arg(long, value_name = "FILTER", env = "RUST_LOG")]
     pub log: Option<String>,
     /// Lifetime of published route records.
     #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
