@@ -11,7 +11,7 @@
 //! key_file = "/etc/gdp/capsule-server.key"  # default: <data_dir>/capsule-server.key
 //! label = "store-1"                         # put in the metadata of a new key
 //! log = "info"                              # a tracing filter (the binary's)
-//! metrics = "127.0.0.1:9475"                # Prometheus metrics (the binary's; default: none)
+//! admin = "127.0.0.1:7476"                  # the binary's admin API (metrics, health, JSON), or "off"
 //!
 //! [router]
 //! address = "127.0.0.1:7474"
@@ -222,6 +222,49 @@ impl Default for HostSettings {
     }
 }
 
+/// Where the admin API of `gdp-capsule-server` listens unless configured.
+pub const DEFAULT_ADMIN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 7476);
+
+/// An `admin` setting: an address to listen on, or off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminListen {
+    /// No admin API.
+    Off,
+    /// Listen here.
+    At(SocketAddr),
+}
+
+impl AdminListen {
+    /// The address, unless off.
+    pub fn addr(self) -> Option<SocketAddr> {
+        match self {
+            AdminListen::Off => None,
+            AdminListen::At(a) => Some(a),
+        }
+    }
+}
+
+impl std::str::FromStr for AdminListen {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "off" | "none" => Ok(AdminListen::Off),
+            _ => s
+                .parse()
+                .map(AdminListen::At)
+                .map_err(|e| format!("{s:?} is neither HOST:PORT nor `off`: {e}")),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for AdminListen {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// Everything a capsule server needs to run. See the [module
 /// documentation](self) for the file format.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -238,10 +281,13 @@ pub struct ServerConfig {
     pub label: String,
     /// A tracing filter, used by the binary when it sets up logging.
     pub log: Option<String>,
-    /// Where the binary serves Prometheus metrics (`GET /metrics`, see
-    /// [`crate::metrics`]). Default: nowhere. Bind it to loopback or an
-    /// operators' network: the figures say what the server holds.
-    pub metrics: Option<SocketAddr>,
+    /// Where the binary serves its admin API (`/metrics`, `/healthz`,
+    /// `/readyz`, JSON under `/v1`), or `off`. Not given: the binary's
+    /// default, [`DEFAULT_ADMIN`] on loopback. Anything beyond loopback
+    /// only when configured: the figures say what the server holds.
+    /// (`metrics` is its former name.)
+    #[serde(alias = "metrics")]
+    pub admin: Option<AdminListen>,
     /// The router.
     pub router: RouterSettings,
     /// The service's limits.
@@ -261,7 +307,7 @@ impl Default for ServerConfig {
             key_file: None,
             label: DEFAULT_LABEL.to_owned(),
             log: None,
-            metrics: None,
+            admin: None,
             router: RouterSettings::default(),
             service: ServiceConfig::default(),
             store: StoreOptions::default(),
@@ -333,10 +379,12 @@ impl ServerConfig {
         if !has_data_dir {
             config.data_dir = router_data_dir.join(EMBEDDED_DIR);
         }
-        if config.metrics.is_some() {
+        if config.admin.is_some() {
             return Err(ServerConfigError::Invalid {
-                key: "metrics",
-                reason: "an embedded capsule server has no metrics listener of its own".into(),
+                key: "admin",
+                reason: "an embedded capsule server has no admin listener of its own: \
+                         the router's admin API serves the process"
+                    .into(),
             });
         }
         config.router.address = Some(router_addr);
@@ -603,7 +651,7 @@ mod tests {
         let table: toml::Value = toml::from_str("metrics = \"127.0.0.1:1\"").expect("toml");
         assert!(matches!(
             ServerConfig::embedded(Some(table), Path::new("/r"), addr, router),
-            Err(ServerConfigError::Invalid { key: "metrics", .. })
+            Err(ServerConfigError::Invalid { key: "admin", .. })
         ));
     }
 

@@ -80,6 +80,127 @@ pub(crate) enum Command {
     Domain(DomainCommand),
     /// Start a local GDP in this process and show it at work.
     Demo(Demo),
+    /// Inspect a running router through its admin API.
+    Router(RouterAdmin),
+    /// Inspect a running capsule server through its admin API.
+    Server(ServerAdmin),
+    /// Key files of any kind (client, router, server, trust domain).
+    #[command(subcommand)]
+    Key(KeyCommand),
+}
+
+/// `gdp router ...`: one view of a router's admin API.
+#[derive(Debug, Args)]
+pub(crate) struct RouterAdmin {
+    /// The router's admin API (host:port, or an http:// URL).
+    #[arg(
+        long,
+        env = "GDP_ROUTER_ADMIN",
+        value_name = "ADDR",
+        default_value = "127.0.0.1:7475"
+    )]
+    pub(crate) admin: String,
+    #[command(subcommand)]
+    pub(crate) view: RouterView,
+}
+
+/// What `gdp router` shows.
+#[derive(Debug, Subcommand)]
+pub(crate) enum RouterView {
+    /// Name, version, uptime, readiness and counts.
+    Status,
+    /// Exit 0 if the router is alive (its /healthz), 1 otherwise; with
+    /// --ready, if it serves (its /readyz).
+    Health(Health),
+    /// Links: peer, kind, role, RTT, queue and counters.
+    Links,
+    /// FIB entries in name order.
+    Fib(Page),
+    /// What the router and the directory say about a name, each record
+    /// verified by the router.
+    Routes(Routes),
+    /// Attached endpoints.
+    Endpoints,
+    /// Capsules advertised by attached servers.
+    Capsules,
+    /// Names being resolved, and the PDUs waiting for them.
+    Lookups,
+    /// The directory: backend, reachability, call counters.
+    Directory,
+    /// Peering policy, trust domains and each router link's trust.
+    Trust,
+    /// The settings in force (secrets masked).
+    Config,
+}
+
+/// `gdp server ...`: one view of a capsule server's admin API.
+#[derive(Debug, Args)]
+pub(crate) struct ServerAdmin {
+    /// The capsule server's admin API (host:port, or an http:// URL).
+    #[arg(
+        long,
+        env = "GDP_SERVER_ADMIN",
+        value_name = "ADDR",
+        default_value = "127.0.0.1:7476"
+    )]
+    pub(crate) admin: String,
+    #[command(subcommand)]
+    pub(crate) view: ServerView,
+}
+
+/// What `gdp server` shows.
+#[derive(Debug, Subcommand)]
+pub(crate) enum ServerView {
+    /// Name, version, router, capsules, store size and counters.
+    Status,
+    /// Exit 0 if the server runs (its /healthz), 1 otherwise; with
+    /// --ready, if it is attached to a router (its /readyz).
+    Health(Health),
+    /// Hosted capsules with their newest seqno, replicas and forks.
+    Capsules(Page),
+    /// The settings in force.
+    Config,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct Health {
+    /// Ask whether it serves, not only whether it is alive.
+    #[arg(long)]
+    pub(crate) ready: bool,
+}
+
+/// A page of a long list.
+#[derive(Debug, Args)]
+pub(crate) struct Page {
+    /// Start after this name.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) after: Option<String>,
+    /// Entries per page (at most 1000).
+    #[arg(long, default_value_t = 100)]
+    pub(crate) limit: usize,
+    /// Every page, not only the first.
+    #[arg(long)]
+    pub(crate) all: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct Routes {
+    /// The name to look up.
+    pub(crate) name: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum KeyCommand {
+    /// Show a key file's name, kind, label and public key (never the
+    /// secret).
+    Show(KeyShow),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct KeyShow {
+    /// The key file: a client's, router's or server's, or a trust
+    /// domain's.
+    pub(crate) file: PathBuf,
 }
 
 #[derive(Debug, Args)]

@@ -94,9 +94,10 @@ pub struct Cli {
     /// SO_RCVBUF requested for the UDP socket, in bytes.
     #[arg(long, value_name = "BYTES")]
     pub socket_recv_buffer: Option<usize>,
-    /// Serve Prometheus metrics at http://ADDR/metrics.
-    #[arg(long, value_name = "ADDR")]
-    pub metrics: Option<SocketAddr>,
+    /// Serve the admin API (/metrics, /healthz, /readyz, JSON under /v1)
+    /// at ADDR, or `off`. Default 127.0.0.1:7475: loopback only.
+    #[arg(long, visible_alias = "metrics", value_name = "ADDR|off")]
+    pub admin: Option<super::AdminAddr>,
     /// Log filter, e.g. info or gdp_router=debug.
     #[arg(long, value_name = "FILTER", env = "RUST_LOG")]
     pub log: Option<String>,

@@ -101,6 +101,34 @@ use crate::directory::{DirectoryConfig, DirectoryOptions};
 /// The UDP port a router listens on when nothing else is configured.
 pub const DEFAULT_PORT: u16 = 7474;
 
+/// Where the admin API listens unless told otherwise: loopback only.
+pub const DEFAULT_ADMIN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 7475);
+
+/// An `admin` setting: an address, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AdminAddr(pub Option<SocketAddr>);
+
+impl std::str::FromStr for AdminAddr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "off" | "none" => Ok(AdminAddr(None)),
+            _ => s
+                .parse()
+                .map(|a| AdminAddr(Some(a)))
+                .map_err(|e| format!("{s:?} is neither HOST:PORT nor `off`: {e}")),
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for AdminAddr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// The key file name in the data directory when none is configured.
 pub const DEFAULT_KEY_FILE: &str = "gdp-router.key";
 
@@ -196,8 +224,14 @@ pub struct RouterSettings {
     pub directory: DirectoryConfig,
     /// Directory call timeouts.
     pub directory_options: DirectoryOptions,
-    /// Where to serve metrics.
-    pub metrics: Option<SocketAddr>,
+    /// Where the admin API (`crate::admin`: metrics, health, JSON state)
+    /// listens; `None`: nowhere. Default [`DEFAULT_ADMIN`], on loopback.
+    pub admin: Option<SocketAddr>,
+    /// Whether `admin` was configured (flag, environment or file) rather
+    /// than defaulted: a configured address that cannot be bound stops the
+    /// start; the default one, taken by another router on the same host,
+    /// only leaves this router without an admin API (with a warning).
+    pub admin_configured: bool,
     /// The log filter, which the `gdp-router` binary installs (checked by
     /// [`validate`](Self::validate) with the `daemon` feature).
     pub log: String,
@@ -301,7 +335,8 @@ impl Default for RouterSettings {
             advertise: None,
             directory: DirectoryConfig::Memory,
             directory_options: DirectoryOptions::default(),
-            metrics: None,
+            admin: Some(DEFAULT_ADMIN),
+            admin_configured: false,
             log: "info".to_owned(),
             via: None,
             domain_cert: None,
@@ -422,7 +457,8 @@ impl RouterSettings {
             advertise,
             directory: pick(cli.directory.clone(), file.directory, d.directory),
             directory_options,
-            metrics: cli.metrics.or(file.metrics),
+            admin: cli.admin.or(file.admin).map_or(d.admin, |a| a.0),
+            admin_configured: cli.admin.is_some() || file.admin.is_some(),
             log: pick(cli.log.clone(), file.log, d.log),
             via,
             domain_cert: cli.domain_cert.clone().or(file.trust.domain_cert),
@@ -688,6 +724,85 @@ impl RouterSettings {
             ..crate::driver::DriverConfig::default()
         }
     }
+
+    /// The settings as JSON, for the admin API's `/v1/config` and
+    /// `--check-config`: durations in human form (`1m 30s`), the
+    /// directory's password masked, the `[capsule_server]` table as given
+    /// (it holds no secrets: keys live in files).
+    pub fn to_json(&self) -> serde_json::Value {
+        let d = |d: Duration| humantime::format_duration(d).to_string();
+        let strings = |v: &[SocketAddr]| v.iter().map(ToString::to_string).collect::<Vec<_>>();
+        serde_json::json!({
+            "data_dir": self.data_dir.display().to_string(),
+            "key_file": self.key_file.display().to_string(),
+            "label": self.label,
+            "listen": self.listen.to_string(),
+            "advertise": self.advertise.as_deref().map(strings),
+            "directory": self.directory.to_string(),
+            "directory_timeout": d(self.directory_options.timeout),
+            "directory_connect_timeout": d(self.directory_options.connect_timeout),
+            "admin": self.admin.map(|a| a.to_string()),
+            "log": self.log,
+            "via": self.via.as_ref().map(|v| serde_json::json!({
+                "name": v.name.to_string(),
+                "addresses": strings(&v.addresses),
+            })),
+            "trust": {
+                "domain_cert": self.domain_cert.as_ref().map(|p| p.display().to_string()),
+                "trusted_domains": self.trusted_domains.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                "trusted_peers": self.trusted_peers.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                "peering": self.peering.to_string(),
+            },
+            "socket": {
+                "send_buffer": self.socket_send_buffer,
+                "recv_buffer": self.socket_recv_buffer,
+            },
+            "timing": {
+                "record_ttl": d(self.record_ttl),
+                "cache_ttl": d(self.cache_ttl),
+                "negative_ttl": d(self.negative_ttl),
+                "pending_timeout": d(self.pending_timeout),
+                "resolve_timeout": d(self.resolve_timeout),
+                "dial_timeout": d(self.dial_timeout),
+                "redial_interval": d(self.redial_interval),
+                "keep_alive": d(self.keep_alive),
+                "idle_timeout": d(self.idle_timeout),
+                "audit_interval": d(self.audit_interval),
+                "stall_timeout": d(self.stall_timeout),
+                "attach_timeout": d(self.attach_timeout),
+                "tree_lease": d(self.tree_lease),
+                "tree_refresh": d(self.tree_refresh),
+            },
+            "limits": {
+                "max_links": self.max_links,
+                "max_links_per_address": self.max_links_per_address,
+                "max_dials": self.max_dials,
+                "unproven_pdu_limit": self.unproven_pdu_limit,
+                "max_violations": self.max_violations,
+                "pending_per_name": self.pending_per_name,
+                "pending_total": self.pending_total,
+                "pending_bytes": self.pending_bytes,
+                "pending_per_source": self.pending_per_source,
+                "max_lookups_per_source": self.max_lookups_per_source,
+                "max_entitlements": self.max_entitlements,
+                "held_per_source": self.held_per_source,
+                "held_per_link": self.held_per_link,
+                "held_total": self.held_total,
+                "max_unproven_links": self.max_unproven_links,
+                "max_links_per_peer": self.max_links_per_peer,
+                "max_trees": self.max_trees,
+                "max_tree_members": self.max_tree_members,
+                "max_tree_joins_per_link": self.max_tree_joins_per_link,
+                "subscribe_rate_per_link": {
+                    "per_sec": self.subscribe_rate_per_link.per_sec,
+                    "burst": self.subscribe_rate_per_link.burst,
+                },
+            },
+            "capsule_server": self.capsule_server.as_ref().map(|t| {
+                serde_json::to_value(t).unwrap_or(serde_json::Value::Null)
+            }),
+        })
+    }
 }
 #[cfg(test)]
 mod tests {
@@ -711,7 +826,15 @@ mod tests {
         assert_eq!(s.listen, SocketAddr::from(([0, 0, 0, 0], DEFAULT_PORT)));
         assert_eq!(s.key_file, Path::new(".").join(DEFAULT_KEY_FILE));
         assert_eq!(s.directory, DirectoryConfig::Memory);
-        assert_eq!(s.metrics, None);
+        assert_eq!(s.admin, Some(DEFAULT_ADMIN));
+        assert!(!s.admin_configured);
+        let s = RouterSettings::resolve(FileConfig::default(), &cli(&["--admin", "off"]))
+            .expect("valid");
+        assert_eq!((s.admin, s.admin_configured), (None, true));
+        // The flag's former name still works.
+        let s = RouterSettings::resolve(FileConfig::default(), &cli(&["--metrics", "127.0.0.1:0"]))
+            .expect("valid");
+        assert_eq!(s.admin, Some(SocketAddr::from(([127, 0, 0, 1], 0))));
         assert_eq!(
             s.advertised_addresses(SocketAddr::from(([0, 0, 0, 0], 7474))),
             vec![SocketAddr::from(([127, 0, 0, 1], 7474))]
@@ -761,7 +884,8 @@ mod tests {
         assert_eq!(s.keep_alive, Duration::from_millis(500));
         assert_eq!(s.max_violations, 5);
         assert_eq!(s.transport_config().malformed_limit, 5);
-        assert_eq!(s.metrics, Some(SocketAddr::from(([127, 0, 0, 1], 9100))));
+        assert_eq!(s.admin, Some(SocketAddr::from(([127, 0, 0, 1], 9100))));
+        assert!(s.admin_configured);
         assert!(matches!(s.directory, DirectoryConfig::Redis { .. }));
     }
 

@@ -140,7 +140,7 @@ impl FromStr for DirectoryConfig {
             Ok(DirectoryConfig::RedisCluster { nodes })
         } else if s.starts_with(REDIS_SCHEME) {
             redis::IntoConnectionInfo::into_connection_info(s)
-                .map_err(|e| DirectoryConfigError::RedisUrl(format!("{s}: {e}")))?;
+                .map_err(|e| DirectoryConfigError::RedisUrl(format!("{}: {e}", masked_url(s))))?;
             Ok(DirectoryConfig::Redis { url: s.to_owned() })
         } else {
             Err(DirectoryConfigError::Unknown(s.to_owned()))
@@ -148,11 +148,33 @@ impl FromStr for DirectoryConfig {
     }
 }
 
+/// `url` with the password of its user information, if any, replaced by
+/// `***`: `redis://user:secret@host:6379/0` shows as
+/// `redis://user:***@host:6379/0`. What logs, errors and the admin API
+/// print of a directory.
+pub fn masked_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let Some((userinfo, host)) = authority.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    let user = match userinfo.split_once(':') {
+        Some((user, _password)) => format!("{user}:***"),
+        // A user name alone is no secret.
+        None => userinfo.to_owned(),
+    };
+    format!("{scheme}://{user}@{host}{tail}")
+}
+
+/// Shows the directory with any password masked (see [`masked_url`]).
 impl fmt::Display for DirectoryConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             DirectoryConfig::Memory => f.write_str(MEMORY),
-            DirectoryConfig::Redis { url } => f.write_str(url),
+            DirectoryConfig::Redis { url } => f.write_str(&masked_url(url)),
             DirectoryConfig::RedisCluster { nodes } => {
                 f.write_str(CLUSTER_SCHEME)?;
                 for (i, node) in nodes.iter().enumerate() {
@@ -246,6 +268,29 @@ impl DirectoryConfig {
 
 #[cfg(test)]
 mod tests {
+    use super::masked_url;
+
+    #[test]
+    fn passwords_are_masked() {
+        for (url, shown) in [
+            ("redis://127.0.0.1:6379", "redis://127.0.0.1:6379"),
+            ("redis://:hunter2@h:6379/0", "redis://:***@h:6379/0"),
+            ("redis://alice:hunter2@h:6379", "redis://alice:***@h:6379"),
+            ("rediss://alice:p@ss@h/1?x=y", "rediss://alice:***@h/1?x=y"),
+            ("redis://alice@h", "redis://alice@h"),
+            ("memory", "memory"),
+        ] {
+            assert_eq!(masked_url(url), shown, "{url}");
+        }
+        let spec: super::DirectoryConfig =
+            "redis://:hunter2@127.0.0.1:6379".parse().expect("valid");
+        assert!(!spec.to_string().contains("hunter2"));
+        let err = "redis://:hunter2@127.0.0.1:notaport"
+            .parse::<super::DirectoryConfig>()
+            .expect_err("bad port");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+    }
+
     use super::*;
     use proptest::prelude::*;
 
