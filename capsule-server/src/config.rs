@@ -110,37 +110,8 @@ pub enum ServerConfigError {
     },
 }
 
-/// A duration parsed from `"300ms"`, `"5s"`, `"2m"`, `"1h"` or a bare
-/// number of seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let millis_per_unit: u64 = match unit.trim() {
-        "ms" => 1,
-        "" | "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        other => {
-            return Err(format!(
-                "unknown unit {other:?} in {text:?}: use ms, s, m or h"
-            ));
-        }
-    };
-    if let Ok(whole) = number.parse::<u64>() {
-        return whole
-            .checked_mul(millis_per_unit)
-            .map(Duration::from_millis)
-            .ok_or_else(|| format!("{text:?} is too long"));
-    }
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration such as 300ms, 5s, 2m or 1h"))?;
-    Duration::try_from_secs_f64(value * millis_per_unit as f64 / 1_000.0)
-        .map_err(|e| format!("{text:?}: {e}"))
-}
+/// A duration: see [`gdp_certs::parse_duration`].
+pub use gdp_certs::parse_duration;
 
 /// Deserializes a duration written as a string with a unit or a number of
 /// seconds.

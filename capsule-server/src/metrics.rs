@@ -3,7 +3,8 @@
 //! The library only records: without a recorder installed (a server
 //! embedded in a program that exports nothing) every call is a no-op. The
 //! `gdp-capsule-server` binary installs a Prometheus recorder and serves it
-//! at `http://ADDR/metrics` when started with `--metrics ADDR`.
+//! at `/metrics` of its admin API (`crate::admin`, `--admin ADDR`, on
+//! loopback by default).
 //!
 //! | metric | type | what |
 //! | --- | --- | --- |

@@ -60,6 +60,21 @@ impl Timestamp {
     }
 }
 
+/// A duration as people write one in a config file or on a command line:
+/// `300ms`, `5s`, `2m`, `1h 30m`, `7d` (humantime's units), or a bare
+/// number of seconds (`10`, `0.5`). The one parser of every GDP program.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if !text.is_empty() && text.chars().all(|c| c.is_ascii_digit() || c == '.') {
+        let secs: f64 = text
+            .parse()
+            .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+        return Duration::try_from_secs_f64(secs).map_err(|e| format!("{text:?}: {e}"));
+    }
+    humantime::parse_duration(text)
+        .map_err(|e| format!("{text:?} is not a duration such as 300ms, 5s, 2m, 1h 30m or 7d: {e}"))
+}
+
 impl fmt::Debug for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}.{:06}s", self.0 / 1_000_000, self.0 % 1_000_000)

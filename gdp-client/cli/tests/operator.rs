@@ -51,6 +51,7 @@ fn gdp(home: &Path, args: &[&str]) -> Output {
         "GDP_LOG",
         "GDP_ROUTER_ADMIN",
         "GDP_SERVER_ADMIN",
+        "XDG_CONFIG_HOME",
     ] {
         c.env_remove(var);
     }

@@ -17,7 +17,7 @@
 //! advertise = ["203.0.113.7:7474"]      # published in route records
 //! directory = "redis://10.0.0.5:6379"   # or "memory", "redis-cluster://h1:p1,h2:p2"
 //! directory_timeout = "300ms"
-//! metrics = "127.0.0.1:9474"            # Prometheus text format at /metrics
+//! admin = "127.0.0.1:7475"              # the admin API (metrics, health, JSON); "off" disables
 //! log = "info"                          # a tracing filter
 //!
 //! [via]                                 # a router without a public address
@@ -174,36 +174,8 @@ pub enum ConfigError {
         reason: String,
     },
 }
-/// A duration parsed from `"300ms"`, `"5s"`, `"2m"`, `"1h"` or a bare
-/// number of seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let not_a_duration = || format!("{text:?} is not a duration such as 300ms, 5s, 2m or 1h");
-    let millis_per_unit: u64 = match unit.trim() {
-        "ms" => 1,
-        "" | "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        other => {
-            return Err(format!(
-                "unknown unit {other:?} in {text:?}: use ms, s, m or h"
-            ));
-        }
-    };
-    if let Ok(whole) = number.parse::<u64>() {
-        return whole
-            .checked_mul(millis_per_unit)
-            .map(Duration::from_millis)
-            .ok_or_else(|| format!("{text:?} is too long"));
-    }
-    let value: f64 = number.parse().map_err(|_| not_a_duration())?;
-    Duration::try_from_secs_f64(value * millis_per_unit as f64 / 1_000.0)
-        .map_err(|e| format!("{text:?}: {e}"))
-}
+/// A duration: see [`gdp_certs::parse_duration`].
+pub use gdp_certs::parse_duration;
 /// Everything a router needs to start, resolved from the file, the
 /// command line and the defaults.
 #[derive(Debug, Clone)]
@@ -652,6 +624,31 @@ impl RouterSettings {
         }
     }
 
+    /// What is wrong with publishing `advertised` (the result of
+    /// [`advertised_addresses`](Self::advertised_addresses)), if anything:
+    /// a loopback address in a directory other routers share (Redis) tells
+    /// them to dial themselves. `None` with the memory directory, which
+    /// only this process reads.
+    pub fn advertise_warning(&self, advertised: &[SocketAddr]) -> Option<String> {
+        if matches!(self.directory, DirectoryConfig::Memory) {
+            return None;
+        }
+        let loopback: Vec<String> = advertised
+            .iter()
+            .filter(|a| a.ip().is_loopback())
+            .map(ToString::to_string)
+            .collect();
+        (!loopback.is_empty()).then(|| {
+            format!(
+                "publishing the loopback address {} into the shared directory {}: routers on \
+                 other hosts cannot reach this one there; give --advertise the address they can \
+                 reach",
+                loopback.join(","),
+                self.directory
+            )
+        })
+    }
+
     /// The core's settings for a router publishing `addresses`.
     pub fn core_config(
         &self,
@@ -891,6 +888,35 @@ mod tests {
 
     #[test]
     #[cfg(feature = "daemon")]
+    fn a_loopback_address_in_a_shared_directory_is_warned_about() {
+        let any: SocketAddr = "0.0.0.0:7474".parse().expect("addr");
+        let s = RouterSettings::resolve(FileConfig::default(), &cli(&[])).expect("valid");
+        assert_eq!(s.advertise_warning(&s.advertised_addresses(any)), None);
+        let s = RouterSettings::resolve(
+            FileConfig::default(),
+            &cli(&["--directory", "redis://:pw@10.0.0.2:6379"]),
+        )
+        .expect("valid");
+        let warning = s
+            .advertise_warning(&s.advertised_addresses(any))
+            .expect("a warning");
+        assert!(warning.contains("127.0.0.1:7474"), "{warning}");
+        assert!(!warning.contains("pw@"), "{warning}");
+        let s = RouterSettings::resolve(
+            FileConfig::default(),
+            &cli(&[
+                "--directory",
+                "redis://10.0.0.2:6379",
+                "--advertise",
+                "203.0.113.7:7474",
+            ]),
+        )
+        .expect("valid");
+        assert_eq!(s.advertise_warning(&s.advertised_addresses(any)), None);
+    }
+
+    #[test]
+    #[cfg(feature = "daemon")]
     fn a_router_behind_a_gateway_advertises_nothing_by_default() {
         let gw = Name::from_bytes([9; 32]);
         let s = RouterSettings::resolve(
@@ -1097,9 +1123,10 @@ mod tests {
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
         assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
-        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("1h 30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("5d"), Ok(Duration::from_secs(432_000)));
         assert!(parse_duration("s").is_err());
-        assert!(parse_duration("5d").is_err());
         assert!(parse_duration("-1s").is_err());
     }
 

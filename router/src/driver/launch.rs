@@ -168,6 +168,9 @@ pub async fn launch(
     let (transport, events) = Transport::bind(identity.clone(), settings.transport_config())?;
     let listen = transport.local_addr();
     let advertised = settings.advertised_addresses(listen);
+    if let Some(warning) = settings.advertise_warning(&advertised) {
+        tracing::warn!("{warning}");
+    }
     let core = RouterCore::new(
         identity,
         settings.core_config(advertised.clone(), domain_cert),
