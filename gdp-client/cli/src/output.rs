@@ -81,6 +81,11 @@ pub(crate) fn display_payload(p: &[u8]) -> String {
 
 /// Microseconds since the epoch as `YYYY-MM-DDTHH:MM:SS.mmmZ` (UTC).
 pub(crate) fn format_time(us: u64) -> String {
+    /// 10000-01-01T00:00:00Z: RFC 3339 has four-digit years.
+    const YEAR_10000_US: u64 = 253_402_300_800_000_000;
+    if us >= YEAR_10000_US {
+        return "never".to_owned();
+    }
     let at = std::time::UNIX_EPOCH + Duration::from_micros(us);
     humantime::format_rfc3339_millis(at).to_string()
 }
