@@ -5,8 +5,12 @@
 //! starts: a key file `gdp-router.key` is generated in the data directory
 //! (the working directory unless `--data-dir` says otherwise) on first
 //! start, the directory is the in-process `memory` backend, and the router
-//! listens on UDP port [`DEFAULT_PORT`] of every interface. A value given on
-//! the command line wins over the file, which wins over the default.
+//! listens on UDP port [`DEFAULT_PORT`] of every interface. A flag wins
+//! over its environment variable (`GDP_ROUTER_LISTEN` for `--listen`, see
+//! [`Cli`](crate::config::Cli) with the `daemon` feature), which wins over
+//! the file, which wins over the default. `gdp-router --check-config`
+//! prints the settings in force in this same format (see
+//! [`RouterSettings::to_masked_toml`]).
 //!
 //! ```toml
 //! # gdp-router.toml: every key is optional.
@@ -82,6 +86,7 @@
 #[cfg(feature = "daemon")]
 mod cli;
 mod file;
+mod show;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -90,7 +95,7 @@ use std::time::Duration;
 use gdp_certs::{Name, PublicKey};
 
 #[cfg(feature = "daemon")]
-pub use cli::{Cli, ViaArg};
+pub use cli::{Cli, ENV_PREFIX, ViaArg};
 pub use file::{
     ConfigDuration, FileConfig, LimitsConfig, SocketConfig, TimingConfig, TrustConfig, ViaConfig,
 };
@@ -176,6 +181,24 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(value * millis_per_unit as f64 / 1_000.0)
         .map_err(|e| format!("{text:?}: {e}"))
 }
+/// `d` in the form [`parse_duration`] reads, in the largest unit that
+/// holds it exactly: `"2h"`, `"5m"`, `"90s"`, `"300ms"`, or fractional
+/// seconds below a millisecond (`"0.0005s"`).
+pub fn format_duration(d: Duration) -> String {
+    let (secs, nanos) = (d.as_secs(), d.subsec_nanos());
+    if nanos % 1_000_000 != 0 {
+        format!("{}s", d.as_secs_f64())
+    } else if nanos != 0 {
+        format!("{}ms", d.as_millis())
+    } else if secs != 0 && secs % 3600 == 0 {
+        format!("{}h", secs / 3600)
+    } else if secs != 0 && secs % 60 == 0 {
+        format!("{}m", secs / 60)
+    } else {
+        format!("{secs}s")
+    }
+}
+
 /// Everything a router needs to start, resolved from the file, the
 /// command line and the defaults.
 #[derive(Debug, Clone)]
@@ -979,7 +1002,32 @@ mod tests {
         assert!(parse_duration("-1s").is_err());
     }
 
+    #[test]
+    fn durations_are_written_in_their_largest_exact_unit() {
+        for (d, text) in [
+            (Duration::ZERO, "0s"),
+            (Duration::from_secs(7200), "2h"),
+            (Duration::from_secs(300), "5m"),
+            (Duration::from_secs(90), "90s"),
+            (Duration::from_millis(1500), "1500ms"),
+            (Duration::from_micros(500), "0.0005s"),
+        ] {
+            assert_eq!(format_duration(d), text);
+        }
+    }
+
     proptest::proptest! {
+        #[test]
+        fn written_durations_read_back(nanos in 0u64..10_000_000_000_000) {
+            let d = Duration::from_nanos(nanos);
+            let back = parse_duration(&format_duration(d)).expect("parses");
+            // Fractional seconds go through f64: within a nanosecond or so.
+            proptest::prop_assert!(back.abs_diff(d) <= Duration::from_nanos(2), "{:?} {:?}", d, back);
+            if nanos % 1_000_000 == 0 {
+                proptest::prop_assert_eq!(back, d);
+            }
+        }
+
         #[test]
         fn millisecond_durations_round_trip(ms in 0u64..10_000_000) {
             proptest::prop_assert_eq!(parse_duration(&format!("{ms}ms")), Ok(Duration::from_millis(ms)));

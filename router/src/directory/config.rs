@@ -167,6 +167,38 @@ impl fmt::Display for DirectoryConfig {
     }
 }
 
+/// What a masked secret shows as.
+pub const MASK: &str = "***";
+
+impl DirectoryConfig {
+    /// The text form with any password replaced by [`MASK`]:
+    /// `redis://user:***@host:6379`, for logs and printed settings. Only a
+    /// `redis://` URL can hold one.
+    pub fn redacted(&self) -> String {
+        match self {
+            DirectoryConfig::Redis { url } => redact_url(url),
+            other => other.to_string(),
+        }
+    }
+}
+
+/// `url` with the password of its user information masked.
+fn redact_url(url: &str) -> String {
+    let Some(rest) = url.strip_prefix(REDIS_SCHEME) else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let Some((userinfo, host)) = authority.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    let user = match userinfo.split_once(':') {
+        Some((user, _password)) => format!("{user}:{MASK}"),
+        None => userinfo.to_owned(),
+    };
+    format!("{REDIS_SCHEME}{user}@{host}{tail}")
+}
+
 impl TryFrom<String> for DirectoryConfig {
     type Error = DirectoryConfigError;
     fn try_from(s: String) -> Result<Self, Self::Error> {
@@ -311,6 +343,24 @@ mod tests {
     }
 
     #[test]
+    fn passwords_are_masked() {
+        for (spec, shown) in [
+            (
+                "redis://user:s3cret@10.0.0.5:6379",
+                "redis://user:***@10.0.0.5:6379",
+            ),
+            ("redis://:s3cret@h:1/2", "redis://:***@h:1/2"),
+            ("redis://user@h:1", "redis://user@h:1"),
+            ("redis://h:1", "redis://h:1"),
+            ("memory", "memory"),
+            ("redis-cluster://a:1,b:2", "redis-cluster://a:1,b:2"),
+        ] {
+            let config: DirectoryConfig = spec.parse().expect("valid");
+            assert_eq!(config.redacted(), shown, "{spec}");
+        }
+    }
+
+    #[test]
     fn serde_uses_the_text_form() {
         #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
         struct Cfg {
@@ -337,6 +387,16 @@ mod tests {
             );
             let parsed: DirectoryConfig = text.parse().expect("valid");
             prop_assert_eq!(parsed.to_string(), text);
+        }
+
+        #[test]
+        fn a_password_never_shows(user in "[a-z]{0,4}", password in "[A-Za-z0-9]{6,20}") {
+            let config: DirectoryConfig = format!("redis://{user}:{password}@h:6379/0")
+                .parse()
+                .expect("valid");
+            let shown = config.redacted();
+            prop_assert!(!shown.contains(&password), "{}", shown);
+            prop_assert_eq!(shown, format!("redis://{user}:***@h:6379/0"));
         }
 
         #[test]
