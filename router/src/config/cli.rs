@@ -50,8 +50,16 @@ fn duration_arg(s: &str) -> Result<Duration, String> {
 pub const ENV_PREFIX: &str = "GDP_ROUTER_";
 
 /// The command line of `gdp-router`. Every flag overrides the same setting
-/// of the config file, and its environment variable (see the [module
-/// documentation](self)) does too when the flag is not given.
+/// of the config file.
+///
+/// Every setting flag can also come from the environment: `--listen` from
+/// `GDP_ROUTER_LISTEN`, `--data-dir` from `GDP_ROUTER_DATA_DIR`, and so on
+/// ([`ENV_PREFIX`] and the flag's name in capitals, `-` as `_`), except the
+/// log filter, which comes from `RUST_LOG`. A repeatable flag takes a
+/// comma-separated list from its variable (`GDP_ROUTER_ADVERTISE=a:1,b:2`).
+/// A flag wins over its variable, which wins over the config file, which
+/// wins over the default. `--check-config` is an action, not a setting, and
+/// has no variable.
 #[derive(Debug, Clone, Default, clap::Parser)]
 #[command(name = "gdp-router", version, about = "The GDP router daemon")]
 #[non_exhaustive]

@@ -7,7 +7,7 @@
 //! start, the directory is the in-process `memory` backend, and the router
 //! listens on UDP port [`DEFAULT_PORT`] of every interface. A flag wins
 //! over its environment variable (`GDP_ROUTER_LISTEN` for `--listen`, see
-//! [`Cli`](crate::config::Cli) with the `daemon` feature), which wins over
+//! [`Cli`] with the `daemon` feature), which wins over
 //! the file, which wins over the default. `gdp-router --check-config`
 //! prints the settings in force in this same format (see
 //! [`RouterSettings::to_masked_toml`]).
