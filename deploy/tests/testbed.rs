@@ -79,12 +79,34 @@ fn text(out: &Output) -> String {
     )
 }
 
-/// Tears the testbed down when dropped, so a failing test leaves nothing.
+/// Tears the testbed down when dropped, so a failing test leaves nothing;
+/// a failing test first prints the end of every process's log.
 struct Down<'a>(&'a Path);
 
 impl Drop for Down<'_> {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            print_logs(&self.0.join("logs"));
+        }
         let _ = deploy(&["down", "--state", &self.0.to_string_lossy()]);
+    }
+}
+
+/// Prints the last lines of each log file in `dir`, for a failing test.
+fn print_logs(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut paths: Vec<_> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    paths.sort();
+    for path in paths {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let tail = &lines[lines.len().saturating_sub(40)..];
+        eprintln!("--- {} (last {} lines)", path.display(), tail.len());
+        for line in tail {
+            eprintln!("{line}");
+        }
     }
 }
 

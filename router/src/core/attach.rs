@@ -310,6 +310,12 @@ impl RouterCore {
         match state.kind {
             LinkKind::Attaching { .. } => {}
             LinkKind::Endpoint(att) => {
+                if let Some(waiting) = self.awaiting_publish.get_mut(&att.name) {
+                    waiting.remove(&link);
+                    if waiting.is_empty() {
+                        self.awaiting_publish.remove(&att.name);
+                    }
+                }
                 self.forget_peer_link(att.name, link);
                 self.unindex_local(att.name, link);
                 self.relocate(now, att.name);
@@ -429,12 +435,68 @@ impl RouterCore {
         self.local.entry(name).or_default().insert(link);
         self.stats.attaches += 1;
         tracing::debug!(%link, endpoint = %name.short(), "endpoint attached");
+        let published = self.stats.records_published;
         self.install_local(now, name, link, target);
-        self.send_control(
-            link,
-            name,
-            ControlMessage::AttachAccepted { endpoint: name },
+        if self.stats.records_published == published || self.config.publish_wait.is_zero() {
+            // Nothing new to write (or no wait asked for).
+            return self.accept(link, name);
+        }
+        self.awaiting_publish.entry(name).or_default().insert(link);
+        self.timers.schedule(
+            now.saturating_add(self.config.publish_wait),
+            Timer::Accept(link),
         );
+    }
+
+    /// Tells the endpoint on `link` it is attached as `name`, if it still is.
+    fn accept(&mut self, link: LinkId, name: Name) {
+        let attached = matches!(
+            self.links.get(&link).map(|l| &l.kind),
+            Some(LinkKind::Endpoint(att)) if att.name == name
+        );
+        if attached {
+            self.send_control(
+                link,
+                name,
+                ControlMessage::AttachAccepted { endpoint: name },
+            );
+        }
+    }
+
+    /// The directory write of this router's record for `name` finished
+    /// (`ok`: it succeeded). Endpoints attached as `name` and waiting for
+    /// their record are accepted now; after a failure too, since the name
+    /// is served here whatever the directory holds (the record is written
+    /// again by the next audit or republish).
+    pub fn publish_done(&mut self, now: Timestamp, name: Name, ok: bool) {
+        self.start(now);
+        let Some(links) = self.awaiting_publish.remove(&name) else {
+            return;
+        };
+        if !ok {
+            tracing::debug!(endpoint = %name.short(), "route record not written; accepting anyway");
+        }
+        for link in links {
+            self.accept(link, name);
+        }
+    }
+
+    /// The wait for `link`'s record ran out: accept it now.
+    pub(crate) fn accept_deadline(&mut self, link: LinkId) {
+        let Some(LinkKind::Endpoint(att)) = self.links.get(&link).map(|l| &l.kind) else {
+            return;
+        };
+        let name = att.name;
+        let Some(waiting) = self.awaiting_publish.get_mut(&name) else {
+            return;
+        };
+        if waiting.remove(&link) {
+            if waiting.is_empty() {
+                self.awaiting_publish.remove(&name);
+            }
+            tracing::debug!(%link, endpoint = %name.short(), "directory write slow; accepting");
+            self.accept(link, name);
+        }
     }
 
     /// Points `name` at the local `link` and publishes its record.

@@ -144,6 +144,13 @@ pub struct CoreConfig {
     /// entries beyond the budget are refused unverified. Identical
     /// re-advertisements cost nothing.
     pub advertise_verifications: Rate,
+    /// Longest an attached endpoint's acceptance waits for the directory
+    /// write of its route record. Until the record is there, other routers
+    /// can neither route replies to the endpoint nor check that this router
+    /// may send for it (a vouched peer's PDUs from an unknown source are
+    /// dropped), so the endpoint is told it is attached only once the write
+    /// finished, failed, or this long passed. Zero: at once.
+    pub publish_wait: Duration,
     /// How long a link may stay unproven (an endpoint that has not attached,
     /// a router whose hello has not passed) before it is closed.
     pub attach_timeout: Duration,
@@ -223,6 +230,7 @@ impl Default for CoreConfig {
             max_verifications_per_advertise: 256,
             advertise_verifications: Rate::new(1_024, 65_536),
             attach_timeout: Duration::from_secs(5),
+            publish_wait: Duration::from_secs(2),
             max_unproven_links: 1_024,
             max_links_per_peer: 4,
             max_unattached_pdus: 4,

@@ -150,6 +150,10 @@ pub struct RouterCore {
     /// Router links in use, by peer name (the first one when there are several).
     routers: BTreeMap<Name, LinkId>,
     published: BTreeMap<Name, Published>,
+    /// Attached endpoints not yet accepted, by name: their acceptance
+    /// waits for the write of their route record (see
+    /// [`RouterCore::publish_done`]).
+    awaiting_publish: BTreeMap<Name, BTreeSet<LinkId>>,
     pending: PendingQueue,
     resolving: BTreeMap<Name, Resolve>,
     dialing: BTreeMap<Name, Dialing>,
@@ -209,6 +213,7 @@ impl RouterCore {
             local: BTreeMap::new(),
             routers: BTreeMap::new(),
             published: BTreeMap::new(),
+            awaiting_publish: BTreeMap::new(),
             pending: PendingQueue::new(PendingLimits::from_config(&config)),
             resolving: BTreeMap::new(),
             dialing: BTreeMap::new(),
@@ -324,6 +329,7 @@ impl RouterCore {
                 Timer::Redial => self.redial_gateway(now),
                 Timer::Attach(link) => self.attach_deadline(now, link),
                 Timer::Tree(capsule) => self.tree_timer(now, capsule),
+                Timer::Accept(link) => self.accept_deadline(link),
             }
         }
         self.refresh_gauges();

@@ -98,6 +98,80 @@ fn attach_publishes_and_detach_unpublishes() {
     assert_eq!(c.stats().links, 0);
 }
 
+/// Whether an `AttachAccepted` was queued for `link`.
+fn accepted(core: &mut RouterCore, link: LinkId) -> bool {
+    sent_on(core, link).iter().any(|p| {
+        matches!(
+            ControlMessage::from_pdu(p),
+            Ok(ControlMessage::AttachAccepted { .. })
+        )
+    })
+}
+
+#[test]
+fn an_endpoint_is_accepted_once_its_record_is_written() {
+    let mut c = core(|_| {});
+    let client = identity(2, Kind::Client);
+    // `attach` drains what was sent: the acceptance is not among it yet.
+    attach(&mut c, LinkId(1), &client);
+    assert!(!accepted(&mut c, LinkId(1)));
+    // The router's own record finishing does not accept the endpoint.
+    c.publish_done(NOW, c.name(), true);
+    assert!(!accepted(&mut c, LinkId(1)));
+    c.publish_done(NOW, client.name(), true);
+    assert!(accepted(&mut c, LinkId(1)));
+    // Told once.
+    c.handle_timeout(NOW.saturating_add(Duration::from_secs(10)));
+    assert!(!accepted(&mut c, LinkId(1)));
+
+    // A failed write accepts too: the name is served here regardless.
+    let other = identity(3, Kind::Client);
+    attach(&mut c, LinkId(2), &other);
+    c.publish_done(NOW, other.name(), false);
+    assert!(accepted(&mut c, LinkId(2)));
+}
+
+#[test]
+fn a_slow_directory_delays_acceptance_by_publish_wait_at_most() {
+    let mut c = core(|cfg| cfg.publish_wait = Duration::from_millis(500));
+    let client = identity(2, Kind::Client);
+    attach(&mut c, LinkId(1), &client);
+    c.handle_timeout(NOW.saturating_add(Duration::from_millis(499)));
+    assert!(!accepted(&mut c, LinkId(1)));
+    c.handle_timeout(NOW.saturating_add(Duration::from_millis(500)));
+    assert!(accepted(&mut c, LinkId(1)));
+    // The late completion changes nothing.
+    c.publish_done(
+        NOW.saturating_add(Duration::from_secs(1)),
+        client.name(),
+        true,
+    );
+    assert!(!accepted(&mut c, LinkId(1)));
+
+    // Without a wait, at once.
+    let mut c = core(|cfg| cfg.publish_wait = Duration::ZERO);
+    let mut link_pdus = Vec::new();
+    c.link_up(NOW, LinkId(1), LinkPeer::Endpoint);
+    link_pdus.extend(sent_on(&mut c, LinkId(1)));
+    let challenge = link_pdus
+        .iter()
+        .find_map(|p| match ControlMessage::from_pdu(p) {
+            Ok(ControlMessage::AttachChallenge(ch)) => Some(ch),
+            _ => None,
+        })
+        .expect("a challenge");
+    let proof = AttachProof::create(
+        &client,
+        &challenge,
+        Validity::starting_at(NOW, Duration::from_secs(3600)),
+    );
+    let pdu = ControlMessage::AttachProof(proof)
+        .to_pdu(challenge.router, client.name(), 1)
+        .expect("small");
+    c.handle_pdu(NOW, LinkId(1), pdu.to_bytes());
+    assert!(accepted(&mut c, LinkId(1)));
+}
+
 /// Advertises `capsule_md` (owned by `owner`) from the server on `link`.
 fn advertise(
     core: &mut RouterCore,

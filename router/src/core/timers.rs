@@ -33,6 +33,9 @@ pub(crate) enum Timer {
     Attach(LinkId),
     /// A delivery tree's leases and upstream refresh.
     Tree(Name),
+    /// An attached endpoint is accepted even though its record's write
+    /// has not finished.
+    Accept(LinkId),
 }
 
 /// Deadlines ordered by time (then by timer, so firing order is

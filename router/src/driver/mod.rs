@@ -592,7 +592,12 @@ impl Driver {
                 name,
                 unpublish,
                 result,
-            } => self.directory.write_done(name, unpublish, &result),
+            } => {
+                self.directory.write_done(name, unpublish, &result);
+                if !unpublish {
+                    self.core.publish_done(now, name, result.is_ok());
+                }
+            }
             Completion::Audit { name, result } => self.directory.audit_done(now, name, result),
             Completion::Pruned { name, result } => self.directory.prune_done(name, result),
             Completion::DialFailed { router, error } => {

@@ -207,6 +207,9 @@ enum Event {
     },
     Publish {
         router: Name,
+        /// The publishing router, told when the write is done.
+        from: RouterId,
+        start: u32,
         name: Name,
         record: Bytes,
         expires: Timestamp,
@@ -660,6 +663,8 @@ impl Network {
                     dir_at,
                     Event::Publish {
                         router: me,
+                        from: router,
+                        start: self.routers[router.0].restarts,
                         name,
                         record,
                         expires,
@@ -811,10 +816,19 @@ impl Network {
             }
             Event::Publish {
                 router,
+                from,
+                start,
                 name,
                 record,
                 expires,
-            } => self.directory.publish(name, router, record, expires),
+            } => {
+                self.directory.publish(name, router, record, expires);
+                let r = &self.routers[from.0];
+                if r.alive && r.restarts == start {
+                    self.routers[from.0].core.publish_done(now, name, true);
+                    self.drain_router(from);
+                }
+            }
             Event::Unpublish { router, name } => self.directory.unpublish(name, router),
             Event::DialFailed {
                 router,
