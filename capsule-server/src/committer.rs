@@ -182,12 +182,14 @@ fn run(store: Store, mut rx: mpsc::Receiver<Job>, config: CommitterConfig, count
                 Err(_) => break,
             }
         }
+        let started = std::time::Instant::now();
         let results = store.commit(jobs.iter().map(|j| &j.write));
+        let took = started.elapsed();
         counters.transactions.fetch_add(1, Ordering::Relaxed);
         counters
             .writes
             .fetch_add(jobs.len() as u64, Ordering::Relaxed);
-        crate::metrics::committed(jobs.len() as u64);
+        crate::metrics::committed(jobs.len() as u64, took);
         for (job, result) in jobs.drain(..).zip(results) {
             // The submitter may have gone away; the write is durable anyway.
             let _ = job.ack.send(result);

@@ -11,7 +11,7 @@
 //! key_file = "/etc/gdp/capsule-server.key"  # default: <data_dir>/capsule-server.key
 //! label = "store-1"                         # put in the metadata of a new key
 //! log = "info"                              # a tracing filter (the binary's)
-//! metrics = "127.0.0.1:9475"                # Prometheus metrics (the binary's; default: none)
+//! admin = "127.0.0.1:7476"                  # the binary's admin API (metrics, health, JSON), or "off"
 //!
 //! [router]
 //! address = "127.0.0.1:7474"
@@ -110,37 +110,8 @@ pub enum ServerConfigError {
     },
 }
 
-/// A duration parsed from `"300ms"`, `"5s"`, `"2m"`, `"1h"` or a bare
-/// number of seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let millis_per_unit: u64 = match unit.trim() {
-        "ms" => 1,
-        "" | "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        other => {
-            return Err(format!(
-                "unknown unit {other:?} in {text:?}: use ms, s, m or h"
-            ));
-        }
-    };
-    if let Ok(whole) = number.parse::<u64>() {
-        return whole
-            .checked_mul(millis_per_unit)
-            .map(Duration::from_millis)
-            .ok_or_else(|| format!("{text:?} is too long"));
-    }
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration such as 300ms, 5s, 2m or 1h"))?;
-    Duration::try_from_secs_f64(value * millis_per_unit as f64 / 1_000.0)
-        .map_err(|e| format!("{text:?}: {e}"))
-}
+/// A duration: see [`gdp_certs::parse_duration`].
+pub use gdp_certs::parse_duration;
 
 /// Deserializes a duration written as a string with a unit or a number of
 /// seconds.
@@ -159,27 +130,10 @@ pub(crate) fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duratio
     }
 }
 
-/// `d` in the form [`parse_duration`] reads, in the largest unit that
-/// holds it exactly: `"2h"`, `"5m"`, `"90s"`, `"300ms"`, or fractional
-/// seconds below a millisecond (`"0.0005s"`).
-pub fn format_duration(d: Duration) -> String {
-    let (secs, nanos) = (d.as_secs(), d.subsec_nanos());
-    if nanos % 1_000_000 != 0 {
-        format!("{}s", d.as_secs_f64())
-    } else if nanos != 0 {
-        format!("{}ms", d.as_millis())
-    } else if secs != 0 && secs % 3600 == 0 {
-        format!("{}h", secs / 3600)
-    } else if secs != 0 && secs % 60 == 0 {
-        format!("{}m", secs / 60)
-    } else {
-        format!("{secs}s")
-    }
-}
-
-/// Serializes a duration as [`format_duration`] writes it.
+/// Serializes a duration as [`gdp_certs::format_duration`] writes it,
+/// which [`parse_duration`] reads back exactly.
 pub(crate) fn duration_text<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&format_duration(*d))
+    s.serialize_str(&gdp_certs::format_duration(*d))
 }
 
 /// How the server reaches its router.
@@ -247,6 +201,60 @@ impl Default for HostSettings {
     }
 }
 
+/// Where the admin API of `gdp-capsule-server` listens unless configured.
+pub const DEFAULT_ADMIN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 7476);
+
+/// An `admin` setting: an address to listen on, or off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminListen {
+    /// No admin API.
+    Off,
+    /// Listen here.
+    At(SocketAddr),
+}
+
+impl AdminListen {
+    /// The address, unless off.
+    pub fn addr(self) -> Option<SocketAddr> {
+        match self {
+            AdminListen::Off => None,
+            AdminListen::At(a) => Some(a),
+        }
+    }
+}
+
+impl std::str::FromStr for AdminListen {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "off" | "none" => Ok(AdminListen::Off),
+            _ => s
+                .parse()
+                .map(AdminListen::At)
+                .map_err(|e| format!("{s:?} is neither HOST:PORT nor `off`: {e}")),
+        }
+    }
+}
+
+/// Written as the text [`FromStr`](std::str::FromStr) reads: `off` or
+/// `HOST:PORT`.
+impl Serialize for AdminListen {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            AdminListen::Off => s.serialize_str("off"),
+            AdminListen::At(addr) => s.collect_str(addr),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for AdminListen {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// Everything a capsule server needs to run. See the [module
 /// documentation](self) for the file format.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -265,11 +273,13 @@ pub struct ServerConfig {
     /// A tracing filter, used by the binary when it sets up logging.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log: Option<String>,
-    /// Where the binary serves Prometheus metrics (`GET /metrics`, see
-    /// [`crate::metrics`]). Default: nowhere. Bind it to loopback or an
-    /// operators' network: the figures say what the server holds.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub metrics: Option<SocketAddr>,
+    /// Where the binary serves its admin API (`/metrics`, `/healthz`,
+    /// `/readyz`, JSON under `/v1`), or `off`. Not given: the binary's
+    /// default, [`DEFAULT_ADMIN`] on loopback. Anything beyond loopback
+    /// only when configured: the figures say what the server holds.
+    /// (`metrics` is its former name.)
+    #[serde(alias = "metrics", skip_serializing_if = "Option::is_none")]
+    pub admin: Option<AdminListen>,
     /// The router.
     pub router: RouterSettings,
     /// The service's limits.
@@ -289,7 +299,7 @@ impl Default for ServerConfig {
             key_file: None,
             label: DEFAULT_LABEL.to_owned(),
             log: None,
-            metrics: None,
+            admin: None,
             router: RouterSettings::default(),
             service: ServiceConfig::default(),
             store: StoreOptions::default(),
@@ -386,10 +396,12 @@ impl ServerConfig {
         if !has_data_dir {
             config.data_dir = router_data_dir.join(EMBEDDED_DIR);
         }
-        if config.metrics.is_some() {
+        if config.admin.is_some() {
             return Err(ServerConfigError::Invalid {
-                key: "metrics",
-                reason: "an embedded capsule server has no metrics listener of its own".into(),
+                key: "admin",
+                reason: "an embedded capsule server has no admin listener of its own: \
+                         the router's admin API serves the process"
+                    .into(),
             });
         }
         config.router.address = Some(router_addr);
@@ -656,7 +668,7 @@ mod tests {
         let table: toml::Value = toml::from_str("metrics = \"127.0.0.1:1\"").expect("toml");
         assert!(matches!(
             ServerConfig::embedded(Some(table), Path::new("/r"), addr, router),
-            Err(ServerConfigError::Invalid { key: "metrics", .. })
+            Err(ServerConfigError::Invalid { key: "admin", .. })
         ));
     }
 
@@ -667,9 +679,9 @@ mod tests {
             String::new(),
             "[router]\naddress = \"127.0.0.1:7474\"\n".to_owned(),
             format!(
-                "data_dir = \"/srv\"\nkey_file = \"/k\"\nlog = \"debug\"\nmetrics = \"127.0.0.1:9\"\n\
+                "data_dir = \"/srv\"\nkey_file = \"/k\"\nlog = \"debug\"\nadmin = \"127.0.0.1:9\"\n\
                  [router]\naddress = \"10.0.0.1:7000\"\nname = \"{}\"\nrtcert_validity = \"90m\"\n\
-                 [service]\ntree_lease = \"1.5s\"\ncreate_policy = {{ mode = \"allow-list\", creators = [\"{key}\"] }}\n",
+                 [service]\ntree_lease = \"1500ms\"\ncreate_policy = {{ mode = \"allow-list\", creators = [\"{key}\"] }}\n",
                 Name::from_bytes([2; 32])
             ),
             "[service]\ncreate_policy = { mode = \"open\" }\n".to_owned(),

@@ -82,6 +82,8 @@
 //! ```
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+#[cfg(feature = "daemon")]
+pub mod admin;
 pub mod committer;
 pub mod config;
 pub mod driver;
@@ -89,8 +91,10 @@ pub mod fork;
 pub mod host;
 pub mod limits;
 pub mod metrics;
+pub mod observe;
 pub mod service;
 pub mod stats;
 pub mod store;
 
-pub use driver::{ServerError, run};
+pub use driver::{ServerError, run, run_observed};
+pub use observe::Observer;

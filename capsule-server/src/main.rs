@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! gdp-capsule-server --data-dir /var/lib/gdp-capsules --router 127.0.0.1:7474
-//! gdp-capsule-server --config /etc/gdp/capsule-server.toml --metrics 127.0.0.1:9475
+//! gdp-capsule-server --config /etc/gdp/capsule-server.toml --admin 127.0.0.1:7476
 //! ```
 //!
 //! Settings come from the TOML file given with `--config` (see
@@ -15,24 +15,26 @@
 //! configuration is valid, 2 with the reason when it is not.
 //! The key file is generated (mode 0600) on first start. At start the
 //! server prints one line on stdout, `gdp-capsule-server name=… data_dir=…
-//! key=… key_created=… metrics=<addr|none>`, for people and scripts (with
-//! the port really bound when `--metrics` asked for port 0). With
-//! `--metrics ADDR` it serves `GET /metrics` in the Prometheus text format
-//! (see `gdp_capsule_server::metrics`). SIGTERM or ctrl-c
+//! key=… key_created=… admin=<addr|none>`, for people and scripts (with
+//! the port really bound when `--admin` asked for port 0). It serves its
+//! admin API (`gdp_capsule_server::admin`: Prometheus metrics, health,
+//! JSON state) on `--admin ADDR`, by default on 127.0.0.1:7476; when that
+//! default is taken (another server on this host) it warns and goes on
+//! without one. `--admin off` turns it off. SIGTERM or ctrl-c
 //! stops the server gracefully: no new requests, every write in flight made
 //! durable and answered, the link closed; the exit status is then 0.
 
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Context;
-use axum::Router;
-use axum::routing::get;
 use clap::{CommandFactory as _, Parser};
-use gdp_capsule_server::config::ServerConfig;
+use gdp_capsule_server::Observer;
+use gdp_capsule_server::config::{AdminListen, DEFAULT_ADMIN, ServerConfig};
 use gdp_certs::Name;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::PrometheusBuilder;
 
 /// The command line. Every flag overrides the same setting of the file, and
 /// so does its environment variable when the flag is not given:
@@ -66,9 +68,15 @@ struct Cli {
     /// (default: the file's `log`, else `info`).
     #[arg(long, value_name = "FILTER", env = "RUST_LOG")]
     log: Option<String>,
-    /// Serve Prometheus metrics at http://ADDR/metrics.
-    #[arg(long, value_name = "ADDR", env = "GDP_CAPSULE_SERVER_METRICS")]
-    metrics: Option<SocketAddr>,
+    /// Serve the admin API (/metrics, /healthz, /readyz, JSON under /v1)
+    /// at ADDR, or `off`. Default 127.0.0.1:7476: loopback only.
+    #[arg(
+        long,
+        visible_alias = "metrics",
+        value_name = "ADDR|off",
+        env = "GDP_CAPSULE_SERVER_ADMIN"
+    )]
+    admin: Option<AdminListen>,
     /// Load and check the configuration (file, environment and flags),
     /// print the settings in force, and exit: 0 when it is valid, 2 when it
     /// is not. Starts nothing and writes nothing.
@@ -101,8 +109,8 @@ impl Cli {
         if let Some(log) = &self.log {
             config.log = Some(log.clone());
         }
-        if let Some(addr) = self.metrics {
-            config.metrics = Some(addr);
+        if let Some(admin) = self.admin {
+            config.admin = Some(admin);
         }
         config.validate()?;
         Ok(config)
@@ -169,8 +177,11 @@ fn check_config(cli: &Cli, config: &ServerConfig) -> anyhow::Result<()> {
     writeln!(out, "# config file: {file}")?;
     writeln!(out, "# environment: {env}")?;
     writeln!(out, "# key file: {key}")?;
-    if config.metrics.is_none() {
-        writeln!(out, "# metrics: not set, so no metrics listener")?;
+    if config.admin.is_none() {
+        writeln!(
+            out,
+            "# admin: not set, so {DEFAULT_ADMIN}, or no admin API if another server holds that address"
+        )?;
     }
     if config.router.name.is_none() {
         writeln!(
@@ -187,33 +198,28 @@ fn check_config(cli: &Cli, config: &ServerConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Installs the Prometheus recorder and serves its rendering at
-/// `GET /metrics` on `listener`, until the process ends.
-fn serve_metrics(listener: std::net::TcpListener) -> anyhow::Result<()> {
-    let handle = PrometheusBuilder::new()
-        .install_recorder()
-        .context("installing the metrics recorder")?;
-    gdp_capsule_server::metrics::describe();
-    listener
-        .set_nonblocking(true)
-        .context("setting up the metrics listener")?;
-    let listener =
-        tokio::net::TcpListener::from_std(listener).context("setting up the metrics listener")?;
-    let app = Router::new().route(
-        "/metrics",
-        get(
-            |axum::extract::State(handle): axum::extract::State<PrometheusHandle>| async move {
-                handle.run_upkeep();
-                handle.render()
-            },
-        ),
-    );
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app.with_state(handle)).await {
-            tracing::error!(error = %e, "the metrics listener failed");
+/// Binds the admin listener: where configured (an error if that fails),
+/// else [`DEFAULT_ADMIN`] (without one, with a warning, if that is taken).
+fn bind_admin(config: &ServerConfig) -> anyhow::Result<Option<std::net::TcpListener>> {
+    let (addr, configured) = match config.admin {
+        Some(AdminListen::Off) => return Ok(None),
+        Some(AdminListen::At(addr)) => (addr, true),
+        None => (DEFAULT_ADMIN, false),
+    };
+    match std::net::TcpListener::bind(addr) {
+        Ok(l) => Ok(Some(l)),
+        Err(e) if !configured && e.kind() == std::io::ErrorKind::AddrInUse => {
+            tracing::warn!(
+                %addr,
+                "the default admin address is taken (another capsule server on this host?): \
+                 no admin API; set --admin to serve it elsewhere"
+            );
+            Ok(None)
         }
-    });
-    Ok(())
+        Err(e) => Err(e).with_context(|| {
+            format!("binding the admin API on {addr} (set --admin to another address, or `off`)")
+        }),
+    }
 }
 
 /// Completes on SIGTERM or ctrl-c.
@@ -299,19 +305,13 @@ fn serve(config: ServerConfig, filter: tracing_subscriber::EnvFilter) -> anyhow:
         gdp_certs::Identity::load_or_generate(&key_file, gdp_certs::Kind::Server, &config.label)
             .with_context(|| format!("loading the key file {}", key_file.display()))?;
     // Bound before the start line, which says where it really listens.
-    let metrics = match config.metrics {
-        Some(addr) => Some(
-            std::net::TcpListener::bind(addr)
-                .with_context(|| format!("binding the metrics listener on {addr}"))?,
-        ),
-        None => None,
-    };
-    let metrics_addr = match &metrics {
+    let admin = bind_admin(&config)?;
+    let admin_addr = match &admin {
         Some(l) => l.local_addr()?.to_string(),
         None => "none".to_owned(),
     };
     println!(
-        "gdp-capsule-server name={} data_dir={} key={} key_created={created} metrics={metrics_addr}",
+        "gdp-capsule-server name={} data_dir={} key={} key_created={created} admin={admin_addr}",
         identity.name(),
         config.data_dir.display(),
         key_file.display(),
@@ -321,10 +321,16 @@ fn serve(config: ServerConfig, filter: tracing_subscriber::EnvFilter) -> anyhow:
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async {
-        if let Some(listener) = metrics {
-            serve_metrics(listener)?;
+        let observer = Arc::new(Observer::new());
+        if let Some(listener) = admin {
+            let prometheus = PrometheusBuilder::new()
+                .install_recorder()
+                .context("installing the metrics recorder")?;
+            gdp_capsule_server::metrics::describe();
+            gdp_capsule_server::admin::serve(listener, observer.clone(), prometheus, &config)
+                .context("starting the admin API")?;
         }
-        gdp_capsule_server::run(config, shutdown_signal()).await?;
+        gdp_capsule_server::run_observed(config, shutdown_signal(), observer).await?;
         anyhow::Ok(())
     })?;
     Ok(())

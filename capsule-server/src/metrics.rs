@@ -3,7 +3,8 @@
 //! The library only records: without a recorder installed (a server
 //! embedded in a program that exports nothing) every call is a no-op. The
 //! `gdp-capsule-server` binary installs a Prometheus recorder and serves it
-//! at `http://ADDR/metrics` when started with `--metrics ADDR`.
+//! at `/metrics` of its admin API (`crate::admin`, `--admin ADDR`, on
+//! loopback by default).
 //!
 //! | metric | type | what |
 //! | --- | --- | --- |
@@ -22,9 +23,14 @@
 //! | `gdp_capsule_tree_leases` | gauge | capsules with a live delivery-tree lease of the router |
 //! | `gdp_capsule_tree_leases_taken_total` | counter | tree leases taken |
 //! | `gdp_capsule_tree_leases_expired_total` | counter | tree leases that ran out unrefreshed |
+//! | `gdp_capsule_reads_total` | counter | reads (`Read`, `Latest`) answered with records |
+//! | `gdp_capsule_read_records_total` | counter | records in those answers |
+//! | `gdp_capsule_subscriptions` | gauge | subscriptions held now (all capsules, all peers) |
+//! | `gdp_capsule_commit_seconds` | histogram | time of one durable transaction of the committer, fsync included |
+//! | `gdp_capsule_store_bytes` | gauge | size of the store's database file, as of the scrape (set by the daemon's admin API) |
 //! | `gdp_capsule_tree_ignored_total{reason}` | counter | tree joins and leaves ignored; `reason` is a [`TreeIgnored`] label (`not_router`, `not_hosted`) |
 
-use metrics::{counter, describe_counter, describe_gauge, gauge};
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
 
 use crate::stats::{Refusal, TreeIgnored};
 
@@ -61,6 +67,17 @@ pub const TREE_LEASES_EXPIRED: &str = "gdp_capsule_tree_leases_expired_total";
 /// See the module table.
 pub const TREE_IGNORED: &str = "gdp_capsule_tree_ignored_total";
 
+/// See the module table.
+pub const READS: &str = "gdp_capsule_reads_total";
+/// See the module table.
+pub const READ_RECORDS: &str = "gdp_capsule_read_records_total";
+/// See the module table.
+pub const SUBSCRIPTIONS: &str = "gdp_capsule_subscriptions";
+/// See the module table.
+pub const COMMIT_SECONDS: &str = "gdp_capsule_commit_seconds";
+/// See the module table.
+pub const STORE_BYTES: &str = "gdp_capsule_store_bytes";
+
 /// Registers the help text of every metric with the installed recorder,
 /// and zeroes the refusal and delivery-tree figures so that they show up in
 /// a scrape before anything happens.
@@ -96,7 +113,27 @@ pub fn describe() {
         TREE_IGNORED,
         "Delivery-tree joins and leaves ignored, by reason"
     );
-    for name in [PUBLISHES, PUBLISHED_RECORDS, PUBLISHED_BYTES] {
+    describe_counter!(READS, "Reads answered with records");
+    describe_counter!(READ_RECORDS, "Records in read answers");
+    describe_gauge!(SUBSCRIPTIONS, "Subscriptions held now");
+    describe_histogram!(
+        COMMIT_SECONDS,
+        metrics::Unit::Seconds,
+        "Time of one durable transaction, fsync included"
+    );
+    describe_gauge!(
+        STORE_BYTES,
+        metrics::Unit::Bytes,
+        "Size of the store's database file"
+    );
+    gauge!(SUBSCRIPTIONS).set(0.0);
+    for name in [
+        PUBLISHES,
+        PUBLISHED_RECORDS,
+        PUBLISHED_BYTES,
+        READS,
+        READ_RECORDS,
+    ] {
         counter!(name).absolute(0);
     }
     gauge!(TREE_LEASES).set(0.0);
@@ -131,7 +168,22 @@ pub(crate) fn peer_gone(subscriptions: u64) {
     counter!(SUBSCRIPTIONS_DROPPED).increment(subscriptions);
 }
 
-pub(crate) fn committed(writes: u64) {
+pub(crate) fn read(records: usize) {
+    counter!(READS).increment(1);
+    counter!(READ_RECORDS).increment(records as u64);
+}
+
+pub(crate) fn subscriptions_changed(delta: f64) {
+    gauge!(SUBSCRIPTIONS).increment(delta);
+}
+
+/// The store's file size now (see [`STORE_BYTES`]).
+pub fn store_bytes(bytes: u64) {
+    gauge!(STORE_BYTES).set(bytes as f64);
+}
+
+pub(crate) fn committed(writes: u64, took: std::time::Duration) {
+    histogram!(COMMIT_SECONDS).record(took.as_secs_f64());
     counter!(COMMITS).increment(1);
     counter!(COMMITTED_WRITES).increment(writes);
 }

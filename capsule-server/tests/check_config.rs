@@ -89,7 +89,7 @@ fn a_flag_beats_its_variable_which_beats_the_file_which_beats_the_default() {
         ("GDP_CAPSULE_SERVER_ROUTER_NAME", name),
         ("GDP_CAPSULE_SERVER_LABEL", "store-9"),
         ("GDP_CAPSULE_SERVER_KEY_FILE", "/keys/s.key"),
-        ("GDP_CAPSULE_SERVER_METRICS", "127.0.0.1:9475"),
+        ("GDP_CAPSULE_SERVER_ADMIN", "127.0.0.1:9475"),
         ("RUST_LOG", "debug"),
     ];
     let (text, t) = check(dir, &["--config", &file], &env);
@@ -99,11 +99,11 @@ fn a_flag_beats_its_variable_which_beats_the_file_which_beats_the_default() {
     assert_eq!(str_at(&t, &["router", "name"]), Some(name));
     assert_eq!(str_at(&t, &["label"]), Some("store-9"));
     assert_eq!(str_at(&t, &["key_file"]), Some("/keys/s.key"));
-    assert_eq!(str_at(&t, &["metrics"]), Some("127.0.0.1:9475"));
+    assert_eq!(str_at(&t, &["admin"]), Some("127.0.0.1:9475"));
     assert!(
         text.contains(
-            "# environment: GDP_CAPSULE_SERVER_DATA_DIR, GDP_CAPSULE_SERVER_KEY_FILE, \
-             GDP_CAPSULE_SERVER_LABEL, GDP_CAPSULE_SERVER_METRICS, GDP_CAPSULE_SERVER_ROUTER, \
+            "# environment: GDP_CAPSULE_SERVER_ADMIN, GDP_CAPSULE_SERVER_DATA_DIR, \
+             GDP_CAPSULE_SERVER_KEY_FILE, GDP_CAPSULE_SERVER_LABEL, GDP_CAPSULE_SERVER_ROUTER, \
              GDP_CAPSULE_SERVER_ROUTER_NAME, RUST_LOG"
         ),
         "{text}"

@@ -54,7 +54,7 @@ async fn the_metrics_endpoint_counts_creates_appends_and_refusals() {
         Duration::from_secs(20),
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    let metrics: SocketAddr = start_line_field(&line, "metrics")
+    let metrics: SocketAddr = start_line_field(&line, "admin")
         .expect("a metrics field")
         .parse()
         .expect("the bound metrics address");

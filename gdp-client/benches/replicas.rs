@@ -253,7 +253,7 @@ fn cpu_seconds(pid: u32) -> Option<f64> {
 /// Bytes of PDUs the router has received from the servers so far.
 fn servers_egress(router: &Router, servers: &[Name]) -> f64 {
     let peers: Vec<String> = servers.iter().map(|s| format!("peer=\"{s}\"")).collect();
-    scrape_metrics(router.metrics.expect("the router serves metrics"))
+    scrape_metrics(router.admin.expect("the router serves metrics"))
         .iter()
         .filter(|(k, _)| {
             k.starts_with("gdp_router_link_received_bytes_total{")

@@ -208,7 +208,7 @@ fn options(mode: SubscribeMode, router: &Router) -> ClientOptions {
 /// Bytes of PDUs the hub has received from the capsule server so far.
 fn server_egress(hub: &Router, server: Name) -> f64 {
     let peer = format!("peer=\"{server}\"");
-    scrape_metrics(hub.metrics.expect("the hub serves metrics"))
+    scrape_metrics(hub.admin.expect("the hub serves metrics"))
         .iter()
         .filter(|(k, _)| {
             k.starts_with("gdp_router_link_received_bytes_total{") && k.contains(&peer)

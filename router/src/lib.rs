@@ -8,7 +8,8 @@
 //!   [`gdp_link::Transport`] and a directory, and [`driver::launch`], which
 //!   starts a whole router from [`config::RouterSettings`];
 //! - [`config`]: the `gdp-router` config file and command line;
-//! - [`metrics`]: the Prometheus text format over HTTP;
+//! - [`admin`]: the admin API over HTTP (metrics, health, JSON state);
+//! - [`metrics`]: the Prometheus text format of a router's counters;
 //! - `sim` (feature): the deterministic multi-router simulation, for tests.
 //!
 //! Features: `daemon` (default) is what the `gdp-router` binary adds, its
@@ -39,6 +40,7 @@
 //! ```
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+pub mod admin;
 pub mod config;
 pub mod core;
 pub mod directory;

@@ -4,7 +4,7 @@
 //! gdp-router                                   # embedded defaults: ./gdp-router.key, memory
 //!                                              # directory, UDP 0.0.0.0:7474
 //! gdp-router --data-dir /var/lib/gdp-router --directory redis://10.0.0.5:6379 \
-//!            --advertise 203.0.113.7:7474 --metrics 127.0.0.1:9474
+//!            --advertise 203.0.113.7:7474 --admin 127.0.0.1:7475
 //! gdp-router --config /etc/gdp/router.toml --log gdp_router=debug
 //! ```
 //!
@@ -12,7 +12,7 @@
 //! the router prints one line to standard output:
 //!
 //! ```text
-//! gdp-router name=<name> listen=<addr> advertise=<addr,...> metrics=<addr|none> key=<file> key_created=<bool>
+//! gdp-router name=<name> listen=<addr> advertise=<addr,...> admin=<addr|none> key=<file> key_created=<bool>
 //! ```
 //!
 //! With a `[capsule_server]` table in its config it also runs a capsule
@@ -107,17 +107,17 @@ async fn run(settings: RouterSettings) -> anyhow::Result<()> {
     };
     let router = launch(&settings, embed).await?;
     let advertised: Vec<String> = router.advertised.iter().map(ToString::to_string).collect();
-    let metrics = router
-        .metrics
+    let admin = router
+        .admin
         .map_or_else(|| "none".to_owned(), |a| a.to_string());
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
-        "gdp-router name={} listen={} advertise={} metrics={} key={} key_created={}",
+        "gdp-router name={} listen={} advertise={} admin={} key={} key_created={}",
         router.name,
         router.listen,
         advertised.join(","),
-        metrics,
+        admin,
         router.key_file.display(),
         router.key_created
     )?;
@@ -207,6 +207,18 @@ fn check_config(cli: &Cli, settings: &RouterSettings) -> anyhow::Result<()> {
     writeln!(out, "# config file: {file}")?;
     writeln!(out, "# environment: {env}")?;
     writeln!(out, "# key file: {key}")?;
+    if !settings.admin_configured {
+        writeln!(
+            out,
+            "# admin: not set, so {}, or no admin API if another router holds that address",
+            gdp_router::config::DEFAULT_ADMIN
+        )?;
+    }
+    if let Some(warning) =
+        settings.advertise_warning(&settings.advertised_addresses(settings.listen))
+    {
+        writeln!(out, "# warning: {warning}")?;
+    }
     if settings.advertise.is_none() {
         let what = if settings.via.is_some() {
             "none (behind a gateway)"

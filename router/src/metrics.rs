@@ -1,15 +1,10 @@
-//! Metrics in the Prometheus text format, served over HTTP.
+//! Metrics in the Prometheus text format.
 //!
 //! [`render`] turns a [`Snapshot`] into the text exposition format
-//! (version 0.0.4). [`MetricsServer`] answers `GET /metrics` on a TCP
-//! address with it; every scrape asks the router task for a fresh snapshot,
+//! (version 0.0.4), which the admin API ([`crate::admin`]) serves at
+//! `GET /metrics`; every scrape asks the router task for a fresh snapshot,
 //! so figures are as of the scrape (the core's gauges, the transport's
 //! per-link statistics and RTTs are read at that moment).
-//!
-//! The server is a minimal HTTP/1.1 responder on tokio, not a general web
-//! server: one request per connection, a request head of at most
-//! [`MAX_REQUEST_HEAD`] bytes read within [`REQUEST_TIMEOUT`], at most
-//! [`MAX_CONNECTIONS`] connections at once (others are closed at once).
 //!
 //! | metric | type | what |
 //! | --- | --- | --- |
@@ -61,26 +56,9 @@
 //!
 //! and a few more counters, each with its `# HELP` line.
 
-use std::fmt::Write as _;
-use std::io;
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
-
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
-use tokio::task::JoinHandle;
-
 use crate::core::{DropReason, LinkRole, TreeStats};
-use crate::driver::{RouterHandle, Snapshot};
-
-/// Longest request head read.
-pub const MAX_REQUEST_HEAD: usize = 8 * 1024;
-/// Longest a client may take to send its request.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
-/// Most scrapes served at once.
-pub const MAX_CONNECTIONS: usize = 16;
+use crate::driver::Snapshot;
+use std::fmt::Write as _;
 
 /// Every drop reason with its label.
 const DROP_REASONS: [(&str, DropReason); 10] = [
@@ -713,222 +691,9 @@ fn link_metrics(e: &mut Exposition, s: &Snapshot) {
     );
 }
 
-/// The HTTP endpoint serving [`render`] at `/metrics`.
-#[derive(Debug)]
-pub struct MetricsServer {
-    addr: SocketAddr,
-    stop: watch::Sender<bool>,
-    task: JoinHandle<()>,
-}
-
-impl MetricsServer {
-    /// Binds `addr` and serves the metrics of the router behind `router`.
-    pub async fn start(addr: SocketAddr, router: RouterHandle) -> io::Result<MetricsServer> {
-        let listener = TcpListener::bind(addr).await?;
-        let addr = listener.local_addr()?;
-        let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(accept_loop(listener, router, stopped));
-        tracing::info!(%addr, "metrics served at http://{addr}/metrics");
-        Ok(MetricsServer { addr, stop, task })
-    }
-
-    /// The bound address.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// Stops accepting scrapes.
-    pub async fn stop(self) {
-        let _ = self.stop.send(true);
-        let _ = self.task.await;
-    }
-}
-
-async fn accept_loop(listener: TcpListener, router: RouterHandle, mut stop: watch::Receiver<bool>) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    loop {
-        let (stream, peer) = tokio::select! {
-            _ = stop.changed() => return,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::debug!(error = %e, "metrics accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            tracing::debug!(%peer, "metrics scrape refused: too many connections");
-            continue;
-        };
-        let router = router.clone();
-        tokio::spawn(async move {
-            if let Err(e) = serve(stream, &router).await {
-                tracing::debug!(%peer, error = %e, "metrics scrape failed");
-            }
-            drop(slot);
-        });
-    }
-}
-
-/// Reads the request head: up to the blank line, bounded in size and time.
-async fn read_head(stream: &mut TcpStream) -> io::Result<Vec<u8>> {
-    let mut head = Vec::with_capacity(512);
-    let mut buf = [0u8; 1024];
-    let read = async {
-        loop {
-            if head.windows(4).any(|w| w == b"\r\n\r\n") {
-                return Ok(());
-            }
-            if head.len() >= MAX_REQUEST_HEAD {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    "request head too long",
-                ));
-            }
-            let n = stream.read(&mut buf).await?;
-            if n == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "request cut short",
-                ));
-            }
-            head.extend_from_slice(&buf[..n]);
-        }
-    };
-    tokio::time::timeout(REQUEST_TIMEOUT, read)
-        .await
-        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "request too slow"))??;
-    Ok(head)
-}
-
-async fn serve(mut stream: TcpStream, router: &RouterHandle) -> io::Result<()> {
-    let head = read_head(&mut stream).await?;
-    let line = head.split(|b| *b == b'\r').next().unwrap_or_default();
-    let line = String::from_utf8_lossy(line);
-    let mut parts = line.split(' ');
-    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let path = target.split('?').next().unwrap_or("");
-    let (status, body) = match (method, path) {
-        ("GET" | "HEAD", "/metrics") => match router.snapshot().await {
-            Ok(snapshot) => ("200 OK", render(&snapshot)),
-            Err(e) => ("503 Service Unavailable", format!("{e}\n")),
-        },
-        ("GET" | "HEAD", _) => ("404 Not Found", "metrics are at /metrics\n".to_owned()),
-        _ => ("405 Method Not Allowed", "only GET\n".to_owned()),
-    };
-    let mut response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    if method != "HEAD" {
-        response.push_str(&body);
-    }
-    stream.write_all(response.as_bytes()).await?;
-    stream.shutdown().await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::{CoreConfig, RouterCore};
-    use crate::directory::MemoryDirectory;
-    use crate::driver::{DriverConfig, spawn};
-    use gdp_certs::{Identity, Kind};
-    use gdp_link::{Transport, TransportConfig};
-
-    async fn get(addr: SocketAddr, request: &str) -> String {
-        let mut s = TcpStream::connect(addr).await.expect("connects");
-        s.write_all(request.as_bytes()).await.expect("writes");
-        let mut out = String::new();
-        // A connection the server cut off may end in a reset.
-        let _ = s.read_to_string(&mut out).await;
-        out
-    }
-
-    #[tokio::test]
-    async fn a_scrape_returns_the_routers_counters() {
-        let id = Identity::generate(Kind::Router, "m").expect("identity");
-        let name = id.name();
-        let (transport, events) = Transport::bind(
-            id.clone(),
-            TransportConfig::new("127.0.0.1:0".parse().expect("addr")),
-        )
-        .expect("binds");
-        let core = RouterCore::new(
-            id,
-            CoreConfig {
-                addresses: vec![transport.local_addr()],
-                ..CoreConfig::default()
-            },
-        )
-        .expect("valid core");
-        let running = spawn(
-            core,
-            transport,
-            events,
-            Arc::new(MemoryDirectory::new()),
-            DriverConfig::default(),
-        );
-        let server = MetricsServer::start(
-            "127.0.0.1:0".parse().expect("addr"),
-            running.handle().clone(),
-        )
-        .await
-        .expect("binds");
-
-        let text = get(
-            server.local_addr(),
-            "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n",
-        )
-        .await;
-        assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
-        assert!(text.contains(&format!(
-            "gdp_router_info{{name=\"{name}\",backend=\"memory\"}} 1"
-        )));
-        assert!(text.contains("gdp_router_dropped_total{reason=\"bad_source\"} 0"));
-        assert!(text.contains("gdp_router_entitlement_misses_total 0"));
-        assert!(text.contains("gdp_router_peers_refused_total 0"));
-        assert!(text.contains("gdp_router_dropped_total{reason=\"lookup_limit\"} 0"));
-        assert!(text.contains("gdp_router_links_refused_total{reason=\"unproven\"} 0"));
-        assert!(text.contains("gdp_router_links_refused_total{reason=\"per_peer\"} 0"));
-        assert!(text.contains("gdp_router_attach_timeouts_total 0"));
-        assert!(text.contains("gdp_router_lookups_limited_total 0"));
-        assert!(text.contains("gdp_router_trees 0"));
-        assert!(text.contains("gdp_router_tree_publish_copies_total 0"));
-        assert!(text.contains("gdp_router_tree_joins_refused_total{reason=\"rate\"} 0"));
-        assert!(text.contains("gdp_router_tree_pruned_total{reason=\"lease\"} 0"));
-        assert!(text.contains("gdp_router_tree_publish_dropped_total{reason=\"not_upstream\"} 0"));
-        assert!(text.contains("# TYPE gdp_router_forwarded_total counter"));
-        for line in [
-            "gdp_router_dials_refused_total{reason=\"limit\"} 0",
-            "gdp_router_transport_links_refused_total{reason=\"per_address\"} 0",
-            "gdp_router_records_repaired_total 0",
-            "gdp_router_queue_depth{queue=\"overflow_bytes\"} 0",
-        ] {
-            assert!(text.contains(line), "{line} in {text}");
-        }
-        // The router published its own record at start.
-        assert!(
-            text.contains("gdp_router_records_published_total 1"),
-            "{text}"
-        );
-
-        let text = get(server.local_addr(), "GET /other HTTP/1.1\r\n\r\n").await;
-        assert!(text.starts_with("HTTP/1.1 404"), "{text}");
-        let text = get(server.local_addr(), "POST /metrics HTTP/1.1\r\n\r\n").await;
-        assert!(text.starts_with("HTTP/1.1 405"), "{text}");
-        // A request head that never ends is cut off at the bound.
-        let text = get(server.local_addr(), &"x".repeat(MAX_REQUEST_HEAD + 10)).await;
-        assert_eq!(text, "");
-
-        server.stop().await;
-        let summary = running.shutdown().await.expect("stops");
-        assert_eq!(summary.withdrawn, 1);
-        assert_eq!(summary.withdraw_failures, 0);
-    }
 
     #[test]
     fn label_values_are_escaped() {

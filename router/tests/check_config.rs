@@ -141,7 +141,7 @@ fn every_kind_of_flag_has_a_working_variable() {
             ("GDP_ROUTER_TRUSTED_PEER", peer),
             ("GDP_ROUTER_PEERING", "trusted-only"),
             ("GDP_ROUTER_SOCKET_RECV_BUFFER", "1048576"),
-            ("GDP_ROUTER_METRICS", "127.0.0.1:9474"),
+            ("GDP_ROUTER_ADMIN", "127.0.0.1:9474"),
             ("GDP_ROUTER_KEEP_ALIVE", "2s"),
             ("GDP_ROUTER_MAX_VIOLATIONS", "3"),
         ],
@@ -167,7 +167,7 @@ fn every_kind_of_flag_has_a_working_variable() {
     assert_eq!(table["trust"]["trusted_peers"][0].as_str(), Some(peer));
     assert_eq!(table["trust"]["peering"].as_str(), Some("trusted-only"));
     assert_eq!(table["socket"]["recv_buffer"].as_integer(), Some(1_048_576));
-    assert_eq!(table["metrics"].as_str(), Some("127.0.0.1:9474"));
+    assert_eq!(table["admin"].as_str(), Some("127.0.0.1:9474"));
     assert_eq!(table["timing"]["keep_alive"].as_str(), Some("2s"));
     assert_eq!(table["limits"]["max_violations"].as_integer(), Some(3));
 }
@@ -306,7 +306,7 @@ fn the_printed_settings_are_a_config_file_for_the_same_settings() {
     let first = check(
         tmp.path(),
         &["--listen", "127.0.0.1:7100", "--record-ttl", "90s"],
-        &[("GDP_ROUTER_METRICS", "127.0.0.1:9100")],
+        &[("GDP_ROUTER_ADMIN", "127.0.0.1:9100")],
     );
     let file = tmp.path().join("printed.toml");
     std::fs::write(&file, &first).expect("writes");

@@ -129,6 +129,7 @@ use tokio::time::Instant;
 use crate::committer::Committer;
 use crate::config::{ServerConfig, ServerConfigError};
 use crate::host::{Host, HostClosed, HostConfig, HostHandle};
+use crate::observe::Observer;
 use crate::service::{CapsuleService, PeerResponse, Request, Response, TreeOp, TreeRequest};
 use crate::store::{Store, StoreError};
 
@@ -189,6 +190,16 @@ pub async fn run(
     config: ServerConfig,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServerError> {
+    run_observed(config, shutdown, Arc::new(Observer::new())).await
+}
+
+/// [`run`], showing the server's state in `observer` as it goes (for an
+/// admin API: see [`Observer`]).
+pub async fn run_observed(
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()> + Send,
+    observer: Arc<Observer>,
+) -> Result<(), ServerError> {
     config.validate()?;
     let limits = &config.service;
     if limits.max_capsules > crate::limits::ROUTER_CAPSULES_PER_SERVER {
@@ -204,6 +215,7 @@ pub async fn run(
     let key_file = config.key_file();
     let (identity, generated) = Identity::load_or_generate(&key_file, Kind::Server, &config.label)?;
     let name = identity.name();
+    observer.set_name(name);
     tracing::info!(%name, key_file = %key_file.display(), generated, "capsule server identity");
     let (dir, options) = (config.data_dir.clone(), config.store.clone());
     let (store, report) = tokio::task::spawn_blocking(move || Store::open(&dir, &options))
@@ -211,6 +223,7 @@ pub async fn run(
         .map_err(|e| ServerError::Task(e.to_string()))??;
     tracing::info!(data_dir = %config.data_dir.display(), capsules = report.capsules.len(),
         damaged = report.damaged.len(), "store opened");
+    observer.set_store(store.clone());
     let committer =
         Committer::spawn(store.clone(), config.committer).map_err(ServerError::Committer)?;
     let service = CapsuleService::new(config.service.clone(), name, store, report)?;
@@ -232,6 +245,7 @@ pub async fn run(
             ..HostConfig::default()
         },
     );
+    observer.set_host(host.handle());
     let (target_tx, target_rx) = watch::channel(Target::Wait);
     let responder = tokio::spawn(responder::respond(
         out_rx,
@@ -250,6 +264,7 @@ pub async fn run(
         target: target_tx,
         subscribers: Subscribers::default(),
         router: None,
+        observer,
     };
     let (last_link, outcome) = session.run(shutdown).await;
 
@@ -328,6 +343,7 @@ struct Session {
     /// The router of the current link: the only sender of tree joins
     /// obeyed.
     router: Option<Name>,
+    observer: Arc<Observer>,
 }
 
 /// Waits for the next events of an optional receiver; pending without one.
@@ -390,6 +406,7 @@ impl Session {
                 Exit::Shutdown(link) => return (Some(link), Ok(())),
                 Exit::Down => {
                     self.target.send_replace(Target::Wait);
+                    self.observer.set_router(None);
                     tracing::warn!("router link lost; reconnecting");
                 }
             }
@@ -406,6 +423,7 @@ impl Session {
         }
         tracing::info!(router = %link.router_name(), advertised = count, "serving capsules");
         self.router = Some(link.router_name());
+        self.observer.set_router(self.router);
         self.target.send_replace(Target::Link(link.clone()));
         Ok(())
     }

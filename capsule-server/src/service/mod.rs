@@ -880,6 +880,7 @@ impl CapsuleService {
     pub fn peer_gone(&mut self, peer: &Name) {
         self.peers.forget(peer);
         let subscriptions = self.subs_by_peer.remove(peer).unwrap_or_default();
+        crate::metrics::subscriptions_changed(-(subscriptions.len() as f64));
         let mut dropped = 0;
         for capsule in subscriptions {
             if let Some(h) = self.capsules.get_mut(&capsule)

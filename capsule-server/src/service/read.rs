@@ -103,7 +103,9 @@ pub(super) fn forget_subscription(
     capsule: &Name,
 ) {
     if let Some(s) = subs_by_peer.get_mut(peer) {
-        s.remove(capsule);
+        if s.remove(capsule) {
+            crate::metrics::subscriptions_changed(-1.0);
+        }
         if s.is_empty() {
             subs_by_peer.remove(peer);
         }
@@ -149,6 +151,7 @@ impl CapsuleService {
         };
         match pack_stored(&self.store, &self.config, &capsule, &hb, from, to.min(tail)) {
             Ok((records, proof)) => {
+                crate::metrics::read(records.len());
                 self.out
                     .respond(w, capsule, CapsuleResponse::Records { records, proof });
             }
@@ -213,7 +216,9 @@ impl CapsuleService {
         if queued && !already_queued {
             self.lagging.push_back((capsule, w.peer));
         }
-        self.subs_by_peer.entry(w.peer).or_default().insert(capsule);
+        if self.subs_by_peer.entry(w.peer).or_default().insert(capsule) {
+            crate::metrics::subscriptions_changed(1.0);
+        }
         self.out
             .respond(w, capsule, CapsuleResponse::Subscribed { tail });
     }

@@ -22,7 +22,8 @@ pub(crate) struct Cli {
 /// Options every command takes.
 #[derive(Debug, Args)]
 pub(crate) struct Global {
-    /// The client key file [default: ~/.config/gdp/client.key].
+    /// The client key file [default: $XDG_CONFIG_HOME/gdp/client.key, that
+    /// is ~/.config/gdp/client.key].
     #[arg(long, global = true, env = "GDP_KEY", value_name = "FILE")]
     pub(crate) key: Option<PathBuf>,
     /// The router's address (host:port).
@@ -31,7 +32,7 @@ pub(crate) struct Global {
     /// The router's name; without it the router that answers is trusted.
     #[arg(long, global = true, env = "GDP_ROUTER_NAME", value_name = "NAME")]
     pub(crate) router_name: Option<String>,
-    /// Where capsule files are kept [default: ~/.config/gdp/capsules].
+    /// Where capsule files are kept [default: $XDG_CONFIG_HOME/gdp/capsules].
     #[arg(long, global = true, env = "GDP_CAPSULE_DIR", value_name = "DIR")]
     pub(crate) capsule_dir: Option<PathBuf>,
     /// Print JSON (one object per line) instead of text.
@@ -80,6 +81,127 @@ pub(crate) enum Command {
     Domain(DomainCommand),
     /// Start a local GDP in this process and show it at work.
     Demo(Demo),
+    /// Inspect a running router through its admin API.
+    Router(RouterAdmin),
+    /// Inspect a running capsule server through its admin API.
+    Server(ServerAdmin),
+    /// Key files of any kind (client, router, server, trust domain).
+    #[command(subcommand)]
+    Key(KeyCommand),
+}
+
+/// `gdp router ...`: one view of a router's admin API.
+#[derive(Debug, Args)]
+pub(crate) struct RouterAdmin {
+    /// The router's admin API (host:port, or an http:// URL).
+    #[arg(
+        long,
+        env = "GDP_ROUTER_ADMIN",
+        value_name = "ADDR",
+        default_value = "127.0.0.1:7475"
+    )]
+    pub(crate) admin: String,
+    #[command(subcommand)]
+    pub(crate) view: RouterView,
+}
+
+/// What `gdp router` shows.
+#[derive(Debug, Subcommand)]
+pub(crate) enum RouterView {
+    /// Name, version, uptime, readiness and counts.
+    Status,
+    /// Exit 0 if the router is alive (its /healthz), 1 otherwise; with
+    /// --ready, if it serves (its /readyz).
+    Health(Health),
+    /// Links: peer, kind, role, RTT, queue and counters.
+    Links,
+    /// FIB entries in name order.
+    Fib(Page),
+    /// What the router and the directory say about a name, each record
+    /// verified by the router.
+    Routes(Routes),
+    /// Attached endpoints.
+    Endpoints,
+    /// Capsules advertised by attached servers.
+    Capsules,
+    /// Names being resolved, and the PDUs waiting for them.
+    Lookups,
+    /// The directory: backend, reachability, call counters.
+    Directory,
+    /// Peering policy, trust domains and each router link's trust.
+    Trust,
+    /// The settings in force (secrets masked).
+    Config,
+}
+
+/// `gdp server ...`: one view of a capsule server's admin API.
+#[derive(Debug, Args)]
+pub(crate) struct ServerAdmin {
+    /// The capsule server's admin API (host:port, or an http:// URL).
+    #[arg(
+        long,
+        env = "GDP_SERVER_ADMIN",
+        value_name = "ADDR",
+        default_value = "127.0.0.1:7476"
+    )]
+    pub(crate) admin: String,
+    #[command(subcommand)]
+    pub(crate) view: ServerView,
+}
+
+/// What `gdp server` shows.
+#[derive(Debug, Subcommand)]
+pub(crate) enum ServerView {
+    /// Name, version, router, capsules, store size and counters.
+    Status,
+    /// Exit 0 if the server runs (its /healthz), 1 otherwise; with
+    /// --ready, if it is attached to a router (its /readyz).
+    Health(Health),
+    /// Hosted capsules with their newest seqno, replicas and forks.
+    Capsules(Page),
+    /// The settings in force.
+    Config,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct Health {
+    /// Ask whether it serves, not only whether it is alive.
+    #[arg(long)]
+    pub(crate) ready: bool,
+}
+
+/// A page of a long list.
+#[derive(Debug, Args)]
+pub(crate) struct Page {
+    /// Start after this name.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) after: Option<String>,
+    /// Entries per page (at most 1000).
+    #[arg(long, default_value_t = 100)]
+    pub(crate) limit: usize,
+    /// Every page, not only the first.
+    #[arg(long)]
+    pub(crate) all: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct Routes {
+    /// The name to look up.
+    pub(crate) name: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum KeyCommand {
+    /// Show a key file's name, kind, label and public key (never the
+    /// secret).
+    Show(KeyShow),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct KeyShow {
+    /// The key file: a client's, router's or server's, or a trust
+    /// domain's.
+    pub(crate) file: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -395,29 +517,8 @@ pub(crate) struct Demo {
     pub(crate) size: usize,
 }
 
-/// A duration such as `500ms`, `10s`, `2m`, `1h`, `7d` or a bare number of
-/// seconds.
-pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration such as 500ms, 10s, 2m, 1h or 7d"))?;
-    let ms: u64 = match unit {
-        "ms" => 1,
-        "" | "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        other => return Err(format!("unknown unit {other:?}: use ms, s, m, h or d")),
-    };
-    n.checked_mul(ms)
-        .map(Duration::from_millis)
-        .ok_or_else(|| format!("{text:?} is too long"))
-}
+/// A duration: see [`gdp_certs::parse_duration`].
+pub(crate) use gdp_certs::parse_duration;
 
 #[cfg(test)]
 mod tests {
@@ -429,7 +530,7 @@ mod tests {
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
         assert_eq!(parse_duration("2d"), Ok(Duration::from_secs(172_800)));
-        assert!(parse_duration("1.5s").is_err());
+        assert_eq!(parse_duration("1m 30s"), Ok(Duration::from_secs(90)));
         assert!(parse_duration("5 parsecs").is_err());
         assert!(parse_duration("").is_err());
     }

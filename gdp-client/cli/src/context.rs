@@ -14,7 +14,8 @@ use crate::cli::{Global, Quorums};
 use crate::output::Out;
 
 /// The configuration directory under the home directory.
-const CONFIG_DIR: &str = ".config/gdp";
+/// `gdp`'s directory under the user's configuration directory.
+const APP_DIR: &str = "gdp";
 /// The default key file name.
 const KEY_FILE: &str = "client.key";
 /// The default capsule directory name.
@@ -33,11 +34,12 @@ pub(crate) struct Context {
     pub(crate) out: Out,
 }
 
+/// `$XDG_CONFIG_HOME/gdp`, by default `~/.config/gdp`.
 fn config_dir() -> anyhow::Result<PathBuf> {
-    let home = std::env::var_os("HOME")
-        .filter(|h| !h.is_empty())
-        .ok_or_else(|| anyhow!("HOME is not set: give --key and --capsule-dir"))?;
-    Ok(PathBuf::from(home).join(CONFIG_DIR))
+    use etcetera::BaseStrategy as _;
+    let base = etcetera::choose_base_strategy()
+        .map_err(|e| anyhow!("no home directory ({e}): give --key and --capsule-dir"))?;
+    Ok(base.config_dir().join(APP_DIR))
 }
 
 impl Context {

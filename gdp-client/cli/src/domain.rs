@@ -52,7 +52,7 @@ fn write_secret(path: &Path, text: &str) -> anyhow::Result<()> {
 }
 
 /// Reads a domain key file.
-fn load_domain_key(path: &Path) -> anyhow::Result<SecretKey> {
+pub(crate) fn load_domain_key(path: &Path) -> anyhow::Result<SecretKey> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let mut kind = None;

@@ -7,7 +7,7 @@ use gdp_certs::{Identity, Timestamp};
 use gdp_client::capsule_file::{decode_base32, encode_base32};
 use serde_json::json;
 
-use crate::cli::{Issue, Keygen, Show};
+use crate::cli::{Issue, KeyShow, Keygen, Show};
 use crate::context::{CLIENT_KIND, Context, parse_name};
 use crate::output::format_time;
 
@@ -56,6 +56,51 @@ pub(crate) fn whoami(ctx: &Context) -> anyhow::Result<()> {
             "key_file": ctx.key_file.display().to_string(),
         }),
     )
+}
+
+/// `gdp key show FILE`: what any key file says publicly, the secret never.
+/// A router's or server's key is an identity file like a client's; a
+/// trust domain's is its own format.
+pub(crate) fn key_show(ctx: &Context, args: &KeyShow) -> anyhow::Result<()> {
+    let path = &args.file;
+    let file = path.display().to_string();
+    match Identity::load(path) {
+        Ok(id) => {
+            let md = id.metadata();
+            ctx.out.emit(
+                format!(
+                    "name     {}\nkind     {}\nlabel    {}\nkey      {}\ncreated  {}\nkey file {file}",
+                    id.name(),
+                    md.kind(),
+                    md.label(),
+                    id.public_key(),
+                    format_time(md.created().0),
+                ),
+                json!({
+                    "name": id.name().to_string(),
+                    "kind": md.kind().to_string(),
+                    "label": md.label(),
+                    "public_key": id.public_key().to_string(),
+                    "created_us": md.created().0,
+                    "key_file": file,
+                }),
+            )
+        }
+        Err(identity_error) => match crate::domain::load_domain_key(path) {
+            Ok(domain) => {
+                let public = domain.public();
+                ctx.out.emit(
+                    format!("kind     trust-domain\nkey      {public}\nkey file {file}"),
+                    json!({
+                        "kind": "trust-domain",
+                        "public_key": public.to_string(),
+                        "key_file": file,
+                    }),
+                )
+            }
+            Err(_) => Err(anyhow!("{file}: {identity_error}")),
+        },
+    }
 }
 
 /// Writes a certificate to `out` (binary), or prints it as base32.

@@ -32,6 +32,7 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 
+mod admin;
 mod capsules;
 mod cli;
 mod context;
@@ -41,7 +42,7 @@ mod keys;
 mod net;
 mod output;
 
-use cli::{CapsuleCommand, CertCommand, Cli, Command, DomainCommand};
+use cli::{CapsuleCommand, CertCommand, Cli, Command, DomainCommand, KeyCommand};
 use context::Context;
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -65,6 +66,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Domain(DomainCommand::Issue(a)) => domain::issue(&ctx, a),
         Command::Domain(DomainCommand::Show(a)) => domain::show(&ctx, a),
         Command::Demo(a) => demo::run(&ctx, a).await,
+        Command::Router(a) => admin::router(&ctx, a).await,
+        Command::Server(a) => admin::server(&ctx, a).await,
+        Command::Key(KeyCommand::Show(a)) => keys::key_show(&ctx, a),
     }
 }
 

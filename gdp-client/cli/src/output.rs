@@ -81,22 +81,8 @@ pub(crate) fn display_payload(p: &[u8]) -> String {
 
 /// Microseconds since the epoch as `YYYY-MM-DDTHH:MM:SS.mmmZ` (UTC).
 pub(crate) fn format_time(us: u64) -> String {
-    let secs = us / 1_000_000;
-    let ms = (us % 1_000_000) / 1000;
-    let days = secs / 86_400;
-    let rem = secs % 86_400;
-    let (h, m, s) = (rem / 3600, (rem % 3600) / 60, rem % 60);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{d:02}T{h:02}:{m:02}:{s:02}.{ms:03}Z")
+    let at = std::time::UNIX_EPOCH + Duration::from_micros(us);
+    humantime::format_rfc3339_millis(at).to_string()
 }
 
 /// A progress bar of `len` steps on standard error, or a hidden one when

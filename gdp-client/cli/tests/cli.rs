@@ -47,6 +47,7 @@ impl User {
             "GDP_ROUTER_NAME",
             "GDP_CAPSULE_DIR",
             "GDP_LOG",
+            "XDG_CONFIG_HOME",
         ] {
             c.env_remove(var);
         }
@@ -166,6 +167,24 @@ fn keygen_and_whoami() {
     assert_one_line_error(&me.run(&["whoami"]), 1, "key file");
     let missing = me.run(&["--key", "/nonexistent/dir/k.key", "whoami"]);
     assert_one_line_error(&missing, 1, "no key file");
+
+    // XDG_CONFIG_HOME moves the default key file (and capsule files).
+    let xdg = dir.path().join("xdg");
+    let out = me
+        .command(&["keygen", "--json"])
+        .env("XDG_CONFIG_HOME", &xdg)
+        .output()
+        .expect("gdp runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let made = &json_lines(&String::from_utf8_lossy(&out.stdout))[0];
+    assert_eq!(
+        made["key_file"],
+        xdg.join("gdp/client.key").display().to_string()
+    );
 }
 
 #[test]

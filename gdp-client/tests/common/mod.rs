@@ -34,8 +34,8 @@ pub struct Router {
     pub name: Name,
     pub addr: SocketAddr,
     pub data_dir: PathBuf,
-    /// Where its metrics are served, if they are.
-    pub metrics: Option<SocketAddr>,
+    /// Where its admin API (metrics included) is served, if it is.
+    pub admin: Option<SocketAddr>,
 }
 
 impl Router {
@@ -89,13 +89,13 @@ impl Router {
         };
         let name: Name = field("name").parse().expect("router name");
         let addr: SocketAddr = field("listen").parse().expect("router address");
-        let metrics = start_line_field(&line, "metrics").and_then(|m| m.parse().ok());
+        let admin = start_line_field(&line, "admin").and_then(|m| m.parse().ok());
         Router {
             proc,
             name,
             addr,
             data_dir,
-            metrics,
+            admin,
         }
     }
 }

@@ -135,9 +135,15 @@ pub struct Cli {
     /// SO_RCVBUF requested for the UDP socket, in bytes.
     #[arg(long, value_name = "BYTES", env = "GDP_ROUTER_SOCKET_RECV_BUFFER")]
     pub socket_recv_buffer: Option<usize>,
-    /// Serve Prometheus metrics at http://ADDR/metrics.
-    #[arg(long, value_name = "ADDR", env = "GDP_ROUTER_METRICS")]
-    pub metrics: Option<SocketAddr>,
+    /// Serve the admin API (/metrics, /healthz, /readyz, JSON under /v1)
+    /// at ADDR, or `off`. Default 127.0.0.1:7475: loopback only.
+    #[arg(
+        long,
+        visible_alias = "metrics",
+        value_name = "ADDR|off",
+        env = "GDP_ROUTER_ADMIN"
+    )]
+    pub admin: Option<super::AdminAddr>,
     /// Log filter, e.g. info or gdp_router=debug (environment: RUST_LOG).
     #[arg(long, value_name = "FILTER", env = "RUST_LOG")]
     pub log: Option<String>,

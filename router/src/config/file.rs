@@ -189,8 +189,10 @@ pub struct FileConfig {
     pub directory: Option<DirectoryConfig>,
     /// Longest one directory call may take.
     pub directory_timeout: Option<ConfigDuration>,
-    /// Where to serve metrics.
-    pub metrics: Option<SocketAddr>,
+    /// Where the admin API listens, or `off` (`metrics` is its former
+    /// name).
+    #[serde(alias = "metrics")]
+    pub admin: Option<super::AdminAddr>,
     /// The log filter.
     pub log: Option<String>,
     /// The gateway.

@@ -21,7 +21,7 @@
 //! advertise = ["203.0.113.7:7474"]      # published in route records
 //! directory = "redis://10.0.0.5:6379"   # or "memory", "redis-cluster://h1:p1,h2:p2"
 //! directory_timeout = "300ms"
-//! metrics = "127.0.0.1:9474"            # Prometheus text format at /metrics
+//! admin = "127.0.0.1:7475"              # the admin API (metrics, health, JSON); "off" disables
 //! log = "info"                          # a tracing filter
 //!
 //! [via]                                 # a router without a public address
@@ -106,6 +106,34 @@ use crate::directory::{DirectoryConfig, DirectoryOptions};
 /// The UDP port a router listens on when nothing else is configured.
 pub const DEFAULT_PORT: u16 = 7474;
 
+/// Where the admin API listens unless told otherwise: loopback only.
+pub const DEFAULT_ADMIN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 7475);
+
+/// An `admin` setting: an address, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AdminAddr(pub Option<SocketAddr>);
+
+impl std::str::FromStr for AdminAddr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "off" | "none" => Ok(AdminAddr(None)),
+            _ => s
+                .parse()
+                .map(|a| AdminAddr(Some(a)))
+                .map_err(|e| format!("{s:?} is neither HOST:PORT nor `off`: {e}")),
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for AdminAddr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// The key file name in the data directory when none is configured.
 pub const DEFAULT_KEY_FILE: &str = "gdp-router.key";
 
@@ -151,54 +179,11 @@ pub enum ConfigError {
         reason: String,
     },
 }
-/// A duration parsed from `"300ms"`, `"5s"`, `"2m"`, `"1h"` or a bare
-/// number of seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let not_a_duration = || format!("{text:?} is not a duration such as 300ms, 5s, 2m or 1h");
-    let millis_per_unit: u64 = match unit.trim() {
-        "ms" => 1,
-        "" | "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        other => {
-            return Err(format!(
-                "unknown unit {other:?} in {text:?}: use ms, s, m or h"
-            ));
-        }
-    };
-    if let Ok(whole) = number.parse::<u64>() {
-        return whole
-            .checked_mul(millis_per_unit)
-            .map(Duration::from_millis)
-            .ok_or_else(|| format!("{text:?} is too long"));
-    }
-    let value: f64 = number.parse().map_err(|_| not_a_duration())?;
-    Duration::try_from_secs_f64(value * millis_per_unit as f64 / 1_000.0)
-        .map_err(|e| format!("{text:?}: {e}"))
-}
-/// `d` in the form [`parse_duration`] reads, in the largest unit that
-/// holds it exactly: `"2h"`, `"5m"`, `"90s"`, `"300ms"`, or fractional
-/// seconds below a millisecond (`"0.0005s"`).
-pub fn format_duration(d: Duration) -> String {
-    let (secs, nanos) = (d.as_secs(), d.subsec_nanos());
-    if nanos % 1_000_000 != 0 {
-        format!("{}s", d.as_secs_f64())
-    } else if nanos != 0 {
-        format!("{}ms", d.as_millis())
-    } else if secs != 0 && secs % 3600 == 0 {
-        format!("{}h", secs / 3600)
-    } else if secs != 0 && secs % 60 == 0 {
-        format!("{}m", secs / 60)
-    } else {
-        format!("{secs}s")
-    }
-}
-
+/// A duration as [`parse_duration`] reads it back: see
+/// [`gdp_certs::format_duration`].
+pub use gdp_certs::format_duration;
+/// A duration: see [`gdp_certs::parse_duration`].
+pub use gdp_certs::parse_duration;
 /// Everything a router needs to start, resolved from the file, the
 /// command line and the defaults.
 #[derive(Debug, Clone)]
@@ -219,8 +204,14 @@ pub struct RouterSettings {
     pub directory: DirectoryConfig,
     /// Directory call timeouts.
     pub directory_options: DirectoryOptions,
-    /// Where to serve metrics.
-    pub metrics: Option<SocketAddr>,
+    /// Where the admin API (`crate::admin`: metrics, health, JSON state)
+    /// listens; `None`: nowhere. Default [`DEFAULT_ADMIN`], on loopback.
+    pub admin: Option<SocketAddr>,
+    /// Whether `admin` was configured (flag, environment or file) rather
+    /// than defaulted: a configured address that cannot be bound stops the
+    /// start; the default one, taken by another router on the same host,
+    /// only leaves this router without an admin API (with a warning).
+    pub admin_configured: bool,
     /// The log filter, which the `gdp-router` binary installs (checked by
     /// [`validate`](Self::validate) with the `daemon` feature).
     pub log: String,
@@ -324,7 +315,8 @@ impl Default for RouterSettings {
             advertise: None,
             directory: DirectoryConfig::Memory,
             directory_options: DirectoryOptions::default(),
-            metrics: None,
+            admin: Some(DEFAULT_ADMIN),
+            admin_configured: false,
             log: "info".to_owned(),
             via: None,
             domain_cert: None,
@@ -445,7 +437,8 @@ impl RouterSettings {
             advertise,
             directory: pick(cli.directory.clone(), file.directory, d.directory),
             directory_options,
-            metrics: cli.metrics.or(file.metrics),
+            admin: cli.admin.or(file.admin).map_or(d.admin, |a| a.0),
+            admin_configured: cli.admin.is_some() || file.admin.is_some(),
             log: pick(cli.log.clone(), file.log, d.log),
             via,
             domain_cert: cli.domain_cert.clone().or(file.trust.domain_cert),
@@ -639,6 +632,31 @@ impl RouterSettings {
         }
     }
 
+    /// What is wrong with publishing `advertised` (the result of
+    /// [`advertised_addresses`](Self::advertised_addresses)), if anything:
+    /// a loopback address in a directory other routers share (Redis) tells
+    /// them to dial themselves. `None` with the memory directory, which
+    /// only this process reads.
+    pub fn advertise_warning(&self, advertised: &[SocketAddr]) -> Option<String> {
+        if matches!(self.directory, DirectoryConfig::Memory) {
+            return None;
+        }
+        let loopback: Vec<String> = advertised
+            .iter()
+            .filter(|a| a.ip().is_loopback())
+            .map(ToString::to_string)
+            .collect();
+        (!loopback.is_empty()).then(|| {
+            format!(
+                "publishing the loopback address {} into the shared directory {}: routers on \
+                 other hosts cannot reach this one there; give --advertise the address they can \
+                 reach",
+                loopback.join(","),
+                self.directory
+            )
+        })
+    }
+
     /// The core's settings for a router publishing `addresses`.
     pub fn core_config(
         &self,
@@ -711,6 +729,86 @@ impl RouterSettings {
             ..crate::driver::DriverConfig::default()
         }
     }
+
+    /// The settings as JSON, for the admin API's `/v1/config` (what
+    /// `--check-config` prints is the config-file form,
+    /// [`to_masked_table`](Self::to_masked_table)): durations in human form (`1m 30s`), the
+    /// directory's password masked, the `[capsule_server]` table as given
+    /// (it holds no secrets: keys live in files).
+    pub fn to_json(&self) -> serde_json::Value {
+        let d = |d: Duration| humantime::format_duration(d).to_string();
+        let strings = |v: &[SocketAddr]| v.iter().map(ToString::to_string).collect::<Vec<_>>();
+        serde_json::json!({
+            "data_dir": self.data_dir.display().to_string(),
+            "key_file": self.key_file.display().to_string(),
+            "label": self.label,
+            "listen": self.listen.to_string(),
+            "advertise": self.advertise.as_deref().map(strings),
+            "directory": self.directory.to_string(),
+            "directory_timeout": d(self.directory_options.timeout),
+            "directory_connect_timeout": d(self.directory_options.connect_timeout),
+            "admin": self.admin.map(|a| a.to_string()),
+            "log": self.log,
+            "via": self.via.as_ref().map(|v| serde_json::json!({
+                "name": v.name.to_string(),
+                "addresses": strings(&v.addresses),
+            })),
+            "trust": {
+                "domain_cert": self.domain_cert.as_ref().map(|p| p.display().to_string()),
+                "trusted_domains": self.trusted_domains.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                "trusted_peers": self.trusted_peers.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                "peering": self.peering.to_string(),
+            },
+            "socket": {
+                "send_buffer": self.socket_send_buffer,
+                "recv_buffer": self.socket_recv_buffer,
+            },
+            "timing": {
+                "record_ttl": d(self.record_ttl),
+                "cache_ttl": d(self.cache_ttl),
+                "negative_ttl": d(self.negative_ttl),
+                "pending_timeout": d(self.pending_timeout),
+                "resolve_timeout": d(self.resolve_timeout),
+                "dial_timeout": d(self.dial_timeout),
+                "redial_interval": d(self.redial_interval),
+                "keep_alive": d(self.keep_alive),
+                "idle_timeout": d(self.idle_timeout),
+                "audit_interval": d(self.audit_interval),
+                "stall_timeout": d(self.stall_timeout),
+                "attach_timeout": d(self.attach_timeout),
+                "tree_lease": d(self.tree_lease),
+                "tree_refresh": d(self.tree_refresh),
+            },
+            "limits": {
+                "max_links": self.max_links,
+                "max_links_per_address": self.max_links_per_address,
+                "max_dials": self.max_dials,
+                "unproven_pdu_limit": self.unproven_pdu_limit,
+                "max_violations": self.max_violations,
+                "pending_per_name": self.pending_per_name,
+                "pending_total": self.pending_total,
+                "pending_bytes": self.pending_bytes,
+                "pending_per_source": self.pending_per_source,
+                "max_lookups_per_source": self.max_lookups_per_source,
+                "max_entitlements": self.max_entitlements,
+                "held_per_source": self.held_per_source,
+                "held_per_link": self.held_per_link,
+                "held_total": self.held_total,
+                "max_unproven_links": self.max_unproven_links,
+                "max_links_per_peer": self.max_links_per_peer,
+                "max_trees": self.max_trees,
+                "max_tree_members": self.max_tree_members,
+                "max_tree_joins_per_link": self.max_tree_joins_per_link,
+                "subscribe_rate_per_link": {
+                    "per_sec": self.subscribe_rate_per_link.per_sec,
+                    "burst": self.subscribe_rate_per_link.burst,
+                },
+            },
+            "capsule_server": self.capsule_server.as_ref().map(|t| {
+                serde_json::to_value(t).unwrap_or(serde_json::Value::Null)
+            }),
+        })
+    }
 }
 #[cfg(test)]
 mod tests {
@@ -734,7 +832,15 @@ mod tests {
         assert_eq!(s.listen, SocketAddr::from(([0, 0, 0, 0], DEFAULT_PORT)));
         assert_eq!(s.key_file, Path::new(".").join(DEFAULT_KEY_FILE));
         assert_eq!(s.directory, DirectoryConfig::Memory);
-        assert_eq!(s.metrics, None);
+        assert_eq!(s.admin, Some(DEFAULT_ADMIN));
+        assert!(!s.admin_configured);
+        let s = RouterSettings::resolve(FileConfig::default(), &cli(&["--admin", "off"]))
+            .expect("valid");
+        assert_eq!((s.admin, s.admin_configured), (None, true));
+        // The flag's former name still works.
+        let s = RouterSettings::resolve(FileConfig::default(), &cli(&["--metrics", "127.0.0.1:0"]))
+            .expect("valid");
+        assert_eq!(s.admin, Some(SocketAddr::from(([127, 0, 0, 1], 0))));
         assert_eq!(
             s.advertised_addresses(SocketAddr::from(([0, 0, 0, 0], 7474))),
             vec![SocketAddr::from(([127, 0, 0, 1], 7474))]
@@ -784,8 +890,38 @@ mod tests {
         assert_eq!(s.keep_alive, Duration::from_millis(500));
         assert_eq!(s.max_violations, 5);
         assert_eq!(s.transport_config().malformed_limit, 5);
-        assert_eq!(s.metrics, Some(SocketAddr::from(([127, 0, 0, 1], 9100))));
+        assert_eq!(s.admin, Some(SocketAddr::from(([127, 0, 0, 1], 9100))));
+        assert!(s.admin_configured);
         assert!(matches!(s.directory, DirectoryConfig::Redis { .. }));
+    }
+
+    #[test]
+    #[cfg(feature = "daemon")]
+    fn a_loopback_address_in_a_shared_directory_is_warned_about() {
+        let any: SocketAddr = "0.0.0.0:7474".parse().expect("addr");
+        let s = RouterSettings::resolve(FileConfig::default(), &cli(&[])).expect("valid");
+        assert_eq!(s.advertise_warning(&s.advertised_addresses(any)), None);
+        let s = RouterSettings::resolve(
+            FileConfig::default(),
+            &cli(&["--directory", "redis://:pw@10.0.0.2:6379"]),
+        )
+        .expect("valid");
+        let warning = s
+            .advertise_warning(&s.advertised_addresses(any))
+            .expect("a warning");
+        assert!(warning.contains("127.0.0.1:7474"), "{warning}");
+        assert!(!warning.contains("pw@"), "{warning}");
+        let s = RouterSettings::resolve(
+            FileConfig::default(),
+            &cli(&[
+                "--directory",
+                "redis://10.0.0.2:6379",
+                "--advertise",
+                "203.0.113.7:7474",
+            ]),
+        )
+        .expect("valid");
+        assert_eq!(s.advertise_warning(&s.advertised_addresses(any)), None);
     }
 
     #[test]
@@ -996,38 +1132,14 @@ mod tests {
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
         assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
-        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("1h 30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("5d"), Ok(Duration::from_secs(432_000)));
         assert!(parse_duration("s").is_err());
-        assert!(parse_duration("5d").is_err());
         assert!(parse_duration("-1s").is_err());
     }
 
-    #[test]
-    fn durations_are_written_in_their_largest_exact_unit() {
-        for (d, text) in [
-            (Duration::ZERO, "0s"),
-            (Duration::from_secs(7200), "2h"),
-            (Duration::from_secs(300), "5m"),
-            (Duration::from_secs(90), "90s"),
-            (Duration::from_millis(1500), "1500ms"),
-            (Duration::from_micros(500), "0.0005s"),
-        ] {
-            assert_eq!(format_duration(d), text);
-        }
-    }
-
     proptest::proptest! {
-        #[test]
-        fn written_durations_read_back(nanos in 0u64..10_000_000_000_000) {
-            let d = Duration::from_nanos(nanos);
-            let back = parse_duration(&format_duration(d)).expect("parses");
-            // Fractional seconds go through f64: within a nanosecond or so.
-            proptest::prop_assert!(back.abs_diff(d) <= Duration::from_nanos(2), "{:?} {:?}", d, back);
-            if nanos % 1_000_000 == 0 {
-                proptest::prop_assert_eq!(back, d);
-            }
-        }
-
         #[test]
         fn millisecond_durations_round_trip(ms in 0u64..10_000_000) {
             proptest::prop_assert_eq!(parse_duration(&format!("{ms}ms")), Ok(Duration::from_millis(ms)));

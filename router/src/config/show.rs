@@ -5,7 +5,8 @@
 //! its resolved value (defaults included), so the output shows exactly what
 //! the router would run with and can be read back as a config file. The
 //! one exception is a secret: a password in a `redis://user:password@host`
-//! directory spec is printed as [`MASK`](crate::directory::MASK).
+//! directory spec is printed as `***` (the directory's
+//! [`Display`](std::fmt::Display) form, see [`masked_url`](crate::directory::masked_url)).
 
 use std::path::Path;
 use std::time::Duration;
@@ -39,8 +40,9 @@ fn texts<T: std::fmt::Display>(items: &[T]) -> Value {
 impl RouterSettings {
     /// The settings as a config file's table, every key present except
     /// those whose absence means something (`advertise` derived from the
-    /// bound address, no `metrics` listener, no `via` gateway, no
-    /// `domain_cert`, no `[capsule_server]`), with secrets masked.
+    /// bound address, the default `admin` address, no `via` gateway, no
+    /// `domain_cert`, no `[capsule_server]`), with secrets masked. `--check-config` prints
+    /// it; the admin API's `/v1/config` shows [`to_json`](Self::to_json).
     pub fn to_masked_table(&self) -> Table {
         let mut top = Table::new();
         top.insert("data_dir".into(), path(&self.data_dir));
@@ -50,13 +52,15 @@ impl RouterSettings {
         if let Some(list) = &self.advertise {
             top.insert("advertise".into(), texts(list));
         }
-        top.insert("directory".into(), text(self.directory.redacted()));
+        top.insert("directory".into(), text(&self.directory));
         top.insert(
             "directory_timeout".into(),
             duration(self.directory_options.timeout),
         );
-        if let Some(addr) = self.metrics {
-            top.insert("metrics".into(), text(addr));
+        // A default admin address stays unset: read back, a configured one
+        // would make a taken port fatal, which the default is not.
+        if self.admin_configured {
+            top.insert("admin".into(), self.admin.map_or_else(|| text("off"), text));
         }
         top.insert("log".into(), text(&self.log));
         if let Some(via) = &self.via {
@@ -172,10 +176,10 @@ mod tests {
             (String::new(), vec![]),
             (
                 format!(
-                    "listen = \"127.0.0.1:9000\"\nmetrics = \"127.0.0.1:9100\"\n\
+                    "listen = \"127.0.0.1:9000\"\nadmin = \"off\"\n\
                      directory = \"redis-cluster://a:1,b:2\"\n[via]\nname = \"{gw}\"\n\
                      addresses = [\"10.0.0.1:7474\"]\n[trust]\ntrusted_domains = [\"{key}\"]\n\
-                     [timing]\nrecord_ttl = \"90s\"\nkeep_alive = \"1.5s\"\n\
+                     [timing]\nrecord_ttl = \"90s\"\nkeep_alive = \"1500ms\"\n\
                      [capsule_server]\nlabel = \"inside\"\n"
                 ),
                 vec![
@@ -206,7 +210,7 @@ mod tests {
         }
         let timing = table["timing"].as_table().expect("a table");
         assert_eq!(timing["record_ttl"].as_str(), Some("2h"));
-        assert_eq!(timing["cache_ttl"].as_str(), Some("90s"));
+        assert_eq!(timing["cache_ttl"].as_str(), Some("1m 30s"));
     }
 
     #[test]

@@ -470,6 +470,9 @@ impl RouterCore {
     /// again by the next audit or republish).
     pub fn publish_done(&mut self, now: Timestamp, name: Name, ok: bool) {
         self.start(now);
+        if ok && name == self.name {
+            self.self_published = true;
+        }
         let Some(links) = self.awaiting_publish.remove(&name) else {
             return;
         };

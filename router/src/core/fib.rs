@@ -239,6 +239,13 @@ impl Fib {
         before.saturating_sub(self.map.len())
     }
 
+    /// Calls `f` with every entry, expired ones included, in no order.
+    pub fn for_each(&self, mut f: impl FnMut(&Name, &FibEntry)) {
+        for item in &self.map {
+            f(item.key(), &item.value().entry);
+        }
+    }
+
     /// Number of entries (expired ones included until they are removed).
     pub fn len(&self) -> usize {
         self.map.len()

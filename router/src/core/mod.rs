@@ -85,6 +85,7 @@ mod entitle;
 pub mod fast;
 mod fib;
 mod forward;
+mod inspect;
 mod io;
 mod limits;
 mod outbox;
@@ -100,6 +101,7 @@ mod tree;
 
 pub use config::{ConfigError, CoreConfig, Gateway, Rate};
 pub use fib::{Fib, FibEntry, FibReader, NameHasher, NameHasherBuilder, RouteKind};
+pub use inspect::{CapsuleView, EndpointView, FibPage, LookupView, MAX_FIB_PAGE, TrustView};
 pub use io::{
     Action, CloseReason, LinkId, LinkInfo, LinkPeer, LinkRole, LookupError, PeeringError, Transmit,
 };
@@ -154,6 +156,8 @@ pub struct RouterCore {
     /// waits for the write of their route record (see
     /// [`RouterCore::publish_done`]).
     awaiting_publish: BTreeMap<Name, BTreeSet<LinkId>>,
+    /// Whether the router's own record was written to the directory once.
+    self_published: bool,
     pending: PendingQueue,
     resolving: BTreeMap<Name, Resolve>,
     dialing: BTreeMap<Name, Dialing>,
@@ -214,6 +218,7 @@ impl RouterCore {
             routers: BTreeMap::new(),
             published: BTreeMap::new(),
             awaiting_publish: BTreeMap::new(),
+            self_published: false,
             pending: PendingQueue::new(PendingLimits::from_config(&config)),
             resolving: BTreeMap::new(),
             dialing: BTreeMap::new(),

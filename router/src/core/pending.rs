@@ -180,7 +180,6 @@ impl PendingQueue {
     }
 
     /// PDUs waiting for `name`.
-    #[cfg(test)]
     pub(crate) fn len_for(&self, name: &Name) -> usize {
         self.by_name.get(name).map_or(0, VecDeque::len)
     }

@@ -91,6 +91,18 @@ pub(crate) struct Resolve {
     origin: Option<Origin>,
 }
 
+impl Resolve {
+    /// What the resolution waits for.
+    pub(crate) fn phase(&self) -> &Phase {
+        &self.phase
+    }
+
+    /// When it gives up.
+    pub(crate) fn deadline(&self) -> Timestamp {
+        self.deadline
+    }
+}
+
 /// A name remembered as unreachable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Negative {

@@ -140,7 +140,7 @@ impl FromStr for DirectoryConfig {
             Ok(DirectoryConfig::RedisCluster { nodes })
         } else if s.starts_with(REDIS_SCHEME) {
             redis::IntoConnectionInfo::into_connection_info(s)
-                .map_err(|e| DirectoryConfigError::RedisUrl(format!("{s}: {e}")))?;
+                .map_err(|e| DirectoryConfigError::RedisUrl(format!("{}: {e}", masked_url(s))))?;
             Ok(DirectoryConfig::Redis { url: s.to_owned() })
         } else {
             Err(DirectoryConfigError::Unknown(s.to_owned()))
@@ -148,43 +148,12 @@ impl FromStr for DirectoryConfig {
     }
 }
 
-impl fmt::Display for DirectoryConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            DirectoryConfig::Memory => f.write_str(MEMORY),
-            DirectoryConfig::Redis { url } => f.write_str(url),
-            DirectoryConfig::RedisCluster { nodes } => {
-                f.write_str(CLUSTER_SCHEME)?;
-                for (i, node) in nodes.iter().enumerate() {
-                    if i > 0 {
-                        f.write_str(",")?;
-                    }
-                    write!(f, "{node}")?;
-                }
-                Ok(())
-            }
-        }
-    }
-}
-
-/// What a masked secret shows as.
-pub const MASK: &str = "***";
-
-impl DirectoryConfig {
-    /// The text form with any password replaced by [`MASK`]:
-    /// `redis://user:***@host:6379`, for logs and printed settings. Only a
-    /// `redis://` URL can hold one.
-    pub fn redacted(&self) -> String {
-        match self {
-            DirectoryConfig::Redis { url } => redact_url(url),
-            other => other.to_string(),
-        }
-    }
-}
-
-/// `url` with the password of its user information masked.
-fn redact_url(url: &str) -> String {
-    let Some(rest) = url.strip_prefix(REDIS_SCHEME) else {
+/// `url` with the password of its user information, if any, replaced by
+/// `***`: `redis://user:secret@host:6379/0` shows as
+/// `redis://user:***@host:6379/0`. What logs, errors and the admin API
+/// print of a directory.
+pub fn masked_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
@@ -193,10 +162,37 @@ fn redact_url(url: &str) -> String {
         return url.to_owned();
     };
     let user = match userinfo.split_once(':') {
-        Some((user, _password)) => format!("{user}:{MASK}"),
+        Some((user, _password)) => format!("{user}:***"),
+        // A user name alone is no secret.
         None => userinfo.to_owned(),
     };
-    format!("{REDIS_SCHEME}{user}@{host}{tail}")
+    format!("{scheme}://{user}@{host}{tail}")
+}
+
+impl DirectoryConfig {
+    /// The configuration string, password included: what parses back into
+    /// this configuration (and what serializing writes). Show people the
+    /// [`Display`](fmt::Display) form, which masks the password.
+    pub fn spec(&self) -> String {
+        match self {
+            DirectoryConfig::Memory => MEMORY.to_owned(),
+            DirectoryConfig::Redis { url } => url.clone(),
+            DirectoryConfig::RedisCluster { nodes } => {
+                let nodes: Vec<String> = nodes.iter().map(ToString::to_string).collect();
+                format!("{CLUSTER_SCHEME}{}", nodes.join(","))
+            }
+        }
+    }
+}
+
+/// Shows the directory with any password masked (see [`masked_url`]).
+impl fmt::Display for DirectoryConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DirectoryConfig::Redis { url } => f.write_str(&masked_url(url)),
+            other => f.write_str(&other.spec()),
+        }
+    }
 }
 
 impl TryFrom<String> for DirectoryConfig {
@@ -208,7 +204,7 @@ impl TryFrom<String> for DirectoryConfig {
 
 impl From<DirectoryConfig> for String {
     fn from(c: DirectoryConfig) -> String {
-        c.to_string()
+        c.spec()
     }
 }
 
@@ -278,6 +274,29 @@ impl DirectoryConfig {
 
 #[cfg(test)]
 mod tests {
+    use super::masked_url;
+
+    #[test]
+    fn passwords_are_masked() {
+        for (url, shown) in [
+            ("redis://127.0.0.1:6379", "redis://127.0.0.1:6379"),
+            ("redis://:hunter2@h:6379/0", "redis://:***@h:6379/0"),
+            ("redis://alice:hunter2@h:6379", "redis://alice:***@h:6379"),
+            ("rediss://alice:p@ss@h/1?x=y", "rediss://alice:***@h/1?x=y"),
+            ("redis://alice@h", "redis://alice@h"),
+            ("memory", "memory"),
+        ] {
+            assert_eq!(masked_url(url), shown, "{url}");
+        }
+        let spec: super::DirectoryConfig =
+            "redis://:hunter2@127.0.0.1:6379".parse().expect("valid");
+        assert!(!spec.to_string().contains("hunter2"));
+        let err = "redis://:hunter2@127.0.0.1:notaport"
+            .parse::<super::DirectoryConfig>()
+            .expect_err("bad port");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+    }
+
     use super::*;
     use proptest::prelude::*;
 
@@ -343,24 +362,6 @@ mod tests {
     }
 
     #[test]
-    fn passwords_are_masked() {
-        for (spec, shown) in [
-            (
-                "redis://user:s3cret@10.0.0.5:6379",
-                "redis://user:***@10.0.0.5:6379",
-            ),
-            ("redis://:s3cret@h:1/2", "redis://:***@h:1/2"),
-            ("redis://user@h:1", "redis://user@h:1"),
-            ("redis://h:1", "redis://h:1"),
-            ("memory", "memory"),
-            ("redis-cluster://a:1,b:2", "redis-cluster://a:1,b:2"),
-        ] {
-            let config: DirectoryConfig = spec.parse().expect("valid");
-            assert_eq!(config.redacted(), shown, "{spec}");
-        }
-    }
-
-    #[test]
     fn serde_uses_the_text_form() {
         #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
         struct Cfg {
@@ -394,7 +395,7 @@ mod tests {
             let config: DirectoryConfig = format!("redis://{user}:{password}@h:6379/0")
                 .parse()
                 .expect("valid");
-            let shown = config.redacted();
+            let shown = config.to_string();
             prop_assert!(!shown.contains(&password), "{}", shown);
             prop_assert_eq!(shown, format!("redis://{user}:***@h:6379/0"));
         }
@@ -402,8 +403,14 @@ mod tests {
         #[test]
         fn whatever_parses_round_trips(s in "(memory|redis://|redis-cluster://)?\\PC{0,60}") {
             if let Ok(parsed) = s.parse::<DirectoryConfig>() {
-                let again: DirectoryConfig = parsed.to_string().parse().expect("display re-parses");
-                prop_assert_eq!(again, parsed);
+                let again: DirectoryConfig = parsed.spec().parse().expect("the spec re-parses");
+                prop_assert_eq!(&again, &parsed);
+                // What people see re-parses too, to the same thing unless
+                // a password was masked out of it.
+                if !s.contains('@') {
+                    let shown: DirectoryConfig = parsed.to_string().parse().expect("display re-parses");
+                    prop_assert_eq!(shown, parsed);
+                }
             }
         }
     }

@@ -82,7 +82,7 @@ use gdp_certs::{Name, Timestamp};
 
 pub use self::cluster::RedisClusterDirectory;
 pub use self::config::{
-    DirectoryConfig, DirectoryConfigError, DirectoryOptions, MASK, MAX_SEED_NODES, NodeAddr,
+    DirectoryConfig, DirectoryConfigError, DirectoryOptions, MAX_SEED_NODES, NodeAddr, masked_url,
 };
 pub use self::memory::{Clock, MemoryDirectory, SWEEP_EVERY};
 pub use self::redis::RedisDirectory;

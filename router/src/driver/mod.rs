@@ -190,11 +190,24 @@ impl Default for DriverConfig {
     }
 }
 
+/// A look at the core, run on the driver task.
+type Inspection = Box<dyn FnOnce(&RouterCore) + Send>;
+
 /// A request to the driver task.
-#[derive(Debug)]
 enum Command {
     Snapshot(oneshot::Sender<Snapshot>),
+    Inspect(Inspection),
     Shutdown,
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Command::Snapshot(_) => "Snapshot",
+            Command::Inspect(_) => "Inspect",
+            Command::Shutdown => "Shutdown",
+        })
+    }
 }
 
 /// The router task has stopped.
@@ -226,6 +239,24 @@ impl RouterHandle {
         let (tx, rx) = oneshot::channel();
         self.commands
             .send(Command::Snapshot(tx))
+            .await
+            .map_err(|_| RouterStopped)?;
+        rx.await.map_err(|_| RouterStopped)
+    }
+
+    /// Runs `look` on the router's core, between two of its events, and
+    /// returns what it returns: how the admin API lists the FIB, endpoints,
+    /// capsules and lookups. `look` must be quick: the router waits for it.
+    pub async fn inspect<T: Send + 'static>(
+        &self,
+        look: impl FnOnce(&RouterCore) -> T + Send + 'static,
+    ) -> Result<T, RouterStopped> {
+        let (tx, rx) = oneshot::channel();
+        let run: Inspection = Box::new(move |core| {
+            let _ = tx.send(look(core));
+        });
+        self.commands
+            .send(Command::Inspect(run))
             .await
             .map_err(|_| RouterStopped)?;
         rx.await.map_err(|_| RouterStopped)
@@ -411,6 +442,7 @@ impl Driver {
                     Some(Command::Snapshot(reply)) => {
                         let _ = reply.send(self.snapshot());
                     }
+                    Some(Command::Inspect(look)) => look(&self.core),
                     Some(Command::Shutdown) | None => break,
                 },
                 event = self.events.recv() => match event {

@@ -44,7 +44,7 @@ impl StartLine {
         StartLine {
             name: get("name").parse().expect("a name"),
             listen: get("listen").parse().expect("an address"),
-            metrics: match get("metrics") {
+            metrics: match get("admin") {
                 "none" => None,
                 a => Some(a.parse().expect("an address")),
             },
