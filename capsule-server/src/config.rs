@@ -685,6 +685,7 @@ mod tests {
                 Name::from_bytes([2; 32])
             ),
             "[service]\ncreate_policy = { mode = \"open\" }\n".to_owned(),
+            "admin = \"off\"\n".to_owned(),
         ] {
             let c = ServerConfig::from_toml(&text, "t").expect("parses");
             let written = c.to_toml().expect("writes");
