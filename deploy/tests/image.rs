@@ -4,8 +4,10 @@
 //! topology with a standalone capsule server, podman-compose brings it up,
 //! and the `gdp` command on the host (not in a container) creates a
 //! capsule on that server through the router at its container address,
-//! appends and reads the records back with proofs. Then `down -v` removes
-//! the containers, the network and the volumes (the images stay).
+//! appends and reads the records back with proofs; the image's HEALTHCHECK
+//! passes in both daemons' containers and the server reports itself ready.
+//! Then `down -v` removes the containers, the network and the volumes (the
+//! images stay).
 //!
 //! Needs root (rootless podman's networks are not reachable from the
 //! host), podman, and podman-compose 1.1 or later on `PATH` (or named by
@@ -368,15 +370,43 @@ fn the_image_serves_the_host_through_a_compose_deployment() {
     let names: Vec<&str> = ps.lines().collect();
     assert_eq!(names.len(), 3, "directory, router, server: {names:?}");
     for name in names.iter().filter(|n| !n.contains("directory")) {
-        let id = must(&podman, &["exec", name, "gdp-router", "--version"], &dir);
-        assert!(id.starts_with("gdp-router"), "{id}");
         let user = must(
             &podman,
             &["inspect", name, "--format", "{{.Config.User}}"],
             &dir,
         );
         assert_eq!(user.trim(), "10001:10001", "{name}");
+        // The image's HEALTHCHECK (`gdp router health`), run on demand:
+        // the server shares the router's network namespace, so both see
+        // the router's admin API on 127.0.0.1:7475.
+        let health = run(&podman, &["healthcheck", "run", name], &dir);
+        assert!(
+            health.status.success(),
+            "{name} is not healthy:\n{}",
+            text(&health)
+        );
     }
+    let server_container = names
+        .iter()
+        .find(|n| n.contains("capsule-server"))
+        .expect("the capsule server's container");
+    let ready = run(
+        &podman,
+        &[
+            "exec",
+            server_container,
+            "gdp",
+            "server",
+            "health",
+            "--ready",
+        ],
+        &dir,
+    );
+    assert!(
+        ready.status.success(),
+        "the server is not ready:\n{}",
+        text(&ready)
+    );
 
     let out = down.down();
     down.armed = false;

@@ -6,8 +6,9 @@
 //!   directory and the workspace's binaries first on `PATH`: the configs and
 //!   units land where the guide says, and both daemons accept the installed
 //!   configs with `--check-config`;
-//! - every repository path the guide names exists, and every flag it gives
-//!   `gdp-router` or `gdp-capsule-server` is one they accept;
+//! - every repository path the guide names exists, every flag it gives
+//!   `gdp-router` or `gdp-capsule-server` is one they accept, and every
+//!   `gdp` command it runs exists with the flags it gives;
 //! - the block marked `install-programs` (`cargo install --locked`, a
 //!   release build of three packages, many minutes) runs only when
 //!   `GDP_TEST_CARGO_INSTALL=1` asks, offline, with its build directory in
@@ -186,6 +187,57 @@ fn the_paths_and_flags_the_guide_names_exist() {
         }
         assert!(flags >= 2, "{program}: only {flags} flags checked");
     }
+}
+
+/// Every `gdp` command in the guide's blocks is one `gdp` has, and it
+/// accepts the flags the guide gives it.
+#[test]
+fn the_gdp_commands_the_guide_uses_exist() {
+    let gdp = workspace_bin_dir(&["gdp"]).join("gdp");
+    let blocks = all_blocks(&guide());
+    let mut commands = 0;
+    for line in blocks.lines() {
+        let line = line.replace("$(", " ");
+        let tokens: Vec<&str> = line.split_whitespace().collect();
+        for (i, _) in tokens.iter().enumerate().filter(|(_, t)| **t == "gdp") {
+            let rest = &tokens[i + 1..];
+            // The subcommand: lowercase words, up to the first argument.
+            let path: Vec<&str> = rest
+                .iter()
+                .take_while(|t| {
+                    t.chars().all(|c| c.is_ascii_lowercase() || c == '-') && !t.starts_with('-')
+                })
+                .copied()
+                .collect();
+            let flags: Vec<&str> = rest
+                .iter()
+                .take_while(|t| **t != "|")
+                .filter(|t| t.starts_with("--"))
+                .copied()
+                .collect();
+            let help = Command::new(&gdp)
+                .args(&path)
+                .arg("--help")
+                .output()
+                .expect("gdp runs");
+            assert!(
+                help.status.success(),
+                "the guide runs `gdp {}`, which gdp does not have:\n{}",
+                path.join(" "),
+                text(&help)
+            );
+            let help = String::from_utf8_lossy(&help.stdout);
+            for flag in flags {
+                assert!(
+                    help.contains(&format!("{flag} ")) || help.contains(&format!("{flag}\n")),
+                    "the guide gives `gdp {}` {flag}, which its --help does not list",
+                    path.join(" ")
+                );
+            }
+            commands += 1;
+        }
+    }
+    assert!(commands >= 8, "only {commands} gdp commands checked");
 }
 
 #[test]
