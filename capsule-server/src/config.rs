@@ -399,8 +399,8 @@ impl ServerConfig {
         if config.admin.is_some() {
             return Err(ServerConfigError::Invalid {
                 key: "admin",
-                reason: "an embedded capsule server has no admin listener of its own: \
-                         the router's admin API serves the process"
+                reason: "an embedded capsule server has no admin listener of its own \
+                         (the router's admin API lists it among its endpoints, with its capsules)"
                     .into(),
             });
         }

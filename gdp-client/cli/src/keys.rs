@@ -35,17 +35,20 @@ pub(crate) fn keygen(ctx: &Context, args: &Keygen) -> anyhow::Result<()> {
 }
 
 pub(crate) fn whoami(ctx: &Context) -> anyhow::Result<()> {
-    let id = ctx.identity()?;
+    show_identity(ctx, &ctx.identity()?, &ctx.key_file.display().to_string())
+}
+
+/// Prints what an identity's key file says publicly.
+fn show_identity(ctx: &Context, id: &Identity, file: &str) -> anyhow::Result<()> {
     let md = id.metadata();
     ctx.out.emit(
         format!(
-            "name     {}\nkind     {}\nlabel    {}\nkey      {}\ncreated  {}\nkey file {}",
+            "name     {}\nkind     {}\nlabel    {}\nkey      {}\ncreated  {}\nkey file {file}",
             id.name(),
             md.kind(),
             md.label(),
             id.public_key(),
             format_time(md.created().0),
-            ctx.key_file.display()
         ),
         json!({
             "name": id.name().to_string(),
@@ -53,7 +56,7 @@ pub(crate) fn whoami(ctx: &Context) -> anyhow::Result<()> {
             "label": md.label(),
             "public_key": id.public_key().to_string(),
             "created_us": md.created().0,
-            "key_file": ctx.key_file.display().to_string(),
+            "key_file": file,
         }),
     )
 }
@@ -65,27 +68,7 @@ pub(crate) fn key_show(ctx: &Context, args: &KeyShow) -> anyhow::Result<()> {
     let path = &args.file;
     let file = path.display().to_string();
     match Identity::load(path) {
-        Ok(id) => {
-            let md = id.metadata();
-            ctx.out.emit(
-                format!(
-                    "name     {}\nkind     {}\nlabel    {}\nkey      {}\ncreated  {}\nkey file {file}",
-                    id.name(),
-                    md.kind(),
-                    md.label(),
-                    id.public_key(),
-                    format_time(md.created().0),
-                ),
-                json!({
-                    "name": id.name().to_string(),
-                    "kind": md.kind().to_string(),
-                    "label": md.label(),
-                    "public_key": id.public_key().to_string(),
-                    "created_us": md.created().0,
-                    "key_file": file,
-                }),
-            )
-        }
+        Ok(id) => show_identity(ctx, &id, &file),
         Err(identity_error) => match crate::domain::load_domain_key(path) {
             Ok(domain) => {
                 let public = domain.public();
