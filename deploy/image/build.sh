@@ -68,7 +68,19 @@ sh "$repo/deploy/image/gather.sh" $strip "$context" \
     "$bin_dir/gdp-router" "$bin_dir/gdp-capsule-server" "$bin_dir/gdp"
 
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' "$repo/Cargo.toml" | head -n 1)
-# shellcheck disable=SC2086 # $format is one option or nothing
-"$engine" build $format --file "$repo/deploy/Containerfile" \
+previous=$("$engine" image inspect --format '{{.Id}}' "$tag" 2>/dev/null || true)
+case $engine in
+    # No cached stage images: each build copies new programs anyway.
+    podman) cache="--layers=false" ;;
+    docker) cache= ;;
+esac
+# shellcheck disable=SC2086 # $format and $cache are one option or nothing
+"$engine" build $format $cache --file "$repo/deploy/Containerfile" \
     --build-arg "GDP_VERSION=$version" --tag "$tag" "$context"
+# The image this tag named before is left without a name: remove it, unless
+# a container still uses it.
+current=$("$engine" image inspect --format '{{.Id}}' "$tag")
+if [ -n "$previous" ] && [ "$previous" != "$current" ]; then
+    "$engine" rmi "$previous" >/dev/null 2>&1 || true
+fi
 echo "built $tag with $engine from $bin_dir"

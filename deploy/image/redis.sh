@@ -45,5 +45,17 @@ esac
 context=$(mktemp -d)
 trap 'rm -rf "$context"' EXIT
 sh "$repo/deploy/image/gather.sh" --user redis:999 "$context" "$server"
-"$engine" build --file "$repo/deploy/image/redis.Containerfile" --tag "$tag" "$context"
+previous=$("$engine" image inspect --format '{{.Id}}' "$tag" 2>/dev/null || true)
+case $engine in
+    podman) cache="--layers=false" ;;
+    *) cache= ;;
+esac
+# shellcheck disable=SC2086 # $cache is one option or nothing
+"$engine" build $cache --file "$repo/deploy/image/redis.Containerfile" --tag "$tag" "$context"
+# The image this tag named before (with --force) is left without a name:
+# remove it, unless a container still uses it.
+current=$("$engine" image inspect --format '{{.Id}}' "$tag")
+if [ -n "$previous" ] && [ "$previous" != "$current" ]; then
+    "$engine" rmi "$previous" >/dev/null 2>&1 || true
+fi
 echo "built $tag with $engine from $server (version $version)"
