@@ -7,7 +7,8 @@
 #
 # It installs what it needs when missing (redis-server, from the Debian
 # packages) and the tests start and stop their own servers. As root it also
-# runs the ignored tests, which need root and network namespaces.
+# runs the ignored tests, which need root and network namespaces (and the
+# container image test, which skips itself where podman is missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -41,7 +41,7 @@ use crate::store::{Store, StoreError, Write};
 pub type Ack = oneshot::Receiver<Result<(), StoreError>>;
 
 /// Limits of the committer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CommitterConfig {
     /// Writes that may wait in the queue. Default 4096.

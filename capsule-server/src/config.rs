@@ -58,7 +58,7 @@ use std::time::Duration;
 
 use gdp_certs::Name;
 use gdp_link::endpoint::{Backoff, EndpointConfig};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::committer::CommitterConfig;
 use crate::limits::ServiceConfig;
@@ -130,29 +130,37 @@ pub(crate) fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duratio
     }
 }
 
+/// Serializes a duration as [`gdp_certs::format_duration`] writes it,
+/// which [`parse_duration`] reads back exactly.
+pub(crate) fn duration_text<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&gdp_certs::format_duration(*d))
+}
+
 /// How the server reaches its router.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RouterSettings {
     /// The router's UDP address. Required (an embedded server is given its
     /// router's).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub address: Option<SocketAddr>,
     /// The router's name. Without it the first router that answers at
     /// `address` is trusted and then pinned for the life of the process
     /// (trust on first use).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<Name>,
     /// Lifetime of the RtCert issued at each attach; the server attaches
     /// again two thirds into it. Default 1 h.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "duration_text")]
     pub rtcert_validity: Duration,
     /// Longest a dial and attach may take. Default 10 s.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "duration_text")]
     pub attach_timeout: Duration,
     /// First reconnect delay, doubling after each failure. Default 100 ms.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "duration_text")]
     pub retry_initial: Duration,
     /// Longest reconnect delay. Default 10 s.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "duration_text")]
     pub retry_max: Duration,
 }
 
@@ -170,7 +178,7 @@ impl Default for RouterSettings {
 }
 
 /// The queues between the link and the service.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HostSettings {
     /// Requests that may wait for the service. Default 4096.
@@ -229,6 +237,17 @@ impl std::str::FromStr for AdminListen {
     }
 }
 
+/// Written as the text [`FromStr`](std::str::FromStr) reads: `off` or
+/// `HOST:PORT`.
+impl Serialize for AdminListen {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            AdminListen::Off => s.serialize_str("off"),
+            AdminListen::At(addr) => s.collect_str(addr),
+        }
+    }
+}
+
 impl<'de> Deserialize<'de> for AdminListen {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
@@ -238,7 +257,7 @@ impl<'de> Deserialize<'de> for AdminListen {
 
 /// Everything a capsule server needs to run. See the [module
 /// documentation](self) for the file format.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct ServerConfig {
@@ -247,17 +266,19 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     /// The server's key file, generated if missing. Default:
     /// `<data_dir>/capsule-server.key`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub key_file: Option<PathBuf>,
     /// Label put in the metadata of a newly generated key.
     pub label: String,
     /// A tracing filter, used by the binary when it sets up logging.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub log: Option<String>,
     /// Where the binary serves its admin API (`/metrics`, `/healthz`,
     /// `/readyz`, JSON under `/v1`), or `off`. Not given: the binary's
     /// default, [`DEFAULT_ADMIN`] on loopback. Anything beyond loopback
     /// only when configured: the figures say what the server holds.
     /// (`metrics` is its former name.)
-    #[serde(alias = "metrics")]
+    #[serde(alias = "metrics", skip_serializing_if = "Option::is_none")]
     pub admin: Option<AdminListen>,
     /// The router.
     pub router: RouterSettings,
@@ -324,6 +345,17 @@ impl ServerConfig {
         Self::from_toml(&text, &path.display().to_string())
     }
 
+    /// The configuration as a TOML file, every setting written out (what
+    /// `gdp-capsule-server --check-config` prints). It holds no secret (a
+    /// key file is named, not read) and [`from_toml`](Self::from_toml)
+    /// reads it back as the same configuration.
+    pub fn to_toml(&self) -> Result<String, ServerConfigError> {
+        toml::to_string(self).map_err(|e| ServerConfigError::Invalid {
+            key: "(all)",
+            reason: format!("cannot be written as TOML: {e}"),
+        })
+    }
+
     /// The configuration of a server embedded in a router: the router's
     /// `[capsule_server]` table (`None` when it has none), its data kept
     /// under `<router_data_dir>/capsule-server` unless the table says
@@ -334,6 +366,20 @@ impl ServerConfig {
         router_data_dir: &Path,
         router_addr: SocketAddr,
         router: Name,
+    ) -> Result<Self, ServerConfigError> {
+        let mut config = Self::from_router_table(table, router_data_dir, router_addr)?;
+        config.router.name = Some(router);
+        Ok(config)
+    }
+
+    /// What [`embedded`](Self::embedded) makes of a router's
+    /// `[capsule_server]` table, checked, but without the router's name
+    /// (which only the running router knows, from its key): for checking a
+    /// router's configuration before it starts.
+    pub fn from_router_table(
+        table: Option<toml::Value>,
+        router_data_dir: &Path,
+        router_addr: SocketAddr,
     ) -> Result<Self, ServerConfigError> {
         let has_data_dir = table.as_ref().and_then(|t| t.get("data_dir")).is_some();
         let mut config = match table {
@@ -359,7 +405,7 @@ impl ServerConfig {
             });
         }
         config.router.address = Some(router_addr);
-        config.router.name = Some(router);
+        config.router.name = None;
         config.validate()?;
         Ok(config)
     }
@@ -624,6 +670,31 @@ mod tests {
             ServerConfig::embedded(Some(table), Path::new("/r"), addr, router),
             Err(ServerConfigError::Invalid { key: "admin", .. })
         ));
+    }
+
+    #[test]
+    fn the_written_configuration_reads_back_the_same() {
+        let key = gdp_certs::SecretKey::from_seed(&[6; 32]).public();
+        for text in [
+            String::new(),
+            "[router]\naddress = \"127.0.0.1:7474\"\n".to_owned(),
+            format!(
+                "data_dir = \"/srv\"\nkey_file = \"/k\"\nlog = \"debug\"\nadmin = \"127.0.0.1:9\"\n\
+                 [router]\naddress = \"10.0.0.1:7000\"\nname = \"{}\"\nrtcert_validity = \"90m\"\n\
+                 [service]\ntree_lease = \"1500ms\"\ncreate_policy = {{ mode = \"allow-list\", creators = [\"{key}\"] }}\n",
+                Name::from_bytes([2; 32])
+            ),
+            "[service]\ncreate_policy = { mode = \"open\" }\n".to_owned(),
+            "admin = \"off\"\n".to_owned(),
+        ] {
+            let c = ServerConfig::from_toml(&text, "t").expect("parses");
+            let written = c.to_toml().expect("writes");
+            let again = ServerConfig::from_toml(&written, "written").expect("reads back");
+            assert_eq!(again, c, "{written}");
+        }
+        let written = ServerConfig::default().to_toml().expect("writes");
+        assert!(written.contains("sync_interval = \"1s\""), "{written}");
+        assert!(written.contains("mode = \"quota\""), "{written}");
     }
 
     proptest! {

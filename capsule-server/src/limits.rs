@@ -30,7 +30,7 @@ use gdp_proto::record::MAX_RECORD_PAYLOAD;
 pub const PROOF_RESERVE: usize = 32 * 1024;
 
 /// A token-bucket rate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Rate {
     /// Tokens added per second.
@@ -64,7 +64,7 @@ pub const ROUTER_CAPSULES_PER_SERVER: usize = 65_536;
 /// [`ROUTER_CAPSULES_PER_SERVER`] capsules takes about two hours at the
 /// default rate). A server exposed to untrusted peers whose users are known
 /// should use [`CreatePolicy::AllowList`].
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(tag = "mode", rename_all = "kebab-case", deny_unknown_fields)]
 #[non_exhaustive]
 pub enum CreatePolicy {
@@ -77,7 +77,7 @@ pub enum CreatePolicy {
     /// public half).
     AllowList {
         /// The creator keys allowed.
-        #[serde(deserialize_with = "public_keys")]
+        #[serde(deserialize_with = "public_keys", serialize_with = "public_key_texts")]
         creators: Vec<PublicKey>,
     },
     /// Anyone may create capsules, at most `per_creator` each, and at most
@@ -121,8 +121,13 @@ fn public_keys<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<PublicKey>,
         .collect()
 }
 
+/// Serializes public keys in the text form [`public_keys`] reads.
+fn public_key_texts<S: serde::Serializer>(keys: &[PublicKey], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(keys.iter().map(ToString::to_string))
+}
+
 /// Limits of a [`CapsuleService`](crate::service::CapsuleService).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServiceConfig {
     /// Largest record payload accepted, at most [`MAX_RECORD_PAYLOAD`].
@@ -133,9 +138,11 @@ pub struct ServiceConfig {
     pub max_response_bytes: usize,
     /// Requests per peer (source name). `None`: unlimited.
     /// Default: 20,000/s, burst 40,000.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub peer_requests: Option<Rate>,
     /// Records appended per capsule. `None`: unlimited.
     /// Default: 200,000/s, burst 400,000.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub capsule_records: Option<Rate>,
     /// Bytes of appended records per capsule that may wait to become
     /// durable. Default: 64 MiB.
@@ -159,22 +166,34 @@ pub struct ServiceConfig {
     /// router sent no `Subscribe` for this long gets no more `Publish`
     /// PDUs. The router refreshes its joins well within it. Default:
     /// [`DEFAULT_TREE_LEASE`] (30 s).
-    #[serde(deserialize_with = "crate::config::duration")]
+    #[serde(
+        deserialize_with = "crate::config::duration",
+        serialize_with = "crate::config::duration_text"
+    )]
     pub tree_lease: Duration,
     /// How often a capsule with a tree lease and no new records publishes
     /// its newest record again (the tip), so subscribers that lost records
     /// learn the tail and fetch what they miss. Default:
     /// [`DEFAULT_TREE_TIP_INTERVAL`] (5 s).
-    #[serde(deserialize_with = "crate::config::duration")]
+    #[serde(
+        deserialize_with = "crate::config::duration",
+        serialize_with = "crate::config::duration_text"
+    )]
     pub tree_tip_interval: Duration,
     /// How often a replica of a capsule asks each other replica for what
     /// it misses (one small request per peer when they are in sync).
     /// Default: [`DEFAULT_SYNC_INTERVAL`] (1 s).
-    #[serde(deserialize_with = "crate::config::duration")]
+    #[serde(
+        deserialize_with = "crate::config::duration",
+        serialize_with = "crate::config::duration_text"
+    )]
     pub sync_interval: Duration,
     /// How long a `Sync` to another replica may go unanswered before the
     /// next round sends a new one. Default: [`DEFAULT_SYNC_TIMEOUT`] (5 s).
-    #[serde(deserialize_with = "crate::config::duration")]
+    #[serde(
+        deserialize_with = "crate::config::duration",
+        serialize_with = "crate::config::duration_text"
+    )]
     pub sync_timeout: Duration,
 }
 

@@ -6,7 +6,13 @@
 //! ```
 //!
 //! Settings come from the TOML file given with `--config` (see
-//! `gdp_capsule_server::config`), then the command-line flags, which win.
+//! `gdp_capsule_server::config`), then the environment, then the
+//! command-line flags: a flag wins over its environment variable
+//! (`GDP_CAPSULE_SERVER_ROUTER` for `--router`, `RUST_LOG` for `--log`),
+//! which wins over the file, which wins over the default.
+//! `gdp-capsule-server --check-config` loads and checks all of it, prints
+//! the settings in force as a config file and exits: 0 when the
+//! configuration is valid, 2 with the reason when it is not.
 //! The key file is generated (mode 0600) on first start. At start the
 //! server prints one line on stdout, `gdp-capsule-server name=… data_dir=…
 //! key=… key_created=… admin=<addr|none>`, for people and scripts (with
@@ -18,49 +24,64 @@
 //! stops the server gracefully: no new requests, every write in flight made
 //! durable and answered, the link closed; the exit status is then 0.
 
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{CommandFactory as _, Parser};
 use gdp_capsule_server::Observer;
 use gdp_capsule_server::config::{AdminListen, DEFAULT_ADMIN, ServerConfig};
 use gdp_certs::Name;
 use metrics_exporter_prometheus::PrometheusBuilder;
 
-/// The command line. Every flag overrides the same setting of the file.
+/// The command line. Every flag overrides the same setting of the file, and
+/// so does its environment variable when the flag is not given:
+/// `GDP_CAPSULE_SERVER_` and the flag's name in capitals with `-` as `_`
+/// (`GDP_CAPSULE_SERVER_ROUTER` for `--router`), and `RUST_LOG` for
+/// `--log`. `--check-config` is an action and has no variable.
 #[derive(Debug, Parser)]
 #[command(name = "gdp-capsule-server", version, about = "The GDP capsule server")]
 struct Cli {
     /// TOML config file.
-    #[arg(short, long, value_name = "FILE")]
+    #[arg(short, long, value_name = "FILE", env = "GDP_CAPSULE_SERVER_CONFIG")]
     config: Option<PathBuf>,
     /// Data directory: the store, and the key file unless --key-file says
     /// otherwise.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", env = "GDP_CAPSULE_SERVER_DATA_DIR")]
     data_dir: Option<PathBuf>,
     /// The server's key file, generated (mode 0600) if missing.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", env = "GDP_CAPSULE_SERVER_KEY_FILE")]
     key_file: Option<PathBuf>,
     /// Label for a newly generated key.
-    #[arg(long)]
+    #[arg(long, env = "GDP_CAPSULE_SERVER_LABEL")]
     label: Option<String>,
     /// The router's UDP address.
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR", env = "GDP_CAPSULE_SERVER_ROUTER")]
     router: Option<SocketAddr>,
     /// The router's name. Without it the first router that answers is
     /// trusted, then required for the life of the process.
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", env = "GDP_CAPSULE_SERVER_ROUTER_NAME")]
     router_name: Option<Name>,
     /// A tracing filter such as `info` or `gdp_capsule_server=debug`
-    /// (default: `info`, or RUST_LOG).
-    #[arg(long, value_name = "FILTER")]
+    /// (default: the file's `log`, else `info`).
+    #[arg(long, value_name = "FILTER", env = "RUST_LOG")]
     log: Option<String>,
     /// Serve the admin API (/metrics, /healthz, /readyz, JSON under /v1)
     /// at ADDR, or `off`. Default 127.0.0.1:7476: loopback only.
-    #[arg(long, visible_alias = "metrics", value_name = "ADDR|off")]
+    #[arg(
+        long,
+        visible_alias = "metrics",
+        value_name = "ADDR|off",
+        env = "GDP_CAPSULE_SERVER_ADMIN"
+    )]
     admin: Option<AdminListen>,
+    /// Load and check the configuration (file, environment and flags),
+    /// print the settings in force, and exit: 0 when it is valid, 2 when it
+    /// is not. Starts nothing and writes nothing.
+    #[arg(long)]
+    check_config: bool,
 }
 
 impl Cli {
@@ -94,6 +115,87 @@ impl Cli {
         config.validate()?;
         Ok(config)
     }
+
+    /// The names of the variables in this process's environment that
+    /// stand for flags (`RUST_LOG` included), sorted; not their values.
+    fn environment_in_use() -> Vec<String> {
+        let mut names: Vec<String> = Cli::command()
+            .get_arguments()
+            .filter_map(|arg| arg.get_env())
+            .filter(|name| std::env::var_os(name).is_some())
+            .map(|name| name.to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+}
+
+/// What `--check-config` says about the key file: the server's name when
+/// it exists. A key file that exists but cannot be used is an error.
+fn key_status(config: &ServerConfig) -> anyhow::Result<String> {
+    let path = config.key_file();
+    if !path.exists() {
+        return Ok(format!(
+            "{} does not exist yet: a new key is generated at first start",
+            path.display()
+        ));
+    }
+    let id = gdp_certs::Identity::load(&path)
+        .with_context(|| format!("the key file {}", path.display()))?;
+    let kind = id.metadata().kind();
+    if kind != gdp_certs::Kind::Server {
+        anyhow::bail!(
+            "the key file {} holds a {kind} identity, not a capsule server's",
+            path.display()
+        );
+    }
+    Ok(format!("{} (server name {})", path.display(), id.name()))
+}
+
+/// `--check-config`: prints the settings in force, or fails.
+fn check_config(cli: &Cli, config: &ServerConfig) -> anyhow::Result<()> {
+    let key = key_status(config)?;
+    let file = cli
+        .config
+        .as_ref()
+        .map_or_else(|| "none".to_owned(), |p| p.display().to_string());
+    let env = Cli::environment_in_use();
+    let env = if env.is_empty() {
+        "none".to_owned()
+    } else {
+        env.join(", ")
+    };
+    let mut resolved = config.clone();
+    resolved.log = Some(config.log.clone().unwrap_or_else(|| DEFAULT_LOG.to_owned()));
+    resolved.key_file = Some(config.key_file());
+    let text = resolved.to_toml()?;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "# gdp-capsule-server --check-config: the configuration is valid."
+    )?;
+    writeln!(out, "# config file: {file}")?;
+    writeln!(out, "# environment: {env}")?;
+    writeln!(out, "# key file: {key}")?;
+    if config.admin.is_none() {
+        writeln!(
+            out,
+            "# admin: not set, so {DEFAULT_ADMIN}, or no admin API if another server holds that address"
+        )?;
+    }
+    if config.router.name.is_none() {
+        writeln!(
+            out,
+            "# router.name: not set, so the first router that answers is trusted, then pinned"
+        )?;
+    }
+    writeln!(
+        out,
+        "# The settings in force (flag > environment > config file > default):"
+    )?;
+    write!(out, "{text}")?;
+    out.flush()?;
+    Ok(())
 }
 
 /// Binds the admin listener: where configured (an error if that fails),
@@ -148,15 +250,49 @@ async fn shutdown_signal() {
     }
 }
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+/// The log filter when neither `--log`, `RUST_LOG` nor the file sets one.
+const DEFAULT_LOG: &str = "info";
+
+/// The configuration and its log filter, checked.
+fn load(cli: &Cli) -> anyhow::Result<(ServerConfig, tracing_subscriber::EnvFilter)> {
     let config = cli.config()?;
-    let filter = match &config.log {
-        Some(f) => tracing_subscriber::EnvFilter::try_new(f)
-            .with_context(|| format!("invalid log filter {f:?}"))?,
-        None => tracing_subscriber::EnvFilter::try_from_default_env()
-            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+    let log = config.log.as_deref().unwrap_or(DEFAULT_LOG);
+    let filter = tracing_subscriber::EnvFilter::try_new(log)
+        .with_context(|| format!("invalid log filter {log:?}"))?;
+    Ok((config, filter))
+}
+
+/// Exits with status 2 on a configuration error (as `gdp-router` does),
+/// 1 when the server fails once started.
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let loaded = load(&cli).and_then(|(config, filter)| {
+        if cli.check_config {
+            check_config(&cli, &config)?;
+        }
+        Ok((config, filter))
+    });
+    let (config, filter) = match loaded {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            eprintln!("gdp-capsule-server: {e:#}");
+            return std::process::ExitCode::from(2);
+        }
     };
+    if cli.check_config {
+        return std::process::ExitCode::SUCCESS;
+    }
+    match serve(config, filter) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("gdp-capsule-server: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Starts the server and runs it until SIGTERM or ctrl-c.
+fn serve(config: ServerConfig, filter: tracing_subscriber::EnvFilter) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -198,4 +334,32 @@ fn main() -> anyhow::Result<()> {
         anyhow::Ok(())
     })?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The variable of every setting flag follows the documented rule.
+    #[test]
+    fn every_setting_flag_has_its_environment_variable() {
+        let command = Cli::command();
+        let mut seen = 0;
+        for arg in command.get_arguments() {
+            let id = arg.get_id().as_str();
+            if matches!(id, "help" | "version" | "check_config") {
+                assert_eq!(arg.get_env(), None, "{id} is an action");
+                continue;
+            }
+            let expected = if id == "log" {
+                "RUST_LOG".to_owned()
+            } else {
+                format!("GDP_CAPSULE_SERVER_{}", id.to_uppercase())
+            };
+            let env = arg.get_env().and_then(|e| e.to_str());
+            assert_eq!(env, Some(expected.as_str()), "--{id}");
+            seen += 1;
+        }
+        assert!(seen >= 8, "only {seen} setting flags");
+    }
 }

@@ -53,7 +53,7 @@ pub use metadata::{
     NAME_CONTEXT,
 };
 pub use name::{NAME_LEN, NAME_TEXT_LEN, Name, NameParseError};
-pub use time::{Timestamp, parse_duration};
+pub use time::{Timestamp, format_duration, parse_duration};
 #[cfg(feature = "tls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
 pub use tls::{PeerPolicy, TlsError};

@@ -75,6 +75,13 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .map_err(|e| format!("{text:?} is not a duration such as 300ms, 5s, 2m, 1h 30m or 7d: {e}"))
 }
 
+/// A duration written so that [`parse_duration`] reads back exactly the
+/// same duration, in humantime's form: `5m`, `1m 30s`, `1s 500ms`, `0s`.
+/// What the daemons print their settings with.
+pub fn format_duration(d: Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
 impl fmt::Debug for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}.{:06}s", self.0 / 1_000_000, self.0 % 1_000_000)
@@ -94,5 +101,32 @@ impl Decode for Timestamp {
     const WHAT: &'static str = "timestamp";
     fn decode_from(r: &mut Reader) -> Result<Self, DecodeError> {
         Ok(Timestamp(r.u64("timestamp")?))
+    }
+}
+
+#[cfg(test)]
+mod duration_tests {
+    use std::time::Duration;
+
+    use super::{format_duration, parse_duration};
+
+    #[test]
+    fn durations_are_written_in_humantime_form() {
+        for (d, text) in [
+            (Duration::ZERO, "0s"),
+            (Duration::from_secs(7200), "2h"),
+            (Duration::from_secs(90), "1m 30s"),
+            (Duration::from_millis(1500), "1s 500ms"),
+        ] {
+            assert_eq!(format_duration(d), text);
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn written_durations_read_back_exactly(secs in 0u64..100_000_000, nanos in 0u32..1_000_000_000) {
+            let d = Duration::new(secs, nanos);
+            proptest::prop_assert_eq!(parse_duration(&format_duration(d)), Ok(d));
+        }
     }
 }

@@ -193,7 +193,7 @@ pub(crate) fn engine(e: impl Into<redb::Error>) -> StoreError {
 }
 
 /// How to open a store.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreOptions {
     /// Verify every page checksum of the database file at open (redb's

@@ -5,8 +5,12 @@
 //! starts: a key file `gdp-router.key` is generated in the data directory
 //! (the working directory unless `--data-dir` says otherwise) on first
 //! start, the directory is the in-process `memory` backend, and the router
-//! listens on UDP port [`DEFAULT_PORT`] of every interface. A value given on
-//! the command line wins over the file, which wins over the default.
+//! listens on UDP port [`DEFAULT_PORT`] of every interface. A flag wins
+//! over its environment variable (`GDP_ROUTER_LISTEN` for `--listen`, see
+//! [`Cli`] with the `daemon` feature), which wins over
+//! the file, which wins over the default. `gdp-router --check-config`
+//! prints the settings in force in this same format (see
+//! [`RouterSettings::to_masked_toml`]).
 //!
 //! ```toml
 //! # gdp-router.toml: every key is optional.
@@ -82,6 +86,7 @@
 #[cfg(feature = "daemon")]
 mod cli;
 mod file;
+mod show;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -90,7 +95,7 @@ use std::time::Duration;
 use gdp_certs::{Name, PublicKey};
 
 #[cfg(feature = "daemon")]
-pub use cli::{Cli, ViaArg};
+pub use cli::{Cli, ENV_PREFIX, ViaArg};
 pub use file::{
     ConfigDuration, FileConfig, LimitsConfig, SocketConfig, TimingConfig, TrustConfig, ViaConfig,
 };
@@ -174,6 +179,9 @@ pub enum ConfigError {
         reason: String,
     },
 }
+/// A duration as [`parse_duration`] reads it back: see
+/// [`gdp_certs::format_duration`].
+pub use gdp_certs::format_duration;
 /// A duration: see [`gdp_certs::parse_duration`].
 pub use gdp_certs::parse_duration;
 /// Everything a router needs to start, resolved from the file, the
@@ -722,8 +730,9 @@ impl RouterSettings {
         }
     }
 
-    /// The settings as JSON, for the admin API's `/v1/config` and
-    /// `--check-config`: durations in human form (`1m 30s`), the
+    /// The settings as JSON, for the admin API's `/v1/config` (what
+    /// `--check-config` prints is the config-file form,
+    /// [`to_masked_table`](Self::to_masked_table)): durations in human form (`1m 30s`), the
     /// directory's password masked, the `[capsule_server]` table as given
     /// (it holds no secrets: keys live in files).
     pub fn to_json(&self) -> serde_json::Value {

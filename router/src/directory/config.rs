@@ -391,6 +391,16 @@ mod tests {
         }
 
         #[test]
+        fn a_password_never_shows(user in "[a-z]{0,4}", password in "[A-Za-z0-9]{6,20}") {
+            let config: DirectoryConfig = format!("redis://{user}:{password}@h:6379/0")
+                .parse()
+                .expect("valid");
+            let shown = config.to_string();
+            prop_assert!(!shown.contains(&password), "{}", shown);
+            prop_assert_eq!(shown, format!("redis://{user}:***@h:6379/0"));
+        }
+
+        #[test]
         fn whatever_parses_round_trips(s in "(memory|redis://|redis-cluster://)?\\PC{0,60}") {
             if let Ok(parsed) = s.parse::<DirectoryConfig>() {
                 let again: DirectoryConfig = parsed.spec().parse().expect("the spec re-parses");
