@@ -362,4 +362,19 @@ mod tests {
         }
         assert!(seen >= 8, "only {seen} setting flags");
     }
+
+    /// Unless configured, the admin API is on loopback (or nowhere, when
+    /// another server holds the default port); `off` binds nothing.
+    #[test]
+    fn the_admin_api_listens_on_loopback_unless_configured() {
+        assert!(DEFAULT_ADMIN.ip().is_loopback());
+        let config = ServerConfig::default();
+        assert_eq!(config.admin, None);
+        if let Some(listener) = bind_admin(&config).expect("binds or warns") {
+            assert_eq!(listener.local_addr().expect("bound"), DEFAULT_ADMIN);
+        }
+        let mut off = ServerConfig::default();
+        off.admin = Some(AdminListen::Off);
+        assert!(bind_admin(&off).expect("off").is_none());
+    }
 }

@@ -89,6 +89,16 @@ impl DomainCert {
         self.check_signature(&self.domain)?;
         Ok(Verified::new(self.clone()))
     }
+
+    /// What can be checked without the router's metadata or the routers'
+    /// list of trusted domains: the signature is by the domain key the
+    /// certificate names, and `now` is within validity. For inspection
+    /// (`gdp cert show`); a router admits a peer only by
+    /// [`DomainCert::verify`].
+    pub fn check_self_consistent(&self, now: Timestamp) -> Result<(), CertError> {
+        self.check_signature(&self.domain)?;
+        self.validity.check(now)
+    }
 }
 
 impl Signed for DomainCert {
@@ -204,6 +214,29 @@ mod tests {
             cert.verify(f.router.metadata(), &[domain_key().public()], early),
             Err(CertError::NotYetValid { now, .. }) if now == early
         ));
+    }
+
+    #[test]
+    fn self_consistency_checks_signature_and_validity_only() {
+        let f = Fixture::new();
+        let cert = DomainCert::issue(&domain_key(), f.router.name(), f.validity);
+        assert_eq!(cert.check_self_consistent(NOW), Ok(()));
+        let early = Timestamp(f.validity.not_before.0 - 1);
+        assert!(matches!(
+            cert.check_self_consistent(early),
+            Err(CertError::NotYetValid { .. })
+        ));
+        // A certificate whose signature is not by the key it names.
+        let mut bytes = cert.to_bytes().to_vec();
+        let first_of_signature = bytes.len() - 64;
+        bytes[first_of_signature] ^= 1;
+        let forged = DomainCert::decode(bytes).expect("still decodes");
+        assert_eq!(
+            forged.check_self_consistent(NOW),
+            Err(CertError::BadSignature {
+                cert: "domain certificate"
+            })
+        );
     }
 
     #[test]

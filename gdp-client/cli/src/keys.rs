@@ -224,10 +224,21 @@ pub(crate) fn show(ctx: &Context, args: &Show) -> anyhow::Result<()> {
         }
         4 => {
             let cert = DomainCert::decode(bytes).context("not a valid domain certificate")?;
-            let text = format!("{cert:?}");
+            let check = match cert.check_self_consistent(now) {
+                Ok(()) => "valid: signed by the domain key, in force now".to_owned(),
+                Err(e) => format!("INVALID: {e}"),
+            };
             ctx.out.emit(
-                format!("domain certificate\n{text}"),
-                json!({"type": "domain-cert", "debug": text}),
+                format!(
+                    "domain certificate\ndomain   {}\nrouter   {}\nvalid    {}\ncheck    {check}",
+                    cert.domain(),
+                    cert.router(),
+                    validity_text(cert.validity())
+                ),
+                json!({"type": "domain-cert", "domain": cert.domain().to_string(),
+                    "router": cert.router().to_string(),
+                    "not_before_us": cert.validity().not_before.0,
+                    "not_after_us": cert.validity().not_after.0, "check": check}),
             )
         }
         other => bail!("not a GDP certificate (type byte {other})"),

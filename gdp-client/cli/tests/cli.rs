@@ -575,6 +575,30 @@ fn domain_keygen_and_issue_write_what_the_router_loads() {
     assert_eq!(cert.domain(), &public);
     cert.verify(router.metadata(), &[public], Timestamp::now())
         .expect("verifies for the router");
+    // Inspected: what it admits, for how long, and that it is signed by
+    // the domain key it names.
+    let cert_arg = cert_file.to_str().expect("utf-8 path");
+    let shown = &json_lines(&op.ok(&["cert", "show", cert_arg, "--json"]))[0];
+    assert_eq!(shown["type"], "domain-cert");
+    assert_eq!(shown["domain"], public.to_string());
+    assert_eq!(shown["router"], router.name().to_string());
+    assert!(
+        shown["check"].as_str().expect("check").starts_with("valid"),
+        "{shown}"
+    );
+    let text = op.ok(&["cert", "show", cert_arg]);
+    assert!(
+        text.contains(&format!("router   {}", router.name())),
+        "{text}"
+    );
+    // A flipped signature byte is reported, not trusted.
+    let mut forged = std::fs::read(&cert_file).expect("cert written");
+    let first_of_signature = forged.len() - 64;
+    forged[first_of_signature] ^= 1;
+    let forged_file = op.home.join("forged.domain-cert");
+    std::fs::write(&forged_file, &forged).expect("written");
+    let forged_shown = op.ok(&["cert", "show", forged_file.to_str().expect("utf-8 path")]);
+    assert!(forged_shown.contains("INVALID"), "{forged_shown}");
     // By name, the same router.
     let by_name = op.home.join("by-name.domain-cert");
     op.ok(&[
