@@ -49,8 +49,8 @@ pub use key::{
     BadSignature, PUBLIC_KEY_LEN, PublicKey, SIGNATURE_LEN, SecretKey, SigContext, Signature,
 };
 pub use metadata::{
-    Kind, MAX_HOSTING, MAX_LABEL_LEN, MAX_METADATA_LEN, MAX_WRITERS, Metadata, MetadataError,
-    NAME_CONTEXT,
+    Encryption, EncryptionScheme, Kind, MAX_HOSTING, MAX_LABEL_LEN, MAX_METADATA_LEN, MAX_WRITERS,
+    Metadata, MetadataError, NAME_CONTEXT,
 };
 pub use name::{NAME_LEN, NAME_TEXT_LEN, Name, NameParseError};
 pub use time::{Timestamp, format_duration, parse_duration};

@@ -17,6 +17,18 @@
 //! u8   writer count, [32] each     (capsules: 1..=MAX_WRITERS; others: 0)
 //! u8   hosting count,  [32] each   (capsules: servers allowed to host it, empty = any; others: 0)
 //! ```
+//!
+//! # Version 2: encrypted capsules
+//!
+//! An encrypted capsule's metadata is version 2: the same fields, then
+//!
+//! ```text
+//! u8   scheme          (1 XChaCha20-Poly1305 under epoch keys, 2 the same with convergent record keys)
+//! [32] keyring         (the capsule whose records wrap the content keys to readers)
+//! ```
+//!
+//! Only capsules can be version 2, and metadata without encryption is always
+//! version 1, so the names of plaintext capsules never change.
 
 use bytes::{BufMut, BytesMut};
 
@@ -34,9 +46,57 @@ pub const MAX_HOSTING: usize = 32;
 pub const MAX_LABEL_LEN: usize = 255;
 /// Maximum encoded size of metadata.
 pub const MAX_METADATA_LEN: usize =
-    1 + 1 + 32 + 8 + 1 + MAX_LABEL_LEN + 16 + 1 + 32 * MAX_WRITERS + 1 + 32 * MAX_HOSTING;
+    1 + 1 + 32 + 8 + 1 + MAX_LABEL_LEN + 16 + 1 + 32 * MAX_WRITERS + 1 + 32 * MAX_HOSTING + 1 + 32;
 
+/// Metadata without encryption.
 const METADATA_VERSION: u8 = 1;
+/// Metadata of an encrypted capsule.
+const METADATA_VERSION_ENCRYPTED: u8 = 2;
+
+/// How an encrypted capsule's record payloads are sealed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum EncryptionScheme {
+    /// XChaCha20-Poly1305 under the epoch's content key, a random nonce per
+    /// record.
+    Epoch,
+    /// Convergent: each record under a key hashed from its plaintext (so
+    /// equal records give equal ciphertexts), that key sealed under the
+    /// epoch's content key.
+    Convergent,
+}
+
+impl EncryptionScheme {
+    fn code(self) -> u8 {
+        match self {
+            EncryptionScheme::Epoch => 1,
+            EncryptionScheme::Convergent => 2,
+        }
+    }
+
+    fn from_code(c: u8) -> Result<Self, DecodeError> {
+        match c {
+            1 => Ok(EncryptionScheme::Epoch),
+            2 => Ok(EncryptionScheme::Convergent),
+            v => Err(DecodeError::UnknownValue {
+                what: "encryption scheme",
+                value: v.into(),
+            }),
+        }
+    }
+}
+
+/// That a capsule is encrypted, how, and where its readers' keys are: part
+/// of the signed metadata, so no server or router can strip or change it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Encryption {
+    /// How records are sealed.
+    pub scheme: EncryptionScheme,
+    /// The keyring capsule: its records wrap each epoch's content key to
+    /// each reader.
+    pub keyring: Name,
+}
 
 /// What a name names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -114,6 +174,7 @@ pub struct Metadata {
     nonce: [u8; 16],
     writers: Vec<PublicKey>,
     hosting: Vec<Name>,
+    encryption: Option<Encryption>,
 }
 
 /// Metadata that breaks a rule of its kind.
@@ -132,6 +193,9 @@ pub enum MetadataError {
     /// Use [`Metadata::capsule`] for capsules.
     #[error("use Metadata::capsule for capsule metadata")]
     NotAPrincipal,
+    /// Only a capsule can be encrypted.
+    #[error("only a capsule's metadata can say it is encrypted")]
+    NotACapsule,
 }
 
 impl Metadata {
@@ -163,6 +227,7 @@ impl Metadata {
             nonce: rand::random(),
             writers,
             hosting,
+            encryption: None,
         })
     }
 
@@ -189,7 +254,17 @@ impl Metadata {
             nonce: [0; 16],
             writers: Vec::new(),
             hosting: Vec::new(),
+            encryption: None,
         })
+    }
+
+    /// Marks a capsule's metadata as encrypted (which changes its name).
+    pub fn with_encryption(mut self, encryption: Encryption) -> Result<Self, MetadataError> {
+        if self.kind != Kind::Capsule {
+            return Err(MetadataError::NotACapsule);
+        }
+        self.encryption = Some(encryption);
+        Ok(self)
     }
 
     /// Replaces the nonce (for deterministic tests and fixtures).
@@ -226,6 +301,14 @@ impl Metadata {
     pub fn hosting(&self) -> &[Name] {
         &self.hosting
     }
+    /// How the capsule's records are encrypted, if they are.
+    pub fn encryption(&self) -> Option<&Encryption> {
+        self.encryption.as_ref()
+    }
+    /// True if the capsule's records are encrypted.
+    pub fn is_encrypted(&self) -> bool {
+        self.encryption.is_some()
+    }
 
     /// True if `key` may write this capsule.
     pub fn is_writer(&self, key: &PublicKey) -> bool {
@@ -260,7 +343,10 @@ impl Metadata {
 
 impl Encode for Metadata {
     fn encode(&self, buf: &mut BytesMut) {
-        buf.put_u8(METADATA_VERSION);
+        buf.put_u8(match self.encryption {
+            None => METADATA_VERSION,
+            Some(_) => METADATA_VERSION_ENCRYPTED,
+        });
         buf.put_u8(self.kind.code());
         self.key.encode(buf);
         self.created.encode(buf);
@@ -273,6 +359,10 @@ impl Encode for Metadata {
         buf.put_u8(self.hosting.len() as u8);
         for h in &self.hosting {
             h.encode(buf);
+        }
+        if let Some(e) = &self.encryption {
+            buf.put_u8(e.scheme.code());
+            e.keyring.encode(buf);
         }
     }
 
@@ -287,6 +377,7 @@ impl Encode for Metadata {
             + 32 * self.writers.len()
             + 1
             + 32 * self.hosting.len()
+            + if self.encryption.is_some() { 1 + 32 } else { 0 }
     }
 }
 
@@ -295,7 +386,7 @@ impl Decode for Metadata {
 
     fn decode_from(r: &mut Reader) -> Result<Self, DecodeError> {
         let version = r.u8("metadata version")?;
-        if version != METADATA_VERSION {
+        if version != METADATA_VERSION && version != METADATA_VERSION_ENCRYPTED {
             return Err(DecodeError::UnknownValue {
                 what: "metadata version",
                 value: version.into(),
@@ -330,7 +421,20 @@ impl Decode for Metadata {
         for _ in 0..nh {
             hosting.push(Name::decode_from(r)?);
         }
+        let encryption = if version == METADATA_VERSION_ENCRYPTED {
+            Some(Encryption {
+                scheme: EncryptionScheme::from_code(r.u8("encryption scheme")?)?,
+                keyring: Name::decode_from(r)?,
+            })
+        } else {
+            None
+        };
         let capsule = kind == Kind::Capsule;
+        if !capsule && encryption.is_some() {
+            return Err(DecodeError::Invalid {
+                what: "principal metadata that says it is encrypted",
+            });
+        }
         if capsule && writers.is_empty() {
             return Err(DecodeError::Invalid {
                 what: "capsule metadata without writers",
@@ -349,6 +453,7 @@ impl Decode for Metadata {
             nonce,
             writers,
             hosting,
+            encryption,
         })
     }
 }
@@ -379,6 +484,29 @@ pub(crate) mod tests {
                 )
                 .expect("strategy stays within limits")
                 .with_nonce(n)),
+            (
+                key.clone(),
+                "[a-z ]{0,20}",
+                any::<u64>(),
+                any::<bool>(),
+                any::<[u8; 32]>().prop_map(Name::from_bytes),
+            )
+                .prop_map(|(o, l, c, convergent, keyring)| Metadata::capsule(
+                    o,
+                    vec![o],
+                    l,
+                    Timestamp(c),
+                    vec![]
+                )
+                .and_then(|m| m.with_encryption(Encryption {
+                    scheme: if convergent {
+                        EncryptionScheme::Convergent
+                    } else {
+                        EncryptionScheme::Epoch
+                    },
+                    keyring,
+                }))
+                .expect("strategy stays within limits")),
             (
                 key,
                 prop_oneof![
@@ -438,6 +566,59 @@ pub(crate) mod tests {
             a.check_name(&b.name()),
             Err(crate::Error::NameMismatch { .. })
         ));
+    }
+
+    #[test]
+    fn encryption_is_version_2_and_changes_the_name() {
+        let k = SecretKey::from_seed(&[1; 32]).public();
+        let plain = Metadata::capsule(k, vec![k], "c", Timestamp(1), vec![])
+            .expect("valid")
+            .with_nonce([7; 16]);
+        assert_eq!(plain.to_bytes()[0], 1);
+        assert!(!plain.is_encrypted());
+        let sealed = plain
+            .clone()
+            .with_encryption(Encryption {
+                scheme: EncryptionScheme::Epoch,
+                keyring: Name::from_bytes([9; 32]),
+            })
+            .expect("a capsule");
+        let bytes = sealed.to_bytes();
+        assert_eq!(bytes[0], 2);
+        assert_eq!(bytes.len(), plain.encoded_len() + 33);
+        assert_ne!(sealed.name(), plain.name());
+        let back = Metadata::decode(bytes.clone()).expect("decodes");
+        assert_eq!(back.encryption(), sealed.encryption());
+        // An unknown scheme is refused, not read as plaintext.
+        let mut unknown = bytes.to_vec();
+        let at = unknown.len() - 33;
+        unknown[at] = 3;
+        assert!(matches!(
+            Metadata::decode(unknown),
+            Err(DecodeError::UnknownValue { .. })
+        ));
+        // Version 2 without the section, and a principal that says it is
+        // encrypted, are both refused.
+        let mut short = plain.to_bytes().to_vec();
+        short[0] = 2;
+        assert!(Metadata::decode(short).is_err());
+        let router = Metadata::principal(Kind::Router, k, "r", Timestamp(1)).expect("valid");
+        assert_eq!(
+            router
+                .clone()
+                .with_encryption(*sealed.encryption().expect("set")),
+            Err(MetadataError::NotACapsule)
+        );
+        let mut forged = router.to_bytes().to_vec();
+        forged[0] = 2;
+        forged.push(1);
+        forged.extend_from_slice(&[9; 32]);
+        assert_eq!(
+            Metadata::decode(forged),
+            Err(DecodeError::Invalid {
+                what: "principal metadata that says it is encrypted"
+            })
+        );
     }
 
     #[test]

@@ -21,10 +21,11 @@ use gdp_proto::frame::{FrameDecoder, FrameError, RunDecoder, decode_datagram};
 use gdp_proto::pdu::{Pdu, PduHeader, peek_header, peek_pdu_len};
 use gdp_proto::proof::{Heartbeat, Proof};
 use gdp_proto::record::{Record, RecordHeader};
+use gdp_seal::{ContentKey, Envelope, KeyRecord, Keyring};
 
 /// Names of every target, matching the `[[bin]]` names and corpus folders.
 pub const TARGETS: &[&str] = &[
-    "pdu", "frames", "control", "capsule", "certs", "records", "proof",
+    "pdu", "frames", "control", "capsule", "certs", "records", "proof", "envelope", "keyring",
 ];
 
 /// Runs the target called `name` on `data`. Returns false for an unknown name.
@@ -37,6 +38,8 @@ pub fn run(name: &str, data: &[u8]) -> bool {
         "certs" => certs(data),
         "records" => records(data),
         "proof" => proof(data),
+        "envelope" => envelope(data),
+        "keyring" => keyring(data),
         _ => return false,
     }
     true
@@ -252,6 +255,52 @@ pub fn proof(data: &[u8]) {
     if let Some(p) = canonical::<Proof>(data) {
         let md = any_metadata();
         let _ = p.verify_hash(&md, 1, gdp_proto::record::RecordHash([0; 32]));
+    }
+}
+
+/// Sealed record envelopes: whatever decodes is opened with a fixed key,
+/// which must fail cleanly unless the input was sealed under that key for
+/// the capsule and seqno tried (the seed corpus holds such envelopes).
+pub fn envelope(data: &[u8]) {
+    if let Some(env) = canonical::<Envelope>(data) {
+        let key = ContentKey::from_bytes(FUZZ_CONTENT_KEY);
+        for seqno in [0, 1] {
+            if let Ok(plaintext) = gdp_seal::open(&key, &Name::ZERO, seqno, &env) {
+                assert_eq!(
+                    plaintext.len(),
+                    env.plaintext_len(),
+                    "an opened envelope has its plaintext's length"
+                );
+            }
+        }
+    }
+}
+
+/// The content key the `envelope` target opens envelopes with.
+pub const FUZZ_CONTENT_KEY: [u8; 32] = [0x42; 32];
+
+/// Keyring records: whatever decodes is applied to an empty keyring for its
+/// capsule, which must accept it only as the start of epoch 1 and otherwise
+/// refuse it without changing; a reader without a grant gets no keys.
+pub fn keyring(data: &[u8]) {
+    let Some(record) = canonical::<KeyRecord>(data) else {
+        return;
+    };
+    let mut fresh = Keyring::new(record.capsule());
+    let before = fresh.clone();
+    if fresh.apply(&record).is_err() {
+        assert_eq!(fresh, before, "a refused record changed the keyring");
+    } else {
+        assert_eq!(fresh.current_epoch(), Some(1));
+        assert_eq!(fresh.readers().len(), record.grants().len());
+    }
+    // A reader that is not among the grants can never unwrap anything.
+    let outsider = gdp_certs::SecretKey::from_seed(&[0xee; 32]);
+    if record.grant_for(&outsider.public()).is_none() {
+        let keys = fresh
+            .keys_for(&outsider)
+            .expect("no grants, nothing to unwrap");
+        assert!(keys.is_empty());
     }
 }
 

@@ -20,6 +20,10 @@
 //! cargo run -p gdp-client --features local --example kv_store -- <router addr> <server name>
 //! ```
 //!
+//! With `--encrypted` first, the store lives in an encrypted capsule: the
+//! server keeps only ciphertext, and the same reads decrypt what they
+//! replay (`kv_store --encrypted [<router addr> <server name>]`).
+//!
 //! Record format: `u8 op (1 put, 2 delete) || u16 key length || key || value`.
 
 use std::collections::BTreeMap;
@@ -27,9 +31,10 @@ use std::collections::BTreeMap;
 use bytes::{BufMut, Bytes, BytesMut};
 use gdp_client::local::LocalGdp;
 use gdp_client::{
-    Capsule, CapsuleSpec, Client, ClientError, ClientOptions, Identity, Kind, Name, Timestamp,
-    Writer,
+    Capsule, CapsuleSpec, Client, ClientError, ClientOptions, Decryptor, EncryptionScheme,
+    Identity, Kind, Name, SealedWriter, Timestamp, VerifiedRecord, Writer,
 };
+use tokio::sync::Mutex;
 
 const OP_PUT: u8 = 1;
 const OP_DELETE: u8 = 2;
@@ -73,23 +78,67 @@ impl Change {
     }
 }
 
+/// The store's writer: of plaintext records, or of sealed ones.
+enum StoreWriter {
+    Plain(Box<Writer>),
+    Sealed(Box<SealedWriter>),
+}
+
 /// A key-value store on a capsule.
 struct KvStore {
     capsule: Capsule,
-    writer: Writer,
+    writer: StoreWriter,
+    /// The keys of an encrypted store's capsule.
+    keys: Option<Mutex<Decryptor>>,
 }
 
 impl KvStore {
-    /// Creates the store's capsule on `server`.
-    async fn create(client: &Client, me: &Identity, server: Name) -> Result<Self, ClientError> {
+    /// Creates the store's capsule on `server`, encrypted if asked.
+    async fn create(
+        client: &Client,
+        me: &Identity,
+        server: Name,
+        encrypted: bool,
+    ) -> Result<Self, ClientError> {
+        let spec = CapsuleSpec::new("kv-store");
+        if !encrypted {
+            let created = client.create_capsule(server, me.secret_key(), spec).await?;
+            let writer = created.capsule.writer(me.secret_key().clone()).await?;
+            return Ok(KvStore {
+                capsule: created.capsule,
+                writer: StoreWriter::Plain(Box::new(writer)),
+                keys: None,
+            });
+        }
+        let spec = spec.encrypted(EncryptionScheme::Epoch);
         let created = client
-            .create_capsule(server, me.secret_key(), CapsuleSpec::new("kv-store"))
+            .create_encrypted(server, me.secret_key(), spec)
             .await?;
-        let writer = created.capsule.writer(me.secret_key().clone()).await?;
+        let capsule = created.capsule.capsule;
+        let writer = capsule.sealed_writer(me.secret_key().clone()).await?;
+        let keys = capsule.decryptor(me.secret_key()).await?;
         Ok(KvStore {
-            capsule: created.capsule,
-            writer,
+            capsule,
+            writer: StoreWriter::Sealed(Box::new(writer)),
+            keys: Some(Mutex::new(keys)),
         })
+    }
+
+    /// Appends one change.
+    async fn append(&mut self, change: Change) -> Result<u64, ClientError> {
+        let record = change.encode()?;
+        match &mut self.writer {
+            StoreWriter::Plain(w) => w.append(record).await,
+            StoreWriter::Sealed(w) => w.append(record).await,
+        }
+    }
+
+    /// A record's payload as written: decrypted in an encrypted store.
+    async fn payload(&self, r: &VerifiedRecord) -> Result<Bytes, ClientError> {
+        match &self.keys {
+            None => Ok(r.payload().clone()),
+            Some(keys) => keys.lock().await.open(r).await,
+        }
     }
 
     /// Sets `key` to `value`; returns the seqno of the change.
@@ -98,7 +147,7 @@ impl KvStore {
             key: key.to_owned(),
             value: value.into(),
         };
-        self.writer.append(change.encode()?).await
+        self.append(change).await
     }
 
     /// Removes `key`; returns the seqno of the change.
@@ -106,7 +155,7 @@ impl KvStore {
         let change = Change::Delete {
             key: key.to_owned(),
         };
-        self.writer.append(change.encode()?).await
+        self.append(change).await
     }
 
     /// The whole store after change `seqno` (0: empty), replayed from
@@ -117,7 +166,7 @@ impl KvStore {
             return Ok(state);
         }
         for r in self.capsule.read_range(1, seqno).await? {
-            match Change::decode(r.payload()) {
+            match Change::decode(&self.payload(&r).await?) {
                 Some(Change::Put { key, value }) => {
                     state.insert(key, value);
                 }
@@ -184,9 +233,18 @@ async fn tick_after(after: Timestamp) -> Timestamp {
 }
 
 /// Shows the store at work: puts, a delete, and reads back in time.
-async fn tour(client: &Client, me: &Identity, server: Name) -> Result<(), ClientError> {
-    let mut kv = KvStore::create(client, me, server).await?;
-    println!("store in capsule {}", kv.capsule.name());
+async fn tour(
+    client: &Client,
+    me: &Identity,
+    server: Name,
+    encrypted: bool,
+) -> Result<(), ClientError> {
+    let mut kv = KvStore::create(client, me, server, encrypted).await?;
+    println!(
+        "store in capsule {}{}",
+        kv.capsule.name(),
+        if encrypted { " (encrypted)" } else { "" }
+    );
     kv.put("colour", "red").await?;
     let red = kv.put("size", "large").await?;
     let noon = moment_between().await;
@@ -212,23 +270,27 @@ async fn tour(client: &Client, me: &Identity, server: Name) -> Result<(), Client
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let encrypted = args.first().is_some_and(|a| a == "--encrypted");
+    if encrypted {
+        args.remove(0);
+    }
     match args.as_slice() {
         [router, server] => {
             let me = Identity::generate(Kind::Client, "kv-store")?;
             let client =
                 Client::connect(router.parse()?, me.clone(), ClientOptions::default()).await?;
-            tour(&client, &me, server.parse()?).await?;
+            tour(&client, &me, server.parse()?, encrypted).await?;
             client.shutdown().await;
         }
         [] => {
             let gdp = LocalGdp::start(3).await?;
             let (client, me) = gdp.client(0, "kv-store").await?;
-            tour(&client, &me, gdp.server_name()).await?;
+            tour(&client, &me, gdp.server_name(), encrypted).await?;
             client.shutdown().await;
             gdp.shutdown().await?;
         }
-        _ => return Err("usage: kv_store [<router addr> <server name>]".into()),
+        _ => return Err("usage: kv_store [--encrypted] [<router addr> <server name>]".into()),
     }
     Ok(())
 }
@@ -253,9 +315,18 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn time_travel_on_a_local_gdp() {
+        time_travel(false).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn time_travel_on_an_encrypted_capsule() {
+        time_travel(true).await;
+    }
+
+    async fn time_travel(encrypted: bool) {
         let gdp = LocalGdp::start(1).await.expect("local gdp");
         let (client, me) = gdp.client(0, "kv-test").await.expect("client");
-        let mut kv = KvStore::create(&client, &me, gdp.server_name())
+        let mut kv = KvStore::create(&client, &me, gdp.server_name(), encrypted)
             .await
             .expect("store");
         assert_eq!(kv.put("a", "1").await.expect("put"), 1);
@@ -263,6 +334,11 @@ mod tests {
         let between = moment_between().await;
         assert_eq!(kv.put("a", "3").await.expect("put"), 3);
         assert_eq!(kv.delete("b").await.expect("delete"), 4);
+        if encrypted {
+            // What the server holds is not the change itself.
+            let stored = kv.capsule.read(1).await.expect("record 1");
+            assert_eq!(Change::decode(stored.payload()), None);
+        }
 
         assert_eq!(kv.get("a").await.expect("get"), Some(Bytes::from("3")));
         assert_eq!(kv.get("b").await.expect("get"), None);

@@ -420,20 +420,45 @@ impl Capsule {
     /// A writer signing with `key`, continuing from the server's tail
     /// (with a replication: the highest verified tail of the replicas that
     /// answer, at least R of them).
+    ///
+    /// An encrypted capsule has no plain writer ([`ClientError::Encrypted`]):
+    /// use [`Capsule::sealed_writer`].
     pub async fn writer(&self, key: SecretKey) -> Result<Writer, ClientError> {
+        self.check_plaintext()?;
+        self.plain_writer(key).await
+    }
+
+    /// A writer of the payloads it is given, as they are, for this capsule
+    /// whether encrypted or not (the [`SealedWriter`](crate::SealedWriter)
+    /// hands it envelopes).
+    pub(crate) async fn plain_writer(&self, key: SecretKey) -> Result<Writer, ClientError> {
         self.check_writer(&key)?;
         let state = self.writer_chain_state().await?;
-        self.writer_at(key, state)
+        self.writer_from(key, state)
     }
 
     /// A writer signing with `key` whose chain is `state` (for a capsule
-    /// just created: `ChainState::new(name)`).
+    /// just created: `ChainState::new(name)`). Refuses an encrypted
+    /// capsule, as [`Capsule::writer`] does.
     pub fn writer_at(&self, key: SecretKey, state: ChainState) -> Result<Writer, ClientError> {
+        self.check_plaintext()?;
+        self.writer_from(key, state)
+    }
+
+    fn writer_from(&self, key: SecretKey, state: ChainState) -> Result<Writer, ClientError> {
         self.check_writer(&key)?;
         let appender = Appender::new(key.clone(), &self.metadata, state).map_err(|e| {
             ClientError::invalid(format!("cannot write capsule {}: {e}", self.name))
         })?;
         Ok(Writer::new(self.clone(), key, appender))
+    }
+
+    fn check_plaintext(&self) -> Result<(), ClientError> {
+        if self.metadata.is_encrypted() {
+            Err(ClientError::Encrypted { capsule: self.name })
+        } else {
+            Ok(())
+        }
     }
 
     fn check_writer(&self, key: &SecretKey) -> Result<(), ClientError> {

@@ -6,9 +6,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use gdp_certs::cert::{AdCert, ReplicaSet, Validity};
-use gdp_certs::{Identity, Metadata, Name, PublicKey, SecretKey, Timestamp};
+use gdp_certs::codec::Encode as _;
+use gdp_certs::{
+    Encryption, EncryptionScheme, Identity, Metadata, Name, PublicKey, SecretKey, Timestamp,
+};
 use gdp_link::endpoint::{EndpointConfig, EndpointLink};
 use gdp_proto::capsule::{CapsuleRequest, CapsuleResponse};
+use gdp_proto::chain::ChainState;
 use gdp_proto::pdu::{Flags, Pdu, PduHeader, PduType};
 use tokio::time::Instant;
 
@@ -35,6 +39,11 @@ pub struct CapsuleSpec {
     pub hosting: Vec<Name>,
     /// How long the server may serve it (the AdCert's lifetime).
     pub adcert_validity: Duration,
+    /// Encrypted, and how ([`Client::create_encrypted`]); `None`: plaintext.
+    pub encryption: Option<EncryptionScheme>,
+    /// Readers of an encrypted capsule besides its owner and writers
+    /// (who are always readers: they seal the records).
+    pub readers: Vec<PublicKey>,
 }
 
 impl CapsuleSpec {
@@ -46,7 +55,21 @@ impl CapsuleSpec {
             writers: Vec::new(),
             hosting: Vec::new(),
             adcert_validity: DEFAULT_ADCERT_VALIDITY,
+            encryption: None,
+            readers: Vec::new(),
         }
+    }
+
+    /// The same, encrypted with `scheme`.
+    pub fn encrypted(mut self, scheme: EncryptionScheme) -> Self {
+        self.encryption = Some(scheme);
+        self
+    }
+
+    /// The same, with `reader` as a reader of the first epoch.
+    pub fn with_reader(mut self, reader: PublicKey) -> Self {
+        self.readers.push(reader);
+        self
     }
 
     /// The same, with `writer` as an additional writer.
@@ -64,6 +87,17 @@ pub struct Created {
     pub capsule: Capsule,
     /// The owner's certificate for the server.
     pub adcert: AdCert,
+}
+
+/// An encrypted capsule just created: the capsule and its keyring, each
+/// with the AdCert given to the server (keep both capsules' metadata).
+#[derive(Debug, Clone)]
+pub struct CreatedEncrypted {
+    /// The data capsule (its metadata says it is encrypted and names the
+    /// keyring).
+    pub capsule: Created,
+    /// The keyring capsule, holding the first epoch's grants.
+    pub keyring: Created,
 }
 
 /// A capsule just placed on several servers
@@ -245,9 +279,60 @@ impl Client {
         owner: &SecretKey,
         spec: CapsuleSpec,
     ) -> Result<Created, ClientError> {
+        refuse_encryption(&spec)?;
         let (md, validity) = capsule_metadata(owner, spec)?;
         let adcert = AdCert::issue(owner, md.name(), server, validity);
         self.host_capsule(server, md, adcert).await
+    }
+
+    /// Creates an encrypted capsule owned by `owner` on `server`, with its
+    /// keyring: first the keyring capsule (same owner; its writers are the
+    /// capsule's writers and the owner), then the capsule, whose signed
+    /// metadata names the keyring and the scheme (`spec.encryption`,
+    /// XChaCha20-Poly1305 under epoch keys when `None`), then the first
+    /// epoch: a fresh content key wrapped to the owner, every writer and
+    /// `spec.readers`. Write it with [`Capsule::sealed_writer`]; read it
+    /// with [`Capsule::decryptor`].
+    pub async fn create_encrypted(
+        &self,
+        server: Name,
+        owner: &SecretKey,
+        spec: CapsuleSpec,
+    ) -> Result<CreatedEncrypted, ClientError> {
+        let scheme = spec.encryption.unwrap_or(EncryptionScheme::Epoch);
+        let mut readers = spec.readers.clone();
+        let (plain, validity) = capsule_metadata(owner, spec)?;
+        let mut keyring_writers = vec![owner.public()];
+        keyring_writers.extend(plain.writers().iter().filter(|w| **w != owner.public()));
+        let keyring_md = Metadata::capsule(
+            owner.public(),
+            keyring_writers.clone(),
+            keyring_label(plain.label()),
+            plain.created(),
+            plain.hosting().to_vec(),
+        )
+        .map_err(|e| ClientError::invalid(e.to_string()))?;
+        let md = plain
+            .with_encryption(Encryption {
+                scheme,
+                keyring: keyring_md.name(),
+            })
+            .map_err(|e| ClientError::invalid(e.to_string()))?;
+        readers.extend(keyring_writers);
+        readers.sort_unstable_by_key(|k| *k.as_bytes());
+        readers.dedup();
+        let first = crate::sealed::first_epoch(md.name(), &readers)?;
+
+        let keyring_cert = AdCert::issue(owner, keyring_md.name(), server, validity);
+        let keyring = self.host_capsule(server, keyring_md, keyring_cert).await?;
+        let payloads: Vec<Bytes> = first.iter().map(|r| r.to_bytes()).collect();
+        let mut w = keyring
+            .capsule
+            .writer_at(owner.clone(), ChainState::new(keyring.capsule.name()))?;
+        w.append_all(payloads).await?;
+        let cert = AdCert::issue(owner, md.name(), server, validity);
+        let capsule = self.host_capsule(server, md, cert).await?;
+        Ok(CreatedEncrypted { capsule, keyring })
     }
 
     /// Asks `server` to host the capsule `metadata` under `adcert` (an
@@ -298,6 +383,7 @@ impl Client {
         owner: &SecretKey,
         spec: CapsuleSpec,
     ) -> Result<CreatedReplicated, ClientError> {
+        refuse_encryption(&spec)?;
         let (md, validity) = capsule_metadata(owner, spec)?;
         let set = issue_set(owner, &md, Timestamp::now().0, servers.to_vec())?;
         let adcerts: Vec<AdCert> = set
@@ -549,6 +635,16 @@ impl Client {
 
 /// The metadata of a new capsule owned by `owner` as `spec` describes it,
 /// and the validity of its AdCerts.
+/// An encrypted spec given to a creator of plaintext capsules.
+fn refuse_encryption(spec: &CapsuleSpec) -> Result<(), ClientError> {
+    if spec.encryption.is_some() || !spec.readers.is_empty() {
+        return Err(ClientError::invalid(
+            "an encrypted capsule (a spec with encryption or readers) is made with Client::create_encrypted",
+        ));
+    }
+    Ok(())
+}
+
 fn capsule_metadata(
     owner: &SecretKey,
     spec: CapsuleSpec,
@@ -567,6 +663,17 @@ fn capsule_metadata(
         now.saturating_add(spec.adcert_validity),
     );
     Ok((md, validity))
+}
+
+/// The label of the keyring of a capsule labelled `label`, within
+/// [`MAX_LABEL_LEN`](gdp_certs::MAX_LABEL_LEN) bytes.
+fn keyring_label(label: &str) -> String {
+    const PREFIX: &str = "keyring of ";
+    let mut end = label.len().min(gdp_certs::MAX_LABEL_LEN - PREFIX.len());
+    while !label.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{PREFIX}{}", &label[..end])
 }
 
 /// The replica set `servers` of the capsule `md`, version `version`,

@@ -110,6 +110,45 @@ pub enum ClientError {
     /// The client was shut down.
     #[error("the client is shut down")]
     Closed,
+    /// A plain writer was asked for an encrypted capsule.
+    #[error(
+        "capsule {capsule} is encrypted: its records are appended sealed (Capsule::sealed_writer)"
+    )]
+    Encrypted {
+        /// The capsule.
+        capsule: Name,
+    },
+    /// The keyring of an encrypted capsule grants this key no key of the
+    /// epoch needed (the reader was never added, or was removed before
+    /// the record was appended).
+    #[error(
+        "not a reader of this capsule ({capsule}): no key of epoch {epoch} is granted to this key"
+    )]
+    NotReader {
+        /// The capsule.
+        capsule: Name,
+        /// The epoch whose key is missing.
+        epoch: u32,
+    },
+    /// A verified record of an encrypted capsule does not decrypt with
+    /// the key of its epoch (its writer sealed it wrongly).
+    #[error("record {seqno} of capsule {capsule} does not decrypt: {reason}")]
+    Decrypt {
+        /// The capsule.
+        capsule: Name,
+        /// The record.
+        seqno: u64,
+        /// Why.
+        reason: String,
+    },
+    /// The keyring of an encrypted capsule is unusable.
+    #[error("the keyring of capsule {capsule}: {reason}")]
+    Keyring {
+        /// The data capsule.
+        capsule: Name,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// Each replica's outcome on one line: `<server>: <outcome>; ...`.

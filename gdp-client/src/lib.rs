@@ -92,13 +92,16 @@ mod error;
 pub mod local;
 mod options;
 pub mod replicas;
+pub mod sealed;
 mod subscription;
 mod verified;
 mod writer;
 
 pub use capsule::Capsule;
 pub use capsule_file::{CapsuleFile, CapsuleFileError};
-pub use client::{CapsuleSpec, Client, Created, CreatedReplicated, DEFAULT_ADCERT_VALIDITY};
+pub use client::{
+    CapsuleSpec, Client, Created, CreatedEncrypted, CreatedReplicated, DEFAULT_ADCERT_VALIDITY,
+};
 pub use connection::Datagram;
 pub use error::ClientError;
 pub use options::{
@@ -108,13 +111,15 @@ pub use options::{
     DEFAULT_SUBSCRIPTION_REFRESH, DEFAULT_TREE_REFRESH, SubscribeMode,
 };
 pub use replicas::Replication;
+pub use sealed::{Decryptor, SealedWriter};
 pub use subscription::{Subscription, SubscriptionStats};
 pub use verified::VerifiedRecord;
 pub use writer::Writer;
 
 pub use gdp_certs::cert::{AdCert, ReplicaSet, Validity};
 pub use gdp_certs::{
-    Identity, Kind, Metadata, Name, PublicIdentity, PublicKey, SecretKey, Timestamp,
+    Encryption, EncryptionScheme, Identity, Kind, Metadata, Name, PublicIdentity, PublicKey,
+    SecretKey, Timestamp,
 };
 pub use gdp_link::endpoint::Nak;
 pub use gdp_proto::capsule::ErrorCode;

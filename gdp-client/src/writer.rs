@@ -245,6 +245,12 @@ impl Writer {
         &self.capsule
     }
 
+    /// True if the chain state must be rebuilt from the server before the
+    /// next submit (which would do it).
+    pub(crate) fn is_stale(&self) -> bool {
+        self.stale
+    }
+
     /// The seqno the next record will get.
     pub fn next_seqno(&self) -> u64 {
         self.appender.state().tail_seqno().saturating_add(1)

@@ -9,7 +9,10 @@ use bytes::Bytes;
 use futures::StreamExt;
 use gdp_certs::{Identity, Name};
 use gdp_client::replicas::check_quorums;
-use gdp_client::{Capsule, CapsuleFile, CapsuleSpec, Client, Replication, VerifiedRecord, Writer};
+use gdp_client::{
+    Capsule, CapsuleFile, CapsuleSpec, Client, Decryptor, EncryptionScheme, Replication,
+    SealedWriter, VerifiedRecord, Writer,
+};
 use serde_json::json;
 
 use crate::cli::{Append, Create, Forks, Info, Quorums, Read, Replicas, Tail};
@@ -39,6 +42,47 @@ pub(crate) async fn create(ctx: &Context, args: &Create) -> anyhow::Result<()> {
     spec.hosting = hosting;
     let key_file = std::path::absolute(&ctx.key_file).unwrap_or_else(|_| ctx.key_file.clone());
     let (file, mut human, mut value) = match &args.server {
+        Some(server) if args.encrypted => {
+            let server = parse_name(server, "server name")?;
+            let scheme = if args.convergent {
+                EncryptionScheme::Convergent
+            } else {
+                EncryptionScheme::Epoch
+            };
+            spec = spec.encrypted(scheme);
+            for r in &args.reader {
+                spec = spec.with_reader(crate::readers::reader_key(r)?);
+            }
+            let client = ctx.connect_session().await?;
+            let created = client
+                .create_encrypted(server, me.secret_key(), spec)
+                .await
+                .with_context(|| format!("creating an encrypted capsule on server {server}"))?;
+            client.shutdown().await;
+            let keyring = CapsuleFile {
+                metadata: created.keyring.capsule.metadata().clone(),
+                writer_key: Some(key_file.clone()),
+                server: Some(server),
+                adcert: Some(created.keyring.adcert),
+                replication: None,
+            };
+            let keyring_name = keyring.name();
+            let keyring_path = CapsuleFile::path_in(&ctx.capsule_dir, &keyring_name);
+            keyring.save(&keyring_path)?;
+            let file = CapsuleFile {
+                metadata: created.capsule.capsule.metadata().clone(),
+                writer_key: Some(key_file),
+                server: Some(server),
+                adcert: Some(created.capsule.adcert),
+                replication: None,
+            };
+            (
+                file,
+                format!("\nencrypted, keyring {keyring_name}"),
+                json!({"server": server.to_string(), "encrypted": true,
+                    "keyring": keyring_name.to_string()}),
+            )
+        }
         Some(server) => {
             if args.quorums.any() {
                 bail!("-W and -R apply to capsules created with --replicas");
@@ -167,14 +211,50 @@ pub(crate) async fn info(ctx: &Context, args: &Info) -> anyhow::Result<()> {
     ctx.out.emit(text, value)
 }
 
+/// A writer of plaintext or of sealed records, as the capsule is.
+enum AnyWriter {
+    Plain(Box<Writer>),
+    Sealed(Box<SealedWriter>),
+}
+
+impl AnyWriter {
+    fn capsule(&self) -> &Capsule {
+        match self {
+            AnyWriter::Plain(w) => w.capsule(),
+            AnyWriter::Sealed(w) => w.capsule(),
+        }
+    }
+
+    fn next_seqno(&self) -> u64 {
+        match self {
+            AnyWriter::Plain(w) => w.next_seqno(),
+            AnyWriter::Sealed(w) => w.next_seqno(),
+        }
+    }
+
+    async fn submit(&mut self, batch: Vec<Bytes>) -> Result<u64, gdp_client::ClientError> {
+        match self {
+            AnyWriter::Plain(w) => w.submit(batch).await,
+            AnyWriter::Sealed(w) => w.submit(batch).await,
+        }
+    }
+
+    async fn flush(&mut self) -> Result<u64, gdp_client::ClientError> {
+        match self {
+            AnyWriter::Plain(w) => w.flush().await,
+            AnyWriter::Sealed(w) => w.flush().await,
+        }
+    }
+}
+
 /// The writer of the capsule `arg`, with the key its capsule file names (or
-/// this client's key).
+/// this client's key): sealing its records when the capsule is encrypted.
 async fn writer(
     ctx: &Context,
     client: &Client,
     target: (Name, Option<CapsuleFile>),
     quorums: &Quorums,
-) -> anyhow::Result<Writer> {
+) -> anyhow::Result<AnyWriter> {
     let (capsule, file) = ctx.capsule(client, target, quorums).await?;
     let key = match file.as_ref().and_then(|f| f.writer_key.clone()) {
         Some(path) if path != ctx.key_file => Identity::load(&path)
@@ -186,7 +266,12 @@ async fn writer(
     if !capsule.metadata().is_writer(&key.public()) {
         bail!("this key is not a writer of capsule {}", capsule.name());
     }
-    Ok(capsule.writer(key).await?)
+    if capsule.metadata().is_encrypted() {
+        return Ok(AnyWriter::Sealed(Box::new(
+            capsule.sealed_writer(key).await?,
+        )));
+    }
+    Ok(AnyWriter::Plain(Box::new(capsule.writer(key).await?)))
 }
 
 pub(crate) async fn append(ctx: &Context, args: &Append) -> anyhow::Result<()> {
@@ -273,10 +358,10 @@ fn stdin_chunks() -> tokio::sync::mpsc::Receiver<std::io::Result<Vec<Bytes>>> {
 
 /// Hands `batch` to the writer: one heartbeat for the batch, or one per
 /// record with `sign_each`.
-async fn submit(w: &mut Writer, batch: Vec<Bytes>, sign_each: bool) -> anyhow::Result<()> {
+async fn submit(w: &mut AnyWriter, batch: Vec<Bytes>, sign_each: bool) -> anyhow::Result<()> {
     if sign_each {
         for p in batch {
-            w.submit([p]).await?;
+            w.submit(vec![p]).await?;
         }
     } else {
         w.submit(batch).await?;
@@ -312,9 +397,10 @@ pub(crate) async fn read(ctx: &Context, args: &Read) -> anyhow::Result<()> {
     };
     let client = ctx.connect_session().await?;
     let (capsule, _) = ctx.capsule(&client, target, &args.quorums).await?;
+    let mut keys = decryptor(ctx, &capsule).await?;
     if args.latest {
         match capsule.latest().await? {
-            Some(r) => ctx.out.record(&r, args.raw)?,
+            Some(r) => print_record(ctx, &mut keys, &r, args.raw).await?,
             None => bail!("capsule {} has no records yet", capsule.name()),
         }
         client.shutdown().await;
@@ -322,7 +408,7 @@ pub(crate) async fn read(ctx: &Context, args: &Read) -> anyhow::Result<()> {
     }
     if from == to {
         let r = capsule.read(from).await?;
-        ctx.out.record(&r, args.raw)?;
+        print_record(ctx, &mut keys, &r, args.raw).await?;
         client.shutdown().await;
         return Ok(());
     }
@@ -340,9 +426,13 @@ pub(crate) async fn read(ctx: &Context, args: &Read) -> anyhow::Result<()> {
     while let Some(chunk) = chunks.next().await {
         let chunk = chunk?;
         bar.inc(chunk.len() as u64);
+        let mut opened = Vec::with_capacity(chunk.len());
+        for r in &chunk {
+            opened.push(open(&mut keys, r).await?);
+        }
         bar.suspend(|| -> anyhow::Result<()> {
-            for r in &chunk {
-                ctx.out.record(r, args.raw)?;
+            for (r, plain) in chunk.iter().zip(&opened) {
+                ctx.out.record_with(r, plain.as_ref(), args.raw)?;
             }
             Ok(())
         })?;
@@ -356,6 +446,7 @@ pub(crate) async fn tail(ctx: &Context, args: &Tail) -> anyhow::Result<()> {
     let target = ctx.capsule_file(&args.capsule)?;
     let client = ctx.connect_session().await?;
     let (capsule, _) = ctx.capsule(&client, target, &args.quorums).await?;
+    let mut keys = decryptor(ctx, &capsule).await?;
     let newest = capsule.tail().await?;
     let from = args
         .from
@@ -363,7 +454,7 @@ pub(crate) async fn tail(ctx: &Context, args: &Tail) -> anyhow::Result<()> {
     if !args.follow {
         if newest >= from {
             for r in capsule.read_range(from, newest).await? {
-                ctx.out.record(&r, args.raw)?;
+                print_record(ctx, &mut keys, &r, args.raw).await?;
             }
         }
         client.shutdown().await;
@@ -382,7 +473,7 @@ pub(crate) async fn tail(ctx: &Context, args: &Tail) -> anyhow::Result<()> {
         };
         match item {
             Some(Ok(r)) => {
-                ctx.out.record(&r, args.raw)?;
+                print_record(ctx, &mut keys, &r, args.raw).await?;
                 seen += 1;
             }
             Some(Err(e)) => return Err(e.into()),
@@ -394,6 +485,35 @@ pub(crate) async fn tail(ctx: &Context, args: &Tail) -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_millis(20)).await;
     client.shutdown().await;
     Ok(())
+}
+
+/// What this client can decrypt of `capsule`, if it is encrypted.
+async fn decryptor(ctx: &Context, capsule: &Capsule) -> anyhow::Result<Option<Decryptor>> {
+    if !capsule.metadata().is_encrypted() {
+        return Ok(None);
+    }
+    let me = ctx.identity()?;
+    Ok(Some(capsule.decryptor(me.secret_key()).await?))
+}
+
+/// The payload of `r` as its readers see it: decrypted when `keys` is
+/// given.
+async fn open(keys: &mut Option<Decryptor>, r: &VerifiedRecord) -> anyhow::Result<Option<Bytes>> {
+    match keys {
+        None => Ok(None),
+        Some(d) => Ok(Some(d.open(r).await?)),
+    }
+}
+
+/// Prints `r`, decrypted when `keys` is given.
+async fn print_record(
+    ctx: &Context,
+    keys: &mut Option<Decryptor>,
+    r: &VerifiedRecord,
+    raw: bool,
+) -> anyhow::Result<()> {
+    let plain = open(keys, r).await?;
+    ctx.out.record_with(r, plain.as_ref(), raw)
 }
 
 pub(crate) async fn replicas(ctx: &Context, args: &Replicas) -> anyhow::Result<()> {

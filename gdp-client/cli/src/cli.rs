@@ -88,6 +88,38 @@ pub(crate) enum Command {
     /// Key files of any kind (client, router, server, trust domain).
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Who may read an encrypted capsule: add, remove, list.
+    #[command(subcommand)]
+    Readers(ReadersCommand),
+}
+
+/// `gdp readers ...`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum ReadersCommand {
+    /// Grant readers the current key of an encrypted capsule.
+    Add(ReadersChange),
+    /// Remove readers: a new key for every record appended after this,
+    /// wrapped to the readers who remain. Removed readers keep what they
+    /// could already read.
+    Remove(ReadersChange),
+    /// The readers of the newest epoch.
+    List(ReadersList),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ReadersChange {
+    /// The encrypted capsule (a capsule file, or the name of one in the
+    /// capsule directory).
+    pub(crate) capsule: String,
+    /// Readers' public keys (as `gdp whoami` prints them) or their key files.
+    #[arg(required = true, value_name = "KEY")]
+    pub(crate) readers: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ReadersList {
+    /// The encrypted capsule (a capsule name or capsule file).
+    pub(crate) capsule: String,
 }
 
 /// `gdp router ...`: one view of a router's admin API.
@@ -274,6 +306,17 @@ pub(crate) struct Create {
     /// Restrict hosting to these servers (repeatable).
     #[arg(long, value_name = "NAME")]
     pub(crate) host: Vec<String>,
+    /// Encrypt its records (XChaCha20-Poly1305 under keys wrapped to each
+    /// reader); you and the writers are readers.
+    #[arg(long, conflicts_with = "replicas")]
+    pub(crate) encrypted: bool,
+    /// With --encrypted: convergent encryption, so that equal records give
+    /// equal ciphertexts (anyone who guesses a record can confirm it).
+    #[arg(long, requires = "encrypted")]
+    pub(crate) convergent: bool,
+    /// With --encrypted: another reader's public key or key file (repeatable).
+    #[arg(long, value_name = "KEY", requires = "encrypted")]
+    pub(crate) reader: Vec<String>,
     /// How long the server may serve it.
     #[arg(long, value_name = "DURATION", default_value = "365d", value_parser = parse_duration)]
     pub(crate) validity: Duration,

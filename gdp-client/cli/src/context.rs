@@ -236,8 +236,19 @@ pub(crate) fn parse_key(text: &str) -> anyhow::Result<PublicKey> {
 pub(crate) fn describe_metadata(md: &Metadata) -> (String, serde_json::Value) {
     let writers: Vec<String> = md.writers().iter().map(ToString::to_string).collect();
     let hosting: Vec<String> = md.hosting().iter().map(ToString::to_string).collect();
+    let encryption = match md.encryption() {
+        None => "none".to_owned(),
+        Some(e) => format!(
+            "{} (keyring {})",
+            match e.scheme {
+                gdp_certs::EncryptionScheme::Convergent => "convergent",
+                _ => "xchacha20-poly1305",
+            },
+            e.keyring
+        ),
+    };
     let human = format!(
-        "capsule  {}\nlabel    {}\nowner    {}\nwriters  {}\ncreated  {}\nhosting  {}",
+        "capsule  {}\nlabel    {}\nowner    {}\nwriters  {}\ncreated  {}\nhosting  {}\ncipher   {encryption}",
         md.name(),
         md.label(),
         md.key(),
@@ -257,6 +268,10 @@ pub(crate) fn describe_metadata(md: &Metadata) -> (String, serde_json::Value) {
         "writers": writers,
         "created_us": md.created().0,
         "hosting": hosting,
+        "encryption": md.encryption().map(|e| serde_json::json!({
+            "scheme": e.scheme,
+            "keyring": e.keyring.to_string(),
+        })),
     });
     (human, json)
 }

@@ -19,7 +19,8 @@
 //!
 //! Every command prints text by default and one JSON object per line with
 //! `--json`. A failure prints one line, `gdp: <what went wrong>`, on
-//! standard error and exits with status 1 (2 for a bad command line).
+//! standard error and exits with status 1 (2 for a bad command line, 3 for
+//! a read of an encrypted capsule by a key that is not one of its readers).
 //!
 //! It is the `gdp-cli` package, built on the `gdp-client` SDK with its
 //! `local` feature (for `gdp demo`): `cargo install --path gdp-client/cli`,
@@ -41,6 +42,7 @@ mod domain;
 mod keys;
 mod net;
 mod output;
+mod readers;
 
 use cli::{CapsuleCommand, CertCommand, Cli, Command, DomainCommand, KeyCommand};
 use context::Context;
@@ -69,6 +71,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Router(a) => admin::router(&ctx, a).await,
         Command::Server(a) => admin::server(&ctx, a).await,
         Command::Key(KeyCommand::Show(a)) => keys::key_show(&ctx, a),
+        Command::Readers(c) => readers::run(&ctx, c).await,
     }
 }
 
@@ -153,8 +156,23 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         // `gdp ... | head -n 1`: the reader took what it wanted and left.
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) if is_not_reader(&e) => fail(&format!("{e:#}"), EXIT_NOT_READER),
         Err(e) => fail(&format!("{e:#}"), 1),
     }
+}
+
+/// The exit status of a read of an encrypted capsule by a key that is not
+/// one of its readers (for that record's epoch).
+const EXIT_NOT_READER: u8 = 3;
+
+/// True if `e` says this key is not a reader of an encrypted capsule.
+fn is_not_reader(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<gdp_client::ClientError>(),
+            Some(gdp_client::ClientError::NotReader { .. })
+        )
+    })
 }
 
 /// True if `e` comes from writing to a pipe whose reader has gone, as

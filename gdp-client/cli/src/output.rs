@@ -5,6 +5,7 @@
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
+use bytes::Bytes;
 use gdp_client::VerifiedRecord;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::{Value, json};
@@ -29,12 +30,20 @@ impl Out {
 
     /// Prints one record: `seqno  time  payload`, the payload alone with
     /// `raw`, or a JSON object.
-    pub(crate) fn record(&self, r: &VerifiedRecord, raw: bool) -> anyhow::Result<()> {
+    /// Prints `r` with `plaintext` as its payload when given (a record of
+    /// an encrypted capsule, decrypted).
+    pub(crate) fn record_with(
+        &self,
+        r: &VerifiedRecord,
+        plaintext: Option<&Bytes>,
+        raw: bool,
+    ) -> anyhow::Result<()> {
+        let payload = plaintext.unwrap_or(r.payload());
         let mut out = std::io::stdout().lock();
         if self.json {
-            writeln!(out, "{}", record_json(r))?;
+            writeln!(out, "{}", record_json(r, payload))?;
         } else if raw {
-            out.write_all(r.payload())?;
+            out.write_all(payload)?;
             out.write_all(b"\n")?;
         } else {
             writeln!(
@@ -42,7 +51,7 @@ impl Out {
                 "{:>8}  {}  {}",
                 r.seqno(),
                 format_time(r.timestamp().0),
-                display_payload(r.payload())
+                display_payload(payload)
             )?;
         }
         Ok(())
@@ -51,14 +60,14 @@ impl Out {
 
 /// A record as JSON: the payload as text when it is UTF-8, and always as
 /// hex.
-pub(crate) fn record_json(r: &VerifiedRecord) -> Value {
+pub(crate) fn record_json(r: &VerifiedRecord, payload: &[u8]) -> Value {
     json!({
         "capsule": r.capsule().to_string(),
         "seqno": r.seqno(),
         "timestamp_us": r.timestamp().0,
         "hash": r.hash().to_string(),
-        "payload": std::str::from_utf8(r.payload()).ok(),
-        "payload_hex": data_encoding::HEXLOWER.encode(r.payload()),
+        "payload": std::str::from_utf8(payload).ok(),
+        "payload_hex": data_encoding::HEXLOWER.encode(payload),
         "verified_by_heartbeat_at": r.heartbeat().seqno(),
     })
 }

@@ -7,10 +7,11 @@
 // rather than copied.
 #[path = "../../tests/common/mod.rs"]
 mod common;
+mod user;
 
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use gdp_certs::cert::{AdCert, Validity};
@@ -19,113 +20,7 @@ use gdp_client::CapsuleFile;
 
 use common::{Net, TempDir};
 use gdp_testkit::eventually_blocking;
-
-/// One user: a home directory (key and capsule files) and a router.
-struct User {
-    home: PathBuf,
-    router: Option<(String, String)>,
-}
-
-impl User {
-    fn new(dir: &Path, label: &str) -> User {
-        let home = dir.join(label);
-        std::fs::create_dir_all(&home).expect("home");
-        User { home, router: None }
-    }
-
-    fn at(mut self, net: &Net) -> User {
-        self.router = Some((net.router.addr.to_string(), net.router.name.to_string()));
-        self
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_gdp"));
-        c.args(args).env("HOME", &self.home).env_remove("RUST_LOG");
-        for var in [
-            "GDP_KEY",
-            "GDP_ROUTER",
-            "GDP_ROUTER_NAME",
-            "GDP_CAPSULE_DIR",
-            "GDP_LOG",
-            "XDG_CONFIG_HOME",
-        ] {
-            c.env_remove(var);
-        }
-        if let Some((addr, name)) = &self.router {
-            c.env("GDP_ROUTER", addr).env("GDP_ROUTER_NAME", name);
-        }
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.command(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("gdp runs")
-    }
-
-    fn run_with_stdin(&self, args: &[&str], input: &str) -> Output {
-        let mut child = self
-            .command(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("gdp runs");
-        child
-            .stdin
-            .take()
-            .expect("piped")
-            .write_all(input.as_bytes())
-            .expect("stdin written");
-        child.wait_with_output().expect("gdp ends")
-    }
-
-    /// Runs and expects success; returns stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "gdp {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).expect("utf-8 output")
-    }
-
-    fn key_file(&self) -> PathBuf {
-        self.home.join(".config/gdp/client.key")
-    }
-
-    fn name(&self) -> String {
-        self.ok(&["whoami", "--json"])
-            .parse::<serde_json::Value>()
-            .expect("json")["name"]
-            .as_str()
-            .expect("name")
-            .to_owned()
-    }
-}
-
-/// The run failed with `code` and exactly one line on stderr, starting
-/// with `gdp: `, mentioning `needle`.
-fn assert_one_line_error(out: &Output, code: i32, needle: &str) {
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(code), "stderr: {stderr}");
-    let lines: Vec<&str> = stderr.lines().collect();
-    assert_eq!(lines.len(), 1, "one line expected, got {stderr:?}");
-    assert!(lines[0].starts_with("gdp: "), "{stderr:?}");
-    assert!(
-        lines[0].to_lowercase().contains(&needle.to_lowercase()),
-        "{needle:?} not in {stderr:?}"
-    );
-    assert!(!stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"));
-}
-
-fn json_lines(text: &str) -> Vec<serde_json::Value> {
-    text.lines()
-        .map(|l| l.parse().expect("one JSON object per line"))
-        .collect()
-}
+use user::{User, assert_one_line_error, json_lines};
 
 #[test]
 fn keygen_and_whoami() {
@@ -339,22 +234,7 @@ fn capsules_over_real_processes() {
     me.ok(&["keygen"]);
     let server = net.server.name.to_string();
 
-    // The server may still be attaching: retry create briefly.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let created = loop {
-        let out = me.run(&[
-            "--json", "capsule", "create", "--server", &server, "--label", "notes",
-        ]);
-        if out.status.success() {
-            break json_lines(&String::from_utf8(out.stdout).expect("utf-8"))[0].clone();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "create kept failing: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let created = me.create_capsule(&["--server", &server, "--label", "notes"]);
     let capsule = created["capsule"].as_str().expect("capsule").to_owned();
     let file = PathBuf::from(created["file"].as_str().expect("file"));
     assert!(file.starts_with(&me.home));

@@ -1,0 +1,113 @@
+//! `gdp readers add|remove|list`: who may read an encrypted capsule.
+
+use anyhow::{Context as _, bail};
+use gdp_certs::{Identity, PublicKey};
+use serde_json::json;
+
+use crate::cli::{ReadersChange, ReadersCommand, ReadersList};
+use crate::context::{Context, parse_key};
+
+/// A reader named by its public key, or by a key file (whose public key is
+/// taken; the secret is not kept).
+pub(crate) fn reader_key(text: &str) -> anyhow::Result<PublicKey> {
+    let path = std::path::Path::new(text);
+    if path.is_file() {
+        let id = Identity::load(path)
+            .with_context(|| format!("reading the reader's key file {}", path.display()))?;
+        return Ok(id.public_key());
+    }
+    parse_key(text)
+}
+
+pub(crate) async fn run(ctx: &Context, command: &ReadersCommand) -> anyhow::Result<()> {
+    match command {
+        ReadersCommand::Add(a) => change(ctx, a, true).await,
+        ReadersCommand::Remove(a) => change(ctx, a, false).await,
+        ReadersCommand::List(a) => list(ctx, a).await,
+    }
+}
+
+async fn change(ctx: &Context, args: &ReadersChange, add: bool) -> anyhow::Result<()> {
+    let readers = args
+        .readers
+        .iter()
+        .map(|r| reader_key(r))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let target = ctx.capsule_file(&args.capsule)?;
+    let client = ctx.connect_session().await?;
+    let (capsule, _) = ctx.capsule(&client, target, &Default::default()).await?;
+    if !capsule.metadata().is_encrypted() {
+        bail!(
+            "capsule {} is not encrypted: it has no readers to manage",
+            capsule.name()
+        );
+    }
+    let me = ctx.identity()?;
+    let (human, value) = if add {
+        let added = capsule.add_readers(me.secret_key(), &readers).await?;
+        (
+            format!(
+                "added {added} reader{} to {}",
+                plural(added),
+                capsule.name()
+            ),
+            json!({"capsule": capsule.name().to_string(), "added": added}),
+        )
+    } else {
+        let epoch = capsule.remove_readers(me.secret_key(), &readers).await?;
+        (
+            format!(
+                "removed {} reader{} from {}: records appended from now on use key epoch {epoch}; \
+                 removed readers can still read the records before it",
+                readers.len(),
+                plural(readers.len()),
+                capsule.name()
+            ),
+            json!({"capsule": capsule.name().to_string(), "removed": readers.len(), "epoch": epoch}),
+        )
+    };
+    client.shutdown().await;
+    ctx.out.emit(human, value)
+}
+
+async fn list(ctx: &Context, args: &ReadersList) -> anyhow::Result<()> {
+    let target = ctx.capsule_file(&args.capsule)?;
+    let client = ctx.connect_session().await?;
+    let (capsule, _) = ctx.capsule(&client, target, &Default::default()).await?;
+    if !capsule.metadata().is_encrypted() {
+        bail!(
+            "capsule {} is not encrypted: anyone may read it",
+            capsule.name()
+        );
+    }
+    let epoch = capsule.epoch().await?;
+    let readers = capsule.readers().await?;
+    client.shutdown().await;
+    let keys: Vec<String> = readers.iter().map(ToString::to_string).collect();
+    let owner = capsule.metadata().key();
+    let human = std::iter::once(format!(
+        "epoch {epoch}, {} reader{}",
+        keys.len(),
+        plural(keys.len())
+    ))
+    .chain(readers.iter().map(|r| {
+        let role = if r == owner {
+            "  (owner)"
+        } else if capsule.metadata().is_writer(r) {
+            "  (writer)"
+        } else {
+            ""
+        };
+        format!("{r}{role}")
+    }))
+    .collect::<Vec<_>>()
+    .join("\n");
+    ctx.out.emit(
+        human,
+        json!({"capsule": capsule.name().to_string(), "epoch": epoch, "readers": keys}),
+    )
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}

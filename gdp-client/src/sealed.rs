@@ -1,0 +1,561 @@
+//! Confidential capsules: records encrypted under keys the owner chooses,
+//! readable by the readers the owner names.
+//!
+//! An encrypted capsule says so in its signed metadata
+//! ([`Metadata::encryption`](gdp_certs::Metadata::encryption)): how records are sealed and which capsule is
+//! its *keyring*. Each record's payload is an envelope of
+//! [`gdp_seal`]: an XChaCha20-Poly1305 ciphertext under the content key of
+//! an *epoch*, bound to the capsule's name and the record's seqno. The
+//! envelope is what is hashed, chained, signed, stored, replicated and
+//! proved, so servers, routers, proofs and subscriptions work on it
+//! unchanged and never see a key.
+//!
+//! The keyring is an ordinary (plaintext) capsule with the same owner,
+//! written by the data capsule's writers. Its records
+//! ([`gdp_seal::KeyRecord`]) wrap each epoch's content key to each reader
+//! with HPKE (RFC 9180), to the X25519 form of the reader's ed25519 key.
+//! A reader's SDK reads the keyring through the GDP, verified like any
+//! capsule, finds the grants to its key and unwraps them
+//! ([`Capsule::decryptor`]); a writer seals under the newest epoch
+//! ([`Capsule::sealed_writer`]).
+//!
+//! Adding readers ([`Capsule::add_readers`]) wraps the current key to
+//! them. Removing one ([`Capsule::remove_readers`]) starts a new epoch: a
+//! fresh key wrapped to every remaining reader, used by every record
+//! appended after it. A removed reader keeps the keys it had, so it can
+//! still read what it could read before; only later records are closed to
+//! it. Re-encrypting the history into a new capsule is
+//! [`Capsule::reencrypt_into`].
+//!
+//! [`Capsule::writer`] refuses an encrypted capsule, so plaintext cannot be
+//! appended to one by accident: the only writer of an encrypted capsule is
+//! a [`SealedWriter`].
+
+use bytes::Bytes;
+use gdp_certs::codec::{Decode, Encode};
+use gdp_certs::{Encryption, EncryptionScheme, Name, PublicKey, SecretKey};
+use gdp_seal::{ContentKey, Envelope, EpochKeys, KeyRecord, Keyring, Mode};
+
+use crate::ClientError;
+use crate::capsule::Capsule;
+use crate::verified::VerifiedRecord;
+use crate::writer::Writer;
+
+/// The envelope mode of a scheme.
+fn mode_of(scheme: EncryptionScheme) -> Mode {
+    match scheme {
+        EncryptionScheme::Convergent => Mode::Convergent,
+        _ => Mode::Epoch,
+    }
+}
+
+/// The encryption of `capsule`, or the error that it has none.
+pub(crate) fn encryption_of(capsule: &Capsule) -> Result<Encryption, ClientError> {
+    capsule
+        .metadata()
+        .encryption()
+        .copied()
+        .ok_or_else(|| ClientError::invalid(format!("capsule {} is not encrypted", capsule.name())))
+}
+
+/// A keyring capsule's records, verified and folded, read as far as
+/// `read_to`.
+#[derive(Debug)]
+struct KeyringView {
+    /// The data capsule.
+    capsule: Name,
+    /// The keyring capsule.
+    keyring: Capsule,
+    state: Keyring,
+    read_to: u64,
+}
+
+impl KeyringView {
+    /// Opens the keyring of `capsule` and reads it to its tail.
+    async fn load(capsule: &Capsule) -> Result<KeyringView, ClientError> {
+        let enc = encryption_of(capsule)?;
+        let keyring = capsule.client().open(enc.keyring).await?;
+        // The keyring speaks for the capsule only if the capsule's owner
+        // made it.
+        if keyring.metadata().key() != capsule.metadata().key() {
+            return Err(ClientError::Keyring {
+                capsule: capsule.name(),
+                reason: "the keyring capsule has another owner".into(),
+            });
+        }
+        let mut view = KeyringView {
+            capsule: capsule.name(),
+            keyring,
+            state: Keyring::new(capsule.name()),
+            read_to: 0,
+        };
+        view.refresh().await?;
+        Ok(view)
+    }
+
+    /// Reads and folds the keyring records appended since the last read.
+    /// Returns true if there were any.
+    async fn refresh(&mut self) -> Result<bool, ClientError> {
+        let tail = self.keyring.tail().await?;
+        if tail <= self.read_to {
+            return Ok(false);
+        }
+        for record in self.keyring.read_range(self.read_to + 1, tail).await? {
+            let parsed =
+                KeyRecord::decode(record.payload().clone()).map_err(|e| ClientError::Keyring {
+                    capsule: self.capsule,
+                    reason: format!("keyring record {} does not decode: {e}", record.seqno()),
+                })?;
+            self.state
+                .apply(&parsed)
+                .map_err(|e| ClientError::Keyring {
+                    capsule: self.capsule,
+                    reason: format!("keyring record {}: {e}", record.seqno()),
+                })?;
+            self.read_to = record.seqno();
+        }
+        Ok(true)
+    }
+
+    /// Appends `records` to the keyring, signed with `key` (a writer of
+    /// the keyring), and folds them in.
+    async fn append(
+        &mut self,
+        key: &SecretKey,
+        records: Vec<KeyRecord>,
+    ) -> Result<(), ClientError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let mut writer = self.keyring.writer(key.clone()).await?;
+        if writer.next_seqno() != self.read_to + 1 {
+            // Someone else changed the keyring meanwhile: read it again
+            // and let the caller decide on the newest state.
+            self.refresh().await?;
+            return Err(ClientError::Keyring {
+                capsule: self.capsule,
+                reason: "the keyring changed while it was being updated; try again".into(),
+            });
+        }
+        let payloads: Vec<Bytes> = records.iter().map(|r| r.to_bytes()).collect();
+        writer.append_all(payloads).await?;
+        for r in &records {
+            self.state.apply(r).map_err(|e| ClientError::Keyring {
+                capsule: self.capsule,
+                reason: e.to_string(),
+            })?;
+        }
+        self.read_to = writer.acknowledged();
+        Ok(())
+    }
+}
+
+/// What one reader of an encrypted capsule can decrypt: the content keys
+/// of every epoch the keyring grants to its key. Opening a record of an
+/// epoch it has not seen reads the keyring again first, so a
+/// subscription keeps decrypting across a new epoch.
+#[derive(Debug)]
+pub struct Decryptor {
+    view: KeyringView,
+    reader: SecretKey,
+    keys: EpochKeys,
+}
+
+impl Decryptor {
+    async fn load(capsule: &Capsule, reader: SecretKey) -> Result<Decryptor, ClientError> {
+        let view = KeyringView::load(capsule).await?;
+        let mut d = Decryptor {
+            view,
+            reader,
+            keys: EpochKeys::default(),
+        };
+        d.unwrap_keys()?;
+        if d.keys.is_empty() {
+            return Err(ClientError::NotReader {
+                capsule: capsule.name(),
+                epoch: d.view.state.current_epoch().unwrap_or(0),
+            });
+        }
+        Ok(d)
+    }
+
+    fn unwrap_keys(&mut self) -> Result<(), ClientError> {
+        let keys = self
+            .view
+            .state
+            .keys_for(&self.reader)
+            .map_err(|e| ClientError::Keyring {
+                capsule: self.view.capsule,
+                reason: e.to_string(),
+            })?;
+        self.keys = keys;
+        Ok(())
+    }
+
+    /// The capsule this decrypts.
+    pub fn capsule(&self) -> Name {
+        self.view.capsule
+    }
+
+    /// The epochs whose keys this reader holds, oldest first.
+    pub fn epochs(&self) -> Vec<u32> {
+        self.keys.epochs().collect()
+    }
+
+    /// The newest epoch of the keyring as last read.
+    pub fn current_epoch(&self) -> Option<u32> {
+        self.view.state.current_epoch()
+    }
+
+    /// Reads the keyring's new records, if any, and unwraps what they
+    /// grant to this reader.
+    pub async fn refresh(&mut self) -> Result<(), ClientError> {
+        if self.view.refresh().await? {
+            self.unwrap_keys()?;
+        }
+        Ok(())
+    }
+
+    /// The plaintext of `record` with the keys held now (no keyring read).
+    pub fn open_known(&self, record: &VerifiedRecord) -> Result<Bytes, ClientError> {
+        let envelope = self.envelope(record)?;
+        let key = self
+            .keys
+            .get(envelope.epoch())
+            .ok_or(ClientError::NotReader {
+                capsule: self.view.capsule,
+                epoch: envelope.epoch(),
+            })?;
+        self.open_with(key, record, &envelope)
+    }
+
+    /// The plaintext of `record`. A record of an epoch not yet known makes
+    /// it read the keyring again; [`ClientError::NotReader`] if the
+    /// keyring still grants that epoch's key to someone else only (a
+    /// reader removed before the record was appended).
+    pub async fn open(&mut self, record: &VerifiedRecord) -> Result<Bytes, ClientError> {
+        let envelope = self.envelope(record)?;
+        if self.keys.get(envelope.epoch()).is_none()
+            && self
+                .view
+                .state
+                .current_epoch()
+                .is_none_or(|e| envelope.epoch() > e)
+        {
+            self.refresh().await?;
+        }
+        self.open_known(record)
+    }
+
+    fn envelope(&self, record: &VerifiedRecord) -> Result<Envelope, ClientError> {
+        if record.capsule() != &self.view.capsule {
+            return Err(ClientError::invalid(format!(
+                "record of capsule {} given to the decryptor of {}",
+                record.capsule(),
+                self.view.capsule
+            )));
+        }
+        Envelope::decode(record.payload().clone()).map_err(|e| ClientError::Decrypt {
+            capsule: self.view.capsule,
+            seqno: record.seqno(),
+            reason: format!("not a sealed record: {e}"),
+        })
+    }
+
+    fn open_with(
+        &self,
+        key: &ContentKey,
+        record: &VerifiedRecord,
+        envelope: &Envelope,
+    ) -> Result<Bytes, ClientError> {
+        gdp_seal::open(key, &self.view.capsule, record.seqno(), envelope).map_err(|e| {
+            ClientError::Decrypt {
+                capsule: self.view.capsule,
+                seqno: record.seqno(),
+                reason: e.to_string(),
+            }
+        })
+    }
+}
+
+/// The writer of an encrypted capsule: seals every payload under the
+/// newest epoch's key (bound to the capsule and the record's seqno)
+/// before it is chained and signed. It has no way to append plaintext.
+#[derive(Debug)]
+pub struct SealedWriter {
+    writer: Writer,
+    keys: Decryptor,
+    mode: Mode,
+    epoch: u32,
+}
+
+impl SealedWriter {
+    async fn new(capsule: &Capsule, key: SecretKey) -> Result<SealedWriter, ClientError> {
+        let enc = encryption_of(capsule)?;
+        let keys = Decryptor::load(capsule, key.clone()).await?;
+        let writer = capsule.plain_writer(key).await?;
+        let mut w = SealedWriter {
+            writer,
+            keys,
+            mode: mode_of(enc.scheme),
+            epoch: 0,
+        };
+        w.use_newest_epoch()?;
+        Ok(w)
+    }
+
+    fn use_newest_epoch(&mut self) -> Result<(), ClientError> {
+        let current = self.keys.current_epoch().unwrap_or(0);
+        if self.keys.keys.get(current).is_none() {
+            return Err(ClientError::NotReader {
+                capsule: self.keys.capsule(),
+                epoch: current,
+            });
+        }
+        self.epoch = current;
+        Ok(())
+    }
+
+    /// The capsule.
+    pub fn capsule(&self) -> &Capsule {
+        self.writer.capsule()
+    }
+
+    /// The epoch whose key seals the records appended now.
+    pub fn epoch(&self) -> u32 {
+        self.epoch
+    }
+
+    /// The seqno the next record will get.
+    pub fn next_seqno(&self) -> u64 {
+        self.writer.next_seqno()
+    }
+
+    /// The newest seqno acknowledged as durable.
+    pub fn acknowledged(&self) -> u64 {
+        self.writer.acknowledged()
+    }
+
+    /// Reads the keyring again and seals later records under its newest
+    /// epoch (after another process removed a reader). Returns the epoch.
+    pub async fn refresh_keys(&mut self) -> Result<u32, ClientError> {
+        self.keys.refresh().await?;
+        self.use_newest_epoch()?;
+        Ok(self.epoch)
+    }
+
+    /// Seals `plaintexts` and hands them to the writer (see
+    /// [`Writer::submit`]). Returns the seqno of the last record.
+    pub async fn submit<I>(&mut self, plaintexts: I) -> Result<u64, ClientError>
+    where
+        I: IntoIterator<Item = Bytes>,
+    {
+        // Seqnos are bound into the ciphertexts: the chain must be where
+        // the writer will put them.
+        if self.writer.is_stale() {
+            self.writer.resync().await?;
+        }
+        let key = self
+            .keys
+            .keys
+            .get(self.epoch)
+            .ok_or(ClientError::NotReader {
+                capsule: self.keys.capsule(),
+                epoch: self.epoch,
+            })?;
+        let name = self.writer.capsule().name();
+        let first = self.writer.next_seqno();
+        let sealed: Vec<Bytes> = plaintexts
+            .into_iter()
+            .zip(first..)
+            .map(|(p, seqno)| gdp_seal::seal(key, self.epoch, self.mode, &name, seqno, &p))
+            .collect();
+        if sealed.is_empty() {
+            return Ok(first - 1);
+        }
+        self.writer.submit(sealed).await
+    }
+
+    /// Seals and appends one record; waits until it is durable.
+    pub async fn append(&mut self, plaintext: impl Into<Bytes>) -> Result<u64, ClientError> {
+        let seqno = self.submit([plaintext.into()]).await?;
+        self.writer.flush().await?;
+        Ok(seqno)
+    }
+
+    /// Seals and appends `plaintexts`; waits until all are durable.
+    pub async fn append_all<I>(&mut self, plaintexts: I) -> Result<u64, ClientError>
+    where
+        I: IntoIterator<Item = Bytes>,
+    {
+        let last = self.submit(plaintexts).await?;
+        self.writer.flush().await?;
+        Ok(last)
+    }
+
+    /// Waits until everything submitted is durable.
+    pub async fn flush(&mut self) -> Result<u64, ClientError> {
+        self.writer.flush().await
+    }
+
+    /// Removes `readers` (see [`Capsule::remove_readers`]) and seals the
+    /// records appended after it under the new epoch.
+    pub async fn remove_readers(&mut self, readers: &[PublicKey]) -> Result<u32, ClientError> {
+        let key = self.writer_key().clone();
+        let epoch = remove_from(&mut self.keys.view, &key, readers).await?;
+        self.keys.unwrap_keys()?;
+        self.use_newest_epoch()?;
+        debug_assert_eq!(self.epoch, epoch);
+        Ok(epoch)
+    }
+
+    fn writer_key(&self) -> &SecretKey {
+        &self.keys.reader
+    }
+}
+
+/// Starts a new epoch in `view` without `readers`; returns it.
+async fn remove_from(
+    view: &mut KeyringView,
+    key: &SecretKey,
+    readers: &[PublicKey],
+) -> Result<u32, ClientError> {
+    let current = view.state.readers();
+    let remaining: Vec<PublicKey> = current
+        .iter()
+        .filter(|r| !readers.contains(r))
+        .copied()
+        .collect();
+    if remaining.len() == current.len() {
+        return Err(ClientError::invalid("none of those keys is a reader now"));
+    }
+    if !remaining.contains(&key.public()) {
+        return Err(ClientError::invalid(
+            "the key that removes readers must stay a reader (it seals the records that follow)",
+        ));
+    }
+    let (_key, records) = view
+        .state
+        .rotate(&remaining)
+        .map_err(|e| ClientError::Keyring {
+            capsule: view.capsule,
+            reason: e.to_string(),
+        })?;
+    view.append(key, records).await?;
+    Ok(view.state.current_epoch().unwrap_or(0))
+}
+
+impl Capsule {
+    /// What `reader` can decrypt of this encrypted capsule: reads its
+    /// keyring, verified, and unwraps the keys granted to `reader`.
+    /// [`ClientError::NotReader`] if none is.
+    pub async fn decryptor(&self, reader: &SecretKey) -> Result<Decryptor, ClientError> {
+        Decryptor::load(self, reader.clone()).await
+    }
+
+    /// The writer of this encrypted capsule signing with `key` (which must
+    /// be a writer and a reader): it seals every record under the newest
+    /// epoch's key.
+    pub async fn sealed_writer(&self, key: SecretKey) -> Result<SealedWriter, ClientError> {
+        SealedWriter::new(self, key).await
+    }
+
+    /// The readers of the newest epoch (anyone can list them: grants name
+    /// readers by their public keys).
+    pub async fn readers(&self) -> Result<Vec<PublicKey>, ClientError> {
+        Ok(KeyringView::load(self).await?.state.readers())
+    }
+
+    /// The newest epoch of this encrypted capsule's keyring.
+    pub async fn epoch(&self) -> Result<u32, ClientError> {
+        Ok(KeyringView::load(self)
+            .await?
+            .state
+            .current_epoch()
+            .unwrap_or(0))
+    }
+
+    /// Grants `readers` the current epoch's key, signing the keyring
+    /// records with `key` (a writer of the keyring and a reader itself).
+    /// Readers already granted are skipped. Returns how many were added.
+    pub async fn add_readers(
+        &self,
+        key: &SecretKey,
+        readers: &[PublicKey],
+    ) -> Result<usize, ClientError> {
+        let d = Decryptor::load(self, key.clone()).await?;
+        let mut view = d.view;
+        let epoch = view.state.current_epoch().unwrap_or(0);
+        let current = d.keys.get(epoch).ok_or(ClientError::NotReader {
+            capsule: self.name(),
+            epoch,
+        })?;
+        let before = view.state.readers().len();
+        let records = view
+            .state
+            .grant(current, readers)
+            .map_err(|e| ClientError::Keyring {
+                capsule: self.name(),
+                reason: e.to_string(),
+            })?;
+        view.append(key, records).await?;
+        Ok(view.state.readers().len() - before)
+    }
+
+    /// Removes `readers`: starts a new epoch whose fresh key is wrapped to
+    /// every remaining reader, signing with `key` (a writer of the keyring
+    /// that stays a reader). Records appended after this are sealed under
+    /// the new key by every [`SealedWriter`] opened (or refreshed) after
+    /// it; the removed readers keep the keys of the epochs they had.
+    /// Returns the new epoch.
+    pub async fn remove_readers(
+        &self,
+        key: &SecretKey,
+        readers: &[PublicKey],
+    ) -> Result<u32, ClientError> {
+        let mut view = KeyringView::load(self).await?;
+        remove_from(&mut view, key, readers).await
+    }
+
+    /// Copies every record of this encrypted capsule, decrypted with
+    /// `key`'s keys, into `target` (another encrypted capsule, which
+    /// `key` writes), sealed under `target`'s newest epoch: for an owner
+    /// who needs removed readers shut out of the history too. Returns the
+    /// number of records copied.
+    pub async fn reencrypt_into(
+        &self,
+        key: &SecretKey,
+        target: &Capsule,
+    ) -> Result<u64, ClientError> {
+        let mut from = self.decryptor(key).await?;
+        let mut to = target.sealed_writer(key.clone()).await?;
+        let tail = self.tail().await?;
+        let mut copied = 0u64;
+        let mut next = 1u64;
+        while next <= tail {
+            let chunk = self.read_chunk(next, tail).await?;
+            let mut plain = Vec::with_capacity(chunk.len());
+            for r in &chunk {
+                plain.push(from.open(r).await?);
+            }
+            next = chunk.last().map_or(tail, |r| r.seqno()) + 1;
+            copied += plain.len() as u64;
+            to.submit(plain).await?;
+        }
+        to.flush().await?;
+        Ok(copied)
+    }
+}
+
+/// Everything an encrypted capsule needs before its first record: the
+/// keyring metadata's writers and the first epoch's records.
+pub(crate) fn first_epoch(
+    capsule: Name,
+    readers: &[PublicKey],
+) -> Result<Vec<KeyRecord>, ClientError> {
+    let (_key, records) = Keyring::start(capsule, readers).map_err(|e| ClientError::Keyring {
+        capsule,
+        reason: e.to_string(),
+    })?;
+    Ok(records)
+}

@@ -1,0 +1,646 @@
+//! Record envelopes: the payload of every record of a confidential capsule.
+//!
+//! ```text
+//! u8    version = 1
+//! u8    mode (1 = epoch key, 2 = convergent)
+//! u32   epoch (>= 1)
+//! [24]  nonce
+//! mode 2 only:
+//!   [48]  the record's convergent key sealed under the epoch key
+//!         (32 key bytes and a 16-byte Poly1305 tag)
+//! ..    ciphertext and its 16-byte Poly1305 tag (at least 16 bytes: the
+//!       plaintext may be empty)
+//! ```
+//!
+//! All integers are big-endian. The envelope runs to the end of the record
+//! payload, so the ciphertext has no length prefix.
+//!
+//! # Epoch mode
+//!
+//! The plaintext is sealed with XChaCha20-Poly1305 under the epoch's content
+//! key and a fresh random nonce. The associated data binds the envelope to
+//! its place in its capsule:
+//!
+//! ```text
+//! "GDP v1 sealed record" || capsule (32) || seqno (u64) || version || mode || epoch (u32)
+//! ```
+//!
+//! so an envelope copied to another capsule or seqno, or given another epoch
+//! or mode, no longer opens. A record adds [`EPOCH_OVERHEAD`] bytes to its
+//! plaintext.
+//!
+//! # Convergent mode
+//!
+//! The record's own key is derived from its plaintext,
+//! `kc = blake3::derive_key("GDP v1 2026-12-06 convergent record key", plaintext)`,
+//! and the body is sealed under `kc` with an all-zero nonce and the
+//! associated data `"GDP v1 convergent body"`. The body is therefore a
+//! function of the plaintext alone: identical plaintexts give identical
+//! bodies in any capsule, under any epoch, at any seqno, so storage can
+//! coalesce them. `kc` itself is sealed under the epoch key with the
+//! envelope's random nonce and the same associated data as epoch mode, so
+//! only readers of the epoch can find it. Opening checks that the plaintext
+//! derives `kc` again. A record adds [`CONVERGENT_OVERHEAD`] bytes.
+//!
+//! Convergent encryption reveals which records are equal, and anyone who can
+//! guess a plaintext exactly can confirm the guess against a body without any
+//! key. Use it only for content whose equality may be public and which has
+//! too much entropy to be guessed.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use chacha20poly1305::aead::{AeadInPlace, KeyInit};
+use chacha20poly1305::{Key, Tag, XChaCha20Poly1305, XNonce};
+use gdp_certs::Name;
+use gdp_certs::codec::{Decode, DecodeError, Encode, Reader};
+use rand::RngCore;
+use rand::rngs::OsRng;
+use zeroize::Zeroizing;
+
+use crate::error::SealError;
+use crate::key::ContentKey;
+
+/// The envelope version this crate writes and reads.
+pub const ENVELOPE_VERSION: u8 = 1;
+/// Length of the nonce field.
+pub const NONCE_LEN: usize = 24;
+/// Length of a Poly1305 tag.
+pub const TAG_LEN: usize = 16;
+/// Length of a convergent record's key sealed under the epoch key.
+pub const WRAPPED_RECORD_KEY_LEN: usize = 32 + TAG_LEN;
+/// Length of the fixed header: version, mode, epoch and nonce.
+pub const HEADER_LEN: usize = 1 + 1 + 4 + NONCE_LEN;
+/// Bytes an epoch-mode envelope adds to its plaintext.
+pub const EPOCH_OVERHEAD: usize = HEADER_LEN + TAG_LEN;
+/// Bytes a convergent envelope adds to its plaintext.
+pub const CONVERGENT_OVERHEAD: usize = HEADER_LEN + WRAPPED_RECORD_KEY_LEN + TAG_LEN;
+
+const RECORD_AAD_CONTEXT: &[u8] = b"GDP v1 sealed record";
+const CONVERGENT_KEY_CONTEXT: &str = "GDP v1 2026-12-06 convergent record key";
+const CONVERGENT_BODY_AAD: &[u8] = b"GDP v1 convergent body";
+
+/// How a record's plaintext is sealed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Mode {
+    /// Directly under the epoch's content key, with a random nonce.
+    Epoch,
+    /// Under a key derived from the plaintext, itself sealed under the epoch
+    /// key: identical plaintexts give identical bodies.
+    Convergent,
+}
+
+impl Mode {
+    /// The mode's byte on the wire.
+    pub fn to_u8(self) -> u8 {
+        match self {
+            Mode::Epoch => 1,
+            Mode::Convergent => 2,
+        }
+    }
+
+    /// The mode a wire byte stands for, if any.
+    pub fn from_u8(value: u8) -> Option<Mode> {
+        match value {
+            1 => Some(Mode::Epoch),
+            2 => Some(Mode::Convergent),
+            _ => None,
+        }
+    }
+}
+
+/// A decoded record envelope (see the [module documentation](self) for the
+/// format). Decoding checks the structure only; [`open`] authenticates it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope {
+    epoch: u32,
+    nonce: [u8; NONCE_LEN],
+    wrapped_key: Option<[u8; WRAPPED_RECORD_KEY_LEN]>,
+    ciphertext: Bytes,
+}
+
+impl Envelope {
+    /// How the record is sealed.
+    pub fn mode(&self) -> Mode {
+        if self.wrapped_key.is_some() {
+            Mode::Convergent
+        } else {
+            Mode::Epoch
+        }
+    }
+
+    /// The epoch whose content key opens the record.
+    pub fn epoch(&self) -> u32 {
+        self.epoch
+    }
+
+    /// The nonce: of the body in epoch mode, of the wrapped record key in
+    /// convergent mode.
+    pub fn nonce(&self) -> &[u8; NONCE_LEN] {
+        &self.nonce
+    }
+
+    /// In convergent mode, the record's key sealed under the epoch key.
+    pub fn wrapped_key(&self) -> Option<&[u8; WRAPPED_RECORD_KEY_LEN]> {
+        self.wrapped_key.as_ref()
+    }
+
+    /// The sealed body with its tag. In convergent mode it depends on the
+    /// plaintext alone.
+    pub fn ciphertext(&self) -> &Bytes {
+        &self.ciphertext
+    }
+
+    /// The length of the plaintext the envelope holds.
+    pub fn plaintext_len(&self) -> usize {
+        self.ciphertext.len() - TAG_LEN
+    }
+}
+
+impl Encode for Envelope {
+    fn encode(&self, buf: &mut BytesMut) {
+        put_header(buf, self.mode(), self.epoch, &self.nonce);
+        if let Some(w) = &self.wrapped_key {
+            buf.put_slice(w);
+        }
+        buf.put_slice(&self.ciphertext);
+    }
+
+    fn encoded_len(&self) -> usize {
+        HEADER_LEN + self.wrapped_key.map_or(0, |w| w.len()) + self.ciphertext.len()
+    }
+}
+
+impl Decode for Envelope {
+    const WHAT: &'static str = "sealed record";
+
+    /// Reads an envelope; it runs to the end of `r`.
+    fn decode_from(r: &mut Reader) -> Result<Self, DecodeError> {
+        let version = r.u8("sealed record version")?;
+        if version != ENVELOPE_VERSION {
+            return Err(DecodeError::UnknownValue {
+                what: "sealed record version",
+                value: version.into(),
+            });
+        }
+        let mode = r.u8("sealed record mode")?;
+        let mode = Mode::from_u8(mode).ok_or(DecodeError::UnknownValue {
+            what: "sealed record mode",
+            value: mode.into(),
+        })?;
+        let epoch = r.u32("sealed record epoch")?;
+        if epoch == 0 {
+            return Err(DecodeError::Invalid {
+                what: "sealed record epoch",
+            });
+        }
+        let nonce = r.array("sealed record nonce")?;
+        let wrapped_key = match mode {
+            Mode::Epoch => None,
+            Mode::Convergent => Some(r.array("sealed record key")?),
+        };
+        if r.remaining() < TAG_LEN {
+            return Err(DecodeError::Truncated {
+                what: "sealed record ciphertext",
+            });
+        }
+        Ok(Envelope {
+            epoch,
+            nonce,
+            wrapped_key,
+            ciphertext: r.take_rest(),
+        })
+    }
+}
+
+fn put_header(buf: &mut BytesMut, mode: Mode, epoch: u32, nonce: &[u8; NONCE_LEN]) {
+    buf.put_u8(ENVELOPE_VERSION);
+    buf.put_u8(mode.to_u8());
+    buf.put_u32(epoch);
+    buf.put_slice(nonce);
+}
+
+/// The associated data that binds an envelope to its capsule, seqno, epoch
+/// and mode.
+fn record_aad(capsule: &Name, seqno: u64, mode: Mode, epoch: u32) -> [u8; 66] {
+    let mut aad = [0u8; RECORD_AAD_CONTEXT.len() + 32 + 8 + 1 + 1 + 4];
+    let mut at = 0;
+    for part in [
+        RECORD_AAD_CONTEXT,
+        capsule.as_bytes(),
+        &seqno.to_be_bytes(),
+        &[ENVELOPE_VERSION, mode.to_u8()],
+        &epoch.to_be_bytes(),
+    ] {
+        aad[at..at + part.len()].copy_from_slice(part);
+        at += part.len();
+    }
+    aad
+}
+
+fn cipher(key: &[u8; 32]) -> XChaCha20Poly1305 {
+    XChaCha20Poly1305::new(Key::from_slice(key))
+}
+
+/// Seals `data[from..]` in place and appends its tag.
+fn seal_tail(key: &[u8; 32], nonce: &[u8; NONCE_LEN], aad: &[u8], buf: &mut BytesMut, from: usize) {
+    let tag = cipher(key)
+        .encrypt_in_place_detached(XNonce::from_slice(nonce), aad, &mut buf[from..])
+        // The only failure is a plaintext over 2^38 bytes.
+        .expect("plaintext is within XChaCha20-Poly1305's limit");
+    buf.put_slice(&tag);
+}
+
+/// Opens `sealed` (ciphertext and tag) into a new buffer.
+fn open_into(
+    key: &[u8; 32],
+    nonce: &[u8; NONCE_LEN],
+    aad: &[u8],
+    sealed: &[u8],
+) -> Result<BytesMut, SealError> {
+    let (body, tag) = sealed
+        .split_last_chunk::<TAG_LEN>()
+        .ok_or(SealError::Tampered)?;
+    let mut out = BytesMut::from(body);
+    open_in_place(key, nonce, aad, &mut out, tag)?;
+    Ok(out)
+}
+
+/// Opens `buf` in place; on failure it is left as it was.
+fn open_in_place(
+    key: &[u8; 32],
+    nonce: &[u8; NONCE_LEN],
+    aad: &[u8],
+    buf: &mut [u8],
+    tag: &[u8; TAG_LEN],
+) -> Result<(), SealError> {
+    cipher(key)
+        .decrypt_in_place_detached(XNonce::from_slice(nonce), aad, buf, Tag::from_slice(tag))
+        .map_err(|_| SealError::Tampered)
+}
+
+fn convergent_key(plaintext: &[u8]) -> Zeroizing<[u8; 32]> {
+    Zeroizing::new(blake3::derive_key(CONVERGENT_KEY_CONTEXT, plaintext))
+}
+
+/// Seals `plaintext` as the payload of record `seqno` of `capsule`, under
+/// `key`, the content key of `epoch`, and returns the encoded envelope.
+///
+/// The envelope is [`EPOCH_OVERHEAD`] or [`CONVERGENT_OVERHEAD`] bytes longer
+/// than the plaintext.
+///
+/// # Panics
+///
+/// If `epoch` is 0 (epochs count from 1), or if the plaintext is longer than
+/// XChaCha20-Poly1305 allows (2^38 bytes).
+pub fn seal(
+    key: &ContentKey,
+    epoch: u32,
+    mode: Mode,
+    capsule: &Name,
+    seqno: u64,
+    plaintext: &[u8],
+) -> Bytes {
+    assert!(epoch >= 1, "epochs count from 1");
+    let mut nonce = [0u8; NONCE_LEN];
+    OsRng.fill_bytes(&mut nonce);
+    let aad = record_aad(capsule, seqno, mode, epoch);
+    let overhead = match mode {
+        Mode::Epoch => EPOCH_OVERHEAD,
+        Mode::Convergent => CONVERGENT_OVERHEAD,
+    };
+    let mut buf = BytesMut::with_capacity(overhead + plaintext.len());
+    put_header(&mut buf, mode, epoch, &nonce);
+    match mode {
+        Mode::Epoch => {
+            buf.put_slice(plaintext);
+            seal_tail(key.as_bytes(), &nonce, &aad, &mut buf, HEADER_LEN);
+        }
+        Mode::Convergent => {
+            let kc = convergent_key(plaintext);
+            buf.put_slice(&kc[..]);
+            seal_tail(key.as_bytes(), &nonce, &aad, &mut buf, HEADER_LEN);
+            let body = buf.len();
+            buf.put_slice(plaintext);
+            seal_tail(&kc, &[0; NONCE_LEN], CONVERGENT_BODY_AAD, &mut buf, body);
+        }
+    }
+    debug_assert_eq!(buf.len(), overhead + plaintext.len());
+    buf.freeze()
+}
+
+/// Opens `envelope`, the payload of record `seqno` of `capsule`, with `key`,
+/// the content key of the envelope's epoch.
+///
+/// Fails with [`SealError::Tampered`] if the key is not the one the record was
+/// sealed under, if the envelope belongs to another capsule or seqno, or if
+/// any of its bytes were altered; and, in convergent mode, with
+/// [`SealError::NotConvergent`] if the plaintext does not derive the record's
+/// key.
+pub fn open(
+    key: &ContentKey,
+    capsule: &Name,
+    seqno: u64,
+    envelope: &Envelope,
+) -> Result<Bytes, SealError> {
+    let aad = record_aad(capsule, seqno, envelope.mode(), envelope.epoch);
+    match &envelope.wrapped_key {
+        None => {
+            Ok(open_into(key.as_bytes(), &envelope.nonce, &aad, &envelope.ciphertext)?.freeze())
+        }
+        Some(wrapped) => {
+            let (sealed_kc, tag) = wrapped.split_at(32);
+            let tag: &[u8; TAG_LEN] = tag.try_into().map_err(|_| SealError::Tampered)?;
+            let mut kc = Zeroizing::new([0u8; 32]);
+            kc.copy_from_slice(sealed_kc);
+            open_in_place(key.as_bytes(), &envelope.nonce, &aad, &mut kc[..], tag)?;
+            let plaintext = open_into(
+                &kc,
+                &[0; NONCE_LEN],
+                CONVERGENT_BODY_AAD,
+                &envelope.ciphertext,
+            )?;
+            // blake3's hash comparison is constant-time.
+            if blake3::Hash::from_bytes(*kc) != *convergent_key(&plaintext) {
+                return Err(SealError::NotConvergent);
+            }
+            Ok(plaintext.freeze())
+        }
+    }
+}
+
+/// Decodes `payload` as an envelope and opens it: [`Envelope::decode`]
+/// followed by [`open`].
+pub fn open_bytes(
+    key: &ContentKey,
+    capsule: &Name,
+    seqno: u64,
+    payload: impl Into<Bytes>,
+) -> Result<Bytes, SealError> {
+    let envelope = Envelope::decode(payload)?;
+    open(key, capsule, seqno, &envelope)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn capsule() -> Name {
+        Name::from_bytes([1; 32])
+    }
+
+    fn sealed(mode: Mode, plaintext: &[u8]) -> (ContentKey, Bytes) {
+        let key = ContentKey::generate();
+        let bytes = seal(&key, 3, mode, &capsule(), 7, plaintext);
+        (key, bytes)
+    }
+
+    fn decode(bytes: impl Into<Bytes>) -> Envelope {
+        Envelope::decode(bytes).expect("decodes")
+    }
+
+    #[test]
+    fn round_trip_both_modes() {
+        for mode in [Mode::Epoch, Mode::Convergent] {
+            for plaintext in [&b""[..], b"x", b"hello, capsule", &[0x5a; 5000]] {
+                let (key, bytes) = sealed(mode, plaintext);
+                let env = decode(bytes.clone());
+                assert_eq!(env.mode(), mode);
+                assert_eq!(env.epoch(), 3);
+                assert_eq!(env.plaintext_len(), plaintext.len());
+                assert_eq!(env.to_bytes(), bytes);
+                assert_eq!(env.encoded_len(), bytes.len());
+                let opened = open(&key, &capsule(), 7, &env).expect("opens");
+                assert_eq!(&opened[..], plaintext);
+                let opened = open_bytes(&key, &capsule(), 7, bytes).expect("opens");
+                assert_eq!(&opened[..], plaintext);
+            }
+        }
+    }
+
+    #[test]
+    fn overhead_constants() {
+        assert_eq!(EPOCH_OVERHEAD, 46);
+        assert_eq!(CONVERGENT_OVERHEAD, 94);
+        for len in [0, 1, 64, 1000] {
+            let plaintext = vec![9; len];
+            assert_eq!(
+                sealed(Mode::Epoch, &plaintext).1.len(),
+                len + EPOCH_OVERHEAD
+            );
+            assert_eq!(
+                sealed(Mode::Convergent, &plaintext).1.len(),
+                len + CONVERGENT_OVERHEAD
+            );
+        }
+    }
+
+    #[test]
+    fn wrong_key_capsule_or_seqno() {
+        for mode in [Mode::Epoch, Mode::Convergent] {
+            let (key, bytes) = sealed(mode, b"secret");
+            let env = decode(bytes);
+            assert_eq!(
+                open(&ContentKey::generate(), &capsule(), 7, &env),
+                Err(SealError::Tampered)
+            );
+            assert_eq!(
+                open(&key, &Name::from_bytes([2; 32]), 7, &env),
+                Err(SealError::Tampered)
+            );
+            assert_eq!(open(&key, &capsule(), 8, &env), Err(SealError::Tampered));
+            assert_eq!(open(&key, &capsule(), 6, &env), Err(SealError::Tampered));
+        }
+    }
+
+    #[test]
+    fn wrong_epoch_field() {
+        for mode in [Mode::Epoch, Mode::Convergent] {
+            let (key, bytes) = sealed(mode, b"secret");
+            for epoch in [1u32, 2, 4, u32::MAX] {
+                let mut b = bytes.to_vec();
+                b[2..6].copy_from_slice(&epoch.to_be_bytes());
+                let env = decode(b);
+                assert_eq!(env.epoch(), epoch);
+                assert_eq!(open(&key, &capsule(), 7, &env), Err(SealError::Tampered));
+            }
+        }
+    }
+
+    #[test]
+    fn mode_swap_does_not_open() {
+        // A convergent envelope relabelled as epoch mode (and the reverse)
+        // decodes, with the regions read differently, but does not open.
+        for (mode, other) in [(Mode::Epoch, 2), (Mode::Convergent, 1)] {
+            let (key, bytes) = sealed(mode, &[7; 100]);
+            let mut b = bytes.to_vec();
+            b[1] = other;
+            let env = decode(b);
+            assert_ne!(env.mode(), mode);
+            assert_eq!(open(&key, &capsule(), 7, &env), Err(SealError::Tampered));
+        }
+    }
+
+    #[test]
+    fn every_flipped_bit_is_rejected() {
+        for mode in [Mode::Epoch, Mode::Convergent] {
+            let (key, bytes) = sealed(mode, b"twenty bytes of text");
+            for bit in 0..bytes.len() * 8 {
+                let mut b = bytes.to_vec();
+                b[bit / 8] ^= 1 << (bit % 8);
+                let result = open_bytes(&key, &capsule(), 7, b);
+                assert!(
+                    matches!(result, Err(SealError::Tampered | SealError::Malformed(_))),
+                    "{mode:?}: flipping bit {bit} gave {result:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn each_region_is_authenticated() {
+        // One flip in each region: version, mode, epoch, nonce, wrapped key,
+        // body, tag.
+        let (key, bytes) = sealed(Mode::Convergent, b"region test");
+        let regions = [
+            (0, "version"),
+            (1, "mode"),
+            (5, "epoch"),
+            (6, "nonce start"),
+            (29, "nonce end"),
+            (30, "wrapped key"),
+            (77, "wrapped key tag"),
+            (78, "body"),
+            (bytes.len() - 1, "body tag"),
+        ];
+        for (at, region) in regions {
+            let mut b = bytes.to_vec();
+            b[at] ^= 0x80;
+            assert!(
+                open_bytes(&key, &capsule(), 7, b).is_err(),
+                "{region} is not authenticated"
+            );
+        }
+    }
+
+    #[test]
+    fn convergent_bodies_coalesce() {
+        let key = ContentKey::generate();
+        let other_key = ContentKey::generate();
+        let plaintext = b"the same large attachment";
+        let a = decode(seal(&key, 1, Mode::Convergent, &capsule(), 1, plaintext));
+        let b = decode(seal(&key, 1, Mode::Convergent, &capsule(), 2, plaintext));
+        let c = decode(seal(
+            &other_key,
+            5,
+            Mode::Convergent,
+            &Name::from_bytes([9; 32]),
+            3,
+            plaintext,
+        ));
+        assert_eq!(a.ciphertext(), b.ciphertext());
+        assert_eq!(a.ciphertext(), c.ciphertext());
+        assert_ne!(a.to_bytes(), b.to_bytes());
+        assert_ne!(a.nonce(), b.nonce());
+        assert_ne!(a.wrapped_key(), b.wrapped_key());
+        // Each still opens only at its own place.
+        assert_eq!(
+            &open(&key, &capsule(), 2, &b).expect("opens")[..],
+            plaintext
+        );
+        assert_eq!(open(&key, &capsule(), 1, &b), Err(SealError::Tampered));
+        // A different plaintext has a different body.
+        let d = decode(seal(&key, 1, Mode::Convergent, &capsule(), 1, b"another"));
+        assert_ne!(a.ciphertext(), d.ciphertext());
+    }
+
+    #[test]
+    fn epoch_mode_never_repeats() {
+        let key = ContentKey::generate();
+        let a = seal(&key, 1, Mode::Epoch, &capsule(), 1, b"same");
+        let b = seal(&key, 1, Mode::Epoch, &capsule(), 1, b"same");
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn convergent_key_must_derive_from_plaintext() {
+        // An envelope whose record key is not derived from its plaintext:
+        // only a holder of the epoch key can make one, and it is refused.
+        let key = ContentKey::generate();
+        let nonce = [4u8; NONCE_LEN];
+        let kc = [8u8; 32];
+        let aad = record_aad(&capsule(), 7, Mode::Convergent, 1);
+        let mut buf = BytesMut::new();
+        put_header(&mut buf, Mode::Convergent, 1, &nonce);
+        buf.put_slice(&kc);
+        seal_tail(key.as_bytes(), &nonce, &aad, &mut buf, HEADER_LEN);
+        let body = buf.len();
+        buf.put_slice(b"plaintext");
+        seal_tail(&kc, &[0; NONCE_LEN], CONVERGENT_BODY_AAD, &mut buf, body);
+        assert_eq!(
+            open_bytes(&key, &capsule(), 7, buf.freeze()),
+            Err(SealError::NotConvergent)
+        );
+    }
+
+    #[test]
+    fn malformed_envelopes() {
+        let (_, bytes) = sealed(Mode::Epoch, b"");
+        let good = bytes.to_vec();
+        let with = |i: usize, v: u8| {
+            let mut b = good.clone();
+            b[i] = v;
+            Envelope::decode(b)
+        };
+        assert_eq!(
+            with(0, 2),
+            Err(DecodeError::UnknownValue {
+                what: "sealed record version",
+                value: 2
+            })
+        );
+        for mode in [0, 3, 255] {
+            assert_eq!(
+                with(1, mode),
+                Err(DecodeError::UnknownValue {
+                    what: "sealed record mode",
+                    value: mode.into()
+                })
+            );
+        }
+        let mut zero_epoch = good.clone();
+        zero_epoch[2..6].copy_from_slice(&[0; 4]);
+        assert_eq!(
+            Envelope::decode(zero_epoch),
+            Err(DecodeError::Invalid {
+                what: "sealed record epoch"
+            })
+        );
+        for len in 0..good.len() {
+            assert!(
+                matches!(
+                    Envelope::decode(good[..len].to_vec()),
+                    Err(DecodeError::Truncated { .. })
+                ),
+                "{len} bytes"
+            );
+        }
+        // A convergent envelope needs room for its wrapped key as well.
+        let mut short = good.clone();
+        short[1] = 2;
+        assert!(matches!(
+            Envelope::decode(short),
+            Err(DecodeError::Truncated { .. })
+        ));
+        assert_eq!(
+            open_bytes(&ContentKey::generate(), &capsule(), 7, &b"\x01"[..]),
+            Err(SealError::Malformed(DecodeError::Truncated {
+                what: "sealed record mode"
+            }))
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "epochs count from 1")]
+    fn sealing_epoch_zero_panics() {
+        seal(&ContentKey::generate(), 0, Mode::Epoch, &capsule(), 1, b"");
+    }
+}
