@@ -617,6 +617,13 @@ impl Client {
         self.shared().dropped_publishes()
     }
 
+    /// Requests sent again because no answer came within
+    /// [`ClientOptions::retransmit_after`] (a request or its answer lost
+    /// on the way).
+    pub fn retransmits(&self) -> u64 {
+        self.shared().retransmits()
+    }
+
     /// Closes the link gracefully and stops reconnecting. Other handles
     /// fail with [`ClientError::Closed`] from then on.
     pub async fn shutdown(&self) {

@@ -131,6 +131,8 @@ pub(crate) struct Shared {
     datagrams_tx: mpsc::Sender<Datagram>,
     pub(crate) datagrams_rx: tokio::sync::Mutex<mpsc::Receiver<Datagram>>,
     dropped_datagrams: AtomicU64,
+    /// Requests sent again for want of an answer.
+    retransmits: AtomicU64,
     stop: watch::Sender<bool>,
 }
 
@@ -217,6 +219,16 @@ impl Shared {
             LinkState::Up(link) => link.try_send(pdu).is_ok(),
             _ => false,
         }
+    }
+
+    /// Counts a request sent again.
+    fn count_retransmit(&self) {
+        self.retransmits.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Requests sent again for want of an answer.
+    pub(crate) fn retransmits(&self) -> u64 {
+        self.retransmits.load(Ordering::Relaxed)
     }
 
     /// Datagrams dropped because nobody read them in time.
@@ -368,6 +380,7 @@ pub(crate) fn start(
         datagrams_tx,
         datagrams_rx: tokio::sync::Mutex::new(datagrams_rx),
         dropped_datagrams: AtomicU64::new(0),
+        retransmits: AtomicU64::new(0),
         stop,
     });
     let task = tokio::spawn(supervise(shared.clone(), config, link, incoming));
@@ -509,6 +522,16 @@ impl Call {
         self.id
     }
 
+    /// The request PDU.
+    pub(crate) fn pdu(&self) -> &Pdu {
+        &self.pdu
+    }
+
+    /// When the request gives up.
+    pub(crate) fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
     async fn send(&self, shared: &Shared) -> Result<(), ClientError> {
         let link = shared.link(self.deadline, self.what).await?;
         let timeout = ClientError::Timeout {
@@ -537,10 +560,29 @@ impl Call {
     }
 
     async fn wait_inner(&mut self, shared: &Shared) -> Result<Pdu, ClientError> {
+        let first = shared.options.retransmit_after;
+        let mut rto = first;
         loop {
-            let reply = match tokio::time::timeout_at(self.deadline, &mut self.rx).await {
+            let resend_at = if rto.is_zero() {
+                self.deadline
+            } else {
+                (Instant::now() + rto).min(self.deadline)
+            };
+            let reply = match tokio::time::timeout_at(resend_at, &mut self.rx).await {
                 Ok(Ok(reply)) => reply,
                 Ok(Err(_)) => Reply::Closed,
+                Err(_) if resend_at < self.deadline => {
+                    // No answer yet: the request or its answer may have
+                    // been dropped on the way (a router drops PDUs to a
+                    // full queue). Capsule requests are idempotent and the
+                    // id stays registered, so the same PDU goes again; a
+                    // late answer to either copy completes the call.
+                    tracing::debug!(what = self.what, id = self.id, after = ?rto, "no answer yet; sending the request again");
+                    shared.count_retransmit();
+                    rto = (rto * 2).min(first * 8);
+                    self.send(shared).await?;
+                    continue;
+                }
                 Err(_) => {
                     return Err(ClientError::Timeout {
                         what: self.what,

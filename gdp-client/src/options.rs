@@ -7,6 +7,9 @@ use gdp_certs::Name;
 
 /// Default bound on one request and its answer.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default of [`ClientOptions::retransmit_after`]: far above a request's
+/// usual round trip, so that only lost ones are sent again.
+pub const DEFAULT_RETRANSMIT_AFTER: Duration = Duration::from_secs(1);
 /// Default bound on dialing and attaching to the router.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default time during which a NAK "no route" is retried: a capsule just
@@ -64,6 +67,13 @@ pub struct ClientOptions {
     pub connect_timeout: Duration,
     /// Bound on each request, including waiting for a reconnect.
     pub request_timeout: Duration,
+    /// A request with no answer after this long is sent again (then after
+    /// twice as long, and so on, up to 8 times this, within
+    /// `request_timeout`): routers drop PDUs to a full queue rather than
+    /// stall, and every capsule request is idempotent, so a lost request
+    /// or answer costs a resend instead of the whole timeout. Zero never
+    /// resends. Default: [`DEFAULT_RETRANSMIT_AFTER`] (1 s).
+    pub retransmit_after: Duration,
     /// For how long a NAK "no route" is retried before it is reported.
     /// Zero reports the first one.
     pub no_route_retry: Duration,
@@ -119,6 +129,7 @@ impl Default for ClientOptions {
             router: None,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            retransmit_after: DEFAULT_RETRANSMIT_AFTER,
             no_route_retry: DEFAULT_NO_ROUTE_RETRY,
             keep_alive: DEFAULT_KEEP_ALIVE,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,

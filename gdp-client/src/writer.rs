@@ -436,16 +436,13 @@ impl Writer {
         };
         let client = self.capsule.client().clone();
         let result = match f.acks {
-            Acks::One(call) => match call.wait(client.shared()).await {
-                Ok(pdu) => match decode_response(&pdu) {
-                    Ok(CapsuleResponse::Appended { tail }) if tail >= f.last => Ok(()),
-                    Ok(CapsuleResponse::Appended { tail }) => Err(ClientError::protocol(format!(
-                        "records up to {} acknowledged with tail {tail}",
-                        f.last
-                    ))),
-                    Ok(other) => Err(unexpected("Append", &other)),
-                    Err(e) => Err(e),
-                },
+            Acks::One(call) => match wait_past_gaps(client.shared(), call).await {
+                Ok(CapsuleResponse::Appended { tail }) if tail >= f.last => Ok(()),
+                Ok(CapsuleResponse::Appended { tail }) => Err(ClientError::protocol(format!(
+                    "records up to {} acknowledged with tail {tail}",
+                    f.last
+                ))),
+                Ok(other) => Err(unexpected("Append", &other)),
                 Err(e) => Err(e),
             },
             Acks::Replicas {
@@ -520,6 +517,45 @@ fn forget(shared: &Shared, batches: impl Iterator<Item = InFlight>) {
 const GAP_RETRY_FIRST: Duration = Duration::from_millis(50);
 /// Longest wait between two resends after `Gap`.
 const GAP_RETRY_MAX: Duration = Duration::from_millis(800);
+
+/// The answer to the append `call` to one server. A `Gap` means an earlier
+/// batch has not reached the server yet (lost on the way and being sent
+/// again, or overtaken): the batch is sent again, with a growing pause,
+/// until the server takes it or the call's deadline has passed; only then
+/// is `Gap` the answer.
+async fn wait_past_gaps(shared: &Shared, call: Call) -> Result<CapsuleResponse, ClientError> {
+    let deadline = call.deadline();
+    let request = call.pdu().clone();
+    let mut call = call;
+    let mut pause = GAP_RETRY_FIRST;
+    loop {
+        let answer = call
+            .wait(shared)
+            .await
+            .and_then(|pdu| decode_response(&pdu));
+        let behind = matches!(
+            answer,
+            Err(ClientError::Server {
+                code: ErrorCode::Gap,
+                ..
+            })
+        );
+        if !behind || tokio::time::Instant::now() + pause >= deadline {
+            return answer;
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(GAP_RETRY_MAX);
+        let header = PduHeader::new(
+            PduType::Capsule,
+            request.header.dst,
+            shared.name(),
+            shared.next_id(),
+        );
+        let pdu = Pdu::new(header, request.payload.clone())
+            .map_err(|e| ClientError::invalid(e.to_string()))?;
+        call = Call::start(shared, pdu, "append").await?;
+    }
+}
 
 /// Starts the task that waits for each replica's answer to one batch and
 /// hands the answers over as they come. Answers that come after the
