@@ -60,9 +60,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(Name::from_bytes([8; 32])),
         validity,
     )?;
+    let encrypted_md = capsule_md.clone().with_encryption(gdp_certs::Encryption {
+        scheme: gdp_certs::EncryptionScheme::Epoch,
+        keyring: Name::from_bytes([7; 32]),
+    })?;
     let tagged = |tag: u8, b: Bytes| [&[tag][..], &b[..]].concat();
     let certs = vec![
         tagged(0, capsule_md.to_bytes()),
+        tagged(0, encrypted_md.to_bytes()),
         tagged(0, router.metadata().to_bytes()),
         tagged(1, adcert.to_bytes()),
         tagged(2, rtcert.to_bytes()),

@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use gdp_certs::{Identity, Kind, Name};
 use gdp_client::{Capsule, CapsuleSpec, Client, ClientOptions, Replication};
-use gdp_testkit::{eventually_ok, scrape_metrics};
+use gdp_testkit::{cpu_seconds, eventually_ok, scrape_metrics};
 
 use common::{Replicas, Router, tail_at};
 
@@ -238,16 +238,6 @@ async fn measure(
         p99: latencies[latencies.len() * 99 / 100],
         cpu,
     }
-}
-
-/// User and system CPU seconds of process `pid` (fields 14 and 15 of
-/// `/proc/PID/stat`, counted after the command name's last `)`, in ticks of
-/// 1/100 s).
-fn cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let ticks = |n: usize| fields.get(n - 3)?.parse::<u64>().ok();
-    Some((ticks(14)? + ticks(15)?) as f64 / 100.0)
 }
 
 /// Bytes of PDUs the router has received from the servers so far.

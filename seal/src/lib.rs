@@ -77,6 +77,7 @@
 //! and nonces come from the operating system's random number generator.
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+mod aead;
 pub mod envelope;
 mod error;
 pub mod grant;

@@ -199,6 +199,16 @@ pub fn start_line_field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
     })
 }
 
+/// User and system CPU seconds process `pid` has used so far (fields 14
+/// and 15 of `/proc/PID/stat`, counted after the command name's last `)`,
+/// in ticks of 1/100 s), or `None` where `/proc` does not say.
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = |n: usize| fields.get(n - 3)?.parse::<u64>().ok();
+    Some((ticks(14)? + ticks(15)?) as f64 / 100.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

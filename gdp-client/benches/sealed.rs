@@ -1,0 +1,256 @@
+//! Encrypted capsules beside plaintext ones: appends/s and verified
+//! reads/s for 64-byte and 1 KiB records, in one run.
+//!
+//! ```text
+//! cargo build --release --bins
+//! cargo bench -p gdp-client --bench sealed
+//! cargo bench -p gdp-client --bench sealed -- --records 20000 --trials 5   # the defaults
+//! ```
+//!
+//! The overlay: one `gdp-router` and one `gdp-capsule-server` process
+//! (durable redb store), the writer and the reader in this process. Each
+//! row is a fresh capsule; rows alternate plaintext and encrypted, and the
+//! whole set is repeated `--trials` times (the medians are printed).
+//!
+//! - **appends/s**: `--records` records handed to the writer (a
+//!   [`Writer`](gdp_client::Writer), or a
+//!   [`SealedWriter`](gdp_client::SealedWriter) that seals each one under
+//!   the epoch key first) in chunks of 1,000 and flushed; the SDK's
+//!   default batching and pipelining.
+//! - **reads/s**: the same records read back with `read_range` (every
+//!   chunk verified against the capsule's metadata) and, for the
+//!   encrypted capsule, each one decrypted by a
+//!   [`Decryptor`](gdp_client::Decryptor).
+//!
+//! The client, the router and the server share this machine's cores; the
+//! CPU time all three used (from `/proc`) is printed per record beside the
+//! rates, which is steadier than the rates from run to run.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use gdp_client::{CapsuleSpec, Client, EncryptionScheme, Identity, Name};
+
+use common::Net;
+use gdp_testkit::cpu_seconds;
+
+/// Records handed to the writer at once.
+const CHUNK: usize = 1000;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Plain,
+    Sealed,
+}
+
+struct Sample {
+    size: usize,
+    mode: Mode,
+    appends: f64,
+    reads: f64,
+    /// CPU microseconds per record, this process, the router and the
+    /// server together: appending, then reading.
+    append_cpu: f64,
+    read_cpu: f64,
+}
+
+/// CPU seconds used so far by this process and `pids`.
+fn cpu_now(pids: &[u32]) -> f64 {
+    std::iter::once(std::process::id())
+        .chain(pids.iter().copied())
+        .filter_map(cpu_seconds)
+        .sum()
+}
+
+fn main() {
+    let mut records = 20_000usize;
+    let mut trials = 5usize;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--records" => records = args.next().and_then(|v| v.parse().ok()).expect("a number"),
+            "--trials" => trials = args.next().and_then(|v| v.parse().ok()).expect("a number"),
+            _ => {}
+        }
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(run(records, trials));
+}
+
+fn payloads(n: usize, size: usize) -> Vec<Bytes> {
+    (0..n)
+        .map(|i| {
+            let mut p = format!("record {i} ").into_bytes();
+            p.resize(size, b'.');
+            Bytes::from(p)
+        })
+        .collect()
+}
+
+async fn run(records: usize, trials: usize) {
+    let net = Net::start("sealed-bench");
+    let (client, me) = net.client("bench").await;
+    let server = net.server.name;
+    let pids: Vec<u32> = [net.router.proc.id(), net.server.proc.id()]
+        .into_iter()
+        .flatten()
+        .collect();
+    let mut samples = Vec::new();
+    for trial in 0..trials {
+        for size in [64, 1024] {
+            for mode in [Mode::Plain, Mode::Sealed] {
+                let s = one(&client, &me, server, &pids, records, size, mode).await;
+                eprintln!(
+                    "trial {trial}: {size} B {}: {:.0} appends/s ({:.1} us CPU each), {:.0} reads/s ({:.1} us CPU each)",
+                    label(mode),
+                    s.appends,
+                    s.append_cpu,
+                    s.reads,
+                    s.read_cpu
+                );
+                samples.push(s);
+            }
+        }
+    }
+    client.shutdown().await;
+
+    println!(
+        "| record | plaintext appends/s | encrypted appends/s | ratio | plaintext reads/s | encrypted reads/s | ratio | CPU us per append, plain / encrypted | CPU us per read, plain / encrypted |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    for size in [64, 1024] {
+        let med = |mode: Mode, f: fn(&Sample) -> f64| {
+            median(
+                samples
+                    .iter()
+                    .filter(|s| s.size == size && s.mode == mode)
+                    .map(f)
+                    .collect(),
+            )
+        };
+        let (pa, sa) = (
+            med(Mode::Plain, |s| s.appends),
+            med(Mode::Sealed, |s| s.appends),
+        );
+        let (pr, sr) = (
+            med(Mode::Plain, |s| s.reads),
+            med(Mode::Sealed, |s| s.reads),
+        );
+        let (pac, sac) = (
+            med(Mode::Plain, |s| s.append_cpu),
+            med(Mode::Sealed, |s| s.append_cpu),
+        );
+        let (prc, src) = (
+            med(Mode::Plain, |s| s.read_cpu),
+            med(Mode::Sealed, |s| s.read_cpu),
+        );
+        println!(
+            "| {size} B | {pa:.0} | {sa:.0} | {:.2}x | {pr:.0} | {sr:.0} | {:.2}x | {pac:.1} / {sac:.1} | {prc:.1} / {src:.1} |",
+            sa / pa,
+            sr / pr
+        );
+    }
+    println!(
+        "\n{records} records per row, medians of {trials} trials; target: encrypted at least 0.8x plaintext"
+    );
+}
+
+fn label(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Plain => "plaintext",
+        Mode::Sealed => "encrypted",
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// One row: a fresh capsule, `records` appends, then every record read back.
+async fn one(
+    client: &Client,
+    me: &Identity,
+    server: Name,
+    pids: &[u32],
+    records: usize,
+    size: usize,
+    mode: Mode,
+) -> Sample {
+    let data = payloads(records, size);
+    let key = me.secret_key();
+    let spec = CapsuleSpec::new(format!("bench {size} {}", label(mode)));
+    let capsule = match mode {
+        Mode::Plain => client.create_capsule(server, key, spec).await,
+        Mode::Sealed => client
+            .create_encrypted(server, key, spec.encrypted(EncryptionScheme::Epoch))
+            .await
+            .map(|c| c.capsule),
+    }
+    .expect("capsule created")
+    .capsule;
+
+    // The writers read the chain's tail (and the sealed one its keyring)
+    // before the clock starts.
+    let mut plain = None;
+    let mut sealed = None;
+    match mode {
+        Mode::Plain => plain = Some(capsule.writer(key.clone()).await.expect("writer")),
+        Mode::Sealed => sealed = Some(capsule.sealed_writer(key.clone()).await.expect("writer")),
+    }
+    let cpu = cpu_now(pids);
+    let start = Instant::now();
+    for chunk in data.chunks(CHUNK) {
+        match (&mut plain, &mut sealed) {
+            (Some(w), _) => w.submit(chunk.to_vec()).await,
+            (_, Some(w)) => w.submit(chunk.to_vec()).await,
+            _ => unreachable!("one writer"),
+        }
+        .expect("submitted");
+    }
+    match (&mut plain, &mut sealed) {
+        (Some(w), _) => w.flush().await,
+        (_, Some(w)) => w.flush().await,
+        _ => unreachable!("one writer"),
+    }
+    .expect("flushed");
+    let appends = records as f64 / start.elapsed().as_secs_f64();
+    let append_cpu = (cpu_now(pids) - cpu) * 1e6 / records as f64;
+
+    let mut keys = match mode {
+        Mode::Plain => None,
+        Mode::Sealed => Some(capsule.decryptor(key).await.expect("a reader")),
+    };
+    let cpu = cpu_now(pids);
+    let start = Instant::now();
+    let read = capsule
+        .read_range(1, records as u64)
+        .await
+        .expect("verified reads");
+    let mut bytes = 0usize;
+    for r in &read {
+        bytes += match &mut keys {
+            None => r.payload().len(),
+            Some(d) => d.open(r).await.expect("decrypts").len(),
+        };
+    }
+    let reads = read.len() as f64 / start.elapsed().as_secs_f64();
+    let read_cpu = (cpu_now(pids) - cpu) * 1e6 / records as f64;
+    assert_eq!(read.len(), records);
+    assert_eq!(bytes, records * size);
+    Sample {
+        size,
+        mode,
+        appends,
+        reads,
+        append_cpu,
+        read_cpu,
+    }
+}
