@@ -24,7 +24,9 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use futures::Stream;
+use futures::future::BoxFuture;
+use futures::stream::FuturesOrdered;
+use futures::{Stream, StreamExt};
 use gdp_certs::{Metadata, Name, SecretKey};
 use gdp_proto::capsule::{CapsuleRequest, CapsuleResponse, ErrorCode};
 use gdp_proto::chain::{Appender, ChainError, ChainState};
@@ -37,6 +39,21 @@ use crate::subscription::Subscription;
 use crate::verified::{VerifiedRecord, verify_answer};
 use crate::writer::Writer;
 use crate::{Client, ClientError};
+
+/// Answers [`Capsule::read_chunks`] (and so [`Capsule::read_range`])
+/// keeps in flight at once.
+pub const READ_AHEAD: usize = 4;
+
+/// The state of [`Capsule::read_chunks`].
+struct ReadAhead {
+    capsule: Capsule,
+    to: u64,
+    /// The first seqno not asked for yet.
+    cursor: Option<u64>,
+    /// Records per answer, once the first answer came.
+    per: Option<u64>,
+    spans: FuturesOrdered<BoxFuture<'static, Result<Vec<VerifiedRecord>, ClientError>>>,
+}
 
 /// Where one request for a capsule goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -228,8 +245,23 @@ impl Capsule {
         }
     }
 
-    /// Reads records `from..=to`, verified, in as many requests as needed.
+    /// Reads records `from..=to`, verified, in as many requests as needed
+    /// (several at once: see [`Capsule::read_chunks`]).
     pub async fn read_range(&self, from: u64, to: u64) -> Result<Vec<VerifiedRecord>, ClientError> {
+        if from == 0 || from > to {
+            // The same refusal as a single read's.
+            return self.read_chunk(from, to).await;
+        }
+        let mut out = Vec::new();
+        let mut chunks = std::pin::pin!(self.read_chunks(from, to));
+        while let Some(chunk) = chunks.next().await {
+            out.extend(chunk?);
+        }
+        Ok(out)
+    }
+
+    /// Reads records `from..=to`, verified, one answer after another.
+    async fn read_span(&self, from: u64, to: u64) -> Result<Vec<VerifiedRecord>, ClientError> {
         let mut out = Vec::new();
         let mut next = from;
         while next <= to {
@@ -246,32 +278,56 @@ impl Capsule {
         Ok(out)
     }
 
-    /// Records `from..=to`, verified, as a stream of the chunks the server
-    /// answers with (for progress reporting on long reads). The stream ends
-    /// after `to`, or after the first error.
+    /// Records `from..=to`, verified, as a stream of chunks in order (for
+    /// processing or reporting progress while the rest arrives). The
+    /// stream ends after `to`, or after the first error.
+    ///
+    /// The first answer tells how many records one answer carries; the
+    /// rest is asked for in spans of that many, [`READ_AHEAD`] at once, so
+    /// a long read costs about one round trip per `READ_AHEAD` answers, and
+    /// the spans after the one being handed out are on their way while the
+    /// caller works on it. A span answered short (its records are larger)
+    /// is completed before the stream moves past it.
     pub fn read_chunks(
         &self,
         from: u64,
         to: u64,
     ) -> impl Stream<Item = Result<Vec<VerifiedRecord>, ClientError>> + Send + 'static {
-        let capsule = self.clone();
-        futures::stream::unfold(Some(from), move |next| {
-            let capsule = capsule.clone();
-            async move {
-                let next = next?;
-                if next > to || next == 0 {
-                    return None;
-                }
-                match capsule.read_chunk(next, to).await {
+        let ahead = ReadAhead {
+            capsule: self.clone(),
+            to,
+            cursor: (from != 0).then_some(from),
+            per: None,
+            spans: FuturesOrdered::new(),
+        };
+        futures::stream::unfold(Some(ahead), |state| async move {
+            let mut st = state?;
+            let Some(per) = st.per else {
+                let start = st.cursor.filter(|c| *c <= st.to)?;
+                return match st.capsule.read_chunk(start, st.to).await {
                     Ok(chunk) => {
-                        let after = chunk
+                        st.per = Some((chunk.len() as u64).max(1));
+                        st.cursor = chunk
                             .last()
-                            .map_or(to, VerifiedRecord::seqno)
+                            .map_or(st.to, VerifiedRecord::seqno)
                             .checked_add(1);
-                        Some((Ok(chunk), after))
+                        Some((Ok(chunk), Some(st)))
                     }
                     Err(e) => Some((Err(e), None)),
-                }
+                };
+            };
+            while st.spans.len() < READ_AHEAD
+                && let Some(start) = st.cursor.filter(|c| *c <= st.to)
+            {
+                let end = start.saturating_add(per - 1).min(st.to);
+                let capsule = st.capsule.clone();
+                st.spans
+                    .push_back(Box::pin(async move { capsule.read_span(start, end).await }));
+                st.cursor = end.checked_add(1);
+            }
+            match st.spans.next().await? {
+                Ok(span) => Some((Ok(span), Some(st))),
+                Err(e) => Some((Err(e), None)),
             }
         })
     }

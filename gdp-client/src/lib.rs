@@ -97,7 +97,7 @@ mod subscription;
 mod verified;
 mod writer;
 
-pub use capsule::Capsule;
+pub use capsule::{Capsule, READ_AHEAD};
 pub use capsule_file::{CapsuleFile, CapsuleFileError};
 pub use client::{
     CapsuleSpec, Client, Created, CreatedEncrypted, CreatedReplicated, DEFAULT_ADCERT_VALIDITY,

@@ -21,6 +21,48 @@ fn payload(i: u64) -> Bytes {
     Bytes::from(format!("record {i}"))
 }
 
+/// `read_range` asks for spans as long as the first answer, several at
+/// once: records that grow make later spans come back short, and each is
+/// completed, in order, before the records after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_reads_come_back_whole_and_in_order() {
+    let net = Net::start("read-ahead");
+    let (client, me) = net.client("writer").await;
+    let capsule = eventually_ok(WAIT, || {
+        client.create_capsule(
+            net.server.name,
+            me.secret_key(),
+            CapsuleSpec::new("growing"),
+        )
+    })
+    .await
+    .capsule;
+    let grown = |i: u64| Bytes::from(vec![(i % 251) as u8; (i * 12) as usize]);
+    let mut writer = capsule
+        .writer(me.secret_key().clone())
+        .await
+        .expect("writer");
+    writer
+        .append_all((1..=600).map(grown))
+        .await
+        .expect("appended");
+    let range = capsule.read_range(1, 600).await.expect("read range");
+    assert_eq!(range.len(), 600);
+    for (i, r) in range.iter().enumerate() {
+        let seqno = i as u64 + 1;
+        assert_eq!(r.seqno(), seqno);
+        assert_eq!(r.payload(), &grown(seqno));
+    }
+    // A middle stretch, and one record.
+    let middle = capsule.read_range(250, 420).await.expect("middle");
+    assert_eq!(
+        middle.iter().map(|r| r.seqno()).collect::<Vec<_>>(),
+        (250..=420).collect::<Vec<_>>()
+    );
+    assert_eq!(capsule.read_range(7, 7).await.expect("one").len(), 1);
+    client.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_append_read_and_resume() {
     let net = Net::start("roundtrip");
