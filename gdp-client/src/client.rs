@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use gdp_certs::cert::{AdCert, ReplicaSet, Validity};
-use gdp_certs::codec::Encode as _;
+use gdp_certs::codec::Encode;
 use gdp_certs::{
     Encryption, EncryptionScheme, Identity, Metadata, Name, PublicKey, SecretKey, Timestamp,
 };
@@ -98,6 +98,16 @@ pub struct CreatedEncrypted {
     pub capsule: Created,
     /// The keyring capsule, holding the first epoch's grants.
     pub keyring: Created,
+}
+
+/// An encrypted capsule just placed on several servers, with its keyring
+/// on the same servers.
+#[derive(Debug, Clone)]
+pub struct CreatedEncryptedReplicated {
+    /// The data capsule, with majority quorums over its replicas.
+    pub capsule: CreatedReplicated,
+    /// The keyring capsule, placed on the same servers.
+    pub keyring: CreatedReplicated,
 }
 
 /// A capsule just placed on several servers
@@ -299,37 +309,13 @@ impl Client {
         owner: &SecretKey,
         spec: CapsuleSpec,
     ) -> Result<CreatedEncrypted, ClientError> {
-        let scheme = spec.encryption.unwrap_or(EncryptionScheme::Epoch);
-        let mut readers = spec.readers.clone();
-        let (plain, validity) = capsule_metadata(owner, spec)?;
-        let mut keyring_writers = vec![owner.public()];
-        keyring_writers.extend(plain.writers().iter().filter(|w| **w != owner.public()));
-        let keyring_md = Metadata::capsule(
-            owner.public(),
-            keyring_writers.clone(),
-            keyring_label(plain.label()),
-            plain.created(),
-            plain.hosting().to_vec(),
-        )
-        .map_err(|e| ClientError::invalid(e.to_string()))?;
-        let md = plain
-            .with_encryption(Encryption {
-                scheme,
-                keyring: keyring_md.name(),
-            })
-            .map_err(|e| ClientError::invalid(e.to_string()))?;
-        readers.extend(keyring_writers);
-        readers.sort_unstable_by_key(|k| *k.as_bytes());
-        readers.dedup();
-        let first = crate::sealed::first_epoch(md.name(), &readers)?;
-
+        let (keyring_md, md, first, validity) = encrypted_metadata(owner, spec)?;
         let keyring_cert = AdCert::issue(owner, keyring_md.name(), server, validity);
         let keyring = self.host_capsule(server, keyring_md, keyring_cert).await?;
-        let payloads: Vec<Bytes> = first.iter().map(|r| r.to_bytes()).collect();
         let mut w = keyring
             .capsule
             .writer_at(owner.clone(), ChainState::new(keyring.capsule.name()))?;
-        w.append_all(payloads).await?;
+        w.append_all(first.iter().map(Encode::to_bytes)).await?;
         let cert = AdCert::issue(owner, md.name(), server, validity);
         let capsule = self.host_capsule(server, md, cert).await?;
         Ok(CreatedEncrypted { capsule, keyring })
@@ -385,6 +371,42 @@ impl Client {
     ) -> Result<CreatedReplicated, ClientError> {
         refuse_encryption(&spec)?;
         let (md, validity) = capsule_metadata(owner, spec)?;
+        self.place_replicated(servers, owner, md, validity).await
+    }
+
+    /// Creates an encrypted capsule owned by `owner` on every server of
+    /// `servers`, with its keyring on the same servers: what
+    /// [`Client::create_encrypted`] does for one server, placed as
+    /// [`Client::create_replicated`] places a capsule. The keyring's
+    /// records are written to its replicas with the same majority quorum,
+    /// and readers and writers reach it through its replica set.
+    pub async fn create_encrypted_replicated(
+        &self,
+        servers: &[Name],
+        owner: &SecretKey,
+        spec: CapsuleSpec,
+    ) -> Result<CreatedEncryptedReplicated, ClientError> {
+        let (keyring_md, md, first, validity) = encrypted_metadata(owner, spec)?;
+        let keyring = self
+            .place_replicated(servers, owner, keyring_md, validity)
+            .await?;
+        let mut w = keyring
+            .capsule
+            .writer_at(owner.clone(), ChainState::new(keyring.capsule.name()))?;
+        w.append_all(first.iter().map(Encode::to_bytes)).await?;
+        let capsule = self.place_replicated(servers, owner, md, validity).await?;
+        Ok(CreatedEncryptedReplicated { capsule, keyring })
+    }
+
+    /// Creates the capsule `md` on every server of `servers` and hands them
+    /// its replica set.
+    async fn place_replicated(
+        &self,
+        servers: &[Name],
+        owner: &SecretKey,
+        md: Metadata,
+        validity: Validity,
+    ) -> Result<CreatedReplicated, ClientError> {
         let set = issue_set(owner, &md, Timestamp::now().0, servers.to_vec())?;
         let adcerts: Vec<AdCert> = set
             .servers()
@@ -642,6 +664,38 @@ impl Client {
 
 /// The metadata of a new capsule owned by `owner` as `spec` describes it,
 /// and the validity of its AdCerts.
+/// The keyring's metadata, the encrypted capsule's, the first epoch's
+/// keyring records and the AdCerts' validity, for `spec`.
+fn encrypted_metadata(
+    owner: &SecretKey,
+    spec: CapsuleSpec,
+) -> Result<(Metadata, Metadata, Vec<gdp_seal::KeyRecord>, Validity), ClientError> {
+    let scheme = spec.encryption.unwrap_or(EncryptionScheme::Epoch);
+    let mut readers = spec.readers.clone();
+    let (plain, validity) = capsule_metadata(owner, spec)?;
+    let mut keyring_writers = vec![owner.public()];
+    keyring_writers.extend(plain.writers().iter().filter(|w| **w != owner.public()));
+    let keyring_md = Metadata::capsule(
+        owner.public(),
+        keyring_writers.clone(),
+        keyring_label(plain.label()),
+        plain.created(),
+        plain.hosting().to_vec(),
+    )
+    .map_err(|e| ClientError::invalid(e.to_string()))?;
+    let md = plain
+        .with_encryption(Encryption {
+            scheme,
+            keyring: keyring_md.name(),
+        })
+        .map_err(|e| ClientError::invalid(e.to_string()))?;
+    readers.extend(keyring_writers);
+    readers.sort_unstable_by_key(|k| *k.as_bytes());
+    readers.dedup();
+    let first = crate::sealed::first_epoch(md.name(), &readers)?;
+    Ok((keyring_md, md, first, validity))
+}
+
 /// An encrypted spec given to a creator of plaintext capsules.
 fn refuse_encryption(spec: &CapsuleSpec) -> Result<(), ClientError> {
     if spec.encryption.is_some() || !spec.readers.is_empty() {

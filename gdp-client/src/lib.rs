@@ -100,7 +100,8 @@ mod writer;
 pub use capsule::{Capsule, READ_AHEAD};
 pub use capsule_file::{CapsuleFile, CapsuleFileError};
 pub use client::{
-    CapsuleSpec, Client, Created, CreatedEncrypted, CreatedReplicated, DEFAULT_ADCERT_VALIDITY,
+    CapsuleSpec, Client, Created, CreatedEncrypted, CreatedEncryptedReplicated, CreatedReplicated,
+    DEFAULT_ADCERT_VALIDITY,
 };
 pub use connection::Datagram;
 pub use error::ClientError;

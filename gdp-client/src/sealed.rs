@@ -74,7 +74,21 @@ impl KeyringView {
     /// Opens the keyring of `capsule` and reads it to its tail.
     async fn load(capsule: &Capsule) -> Result<KeyringView, ClientError> {
         let enc = encryption_of(capsule)?;
-        let keyring = capsule.client().open(enc.keyring).await?;
+        // A replicated capsule's keyring lives on replicas too: reach it
+        // through its own (owner-signed) replica set, with the same
+        // quorums.
+        let keyring = match capsule.replication() {
+            None => capsule.client().open(enc.keyring).await?,
+            Some(rep) => {
+                let keyring = capsule.client().open_replicated(enc.keyring).await?;
+                match keyring.replication().cloned() {
+                    Some(set) => keyring.without_replication().with_replication(
+                        set.with_quorums(rep.write_quorum(), rep.read_quorum())?,
+                    )?,
+                    None => keyring,
+                }
+            }
+        };
         // The keyring speaks for the capsule only if the capsule's owner
         // made it.
         if keyring.metadata().key() != capsule.metadata().key() {

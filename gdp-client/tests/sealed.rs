@@ -263,3 +263,64 @@ async fn convergent_records_coalesce_and_history_reencrypts() {
     client.shutdown().await;
     bob_client.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_encrypted_capsule_on_three_replicas_reads_with_one_down() {
+    let mut net = common::Replicas::start("sealed-replicas", 3, &[]);
+    let owner = Identity::generate(gdp_client::Kind::Client, "owner").expect("identity");
+    let reader = Identity::generate(gdp_client::Kind::Client, "reader").expect("identity");
+    let client = net
+        .client(&owner, gdp_client::ClientOptions::default())
+        .await;
+    let names = net.names.clone();
+    let created = gdp_testkit::eventually_ok(std::time::Duration::from_secs(20), || {
+        client.create_encrypted_replicated(
+            &names,
+            owner.secret_key(),
+            CapsuleSpec::new("replicated secrets")
+                .encrypted(EncryptionScheme::Epoch)
+                .with_reader(reader.public_key()),
+        )
+    })
+    .await;
+    let capsule = created.capsule.capsule;
+    assert!(capsule.replication().is_some());
+    assert_eq!(created.keyring.set.servers(), created.capsule.set.servers());
+    let mut w = capsule
+        .sealed_writer(owner.secret_key().clone())
+        .await
+        .expect("writer");
+    w.append_all(texts(&["a", "b", "c"]))
+        .await
+        .expect("W=2 acks");
+
+    // The reader opens it by name with its replica set, and decrypts with
+    // one replica down (R=2 of the remaining two).
+    net.servers[2].proc.kill();
+    let reader_client = net
+        .client(&reader, gdp_client::ClientOptions::default())
+        .await;
+    let theirs = reader_client
+        .open_replicated(capsule.name())
+        .await
+        .expect("opens with its set");
+    assert!(theirs.replication().is_some());
+    let mut keys = theirs.decryptor(reader.secret_key()).await.expect("reader");
+    let records = theirs.read_range(1, 3).await.expect("quorum read");
+    let mut plain = Vec::new();
+    for r in &records {
+        plain.push(keys.open(r).await.expect("opens"));
+    }
+    assert_eq!(plain, texts(&["a", "b", "c"]));
+    // Removing a reader writes the keyring with the quorum too.
+    assert_eq!(
+        capsule
+            .remove_readers(owner.secret_key(), &[reader.public_key()])
+            .await
+            .expect("removed"),
+        2
+    );
+    net.restart(2);
+    client.shutdown().await;
+    reader_client.shutdown().await;
+}

@@ -40,19 +40,20 @@ pub(crate) async fn create(ctx: &Context, args: &Create) -> anyhow::Result<()> {
         spec.writers = std::iter::once(me.public_key()).chain(writers).collect();
     }
     spec.hosting = hosting;
+    if args.encrypted {
+        spec = spec.encrypted(if args.convergent {
+            EncryptionScheme::Convergent
+        } else {
+            EncryptionScheme::Epoch
+        });
+        for r in &args.reader {
+            spec = spec.with_reader(crate::readers::reader_key(r)?);
+        }
+    }
     let key_file = std::path::absolute(&ctx.key_file).unwrap_or_else(|_| ctx.key_file.clone());
     let (file, mut human, mut value) = match &args.server {
         Some(server) if args.encrypted => {
             let server = parse_name(server, "server name")?;
-            let scheme = if args.convergent {
-                EncryptionScheme::Convergent
-            } else {
-                EncryptionScheme::Epoch
-            };
-            spec = spec.encrypted(scheme);
-            for r in &args.reader {
-                spec = spec.with_reader(crate::readers::reader_key(r)?);
-            }
             let client = ctx.connect_session().await?;
             let created = client
                 .create_encrypted(server, me.secret_key(), spec)
@@ -131,13 +132,36 @@ async fn create_replicated(
     let (w, r) = quorums_for(servers.len(), quorums);
     check_quorums(servers.len(), w, r)?;
     let client = ctx.connect_session().await?;
-    let created = client
-        .create_replicated(&servers, me.secret_key(), spec)
-        .await
-        .context("creating a replicated capsule")?;
+    let (created, keyring) = if spec.encryption.is_some() {
+        let both = client
+            .create_encrypted_replicated(&servers, me.secret_key(), spec)
+            .await
+            .context("creating a replicated encrypted capsule")?;
+        (both.capsule, Some(both.keyring))
+    } else {
+        let created = client
+            .create_replicated(&servers, me.secret_key(), spec)
+            .await
+            .context("creating a replicated capsule")?;
+        (created, None)
+    };
     client.shutdown().await;
     let replication = Replication::new(created.set, w, r)?;
-    let (human, value) = describe_replication(&replication);
+    let (mut human, mut value) = describe_replication(&replication);
+    if let Some(keyring) = keyring {
+        let file = CapsuleFile {
+            metadata: keyring.capsule.metadata().clone(),
+            writer_key: Some(key_file.clone()),
+            server: None,
+            adcert: None,
+            replication: Some(Replication::new(keyring.set, w, r)?),
+        };
+        let name = file.name();
+        file.save(&CapsuleFile::path_in(&ctx.capsule_dir, &name))?;
+        human.push_str(&format!("\nencrypted, keyring {name}"));
+        value["encrypted"] = json!(true);
+        value["keyring"] = json!(name.to_string());
+    }
     let file = CapsuleFile {
         metadata: created.capsule.metadata().clone(),
         writer_key: Some(key_file),

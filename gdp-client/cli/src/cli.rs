@@ -308,7 +308,7 @@ pub(crate) struct Create {
     pub(crate) host: Vec<String>,
     /// Encrypt its records (XChaCha20-Poly1305 under keys wrapped to each
     /// reader); you and the writers are readers.
-    #[arg(long, conflicts_with = "replicas")]
+    #[arg(long)]
     pub(crate) encrypted: bool,
     /// With --encrypted: convergent encryption, so that equal records give
     /// equal ciphertexts (anyone who guesses a record can confirm it).

@@ -18,7 +18,7 @@ use std::time::Duration;
 use gdp_client::{Client, ClientOptions};
 use gdp_testkit::eventually_blocking;
 
-use common::{Net, Server};
+use common::{Net, Replicas, Server};
 use user::{User, assert_one_line_error, json_lines};
 
 /// Plaintext that must never reach the server's disk.
@@ -261,4 +261,35 @@ fn an_encrypted_capsule_is_read_by_its_readers_only() {
     );
     // The records before it still read.
     assert_eq!(read_payloads(&alice, &capsule, "1..2"), [MARKER, "second"]);
+}
+
+/// `--encrypted` with `--replicas`: the capsule and its keyring on three
+/// servers; a reader reads with one of them down.
+#[test]
+fn an_encrypted_capsule_can_live_on_replicas() {
+    let mut net = Replicas::start("cli-encrypted-replicas", 3, &[]);
+    let owner = User::new(net.dir.path(), "owner").at_router(&net.router);
+    let alice = User::new(net.dir.path(), "alice").at_router(&net.router);
+    owner.ok(&["keygen"]);
+    alice.ok(&["keygen"]);
+    let names: Vec<String> = net.names.iter().map(ToString::to_string).collect();
+    let created = owner.create_capsule(&[
+        "--replicas",
+        &names.join(","),
+        "--encrypted",
+        "--reader",
+        &public_key(&alice),
+    ]);
+    assert_eq!(created["encrypted"], true, "{created}");
+    assert_eq!(created["write_quorum"], 2);
+    let capsule = created["capsule"].as_str().expect("capsule").to_owned();
+    owner.ok(&["append", &capsule, MARKER, "second"]);
+    net.servers[0].proc.kill();
+    // Alice has no capsule file: -R 2 fetches the replica set by name.
+    let read: Vec<String> = json_lines(&alice.ok(&["--json", "read", &capsule, "1..2", "-R", "2"]))
+        .iter()
+        .map(|r| r["payload"].as_str().expect("text").to_owned())
+        .collect();
+    assert_eq!(read, [MARKER, "second"]);
+    net.restart(0);
 }

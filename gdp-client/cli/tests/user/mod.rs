@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::Net;
+use crate::common::{Net, Router};
 
 /// One user: a home directory (key and capsule files) and a router.
 pub(crate) struct User {
@@ -24,8 +24,12 @@ impl User {
         User { home, router: None }
     }
 
-    pub(crate) fn at(mut self, net: &Net) -> User {
-        self.router = Some((net.router.addr.to_string(), net.router.name.to_string()));
+    pub(crate) fn at(self, net: &Net) -> User {
+        self.at_router(&net.router)
+    }
+
+    pub(crate) fn at_router(mut self, router: &Router) -> User {
+        self.router = Some((router.addr.to_string(), router.name.to_string()));
         self
     }
 
