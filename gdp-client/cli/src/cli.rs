@@ -259,6 +259,23 @@ pub(crate) enum CapsuleCommand {
     /// Show verified evidence that the capsule was forked (exits 1 if
     /// there is any).
     Forks(Forks),
+    /// Copy an encrypted capsule's history into a new encrypted capsule
+    /// under a fresh key, for its current readers only: what removed
+    /// readers could read stays in the old capsule, which you retire.
+    Reencrypt(Reencrypt),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct Reencrypt {
+    /// The encrypted capsule (a capsule file, or the name of one in the
+    /// capsule directory).
+    pub(crate) capsule: String,
+    /// The capsule server to place the new capsule on.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) server: String,
+    /// A label for the new capsule [default: the old one's].
+    #[arg(long)]
+    pub(crate) label: Option<String>,
 }
 
 /// Quorums of a replicated capsule, overriding its capsule file's.

@@ -56,6 +56,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Capsule(CapsuleCommand::Info(a)) => capsules::info(&ctx, a).await,
         Command::Capsule(CapsuleCommand::Replicas(a)) => capsules::replicas(&ctx, a).await,
         Command::Capsule(CapsuleCommand::Forks(a)) => capsules::forks(&ctx, a).await,
+        Command::Capsule(CapsuleCommand::Reencrypt(a)) => readers::reencrypt(&ctx, a).await,
         Command::Append(a) => capsules::append(&ctx, a).await,
         Command::Read(a) => capsules::read(&ctx, a).await,
         Command::Tail(a) => capsules::tail(&ctx, a).await,

@@ -1,11 +1,13 @@
-//! `gdp readers add|remove|list`: who may read an encrypted capsule.
+//! `gdp readers add|remove|list`: who may read an encrypted capsule; and
+//! `gdp capsule reencrypt`, for shutting removed readers out of the history.
 
 use anyhow::{Context as _, bail};
 use gdp_certs::{Identity, PublicKey};
 use serde_json::json;
 
-use crate::cli::{ReadersChange, ReadersCommand, ReadersList};
-use crate::context::{Context, parse_key};
+use crate::cli::{ReadersChange, ReadersCommand, ReadersList, Reencrypt};
+use crate::context::{Context, parse_key, parse_name};
+use gdp_client::{CapsuleFile, CapsuleSpec};
 
 /// A reader named by its public key, or by a key file (whose public key is
 /// taken; the secret is not kept).
@@ -110,4 +112,61 @@ async fn list(ctx: &Context, args: &ReadersList) -> anyhow::Result<()> {
 
 fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
+}
+
+/// `gdp capsule reencrypt`: the history of an encrypted capsule copied into
+/// a new one, sealed under a fresh key for the current readers.
+pub(crate) async fn reencrypt(ctx: &Context, args: &Reencrypt) -> anyhow::Result<()> {
+    let server = parse_name(&args.server, "server name")?;
+    let target = ctx.capsule_file(&args.capsule)?;
+    let client = ctx.connect_session().await?;
+    let (old, _) = ctx.capsule(&client, target, &Default::default()).await?;
+    let Some(encryption) = old.metadata().encryption().copied() else {
+        bail!(
+            "capsule {} is not encrypted: there is nothing to re-encrypt",
+            old.name()
+        );
+    };
+    let me = ctx.identity()?;
+    let mut spec = CapsuleSpec::new(args.label.as_deref().unwrap_or(old.metadata().label()))
+        .encrypted(encryption.scheme);
+    spec.writers = old.metadata().writers().to_vec();
+    if !spec.writers.contains(&me.public_key()) {
+        spec.writers.insert(0, me.public_key());
+    }
+    spec.readers = old.readers().await?;
+    let created = client
+        .create_encrypted(server, me.secret_key(), spec)
+        .await
+        .with_context(|| format!("creating the new capsule on server {server}"))?;
+    let copied = old
+        .reencrypt_into(me.secret_key(), &created.capsule.capsule)
+        .await
+        .context("copying the records")?;
+    client.shutdown().await;
+    let key_file = std::path::absolute(&ctx.key_file).unwrap_or_else(|_| ctx.key_file.clone());
+    let mut saved = Vec::new();
+    for c in [&created.keyring, &created.capsule] {
+        let file = CapsuleFile {
+            metadata: c.capsule.metadata().clone(),
+            writer_key: Some(key_file.clone()),
+            server: Some(server),
+            adcert: Some(c.adcert.clone()),
+            replication: None,
+        };
+        let path = CapsuleFile::path_in(&ctx.capsule_dir, &file.name());
+        file.save(&path)?;
+        saved.push(path);
+    }
+    let new = created.capsule.capsule.name();
+    ctx.out.emit(
+        format!(
+            "{new}\ncapsule file {}\ncopied {copied} record{} from {} under a fresh key for its current readers; retire the old capsule",
+            saved[1].display(),
+            plural(copied as usize),
+            old.name()
+        ),
+        json!({"capsule": new.to_string(), "from": old.name().to_string(), "copied": copied,
+            "file": saved[1].display().to_string()}),
+    )
 }
