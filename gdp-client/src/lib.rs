@@ -112,7 +112,7 @@ pub use options::{
     DEFAULT_RETRANSMIT_AFTER, DEFAULT_SUBSCRIPTION_REFRESH, DEFAULT_TREE_REFRESH, SubscribeMode,
 };
 pub use replicas::Replication;
-pub use sealed::{Decryptor, SealedWriter};
+pub use sealed::{Decryptor, OpenedRecord, ReaderView, SealedWriter};
 pub use subscription::{Subscription, SubscriptionStats};
 pub use verified::VerifiedRecord;
 pub use writer::Writer;

@@ -16,8 +16,9 @@
 //! with HPKE (RFC 9180), to the X25519 form of the reader's ed25519 key.
 //! A reader's SDK reads the keyring through the GDP, verified like any
 //! capsule, finds the grants to its key and unwraps them
-//! ([`Capsule::decryptor`]); a writer seals under the newest epoch
-//! ([`Capsule::sealed_writer`]).
+//! ([`Capsule::decryptor`]); [`Capsule::as_reader`] wraps that into reads
+//! and subscriptions that hand out plaintext. A writer seals under the
+//! newest epoch ([`Capsule::sealed_writer`]).
 //!
 //! Adding readers ([`Capsule::add_readers`]) wraps the current key to
 //! them. Removing one ([`Capsule::remove_readers`]) starts a new epoch: a
@@ -572,4 +573,99 @@ pub(crate) fn first_epoch(
         reason: e.to_string(),
     })?;
     Ok(records)
+}
+
+/// A verified record of an encrypted capsule and its plaintext.
+#[derive(Debug, Clone)]
+pub struct OpenedRecord {
+    /// The record as stored and verified (its payload is the envelope).
+    pub record: VerifiedRecord,
+    /// What its writer sealed.
+    pub plaintext: Bytes,
+}
+
+/// An encrypted capsule as one reader sees it ([`Capsule::as_reader`]):
+/// reads and subscriptions verify every record, as on any capsule, and
+/// hand out its plaintext.
+#[derive(Debug)]
+pub struct ReaderView {
+    capsule: Capsule,
+    keys: Decryptor,
+}
+
+impl ReaderView {
+    /// The capsule.
+    pub fn capsule(&self) -> &Capsule {
+        &self.capsule
+    }
+
+    /// The keys this reader holds.
+    pub fn decryptor(&mut self) -> &mut Decryptor {
+        &mut self.keys
+    }
+
+    async fn opened(&mut self, record: VerifiedRecord) -> Result<OpenedRecord, ClientError> {
+        let plaintext = self.keys.open(&record).await?;
+        Ok(OpenedRecord { record, plaintext })
+    }
+
+    /// Record `seqno`, verified and decrypted.
+    pub async fn read(&mut self, seqno: u64) -> Result<OpenedRecord, ClientError> {
+        let record = self.capsule.read(seqno).await?;
+        self.opened(record).await
+    }
+
+    /// Records `from..=to`, verified and decrypted.
+    pub async fn read_range(
+        &mut self,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<OpenedRecord>, ClientError> {
+        let mut out = Vec::new();
+        for record in self.capsule.read_range(from, to).await? {
+            out.push(self.opened(record).await?);
+        }
+        Ok(out)
+    }
+
+    /// The newest record, verified and decrypted, or `None`.
+    pub async fn latest(&mut self) -> Result<Option<OpenedRecord>, ClientError> {
+        match self.capsule.latest().await? {
+            Some(record) => Ok(Some(self.opened(record).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Verified, decrypted records from seqno `from` on, as
+    /// [`Capsule::subscribe`] delivers them; a record of a new epoch makes
+    /// the keyring be read again first. The stream ends after the first
+    /// error.
+    pub fn subscribe(
+        self,
+        from: u64,
+    ) -> impl futures::Stream<Item = Result<OpenedRecord, ClientError>> + Send + 'static {
+        use futures::StreamExt;
+        let subscription = self.capsule.subscribe(from);
+        futures::stream::unfold(Some((subscription, self)), |state| async move {
+            let (mut subscription, mut view) = state?;
+            let item = match subscription.next().await? {
+                Ok(record) => view.opened(record).await,
+                Err(e) => Err(e),
+            };
+            let next = item.is_ok().then_some((subscription, view));
+            Some((item, next))
+        })
+    }
+}
+
+impl Capsule {
+    /// This encrypted capsule as `reader` sees it: reads and subscriptions
+    /// that hand out plaintext ([`ClientError::NotReader`] if the keyring
+    /// grants `reader` nothing).
+    pub async fn as_reader(&self, reader: &SecretKey) -> Result<ReaderView, ClientError> {
+        Ok(ReaderView {
+            capsule: self.clone(),
+            keys: self.decryptor(reader).await?,
+        })
+    }
 }

@@ -111,10 +111,17 @@ async fn a_subscription_keeps_decrypting_across_a_new_epoch() {
     want.sort_by_key(|k| *k.as_bytes());
     assert_eq!(readers, want);
 
-    // Alice follows the capsule by its name, from the start.
+    // Alice follows the capsule by its name, from the start, and gets
+    // plaintext.
     let alices = alice_client.open(capsule.name()).await.expect("opens");
-    let mut alice_keys = alices.decryptor(alice.secret_key()).await.expect("reader");
-    let mut sub = alices.subscribe(1);
+    let mut alice_view = alices.as_reader(alice.secret_key()).await.expect("reader");
+    let mut sub = std::pin::pin!(
+        alices
+            .as_reader(alice.secret_key())
+            .await
+            .expect("reader")
+            .subscribe(1)
+    );
 
     let mut w = capsule
         .sealed_writer(owner.secret_key().clone())
@@ -140,12 +147,30 @@ async fn a_subscription_keeps_decrypting_across_a_new_epoch() {
             .await
             .expect("delivered in time")
             .expect("stream open")
-            .expect("verified");
-        got.push(alice_keys.open(&r).await.expect("alice decrypts"));
+            .expect("verified and decrypted");
+        assert_eq!(r.record.seqno(), got.len() as u64 + 1);
+        got.push(r.plaintext);
     }
     assert_eq!(got, texts(&["one", "two", "three", "four", "five", "six"]));
-    assert_eq!(alice_keys.epochs(), [1, 2]);
-    drop(sub);
+    // Reads through the view decrypt across both epochs too.
+    let read: Vec<Bytes> = alice_view
+        .read_range(2, 5)
+        .await
+        .expect("read")
+        .into_iter()
+        .map(|r| r.plaintext)
+        .collect();
+    assert_eq!(read, texts(&["two", "three", "four", "five"]));
+    assert_eq!(alice_view.decryptor().epochs(), [1, 2]);
+    assert_eq!(
+        alice_view
+            .latest()
+            .await
+            .expect("latest")
+            .expect("records")
+            .plaintext,
+        "six"
+    );
 
     // Bob keeps epoch 1 and gets nothing of epoch 2.
     let bobs = bob_client.open(capsule.name()).await.expect("opens");
