@@ -312,10 +312,7 @@ impl Client {
         let (keyring_md, md, first, validity) = encrypted_metadata(owner, spec)?;
         let keyring_cert = AdCert::issue(owner, keyring_md.name(), server, validity);
         let keyring = self.host_capsule(server, keyring_md, keyring_cert).await?;
-        let mut w = keyring
-            .capsule
-            .writer_at(owner.clone(), ChainState::new(keyring.capsule.name()))?;
-        w.append_all(first.iter().map(Encode::to_bytes)).await?;
+        write_first_epoch(&keyring.capsule, owner, &first).await?;
         let cert = AdCert::issue(owner, md.name(), server, validity);
         let capsule = self.host_capsule(server, md, cert).await?;
         Ok(CreatedEncrypted { capsule, keyring })
@@ -390,10 +387,7 @@ impl Client {
         let keyring = self
             .place_replicated(servers, owner, keyring_md, validity)
             .await?;
-        let mut w = keyring
-            .capsule
-            .writer_at(owner.clone(), ChainState::new(keyring.capsule.name()))?;
-        w.append_all(first.iter().map(Encode::to_bytes)).await?;
+        write_first_epoch(&keyring.capsule, owner, &first).await?;
         let capsule = self.place_replicated(servers, owner, md, validity).await?;
         Ok(CreatedEncryptedReplicated { capsule, keyring })
     }
@@ -662,8 +656,6 @@ impl Client {
     }
 }
 
-/// The metadata of a new capsule owned by `owner` as `spec` describes it,
-/// and the validity of its AdCerts.
 /// The keyring's metadata, the encrypted capsule's, the first epoch's
 /// keyring records and the AdCerts' validity, for `spec`.
 fn encrypted_metadata(
@@ -696,6 +688,17 @@ fn encrypted_metadata(
     Ok((keyring_md, md, first, validity))
 }
 
+/// Appends the first epoch's records to a keyring capsule just created.
+async fn write_first_epoch(
+    keyring: &Capsule,
+    owner: &SecretKey,
+    first: &[gdp_seal::KeyRecord],
+) -> Result<(), ClientError> {
+    let mut w = keyring.writer_at(owner.clone(), ChainState::new(keyring.name()))?;
+    w.append_all(first.iter().map(Encode::to_bytes)).await?;
+    Ok(())
+}
+
 /// An encrypted spec given to a creator of plaintext capsules.
 fn refuse_encryption(spec: &CapsuleSpec) -> Result<(), ClientError> {
     if spec.encryption.is_some() || !spec.readers.is_empty() {
@@ -706,6 +709,8 @@ fn refuse_encryption(spec: &CapsuleSpec) -> Result<(), ClientError> {
     Ok(())
 }
 
+/// The metadata of a new capsule owned by `owner` as `spec` describes it,
+/// and the validity of its AdCerts.
 fn capsule_metadata(
     owner: &SecretKey,
     spec: CapsuleSpec,

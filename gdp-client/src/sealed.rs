@@ -59,6 +59,14 @@ pub(crate) fn encryption_of(capsule: &Capsule) -> Result<Encryption, ClientError
         .ok_or_else(|| ClientError::invalid(format!("capsule {} is not encrypted", capsule.name())))
 }
 
+/// [`ClientError::Keyring`] for the data capsule `capsule`.
+fn keyring_error(capsule: Name, reason: impl std::fmt::Display) -> ClientError {
+    ClientError::Keyring {
+        capsule,
+        reason: reason.to_string(),
+    }
+}
+
 /// A keyring capsule's records, verified and folded, read as far as
 /// `read_to`.
 #[derive(Debug)]
@@ -83,7 +91,7 @@ impl KeyringView {
             Some(rep) => {
                 let keyring = capsule.client().open_replicated(enc.keyring).await?;
                 match keyring.replication().cloned() {
-                    Some(set) => keyring.without_replication().with_replication(
+                    Some(set) => keyring.with_replication(
                         set.with_quorums(rep.write_quorum(), rep.read_quorum())?,
                     )?,
                     None => keyring,
@@ -93,10 +101,10 @@ impl KeyringView {
         // The keyring speaks for the capsule only if the capsule's owner
         // made it.
         if keyring.metadata().key() != capsule.metadata().key() {
-            return Err(ClientError::Keyring {
-                capsule: capsule.name(),
-                reason: "the keyring capsule has another owner".into(),
-            });
+            return Err(keyring_error(
+                capsule.name(),
+                "the keyring capsule has another owner",
+            ));
         }
         let mut view = KeyringView {
             capsule: capsule.name(),
@@ -116,17 +124,18 @@ impl KeyringView {
             return Ok(false);
         }
         for record in self.keyring.read_range(self.read_to + 1, tail).await? {
-            let parsed =
-                KeyRecord::decode(record.payload().clone()).map_err(|e| ClientError::Keyring {
-                    capsule: self.capsule,
-                    reason: format!("keyring record {} does not decode: {e}", record.seqno()),
-                })?;
-            self.state
-                .apply(&parsed)
-                .map_err(|e| ClientError::Keyring {
-                    capsule: self.capsule,
-                    reason: format!("keyring record {}: {e}", record.seqno()),
-                })?;
+            let parsed = KeyRecord::decode(record.payload().clone()).map_err(|e| {
+                keyring_error(
+                    self.capsule,
+                    format!("keyring record {} does not decode: {e}", record.seqno()),
+                )
+            })?;
+            self.state.apply(&parsed).map_err(|e| {
+                keyring_error(
+                    self.capsule,
+                    format!("keyring record {}: {e}", record.seqno()),
+                )
+            })?;
             self.read_to = record.seqno();
         }
         Ok(true)
@@ -147,18 +156,17 @@ impl KeyringView {
             // Someone else changed the keyring meanwhile: read it again
             // and let the caller decide on the newest state.
             self.refresh().await?;
-            return Err(ClientError::Keyring {
-                capsule: self.capsule,
-                reason: "the keyring changed while it was being updated; try again".into(),
-            });
+            return Err(keyring_error(
+                self.capsule,
+                "the keyring changed while it was being updated; try again",
+            ));
         }
         let payloads: Vec<Bytes> = records.iter().map(|r| r.to_bytes()).collect();
         writer.append_all(payloads).await?;
         for r in &records {
-            self.state.apply(r).map_err(|e| ClientError::Keyring {
-                capsule: self.capsule,
-                reason: e.to_string(),
-            })?;
+            self.state
+                .apply(r)
+                .map_err(|e| keyring_error(self.capsule, e))?;
         }
         self.read_to = writer.acknowledged();
         Ok(())
@@ -199,10 +207,7 @@ impl Decryptor {
             .view
             .state
             .keys_for(&self.reader)
-            .map_err(|e| ClientError::Keyring {
-                capsule: self.view.capsule,
-                reason: e.to_string(),
-            })?;
+            .map_err(|e| keyring_error(self.view.capsule, e))?;
         self.keys = keys;
         Ok(())
     }
@@ -452,10 +457,7 @@ async fn remove_from(
     let (_key, records) = view
         .state
         .rotate(&remaining)
-        .map_err(|e| ClientError::Keyring {
-            capsule: view.capsule,
-            reason: e.to_string(),
-        })?;
+        .map_err(|e| keyring_error(view.capsule, e))?;
     view.append(key, records).await?;
     Ok(view.state.current_epoch().unwrap_or(0))
 }
@@ -509,10 +511,7 @@ impl Capsule {
         let records = view
             .state
             .grant(current, readers)
-            .map_err(|e| ClientError::Keyring {
-                capsule: self.name(),
-                reason: e.to_string(),
-            })?;
+            .map_err(|e| keyring_error(self.name(), e))?;
         view.append(key, records).await?;
         Ok(view.state.readers().len() - before)
     }
@@ -568,10 +567,8 @@ pub(crate) fn first_epoch(
     capsule: Name,
     readers: &[PublicKey],
 ) -> Result<Vec<KeyRecord>, ClientError> {
-    let (_key, records) = Keyring::start(capsule, readers).map_err(|e| ClientError::Keyring {
-        capsule,
-        reason: e.to_string(),
-    })?;
+    let (_key, records) =
+        Keyring::start(capsule, readers).map_err(|e| keyring_error(capsule, e))?;
     Ok(records)
 }
 

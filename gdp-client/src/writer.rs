@@ -417,7 +417,7 @@ impl Writer {
             // acknowledgement.
             calls.push((server, Call::start(&shared, pdu, "append").await));
         }
-        let answers = collect_answers(shared, payload, calls);
+        let answers = collect_answers(shared, calls);
         self.in_flight.push_back(InFlight {
             acks: Acks::Replicas {
                 servers,
@@ -436,15 +436,18 @@ impl Writer {
         };
         let client = self.capsule.client().clone();
         let result = match f.acks {
-            Acks::One(call) => match wait_past_gaps(client.shared(), call).await {
-                Ok(CapsuleResponse::Appended { tail }) if tail >= f.last => Ok(()),
-                Ok(CapsuleResponse::Appended { tail }) => Err(ClientError::protocol(format!(
-                    "records up to {} acknowledged with tail {tail}",
-                    f.last
-                ))),
-                Ok(other) => Err(unexpected("Append", &other)),
-                Err(e) => Err(e),
-            },
+            Acks::One(call) => {
+                let give_up = call.deadline();
+                match wait_past_gaps(client.shared(), call, give_up, || true).await {
+                    Ok(CapsuleResponse::Appended { tail }) if tail >= f.last => Ok(()),
+                    Ok(CapsuleResponse::Appended { tail }) => Err(ClientError::protocol(format!(
+                        "records up to {} acknowledged with tail {tail}",
+                        f.last
+                    ))),
+                    Ok(other) => Err(unexpected("Append", &other)),
+                    Err(e) => Err(e),
+                }
+            }
             Acks::Replicas {
                 servers,
                 needed,
@@ -520,11 +523,16 @@ const GAP_RETRY_MAX: Duration = Duration::from_millis(800);
 
 /// The answer to the append `call` to one server. A `Gap` means an earlier
 /// batch has not reached the server yet (lost on the way and being sent
-/// again, or overtaken): the batch is sent again, with a growing pause,
-/// until the server takes it or the call's deadline has passed; only then
-/// is `Gap` the answer.
-async fn wait_past_gaps(shared: &Shared, call: Call) -> Result<CapsuleResponse, ClientError> {
-    let deadline = call.deadline();
+/// again, overtaken, or the server is a replica still catching up): while
+/// `wanted` says the answer still matters, the batch is sent again, with a
+/// growing pause, until the server takes it or `give_up` has passed; only
+/// then is `Gap` the answer.
+async fn wait_past_gaps(
+    shared: &Shared,
+    call: Call,
+    give_up: tokio::time::Instant,
+    wanted: impl Fn() -> bool,
+) -> Result<CapsuleResponse, ClientError> {
     let request = call.pdu().clone();
     let mut call = call;
     let mut pause = GAP_RETRY_FIRST;
@@ -540,7 +548,7 @@ async fn wait_past_gaps(shared: &Shared, call: Call) -> Result<CapsuleResponse, 
                 ..
             })
         );
-        if !behind || tokio::time::Instant::now() + pause >= deadline {
+        if !behind || !wanted() || tokio::time::Instant::now() + pause >= give_up {
             return answer;
         }
         tokio::time::sleep(pause).await;
@@ -571,7 +579,6 @@ async fn wait_past_gaps(shared: &Shared, call: Call) -> Result<CapsuleResponse, 
 /// acknowledged is never resent.
 fn collect_answers(
     shared: Arc<Shared>,
-    payload: Bytes,
     calls: Vec<(Name, Result<Call, ClientError>)>,
 ) -> mpsc::Receiver<ReplicaAnswer> {
     let (tx, rx) = mpsc::channel(calls.len().max(1));
@@ -580,47 +587,18 @@ fn collect_answers(
         let mut waits: FuturesUnordered<_> = calls
             .into_iter()
             .map(|(server, call)| {
-                let (shared, payload, listener) = (shared.clone(), payload.clone(), tx.clone());
+                let (shared, listener) = (shared.clone(), tx.clone());
                 async move {
-                    let mut call = call;
-                    let mut pause = GAP_RETRY_FIRST;
-                    loop {
-                        let answer = match call {
-                            Ok(call) => call
-                                .wait(&shared)
-                                .await
-                                .and_then(|pdu| decode_response(&pdu)),
-                            Err(e) => Err(e),
-                        };
-                        let behind = matches!(
-                            answer,
-                            Err(ClientError::Server {
-                                code: ErrorCode::Gap,
-                                ..
-                            })
-                        );
-                        // Resent only while the writer still waits for this
-                        // batch's quorum: once it has it (or gave up), the
-                        // replica gets the records by anti-entropy.
-                        if !behind
-                            || listener.is_closed()
-                            || tokio::time::Instant::now() + pause >= give_up
-                        {
-                            return (server, answer);
+                    // Resent only while the writer still waits for this
+                    // batch's quorum: once it has it (or gave up), the
+                    // replica gets the records by anti-entropy.
+                    let answer = match call {
+                        Ok(call) => {
+                            wait_past_gaps(&shared, call, give_up, || !listener.is_closed()).await
                         }
-                        tokio::time::sleep(pause).await;
-                        pause = (pause * 2).min(GAP_RETRY_MAX);
-                        let header = PduHeader::new(
-                            PduType::Capsule,
-                            server,
-                            shared.name(),
-                            shared.next_id(),
-                        );
-                        call = match Pdu::new(header, payload.clone()) {
-                            Ok(pdu) => Call::start(&shared, pdu, "append").await,
-                            Err(e) => Err(ClientError::invalid(e.to_string())),
-                        };
-                    }
+                        Err(e) => Err(e),
+                    };
+                    (server, answer)
                 }
             })
             .collect();

@@ -8,17 +8,15 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use gdp_certs::cert::{AdCert, Validity};
 use gdp_certs::{Identity, Kind, Metadata, SecretKey, Timestamp};
 use gdp_client::{ClientError, ProofError};
-use gdp_link::endpoint::{EndpointConfig, EndpointEvent, EndpointLink};
+use gdp_link::endpoint::{EndpointEvent, EndpointLink};
 use gdp_proto::capsule::{CapsuleRequest, CapsuleResponse};
 use gdp_proto::chain::{Appender, ChainState};
-use gdp_proto::control::AdvertiseEntry;
 use gdp_proto::proof::{Heartbeat, Proof};
 use gdp_proto::record::Record;
 
-use common::{Router, TempDir};
+use common::{Router, TempDir, fake_server};
 
 const RECORDS: u64 = 16;
 const WAIT: Duration = Duration::from_secs(20);
@@ -199,25 +197,7 @@ async fn every_lie_is_a_typed_error() {
 
     // The fake server attaches like a real one and advertises the capsule
     // with a genuine AdCert: the router has no way to know it lies.
-    let fake = Identity::generate(Kind::Server, "mallory").expect("identity");
-    let config = EndpointConfig::new(router.addr).with_router(router.name);
-    let (link, incoming) = EndpointLink::connect(&fake, &config).await.expect("attach");
-    let now = Timestamp::now();
-    let adcert = AdCert::issue(
-        &owner,
-        name,
-        fake.name(),
-        Validity::new(
-            now.saturating_sub(Duration::from_secs(60)),
-            now.saturating_add(Duration::from_secs(3600)),
-        ),
-    );
-    link.advertise(vec![AdvertiseEntry {
-        capsule_md: capsule_md.clone(),
-        adcert,
-    }])
-    .await
-    .expect("advertise");
+    let (_fake, link, incoming) = fake_server(&router, "mallory", &owner, &capsule_md).await;
     let server = tokio::spawn(serve(link.clone(), incoming, chain, other_md.clone()));
 
     let id = Identity::generate(Kind::Client, "victim").expect("identity");

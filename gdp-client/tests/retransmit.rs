@@ -14,15 +14,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
-use gdp_certs::cert::{AdCert, Validity};
 use gdp_certs::{Identity, Kind, Metadata, Timestamp};
 use gdp_client::{Client, ClientError, ClientOptions};
 use gdp_link::endpoint::{EndpointConfig, EndpointEvent, EndpointLink};
 use gdp_proto::capsule::{CapsuleRequest, CapsuleResponse, ErrorCode};
 use gdp_proto::chain::ChainState;
-use gdp_proto::control::AdvertiseEntry;
 
-use common::{Router, TempDir};
+use common::{Router, TempDir, fake_server};
 
 /// Answers every request with `Unsubscribed`, but only from its `copies`th
 /// copy on (copies counted per request id).
@@ -165,27 +163,8 @@ async fn batches_that_meet_gap_behind_a_lost_one_are_sent_again() {
         vec![],
     )
     .expect("metadata");
-    let server = Identity::generate(Kind::Server, "lossy-appends").expect("identity");
-    let config = EndpointConfig::new(router.addr).with_router(router.name);
-    let (link, incoming) = EndpointLink::connect(&server, &config)
-        .await
-        .expect("attach");
-    let now = Timestamp::now();
-    let adcert = AdCert::issue(
-        owner.secret_key(),
-        md.name(),
-        server.name(),
-        Validity::new(
-            now.saturating_sub(Duration::from_secs(60)),
-            now.saturating_add(Duration::from_secs(3600)),
-        ),
-    );
-    link.advertise(vec![AdvertiseEntry {
-        capsule_md: md.clone(),
-        adcert,
-    }])
-    .await
-    .expect("advertise");
+    let (_server, link, incoming) =
+        fake_server(&router, "lossy-appends", owner.secret_key(), &md).await;
     let log = Arc::new(AppendLog::default());
     let serving = tokio::spawn(lossy_appends(link, incoming, log.clone()));
 

@@ -9,8 +9,10 @@ use bytes::Bytes;
 use futures::StreamExt;
 use gdp_certs::{Identity, Name};
 use gdp_client::replicas::check_quorums;
+use std::path::{Path, PathBuf};
+
 use gdp_client::{
-    Capsule, CapsuleFile, CapsuleSpec, Client, Decryptor, EncryptionScheme, Replication,
+    Capsule, CapsuleFile, CapsuleSpec, Client, Created, Decryptor, EncryptionScheme, Replication,
     SealedWriter, VerifiedRecord, Writer,
 };
 use serde_json::json;
@@ -60,23 +62,9 @@ pub(crate) async fn create(ctx: &Context, args: &Create) -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("creating an encrypted capsule on server {server}"))?;
             client.shutdown().await;
-            let keyring = CapsuleFile {
-                metadata: created.keyring.capsule.metadata().clone(),
-                writer_key: Some(key_file.clone()),
-                server: Some(server),
-                adcert: Some(created.keyring.adcert),
-                replication: None,
-            };
-            let keyring_name = keyring.name();
-            let keyring_path = CapsuleFile::path_in(&ctx.capsule_dir, &keyring_name);
-            keyring.save(&keyring_path)?;
-            let file = CapsuleFile {
-                metadata: created.capsule.capsule.metadata().clone(),
-                writer_key: Some(key_file),
-                server: Some(server),
-                adcert: Some(created.capsule.adcert),
-                replication: None,
-            };
+            let (keyring_name, _) =
+                save_in_capsule_dir(ctx, &served_file(&created.keyring, server, &key_file))?;
+            let file = served_file(&created.capsule, server, &key_file);
             (
                 file,
                 format!("\nencrypted, keyring {keyring_name}"),
@@ -95,13 +83,7 @@ pub(crate) async fn create(ctx: &Context, args: &Create) -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("creating a capsule on server {server}"))?;
             client.shutdown().await;
-            let file = CapsuleFile {
-                metadata: created.capsule.metadata().clone(),
-                writer_key: Some(key_file),
-                server: Some(server),
-                adcert: Some(created.adcert),
-                replication: None,
-            };
+            let file = served_file(&created, server, &key_file);
             (file, String::new(), json!({"server": server.to_string()}))
         }
         None => create_replicated(ctx, &args.replicas, &args.quorums, &me, spec, key_file).await?,
@@ -156,8 +138,7 @@ async fn create_replicated(
             adcert: None,
             replication: Some(Replication::new(keyring.set, w, r)?),
         };
-        let name = file.name();
-        file.save(&CapsuleFile::path_in(&ctx.capsule_dir, &name))?;
+        let (name, _) = save_in_capsule_dir(ctx, &file)?;
         human.push_str(&format!("\nencrypted, keyring {name}"));
         value["encrypted"] = json!(true);
         value["keyring"] = json!(name.to_string());
@@ -170,6 +151,28 @@ async fn create_replicated(
         replication: Some(replication),
     };
     Ok((file, format!("\n{human}"), value))
+}
+
+/// The capsule file of `created`, on `server`, written with `key_file`.
+pub(crate) fn served_file(created: &Created, server: Name, key_file: &Path) -> CapsuleFile {
+    CapsuleFile {
+        metadata: created.capsule.metadata().clone(),
+        writer_key: Some(key_file.to_owned()),
+        server: Some(server),
+        adcert: Some(created.adcert.clone()),
+        replication: None,
+    }
+}
+
+/// Saves `file` in the capsule directory; its capsule's name and path.
+pub(crate) fn save_in_capsule_dir(
+    ctx: &Context,
+    file: &CapsuleFile,
+) -> anyhow::Result<(Name, PathBuf)> {
+    let name = file.name();
+    let path = CapsuleFile::path_in(&ctx.capsule_dir, &name);
+    file.save(&path)?;
+    Ok((name, path))
 }
 
 /// Server names given as a list, sorted, without duplicates.

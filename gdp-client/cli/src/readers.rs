@@ -7,7 +7,9 @@ use serde_json::json;
 
 use crate::cli::{ReadersChange, ReadersCommand, ReadersList, Reencrypt};
 use crate::context::{Context, parse_key, parse_name};
-use gdp_client::{CapsuleFile, CapsuleSpec};
+use gdp_client::CapsuleSpec;
+
+use crate::capsules::{save_in_capsule_dir, served_file};
 
 /// A reader named by its public key, or by a key file (whose public key is
 /// taken; the secret is not kept).
@@ -145,28 +147,16 @@ pub(crate) async fn reencrypt(ctx: &Context, args: &Reencrypt) -> anyhow::Result
         .context("copying the records")?;
     client.shutdown().await;
     let key_file = std::path::absolute(&ctx.key_file).unwrap_or_else(|_| ctx.key_file.clone());
-    let mut saved = Vec::new();
-    for c in [&created.keyring, &created.capsule] {
-        let file = CapsuleFile {
-            metadata: c.capsule.metadata().clone(),
-            writer_key: Some(key_file.clone()),
-            server: Some(server),
-            adcert: Some(c.adcert.clone()),
-            replication: None,
-        };
-        let path = CapsuleFile::path_in(&ctx.capsule_dir, &file.name());
-        file.save(&path)?;
-        saved.push(path);
-    }
-    let new = created.capsule.capsule.name();
+    save_in_capsule_dir(ctx, &served_file(&created.keyring, server, &key_file))?;
+    let (new, path) = save_in_capsule_dir(ctx, &served_file(&created.capsule, server, &key_file))?;
     ctx.out.emit(
         format!(
             "{new}\ncapsule file {}\ncopied {copied} record{} from {} under a fresh key for its current readers; retire the old capsule",
-            saved[1].display(),
+            path.display(),
             plural(copied as usize),
             old.name()
         ),
         json!({"capsule": new.to_string(), "from": old.name().to_string(), "copied": copied,
-            "file": saved[1].display().to_string()}),
+            "file": path.display().to_string()}),
     )
 }

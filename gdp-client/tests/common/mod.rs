@@ -17,9 +17,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use gdp_certs::{Identity, Kind, Metadata, Name};
+use gdp_certs::cert::{AdCert, Validity};
+use gdp_certs::{Identity, Kind, Metadata, Name, SecretKey, Timestamp};
 use gdp_client::{Client, ClientOptions};
+use gdp_link::endpoint::{EndpointConfig, EndpointLink, EndpointReceiver};
 use gdp_proto::capsule::{CapsuleRequest, CapsuleResponse};
+use gdp_proto::control::AdvertiseEntry;
 pub use gdp_testkit::TempDir;
 use gdp_testkit::{
     ChildGuard, RedisServer, spawn_with_start_line, start_line_field, workspace_bin,
@@ -231,6 +234,38 @@ impl Replicas {
         .await
         .expect("the client attaches")
     }
+}
+
+/// A fake capsule server named `label`, attached to `router` like a real
+/// one and advertising the capsule `md` with a genuine AdCert from `owner`
+/// (valid from a minute ago for an hour): the router routes the
+/// capsule's name to it, and the test answers its PDUs.
+pub async fn fake_server(
+    router: &Router,
+    label: &str,
+    owner: &SecretKey,
+    md: &Metadata,
+) -> (Identity, EndpointLink, EndpointReceiver) {
+    let fake = Identity::generate(Kind::Server, label).expect("identity");
+    let config = EndpointConfig::new(router.addr).with_router(router.name);
+    let (link, incoming) = EndpointLink::connect(&fake, &config).await.expect("attach");
+    let now = Timestamp::now();
+    let adcert = AdCert::issue(
+        owner,
+        md.name(),
+        fake.name(),
+        Validity::new(
+            now.saturating_sub(Duration::from_secs(60)),
+            now.saturating_add(Duration::from_secs(3600)),
+        ),
+    );
+    link.advertise(vec![AdvertiseEntry {
+        capsule_md: md.clone(),
+        adcert,
+    }])
+    .await
+    .expect("advertise");
+    (fake, link, incoming)
 }
 
 /// The tail of the capsule of `md` as server `server` alone serves it,
