@@ -69,8 +69,18 @@ mod verifier;
 pub use certificate::{MAX_CERTIFICATE_LEN, METADATA_EXTENSION_OID, self_signed_certificate};
 pub use verifier::{PeerPolicy, PeerVerifier};
 
-/// The ALPN protocol of GDP links, version 1. Both sides require it.
+/// The ALPN protocol of GDP links, version 1: whole PDUs on streams. Every
+/// GDP link speaks it; [`server_config`] and [`client_config`] offer it
+/// alone.
 pub const ALPN: &[u8] = b"gdp/1";
+
+/// The ALPN protocol of GDP links, version 2: version 1 with compact
+/// frames on streams, whose senders replace a PDU's two names by a label
+/// bound on that stream (`gdp_proto::frame::labels`). Links that can
+/// decode them offer it before [`ALPN`] (see
+/// [`quinn_server_config_offering`]); a peer that offers only [`ALPN`]
+/// gets version 1.
+pub const ALPN_COMPACT: &[u8] = b"gdp/2";
 
 /// The TLS server name dialers pass (quinn's `connect(addr, SERVER_NAME)`).
 /// It is never sent (SNI is off) and never checked: the peer's GDP name,
@@ -285,7 +295,21 @@ pub fn quinn_server_config(
     identity: &Identity,
     client_policy: PeerPolicy,
 ) -> Result<quinn::ServerConfig, TlsError> {
-    let tls = server_config(identity, client_policy)?;
+    quinn_server_config_offering(identity, client_policy, &[ALPN])
+}
+
+/// [`quinn_server_config`] accepting the link protocols `protocols` (ALPN
+/// names, most preferred first): the listener picks the first of them
+/// that the dialer offers, and refuses a dialer that offers none.
+#[cfg(feature = "quinn")]
+#[cfg_attr(docsrs, doc(cfg(feature = "quinn")))]
+pub fn quinn_server_config_offering(
+    identity: &Identity,
+    client_policy: PeerPolicy,
+    protocols: &[&[u8]],
+) -> Result<quinn::ServerConfig, TlsError> {
+    let mut tls = server_config(identity, client_policy)?;
+    tls.alpn_protocols = protocols.iter().map(|p| p.to_vec()).collect();
     let quic = quinn::crypto::rustls::QuicServerConfig::try_from(tls).map_err(|e| {
         TlsError::QuicConfig {
             reason: e.to_string(),
@@ -314,13 +338,37 @@ pub fn quinn_client_config(
     identity: &Identity,
     server_policy: PeerPolicy,
 ) -> Result<quinn::ClientConfig, TlsError> {
-    let tls = client_config(identity, server_policy)?;
+    quinn_client_config_offering(identity, server_policy, &[ALPN])
+}
+
+/// [`quinn_client_config`] offering the link protocols `protocols` (ALPN
+/// names, most preferred first); [`quinn_protocol`] tells which one the
+/// listener chose.
+#[cfg(feature = "quinn")]
+#[cfg_attr(docsrs, doc(cfg(feature = "quinn")))]
+pub fn quinn_client_config_offering(
+    identity: &Identity,
+    server_policy: PeerPolicy,
+    protocols: &[&[u8]],
+) -> Result<quinn::ClientConfig, TlsError> {
+    let mut tls = client_config(identity, server_policy)?;
+    tls.alpn_protocols = protocols.iter().map(|p| p.to_vec()).collect();
     let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(|e| {
         TlsError::QuicConfig {
             reason: e.to_string(),
         }
     })?;
     Ok(quinn::ClientConfig::new(Arc::new(quic)))
+}
+
+/// The link protocol (ALPN name) an established quinn connection speaks.
+#[cfg(feature = "quinn")]
+#[cfg_attr(docsrs, doc(cfg(feature = "quinn")))]
+pub fn quinn_protocol(connection: &quinn::Connection) -> Option<Vec<u8>> {
+    connection
+        .handshake_data()
+        .and_then(|d| d.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+        .and_then(|d| d.protocol)
 }
 
 /// The identity the peer of an established quinn connection proved.

@@ -156,13 +156,7 @@ async fn both_sides_learn_each_others_names() {
     assert_eq!(seen_by_client, router.to_public());
     assert_eq!(seen_by_server.name(), client.name());
     assert_eq!(seen_by_server.metadata().kind(), Kind::Client);
-    assert_eq!(
-        at_client
-            .handshake_data()
-            .and_then(|d| d.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
-            .and_then(|d| d.protocol),
-        Some(tls::ALPN.to_vec())
-    );
+    assert_eq!(tls::quinn_protocol(&at_client), Some(tls::ALPN.to_vec()));
 
     // The link carries data.
     let (mut send, mut recv) = at_client.open_bi().await.expect("opens a stream");
@@ -194,6 +188,39 @@ async fn any_name_policies_learn_unknown_peers() {
         tls::quinn_peer_identity(&at_server).expect("proved").name(),
         client.name()
     );
+}
+
+#[tokio::test]
+async fn the_listener_picks_the_first_protocol_both_offer() {
+    let server = identity(Kind::Router, 5);
+    let client = identity(Kind::Client, 6);
+    let both: &[&[u8]] = &[tls::ALPN_COMPACT, tls::ALPN];
+    let one: &[&[u8]] = &[tls::ALPN];
+    for (at_server, at_client, chosen) in [
+        (both, both, tls::ALPN_COMPACT),
+        (both, one, tls::ALPN),
+        (one, both, tls::ALPN),
+    ] {
+        let attempt = handshake(
+            tls::quinn_server_config_offering(&server, PeerPolicy::AnyName, at_server)
+                .expect("server config"),
+            tls::quinn_client_config_offering(&client, PeerPolicy::AnyName, at_client)
+                .expect("client config"),
+        )
+        .await;
+        let conn = attempt.client.expect("client connects");
+        assert_eq!(tls::quinn_protocol(&conn), Some(chosen.to_vec()));
+        let conn = attempt.server.expect("server accepts");
+        assert_eq!(tls::quinn_protocol(&conn), Some(chosen.to_vec()));
+    }
+    // No protocol in common: refused.
+    let attempt = handshake(
+        tls::quinn_server_config_offering(&server, PeerPolicy::AnyName, &[tls::ALPN_COMPACT])
+            .expect("server config"),
+        tls::quinn_client_config(&client, PeerPolicy::AnyName).expect("client config"),
+    )
+    .await;
+    assert!(attempt.client.is_err() || attempt.server.is_err());
 }
 
 #[tokio::test]

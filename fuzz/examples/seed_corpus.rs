@@ -15,7 +15,7 @@ use gdp_certs::{Identity, Kind, Metadata, Name, SecretKey, Timestamp};
 use gdp_proto::capsule::{CapsuleRequest, CapsuleResponse, ErrorCode};
 use gdp_proto::chain::ChainState;
 use gdp_proto::control::{AttachChallenge, AttachProof, ControlMessage, NakReason};
-use gdp_proto::frame::encode_batch;
+use gdp_proto::frame::{LabelEncoder, encode_batch};
 use gdp_proto::pdu::{Pdu, PduHeader, PduType};
 use gdp_proto::proof::{Heartbeat, Proof};
 use gdp_proto::record::Record;
@@ -146,6 +146,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
     let ctl = control[0].to_pdu(client.name(), router.name(), 0)?;
     let frames = encode_batch(&[data.clone(), ping.clone(), ctl.clone()])?;
+    // The same, twice over, in compact frames: binds, then labels.
+    let mut labelled = bytes::BytesMut::new();
+    let mut labels = LabelEncoder::with_keys([1, 2]);
+    for _ in 0..2 {
+        labels.push_pdus(&frames, &mut labelled);
+    }
 
     let write = |target: &str, items: Vec<Vec<u8>>| -> std::io::Result<()> {
         let dir = root.join(target);
@@ -167,6 +173,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             [&[1u8][..], &frames[..]].concat(),
             [&[7u8][..], &frames[..]].concat(),
             [&[200u8][..], &frames[..]].concat(),
+        ],
+    )?;
+    write(
+        "labels",
+        vec![
+            [&[1u8][..], &labelled[..]].concat(),
+            [&[13u8][..], &labelled[..]].concat(),
+            // Six PDUs described by (dst, src, payload length) triples.
+            vec![5, 1, 2, 0, 1, 2, 64, 1, 2, 3, 3, 4, 1, 1, 2, 9, 2, 1, 200],
         ],
     )?;
     write("control", control.iter().map(|m| v(m.to_bytes())).collect())?;

@@ -10,22 +10,23 @@
 //! `tests/corpus.rs` replays every committed input in `corpus/<target>/`
 //! through them on every test run, so a crash once found stays fixed.
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use gdp_certs::Timestamp;
 use gdp_certs::cert::{AdCert, DomainCert, ReplicaSet, RouteRecord, RtCert};
 use gdp_certs::codec::{Decode, Encode};
 use gdp_certs::{Metadata, Name};
 use gdp_proto::capsule::{CapsuleRequest, CapsuleResponse};
 use gdp_proto::control::ControlMessage;
-use gdp_proto::frame::{FrameDecoder, FrameError, RunDecoder, decode_datagram};
-use gdp_proto::pdu::{Pdu, PduHeader, peek_header, peek_pdu_len};
+use gdp_proto::frame::{FrameDecoder, FrameError, LabelEncoder, RunDecoder, decode_datagram};
+use gdp_proto::pdu::{Pdu, PduHeader, PduType, peek_header, peek_pdu_len};
 use gdp_proto::proof::{Heartbeat, Proof};
 use gdp_proto::record::{Record, RecordHeader};
 use gdp_seal::{ContentKey, Envelope, KeyRecord, Keyring};
 
 /// Names of every target, matching the `[[bin]]` names and corpus folders.
 pub const TARGETS: &[&str] = &[
-    "pdu", "frames", "control", "capsule", "certs", "records", "proof", "envelope", "keyring",
+    "pdu", "frames", "labels", "control", "capsule", "certs", "records", "proof", "envelope",
+    "keyring",
 ];
 
 /// Runs the target called `name` on `data`. Returns false for an unknown name.
@@ -33,6 +34,7 @@ pub fn run(name: &str, data: &[u8]) -> bool {
     match name {
         "pdu" => pdu(data),
         "frames" => frames(data),
+        "labels" => labels(data),
         "control" => control(data),
         "capsule" => capsule(data),
         "certs" => certs(data),
@@ -112,10 +114,24 @@ fn runs(data: &[u8]) {
     let mut dec = FrameDecoder::new();
     let (frames, frame_err) = drain(&mut dec, &chunks);
     let frame_err = frame_err.or(dec.finish().err());
-    let mut runs = RunDecoder::new();
-    let (mut pdus, mut run_err) = (Vec::new(), None);
-    let mut take = |runs: &mut RunDecoder| {
-        if let Some((mut run, count)) = runs.take_run() {
+    let (pdus, run_err) = drain_runs(RunDecoder::new(), &chunks, |i| {
+        rest.get(i).is_some_and(|b| b & 1 == 1)
+    });
+    assert_eq!(pdus, frames, "the run decoder yields other pdus");
+    assert_eq!(run_err, frame_err, "the run decoder fails otherwise");
+}
+
+/// The PDUs `dec` yields for `chunks`, taking its runs after the pushes
+/// `take_after` picks (as a link reader does after each read) and at the
+/// end, and the error that stopped it (the stream's end included).
+fn drain_runs(
+    mut dec: RunDecoder,
+    chunks: &[&[u8]],
+    take_after: impl Fn(usize) -> bool,
+) -> (Vec<Pdu>, Option<FrameError>) {
+    let mut pdus = Vec::new();
+    let mut take = |dec: &mut RunDecoder| {
+        if let Some((mut run, count)) = dec.take_run() {
             let mut n = 0;
             while !run.is_empty() {
                 let len = peek_header(&run).expect("a run holds whole pdus").pdu_len();
@@ -125,21 +141,61 @@ fn runs(data: &[u8]) {
             assert_eq!(n, count, "a run's count is its pdus");
         }
     };
+    let mut err = None;
     for (i, c) in chunks.iter().enumerate() {
-        let pushed = runs.push(c);
-        // Take the runs after some pushes, as a reader does after a read.
-        if pushed.is_err() || rest.get(i).is_some_and(|b| b & 1 == 1) {
-            take(&mut runs);
+        let pushed = dec.push(c);
+        if pushed.is_err() || take_after(i) {
+            take(&mut dec);
         }
         if let Err(e) = pushed {
-            run_err = Some(e);
+            err = Some(e);
             break;
         }
     }
-    take(&mut runs);
-    let run_err = run_err.or(runs.finish().err());
-    assert_eq!(pdus, frames, "the run decoder yields other pdus");
-    assert_eq!(run_err, frame_err, "the run decoder fails otherwise");
+    take(&mut dec);
+    let err = err.or(dec.finish().err());
+    (pdus, err)
+}
+
+/// Compact link frames (`gdp/2`): whatever the input, a labelled
+/// [`RunDecoder`] yields the same PDUs and fails the same way however it
+/// is cut; and the PDUs the input describes (three bytes each: two names
+/// out of eight, so that pairs repeat, and a payload length), written by a
+/// [`LabelEncoder`], decode to themselves.
+pub fn labels(data: &[u8]) {
+    let Some((&cut, rest)) = data.split_first() else {
+        return;
+    };
+    let step = usize::from(cut).max(1);
+    let never = |_| false;
+    let whole = drain_runs(RunDecoder::with_labels(), &[rest], never);
+    let chunks: Vec<&[u8]> = rest.chunks(step).collect();
+    let chunked = drain_runs(RunDecoder::with_labels(), &chunks, |i| i % 2 == 1);
+    assert_eq!(whole, chunked, "chunking changed the labelled frames");
+
+    let pdus: Vec<Pdu> = rest
+        .chunks_exact(3)
+        .map(|b| {
+            let header = PduHeader::new(
+                PduType::Data,
+                Name::from_bytes([b[0] % 8; 32]),
+                Name::from_bytes([b[1] % 8; 32]),
+                u64::from(b[2]),
+            );
+            Pdu::new(header, Bytes::from(vec![b[2]; usize::from(b[2])])).expect("short payload")
+        })
+        .collect();
+    let mut enc = LabelEncoder::new();
+    let mut wire = BytesMut::new();
+    for p in &pdus {
+        enc.push_pdus(&p.to_bytes(), &mut wire);
+    }
+    let chunks: Vec<&[u8]> = wire.chunks(step).collect();
+    assert_eq!(
+        drain_runs(RunDecoder::with_labels(), &chunks, never),
+        (pdus, None),
+        "labelled frames do not round-trip"
+    );
 }
 
 /// The PDUs `dec` yields for `chunks`, and the error that stopped it.

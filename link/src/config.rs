@@ -4,7 +4,7 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use gdp_certs::PeerPolicy;
+use gdp_certs::{PeerPolicy, tls};
 use quinn::{IdleTimeout, VarInt};
 use tokio::sync::Semaphore;
 
@@ -129,6 +129,13 @@ pub struct TransportConfig {
     /// Whether to accept incoming links at all; a client-only transport
     /// dials and never listens.
     pub accept_incoming: bool,
+    /// Whether to offer link protocol `gdp/2` (before `gdp/1`) when
+    /// dialing and accepting: compact stream frames, in which a PDU's two
+    /// names travel as a one-byte label bound on the stream
+    /// ([`gdp_proto::frame::labels`]). A link speaks it when both sides
+    /// offer it ([`LinkStats::compact_headers`](super::LinkStats::compact_headers)).
+    /// On by default; off, every link speaks `gdp/1`.
+    pub compact_headers: bool,
     /// Which peers may open links to this transport. Under
     /// [`PeerPolicy::AnyName`] any principal that proves a name is accepted
     /// and the owner learns which name from [`LinkEvent::Up`](super::LinkEvent::Up).
@@ -165,6 +172,7 @@ impl Default for TransportConfig {
             malformed_limit: 64,
             unproven_pdu_limit: usize::MAX,
             accept_incoming: true,
+            compact_headers: true,
             accept_policy: PeerPolicy::AnyName,
             shutdown_timeout: Duration::from_secs(3),
         }
@@ -177,6 +185,16 @@ impl TransportConfig {
         TransportConfig {
             bind,
             ..TransportConfig::default()
+        }
+    }
+
+    /// The link protocols (ALPN names) this transport offers, most
+    /// preferred first.
+    pub(crate) fn protocols(&self) -> &'static [&'static [u8]] {
+        if self.compact_headers {
+            &[tls::ALPN_COMPACT, tls::ALPN]
+        } else {
+            &[tls::ALPN]
         }
     }
 

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use gdp_certs::{DecodeError, PublicIdentity};
+use gdp_certs::{DecodeError, PublicIdentity, tls};
 use gdp_proto::frame::FrameError;
 use gdp_proto::pdu::peek_pdu_len;
 use tokio::sync::mpsc;
@@ -56,6 +56,7 @@ pub(crate) struct Counters {
     pub(crate) sent_bytes: AtomicU64,
     pub(crate) sent_datagrams: AtomicU64,
     pub(crate) sent_datagram_bytes: AtomicU64,
+    pub(crate) sent_stream_bytes: AtomicU64,
     pub(crate) received_pdus: AtomicU64,
     pub(crate) received_bytes: AtomicU64,
     pub(crate) received_datagrams: AtomicU64,
@@ -90,6 +91,12 @@ pub struct LinkStats {
     pub sent_pdus: u64,
     /// Bytes of those PDUs.
     pub sent_bytes: u64,
+    /// Bytes written to the reliable stream for those PDUs: fewer than
+    /// `sent_bytes` on a link with compact headers.
+    pub sent_stream_bytes: u64,
+    /// Whether the link speaks link protocol `gdp/2`, whose streams carry
+    /// compact frames ([`TransportConfig::compact_headers`](super::TransportConfig::compact_headers)).
+    pub compact_headers: bool,
     /// PDUs sent as datagrams.
     pub sent_datagrams: u64,
     /// Bytes of those datagrams.
@@ -137,6 +144,8 @@ pub(crate) struct LinkShared {
     pub(crate) counters: Counters,
     /// Buffers shorter than this are copied when queued (see [`held`]).
     pub(crate) copy_below: usize,
+    /// Whether the link speaks `gdp/2`: compact frames on its streams.
+    pub(crate) compact: bool,
     /// Most bytes of an incomplete PDU the stream reader holds now.
     pub(crate) pdu_limit: AtomicUsize,
     /// The link's share of the owner's event channel
@@ -255,10 +264,12 @@ impl LinkShared {
         datagrams: mpsc::Sender<Bytes>,
         config: &super::TransportConfig,
     ) -> Self {
+        let compact = tls::quinn_protocol(&conn).as_deref() == Some(tls::ALPN_COMPACT);
         LinkShared {
             id,
             peer,
             remote_addr: conn.remote_address(),
+            compact,
             direction,
             conn,
             queue,
@@ -566,6 +577,8 @@ impl Link {
             rtt: self.shared.conn.rtt(),
             sent_pdus: get(&c.sent_pdus),
             sent_bytes: get(&c.sent_bytes),
+            sent_stream_bytes: get(&c.sent_stream_bytes),
+            compact_headers: self.shared.compact,
             sent_datagrams: get(&c.sent_datagrams),
             sent_datagram_bytes: get(&c.sent_datagram_bytes),
             received_pdus: get(&c.received_pdus),

@@ -283,7 +283,11 @@ impl Transport {
         // Fails early for an identity that cannot hold links.
         tls::client_config(&identity, PeerPolicy::AnyName)?;
         let server = if config.accept_incoming {
-            let mut server = tls::quinn_server_config(&identity, config.accept_policy.clone())?;
+            let mut server = tls::quinn_server_config_offering(
+                &identity,
+                config.accept_policy.clone(),
+                config.protocols(),
+            )?;
             server.transport_config(quic.clone());
             Some(server)
         } else {
@@ -419,7 +423,11 @@ impl Transport {
                 max: inner.config.max_links,
             });
         }
-        let mut client = tls::quinn_client_config(&inner.identity, policy.clone())?;
+        let mut client = tls::quinn_client_config_offering(
+            &inner.identity,
+            policy.clone(),
+            inner.config.protocols(),
+        )?;
         client.transport_config(inner.quic.clone());
         let connecting = inner
             .endpoint

@@ -226,6 +226,59 @@ async fn ten_thousand_reliable_pdus_arrive_complete_and_in_order() {
     assert!(received.rtt > Duration::ZERO);
 }
 
+/// Sends `pdus` from A to B, checks that B gets exactly them, and returns
+/// the bytes A wrote to the stream.
+async fn exchange(p: &mut Pair, pdus: Vec<Bytes>) -> u64 {
+    let before = p.a_link.stats().sent_stream_bytes;
+    for chunk in pdus.chunks(100) {
+        p.a_link.send_batch(chunk.to_vec()).await.expect("sends");
+    }
+    let got = collect(&mut p.b_events, pdus.len(), true).await;
+    assert!(got == pdus, "the pdus arrive as sent");
+    p.a_link.stats().sent_stream_bytes - before
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn links_carry_compact_frames_when_both_sides_offer_them() {
+    let mut p = pair().await;
+    assert!(p.a_link.stats().compact_headers);
+    assert!(p.b.stats(p.b_link).expect("up").compact_headers);
+    // One pair of names: the first PDU binds a label (2 bytes more), each
+    // later one costs 17 bytes of header instead of 80.
+    let same: Vec<Bytes> = (0..1000).map(|s| pdu(s, 64)).collect();
+    assert_eq!(exchange(&mut p, same).await, 146 + 999 * 81);
+    // Other names, sizes from empty to past the zero-copy threshold: all
+    // arrive as they were sent.
+    let mixed: Vec<Bytes> = (0..300u64)
+        .map(|s| {
+            let header = PduHeader::new(
+                PduType::Data,
+                Name::from_bytes([(s % 7) as u8; 32]),
+                Name::from_bytes([(s % 5) as u8; 32]),
+                s,
+            );
+            let payload = vec![s as u8; (s as usize * 97) % 40_000];
+            Pdu::new(header, Bytes::from(payload))
+                .expect("within limits")
+                .to_bytes()
+        })
+        .collect();
+    let full: u64 = mixed.iter().map(|p| p.len() as u64).sum();
+    assert!(exchange(&mut p, mixed).await < full);
+
+    // Either side without them: gdp/1, whole PDUs.
+    for (a, b) in [(false, true), (true, false)] {
+        let (mut a_config, mut b_config) = (config(), config());
+        a_config.compact_headers = a;
+        b_config.compact_headers = b;
+        let mut p = pair_with(a_config, b_config).await;
+        assert!(!p.a_link.stats().compact_headers);
+        assert!(!p.b.stats(p.b_link).expect("up").compact_headers);
+        let same: Vec<Bytes> = (0..100).map(|s| pdu(s, 64)).collect();
+        assert_eq!(exchange(&mut p, same).await, 100 * 144);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_owner_gets_everything_once_it_reads_again() {
     // While the owner does not read, QUIC buffers up to the stream window

@@ -198,7 +198,12 @@ pub(super) async fn read_stream(
             Ok(r) => r,
             Err(_) => return,
         };
-        let mut decoder = RunDecoder::new();
+        // Labels are bound per stream: each starts afresh.
+        let mut decoder = if shared.compact {
+            RunDecoder::with_labels()
+        } else {
+            RunDecoder::new()
+        };
         loop {
             let n = match recv.read_chunks(&mut bufs).await {
                 Ok(Some(n)) => n,

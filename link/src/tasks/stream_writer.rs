@@ -9,6 +9,12 @@
 //! packet, so a few large ones are cheaper than many small ones). The
 //! queue's room is released after each write.
 //!
+//! On a link that speaks `gdp/2` each PDU is written as its compact frame
+//! ([`gdp_proto::frame::labels`]): its head, with the two names replaced
+//! by a label once the stream has bound one, is written into the
+//! coalescing buffer and its payload copied after it (or, from
+//! [`COALESCE_BELOW`] bytes on, passed to QUIC as a buffer of its own).
+//!
 //! It ends when the queue is closed, when the connection is gone, after a
 //! `Finish` (once the peer has acknowledged everything), or when the peer
 //! stops the stream (a protocol violation: it closes the link).
@@ -16,6 +22,9 @@
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
+use gdp_proto::frame::LabelEncoder;
+use gdp_proto::frame::labels::whole_pdu_header;
+use gdp_proto::pdu::HEADER_LEN;
 use quinn::WriteError;
 
 use crate::CloseCode;
@@ -45,6 +54,52 @@ fn stage(pdu: Bytes, below: usize, small: &mut BytesMut, chunks: &mut Vec<Bytes>
             chunks.push(small.split().freeze());
         }
         chunks.push(pdu);
+    }
+}
+
+/// [`stage`] for a link that speaks `gdp/2`: each PDU of `pdus` (one, or
+/// a run) as its compact frame, with its payload copied into `small`, or
+/// passed as a buffer of its own from [`COALESCE_BELOW`] bytes on.
+fn stage_labelled(
+    labels: &mut LabelEncoder,
+    pdus: Bytes,
+    small: &mut BytesMut,
+    chunks: &mut Vec<Bytes>,
+) {
+    let mut at = 0;
+    while at < pdus.len() {
+        let Some((header, len)) = whole_pdu_header(&pdus[at..]) else {
+            // Never from this crate's senders, which check every PDU;
+            // passed as it is, the peer refuses it as it would on gdp/1.
+            small.extend_from_slice(&pdus[at..]);
+            return;
+        };
+        labels.push_head(header, small);
+        let payload = at + HEADER_LEN..at + len;
+        if payload.len() >= COALESCE_BELOW {
+            chunks.push(small.split().freeze());
+            chunks.push(pdus.slice(payload));
+        } else {
+            small.extend_from_slice(&pdus[payload]);
+        }
+        at += len;
+    }
+}
+
+/// Where one write's PDUs go: the buffers for QUIC, and how they are
+/// framed.
+struct Stager<'a> {
+    labels: Option<&'a mut LabelEncoder>,
+    small: &'a mut BytesMut,
+    chunks: &'a mut Vec<Bytes>,
+}
+
+impl Stager<'_> {
+    fn stage(&mut self, pdus: Bytes, below: usize) {
+        match self.labels.as_deref_mut() {
+            Some(labels) => stage_labelled(labels, pdus, self.small, self.chunks),
+            None => stage(pdus, below, self.small, self.chunks),
+        }
     }
 }
 
@@ -79,6 +134,8 @@ pub(super) async fn write_stream(shared: Arc<LinkShared>, mut queue: QueueReceiv
     let mut msgs = Vec::with_capacity(256);
     let mut chunks: Vec<Bytes> = Vec::new();
     let mut small = BytesMut::new();
+    // Labels are bound per stream, and this is the link's one stream.
+    let mut labels = shared.compact.then(LabelEncoder::new);
     loop {
         if queue.recv_many(&mut msgs, WRITE_BATCH).await == 0 {
             return;
@@ -89,6 +146,11 @@ pub(super) async fn write_stream(shared: Arc<LinkShared>, mut queue: QueueReceiv
         let (mut permits, mut bytes, mut pdus) = (0u32, 0u64, 0u64);
         let mut charged = 0u64;
         let mut finish = None;
+        let mut stager = Stager {
+            labels: labels.as_mut(),
+            small: &mut small,
+            chunks: &mut chunks,
+        };
         for msg in msgs.drain(..) {
             match msg {
                 WriterMsg::Pdus {
@@ -102,18 +164,18 @@ pub(super) async fn write_stream(shared: Arc<LinkShared>, mut queue: QueueReceiv
                     match batch {
                         Batch::One(pdu) => {
                             bytes += pdu.len() as u64;
-                            stage(pdu, COALESCE_BELOW, &mut small, &mut chunks);
+                            stager.stage(pdu, COALESCE_BELOW);
                         }
                         Batch::Many(many) => {
                             for pdu in many {
                                 bytes += pdu.len() as u64;
-                                stage(pdu, COALESCE_BELOW, &mut small, &mut chunks);
+                                stager.stage(pdu, COALESCE_BELOW);
                             }
                         }
                         Batch::Runs(runs, _) => {
                             for run in runs {
                                 bytes += run.len() as u64;
-                                stage(run, COALESCE_RUNS_BELOW, &mut small, &mut chunks);
+                                stager.stage(run, COALESCE_RUNS_BELOW);
                             }
                         }
                     }
@@ -124,6 +186,7 @@ pub(super) async fn write_stream(shared: Arc<LinkShared>, mut queue: QueueReceiv
         if !small.is_empty() {
             chunks.push(small.split().freeze());
         }
+        let wire: usize = chunks.iter().map(Bytes::len).sum();
         if !chunks.is_empty() {
             let result = send.write_all_chunks(&mut chunks).await;
             chunks.clear();
@@ -143,6 +206,7 @@ pub(super) async fn write_stream(shared: Arc<LinkShared>, mut queue: QueueReceiv
         queue.release(permits, charged, pdus);
         bump(&shared.counters.sent_pdus, pdus);
         bump(&shared.counters.sent_bytes, bytes);
+        bump(&shared.counters.sent_stream_bytes, wire as u64);
         if let Some(done) = finish {
             let _ = send.finish();
             // Resolves once the peer has acknowledged every byte, or the

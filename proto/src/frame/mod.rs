@@ -40,6 +40,14 @@
 //! returned without a copy. After a framing error the stream is out of sync;
 //! the decoder keeps returning that error and the link should be closed.
 //!
+//! # Compact frames
+//!
+//! On links that speak link protocol `gdp/2`, a stream's sender replaces
+//! the two names of a header by a label bound on that stream
+//! ([`labels`]: a 64-byte payload costs 81 bytes on the wire instead of
+//! 144); [`RunDecoder::with_labels`] expands the frames back into whole
+//! PDUs as it copies them in.
+//!
 //! # Datagrams
 //!
 //! A QUIC datagram holds exactly one PDU ([`decode_datagram`]); bytes after
@@ -57,8 +65,10 @@ use std::collections::VecDeque;
 use bytes::{Buf, Bytes, BytesMut};
 use gdp_certs::codec::{Decode, DecodeError, Encode};
 
+pub mod labels;
 mod runs;
 
+pub use labels::LabelEncoder;
 pub use runs::RunDecoder;
 
 use crate::pdu::{

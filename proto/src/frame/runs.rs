@@ -4,6 +4,7 @@ use bytes::{Bytes, BytesMut};
 use gdp_certs::codec::DecodeError;
 
 use super::FrameError;
+use super::labels::{Expander, Step};
 use crate::pdu::{HEADER_LEN, peek_pdu_len};
 
 /// The smallest block the decoder allocates.
@@ -73,6 +74,9 @@ pub struct RunDecoder {
     /// The size of the next block.
     block: usize,
     failed: Option<FrameError>,
+    /// Set for a stream of compact frames, which are expanded into whole
+    /// PDUs as they are copied in.
+    labels: Option<Box<Expander>>,
 }
 
 impl Default for RunDecoder {
@@ -91,12 +95,25 @@ impl RunDecoder {
             next_len: None,
             block: MIN_BLOCK,
             failed: None,
+            labels: None,
+        }
+    }
+
+    /// An empty decoder for a stream of compact link frames (link protocol
+    /// `gdp/2`, see [`labels`](super::labels)): each frame is expanded into
+    /// its whole PDU as it is copied in, so the runs it hands out are
+    /// whole version-1 PDUs, exactly as [`new`](Self::new)'s. A stream of
+    /// plain PDUs is a valid stream of compact frames.
+    pub fn with_labels() -> Self {
+        RunDecoder {
+            labels: Some(Box::new(Expander::new())),
+            ..Self::new()
         }
     }
 
     /// Bytes held: whole PDUs not yet taken, and part of the next one.
     pub fn buffered_len(&self) -> usize {
-        self.buf.len()
+        self.buf.len() + self.labels.as_ref().map_or(0, |l| l.held())
     }
 
     /// Bytes of the whole PDUs ready to be taken.
@@ -117,16 +134,59 @@ impl RunDecoder {
         if let Some(e) = self.failed {
             return Err(e);
         }
-        if self.buf.capacity() - self.buf.len() < bytes.len() {
-            // At least a block, and at least double what is held: a large
-            // PDU is assembled with a few moves, in memory that grows with
-            // what has arrived (never with what a header announces, which
-            // costs a peer nothing to send).
-            self.buf
-                .reserve(bytes.len().max(self.block).max(self.buf.len()));
+        if self.labels.is_some() {
+            return self.expand(bytes).inspect_err(|e| self.failed = Some(*e));
         }
+        self.room(bytes.len());
         self.buf.extend_from_slice(bytes);
         self.scan()
+    }
+
+    /// Makes room for `n` more bytes: at least a block, and at least
+    /// double what is held, so a large PDU is assembled with a few moves,
+    /// in memory that grows with what has arrived (never with what a
+    /// header announces, which costs a peer nothing to send).
+    fn room(&mut self, n: usize) {
+        if self.buf.capacity() - self.buf.len() < n {
+            self.buf.reserve(n.max(self.block).max(self.buf.len()));
+        }
+    }
+
+    /// [`push`](Self::push) for compact frames: each payload byte is
+    /// copied once, each frame head expanded into a whole header.
+    fn expand(&mut self, input: &[u8]) -> Result<(), FrameError> {
+        let Some(mut labels) = self.labels.take() else {
+            return Ok(());
+        };
+        let result = self.expand_with(&mut labels, input);
+        self.labels = Some(labels);
+        result
+    }
+
+    fn expand_with(&mut self, labels: &mut Expander, mut input: &[u8]) -> Result<(), FrameError> {
+        while !input.is_empty() {
+            if labels.body_left == 0 {
+                match labels.take_head(&mut input)? {
+                    Step::Need => return Ok(()),
+                    Step::Header { header, payload } => {
+                        self.room(HEADER_LEN);
+                        self.buf.extend_from_slice(&header);
+                        labels.body_left = payload;
+                    }
+                }
+            } else {
+                let n = labels.body_left.min(input.len());
+                self.room(n);
+                self.buf.extend_from_slice(&input[..n]);
+                input = &input[n..];
+                labels.body_left -= n;
+            }
+            if labels.body_left == 0 {
+                self.whole = self.buf.len();
+                self.count += 1;
+            }
+        }
+        Ok(())
     }
 
     /// Advances over the whole PDUs after the ones already checked.
@@ -177,7 +237,7 @@ impl RunDecoder {
         if let Some(e) = self.failed {
             return Err(e);
         }
-        match self.buf.len() - self.whole {
+        match self.buffered_len() - self.whole {
             0 => Ok(()),
             buffered => Err(FrameError::Truncated { buffered }),
         }
