@@ -1,287 +1,226 @@
-//! The router benchmark: PDUs/s and round-trip latency through one GDP
+//! The router benchmark: messages/s and round-trip latency through one GDP
 //! router and through two, next to the two baselines (a direct QUIC
 //! connection and the naive byte relay), all in one run; then the latency
 //! of a cold lookup, the first PDU to a name its router must resolve
 //! through Redis.
 //!
 //! Run it with a release build (it starts its own `redis-server`, which
-//! `scripts/test.sh` installs):
+//! must be on the `PATH`; `scripts/test.sh` installs it):
 //!
 //! ```text
 //! cargo run --release -p gdp-router --example bench_router
 //! cargo run --release -p gdp-router --example bench_router -- --trials 5
 //! cargo run --release -p gdp-router --example bench_router -- --trials 5 --pin on
+//! cargo run --release -p gdp-router --example bench_router -- --trials 5 --compact off
 //! cargo run --release -p gdp-router --example bench_router -- --count 500000 --window 4096 --pings 10000 --lookups 200
 //! ```
 //!
-//! The client and echo ends are those of `bench_direct` and `bench_relay`
-//! (one stream of PDUs each way, the echo end swapping source and
-//! destination). Through routers they attach as GDP endpoints: the client
-//! to the first router, the echo end to the same router (one router) or to
-//! a second one (two routers), both routers sharing one Redis directory.
-//! Each router runs on its own two-worker runtime in this process. The
-//! naive relay is measured twice: on the runtime of the client and echo
-//! ends (as `bench_relay` runs it), and on its own two-worker runtime like
-//! a router, which is the like-for-like baseline for one router hop.
+//! Each path has a near end that sends and two far ends: one counts what
+//! arrives (throughput: `--count` messages one way, at most `--window` in
+//! flight, written 64 KiB at a time), the other echoes it (latency:
+//! `--pings` round trips, one at a time).
 //!
-//! For each payload size (64 B and 1 KiB): one-way throughput with a
-//! window of PDUs in flight, and p50/p99/max round trips of one PDU at a
-//! time. Cold lookups: each sample attaches a new echo end to the second
+//! - **Baselines** (`bench_direct`, `bench_relay`): minimal ends speaking
+//!   raw frames, a 4-byte big-endian length and the payload, decoding
+//!   nothing beyond that framing. Direct QUIC, then the naive relay, which
+//!   copies stream chunks without parsing them: on the runtime of the ends
+//!   (as `bench_relay` runs it) with frames of the PDUs' payload, and on
+//!   its own two-worker runtime, as each router runs, twice: with frames
+//!   of the PDUs' payload (equal payload), and with frames as long as the
+//!   PDUs on the wire (equal wire bytes): payload and 17-byte compact
+//!   head on links that speak `gdp/2` (the default), payload and 80-byte
+//!   header with `--compact off` (every link `gdp/1`).
+//! - **Routers**: GDP endpoints attached through `gdp_link`'s
+//!   `EndpointLink`, as the SDK's ends are: the client sends encoded PDUs
+//!   with `send_batch`, the sink counts the `EndpointEvent::Pdu`s it
+//!   receives and the echo end answers each PDU. The client attaches to
+//!   the first router, the sink and the echo end to the same router (one
+//!   router) or to a second one (two routers), both routers sharing one
+//!   Redis directory. Each router runs on its own two-worker runtime in
+//!   this process.
+//!
+//! Every round prints one table per payload size (64 B and 1 KiB): per
+//! path its messages/s, p50/p99/max round trips, and the CPU time the
+//! hop's own threads (the router's or routers', the relay's on its own
+//! runtime) spent per message delivered, from each thread's
+//! `/proc/self/task/*/schedstat`, a measure of cost that does not depend
+//! on how the cores were shared out. It also prints the share of the PDUs
+//! that the first router's link readers forwarded themselves (the fast
+//! path).
+//!
+//! Cold lookups: each sample attaches a new echo end to the second
 //! router, waits until its route record is in Redis, and times one PDU
 //! from the client to it and back (lookup, record verification, forwarding
 //! and the echo).
 //!
-//! Ratios of PDUs/s swing by about ±20% from one run to the next on a
+//! Ratios of messages/s swing by about ±20% from one run to the next on a
 //! two-core machine, so `--trials N` measures every path N times, round
-//! after round, and ends with the router-to-relay ratio of each round and
-//! their medians. It also prints, per round, the CPU time the hop's own
-//! threads spent per PDU they passed on (the router's, and the relay's on
-//! its own runtime: a measure of cost that does not depend on how the
-//! cores were shared out), and the share of the PDUs that the first
-//! router's link readers forwarded themselves (the fast path).
+//! after round, and ends, per payload size, with the one-router hop set
+//! against the relay on its own runtime in each round and as medians:
+//! messages/s at equal payload and at equal wire bytes, p50 round trip
+//! (equal payload), and CPU per PDU over CPU per frame (equal payload).
 //!
-//! With `--pin on` the client and echo ends run on CPU 0 and each hop (the
-//! relay on its own runtime, each router) on one worker thread pinned to
-//! CPU 1, so a hop never competes with the ends for a core: what it costs
-//! per PDU then shows without the scheduler's noise.
+//! With `--pin on` the ends run on CPU 0 and each hop (the relay on its
+//! own runtime, each router) on one worker thread pinned to CPU 1, so a
+//! hop never competes with the ends for a core: what it costs per message
+//! then shows without the scheduler's noise.
 
 mod bench_util;
 
 use std::time::Duration;
 
-use bench_util::baselines::RelayRuntime;
-use bench_util::gdp::{BenchRouter, ROUTER_THREADS, attach, cold_lookups, open_route, spawn_echo};
-use bench_util::{Params, Report, baselines, print_reports, run_client};
+use bench_util::baselines::{self, RelayRuntime};
+use bench_util::gdp::{BenchRouter, GdpEnd, ROUTER_THREADS, cold_lookups, through_routers};
+use bench_util::{PAYLOADS, Params, Report, Size, median, print_table};
 use gdp_certs::{Identity, Kind};
 use gdp_router::directory::route_key;
 use gdp_testkit::{RedisServer, TempDir};
 
-/// Client at `near`, echo end at `far` (the same router or another).
-/// Also returns the share of the PDUs `near` received over the run that
-/// its link readers forwarded themselves (the fast path), the rest having
-/// gone through its forwarding core.
-async fn through_routers(
-    params: &Params,
-    near: &BenchRouter,
-    far: &BenchRouter,
-    threads: &str,
-) -> anyhow::Result<(Vec<Report>, f64)> {
-    let echo_id = Identity::generate(Kind::Server, "echo")?;
-    let client_id = Identity::generate(Kind::Client, "client")?;
-    let (echo_conn, echo_task) = spawn_echo(attach(&echo_id, far).await?);
-    let mut client = attach(&client_id, near).await?;
-    open_route(&mut client, echo_id.name()).await?;
-    let before = near.handle.snapshot().await?.driver;
-    let reports = run_client(
-        &mut client.send,
-        &mut client.reader,
-        client_id.name(),
-        echo_id.name(),
-        params,
-        Some(threads),
-    )
-    .await?;
-    let after = near.handle.snapshot().await?.driver;
-    client.close();
-    echo_conn.close(0u32.into(), b"done");
-    client.endpoint.wait_idle().await;
-    echo_task.abort();
-    let fast = (after.fast_forwarded - before.fast_forwarded) as f64;
-    let core = (after.pdus_in - before.pdus_in) as f64;
-    Ok((reports, fast / (fast + core).max(1.0)))
-}
-
-fn us(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e6
-}
-
-fn summary(rows: &[(&str, &[Report])]) {
-    println!();
-    println!("summary: PDUs/s one way; round trip p50/p99 in us");
-    println!(
-        "{:<18} {:>12} {:>16} {:>12} {:>16}",
-        "", "64 B PDUs/s", "64 B p50/p99", "1 KiB PDUs/s", "1 KiB p50/p99"
-    );
-    for (title, reports) in rows {
-        let cell = |i: usize| {
-            reports.get(i).map_or_else(
-                || (String::from("-"), String::from("-")),
-                |r| {
-                    (
-                        format!("{:.0}", r.pdus_per_sec),
-                        format!("{:.0}/{:.0}", r.p50_us, r.p99_us),
-                    )
-                },
-            )
-        };
-        let (a, b) = cell(0);
-        let (c, d) = cell(1);
-        println!("{title:<18} {a:>12} {b:>16} {c:>12} {d:>16}");
-    }
-}
-
-/// The five paths measured in one round.
+/// The paths measured in one round, each with one report per payload size
+/// of [`PAYLOADS`].
 struct Trial {
+    /// Direct QUIC, raw frames of the PDUs' payload.
     direct: Vec<Report>,
+    /// The relay on the ends' runtime, raw frames of the PDUs' payload.
+    relay_shared: Vec<Report>,
+    /// The relay on its own runtime, raw frames of the PDUs' payload.
     relay: Vec<Report>,
-    relay_own: Vec<Report>,
+    /// The relay on its own runtime, raw frames as long as the PDUs.
+    relay_wire: Vec<Report>,
+    /// One GDP router.
     one: Vec<Report>,
+    /// Two GDP routers.
     two: Vec<Report>,
+    /// The share of the PDUs r1 received on the one-router path that its
+    /// link readers forwarded themselves.
+    fast: f64,
 }
 
 impl Trial {
+    /// Measures every path once.
     async fn run(params: &Params, r1: &BenchRouter, r2: &BenchRouter) -> anyhow::Result<Trial> {
-        let direct = baselines::direct(params).await?;
-        print_reports("direct (client -> echo)", params, &direct);
-        let relay = baselines::naive_relay(params, RelayRuntime::Shared).await?;
-        print_reports("naive relay (client -> relay -> echo)", params, &relay);
-        let relay_own = baselines::naive_relay(params, RelayRuntime::Own).await?;
-        print_reports(
-            "naive relay on its own runtime (client -> relay -> echo)",
-            params,
-            &relay_own,
-        );
+        let payload = PAYLOADS.map(Size::frame);
+        let wire = PAYLOADS.map(|p| Size::frame_as_pdu(p, params.compact));
+        let direct = baselines::direct(params, &payload).await?;
+        let relay_shared = baselines::naive_relay(params, RelayRuntime::Shared, &payload).await?;
+        let relay = baselines::naive_relay(params, RelayRuntime::Own, &payload).await?;
+        let relay_wire = baselines::naive_relay(params, RelayRuntime::Own, &wire).await?;
         let (one, fast) = through_routers(params, r1, r1, &r1.threads).await?;
-        print_reports("one GDP router (client -> r1 -> echo)", params, &one);
-        println!(
-            "  r1's link readers forwarded {:.2}% of the PDUs it received",
-            fast * 100.0
-        );
         let (two, _) = through_routers(params, r1, r2, ROUTER_THREADS).await?;
-        print_reports("two GDP routers (client -> r1 -> r2 -> echo)", params, &two);
         Ok(Trial {
             direct,
+            relay_shared,
             relay,
-            relay_own,
+            relay_wire,
             one,
             two,
+            fast,
         })
     }
 
-    fn summary(&self) {
-        summary(&[
-            ("direct", &self.direct),
-            ("naive relay", &self.relay),
-            ("relay, own rt", &self.relay_own),
-            ("one GDP router", &self.one),
-            ("two GDP routers", &self.two),
-        ]);
-    }
-
-    /// One router's PDUs/s over a baseline's, for report `i` (a payload
-    /// size), within this round.
-    fn ratio(&self, baseline: &[Report], i: usize) -> f64 {
-        match (self.one.get(i), baseline.get(i)) {
-            (Some(r), Some(b)) if b.pdus_per_sec > 0.0 => r.pdus_per_sec / b.pdus_per_sec,
-            _ => f64::NAN,
-        }
-    }
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
-}
-
-/// The router-to-relay throughput ratios of every round, and their medians.
-fn ratios(trials: &[Trial]) {
-    println!();
-    println!("one GDP router / naive relay, PDUs/s within each round (target 0.9x)");
-    println!(
-        "{:<8} {:>12} {:>12} {:>12} {:>12}",
-        "round", "64 B own rt", "64 B shared", "1 KiB own rt", "1 KiB shared"
-    );
-    let row = |t: &Trial| {
+    /// The paths with their names, in the order of the tables.
+    fn paths(&self) -> [(&'static str, &[Report]); 6] {
         [
-            t.ratio(&t.relay_own, 0),
-            t.ratio(&t.relay, 0),
-            t.ratio(&t.relay_own, 1),
-            t.ratio(&t.relay, 1),
+            ("direct QUIC, raw frames", &self.direct),
+            ("naive relay, ends' runtime", &self.relay_shared),
+            ("naive relay, equal payload", &self.relay),
+            ("naive relay, equal wire bytes", &self.relay_wire),
+            ("one GDP router (r1)", &self.one),
+            ("two GDP routers (r1, r2)", &self.two),
         ]
-    };
-    let rows: Vec<[f64; 4]> = trials.iter().map(row).collect();
-    for (i, r) in rows.iter().enumerate() {
-        println!(
-            "{:<8} {:>12.2} {:>12.2} {:>12.2} {:>12.2}",
-            i + 1,
-            r[0],
-            r[1],
-            r[2],
-            r[3]
-        );
     }
-    let col = |c: usize| median(rows.iter().map(|r| r[c]).collect());
-    println!(
-        "{:<8} {:>12.2} {:>12.2} {:>12.2} {:>12.2}",
-        "median",
-        col(0),
-        col(1),
-        col(2),
-        col(3)
-    );
 
-    // CPU per PDU passed on depends far less on how the two cores were
-    // shared out in a round than PDUs/s does.
-    println!();
-    println!(
-        "CPU time of the hop's threads per PDU passed on, ns (one GDP router, relay on its own runtime)"
-    );
-    println!(
-        "{:<8} {:>12} {:>12} {:>12} {:>12} {:>12} {:>12}",
-        "round", "64 B router", "64 B relay", "ratio", "1 KiB router", "1 KiB relay", "ratio"
-    );
-    let ns = |r: &[Report], i: usize| r.get(i).and_then(|r| r.hop_ns_per_pdu).unwrap_or(f64::NAN);
-    let cpu: Vec<[f64; 6]> = trials
-        .iter()
-        .map(|t| {
-            let (a, b) = (ns(&t.one, 0), ns(&t.relay_own, 0));
-            let (c, d) = (ns(&t.one, 1), ns(&t.relay_own, 1));
-            [a, b, a / b, c, d, c / d]
-        })
-        .collect();
-    let line = |label: &str, r: &[f64; 6]| {
+    /// One table per payload size.
+    fn print(&self, params: &Params) {
+        for (i, payload) in PAYLOADS.iter().enumerate() {
+            let rows: Vec<(&str, &Report)> = self
+                .paths()
+                .into_iter()
+                .filter_map(|(path, reports)| Some((path, reports.get(i)?)))
+                .collect();
+            println!();
+            print_table(&format!("{payload} B payload"), params, &rows);
+        }
         println!(
-            "{label:<8} {:>12.0} {:>12.0} {:>12.2} {:>12.0} {:>12.0} {:>12.2}",
-            r[0], r[1], r[2], r[3], r[4], r[5]
+            "r1's link readers forwarded {:.2}% of the PDUs it received (one router)",
+            self.fast * 100.0
         );
-    };
-    for (i, r) in cpu.iter().enumerate() {
-        line(&(i + 1).to_string(), r);
     }
-    let medians: [f64; 6] = std::array::from_fn(|c| median(cpu.iter().map(|r| r[c]).collect()));
-    line("median", &medians);
+
+    /// The one-router hop against the relay on its own runtime, for
+    /// report `i` (a payload size): messages/s at equal payload and at
+    /// equal wire bytes, p50 round trip at equal payload, CPU per message
+    /// at equal payload.
+    fn ratios(&self, i: usize) -> [f64; 4] {
+        let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) if b > 0.0 => a / b,
+            _ => f64::NAN,
+        };
+        let of = |r: &[Report], f: fn(&Report) -> Option<f64>| r.get(i).and_then(f);
+        let rate = |r: &Report| Some(r.msgs_per_sec);
+        let p50 = |r: &Report| Some(r.p50_us);
+        let cpu = |r: &Report| r.hop_ns_per_msg;
+        [
+            ratio(of(&self.one, rate), of(&self.relay, rate)),
+            ratio(of(&self.one, rate), of(&self.relay_wire, rate)),
+            ratio(of(&self.one, p50), of(&self.relay, p50)),
+            ratio(of(&self.one, cpu), of(&self.relay, cpu)),
+        ]
+    }
+}
+
+/// The ratios of every round and their medians, one table per payload.
+fn print_ratios(trials: &[Trial]) {
+    for (i, payload) in PAYLOADS.iter().enumerate() {
+        println!();
+        // The targets: msgs/s at equal payload at least 0.6x at 64 B and
+        // 0.9x at 1 KiB, p50 round trip at most 1.3x.
+        let target = if *payload < 1024 { 0.6 } else { 0.9 };
+        println!(
+            "{payload} B payload: one GDP router / naive relay on its own runtime, per round \
+             (targets: msgs/s eq pay >= {target}x, p50 RTT <= 1.3x)"
+        );
+        println!(
+            "{:<8} {:>16} {:>16} {:>16} {:>16}",
+            "round", "msgs/s eq pay", "msgs/s eq wire", "p50 RTT eq pay", "CPU/msg eq pay"
+        );
+        let line = |label: &str, r: &[f64; 4]| {
+            println!(
+                "{label:<8} {:>16.2} {:>16.2} {:>16.2} {:>16.2}",
+                r[0], r[1], r[2], r[3]
+            );
+        };
+        let rows: Vec<[f64; 4]> = trials.iter().map(|t| t.ratios(i)).collect();
+        for (round, r) in rows.iter().enumerate() {
+            line(&(round + 1).to_string(), r);
+        }
+        let medians = std::array::from_fn(|c| median(rows.iter().map(|r| r[c]).collect()));
+        line("median", &medians);
+    }
 }
 
 fn main() -> anyhow::Result<()> {
     let params = Params::from_args()?;
-    bench_util::ends_runtime(params.pin)?.block_on(run(params))
+    bench_util::run_ends(params.pin, run(params))?
 }
 
 async fn run(params: Params) -> anyhow::Result<()> {
     let redis = RedisServer::try_start()?;
     let data = TempDir::try_new("bench-router")?;
-    let r1 = BenchRouter::start("r1", &redis.url(), data.path(), params.pin)?;
-    let r2 = BenchRouter::start("r2", &redis.url(), data.path(), params.pin)?;
+    let r1 = BenchRouter::start("r1", &redis.url(), data.path(), &params)?;
+    let r2 = BenchRouter::start("r2", &redis.url(), data.path(), &params)?;
 
     let mut trials = Vec::new();
     for round in 1..=params.trials {
-        if params.trials > 1 {
-            println!("round {round} of {}", params.trials);
-        }
+        println!();
+        println!("round {round} of {}", params.trials);
         let trial = Trial::run(&params, &r1, &r2).await?;
-        if params.trials > 1 {
-            trial.summary();
-            println!();
-        }
+        trial.print(&params);
         trials.push(trial);
     }
 
     let client_id = Identity::generate(Kind::Client, "cold-client")?;
-    let mut client = attach(&client_id, &r1).await?;
+    let mut client = GdpEnd::attach(&client_id, &r1).await?;
     let stored = |name| {
         matches!(
             redis.query(redis::cmd("EXISTS").arg(route_key(&name))),
@@ -289,7 +228,8 @@ async fn run(params: Params) -> anyhow::Result<()> {
         )
     };
     let (hist, first) = cold_lookups(&mut client, &r2, stored, params.lookups).await?;
-    client.close();
+    client.link.close("done");
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
     let q = |p: f64| hist.value_at_quantile(p) as f64 / 1000.0;
     println!();
     println!(
@@ -308,10 +248,7 @@ async fn run(params: Params) -> anyhow::Result<()> {
         us(first)
     );
 
-    if let Some(last) = trials.last() {
-        last.summary();
-    }
-    ratios(&trials);
+    print_ratios(&trials);
     drop(r1);
     drop(r2);
     Ok(())

@@ -1,16 +1,22 @@
-//! The two ends shared by the router benchmarks (`bench_direct`,
-//! `bench_relay`, and any later variant through GDP routers).
+//! What the router benchmarks (`bench_direct`, `bench_relay`,
+//! `bench_router`) share: the command line, the measurement driver, the
+//! tables, the QUIC settings of the ends, and the runtimes and thread
+//! accounting of the hops.
 //!
-//! The client sends encoded GDP PDUs back to back on one QUIC stream and
-//! reads the echoes from another; the echo end swaps each PDU's source and
-//! destination, marks it a response and sends it back. Both ends see only a
-//! send stream and a receive stream, so they run unchanged over a direct
-//! connection, through a byte relay, or over GDP links through routers.
-//!
-//! Two measurements per payload size:
-//! - **throughput**: `count` PDUs with at most `window` in flight; PDUs/s
-//!   from the first send to the last echo;
-//! - **latency**: `pings` round trips one at a time; p50/p99/max.
+//! Every path has a near end, which sends, and two far ends behind the
+//! path: one that counts what arrives and one that echoes it. A near end
+//! is a [`NearEnd`]: raw length-prefixed frames on QUIC streams for the
+//! baselines ([`baselines`]), GDP PDUs on an `EndpointLink` through routers
+//! ([`gdp`]). [`measure`] drives any of them the same way, for each
+//! message size:
+//! - **throughput**: `count` messages one way to the counting end, at most
+//!   `window` of them in flight, written `WRITE_BYTES` at a time;
+//!   messages/s from the first write until the last message has arrived.
+//!   The counting end runs in this process and hands each arrival back to
+//!   the sender as a permit of the window (a [`Semaphore`]), so nothing but
+//!   the measured messages crosses the hop.
+//! - **latency**: `pings` round trips through the echo end, one at a time;
+//!   p50/p99/max.
 
 #![allow(dead_code)]
 
@@ -25,30 +31,30 @@ use bytes::Bytes;
 use gdp_certs::tls::{self, PeerPolicy};
 use gdp_certs::{Identity, Name};
 use gdp_link::{TransportConfig, udp_socket};
-use gdp_proto::frame::{DEFAULT_MAX_BUFFERED, FrameDecoder, FrameEncoder};
-use gdp_proto::pdu::{Flags, HEADER_LEN, MAX_PDU_LEN, Pdu, PduHeader, PduType};
+use gdp_proto::frame::labels::LABELLED_HEAD_LEN;
+use gdp_proto::pdu::HEADER_LEN;
 use hdrhistogram::Histogram;
-use quinn::{RecvStream, SendStream, VarInt};
+use quinn::VarInt;
 use tokio::sync::Semaphore;
 
-/// Payload sizes measured.
+/// Payload sizes of the GDP PDUs measured.
 pub(crate) const PAYLOADS: [usize; 2] = [64, 1024];
 
-/// Chunks read at once.
-const READ_CHUNKS: usize = 64;
-/// Most bytes pushed into a decoder at once: one piece fits next to an
-/// incomplete PDU in the decoder's bound.
-const PIECE: usize = DEFAULT_MAX_BUFFERED - MAX_PDU_LEN;
-/// Most PDUs the client encodes into one write.
-const WRITE_BATCH: usize = 256;
+/// Bytes the sender writes at once during a throughput run (fewer when the
+/// window is short of room).
+const WRITE_BYTES: usize = 64 * 1024;
+
+/// Longest wait for the window to move before a throughput run gives up
+/// (a message lost on the path would otherwise hang it).
+pub(crate) const STALL: Duration = Duration::from_secs(10);
 
 /// Benchmark parameters, from `--count N --window W --pings P --lookups L
-/// --trials T`.
+/// --trials T --pin on|off`.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Params {
-    /// PDUs per throughput run.
+    /// Messages per throughput run.
     pub(crate) count: u64,
-    /// PDUs in flight at most during a throughput run.
+    /// Messages in flight at most during a throughput run.
     pub(crate) window: usize,
     /// Round trips per latency run.
     pub(crate) pings: u64,
@@ -58,8 +64,11 @@ pub(crate) struct Params {
     pub(crate) trials: u64,
     /// Pin the client and echo ends to CPU 0 and each hop (relay, router)
     /// to CPU 1 on a runtime of one worker (`bench_router` only), so that
-    /// a hop's PDUs/s is what one core of it carries.
+    /// a hop's rate is what one core of it carries.
     pub(crate) pin: bool,
+    /// Let the GDP links speak `gdp/2`, compact stream frames (`--compact
+    /// on`, the default), or only `gdp/1`, whole 80-byte headers.
+    pub(crate) compact: bool,
 }
 
 impl Params {
@@ -72,6 +81,7 @@ impl Params {
             lookups: 100,
             trials: 1,
             pin: false,
+            compact: true,
         };
         let mut args = std::env::args().skip(1);
         while let Some(flag) = args.next() {
@@ -84,15 +94,10 @@ impl Params {
                 "--pings" => p.pings = value.parse()?,
                 "--lookups" => p.lookups = value.parse()?,
                 "--trials" => p.trials = value.parse()?,
-                "--pin" => {
-                    p.pin = match value.as_str() {
-                        "on" => true,
-                        "off" => false,
-                        _ => anyhow::bail!("--pin takes on or off"),
-                    }
-                }
+                "--pin" => p.pin = on_off(&flag, &value)?,
+                "--compact" => p.compact = on_off(&flag, &value)?,
                 _ => anyhow::bail!(
-                    "unknown argument {flag}; use --count, --window, --pings, --lookups, --trials, --pin"
+                    "unknown argument {flag}; use --count, --window, --pings, --lookups, --trials, --pin, --compact"
                 ),
             }
         }
@@ -100,55 +105,248 @@ impl Params {
             p.count > 0 && p.window > 0 && p.pings > 0 && p.lookups > 0 && p.trials > 0,
             "values must be > 0"
         );
+        anyhow::ensure!(
+            p.window <= Semaphore::MAX_PERMITS && u32::try_from(p.window).is_ok(),
+            "--window is too large"
+        );
         Ok(p)
     }
 }
 
-/// The figures of one payload size.
+/// The value of a flag that takes `on` or `off`.
+fn on_off(flag: &str, value: &str) -> anyhow::Result<bool> {
+    match value {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => anyhow::bail!("{flag} takes on or off"),
+    }
+}
+
+/// The size of the messages of one measurement.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Size {
+    /// Payload bytes per message (what the near end puts in it).
+    pub(crate) payload: usize,
+    /// Bytes per message on the stream: the payload and its framing (the
+    /// 4-byte length of a raw frame, the header of a GDP PDU).
+    pub(crate) wire: usize,
+}
+
+impl Size {
+    /// A GDP PDU with `payload` bytes of payload, on a link that speaks
+    /// `gdp/2` (`compact`: its names a label, after the first PDU of the
+    /// pair) or `gdp/1` (the whole header).
+    pub(crate) const fn pdu(payload: usize, compact: bool) -> Size {
+        Size {
+            payload,
+            wire: payload
+                + if compact {
+                    LABELLED_HEAD_LEN
+                } else {
+                    HEADER_LEN
+                },
+        }
+    }
+
+    /// A raw frame with `payload` bytes after its length.
+    pub(crate) const fn frame(payload: usize) -> Size {
+        Size {
+            payload,
+            wire: payload + baselines::LEN_PREFIX,
+        }
+    }
+
+    /// A raw frame as long on the wire as a GDP PDU of `payload` bytes
+    /// ([`Size::pdu`]).
+    pub(crate) const fn frame_as_pdu(payload: usize, compact: bool) -> Size {
+        Size::frame(Size::pdu(payload, compact).wire - baselines::LEN_PREFIX)
+    }
+}
+
+/// The figures of one message size on one path.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Report {
-    /// Payload bytes per PDU.
-    pub(crate) payload: usize,
-    /// PDUs per second, one way.
-    pub(crate) pdus_per_sec: f64,
-    /// Payload megabytes (10^6) per second, one way.
-    pub(crate) payload_mb_per_sec: f64,
-    /// Round-trip latency percentiles, in microseconds.
+    /// The messages measured.
+    pub(crate) size: Size,
+    /// Messages per second, one way.
+    pub(crate) msgs_per_sec: f64,
+    /// Round-trip latency percentiles, in microseconds: the median.
     pub(crate) p50_us: f64,
     /// 99th percentile.
     pub(crate) p99_us: f64,
     /// Maximum.
     pub(crate) max_us: f64,
-    /// CPU time of the hop's threads (the relay's or the routers') per PDU
-    /// it passed on during the throughput run, in nanoseconds; `None` when
-    /// the hop has no threads of its own.
-    pub(crate) hop_ns_per_pdu: Option<f64>,
+    /// CPU time of the hop's threads (the relay's or the routers') per
+    /// message delivered during the throughput run, in nanoseconds; `None`
+    /// when the hop has no threads of its own.
+    pub(crate) hop_ns_per_msg: Option<f64>,
 }
 
-/// Prints reports as a table.
-pub(crate) fn print_reports(title: &str, params: &Params, reports: &[Report]) {
+/// The near end of a path: it sends messages to the path's counting end
+/// and pings its echo end.
+pub(crate) trait NearEnd {
+    /// Sends messages `seq..seq + n`, each with `payload`, to the counting
+    /// end in one write.
+    async fn write(&mut self, seq: u64, n: usize, payload: &Bytes) -> anyhow::Result<()>;
+
+    /// Sends message `seq` with `payload` to the echo end and waits for it
+    /// to come back.
+    async fn ping(&mut self, seq: u64, payload: &Bytes) -> anyhow::Result<()>;
+}
+
+/// Measures `near` for each of `sizes`: a throughput run, then a latency
+/// run. `arrivals` gains a permit for each message the counting end
+/// receives and must have none to start with; `hop_threads` is the name
+/// prefix of the hop's threads, whose CPU time is charged to the messages.
+pub(crate) async fn measure(
+    near: &mut impl NearEnd,
+    arrivals: &Semaphore,
+    sizes: &[Size],
+    params: &Params,
+    hop_threads: Option<&str>,
+) -> anyhow::Result<Vec<Report>> {
+    let mut reports = Vec::new();
+    let mut seq = 0u64;
+    for &size in sizes {
+        let payload = Bytes::from(vec![0x5a; size.payload]);
+        let cpu_before = hop_threads.map(threads_cpu_ns);
+        let msgs_per_sec = throughput(near, arrivals, size, &payload, params, seq).await?;
+        seq += params.count;
+        let hop_ns_per_msg = hop_threads.zip(cpu_before).map(|(prefix, before)| {
+            threads_cpu_ns(prefix).saturating_sub(before) as f64 / params.count as f64
+        });
+        let hist = latency(near, &payload, params, seq).await?;
+        seq += params.pings;
+        let us = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
+        reports.push(Report {
+            size,
+            msgs_per_sec,
+            p50_us: us(0.5),
+            p99_us: us(0.99),
+            max_us: hist.max() as f64 / 1000.0,
+            hop_ns_per_msg,
+        });
+    }
+    Ok(reports)
+}
+
+/// Takes one permit of `arrivals` for good, waiting at most [`STALL`].
+async fn take_one(arrivals: &Semaphore) -> anyhow::Result<()> {
+    tokio::time::timeout(STALL, arrivals.acquire())
+        .await
+        .map_err(|_| anyhow::anyhow!("no message arrived for {STALL:?}"))??
+        .forget();
+    Ok(())
+}
+
+/// One throughput run; messages per second.
+async fn throughput(
+    near: &mut impl NearEnd,
+    arrivals: &Semaphore,
+    size: Size,
+    payload: &Bytes,
+    params: &Params,
+    first: u64,
+) -> anyhow::Result<f64> {
+    let per_write = (WRITE_BYTES / size.wire).max(1) as u64;
+    let count = params.count;
+    arrivals.add_permits(params.window);
+    let start = Instant::now();
+    let mut sent = 0u64;
+    while sent < count {
+        take_one(arrivals).await?;
+        let mut n = 1u64;
+        while n < per_write
+            && sent + n < count
+            && let Ok(p) = arrivals.try_acquire()
+        {
+            p.forget();
+            n += 1;
+        }
+        near.write(first + sent, n as usize, payload).await?;
+        sent += n;
+    }
+    // Every message has arrived once the whole window is back.
+    let window = u32::try_from(params.window)?;
+    tokio::time::timeout(STALL, arrivals.acquire_many(window))
+        .await
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "{} of {count} messages never arrived",
+                params.window - arrivals.available_permits()
+            )
+        })??
+        .forget();
+    Ok(count as f64 / start.elapsed().as_secs_f64())
+}
+
+/// One latency run: a histogram of round trips in nanoseconds.
+async fn latency(
+    near: &mut impl NearEnd,
+    payload: &Bytes,
+    params: &Params,
+    first: u64,
+) -> anyhow::Result<Histogram<u64>> {
+    let mut hist =
+        Histogram::<u64>::new_with_bounds(1, Duration::from_secs(60).as_nanos() as u64, 3)?;
+    for seq in first..first + params.pings {
+        let start = Instant::now();
+        near.ping(seq, payload).await?;
+        hist.record(start.elapsed().as_nanos() as u64)?;
+    }
+    Ok(hist)
+}
+
+/// Prints `rows` (a path and one of its reports each) as a table under
+/// `title`.
+pub(crate) fn print_table(title: &str, params: &Params, rows: &[(&str, &Report)]) {
     println!(
-        "{title}: {} PDUs per throughput run, window {}, {} pings",
+        "{title}: {} messages per throughput run, window {}, {} pings",
         params.count, params.window, params.pings
     );
+    let width = rows.iter().map(|(path, _)| path.len()).max().unwrap_or(0);
     println!(
-        "{:>8} {:>12} {:>10} {:>10} {:>10} {:>10} {:>12}",
-        "payload", "PDUs/s", "MB/s", "p50 us", "p99 us", "max us", "hop ns/PDU"
+        "{:<width$} {:>7} {:>6} {:>11} {:>9} {:>8} {:>8} {:>8} {:>11}",
+        "path",
+        "payload",
+        "wire",
+        "msgs/s",
+        "wire MB/s",
+        "p50 us",
+        "p99 us",
+        "max us",
+        "hop ns/msg"
     );
-    for r in reports {
+    for (path, r) in rows {
         let hop = r
-            .hop_ns_per_pdu
+            .hop_ns_per_msg
             .map_or_else(|| String::from("-"), |ns| format!("{ns:.0}"));
         println!(
-            "{:>8} {:>12.0} {:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>12}",
-            r.payload, r.pdus_per_sec, r.payload_mb_per_sec, r.p50_us, r.p99_us, r.max_us, hop
+            "{path:<width$} {:>7} {:>6} {:>11.0} {:>9.1} {:>8.1} {:>8.1} {:>8.1} {hop:>11}",
+            r.size.payload,
+            r.size.wire,
+            r.msgs_per_sec,
+            r.msgs_per_sec * r.size.wire as f64 / 1e6,
+            r.p50_us,
+            r.p99_us,
+            r.max_us,
         );
     }
 }
 
-/// QUIC settings of the benchmark ends: the router transport's, with room
-/// for a few streams of either kind.
-pub(crate) fn quic_config() -> anyhow::Result<Arc<quinn::TransportConfig>> {
+/// The median of `v` (NaN if empty).
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// QUIC settings of the raw ends and the relay: the router transport's,
+/// with room for a few streams of either kind.
+fn quic_config() -> anyhow::Result<Arc<quinn::TransportConfig>> {
     let mut t = TransportConfig::default().quinn_transport_config()?;
     t.max_concurrent_bidi_streams(VarInt::from_u32(16))
         .max_concurrent_uni_streams(VarInt::from_u32(16));
@@ -197,148 +395,13 @@ pub(crate) async fn dial(
         .await?)
 }
 
-/// Reads PDUs off a stream.
-pub(crate) struct PduReader {
-    recv: RecvStream,
-    decoder: FrameDecoder,
-    bufs: Vec<Bytes>,
-}
-
-impl PduReader {
-    /// Reads `recv`.
-    pub(crate) fn new(recv: RecvStream) -> Self {
-        PduReader {
-            recv,
-            decoder: FrameDecoder::new(),
-            bufs: vec![Bytes::new(); READ_CHUNKS],
-        }
-    }
-
-    /// Waits for at least one complete PDU and appends all complete PDUs
-    /// to `out`; false once the stream has ended.
-    pub(crate) async fn read(&mut self, out: &mut Vec<Bytes>) -> anyhow::Result<bool> {
-        let before = out.len();
-        while out.len() == before {
-            let Some(n) = self.recv.read_chunks(&mut self.bufs).await? else {
-                self.decoder.finish()?;
-                return Ok(false);
-            };
-            for chunk in &mut self.bufs[..n] {
-                // QUIC may hand out merged chunks of several MiB; feed the
-                // decoder pieces that fit its bound.
-                let mut chunk = std::mem::take(chunk);
-                while !chunk.is_empty() {
-                    let piece = chunk.split_to(chunk.len().min(PIECE));
-                    self.decoder.push(piece)?;
-                    while let Some(frame) = self.decoder.next_frame()? {
-                        out.push(frame.bytes);
-                    }
-                }
-            }
-        }
-        Ok(true)
-    }
-}
-
-/// The echo end on one stream pair: every PDU comes back with source and
-/// destination swapped and the `RESPONSE` flag set, all PDUs of one read in
-/// one write. Returns when the client finishes its stream.
-pub(crate) async fn echo(send: SendStream, recv: RecvStream) -> anyhow::Result<()> {
-    echo_reader(send, PduReader::new(recv)).await
-}
-
-/// [`echo`] on a reader already in use. Only Data PDUs that are not
-/// themselves responses are echoed (anything else a router may send is
-/// ignored).
-pub(crate) async fn echo_reader(mut send: SendStream, mut reader: PduReader) -> anyhow::Result<()> {
-    let mut pdus = Vec::new();
-    let mut enc = FrameEncoder::new();
-    while reader.read(&mut pdus).await? {
-        for p in pdus.drain(..) {
-            let mut header = gdp_proto::pdu::peek_header(&p)?;
-            if header.ptype != PduType::Data || header.flags.contains(Flags::RESPONSE) {
-                continue;
-            }
-            std::mem::swap(&mut header.dst, &mut header.src);
-            header.flags = header.flags | Flags::RESPONSE;
-            enc.push(&Pdu::new(header, p.slice(HEADER_LEN..))?)?;
-        }
-        let chunk = enc.take();
-        if !chunk.is_empty() {
-            send.write_chunk(chunk).await?;
-        }
-    }
-    send.finish()?;
-    Ok(())
-}
-
-/// True if `e` only says the connection was closed, which is how every run
-/// ends.
-pub(crate) fn closed(e: &anyhow::Error) -> bool {
-    matches!(
-        e.downcast_ref::<quinn::ReadError>(),
-        Some(quinn::ReadError::ConnectionLost(_))
-    ) || matches!(
-        e.downcast_ref::<quinn::WriteError>(),
-        Some(quinn::WriteError::ConnectionLost(_))
-    )
-}
-
-/// Accepts bidirectional streams on `conn` and echoes each.
-pub(crate) async fn serve_echo(conn: quinn::Connection) {
-    while let Ok((send, recv)) = conn.accept_bi().await {
-        tokio::spawn(async move {
-            if let Err(e) = echo(send, recv).await
-                && !closed(&e)
-            {
-                eprintln!("echo stream: {e}");
-            }
-        });
-    }
-}
-
-/// The client on one stream pair: for each payload size, a throughput run
-/// and a latency run. PDUs go from `me` to `echo`.
-pub(crate) async fn run_client(
-    send: &mut SendStream,
-    reader: &mut PduReader,
-    me: Name,
-    echo: Name,
-    params: &Params,
-    hop_threads: Option<&str>,
-) -> anyhow::Result<Vec<Report>> {
-    let mut reports = Vec::new();
-    let mut seq = 0u64;
-    for payload in PAYLOADS {
-        let body = Bytes::from(vec![0x5a; payload]);
-        let cpu_before = hop_threads.map(threads_cpu_ns);
-        let pdus_per_sec = throughput(send, reader, me, echo, &body, params, &mut seq).await?;
-        // Every PDU crosses the hop twice: to the echo end and back.
-        let hop_ns_per_pdu = hop_threads.zip(cpu_before).map(|(prefix, before)| {
-            threads_cpu_ns(prefix).saturating_sub(before) as f64 / (2 * params.count) as f64
-        });
-        let hist = latency(send, reader, me, echo, &body, params, &mut seq).await?;
-        let us = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
-        reports.push(Report {
-            payload,
-            pdus_per_sec,
-            payload_mb_per_sec: pdus_per_sec * payload as f64 / 1e6,
-            p50_us: us(0.5),
-            p99_us: us(0.99),
-            max_us: hist.max() as f64 / 1000.0,
-            hop_ns_per_pdu,
-        });
-    }
-    Ok(reports)
-}
-
 /// The CPU the client and echo ends run on under `--pin on`.
 pub(crate) const ENDS_CPU: usize = 0;
 /// The CPU each hop runs on under `--pin on`.
 pub(crate) const HOP_CPU: usize = 1;
 
 /// Binds the calling thread to `cpu`.
-pub(crate) fn pin_thread(cpu: usize) {
+fn pin_thread(cpu: usize) {
     if !core_affinity::set_for_current(core_affinity::CoreId { id: cpu }) {
         eprintln!("could not pin a thread to cpu {cpu}");
     }
@@ -359,15 +422,17 @@ pub(crate) fn hop_runtime(name: &str, pin: bool) -> std::io::Result<tokio::runti
     builder.build()
 }
 
-/// The runtime of the client and echo ends: the default, or under
-/// `--pin on` every thread on [`ENDS_CPU`].
-pub(crate) fn ends_runtime(pin: bool) -> std::io::Result<tokio::runtime::Runtime> {
+/// Runs `ends` (the future that drives the ends) to completion on a
+/// runtime of the default size; under `--pin on` the calling thread, which
+/// polls `ends` itself, and every thread of the runtime on [`ENDS_CPU`].
+pub(crate) fn run_ends<F: Future>(pin: bool, ends: F) -> std::io::Result<F::Output> {
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     builder.enable_all();
     if pin {
+        pin_thread(ENDS_CPU);
         builder.on_thread_start(|| pin_thread(ENDS_CPU));
     }
-    builder.build()
+    Ok(builder.build()?.block_on(ends))
 }
 
 /// CPU time, in nanoseconds, run so far by this process's threads whose
@@ -387,94 +452,4 @@ pub(crate) fn threads_cpu_ns(prefix: &str) -> u64 {
         .filter_map(|task| std::fs::read_to_string(task.path().join("schedstat")).ok())
         .filter_map(|stat| stat.split_whitespace().next()?.parse::<u64>().ok())
         .sum()
-}
-
-fn encode(
-    me: Name,
-    echo: Name,
-    seq: u64,
-    body: &Bytes,
-    enc: &mut FrameEncoder,
-) -> anyhow::Result<()> {
-    let header = PduHeader::new(PduType::Data, echo, me, seq);
-    enc.push(&Pdu::new(header, body.clone())?)?;
-    Ok(())
-}
-
-async fn throughput(
-    send: &mut SendStream,
-    reader: &mut PduReader,
-    me: Name,
-    echo: Name,
-    body: &Bytes,
-    params: &Params,
-    seq: &mut u64,
-) -> anyhow::Result<f64> {
-    let window = Arc::new(Semaphore::new(params.window));
-    let count = params.count;
-    let first = *seq;
-    *seq += count;
-    let start = Instant::now();
-    let writer = async {
-        let mut enc = FrameEncoder::new();
-        let mut sent = 0u64;
-        while sent < count {
-            window.acquire().await?.forget();
-            let mut batch = 1u64;
-            while batch < WRITE_BATCH as u64
-                && sent + batch < count
-                && let Ok(p) = window.try_acquire()
-            {
-                p.forget();
-                batch += 1;
-            }
-            for i in 0..batch {
-                encode(me, echo, first + sent + i, body, &mut enc)?;
-            }
-            send.write_chunk(enc.take()).await?;
-            sent += batch;
-        }
-        anyhow::Ok(())
-    };
-    let echoes = async {
-        let mut got = 0u64;
-        let mut pdus = Vec::new();
-        while got < count {
-            anyhow::ensure!(reader.read(&mut pdus).await?, "echo stream ended early");
-            got += pdus.len() as u64;
-            window.add_permits(pdus.len());
-            pdus.clear();
-        }
-        anyhow::Ok(())
-    };
-    let (w, r) = tokio::join!(writer, echoes);
-    w?;
-    r?;
-    Ok(count as f64 / start.elapsed().as_secs_f64())
-}
-
-async fn latency(
-    send: &mut SendStream,
-    reader: &mut PduReader,
-    me: Name,
-    echo: Name,
-    body: &Bytes,
-    params: &Params,
-    seq: &mut u64,
-) -> anyhow::Result<Histogram<u64>> {
-    let mut hist =
-        Histogram::<u64>::new_with_bounds(1, Duration::from_secs(60).as_nanos() as u64, 3)?;
-    let mut enc = FrameEncoder::new();
-    let mut pdus = Vec::new();
-    for _ in 0..params.pings {
-        encode(me, echo, *seq, body, &mut enc)?;
-        *seq += 1;
-        let start = Instant::now();
-        send.write_chunk(enc.take()).await?;
-        anyhow::ensure!(reader.read(&mut pdus).await?, "echo stream ended early");
-        hist.record(start.elapsed().as_nanos() as u64)?;
-        anyhow::ensure!(pdus.len() == 1, "one echo per ping");
-        pdus.clear();
-    }
-    Ok(hist)
 }

@@ -135,6 +135,11 @@ pub struct Cli {
     /// SO_RCVBUF requested for the UDP socket, in bytes.
     #[arg(long, value_name = "BYTES", env = "GDP_ROUTER_SOCKET_RECV_BUFFER")]
     pub socket_recv_buffer: Option<usize>,
+    /// Offer link protocol gdp/2, whose streams carry compact frames (a
+    /// PDU's two names as a one-byte label between neighbours): true
+    /// (default) or false (every link speaks gdp/1).
+    #[arg(long, value_name = "BOOL", env = "GDP_ROUTER_COMPACT_HEADERS")]
+    pub compact_headers: Option<bool>,
     /// Serve the admin API (/metrics, /healthz, /readyz, JSON under /v1)
     /// at ADDR, or `off`. Default 127.0.0.1:7475: loopback only.
     #[arg(

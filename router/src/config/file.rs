@@ -85,6 +85,8 @@ pub struct SocketConfig {
     pub send_buffer: Option<usize>,
     /// `SO_RCVBUF` requested, in bytes.
     pub recv_buffer: Option<usize>,
+    /// Offer link protocol `gdp/2` (compact stream frames).
+    pub compact_headers: Option<bool>,
 }
 
 /// The `[timing]` table.

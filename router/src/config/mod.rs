@@ -37,6 +37,7 @@
 //! [socket]
 //! send_buffer = 4194304
 //! recv_buffer = 4194304
+//! compact_headers = true   # offer gdp/2: compact frames on link streams
 //!
 //! [timing]
 //! record_ttl = "5m"        # lifetime of published records (republished at 2/3)
@@ -229,6 +230,9 @@ pub struct RouterSettings {
     pub socket_send_buffer: usize,
     /// Requested `SO_RCVBUF`.
     pub socket_recv_buffer: usize,
+    /// Whether links offer `gdp/2`, compact stream frames
+    /// ([`gdp_link::TransportConfig::compact_headers`]).
+    pub compact_headers: bool,
     /// Lifetime of published records.
     pub record_ttl: Duration,
     /// Longest a looked-up route is cached.
@@ -325,6 +329,7 @@ impl Default for RouterSettings {
             peering: core.peering,
             socket_send_buffer: transport.socket_send_buffer,
             socket_recv_buffer: transport.socket_recv_buffer,
+            compact_headers: transport.compact_headers,
             record_ttl: core.record_ttl,
             cache_ttl: core.cache_ttl,
             negative_ttl: core.negative_ttl,
@@ -454,6 +459,11 @@ impl RouterSettings {
                 cli.socket_recv_buffer,
                 file.socket.recv_buffer,
                 d.socket_recv_buffer,
+            ),
+            compact_headers: pick(
+                cli.compact_headers,
+                file.socket.compact_headers,
+                d.compact_headers,
             ),
             record_ttl: pick_duration(cli.record_ttl, t.record_ttl, d.record_ttl),
             cache_ttl: pick_duration(cli.cache_ttl, t.cache_ttl, d.cache_ttl),
@@ -708,6 +718,7 @@ impl RouterSettings {
         let mut t = gdp_link::TransportConfig::new(self.listen);
         t.socket_send_buffer = self.socket_send_buffer;
         t.socket_recv_buffer = self.socket_recv_buffer;
+        t.compact_headers = self.compact_headers;
         t.keep_alive = self.keep_alive;
         t.idle_timeout = self.idle_timeout;
         t.handshake_timeout = self.dial_timeout;
@@ -762,6 +773,7 @@ impl RouterSettings {
             "socket": {
                 "send_buffer": self.socket_send_buffer,
                 "recv_buffer": self.socket_recv_buffer,
+                "compact_headers": self.compact_headers,
             },
             "timing": {
                 "record_ttl": d(self.record_ttl),

@@ -82,6 +82,10 @@ impl RouterSettings {
         let mut socket = Table::new();
         socket.insert("send_buffer".into(), count(self.socket_send_buffer));
         socket.insert("recv_buffer".into(), count(self.socket_recv_buffer));
+        socket.insert(
+            "compact_headers".into(),
+            Value::Boolean(self.compact_headers),
+        );
         top.insert("socket".into(), Value::Table(socket));
 
         let mut timing = Table::new();
