@@ -36,7 +36,11 @@
 //!   copy per byte; a PDU cut by a chunk boundary needs no other), and
 //!   delivers every complete PDU of that read as one [`LinkEvent::Pdus`]
 //!   batch of `Bytes` sharing that block (or offers the read to the
-//!   link's [`Forwarder`] first).
+//!   link's [`Forwarder`] first). A link whose both sides offer link
+//!   protocol `gdp/2` ([`TransportConfig::compact_headers`]) carries
+//!   compact frames on its streams ([`gdp_proto::frame::labels`]): the
+//!   writer replaces each PDU's names by a label bound on the stream and
+//!   the reader expands them back, so the owner sees whole PDUs either way.
 //! - **Unreliable PDUs** go one per QUIC datagram. One that does not fit
 //!   the link's datagram size goes on the reliable stream instead (see
 //!   [`Link::send_unreliable`]).

@@ -7,14 +7,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use gdp_certs::{DecodeError, PublicIdentity, tls};
 use gdp_proto::frame::FrameError;
 use gdp_proto::pdu::peek_pdu_len;
 use tokio::sync::mpsc;
 
 use super::queue::{Batch, QueueError, QueueSender};
-use super::{CloseCode, Direction, LinkId};
+use super::{CloseCode, Direction, DownReason, LinkId};
 
 /// Why a PDU was not queued on a link.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -160,6 +160,9 @@ pub(crate) struct LinkShared {
     closing: AtomicBool,
     /// The code and text of a close made on this side, for the `Down`.
     local_close: Mutex<Option<(CloseCode, String)>>,
+    /// Why the link is down, set when it is (just before its `Down` event
+    /// is sent).
+    pub(crate) down: tokio::sync::watch::Sender<Option<DownReason>>,
 }
 
 /// A cloneable handle to one link: a QUIC connection to a peer that proved
@@ -213,6 +216,49 @@ pub(crate) fn held(buf: Bytes, copy_below: usize) -> (Bytes, usize) {
     }
 }
 
+/// [`held`] for a batch of checked PDUs, with one allocation per run
+/// rather than one per PDU: each stretch of PDUs shorter than
+/// `copy_below` is copied into runs of at most [`HELD_RUN`] bytes
+/// (whole PDUs back to back, as on the stream), longer PDUs are kept as
+/// they are. Returns the batch and the bytes to charge, which are at
+/// most what [`held`] would charge for each PDU.
+pub(crate) fn hold_batch(pdus: Vec<Bytes>, copy_below: usize) -> (Batch, usize) {
+    let count = pdus.len();
+    let mut small_left: usize = pdus
+        .iter()
+        .filter(|p| p.len() < copy_below)
+        .map(Bytes::len)
+        .sum();
+    let mut bufs = Vec::new();
+    let mut run = BytesMut::new();
+    let mut charged = 0usize;
+    for pdu in pdus {
+        if pdu.len() >= copy_below {
+            if !run.is_empty() {
+                bufs.push(std::mem::take(&mut run).freeze());
+            }
+            charged = charged.saturating_add(charge(pdu.len(), copy_below));
+            bufs.push(pdu);
+            continue;
+        }
+        if run.len() + pdu.len() > run.capacity() {
+            if !run.is_empty() {
+                bufs.push(std::mem::take(&mut run).freeze());
+            }
+            // Exactly what is left to copy, up to a run: each run is an
+            // allocation of its own, charged for its length.
+            run.reserve(small_left.clamp(pdu.len(), HELD_RUN.max(pdu.len())));
+        }
+        run.extend_from_slice(&pdu);
+        small_left -= pdu.len();
+        charged = charged.saturating_add(pdu.len());
+    }
+    if !run.is_empty() {
+        bufs.push(run.freeze());
+    }
+    (Batch::Runs(bufs, count), charged)
+}
+
 /// The bytes [`held`] charges for a buffer of `len` bytes.
 pub(crate) fn charge(len: usize, copy_below: usize) -> usize {
     if len < copy_below {
@@ -221,6 +267,9 @@ pub(crate) fn charge(len: usize, copy_below: usize) -> usize {
         len.max(SHARED_BLOCK)
     }
 }
+
+/// Most bytes of one run that [`Link::send_batch`] copies small PDUs into.
+const HELD_RUN: usize = 64 * 1024;
 
 /// Checks that `pdu` is exactly one encoded PDU with a valid header.
 pub(crate) fn check_pdu(pdu: &[u8]) -> Result<(), FrameError> {
@@ -281,6 +330,7 @@ impl LinkShared {
             datagram_credit: Arc::new(tokio::sync::Semaphore::new(config.datagram_events_per_link)),
             closing: AtomicBool::new(false),
             local_close: Mutex::new(None),
+            down: tokio::sync::watch::Sender::new(None),
         }
     }
 
@@ -370,6 +420,23 @@ impl Link {
         self.shared.is_closing() || self.shared.conn.close_reason().is_some()
     }
 
+    /// Resolves once the link is down (its connection closed and its
+    /// readers done), with the reason its [`LinkEvent::Down`](super::LinkEvent::Down)
+    /// carries, whether or not the owner has read its events.
+    pub async fn closed(&self) -> DownReason {
+        let mut down = self.shared.down.subscribe();
+        // `self` holds the sender, so waiting cannot fail.
+        let reason = down
+            .wait_for(Option::is_some)
+            .await
+            .ok()
+            .and_then(|r| r.clone());
+        reason.unwrap_or_else(|| DownReason::Closed {
+            code: CloseCode::Shutdown,
+            reason: "the link's transport stopped".into(),
+        })
+    }
+
     fn open(&self) -> Result<(), SendError> {
         if self.shared.is_closing() {
             Err(SendError::Closed(self.shared.id))
@@ -420,10 +487,10 @@ impl Link {
         if pdus.is_empty() {
             return Ok(());
         }
-        let (pdus, charge) = self.hold_all(pdus);
+        let (batch, charge) = hold_batch(pdus, self.shared.copy_below);
         self.shared
             .queue
-            .push(Batch::Many(pdus), charge)
+            .push(batch, charge)
             .await
             .map_err(|e| self.map_queue_error(e))
     }
@@ -436,10 +503,10 @@ impl Link {
         if pdus.is_empty() {
             return Ok(());
         }
-        let (pdus, charge) = self.hold_all(pdus);
+        let (batch, charge) = hold_batch(pdus, self.shared.copy_below);
         self.shared
             .queue
-            .try_push(Batch::Many(pdus), charge)
+            .try_push(batch, charge)
             .map_err(|e| self.map_queue_error(e))
     }
 
@@ -461,10 +528,10 @@ impl Link {
             .queue
             .try_reserve(total)
             .map_err(|e| self.map_queue_error(e))?;
-        let (held, charged) = self.hold_all(std::mem::take(pdus));
+        let (batch, charged) = hold_batch(std::mem::take(pdus), copy_below);
         self.shared
             .queue
-            .enqueue(Batch::Many(held), charged, permits)
+            .enqueue(batch, charged, permits)
             .map_err(|e| self.map_queue_error(e))
     }
 
@@ -620,6 +687,38 @@ mod tests {
         Pdu::new(h, Bytes::from(vec![7; len]))
             .expect("within limits")
             .to_bytes()
+    }
+
+    #[test]
+    fn a_batch_is_held_in_runs_of_its_small_pdus_and_its_large_ones_as_they_are() {
+        let copy_below = 16 * 1024;
+        let mut pdus: Vec<Bytes> = (0..1000).map(|i| pdu(i % 200)).collect();
+        pdus.insert(500, pdu(20_000));
+        let expected: Vec<u8> = pdus.concat();
+        let small: usize = pdus
+            .iter()
+            .filter(|p| p.len() < copy_below)
+            .map(Bytes::len)
+            .sum();
+        let (batch, charged) = hold_batch(pdus.clone(), copy_below);
+        let Batch::Runs(bufs, count) = batch else {
+            panic!("a batch is held as runs");
+        };
+        assert_eq!(count, 1001);
+        assert_eq!(bufs.concat(), expected, "same bytes, same order");
+        assert_eq!(
+            charged,
+            small + SHARED_BLOCK,
+            "small ones charged as copied"
+        );
+        // The large PDU is its own buffer (not copied); the small ones are
+        // runs of at most HELD_RUN bytes, each a whole number of PDUs.
+        assert!(bufs.iter().any(|b| b.as_ptr() == pdus[500].as_ptr()));
+        for run in bufs.iter().filter(|b| b.as_ptr() != pdus[500].as_ptr()) {
+            assert!(run.len() <= HELD_RUN);
+            assert!(check_run(run).is_ok());
+        }
+        assert!(bufs.len() < 10, "{} buffers", bufs.len());
     }
 
     #[test]

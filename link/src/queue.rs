@@ -41,8 +41,6 @@ pub(crate) enum WriterMsg {
 pub(crate) enum Batch {
     /// A single PDU.
     One(Bytes),
-    /// Several PDUs.
-    Many(Vec<Bytes>),
     /// Runs of PDUs back to back, and how many PDUs in all.
     Runs(Vec<Bytes>, usize),
 }
@@ -51,7 +49,6 @@ impl Batch {
     pub(crate) fn len(&self) -> usize {
         match self {
             Batch::One(_) => 1,
-            Batch::Many(v) => v.len(),
             Batch::Runs(_, n) => *n,
         }
     }

@@ -429,6 +429,71 @@ async fn link_closed_by_the_router_ends_the_receiver() {
     assert!(link.send(&data(id.name(), 2, b"late")).await.is_err());
 }
 
+#[tokio::test]
+async fn a_dropped_receiver_discards_what_arrives_and_the_link_still_reports_down() {
+    let router = FakeRouter::start(Mode::Accept);
+    let id = client();
+    let (link, rx) = EndpointLink::connect(&id, &EndpointConfig::new(router.addr()))
+        .await
+        .expect("attaches");
+    drop(rx);
+    // More than the receiver's queue holds: nothing waits for an owner.
+    for chunk in 0..10u64 {
+        let batch = (0..100)
+            .map(|i| data(id.name(), chunk * 100 + i, &[7; 512]).to_bytes())
+            .collect();
+        link.send_batch(batch).await.expect("sent");
+    }
+    link.send(&data(id.name(), 5000, b"close"))
+        .await
+        .expect("sent");
+    let reason = tokio::time::timeout(WAIT, link.closed())
+        .await
+        .expect("the link reports down without an owner reading");
+    assert!(
+        matches!(reason, DownReason::ClosedByPeer { .. }),
+        "{reason:?}"
+    );
+}
+
+#[tokio::test]
+async fn closed_resolves_while_the_owner_is_not_reading() {
+    let router = FakeRouter::start(Mode::Accept);
+    let id = client();
+    let (link, mut rx) = EndpointLink::connect(&id, &EndpointConfig::new(router.addr()))
+        .await
+        .expect("attaches");
+    for seq in 1..=50 {
+        link.send(&data(id.name(), seq, b"echo me"))
+            .await
+            .expect("sent");
+    }
+    link.send(&data(id.name(), 51, b"close"))
+        .await
+        .expect("sent");
+    let reason = tokio::time::timeout(WAIT, link.closed())
+        .await
+        .expect("down without the receiver being read");
+    assert!(
+        matches!(reason, DownReason::ClosedByPeer { .. }),
+        "{reason:?}"
+    );
+    // What arrived before is still there, then the same Down.
+    let mut echoed = 0;
+    loop {
+        match next_event(&mut rx).await {
+            EndpointEvent::Pdu { .. } => echoed += 1,
+            EndpointEvent::Down(down) => {
+                assert_eq!(down.to_string(), reason.to_string());
+                break;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(echoed <= 50);
+    assert!(rx.recv().await.is_none());
+}
+
 /// Reads the QUIC packets that arrive on `socket`, unanswered, until they
 /// show `attempts` connection attempts: each attempt's Initial packets carry
 /// a destination connection id of its own. Returns the socket.

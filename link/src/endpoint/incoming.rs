@@ -1,8 +1,7 @@
-//! What comes in on an endpoint link: the pump task that decodes the
-//! transport's PDU batches and sorts them into [`EndpointEvent`]s, and the
-//! [`EndpointReceiver`] the owner reads them from.
+//! What comes in on an endpoint link: the [`EndpointReceiver`], which
+//! reads the transport's batches of PDUs and hands them to the owner as
+//! [`EndpointEvent`]s, decoding each as it is taken.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -11,10 +10,10 @@ use gdp_certs::Name;
 use gdp_certs::codec::Decode;
 use gdp_proto::control::{ControlMessage, NakReason};
 use gdp_proto::pdu::{Pdu, PduType};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
 use super::transport_gone;
-use crate::{DownReason, LinkEvent, LinkId};
+use crate::{Credit, DownReason, LinkEvent, LinkId};
 
 /// A NakNoRoute the router sent: a PDU this endpoint sent could not be
 /// delivered.
@@ -52,40 +51,128 @@ pub enum EndpointEvent {
 
 /// Incoming PDUs of an [`EndpointLink`](super::EndpointLink). See the
 /// [module documentation](super).
+///
+/// It reads the link's transport directly: each batch of PDUs the link's
+/// reader hands over is decoded here, one PDU per event as the owner
+/// takes it, with no task in between. The batch keeps its share of the
+/// transport's queue until the owner has taken every event of it, so an
+/// owner that falls behind slows the router down through QUIC flow
+/// control instead of losing PDUs.
 #[derive(Debug)]
 pub struct EndpointReceiver {
-    rx: mpsc::Receiver<Vec<EndpointEvent>>,
-    buf: VecDeque<EndpointEvent>,
+    id: LinkId,
+    events: mpsc::Receiver<LinkEvent>,
+    /// The batch being handed out.
+    batch: std::vec::IntoIter<Bytes>,
+    reliable: bool,
+    /// The batch's share of the transport's queue, given back once it is
+    /// handed out.
+    credit: Option<Credit>,
+    dropped: Arc<Dropped>,
+    /// Set once `Down` has been handed out: nothing follows.
+    done: bool,
+    /// Whether dropping it before `Down` leaves a task reading the rest
+    /// (the owner's receiver does; that task's own does not).
+    drain_on_drop: bool,
 }
 
 impl EndpointReceiver {
-    pub(super) fn new(rx: mpsc::Receiver<Vec<EndpointEvent>>) -> Self {
+    /// The receiver of link `id`, whose transport delivers to `events`;
+    /// `early` arrived with the attach and comes first.
+    pub(super) fn new(
+        id: LinkId,
+        early: Vec<Bytes>,
+        events: mpsc::Receiver<LinkEvent>,
+        dropped: Arc<Dropped>,
+    ) -> Self {
         EndpointReceiver {
-            rx,
-            buf: VecDeque::new(),
+            id,
+            events,
+            batch: early.into_iter(),
+            reliable: true,
+            credit: None,
+            dropped,
+            done: false,
+            drain_on_drop: true,
         }
+    }
+
+    /// The next event of the batch being handed out, if one is left.
+    fn next_of_batch(&mut self) -> Option<EndpointEvent> {
+        for bytes in self.batch.by_ref() {
+            if let Some(event) = sort(bytes, self.reliable, &self.dropped) {
+                return Some(event);
+            }
+        }
+        self.credit = None;
+        None
+    }
+
+    /// Takes in one event of the transport; returns the event it makes
+    /// for the owner, if it makes one rather than a batch.
+    fn take(&mut self, event: Option<LinkEvent>) -> Option<EndpointEvent> {
+        let reason = match event {
+            Some(LinkEvent::Pdus {
+                link_id,
+                pdus,
+                reliable,
+                credit,
+            }) if link_id == self.id => {
+                self.batch = pdus.into_iter();
+                self.reliable = reliable;
+                self.credit = Some(credit);
+                return None;
+            }
+            Some(LinkEvent::Down { link_id, reason }) if link_id == self.id => {
+                tracing::info!(link = %self.id, %reason, "endpoint link down");
+                reason
+            }
+            Some(LinkEvent::Up { link, .. }) if link.id() != self.id => {
+                link.close("an endpoint takes no other links");
+                return None;
+            }
+            Some(_) => return None,
+            None => transport_gone(),
+        };
+        self.done = true;
+        Some(EndpointEvent::Down(reason))
     }
 
     /// The next event, waiting for one; `None` after [`EndpointEvent::Down`].
     /// Cancel-safe: nothing is lost when the future is dropped.
     pub async fn recv(&mut self) -> Option<EndpointEvent> {
         loop {
-            if let Some(event) = self.buf.pop_front() {
+            if let Some(event) = self.next_of_batch() {
                 return Some(event);
             }
-            let batch = self.rx.recv().await?;
-            self.buf.extend(batch);
+            if self.done {
+                return None;
+            }
+            let event = self.events.recv().await;
+            if let Some(event) = self.take(event) {
+                return Some(event);
+            }
         }
     }
 
     /// The next event if one has arrived.
     pub fn try_recv(&mut self) -> Option<EndpointEvent> {
-        if self.buf.is_empty()
-            && let Ok(batch) = self.rx.try_recv()
-        {
-            self.buf.extend(batch);
+        loop {
+            if let Some(event) = self.next_of_batch() {
+                return Some(event);
+            }
+            if self.done {
+                return None;
+            }
+            let event = match self.events.try_recv() {
+                Ok(event) => Some(event),
+                Err(mpsc::error::TryRecvError::Empty) => return None,
+                Err(mpsc::error::TryRecvError::Disconnected) => None,
+            };
+            if let Some(event) = self.take(event) {
+                return Some(event);
+            }
         }
-        self.buf.pop_front()
     }
 
     /// Waits for at least one event, then moves every event that has
@@ -96,21 +183,13 @@ impl EndpointReceiver {
         if max == 0 {
             return 0;
         }
-        if self.buf.is_empty() {
-            match self.rx.recv().await {
-                Some(batch) => self.buf.extend(batch),
-                None => return 0,
-            }
-        }
-        let mut moved = 0;
+        let Some(first) = self.recv().await else {
+            return 0;
+        };
+        out.push(first);
+        let mut moved = 1;
         while moved < max {
-            if self.buf.is_empty() {
-                match self.rx.try_recv() {
-                    Ok(batch) => self.buf.extend(batch),
-                    Err(_) => break,
-                }
-            }
-            match self.buf.pop_front() {
+            match self.try_recv() {
                 Some(event) => {
                     out.push(event);
                     moved += 1;
@@ -122,97 +201,71 @@ impl EndpointReceiver {
     }
 }
 
-/// Counters of what the pump dropped.
+impl Drop for EndpointReceiver {
+    /// An owner that drops its receiver discards what arrives: the link's
+    /// events are read and dropped until it is down, so that the link
+    /// keeps flowing.
+    fn drop(&mut self) {
+        if self.done || !self.drain_on_drop {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let mut rest = EndpointReceiver {
+            id: self.id,
+            events: std::mem::replace(&mut self.events, mpsc::channel(1).1),
+            batch: Vec::new().into_iter(),
+            reliable: true,
+            credit: None,
+            dropped: self.dropped.clone(),
+            done: false,
+            drain_on_drop: false,
+        };
+        self.done = true;
+        runtime.spawn(async move { while rest.recv().await.is_some() {} });
+    }
+}
+
+/// Counters of what the receiver dropped.
 #[derive(Debug, Default)]
 pub(super) struct Dropped {
     pub(super) count: AtomicU64,
 }
 
-/// Sorts raw PDUs into events, counting what is dropped.
-fn sort(pdus: Vec<Bytes>, reliable: bool, dropped: &Dropped) -> Vec<EndpointEvent> {
-    let mut out = Vec::with_capacity(pdus.len());
-    for bytes in pdus {
-        let pdu = match Pdu::decode(bytes) {
-            Ok(p) => p,
-            Err(e) => {
-                dropped.count.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(error = %e, "undecodable pdu from the router dropped");
-                continue;
-            }
-        };
-        match pdu.header.ptype {
-            PduType::NakNoRoute => match ControlMessage::from_pdu(&pdu) {
-                Ok(ControlMessage::NakNoRoute { dst, reason }) => {
-                    out.push(EndpointEvent::NakNoRoute(Nak {
-                        unreachable: dst,
-                        reason,
-                        seq: pdu.header.seq,
-                        to: pdu.header.dst,
-                        from: pdu.header.src,
-                    }));
-                }
-                _ => {
-                    dropped.count.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!("undecodable nak from the router dropped");
-                }
-            },
-            PduType::Control => {
-                dropped.count.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!("link-local control pdu after the attach ignored");
-            }
-            _ => out.push(EndpointEvent::Pdu { pdu, reliable }),
+/// The event a raw PDU from the router makes, if it makes one; what does
+/// not decode, and link-local control PDUs, are dropped and counted.
+fn sort(bytes: Bytes, reliable: bool, dropped: &Dropped) -> Option<EndpointEvent> {
+    let pdu = match Pdu::decode(bytes) {
+        Ok(p) => p,
+        Err(e) => {
+            dropped.count.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(error = %e, "undecodable pdu from the router dropped");
+            return None;
         }
-    }
-    out
-}
-
-/// Moves the link's events to the receiver until the link is down.
-pub(super) async fn pump(
-    id: LinkId,
-    early: Vec<Bytes>,
-    mut events: mpsc::Receiver<LinkEvent>,
-    tx: mpsc::Sender<Vec<EndpointEvent>>,
-    down: watch::Sender<Option<DownReason>>,
-    dropped: Arc<Dropped>,
-) {
-    // Once the receiver is gone, incoming PDUs are read and discarded so
-    // that the link keeps flowing.
-    let mut deliver = true;
-    let early = sort(early, true, &dropped);
-    if !early.is_empty() && tx.send(early).await.is_err() {
-        deliver = false;
-    }
-    while let Some(event) = events.recv().await {
-        match event {
-            // The batch's credit is held until it is passed on.
-            LinkEvent::Pdus {
-                link_id,
-                pdus,
-                reliable,
-                ..
-            } if link_id == id => {
-                let batch = sort(pdus, reliable, &dropped);
-                if deliver && !batch.is_empty() && tx.send(batch).await.is_err() {
-                    deliver = false;
-                }
+    };
+    match pdu.header.ptype {
+        PduType::NakNoRoute => match ControlMessage::from_pdu(&pdu) {
+            Ok(ControlMessage::NakNoRoute { dst, reason }) => {
+                Some(EndpointEvent::NakNoRoute(Nak {
+                    unreachable: dst,
+                    reason,
+                    seq: pdu.header.seq,
+                    to: pdu.header.dst,
+                    from: pdu.header.src,
+                }))
             }
-            LinkEvent::Down { link_id, reason } if link_id == id => {
-                tracing::info!(link = %id, %reason, "endpoint link down");
-                down.send_replace(Some(reason.clone()));
-                if deliver {
-                    let _ = tx.send(vec![EndpointEvent::Down(reason)]).await;
-                }
-                return;
+            _ => {
+                dropped.count.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!("undecodable nak from the router dropped");
+                None
             }
-            LinkEvent::Up { link, .. } if link.id() != id => {
-                link.close("an endpoint takes no other links");
-            }
-            _ => {}
+        },
+        PduType::Control => {
+            dropped.count.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!("link-local control pdu after the attach ignored");
+            None
         }
-    }
-    let reason = transport_gone();
-    down.send_replace(Some(reason.clone()));
-    if deliver {
-        let _ = tx.send(vec![EndpointEvent::Down(reason)]).await;
+        _ => Some(EndpointEvent::Pdu { pdu, reliable }),
     }
 }

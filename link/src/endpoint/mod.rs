@@ -47,17 +47,23 @@
 //!   owner ── send / send_batch / send_unreliable / advertise ──► Link queues ──► router
 //!                 (reliable: bounded in bytes, send waits when full)
 //!
-//!   router ──► Transport ── LinkEvent (bounded) ──► pump task ──► bounded channel ──► EndpointReceiver::recv
-//!                                                   decodes each PDU,   of batches      EndpointEvent::Pdu
-//!                                                   NAKs become typed                  EndpointEvent::NakNoRoute
-//!                                                   events                             EndpointEvent::Down (last)
+//!   router ──► link reader ── LinkEvent::Pdus (batches, bounded) ──► EndpointReceiver::recv
+//!              (one task)                                            decodes each PDU as it is taken:
+//!                                                                    EndpointEvent::Pdu
+//!                                                                    EndpointEvent::NakNoRoute
+//!                                                                    EndpointEvent::Down (last)
 //! ```
 //!
-//! The pump waits while the receiver's channel is full, so an owner that
-//! falls behind slows the router down through QUIC flow control instead of
-//! losing PDUs. PDUs that do not decode, and link-local control PDUs after
-//! the attach, are dropped and counted ([`EndpointLink::dropped_incoming`]).
-//! An owner that drops its [`EndpointReceiver`] discards what arrives.
+//! The receiver reads the transport's events itself, with no task in
+//! between, and decodes each PDU only when the owner takes it. A batch
+//! holds its share of the transport's queue
+//! ([`EndpointConfig::incoming_queue`] batches at most) until the owner has
+//! taken all of it, so an owner that falls behind slows the router down
+//! through QUIC flow control instead of losing PDUs. PDUs that do not
+//! decode, and link-local control PDUs after the attach, are dropped and
+//! counted ([`EndpointLink::dropped_incoming`]). An owner that drops its
+//! [`EndpointReceiver`] discards what arrives (a task reads the rest until
+//! the link is down).
 //!
 //! # Lifetime, shutdown and reconnecting
 //!
@@ -109,7 +115,7 @@ use gdp_proto::attach::{EndpointAttach, EndpointAttachError, RtCertValidity};
 use gdp_proto::control::{AdvertiseEntry, ControlMessage};
 use gdp_proto::pdu::{Flags, Pdu, PduError};
 use rand::Rng;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
 mod incoming;
 mod retry;
@@ -117,7 +123,7 @@ mod retry;
 pub use incoming::{EndpointEvent, EndpointReceiver, Nak};
 pub use retry::{Backoff, connect_with_retry};
 
-use incoming::{Dropped, pump};
+use incoming::Dropped;
 
 use crate::{
     CloseCode, DialError, DownReason, Link, LinkEvent, LinkStats, SendError, ShutdownReport,
@@ -152,8 +158,9 @@ pub struct EndpointConfig {
     pub clock_skew: Duration,
     /// Longest dialing and attaching may take together.
     pub attach_timeout: Duration,
-    /// Bound on the channel of incoming PDU batches to the
-    /// [`EndpointReceiver`].
+    /// Most batches of incoming PDUs waiting for the [`EndpointReceiver`]
+    /// (each one read of the link's stream); beyond it the link's reader
+    /// waits, and QUIC flow control slows the router.
     pub incoming_queue: usize,
 }
 
@@ -290,7 +297,6 @@ struct Shared {
     router: PublicIdentity,
     rtcert: RtCert,
     renew_at: Timestamp,
-    down: watch::Receiver<Option<DownReason>>,
     dropped: Arc<Dropped>,
     next_seq: AtomicU64,
 }
@@ -312,7 +318,7 @@ impl std::fmt::Debug for EndpointLink {
     }
 }
 
-/// What a successful attach hands to the pump.
+/// What a successful attach hands to the receiver.
 struct Attached {
     link: Link,
     router: PublicIdentity,
@@ -344,6 +350,12 @@ impl EndpointLink {
         }
         let mut transport_config = config.transport.clone();
         transport_config.accept_incoming = false;
+        // The receiver reads the transport's events itself: its one link
+        // may have as many batches waiting as the receiver's queue holds.
+        transport_config.events_per_link = config.incoming_queue.max(1);
+        transport_config.event_queue = transport_config
+            .event_queue
+            .max(transport_config.events_per_link + transport_config.datagram_events_per_link + 2);
         let (transport, mut events) = Transport::bind(identity.clone(), transport_config)?;
         let after = config.attach_timeout;
         let attached =
@@ -366,17 +378,9 @@ impl EndpointLink {
         let renew_at = now.saturating_add(validity.remaining(now) * 2 / 3);
         tracing::info!(endpoint = %identity.name(), router = %attached.router.name(),
             link = %attached.link.id(), not_after = ?validity.not_after, "attached to router");
-        let (down_tx, down_rx) = watch::channel(None);
-        let (tx, rx) = mpsc::channel(config.incoming_queue.max(1));
         let dropped = Arc::new(Dropped::default());
-        tokio::spawn(pump(
-            attached.link.id(),
-            attached.early,
-            events,
-            tx,
-            down_tx,
-            dropped.clone(),
-        ));
+        let incoming =
+            EndpointReceiver::new(attached.link.id(), attached.early, events, dropped.clone());
         let link = EndpointLink {
             shared: Arc::new(Shared {
                 transport,
@@ -385,14 +389,13 @@ impl EndpointLink {
                 router: attached.router,
                 rtcert: attached.rtcert,
                 renew_at,
-                down: down_rx,
                 dropped,
                 // Random, so that the request ids of a reconnected endpoint
                 // do not repeat those of its previous link.
                 next_seq: AtomicU64::new(rand::thread_rng().gen_range(1..1u64 << 48)),
             }),
         };
-        Ok((link, EndpointReceiver::new(rx)))
+        Ok((link, incoming))
     }
 
     /// This endpoint's name.
@@ -504,23 +507,16 @@ impl EndpointLink {
         Ok(())
     }
 
-    /// Resolves when the link is down, with the reason. The reason is
-    /// known once the receiver has been handed everything that arrived
-    /// before it.
+    /// Resolves when the link is down, with the reason, whether or not
+    /// the [`EndpointReceiver`] has handed out everything that arrived
+    /// before (it yields [`EndpointEvent::Down`] after that).
     pub async fn closed(&self) -> DownReason {
-        let mut rx = self.shared.down.clone();
-        // The pump sets a reason before it ends, so an error here means the
-        // pump task itself is gone (the runtime is shutting down).
-        let reason = match rx.wait_for(Option::is_some).await {
-            Ok(reason) => reason.clone(),
-            Err(_) => None,
-        };
-        reason.unwrap_or_else(transport_gone)
+        self.shared.link.closed().await
     }
 
     /// True once the link is closed or closing.
     pub fn is_closed(&self) -> bool {
-        self.shared.link.is_closed() || self.shared.down.borrow().is_some()
+        self.shared.link.is_closed()
     }
 
     /// Closes the link at once; queued PDUs are discarded.

@@ -1,8 +1,9 @@
 //! The stream writer: the reliable queue onto the link's outgoing stream.
 //!
 //! In: the link's reliable queue ([`QueueReceiver`]), whose messages are
-//! single PDUs, batches, runs of PDUs passed on from another link's reader,
-//! and a last `Finish` at a graceful close. Out: one `write_all_chunks`
+//! single PDUs, runs of PDUs (a batch's small PDUs, copied into runs when
+//! it was queued, or a read passed on from another link's reader), and a
+//! last `Finish` at a graceful close. Out: one `write_all_chunks`
 //! call per wake-up on the one unidirectional stream it opens, with small
 //! PDUs coalesced into one buffer (QUIC keeps every buffer it is given
 //! until the peer acknowledges it and walks those buffers to build each
@@ -103,20 +104,24 @@ impl Stager<'_> {
     }
 }
 
-/// Bytes of the PDUs in `msgs` that [`stage`] copies into one buffer.
-fn coalesced_len(msgs: &[WriterMsg]) -> usize {
+/// Bytes of the PDUs in `msgs` that [`stage`] copies into one buffer (at
+/// most that many, on a link with compact frames, which copies nearly
+/// everything in a shorter form).
+fn coalesced_len(msgs: &[WriterMsg], compact: bool) -> usize {
     // What `stage` copies of one buffer.
-    let copied = |buf: &Bytes, below: usize| if buf.len() < below { buf.len() } else { 0 };
+    let copied = |buf: &Bytes, below: usize| {
+        if compact || buf.len() < below {
+            buf.len()
+        } else {
+            0
+        }
+    };
     msgs.iter()
         .map(|msg| match msg {
             WriterMsg::Pdus {
                 pdus: Batch::One(pdu),
                 ..
             } => copied(pdu, COALESCE_BELOW),
-            WriterMsg::Pdus {
-                pdus: Batch::Many(many),
-                ..
-            } => many.iter().map(|p| copied(p, COALESCE_BELOW)).sum(),
             WriterMsg::Pdus {
                 pdus: Batch::Runs(runs, _),
                 ..
@@ -142,7 +147,7 @@ pub(super) async fn write_stream(shared: Arc<LinkShared>, mut queue: QueueReceiv
         }
         // Size the coalescing buffer once per write rather than letting it
         // grow (and copy itself) PDU by PDU.
-        small.reserve(coalesced_len(&msgs));
+        small.reserve(coalesced_len(&msgs, labels.is_some()));
         let (mut permits, mut bytes, mut pdus) = (0u32, 0u64, 0u64);
         let mut charged = 0u64;
         let mut finish = None;
@@ -165,12 +170,6 @@ pub(super) async fn write_stream(shared: Arc<LinkShared>, mut queue: QueueReceiv
                         Batch::One(pdu) => {
                             bytes += pdu.len() as u64;
                             stager.stage(pdu, COALESCE_BELOW);
-                        }
-                        Batch::Many(many) => {
-                            for pdu in many {
-                                bytes += pdu.len() as u64;
-                                stager.stage(pdu, COALESCE_BELOW);
-                            }
                         }
                         Batch::Runs(runs, _) => {
                             for run in runs {

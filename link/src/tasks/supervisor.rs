@@ -35,6 +35,7 @@ pub(super) async fn supervise(
     on_down(shared.id);
     let reason = DownReason::from_error(err, shared.local_close());
     tracing::info!(link = %shared.id, peer = %shared.peer.name(), %reason, "link down");
+    shared.down.send_replace(Some(reason.clone()));
     let _ = events
         .send(LinkEvent::Down {
             link_id: shared.id,

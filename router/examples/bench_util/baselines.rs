@@ -27,7 +27,7 @@ pub(crate) const LEN_PREFIX: usize = 4;
 const READ_CHUNKS: usize = 64;
 
 /// The name of the threads of the relay's own runtime.
-const RELAY_THREADS: &str = "relay";
+pub(crate) const RELAY_THREADS: &str = "relay";
 
 /// Counts the length-prefixed frames of a byte stream, however the stream
 /// is cut into chunks.

@@ -180,6 +180,9 @@ pub(crate) struct Report {
     /// message delivered during the throughput run, in nanoseconds; `None`
     /// when the hop has no threads of its own.
     pub(crate) hop_ns_per_msg: Option<f64>,
+    /// CPU time of every other thread of this process (the ends: sender,
+    /// counting end, their QUIC endpoints) per message, in nanoseconds.
+    pub(crate) ends_ns_per_msg: f64,
 }
 
 /// The near end of a path: it sends messages to the path's counting end
@@ -210,11 +213,14 @@ pub(crate) async fn measure(
     for &size in sizes {
         let payload = Bytes::from(vec![0x5a; size.payload]);
         let cpu_before = hop_threads.map(threads_cpu_ns);
+        let ends_before = ends_cpu_ns();
         let msgs_per_sec = throughput(near, arrivals, size, &payload, params, seq).await?;
         seq += params.count;
-        let hop_ns_per_msg = hop_threads.zip(cpu_before).map(|(prefix, before)| {
-            threads_cpu_ns(prefix).saturating_sub(before) as f64 / params.count as f64
-        });
+        let per_msg = |ns: u64| ns as f64 / params.count as f64;
+        let ends_ns_per_msg = per_msg(ends_cpu_ns().saturating_sub(ends_before));
+        let hop_ns_per_msg = hop_threads
+            .zip(cpu_before)
+            .map(|(prefix, before)| per_msg(threads_cpu_ns(prefix).saturating_sub(before)));
         let hist = latency(near, &payload, params, seq).await?;
         seq += params.pings;
         let us = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
@@ -225,6 +231,7 @@ pub(crate) async fn measure(
             p99_us: us(0.99),
             max_us: hist.max() as f64 / 1000.0,
             hop_ns_per_msg,
+            ends_ns_per_msg,
         });
     }
     Ok(reports)
@@ -306,7 +313,7 @@ pub(crate) fn print_table(title: &str, params: &Params, rows: &[(&str, &Report)]
     );
     let width = rows.iter().map(|(path, _)| path.len()).max().unwrap_or(0);
     println!(
-        "{:<width$} {:>7} {:>6} {:>11} {:>9} {:>8} {:>8} {:>8} {:>11}",
+        "{:<width$} {:>7} {:>6} {:>11} {:>9} {:>8} {:>8} {:>8} {:>11} {:>12}",
         "path",
         "payload",
         "wire",
@@ -315,14 +322,15 @@ pub(crate) fn print_table(title: &str, params: &Params, rows: &[(&str, &Report)]
         "p50 us",
         "p99 us",
         "max us",
-        "hop ns/msg"
+        "hop ns/msg",
+        "ends ns/msg"
     );
     for (path, r) in rows {
         let hop = r
             .hop_ns_per_msg
             .map_or_else(|| String::from("-"), |ns| format!("{ns:.0}"));
         println!(
-            "{path:<width$} {:>7} {:>6} {:>11.0} {:>9.1} {:>8.1} {:>8.1} {:>8.1} {hop:>11}",
+            "{path:<width$} {:>7} {:>6} {:>11.0} {:>9.1} {:>8.1} {:>8.1} {:>8.1} {hop:>11} {:>12.0}",
             r.size.payload,
             r.size.wire,
             r.msgs_per_sec,
@@ -330,6 +338,7 @@ pub(crate) fn print_table(title: &str, params: &Params, rows: &[(&str, &Report)]
             r.p50_us,
             r.p99_us,
             r.max_us,
+            r.ends_ns_per_msg,
         );
     }
 }
@@ -440,6 +449,19 @@ pub(crate) fn run_ends<F: Future>(pin: bool, ends: F) -> std::io::Result<F::Outp
 /// `/proc/self/task/*/schedstat`; threads that ended are not counted, and
 /// without `/proc` it is 0).
 pub(crate) fn threads_cpu_ns(prefix: &str) -> u64 {
+    cpu_ns_of(|name| name.starts_with(prefix))
+}
+
+/// [`threads_cpu_ns`] of the threads that are not a hop's (a relay's or a
+/// router's): the ends'.
+fn ends_cpu_ns() -> u64 {
+    cpu_ns_of(|name| {
+        !name.starts_with(gdp::ROUTER_THREADS) && !name.starts_with(baselines::RELAY_THREADS)
+    })
+}
+
+/// CPU time, in nanoseconds, of the threads whose name `pick` picks.
+fn cpu_ns_of(pick: impl Fn(&str) -> bool) -> u64 {
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
         return 0;
     };
@@ -447,7 +469,7 @@ pub(crate) fn threads_cpu_ns(prefix: &str) -> u64 {
         .flatten()
         .filter(|task| {
             std::fs::read_to_string(task.path().join("comm"))
-                .is_ok_and(|comm| comm.trim_end().starts_with(prefix))
+                .is_ok_and(|comm| pick(comm.trim_end()))
         })
         .filter_map(|task| std::fs::read_to_string(task.path().join("schedstat")).ok())
         .filter_map(|stat| stat.split_whitespace().next()?.parse::<u64>().ok())

@@ -208,7 +208,7 @@ mod tests {
         for key in ["data_dir", "key_file", "listen", "directory", "log"] {
             assert!(table.contains_key(key), "{key}");
         }
-        for (section, keys) in [("timing", 14), ("limits", 21), ("socket", 2), ("trust", 3)] {
+        for (section, keys) in [("timing", 14), ("limits", 21), ("socket", 3), ("trust", 3)] {
             let t = table[section].as_table().expect("a table");
             assert_eq!(t.len(), keys, "[{section}]: {t:?}");
         }
