@@ -212,7 +212,8 @@ fn every_operator_command_reads_a_real_router_and_capsule_server() {
     assert!(
         links.iter().any(|l| l["peer"] == server.to_string()
             && l["kind"] == "server"
-            && l["role"] == "endpoint"),
+            && l["role"] == "endpoint"
+            && l["compact_headers"] == true),
         "{links:?}"
     );
     assert!(run_ok(r(&["links"])).starts_with("ID "));
