@@ -14,7 +14,7 @@
 //! | `GET /healthz` | `200 ok` while the router's task answers within [`HEALTH_TIMEOUT`]; `503` otherwise: restart it |
 //! | `GET /readyz` | `200 ready` once the router serves: its own route record was written to the directory and, behind a gateway, the gateway is linked; `503` and the reason otherwise: wait, or look at the directory |
 //! | `GET /v1/status` | name, version, uptime, addresses, readiness, counts |
-//! | `GET /v1/links` | every link: peer, kind, role, direction, address, RTT, queue, counters, whether it speaks `gdp/2` (`compact_headers`) and the bytes its stream carried (`sent_stream_bytes`) |
+//! | `GET /v1/links` | every link: peer, kind, role, direction, address, RTT, queue, counters, the link protocol (`protocol`: `gdp/2` with compact stream frames, or `gdp/1`) and the bytes its stream carried (`sent_stream_bytes`) |
 //! | `GET /v1/fib?after=NAME&limit=N` | FIB entries in name order, a page of at most `N` (default 100, at most 1000) after `NAME`; `next` names the following page |
 //! | `GET /v1/endpoints` | attached endpoints |
 //! | `GET /v1/capsules` | capsules advertised by attached servers |
@@ -321,7 +321,8 @@ async fn links(State(s): State<AdminState>) -> Response {
                 "sent_pdus": l.stats.sent_pdus,
                 "sent_bytes": l.stats.sent_bytes,
                 "sent_stream_bytes": l.stats.sent_stream_bytes,
-                "compact_headers": l.stats.compact_headers,
+                // The link protocol: gdp/2 carries compact stream frames.
+                "protocol": if l.stats.compact_headers { "gdp/2" } else { "gdp/1" },
                 "received_pdus": l.stats.received_pdus,
                 "received_bytes": l.stats.received_bytes,
                 "sent_datagrams": l.stats.sent_datagrams,

@@ -212,6 +212,7 @@ pub(crate) async fn router(ctx: &Context, a: &RouterAdmin) -> anyhow::Result<()>
                     ("ROLE", "role"),
                     ("DIR", "direction"),
                     ("REMOTE", "remote_addr"),
+                    ("PROTO", "protocol"),
                     ("RTT_US", "rtt_us"),
                     ("QUEUED_B", "queued_bytes"),
                     ("SENT", "sent_pdus"),

@@ -213,7 +213,7 @@ fn every_operator_command_reads_a_real_router_and_capsule_server() {
         links.iter().any(|l| l["peer"] == server.to_string()
             && l["kind"] == "server"
             && l["role"] == "endpoint"
-            && l["compact_headers"] == true),
+            && l["protocol"] == "gdp/2"),
         "{links:?}"
     );
     assert!(run_ok(r(&["links"])).starts_with("ID "));
