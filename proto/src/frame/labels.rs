@@ -26,9 +26,10 @@
 //!
 //! Labels are per stream and per direction: the table starts empty with
 //! each stream and dies with it, so a reconnected link starts afresh and
-//! no state survives a peer. It has [`LABELS`] entries on each side (16
-//! KiB, allocated with the first label), which bounds what a peer can make
-//! a receiver hold. The sender's table is direct-mapped by a keyed hash of
+//! no state survives a peer. It has at most [`LABELS`] entries on each
+//! side and holds memory only for the labels in use (half a KiB, and 64
+//! bytes for each pair bound: 16.5 KiB at most), which bounds what a peer
+//! can make a receiver hold. The sender's table is direct-mapped by a keyed hash of
 //! the pair: a pair whose slot holds another is bound again (a bind frame,
 //! two bytes more than `gdp/1`), so the worst case, every PDU of a
 //! different pair, costs two bytes per PDU and nothing else. A label used
@@ -94,37 +95,48 @@ const SEQ_OFFSET: usize = NAMES_OFFSET + NAMES_LEN;
 const LABELLED_SEQ_OFFSET: usize = 5;
 const _: () = assert!(LABELLED_SEQ_OFFSET + (HEADER_LEN - SEQ_OFFSET) == LABELLED_HEAD_LEN);
 
-/// The pairs bound to labels on one side of one stream.
+/// The pairs bound to labels on one side of one stream: memory for the
+/// labels in use only (a stream of a few pairs holds a few pairs), up to
+/// [`LABELS`] of them.
 #[derive(Clone)]
 struct Table {
-    names: Box<[[u8; NAMES_LEN]; LABELS]>,
-    bound: [u64; LABELS / 64],
+    /// For each label, one more than the index of its pair in `names`, or
+    /// 0 while it is unbound.
+    slot: [u16; LABELS],
+    names: Vec<[u8; NAMES_LEN]>,
 }
 
 impl Table {
     fn new() -> Self {
         Table {
-            names: Box::new([[0; NAMES_LEN]; LABELS]),
-            bound: [0; LABELS / 64],
+            slot: [0; LABELS],
+            names: Vec::new(),
         }
     }
 
     fn get(&self, label: u8) -> Option<&[u8; NAMES_LEN]> {
-        let i = usize::from(label);
-        (self.bound[i / 64] & (1 << (i % 64)) != 0).then(|| &self.names[i])
+        let slot = usize::from(self.slot[usize::from(label)]);
+        slot.checked_sub(1).and_then(|i| self.names.get(i))
     }
 
     fn bind(&mut self, label: u8, names: &[u8; NAMES_LEN]) {
-        let i = usize::from(label);
-        self.names[i] = *names;
-        self.bound[i / 64] |= 1 << (i % 64);
+        let slot = &mut self.slot[usize::from(label)];
+        match usize::from(*slot).checked_sub(1) {
+            Some(i) => self.names[i] = *names,
+            None => {
+                self.names.push(*names);
+                // At most LABELS pairs, one per label: it fits.
+                *slot = u16::try_from(self.names.len()).unwrap_or(u16::MAX);
+            }
+        }
     }
 }
 
 impl std::fmt::Debug for Table {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let bound: u32 = self.bound.iter().map(|w| w.count_ones()).sum();
-        f.debug_struct("Table").field("bound", &bound).finish()
+        f.debug_struct("Table")
+            .field("bound", &self.names.len())
+            .finish()
     }
 }
 
