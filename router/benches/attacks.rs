@@ -10,7 +10,12 @@
 //! cargo bench -p gdp-router --bench attacks                  # every attack, T = 10 s
 //! cargo bench -p gdp-router --bench attacks -- lookups       # attacks whose name contains "lookups"
 //! cargo bench -p gdp-router --bench attacks -- --secs 3      # T = 3 s
+//! ATTACK_TRACE=1 cargo bench -p gdp-router --bench attacks -- memory
 //! ```
+//!
+//! With `ATTACK_TRACE` set it also prints, for each attack, the router's
+//! drop and limit counters after the attack and every ping of the attack
+//! phase slower than 2 ms, with its time into the phase.
 //!
 //! The attacks: `unproven` (1), `rogue` (2), `stalled` (3), `advertise`
 //! (4), `creates` (5), `nonwriter` (6), `subscriptions` (7), `memory` (8),
@@ -151,11 +156,40 @@ async fn run(
     let cpu_before = scene.router_stats().cpu_seconds;
     let sent = attack(name, &scene, prepared, Stop::after(phase)).await;
     let cpu = scene.router_stats().cpu_seconds - cpu_before;
+    let trace = std::env::var_os("ATTACK_TRACE").is_some();
+    if trace {
+        let mut counters: Vec<_> = scene
+            .router
+            .metrics()
+            .into_iter()
+            .filter(|(k, v)| {
+                *v > 0.0
+                    && ["dropped", "penalt", "limited"]
+                        .iter()
+                        .any(|w| k.contains(w))
+            })
+            .collect();
+        counters.sort_by(|a, b| a.0.cmp(&b.0));
+        for (k, v) in counters {
+            eprintln!("  {k} = {v}");
+        }
+    }
     let t2 = pair.elapsed();
     tokio::time::sleep(phase).await;
     let t3 = pair.elapsed();
     let peak_rss = scene.router_stats().peak_rss;
     let log = pair.finish().await;
+    if trace {
+        for s in &log.samples {
+            if let Some(rtt) = s.rtt
+                && rtt > Duration::from_millis(2)
+                && s.at >= t1
+                && s.at < t2
+            {
+                eprintln!("  slow ping at +{:?}: {:?}", s.at - t1, rtt);
+            }
+        }
+    }
     Row {
         name,
         before: log.between(t0, t1),

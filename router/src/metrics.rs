@@ -36,6 +36,7 @@
 //! | `gdp_router_send_stalls_total` | counter | times a full link queue sent PDUs to the link's overflow in the driver (which never waits) |
 //! | `gdp_router_dropped_total{reason="queue_full"}` | counter | includes reliable PDUs dropped because their link's queue and overflow were full |
 //! | `gdp_router_stalled_links_closed_total` | counter | links closed because their queue took nothing for `stall_timeout` |
+//! | `gdp_router_drop_penalties_total` | counter | batches from endpoint links at least half dropped, each pausing that link's reads (4 ms, four times as long for each further one, up to `drop_penalty_max`) |
 //! | `gdp_router_dials_refused_total{reason}` | counter | dials to routers refused: `limit` (`max_dials` running), `backoff` (the router's last dial failed recently) |
 //! | `gdp_router_dials_cancelled_total` | counter | dials cancelled because the router linked to this one first |
 //! | `gdp_router_dials_running`, `gdp_router_dials_backed_off` | gauge | dial tasks running; routers in backoff |
@@ -331,6 +332,11 @@ pub fn render(s: &Snapshot) -> String {
             "gdp_router_stalled_links_closed_total",
             "Links closed because their send queue took nothing for the stall timeout.",
             d.stalled_links_closed,
+        ),
+        (
+            "gdp_router_drop_penalties_total",
+            "Batches from endpoint links at least half dropped, whose link paused its reads for it.",
+            d.drop_penalties,
         ),
         (
             "gdp_router_send_dropped_total",

@@ -303,13 +303,21 @@ async fn small_pdus_to_a_stalled_receiver_stay_within_the_memory_target() {
     let scene = Scene::start("memory", false).await;
     let pair = scene.pair().await;
 
-    let sent = flood::stalled_receiver(
+    let stop = Stop::after(ATTACK_AT_MOST);
+    let attack = tokio::spawn(flood::stalled_receiver(
         scene.addr(),
         scene.name(),
         SMALL_PAYLOAD,
-        Stop::after(Duration::from_secs(4)),
-    )
-    .await;
+        stop.clone(),
+    ));
+    // Once the receiver's queue is full, the flooder's batches are dropped
+    // and its link's reads paused.
+    counted(&scene, "gdp_router_drop_penalties_total").await;
+    tokio::time::timeout(Duration::from_secs(2), stop.wait())
+        .await
+        .unwrap_or_default();
+    stop.cancel();
+    let sent = attack.await.expect("the attack ends");
     let stats = scene.router_stats();
     eprintln!("attacker: {sent:?}; router: {stats:?}");
     assert!(sent.pdus > 0, "{sent:?}");
@@ -335,6 +343,8 @@ async fn a_lookup_storm_is_limited_per_source() {
         stop.clone(),
     ));
     counted(&scene, "gdp_router_lookups_limited_total").await;
+    // Its batches, mostly dropped, pause its link's reads.
+    counted(&scene, "gdp_router_drop_penalties_total").await;
     // The storm goes on a little once limited: the pair must not notice.
     tokio::time::timeout(ATTACK, stop.wait())
         .await

@@ -1,11 +1,13 @@
 //! The stream reader: the peer's stream into runs of PDUs.
 //!
 //! In: the peer's unidirectional streams, one after the other, read up to
-//! [`READ_CHUNKS`] chunks at a time. Each read's chunks are copied into a
-//! [`RunDecoder`], which checks each header as it completes, and its whole
-//! PDUs taken as one run (or runs of about [`RUN_BYTES`]). Out, in stream
-//! order: the prefix of the read the link's [`LinkForwarder`] takes, if
-//! the owner set one, and the rest as one [`LinkEvent::Pdus`] batch,
+//! [`READ_CHUNKS`] chunks at a time and framed at most [`BATCH_BYTES`] at a
+//! time (a read can return several MiB when the reader fell behind). Those
+//! bytes are copied into a [`RunDecoder`], which checks each header as it
+//! completes, and its whole PDUs taken as one run (or runs of about
+//! [`RUN_BYTES`]). Out, in stream order: the prefix the link's
+//! [`LinkForwarder`] takes, if the owner set one, and the rest as one
+//! [`LinkEvent::Pdus`] batch,
 //! waiting while the link already has its share of batches with the owner
 //! ([`events_per_link`](crate::TransportConfig::events_per_link)) or the
 //! owner's channel is full (QUIC flow control then slows the peer).
@@ -35,6 +37,12 @@ pub(super) const READ_CHUNKS: usize = 64;
 /// has buffered when the reader falls behind, into chunks of several MiB),
 /// so this, plus one incomplete PDU, bounds what a reader holds.
 const RUN_BYTES: usize = 64 * 1024;
+/// Most stream bytes framed into one batch for the owner: with the link's
+/// share of batches ([`events_per_link`](crate::TransportConfig::events_per_link))
+/// it bounds what one link has waiting ahead of the others in bytes, not
+/// only in batches, and an owner that keeps a batch's credit slows the
+/// link by as much.
+pub(super) const BATCH_BYTES: usize = 2 * RUN_BYTES;
 
 /// Where the PDUs of one read go, in stream order: to the link's
 /// forwarder while it takes them, and from the first one it leaves on, to
@@ -181,6 +189,48 @@ fn frame_chunks(
     None
 }
 
+/// Reads the next chunks of `recv` into `bufs`: `Some(Some(n))` for `n`
+/// chunks, `Some(None)` when the stream is over (finished, after checking
+/// that it ended on a PDU boundary, or reset: whatever was in flight is
+/// lost and the next stream starts on a PDU boundary), `None` when the
+/// connection is gone.
+async fn read_more(
+    recv: &mut quinn::RecvStream,
+    bufs: &mut [Bytes],
+    shared: &LinkShared,
+    events: &mpsc::Sender<LinkEvent>,
+    decoder: &RunDecoder,
+    limit: u64,
+) -> Option<Option<usize>> {
+    match recv.read_chunks(bufs).await {
+        Ok(Some(n)) => Some(Some(n)),
+        Ok(None) => {
+            // The peer finished its stream; it may open another.
+            if let Err(e) = decoder.finish() {
+                let _ = events.send(malformed(shared, e, true, limit)).await;
+            }
+            Some(None)
+        }
+        Err(ReadError::Reset(_)) => Some(None),
+        Err(_) => None,
+    }
+}
+
+/// Moves chunks from the front of `held` to `next` until `next` has `max`
+/// bytes, splitting the last one if it is longer.
+fn take_bytes(held: &mut std::collections::VecDeque<Bytes>, next: &mut Vec<Bytes>, max: usize) {
+    let mut room = max;
+    while room > 0
+        && let Some(mut chunk) = held.pop_front()
+    {
+        if chunk.len() > room {
+            held.push_front(chunk.split_off(room));
+        }
+        room -= chunk.len();
+        next.push(chunk);
+    }
+}
+
 pub(super) async fn read_stream(
     shared: Arc<LinkShared>,
     events: mpsc::Sender<LinkEvent>,
@@ -188,6 +238,10 @@ pub(super) async fn read_stream(
     mut forwarder: Option<Box<dyn LinkForwarder>>,
 ) {
     let mut bufs = vec![Bytes::new(); READ_CHUNKS];
+    // What QUIC handed over and is not framed yet, oldest first.
+    let mut held = std::collections::VecDeque::new();
+    // The part of it framed next, at most BATCH_BYTES.
+    let mut next = Vec::new();
     // One read's PDUs; kept while a forwarder takes them all, replaced when
     // they go to the owner.
     let mut batch = Vec::new();
@@ -205,24 +259,22 @@ pub(super) async fn read_stream(
             RunDecoder::new()
         };
         loop {
-            let n = match recv.read_chunks(&mut bufs).await {
-                Ok(Some(n)) => n,
-                Ok(None) => {
-                    // The peer finished its stream; it may open another.
-                    if let Err(e) = decoder.finish() {
-                        let _ = events.send(malformed(&shared, e, true, limit)).await;
-                    }
-                    break;
-                }
-                // The peer abandoned the stream; whatever was in flight is
-                // lost and the next stream starts on a PDU boundary.
-                Err(ReadError::Reset(_)) => break,
-                Err(_) => return,
-            };
+            if held.is_empty() {
+                let n = match read_more(&mut recv, &mut bufs, &shared, &events, &decoder, limit)
+                    .await
+                {
+                    Some(Some(n)) => n,
+                    Some(None) => break,
+                    None => return,
+                };
+                held.extend(bufs[..n].iter_mut().map(std::mem::take));
+            }
+            take_bytes(&mut held, &mut next, BATCH_BYTES);
             batch.clear();
             let mut sink = Sink::new(forwarder.as_deref_mut(), &mut batch, &mut runs);
             let pdu_limit = shared.pdu_limit.load(std::sync::atomic::Ordering::Relaxed);
-            let failed = frame_chunks(&mut bufs[..n], &mut decoder, &mut sink, pdu_limit);
+            let failed = frame_chunks(&mut next, &mut decoder, &mut sink, pdu_limit);
+            next.clear();
             sink.finish();
             let (read, bytes) = (sink.pdus, sink.bytes);
             if read > 0 {
@@ -492,6 +544,35 @@ mod tests {
                 matches!(failed, Some(FrameError::Malformed(_))),
                 "{failed:?}"
             );
+        }
+    }
+
+    proptest::proptest! {
+        /// Taken `max` bytes at a time, chunks come out whole, in order,
+        /// and never more than `max` bytes per take.
+        #[test]
+        fn reads_are_framed_at_most_max_bytes_at_a_time(
+            lens in proptest::collection::vec(0usize..3000, 0..40),
+            max in 1usize..5000,
+        ) {
+            let wire: Vec<u8> = (0..lens.iter().sum::<usize>()).map(|i| i as u8).collect();
+            let wire = Bytes::from(wire);
+            let mut held = std::collections::VecDeque::new();
+            let mut at = 0;
+            for len in &lens {
+                held.push_back(wire.slice(at..at + len));
+                at += len;
+            }
+            let mut out = Vec::new();
+            let mut next = Vec::new();
+            while !held.is_empty() {
+                take_bytes(&mut held, &mut next, max);
+                let taken: usize = next.iter().map(Bytes::len).sum();
+                proptest::prop_assert!(taken <= max);
+                proptest::prop_assert!(taken == max || held.is_empty());
+                out.extend(next.drain(..).flat_map(|b| b.to_vec()));
+            }
+            proptest::prop_assert_eq!(&out[..], &wire[..]);
         }
     }
 }

@@ -115,6 +115,9 @@ pub struct TimingConfig {
     pub audit_interval: Option<ConfigDuration>,
     /// A link whose full send queue takes nothing for this long is closed.
     pub stall_timeout: Option<ConfigDuration>,
+    /// Longest pause of an endpoint link's reads after batches it sent were
+    /// mostly dropped ("0s" turns the penalty off).
+    pub drop_penalty_max: Option<ConfigDuration>,
     /// How long a new link may take to prove a name (attach, or a router's
     /// hello) before it is closed.
     pub attach_timeout: Option<ConfigDuration>,

@@ -51,6 +51,7 @@
 //! idle_timeout = "30s"     # a silent link is down after this
 //! audit_interval = "10s"   # how often the directory is checked for lost records
 //! stall_timeout = "2s"     # a link whose full queue takes nothing this long is closed
+//! drop_penalty_max = "250ms" # longest an endpoint link's reads wait after batches mostly dropped ("0s": off)
 //! attach_timeout = "5s"    # a new link must prove a name (attach, hello) within this
 //! tree_lease = "30s"      # a delivery-tree membership lasts this long unrefreshed
 //! tree_refresh = "10s"    # how often a tree refreshes its join upstream (< tree_lease)
@@ -255,6 +256,9 @@ pub struct RouterSettings {
     pub audit_interval: Duration,
     /// A link whose full send queue takes nothing for this long is closed.
     pub stall_timeout: Duration,
+    /// Longest pause of an endpoint link's reads after batches it sent were
+    /// mostly dropped; zero turns the penalty off.
+    pub drop_penalty_max: Duration,
     /// How long a new link may take to prove a name.
     pub attach_timeout: Duration,
     /// Most links.
@@ -341,6 +345,7 @@ impl Default for RouterSettings {
             idle_timeout: transport.idle_timeout,
             audit_interval: driver.audit_interval,
             stall_timeout: driver.stall_timeout,
+            drop_penalty_max: driver.drop_penalty_max,
             attach_timeout: core.attach_timeout,
             max_links: transport.max_links,
             max_links_per_address: transport.max_links_per_address,
@@ -476,6 +481,7 @@ impl RouterSettings {
             idle_timeout: pick_duration(cli.idle_timeout, t.idle_timeout, d.idle_timeout),
             audit_interval: pick_duration(cli.audit_interval, t.audit_interval, d.audit_interval),
             stall_timeout: pick_duration(None, t.stall_timeout, d.stall_timeout),
+            drop_penalty_max: pick_duration(None, t.drop_penalty_max, d.drop_penalty_max),
             attach_timeout: pick_duration(None, t.attach_timeout, d.attach_timeout),
             max_links: pick(None, file.limits.max_links, d.max_links),
             max_links_per_address: pick(
@@ -736,6 +742,7 @@ impl RouterSettings {
         crate::driver::DriverConfig {
             audit_interval: self.audit_interval,
             stall_timeout: self.stall_timeout,
+            drop_penalty_max: self.drop_penalty_max,
             max_dials: self.max_dials,
             ..crate::driver::DriverConfig::default()
         }
@@ -787,6 +794,7 @@ impl RouterSettings {
                 "idle_timeout": d(self.idle_timeout),
                 "audit_interval": d(self.audit_interval),
                 "stall_timeout": d(self.stall_timeout),
+                "drop_penalty_max": d(self.drop_penalty_max),
                 "attach_timeout": d(self.attach_timeout),
                 "tree_lease": d(self.tree_lease),
                 "tree_refresh": d(self.tree_refresh),

@@ -101,6 +101,7 @@ impl RouterSettings {
             ("idle_timeout", self.idle_timeout),
             ("audit_interval", self.audit_interval),
             ("stall_timeout", self.stall_timeout),
+            ("drop_penalty_max", self.drop_penalty_max),
             ("attach_timeout", self.attach_timeout),
             ("tree_lease", self.tree_lease),
             ("tree_refresh", self.tree_refresh),
@@ -208,7 +209,7 @@ mod tests {
         for key in ["data_dir", "key_file", "listen", "directory", "log"] {
             assert!(table.contains_key(key), "{key}");
         }
-        for (section, keys) in [("timing", 14), ("limits", 21), ("socket", 3), ("trust", 3)] {
+        for (section, keys) in [("timing", 15), ("limits", 21), ("socket", 3), ("trust", 3)] {
             let t = table[section].as_table().expect("a table");
             assert_eq!(t.len(), keys, "[{section}]: {t:?}");
         }

@@ -136,6 +136,15 @@ pub const UNPROVEN_PDU_LIMIT: usize = 64 * 1024;
 /// How often PDUs waiting in a link's overflow are offered to its queue
 /// again.
 pub const OVERFLOW_RETRY: Duration = Duration::from_millis(5);
+/// The first pause of an endpoint link's reads after a batch of which at
+/// least half was dropped. The driver keeps that batch's credit for the
+/// pause, so the link's reader (which may have
+/// [`events_per_link`](gdp_link::TransportConfig::events_per_link) batches
+/// waiting) stops reading and QUIC flow control stops the peer. Each
+/// further such batch makes the pause four times as long, up to
+/// [`DriverConfig::drop_penalty_max`]; a batch dropped less than half
+/// halves it.
+pub const DROP_PENALTY_START: Duration = Duration::from_millis(4);
 /// PDUs shorter than this are copied into a link's overflow rather than
 /// kept as slices of the reader block they came in.
 const OVERFLOW_COPY_BELOW: usize = 16 * 1024;
@@ -171,6 +180,10 @@ pub struct DriverConfig {
     pub dial_backoff_max: Duration,
     /// Longest a shutdown waits for the directory to take the withdrawals.
     pub shutdown_timeout: Duration,
+    /// Longest the driver keeps an endpoint link's batch credit after a
+    /// batch of which at least half was dropped (see [`DROP_PENALTY_START`]);
+    /// zero turns the penalty off.
+    pub drop_penalty_max: Duration,
 }
 
 impl Default for DriverConfig {
@@ -186,6 +199,7 @@ impl Default for DriverConfig {
             dial_backoff: Duration::from_secs(1),
             dial_backoff_max: Duration::from_secs(60),
             shutdown_timeout: Duration::from_secs(3),
+            drop_penalty_max: Duration::from_millis(250),
         }
     }
 }
@@ -356,6 +370,9 @@ struct LinkEntry {
     /// The reader's bound on an incomplete PDU is still in place (the
     /// endpoint has not attached yet).
     pdu_bounded: bool,
+    /// The pause its next mostly dropped batch costs it, before doubling
+    /// (zero while its batches go through).
+    penalty: Duration,
 }
 
 /// PDUs the core sent to a link whose queue was full.
@@ -534,6 +551,7 @@ impl Driver {
                         kind,
                         overflow: Overflow::default(),
                         pdu_bounded: kind != Kind::Router,
+                        penalty: Duration::ZERO,
                     },
                 );
                 self.core.link_up(now, id, role);
@@ -545,13 +563,15 @@ impl Driver {
                 link_id,
                 pdus,
                 reliable,
-                credit: _credit,
+                credit,
             } => {
                 let id = core_id(link_id);
                 if reliable {
                     self.slow_reads.push(id);
                 }
-                self.stats.pdus_in += pdus.len() as u64;
+                let count = pdus.len();
+                let dropped_before = self.dropped();
+                self.stats.pdus_in += count as u64;
                 let mut pdus = pdus.into_iter();
                 while pdus.len() > 0 {
                     let room = FLUSH_EVERY.saturating_sub(self.since_flush).max(1);
@@ -563,6 +583,13 @@ impl Driver {
                     }
                 }
                 self.lift_when_attached(id);
+                if !self.overflowing.is_empty() {
+                    // Some next hop is full: what this batch adds to it is
+                    // refused now, so the refusals count against this link.
+                    self.flush_transmits();
+                }
+                let dropped = self.dropped() - dropped_before;
+                self.charge(id, count, dropped, credit);
             }
             LinkEvent::Malformed {
                 link_id,
@@ -657,6 +684,37 @@ impl Driver {
         for link in self.slow_reads.drain(..) {
             self.fast.slow_done(link);
         }
+    }
+
+    /// PDUs dropped so far, by the core and for full link queues.
+    fn dropped(&self) -> u64 {
+        self.core.stats().dropped.total() + self.stats.queue_full
+    }
+
+    /// Charges an endpoint link for a batch of `count` PDUs of which
+    /// `dropped` went nowhere: a batch at least half dropped keeps its
+    /// `credit` for the link's penalty, which then grows fourfold; a batch
+    /// mostly delivered halves it. Router links are not charged: what they carry
+    /// is many sources' traffic, which one of them must not slow.
+    fn charge(&mut self, id: LinkId, count: usize, dropped: u64, credit: gdp_link::Credit) {
+        let max = self.config.drop_penalty_max;
+        let Some(entry) = self.links.get_mut(&id) else {
+            return;
+        };
+        if max.is_zero() || entry.kind == Kind::Router {
+            return;
+        }
+        if dropped == 0 || dropped * 2 < count as u64 {
+            entry.penalty /= 2;
+            return;
+        }
+        let hold = entry.penalty.max(DROP_PENALTY_START).min(max);
+        entry.penalty = hold.saturating_mul(4).min(max);
+        self.stats.drop_penalties += 1;
+        tokio::spawn(async move {
+            tokio::time::sleep(hold).await;
+            drop(credit);
+        });
     }
 
     fn flush_transmits(&mut self) {

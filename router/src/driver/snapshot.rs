@@ -46,6 +46,10 @@ pub struct DriverStats {
     pub overflow_bytes: u64,
     /// Links closed because their queue took nothing for the stall timeout.
     pub stalled_links_closed: u64,
+    /// Batches from endpoint links that were at least half dropped, whose
+    /// credit the driver kept for the link's penalty (see
+    /// [`DROP_PENALTY_START`](super::DROP_PENALTY_START)).
+    pub drop_penalties: u64,
     /// PDUs the core sent that could not be queued: the link was gone or
     /// stayed full.
     pub send_dropped: u64,
