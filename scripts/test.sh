@@ -24,6 +24,9 @@ fi
 if ! command -v ip >/dev/null; then
     missing+=(iproute2) # the network-namespace testbed tests of deploy/
 fi
+if ! command -v nft >/dev/null || ! command -v ethtool >/dev/null; then
+    missing+=(nftables ethtool) # impaired links in the testbed tests of deploy/
+fi
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "installing ${missing[*]}"
     if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi

@@ -135,6 +135,7 @@ pub fn render(topology: &Topology, project: &str, keys: Option<&Keys>) -> String
                     listen,
                     directory: dir.url(),
                     log: r.log.clone(),
+                    advertise: Vec::new(),
                     via,
                     key_file: keys.map(|_| format!("{KEY_DIR}/{}", daemon::ROUTER_KEY)),
                     config: (r.capsule_server == Some(ServerMode::Embedded))

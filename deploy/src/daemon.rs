@@ -88,6 +88,9 @@ pub struct RouterArgs {
     pub directory: String,
     /// `--log`: a tracing filter.
     pub log: String,
+    /// `--advertise`: the addresses published in route records; empty:
+    /// the router's default (its listen address, or none behind a gateway).
+    pub advertise: Vec<SocketAddr>,
     /// `--via NAME@ADDRESS`: the gateway's name and address.
     pub via: Option<(String, String)>,
     /// `--key-file`; `None`: the router makes its key in its data directory.
@@ -110,6 +113,11 @@ impl RouterArgs {
             "--log".into(),
             self.log.clone(),
         ];
+        if !self.advertise.is_empty() {
+            let list: Vec<String> = self.advertise.iter().map(ToString::to_string).collect();
+            args.push("--advertise".into());
+            args.push(list.join(","));
+        }
         if let Some((name, address)) = &self.via {
             args.push("--via".into());
             args.push(format!("{name}@{address}"));
@@ -204,6 +212,7 @@ mod tests {
             listen: "10.0.0.1:7474".parse().expect("addr"),
             directory: "redis://10.0.0.2:6379".into(),
             log: "info".into(),
+            advertise: Vec::new(),
             via: Some(("gw".into(), "10.0.0.3:7474".into())),
             key_file: Some("/k".into()),
             config: Some("/c".into()),

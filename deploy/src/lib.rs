@@ -18,7 +18,10 @@
 
 pub mod compose;
 pub mod daemon;
+pub mod measure;
 pub mod names;
+pub mod network;
+pub mod relay;
 pub mod state;
 pub mod sys;
 pub mod testbed;

@@ -15,10 +15,12 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use gdp_deploy::network::Impairment;
 use gdp_deploy::state::State;
+use gdp_deploy::testbed::links;
 use gdp_deploy::testbed::{self, UpOptions};
 use gdp_deploy::topology::Topology;
-use gdp_deploy::{compose, daemon, sys};
+use gdp_deploy::{compose, daemon, measure, relay, sys};
 
 /// Local GDP overlay testbeds (network namespaces) and compose files from
 /// one topology file.
@@ -115,6 +117,105 @@ enum Command {
     Check {
         /// The topology file.
         topology: PathBuf,
+    },
+    /// Cut a segment or link (every member's port), or one member's port
+    /// with NETWORK:HOST.
+    Cut {
+        /// The state directory given to `up`.
+        #[arg(long, value_name = "DIR")]
+        state: PathBuf,
+        /// NETWORK or NETWORK:HOST.
+        target: String,
+    },
+    /// Heal what `cut` cut.
+    Heal {
+        /// The state directory given to `up`.
+        #[arg(long, value_name = "DIR")]
+        state: PathBuf,
+        /// NETWORK or NETWORK:HOST.
+        target: String,
+    },
+    /// Change a segment's or link's impairment: it becomes exactly what
+    /// the flags say (no flag: none).
+    Impair {
+        /// The state directory given to `up`.
+        #[arg(long, value_name = "DIR")]
+        state: PathBuf,
+        /// The segment or link.
+        network: String,
+        /// Each member's sending rate, such as 10mbit.
+        #[arg(long)]
+        rate: Option<String>,
+        /// Added to each packet a member sends, such as 20ms.
+        #[arg(long)]
+        delay: Option<String>,
+        /// Percent of a member's packets dropped.
+        #[arg(long)]
+        loss: Option<f64>,
+    },
+    /// Measure delay, loss and rate from one host to another over a network
+    /// they share, with UDP probes and a flood.
+    Measure {
+        /// The state directory given to `up`.
+        #[arg(long, value_name = "DIR")]
+        state: PathBuf,
+        /// The sending host.
+        from: String,
+        /// The echoing host.
+        to: String,
+        /// Round-trip probes.
+        #[arg(long, default_value_t = 200)]
+        count: usize,
+        /// Milliseconds between probes.
+        #[arg(long, default_value_t = 10)]
+        interval_ms: u64,
+        /// Seconds of flood (0: none).
+        #[arg(long, default_value_t = 2.0)]
+        flood_secs: f64,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The echo end of `measure` (runs in the echoing host's namespace).
+    #[command(hide = true)]
+    UdpEcho {
+        /// The address to answer on.
+        #[arg(long)]
+        bind: std::net::SocketAddr,
+    },
+    /// The probing end of `measure` (runs in the sending host's namespace);
+    /// prints the report as JSON.
+    #[command(hide = true)]
+    UdpProbe {
+        /// The echo's address.
+        #[arg(long)]
+        to: std::net::SocketAddr,
+        /// Round-trip probes.
+        #[arg(long)]
+        count: usize,
+        /// Milliseconds between probes.
+        #[arg(long)]
+        interval_ms: u64,
+        /// Seconds of flood.
+        #[arg(long)]
+        flood_secs: f64,
+    },
+    /// The user-space delay of one port (started by `up` and `impair` in
+    /// the links namespace).
+    #[command(hide = true)]
+    DelayRelay {
+        /// The port the member's frames arrive on.
+        #[arg(long)]
+        input: String,
+        /// The interface towards the network's bridge.
+        #[arg(long)]
+        output: String,
+        /// The member's MAC address: only its frames are relayed.
+        #[arg(long)]
+        source_mac: pnet_datalink::MacAddr,
+        /// The delay, in microseconds.
+        #[arg(long)]
+        delay_us: u64,
     },
 }
 
@@ -259,6 +360,90 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .transpose()?;
             print!("{}", compose::render(&t, &project, keys.as_ref()));
         }
+        Command::Cut { state, target } => {
+            let mut s = loaded(&state)?;
+            let n = links::set_ports(&mut s, &target, false)?;
+            s.save(&state)?;
+            println!("cut {target}: {n} port(s) went down");
+        }
+        Command::Heal { state, target } => {
+            let mut s = loaded(&state)?;
+            let n = links::set_ports(&mut s, &target, true)?;
+            s.save(&state)?;
+            println!("healed {target}: {n} port(s) came up");
+        }
+        Command::Impair {
+            state,
+            network,
+            rate,
+            delay,
+            loss,
+        } => {
+            let mut s = loaded(&state)?;
+            let imp = Impairment::parse(rate.as_deref(), delay.as_deref(), loss)
+                .map_err(|(what, text, reason)| anyhow::anyhow!("bad {what} {text:?}: {reason}"))?;
+            let (net, _) = links::ports_of(&s, &network)?;
+            let exe = std::env::current_exe()?;
+            let result = links::apply(&mut s, &state, &exe, net, imp);
+            s.save(&state)?;
+            result?;
+            println!("{network}: {imp}");
+        }
+        Command::Measure {
+            state,
+            from,
+            to,
+            count,
+            interval_ms,
+            flood_secs,
+            json,
+        } => {
+            let s = loaded(&state)?;
+            let r = testbed::measure(&s, &from, &to, count, interval_ms, flood_secs)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                println!(
+                    "{from} -> {to}: {}/{} answered (round-trip loss {:.2}%, one way {:.2}%), \
+                     rtt min/median/p90/max = {:.3}/{:.3}/{:.3}/{:.3} ms, \
+                     flood {} of {} arrived at {:.3} Mbit/s",
+                    r.answered,
+                    r.sent,
+                    r.round_trip_loss_percent,
+                    r.one_way_loss_percent,
+                    r.rtt_ms[0],
+                    r.rtt_ms[1],
+                    r.rtt_ms[2],
+                    r.rtt_ms[3],
+                    r.flood_received,
+                    r.flood_sent,
+                    r.flood_rate_bps / 1e6
+                );
+            }
+        }
+        Command::UdpEcho { bind } => measure::echo(bind)?,
+        Command::UdpProbe {
+            to,
+            count,
+            interval_ms,
+            flood_secs,
+        } => {
+            let r = measure::probe(
+                to,
+                count,
+                Duration::from_millis(interval_ms),
+                Duration::from_secs_f64(flood_secs.max(0.0)),
+            )?;
+            println!("{}", serde_json::to_string(&r)?);
+        }
+        Command::DelayRelay {
+            input,
+            output,
+            source_mac,
+            delay_us,
+        } => {
+            relay::run(&input, &output, source_mac, Duration::from_micros(delay_us))?;
+        }
         Command::Check { topology } => {
             let t = load_topology(&topology)?;
             println!(
@@ -282,6 +467,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     None => "client".to_owned(),
                 };
                 println!("  {:<12} {:<15} {what}", h.name, h.address);
+            }
+            for n in &t.networks {
+                let members: Vec<String> = n
+                    .members
+                    .iter()
+                    .map(|m| format!("{} {}", m.host, m.address))
+                    .collect();
+                println!(
+                    "  {} {} {}: {}; impairment: {}",
+                    n.kind,
+                    n.name,
+                    n.subnet,
+                    members.join(", "),
+                    n.impairment
+                );
             }
         }
     }

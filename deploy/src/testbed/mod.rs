@@ -8,6 +8,7 @@
 //! - `teardown`: stopping everything and deleting the network;
 //! - `status`: a running testbed seen from outside.
 
+pub mod links;
 mod machine;
 mod netns;
 mod start;
@@ -21,7 +22,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 
 pub use machine::{Binaries, check_machine};
-pub use status::{ProcessStatus, exec, status, table};
+pub use status::{ProcessStatus, exec, measure, status, table};
 pub use teardown::{DownReport, down, teardown};
 
 use crate::names::Naming;
@@ -102,11 +103,15 @@ pub fn up(opts: &UpOptions) -> anyhow::Result<State> {
             processes: Vec::new(),
             directory: None,
             hosts: Vec::new(),
+            links_namespace: None,
+            netem: false,
+            networks: Vec::new(),
         },
     };
     builder.save()?;
     let built = builder
         .network()
+        .and_then(|()| builder.data_networks())
         .and_then(|()| builder.redis())
         .and_then(|()| builder.daemons())
         .and_then(|()| builder.wait_for_overlay());
@@ -180,6 +185,9 @@ mod tests {
                 url: "redis://10.77.0.2:6379".into(),
             }),
             hosts: vec![host("r1", 10, true), host("c", 11, false)],
+            links_namespace: None,
+            netem: false,
+            networks: Vec::new(),
         }
     }
 

@@ -40,10 +40,10 @@ fn wait_dead(procs: &[Spawned], until: Instant) -> bool {
 /// and deletes its namespaces and links. Anything already gone is skipped.
 pub fn teardown(state: &State, grace: Duration) -> anyhow::Result<DownReport> {
     let mut report = DownReport::default();
-    // Capsule servers, then routers (which withdraw their records from the
+    // Capsule servers and delay relays, then routers (which withdraw their records from the
     // directory on the way out), then redis.
     let stages: [&[&str]; 3] = [
-        &[daemon::CAPSULE_SERVER],
+        &[daemon::CAPSULE_SERVER, super::links::DELAY_RELAY],
         &[daemon::ROUTER],
         &["redis-server"],
     ];
