@@ -379,3 +379,123 @@ fn a_gateway_chain_with_an_embedded_server() {
     assert!(namespaces_with(&state.prefix).is_empty());
     assert!(state.processes.iter().all(|p| !sys::is_alive(p.spawned())));
 }
+
+/// `examples/impaired-links.toml`: the link r2-r3 (10mbit, 20ms, 2 % loss
+/// each way, the delay done by relays) measured against its configuration,
+/// cut (r3 unreachable, even though the management network still joins
+/// the hosts), healed, re-impaired, and torn down with no namespace or
+/// relay left.
+#[test]
+#[ignore = "needs root and network namespaces: run with --ignored"]
+fn impaired_link_cut_and_healed() {
+    require_netns();
+    for tool in ["nft", "ethtool", "tc"] {
+        assert!(
+            sys::which(tool).is_some(),
+            "{tool} is not on PATH: scripts/test.sh installs it"
+        );
+    }
+    let bins = bin_dir();
+    let tmp = TempDir::new("deploy-links");
+    let state = tmp.path().join("tb");
+    let s = state.to_string_lossy().into_owned();
+    let topology = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/impaired-links.toml");
+    let out = up(&topology, &state, &bins, &[]);
+    let guard = Down(&state);
+    assert!(out.status.success(), "{}", text(&out));
+    let tb = State::load(&state).expect("state").expect("written");
+    let link = tb.network("r2-r3").expect("the link");
+    assert_eq!(link.ports.len(), 2);
+    let relays: Vec<_> = tb
+        .processes
+        .iter()
+        .filter(|p| p.program == "delay-relay")
+        .map(|p| p.spawned())
+        .collect();
+    assert_eq!(relays.len(), 2, "one relay per end of the delayed link");
+
+    let measure = |count: &str, flood: &str| -> gdp_deploy::measure::Report {
+        let out = deploy(&[
+            "measure",
+            "--state",
+            &s,
+            "r2",
+            "r3",
+            "--count",
+            count,
+            "--interval-ms",
+            "4",
+            "--flood-secs",
+            flood,
+            "--json",
+        ]);
+        assert!(out.status.success(), "{}", text(&out));
+        serde_json::from_slice(&out.stdout).expect("a report")
+    };
+    let r = measure("400", "1.5");
+    // 20 ms each way: a round trip of 40 ms plus the relays' overshoot.
+    assert!(
+        (40.0..43.0).contains(&r.rtt_ms[1]),
+        "median round trip {r:?}"
+    );
+    // 2 % each way; 400 round trips make 0.3 % to 4 % likely enough.
+    assert!(
+        (0.3..4.5).contains(&r.one_way_loss_percent),
+        "one-way loss {r:?}"
+    );
+    assert!((8.5e6..11.0e6).contains(&r.flood_rate_bps), "rate {r:?}");
+
+    // Cut: nothing crosses, neither UDP nor GDP.
+    let out = deploy(&["cut", "--state", &s, "r2-r3"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let r = measure("20", "0");
+    assert_eq!(r.answered, 0, "{r:?}");
+    let r3 = tb
+        .host("r3")
+        .and_then(|h| h.router.clone())
+        .expect("r3")
+        .name;
+    let gdp = bins.join("gdp").to_string_lossy().into_owned();
+    let ping = |timeout: &str| {
+        deploy(&[
+            "exec",
+            "--state",
+            &s,
+            "r2",
+            "--",
+            &gdp,
+            "--timeout",
+            timeout,
+            "ping",
+            "--count",
+            "1",
+            &r3,
+        ])
+    };
+    let out = ping("2s");
+    assert!(
+        !out.status.success(),
+        "r3 answered across a cut link: {}",
+        text(&out)
+    );
+
+    // Heal: back within a few seconds.
+    let out = deploy(&["heal", "--state", &s, "r2-r3"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let back = (0..10).any(|_| ping("2s").status.success());
+    assert!(back, "r3 did not answer after the heal");
+
+    // A new impairment: no delay, so no relay.
+    let out = deploy(&["impair", "--state", &s, "r2-r3", "--rate", "50mbit"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let r = measure("50", "0");
+    assert!(r.rtt_ms[1] < 5.0 && r.answered == 50, "{r:?}");
+    assert!(
+        relays.iter().all(|p| !sys::is_alive(*p)),
+        "old relays still run"
+    );
+
+    drop(guard);
+    assert_eq!(namespaces_with(&tb.prefix), Vec::<String>::new());
+    assert!(State::load(&state).expect("readable").is_none());
+}
