@@ -18,6 +18,7 @@
 
 pub mod compose;
 pub mod daemon;
+pub mod engine;
 pub mod measure;
 pub mod names;
 pub mod network;
