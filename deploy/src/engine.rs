@@ -104,10 +104,11 @@ impl Podman {
 
     /// The arguments of `podman run` for `program` (a program of `image`)
     /// with `args`, in the container `name`, joined to the network
-    /// namespace `ns` and sharing `volumes` at their own paths.
+    /// namespace `ns` (the host's network when `None`) and sharing
+    /// `volumes` at their own paths.
     pub fn run_args(
         name: &str,
-        ns: &str,
+        ns: Option<&str>,
         volumes: &[&Path],
         image: &str,
         program: &str,
@@ -121,7 +122,7 @@ impl Podman {
             "--name",
             name,
             "--network",
-            &format!("ns:/run/netns/{ns}"),
+            &ns.map_or_else(|| "host".to_owned(), |ns| format!("ns:/run/netns/{ns}")),
             // The keys in the state directory belong to root, who made
             // them; the image's own user could not read them.
             "--user",
@@ -216,7 +217,7 @@ mod tests {
     fn a_daemon_joins_its_namespace_as_root_with_the_state_dir_at_its_own_path() {
         let args = Podman::run_args(
             "tb-r1-gdp-router",
-            "tb-r1",
+            Some("tb-r1"),
             &[Path::new("/tmp/state")],
             "gdp:test",
             "gdp-router",

@@ -20,6 +20,7 @@ use gdp_deploy::state::State;
 use gdp_deploy::testbed::links;
 use gdp_deploy::testbed::{self, UpOptions};
 use gdp_deploy::topology::Topology;
+use gdp_deploy::engine::{self, Engine, Podman};
 use gdp_deploy::{compose, daemon, measure, relay, sys};
 
 /// Local GDP overlay testbeds (network namespaces) and compose files from
@@ -29,6 +30,15 @@ use gdp_deploy::{compose, daemon, measure, relay, sys};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+/// Where a testbed's daemons run (see `gdp_deploy::engine`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum EngineArg {
+    /// Host processes inside the hosts' namespaces.
+    Namespaces,
+    /// Podman containers joined to the hosts' namespaces.
+    Podman,
 }
 
 #[derive(Debug, Subcommand)]
@@ -58,6 +68,21 @@ enum Command {
         /// removes it).
         #[arg(long)]
         keep_on_failure: bool,
+        /// Where the daemons run: `namespaces` (host processes) or `podman`
+        /// (containers of --image, joined to the same namespaces).
+        #[arg(long, value_enum, default_value_t = EngineArg::Namespaces)]
+        engine: EngineArg,
+        /// With `--engine podman`: the GDP image (deploy/image/build.sh).
+        #[arg(long, default_value = engine::DEFAULT_IMAGE)]
+        image: String,
+        /// With `--engine podman`: the directory's image (deploy/image/redis.sh).
+        #[arg(long, default_value = engine::DEFAULT_REDIS_IMAGE)]
+        redis_image: String,
+        /// With `--engine podman`: a containers.conf for podman, unless
+        /// CONTAINERS_CONF names one (deploy/image/containers.conf selects
+        /// runc and cgroupfs, for hosts where podman's defaults fail).
+        #[arg(long, value_name = "FILE")]
+        containers_conf: Option<PathBuf>,
     },
     /// Stop every process and delete the namespaces and links (idempotent).
     Down {
@@ -239,7 +264,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             timeout,
             json,
             keep_on_failure,
+            engine,
+            image,
+            redis_image,
+            containers_conf,
         } => {
+            let engine = match engine {
+                EngineArg::Namespaces => Engine::Namespaces,
+                EngineArg::Podman => Engine::Podman(Podman::check(
+                    &image,
+                    &redis_image,
+                    containers_conf.as_deref(),
+                )?),
+            };
             let s = testbed::up(&UpOptions {
                 topology,
                 state_dir: state.clone(),
@@ -247,6 +284,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 prefix,
                 timeout: Duration::from_secs(timeout),
                 keep_on_failure,
+                engine,
             })?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&s)?);
@@ -265,11 +303,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             match testbed::down(&state, Duration::from_secs(grace))? {
                 None => println!("no testbed in {}: nothing to do", state.display()),
                 Some(r) => println!(
-                    "down: processes stopped: {} (killed: {}); namespaces deleted: {}; links deleted: {}",
+                    "down: processes stopped: {} (killed: {}); namespaces deleted: {}; links deleted: {}; containers removed: {}",
                     r.terminated + r.killed,
                     r.killed,
                     r.namespaces,
-                    r.links
+                    r.links,
+                    r.containers
                 ),
             }
         }

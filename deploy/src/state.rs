@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
+use crate::engine::Engine;
 use crate::network::{Impairment, NetworkKind};
 use crate::sys::Spawned;
 use crate::topology::ServerMode;
@@ -178,6 +179,10 @@ pub struct State {
     /// The segments and links.
     #[serde(default)]
     pub networks: Vec<NetworkState>,
+    /// Where the daemons run: host processes in the namespaces, or
+    /// containers joined to them.
+    #[serde(default)]
+    pub engine: Engine,
 }
 
 impl State {

@@ -25,6 +25,7 @@ pub use machine::{Binaries, check_machine};
 pub use status::{ProcessStatus, exec, measure, status, table};
 pub use teardown::{DownReport, down, teardown};
 
+use crate::engine::Engine;
 use crate::names::Naming;
 use crate::state::State;
 use crate::topology::Topology;
@@ -46,6 +47,8 @@ pub struct UpOptions {
     /// On failure, leave everything running (and the state file in
     /// place) for a look, instead of tearing it down.
     pub keep_on_failure: bool,
+    /// Where the daemons run.
+    pub engine: Engine,
 }
 
 /// `up` in progress: the state so far, saved after every step.
@@ -106,6 +109,7 @@ pub fn up(opts: &UpOptions) -> anyhow::Result<State> {
             links_namespace: None,
             netem: false,
             networks: Vec::new(),
+            engine: opts.engine.clone(),
         },
     };
     builder.save()?;
@@ -188,6 +192,7 @@ mod tests {
             links_namespace: None,
             netem: false,
             networks: Vec::new(),
+            engine: Engine::Namespaces,
         }
     }
 
