@@ -17,7 +17,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use gdp_deploy::network::Impairment;
 use gdp_deploy::state::State;
-use gdp_deploy::testbed::links;
+use gdp_deploy::testbed::faults::{self, Fault, Process};
 use gdp_deploy::testbed::{self, UpOptions};
 use gdp_deploy::topology::Topology;
 use gdp_deploy::engine::{self, Engine, Podman};
@@ -178,6 +178,42 @@ enum Command {
         #[arg(long)]
         loss: Option<f64>,
     },
+    /// Kill a host's router (or capsule server) with SIGKILL.
+    Kill(ProcessArgs),
+    /// Stop a host's router (or capsule server) with SIGSTOP.
+    Stop(ProcessArgs),
+    /// Continue a stopped router (or capsule server) with SIGCONT.
+    Cont(ProcessArgs),
+    /// Start a host's router (or capsule server) again with the same
+    /// command line, keys and data (stopping it first if it runs).
+    Restart(ProcessArgs),
+    /// Stop or start the directory's redis-server.
+    Directory {
+        /// The state directory given to `up`.
+        #[arg(long, value_name = "DIR")]
+        state: PathBuf,
+        /// `stop` or `start`.
+        #[arg(value_parser = ["stop", "start"])]
+        action: String,
+        /// Seconds redis may take to start.
+        #[arg(long, default_value_t = 20)]
+        timeout: u64,
+    },
+    /// Restart a host's standalone capsule server attached to another
+    /// host's router.
+    MoveServer {
+        /// The state directory given to `up`.
+        #[arg(long, value_name = "DIR")]
+        state: PathBuf,
+        /// The capsule server's host.
+        host: String,
+        /// The host whose router it attaches to.
+        #[arg(long, value_name = "HOST")]
+        to: String,
+        /// Seconds the server may take to start.
+        #[arg(long, default_value_t = 20)]
+        timeout: u64,
+    },
     /// Measure delay, loss and rate from one host to another over a network
     /// they share, with UDP probes and a flood.
     Measure {
@@ -242,6 +278,50 @@ enum Command {
         #[arg(long)]
         delay_us: u64,
     },
+}
+
+/// A host's process, for `kill`, `stop`, `cont` and `restart`.
+#[derive(Debug, clap::Args)]
+struct ProcessArgs {
+    /// The state directory given to `up`.
+    #[arg(long, value_name = "DIR")]
+    state: PathBuf,
+    /// The host.
+    host: String,
+    /// Its router (default) or its standalone capsule server.
+    #[arg(value_enum, default_value_t = Which::Router)]
+    process: Which,
+    /// Seconds a restarted process may take to start.
+    #[arg(long, default_value_t = 20)]
+    timeout: u64,
+}
+
+/// `router` or `server` on the command line.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Which {
+    /// The host's router.
+    Router,
+    /// The host's standalone capsule server.
+    Server,
+}
+
+impl ProcessArgs {
+    fn process(&self) -> Process {
+        match self.process {
+            Which::Router => Process::Router,
+            Which::Server => Process::Server,
+        }
+    }
+}
+
+/// Carries `fault` out on the testbed in `dir` and prints what was done.
+fn fault(dir: &std::path::Path, fault: &Fault, timeout: u64) -> anyhow::Result<()> {
+    let mut s = loaded(dir)?;
+    println!(
+        "{}",
+        faults::apply(&mut s, dir, fault, Duration::from_secs(timeout))?
+    );
+    Ok(())
 }
 
 fn load_topology(path: &PathBuf) -> anyhow::Result<Topology> {
@@ -399,18 +479,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .transpose()?;
             print!("{}", compose::render(&t, &project, keys.as_ref()));
         }
-        Command::Cut { state, target } => {
-            let mut s = loaded(&state)?;
-            let n = links::set_ports(&mut s, &target, false)?;
-            s.save(&state)?;
-            println!("cut {target}: {n} port(s) went down");
-        }
-        Command::Heal { state, target } => {
-            let mut s = loaded(&state)?;
-            let n = links::set_ports(&mut s, &target, true)?;
-            s.save(&state)?;
-            println!("healed {target}: {n} port(s) came up");
-        }
+        Command::Cut { state, target } => fault(&state, &Fault::Cut { target }, 0)?,
+        Command::Heal { state, target } => fault(&state, &Fault::Heal { target }, 0)?,
         Command::Impair {
             state,
             network,
@@ -418,16 +488,67 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             delay,
             loss,
         } => {
-            let mut s = loaded(&state)?;
-            let imp = Impairment::parse(rate.as_deref(), delay.as_deref(), loss)
+            let impairment = Impairment::parse(rate.as_deref(), delay.as_deref(), loss)
                 .map_err(|(what, text, reason)| anyhow::anyhow!("bad {what} {text:?}: {reason}"))?;
-            let (net, _) = links::ports_of(&s, &network)?;
-            let exe = std::env::current_exe()?;
-            let result = links::apply(&mut s, &state, &exe, net, imp);
-            s.save(&state)?;
-            result?;
-            println!("{network}: {imp}");
+            fault(
+                &state,
+                &Fault::Impair {
+                    network,
+                    impairment,
+                },
+                0,
+            )?;
         }
+        Command::Kill(a) => fault(
+            &a.state,
+            &Fault::Kill {
+                host: a.host.clone(),
+                process: a.process(),
+            },
+            a.timeout,
+        )?,
+        Command::Stop(a) => fault(
+            &a.state,
+            &Fault::Stop {
+                host: a.host.clone(),
+                process: a.process(),
+            },
+            a.timeout,
+        )?,
+        Command::Cont(a) => fault(
+            &a.state,
+            &Fault::Cont {
+                host: a.host.clone(),
+                process: a.process(),
+            },
+            a.timeout,
+        )?,
+        Command::Restart(a) => fault(
+            &a.state,
+            &Fault::Restart {
+                host: a.host.clone(),
+                process: a.process(),
+            },
+            a.timeout,
+        )?,
+        Command::Directory {
+            state,
+            action,
+            timeout,
+        } => {
+            let f = if action == "stop" {
+                Fault::DirectoryStop
+            } else {
+                Fault::DirectoryStart
+            };
+            fault(&state, &f, timeout)?;
+        }
+        Command::MoveServer {
+            state,
+            host,
+            to,
+            timeout,
+        } => fault(&state, &Fault::MoveServer { host, to }, timeout)?,
         Command::Measure {
             state,
             from,

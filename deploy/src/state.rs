@@ -36,6 +36,12 @@ pub struct ProcessState {
     pub stdout: PathBuf,
     /// Its standard error (its log).
     pub log: PathBuf,
+    /// The program it runs (for `restart`).
+    #[serde(default)]
+    pub binary: Option<PathBuf>,
+    /// Its arguments (for `restart`).
+    #[serde(default)]
+    pub args: Vec<String>,
 }
 
 impl ProcessState {
@@ -57,6 +63,9 @@ pub struct RouterState {
     pub listen: SocketAddr,
     /// Its gateway host, if any.
     pub via: Option<String>,
+    /// Its admin API (`/metrics`), on the management network.
+    #[serde(default)]
+    pub admin: Option<SocketAddr>,
 }
 
 /// A host's capsule server.

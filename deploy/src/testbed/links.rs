@@ -469,6 +469,8 @@ fn start_relay(
         name: None,
         stdout: stdout.clone(),
         log: log.clone(),
+        binary: None,
+        args: Vec::new(),
     });
     sys::wait_for_line(
         &stdout,

@@ -6,8 +6,10 @@
 //! - `start`: `redis-server`, the routers and the capsule servers;
 //! - `wait`: the pings that tell the overlay works;
 //! - `teardown`: stopping everything and deleting the network;
-//! - `status`: a running testbed seen from outside.
+//! - `status`: a running testbed seen from outside;
+//! - `faults`: processes, the directory and networks broken on command.
 
+pub mod faults;
 pub mod links;
 mod machine;
 mod netns;
@@ -161,6 +163,7 @@ mod tests {
                 name: "a".repeat(52),
                 listen: SocketAddr::from((Ipv4Addr::new(10, 77, 0, octet), 7474)),
                 via: None,
+                admin: None,
             }),
             capsule_server: router.then(|| ServerState {
                 name: "b".repeat(52),
@@ -183,6 +186,8 @@ mod tests {
                 name: Some("a".repeat(52)),
                 stdout: PathBuf::from("/x.out"),
                 log: PathBuf::from("/x.log"),
+                binary: Some(PathBuf::from("/bin/gdp-router")),
+                args: vec!["--listen".into(), "10.77.0.10:7474".into()],
             }],
             directory: Some(DirectoryState {
                 namespace: Some("gabc_directory".into()),

@@ -68,6 +68,8 @@ impl Builder<'_> {
             name: None,
             stdout: stdout.clone(),
             log: log.clone(),
+            binary: Some(binary.to_path_buf()),
+            args: args.to_vec(),
         });
         self.save()?;
         sys::wait_for_line(&stdout, ready.0, ready.1, spawned, self.timeout).map_err(|e| {
@@ -167,6 +169,7 @@ impl Builder<'_> {
                 via,
                 key_file: Some(dir.join(daemon::ROUTER_KEY).to_string_lossy().into_owned()),
                 config,
+                admin: Some(SocketAddr::from((host.address, daemon::ADMIN_PORT))),
             };
             let ns = self.naming.host_ns(&host.name);
             let bin = self.bins.router.clone();
@@ -255,6 +258,7 @@ impl Builder<'_> {
                         .router_address_from(&host.name, &host.name)
                         .unwrap_or_else(|| SocketAddr::from((host.address, r.port))),
                     via: r.via.clone(),
+                    admin: Some(SocketAddr::from((host.address, daemon::ADMIN_PORT))),
                 }),
                 capsule_server: host.router().and_then(|r| r.capsule_server).map(|mode| {
                     ServerState {
