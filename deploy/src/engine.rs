@@ -9,7 +9,7 @@
 //! `gdp-capsule-server`) is a container of its own:
 //!
 //! ```text
-//! podman run --rm --no-healthcheck --name <prefix>-<host>-<program> \
+//! podman run --rm --no-healthcheck --replace --name <prefix>-<host>-<program> \
 //!     --network ns:/run/netns/<namespace> --user 0:0 \
 //!     --volume <state dir>:<state dir> <image> <program> <args...>
 //! ```
@@ -61,6 +61,10 @@ pub struct Podman {
     pub redis_image: String,
     /// A `containers.conf` given to podman (`CONTAINERS_CONF`), if any.
     pub conf: Option<PathBuf>,
+    /// The testbed's state directory (keys, data, logs), which every
+    /// container shares at its own path; `up` sets it.
+    #[serde(default)]
+    pub state_dir: Option<PathBuf>,
 }
 
 impl Podman {
@@ -76,10 +80,15 @@ impl Podman {
             conf: std::env::var_os("CONTAINERS_CONF")
                 .map(PathBuf::from)
                 .or_else(|| conf.map(Path::to_path_buf)),
+            state_dir: None,
         };
         for (what, image, made_by) in [
             ("the GDP image", image, "deploy/image/build.sh --tag"),
-            ("the directory's image", redis_image, "deploy/image/redis.sh --tag"),
+            (
+                "the directory's image",
+                redis_image,
+                "deploy/image/redis.sh --tag",
+            ),
         ] {
             let status = podman
                 .command()
@@ -119,6 +128,9 @@ impl Podman {
             "--rm",
             // Readiness is what the testbed checks itself.
             "--no-healthcheck",
+            // A restart right after a kill may find the old container not
+            // yet removed.
+            "--replace",
             "--name",
             name,
             "--network",
@@ -203,6 +215,51 @@ impl Podman {
     }
 }
 
+impl Engine {
+    /// Starts `program` (the host's `binary`) with `args` for `host` of the
+    /// testbed named by `prefix`, in the namespace `ns` (the root one when
+    /// `None`), its output to `stdout` and `log`: a host process, or a
+    /// container whose main process is returned.
+    #[allow(clippy::too_many_arguments, reason = "one launch, spelled out")]
+    pub fn launch(
+        &self,
+        prefix: &str,
+        host: &str,
+        program: &str,
+        ns: Option<&str>,
+        binary: &Path,
+        args: &[String],
+        stdout: &Path,
+        log: &Path,
+    ) -> anyhow::Result<sys::Spawned> {
+        match self {
+            Engine::Namespaces => {
+                let mut command = sys::in_namespace(ns, binary);
+                command.args(args);
+                sys::spawn_detached(command, stdout, log)
+            }
+            Engine::Podman(podman) => {
+                let name = container_name(prefix, host, program);
+                let image = if program == REDIS_SERVER {
+                    &podman.redis_image
+                } else {
+                    &podman.image
+                };
+                let volumes: Vec<&Path> = podman.state_dir.iter().map(PathBuf::as_path).collect();
+                let mut command = podman.command();
+                command.args(Podman::run_args(&name, ns, &volumes, image, program, args));
+                let client = sys::spawn_detached(command, stdout, log)?;
+                podman.main_pid(&name, client).map_err(|e| {
+                    anyhow!("{e:#}\n--- {} ---\n{}", log.display(), sys::tail(log, 20))
+                })
+            }
+        }
+    }
+}
+
+/// The directory's program, which runs from the directory's image.
+const REDIS_SERVER: &str = "redis-server";
+
 /// The container name of `program` on `host` in the testbed whose names
 /// start with `prefix`.
 pub fn container_name(prefix: &str, host: &str, program: &str) -> String {
@@ -225,7 +282,7 @@ mod tests {
         );
         assert_eq!(
             args.join(" "),
-            "run --rm --no-healthcheck --name tb-r1-gdp-router --network ns:/run/netns/tb-r1 --user 0:0 \
+            "run --rm --no-healthcheck --replace --name tb-r1-gdp-router --network ns:/run/netns/tb-r1 --user 0:0 \
              --volume /tmp/state:/tmp/state gdp:test gdp-router --listen 10.78.1.1:7474"
         );
     }
@@ -238,6 +295,7 @@ mod tests {
                 image: "gdp:test".into(),
                 redis_image: DEFAULT_REDIS_IMAGE.into(),
                 conf: Some("/x/containers.conf".into()),
+                state_dir: Some("/tmp/tb".into()),
             }),
         ] {
             let json = serde_json::to_string(&engine).expect("serializes");

@@ -15,12 +15,12 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use gdp_deploy::engine::{self, Engine, Podman};
 use gdp_deploy::network::Impairment;
 use gdp_deploy::state::State;
 use gdp_deploy::testbed::faults::{self, Fault, Process};
 use gdp_deploy::testbed::{self, UpOptions};
 use gdp_deploy::topology::Topology;
-use gdp_deploy::engine::{self, Engine, Podman};
 use gdp_deploy::{compose, daemon, measure, relay, sys};
 
 /// Local GDP overlay testbeds (network namespaces) and compose files from

@@ -373,9 +373,16 @@ fn respawn(state: &mut State, i: usize, timeout: Duration) -> anyhow::Result<Spa
         )
     })?;
     rotate_logs(&p.stdout, &p.log);
-    let mut command = sys::in_namespace(p.namespace.as_deref(), &binary);
-    command.args(&p.args);
-    let spawned = sys::spawn_detached(command, &p.stdout, &p.log)?;
+    let spawned = state.engine.launch(
+        &state.prefix,
+        &p.host,
+        &p.program,
+        p.namespace.as_deref(),
+        &binary,
+        &p.args,
+        &p.stdout,
+        &p.log,
+    )?;
     let (needle, prefix) = ready_line(&p.program);
     let ready = sys::wait_for_line(&p.stdout, needle, !prefix, spawned, timeout);
     let p = &mut state.processes[i];

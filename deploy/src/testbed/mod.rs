@@ -27,7 +27,7 @@ pub use machine::{Binaries, check_machine};
 pub use status::{ProcessStatus, exec, measure, status, table};
 pub use teardown::{DownReport, down, teardown};
 
-use crate::engine::Engine;
+use crate::engine::{Engine, Podman};
 use crate::names::Naming;
 use crate::state::State;
 use crate::topology::Topology;
@@ -111,7 +111,13 @@ pub fn up(opts: &UpOptions) -> anyhow::Result<State> {
             links_namespace: None,
             netem: false,
             networks: Vec::new(),
-            engine: opts.engine.clone(),
+            engine: match &opts.engine {
+                Engine::Namespaces => Engine::Namespaces,
+                Engine::Podman(p) => Engine::Podman(Podman {
+                    state_dir: Some(dir.clone()),
+                    ..p.clone()
+                }),
+            },
         },
     };
     builder.save()?;

@@ -11,7 +11,6 @@ use anyhow::{Context as _, anyhow, bail};
 
 use super::Builder;
 use crate::daemon::{self, Keys, RouterArgs, ServerArgs};
-use crate::engine::{self, Engine, Podman};
 use crate::network;
 use crate::state::{DirectoryState, HostState, ProcessState, RouterState, ServerState};
 use crate::sys;
@@ -31,34 +30,16 @@ impl Builder<'_> {
         std::fs::create_dir_all(&logs)?;
         let stdout = logs.join(format!("{host}.{program}.out"));
         let log = logs.join(format!("{host}.{program}.log"));
-        let spawned = match &self.state.engine {
-            Engine::Namespaces => {
-                let mut command = sys::in_namespace(ns, binary);
-                command.args(args);
-                sys::spawn_detached(command, &stdout, &log)?
-            }
-            Engine::Podman(podman) => {
-                let name = engine::container_name(self.naming.prefix(), host, program);
-                let image = if program == "redis-server" {
-                    &podman.redis_image
-                } else {
-                    &podman.image
-                };
-                let mut command = podman.command();
-                command.args(Podman::run_args(
-                    &name,
-                    ns,
-                    &[&self.dir],
-                    image,
-                    program,
-                    args,
-                ));
-                let client = sys::spawn_detached(command, &stdout, &log)?;
-                podman.main_pid(&name, client).map_err(|e| {
-                    anyhow!("{e:#}\n--- {} ---\n{}", log.display(), sys::tail(&log, 20))
-                })?
-            }
-        };
+        let spawned = self.state.engine.launch(
+            self.naming.prefix(),
+            host,
+            program,
+            ns,
+            binary,
+            args,
+            &stdout,
+            &log,
+        )?;
         self.state.processes.push(ProcessState {
             program: program.to_owned(),
             host: host.to_owned(),
