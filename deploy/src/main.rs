@@ -237,6 +237,51 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run a scenario: bring its topology up (or use a running testbed),
+    /// run its workloads and faults, and write a report with charts.
+    Run {
+        /// The scenario file.
+        scenario: PathBuf,
+        /// The report directory (report.json, latency.svg,
+        /// deliveries.svg, the workloads' logs, the testbed's state).
+        #[arg(long, value_name = "DIR")]
+        report: PathBuf,
+        /// Use the running testbed in DIR instead of bringing one up (it
+        /// stays up); or, if DIR holds none, keep the new one's state there.
+        #[arg(long, value_name = "DIR")]
+        state: Option<PathBuf>,
+        /// Leave the testbed up afterwards.
+        #[arg(long)]
+        keep: bool,
+        /// Where gdp-router, gdp-capsule-server and gdp are.
+        #[arg(long, value_name = "DIR")]
+        bin_dir: Option<PathBuf>,
+        /// Prefix of every namespace and link name (default: random).
+        #[arg(long)]
+        prefix: Option<String>,
+        /// Seconds each start may take.
+        #[arg(long, default_value_t = 20)]
+        timeout: u64,
+    },
+    /// A scenario workload (run by `run` inside a host's namespace).
+    #[command(hide = true)]
+    Workload {
+        /// The router's address.
+        #[arg(long, global = true)]
+        router: Option<std::net::SocketAddr>,
+        /// The router's name.
+        #[arg(long, global = true)]
+        router_name: Option<String>,
+        #[command(subcommand)]
+        kind: WorkloadCommand,
+    },
+    /// Print a router's Prometheus metrics (run by `run` inside its
+    /// namespace).
+    #[command(hide = true)]
+    Scrape {
+        /// The admin API's address.
+        admin: std::net::SocketAddr,
+    },
     /// The echo end of `measure` (runs in the echoing host's namespace).
     #[command(hide = true)]
     UdpEcho {
@@ -278,6 +323,114 @@ enum Command {
         #[arg(long)]
         delay_us: u64,
     },
+}
+
+/// The workloads of `run`.
+#[derive(Debug, Subcommand)]
+enum WorkloadCommand {
+    /// Create a capsule and write its metadata to a file.
+    Create {
+        /// The capsule server's name.
+        #[arg(long)]
+        server: String,
+        /// The owner's key file (made if missing).
+        #[arg(long)]
+        key: PathBuf,
+        /// Where the metadata goes.
+        #[arg(long)]
+        capsule_out: PathBuf,
+    },
+    /// Append at a rate.
+    Writer {
+        /// The owner's key file.
+        #[arg(long)]
+        key: PathBuf,
+        /// The capsule's metadata file.
+        #[arg(long)]
+        capsule: PathBuf,
+        /// Records a second.
+        #[arg(long)]
+        rate: f64,
+        /// Start, in µs since the Unix epoch.
+        #[arg(long)]
+        start_us: u64,
+        /// End, in µs since the Unix epoch.
+        #[arg(long)]
+        end_us: u64,
+    },
+    /// Follow a capsule.
+    Subscriber {
+        /// The capsule's metadata file.
+        #[arg(long)]
+        capsule: PathBuf,
+        /// End, in µs since the Unix epoch.
+        #[arg(long)]
+        end_us: u64,
+    },
+    /// Ping a name.
+    Ping {
+        /// The name.
+        #[arg(long)]
+        target: String,
+        /// Between pings, in µs.
+        #[arg(long)]
+        interval_us: u64,
+        /// A ping unanswered this long (µs) is lost.
+        #[arg(long)]
+        timeout_us: u64,
+        /// Start, in µs since the Unix epoch.
+        #[arg(long)]
+        start_us: u64,
+        /// End, in µs since the Unix epoch.
+        #[arg(long)]
+        end_us: u64,
+    },
+}
+
+/// Runs one workload.
+fn workload(
+    router: Option<std::net::SocketAddr>,
+    router_name: Option<String>,
+    kind: WorkloadCommand,
+) -> anyhow::Result<()> {
+    let name = |text: &str| -> anyhow::Result<gdp_client::Name> {
+        text.parse()
+            .map_err(|e| anyhow::anyhow!("bad name {text:?}: {e}"))
+    };
+    let attach = gdp_deploy::workload::Attach {
+        router: router.context("--router is needed")?,
+        router_name: router_name.as_deref().map(name).transpose()?,
+    };
+    use gdp_deploy::workload as w;
+    match kind {
+        WorkloadCommand::Create {
+            server,
+            key,
+            capsule_out,
+        } => w::create(&attach, name(&server)?, &key, &capsule_out),
+        WorkloadCommand::Writer {
+            key,
+            capsule,
+            rate,
+            start_us,
+            end_us,
+        } => w::writer(&attach, &key, &capsule, rate, start_us, end_us),
+        WorkloadCommand::Subscriber { capsule, end_us } => w::subscriber(&attach, &capsule, end_us),
+        WorkloadCommand::Ping {
+            target,
+            interval_us,
+            timeout_us,
+            start_us,
+            end_us,
+        } => w::ping(
+            &attach,
+            name(&target)?,
+            Duration::from_micros(interval_us),
+            Duration::from_micros(timeout_us),
+            start_us,
+            end_us,
+        ),
+    }
 }
 
 /// A host's process, for `kill`, `stop`, `cont` and `restart`.
@@ -580,6 +733,41 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     r.flood_rate_bps / 1e6
                 );
             }
+        }
+        Command::Run {
+            scenario,
+            report,
+            state,
+            keep,
+            bin_dir,
+            prefix,
+            timeout,
+        } => {
+            let outcome = gdp_deploy::run::run(
+                &gdp_deploy::run::RunOptions {
+                    scenario,
+                    report,
+                    state,
+                    keep,
+                    bin_dir,
+                    prefix,
+                    timeout: Duration::from_secs(timeout),
+                },
+                &mut |line| println!("{line}"),
+            )?;
+            print!("{}", gdp_deploy::run::summary(&outcome.report));
+            println!(
+                "report: {}/report.json, charts: latency.svg, deliveries.svg",
+                outcome.dir.display()
+            );
+        }
+        Command::Workload {
+            router,
+            router_name,
+            kind,
+        } => workload(router, router_name, kind)?,
+        Command::Scrape { admin } => {
+            print!("{}", gdp_deploy::run::http_get(admin, "/metrics")?);
         }
         Command::UdpEcho { bind } => measure::echo(bind)?,
         Command::UdpProbe {
