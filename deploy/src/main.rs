@@ -32,6 +32,40 @@ struct Cli {
     command: Command,
 }
 
+/// Where a testbed's daemons run, for `up` and `run`.
+#[derive(Debug, clap::Args)]
+struct EngineArgs {
+    /// Where the daemons run: `namespaces` (host processes) or `podman`
+    /// (containers of --image, joined to the same namespaces).
+    #[arg(long, value_enum, default_value_t = EngineArg::Namespaces)]
+    engine: EngineArg,
+    /// With `--engine podman`: the GDP image (deploy/image/build.sh).
+    #[arg(long, default_value = engine::DEFAULT_IMAGE)]
+    image: String,
+    /// With `--engine podman`: the directory's image (deploy/image/redis.sh).
+    #[arg(long, default_value = engine::DEFAULT_REDIS_IMAGE)]
+    redis_image: String,
+    /// With `--engine podman`: a containers.conf for podman, unless
+    /// CONTAINERS_CONF names one (deploy/image/containers.conf selects
+    /// runc and cgroupfs, for hosts where podman's defaults fail).
+    #[arg(long, value_name = "FILE")]
+    containers_conf: Option<PathBuf>,
+}
+
+impl EngineArgs {
+    /// The engine, checked: podman installed and its images there.
+    fn engine(&self) -> anyhow::Result<Engine> {
+        Ok(match self.engine {
+            EngineArg::Namespaces => Engine::Namespaces,
+            EngineArg::Podman => Engine::Podman(Podman::check(
+                &self.image,
+                &self.redis_image,
+                self.containers_conf.as_deref(),
+            )?),
+        })
+    }
+}
+
 /// Where a testbed's daemons run (see `gdp_deploy::engine`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum EngineArg {
@@ -68,21 +102,8 @@ enum Command {
         /// removes it).
         #[arg(long)]
         keep_on_failure: bool,
-        /// Where the daemons run: `namespaces` (host processes) or `podman`
-        /// (containers of --image, joined to the same namespaces).
-        #[arg(long, value_enum, default_value_t = EngineArg::Namespaces)]
-        engine: EngineArg,
-        /// With `--engine podman`: the GDP image (deploy/image/build.sh).
-        #[arg(long, default_value = engine::DEFAULT_IMAGE)]
-        image: String,
-        /// With `--engine podman`: the directory's image (deploy/image/redis.sh).
-        #[arg(long, default_value = engine::DEFAULT_REDIS_IMAGE)]
-        redis_image: String,
-        /// With `--engine podman`: a containers.conf for podman, unless
-        /// CONTAINERS_CONF names one (deploy/image/containers.conf selects
-        /// runc and cgroupfs, for hosts where podman's defaults fail).
-        #[arg(long, value_name = "FILE")]
-        containers_conf: Option<PathBuf>,
+        #[command(flatten)]
+        engine: EngineArgs,
     },
     /// Stop every process and delete the namespaces and links (idempotent).
     Down {
@@ -262,6 +283,8 @@ enum Command {
         /// Seconds each start may take.
         #[arg(long, default_value_t = 20)]
         timeout: u64,
+        #[command(flatten)]
+        engine: EngineArgs,
     },
     /// A scenario workload (run by `run` inside a host's namespace).
     #[command(hide = true)]
@@ -498,18 +521,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             json,
             keep_on_failure,
             engine,
-            image,
-            redis_image,
-            containers_conf,
         } => {
-            let engine = match engine {
-                EngineArg::Namespaces => Engine::Namespaces,
-                EngineArg::Podman => Engine::Podman(Podman::check(
-                    &image,
-                    &redis_image,
-                    containers_conf.as_deref(),
-                )?),
-            };
+            let engine = engine.engine()?;
             let s = testbed::up(&UpOptions {
                 topology,
                 state_dir: state.clone(),
@@ -742,6 +755,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             bin_dir,
             prefix,
             timeout,
+            engine,
         } => {
             let outcome = gdp_deploy::run::run(
                 &gdp_deploy::run::RunOptions {
@@ -752,6 +766,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     bin_dir,
                     prefix,
                     timeout: Duration::from_secs(timeout),
+                    engine: engine.engine()?,
                 },
                 &mut |line| println!("{line}"),
             )?;

@@ -25,6 +25,7 @@ use std::time::Duration;
 use anyhow::{Context as _, anyhow, bail};
 
 use crate::chart;
+use crate::engine::Engine;
 use crate::report::{self, FaultRecord, Inputs, Report, WorkloadKind, WorkloadLog};
 use crate::scenario::{Scenario, TopologySource};
 use crate::state::{HostState, State};
@@ -50,6 +51,8 @@ pub struct RunOptions {
     pub prefix: Option<String>,
     /// Bound on each start (of the testbed, of a restarted process).
     pub timeout: Duration,
+    /// Where the daemons of a testbed `run` brings up run.
+    pub engine: Engine,
 }
 
 /// What `run` did.
@@ -203,6 +206,7 @@ pub fn run(opts: &RunOptions, progress: &mut dyn FnMut(&str)) -> anyhow::Result<
                 prefix: opts.prefix.clone(),
                 timeout: opts.timeout,
                 keep_on_failure: false,
+                engine: opts.engine.clone(),
             })?;
             progress(&format!("testbed {} is up", s.prefix));
             (s, true)
