@@ -6,6 +6,7 @@
 //! gdp-deploy status --state /tmp/tb
 //! gdp-deploy exec --state /tmp/tb client -- gdp ping "$(gdp-deploy name --state /tmp/tb r2)"
 //! gdp-deploy down --state /tmp/tb
+//! gdp-deploy run deploy/examples/partition.toml --report /tmp/partition
 //! gdp-deploy compose deploy/examples/three-routers.toml > compose.yaml
 //! ```
 
@@ -41,16 +42,8 @@ enum Command {
         /// Directory for the state file, keys, data and logs.
         #[arg(long, value_name = "DIR")]
         state: PathBuf,
-        /// Where gdp-router, gdp-capsule-server and gdp are (default: next
-        /// to this program, else PATH).
-        #[arg(long, value_name = "DIR")]
-        bin_dir: Option<PathBuf>,
-        /// Prefix of every namespace and link name (default: random).
-        #[arg(long)]
-        prefix: Option<String>,
-        /// Seconds each process may take to start, and the overlay to answer.
-        #[arg(long, default_value_t = 20)]
-        timeout: u64,
+        #[command(flatten)]
+        launch: Launch,
         /// Print the state as JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -228,15 +221,8 @@ enum Command {
         /// Leave the testbed up afterwards.
         #[arg(long)]
         keep: bool,
-        /// Where gdp-router, gdp-capsule-server and gdp are.
-        #[arg(long, value_name = "DIR")]
-        bin_dir: Option<PathBuf>,
-        /// Prefix of every namespace and link name (default: random).
-        #[arg(long)]
-        prefix: Option<String>,
-        /// Seconds each start may take.
-        #[arg(long, default_value_t = 20)]
-        timeout: u64,
+        #[command(flatten)]
+        launch: Launch,
     },
     /// A scenario workload (run by `run` inside a host's namespace).
     #[command(hide = true)]
@@ -298,6 +284,21 @@ enum Command {
         #[arg(long)]
         delay_us: u64,
     },
+}
+
+/// How `up` and `run` start a testbed.
+#[derive(Debug, clap::Args)]
+struct Launch {
+    /// Where gdp-router, gdp-capsule-server and gdp are (default: next
+    /// to this program, else PATH).
+    #[arg(long, value_name = "DIR")]
+    bin_dir: Option<PathBuf>,
+    /// Prefix of every namespace and link name (default: random).
+    #[arg(long)]
+    prefix: Option<String>,
+    /// Seconds each process may take to start, and the overlay to answer.
+    #[arg(long, default_value_t = 20)]
+    timeout: u64,
 }
 
 /// The workloads of `run`.
@@ -467,18 +468,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Up {
             topology,
             state,
-            bin_dir,
-            prefix,
-            timeout,
+            launch,
             json,
             keep_on_failure,
         } => {
             let s = testbed::up(&UpOptions {
                 topology,
                 state_dir: state.clone(),
-                bin_dir,
-                prefix,
-                timeout: Duration::from_secs(timeout),
+                bin_dir: launch.bin_dir,
+                prefix: launch.prefix,
+                timeout: Duration::from_secs(launch.timeout),
                 keep_on_failure,
             })?;
             if json {
@@ -700,9 +699,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             report,
             state,
             keep,
-            bin_dir,
-            prefix,
-            timeout,
+            launch,
         } => {
             let outcome = gdp_deploy::run::run(
                 &gdp_deploy::run::RunOptions {
@@ -710,9 +707,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     report,
                     state,
                     keep,
-                    bin_dir,
-                    prefix,
-                    timeout: Duration::from_secs(timeout),
+                    bin_dir: launch.bin_dir,
+                    prefix: launch.prefix,
+                    timeout: Duration::from_secs(launch.timeout),
                 },
                 &mut |line| println!("{line}"),
             )?;
