@@ -154,7 +154,13 @@ enum Command {
     Cont(ProcessArgs),
     /// Start a host's router (or capsule server) again with the same
     /// command line, keys and data (stopping it first if it runs).
-    Restart(ProcessArgs),
+    Restart {
+        #[command(flatten)]
+        process: ProcessArgs,
+        /// Seconds it may take to start.
+        #[arg(long, default_value_t = 20)]
+        timeout: u64,
+    },
     /// Stop or start the directory's redis-server.
     Directory {
         /// The state directory given to `up`.
@@ -420,9 +426,6 @@ struct ProcessArgs {
     /// Its router (default) or its standalone capsule server.
     #[arg(value_enum, default_value_t = Which::Router)]
     process: Which,
-    /// Seconds a restarted process may take to start.
-    #[arg(long, default_value_t = 20)]
-    timeout: u64,
 }
 
 /// `router` or `server` on the command line.
@@ -618,7 +621,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 host: a.host.clone(),
                 process: a.process(),
             },
-            a.timeout,
+            0,
         )?,
         Command::Stop(a) => fault(
             &a.state,
@@ -626,7 +629,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 host: a.host.clone(),
                 process: a.process(),
             },
-            a.timeout,
+            0,
         )?,
         Command::Cont(a) => fault(
             &a.state,
@@ -634,15 +637,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 host: a.host.clone(),
                 process: a.process(),
             },
-            a.timeout,
+            0,
         )?,
-        Command::Restart(a) => fault(
+        Command::Restart {
+            process: a,
+            timeout,
+        } => fault(
             &a.state,
             &Fault::Restart {
                 host: a.host.clone(),
                 process: a.process(),
             },
-            a.timeout,
+            timeout,
         )?,
         Command::Directory {
             state,
