@@ -6,6 +6,7 @@
 //! gdp-deploy status --state /tmp/tb
 //! gdp-deploy exec --state /tmp/tb client -- gdp ping "$(gdp-deploy name --state /tmp/tb r2)"
 //! gdp-deploy down --state /tmp/tb
+//! gdp-deploy run deploy/examples/partition.toml --report /tmp/partition
 //! gdp-deploy compose deploy/examples/three-routers.toml > compose.yaml
 //! ```
 
@@ -32,7 +33,7 @@ struct Cli {
     command: Command,
 }
 
-/// Where a testbed's daemons run, for `up` and `run`.
+/// Where a testbed's daemons run (part of [`Launch`]).
 #[derive(Debug, clap::Args)]
 struct EngineArgs {
     /// Where the daemons run: `namespaces` (host processes) or `podman`
@@ -85,16 +86,8 @@ enum Command {
         /// Directory for the state file, keys, data and logs.
         #[arg(long, value_name = "DIR")]
         state: PathBuf,
-        /// Where gdp-router, gdp-capsule-server and gdp are (default: next
-        /// to this program, else PATH).
-        #[arg(long, value_name = "DIR")]
-        bin_dir: Option<PathBuf>,
-        /// Prefix of every namespace and link name (default: random).
-        #[arg(long)]
-        prefix: Option<String>,
-        /// Seconds each process may take to start, and the overlay to answer.
-        #[arg(long, default_value_t = 20)]
-        timeout: u64,
+        #[command(flatten)]
+        launch: Launch,
         /// Print the state as JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -102,8 +95,6 @@ enum Command {
         /// removes it).
         #[arg(long)]
         keep_on_failure: bool,
-        #[command(flatten)]
-        engine: EngineArgs,
     },
     /// Stop every process and delete the namespaces and links (idempotent).
     Down {
@@ -207,7 +198,13 @@ enum Command {
     Cont(ProcessArgs),
     /// Start a host's router (or capsule server) again with the same
     /// command line, keys and data (stopping it first if it runs).
-    Restart(ProcessArgs),
+    Restart {
+        #[command(flatten)]
+        process: ProcessArgs,
+        /// Seconds it may take to start.
+        #[arg(long, default_value_t = 20)]
+        timeout: u64,
+    },
     /// Stop or start the directory's redis-server.
     Directory {
         /// The state directory given to `up`.
@@ -274,17 +271,8 @@ enum Command {
         /// Leave the testbed up afterwards.
         #[arg(long)]
         keep: bool,
-        /// Where gdp-router, gdp-capsule-server and gdp are.
-        #[arg(long, value_name = "DIR")]
-        bin_dir: Option<PathBuf>,
-        /// Prefix of every namespace and link name (default: random).
-        #[arg(long)]
-        prefix: Option<String>,
-        /// Seconds each start may take.
-        #[arg(long, default_value_t = 20)]
-        timeout: u64,
         #[command(flatten)]
-        engine: EngineArgs,
+        launch: Launch,
     },
     /// A scenario workload (run by `run` inside a host's namespace).
     #[command(hide = true)]
@@ -346,6 +334,23 @@ enum Command {
         #[arg(long)]
         delay_us: u64,
     },
+}
+
+/// How `up` and `run` start a testbed.
+#[derive(Debug, clap::Args)]
+struct Launch {
+    /// Where gdp-router, gdp-capsule-server and gdp are (default: next
+    /// to this program, else PATH).
+    #[arg(long, value_name = "DIR")]
+    bin_dir: Option<PathBuf>,
+    /// Prefix of every namespace and link name (default: random).
+    #[arg(long)]
+    prefix: Option<String>,
+    /// Seconds each process may take to start, and the overlay to answer.
+    #[arg(long, default_value_t = 20)]
+    timeout: u64,
+    #[command(flatten)]
+    engine: EngineArgs,
 }
 
 /// The workloads of `run`.
@@ -467,9 +472,6 @@ struct ProcessArgs {
     /// Its router (default) or its standalone capsule server.
     #[arg(value_enum, default_value_t = Which::Router)]
     process: Which,
-    /// Seconds a restarted process may take to start.
-    #[arg(long, default_value_t = 20)]
-    timeout: u64,
 }
 
 /// `router` or `server` on the command line.
@@ -515,20 +517,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Up {
             topology,
             state,
-            bin_dir,
-            prefix,
-            timeout,
+            launch,
             json,
             keep_on_failure,
-            engine,
         } => {
-            let engine = engine.engine()?;
+            let engine = launch.engine.engine()?;
             let s = testbed::up(&UpOptions {
                 topology,
                 state_dir: state.clone(),
-                bin_dir,
-                prefix,
-                timeout: Duration::from_secs(timeout),
+                bin_dir: launch.bin_dir,
+                prefix: launch.prefix,
+                timeout: Duration::from_secs(launch.timeout),
                 keep_on_failure,
                 engine,
             })?;
@@ -671,7 +670,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 host: a.host.clone(),
                 process: a.process(),
             },
-            a.timeout,
+            0,
         )?,
         Command::Stop(a) => fault(
             &a.state,
@@ -679,7 +678,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 host: a.host.clone(),
                 process: a.process(),
             },
-            a.timeout,
+            0,
         )?,
         Command::Cont(a) => fault(
             &a.state,
@@ -687,15 +686,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 host: a.host.clone(),
                 process: a.process(),
             },
-            a.timeout,
+            0,
         )?,
-        Command::Restart(a) => fault(
+        Command::Restart {
+            process: a,
+            timeout,
+        } => fault(
             &a.state,
             &Fault::Restart {
                 host: a.host.clone(),
                 process: a.process(),
             },
-            a.timeout,
+            timeout,
         )?,
         Command::Directory {
             state,
@@ -752,10 +754,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             report,
             state,
             keep,
-            bin_dir,
-            prefix,
-            timeout,
-            engine,
+            launch,
         } => {
             let outcome = gdp_deploy::run::run(
                 &gdp_deploy::run::RunOptions {
@@ -763,10 +762,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     report,
                     state,
                     keep,
-                    bin_dir,
-                    prefix,
-                    timeout: Duration::from_secs(timeout),
-                    engine: engine.engine()?,
+                    bin_dir: launch.bin_dir,
+                    prefix: launch.prefix,
+                    timeout: Duration::from_secs(launch.timeout),
+                    engine: launch.engine.engine()?,
                 },
                 &mut |line| println!("{line}"),
             )?;

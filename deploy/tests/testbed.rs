@@ -43,6 +43,16 @@ fn require_netns() {
     }
 }
 
+/// Fails the test, saying why, without the tools of data networks.
+fn require_link_tools() {
+    for tool in ["nft", "ethtool", "tc"] {
+        assert!(
+            sys::which(tool).is_some(),
+            "{tool} is not on PATH: scripts/test.sh installs it"
+        );
+    }
+}
+
 fn bin_dir() -> PathBuf {
     let dir = workspace_bin_dir(&["gdp-router", "gdp-capsule-server", "gdp"]);
     assert!(
@@ -390,12 +400,7 @@ fn a_gateway_chain_with_an_embedded_server() {
 #[ignore = "needs root and network namespaces: run with --ignored"]
 fn impaired_link_cut_and_healed() {
     require_netns();
-    for tool in ["nft", "ethtool", "tc"] {
-        assert!(
-            sys::which(tool).is_some(),
-            "{tool} is not on PATH: scripts/test.sh installs it"
-        );
-    }
+    require_link_tools();
     let bins = bin_dir();
     let tmp = TempDir::new("deploy-links");
     let state = tmp.path().join("tb");
@@ -556,12 +561,7 @@ fn processes_mentioning(needle: &str) -> Vec<u32> {
 #[ignore = "needs root and network namespaces: run with --ignored"]
 fn a_scenario_with_a_partition_and_a_router_kill() {
     require_netns();
-    for tool in ["nft", "ethtool", "tc"] {
-        assert!(
-            sys::which(tool).is_some(),
-            "{tool} is not on PATH: scripts/test.sh installs it"
-        );
-    }
+    require_link_tools();
     let bins = bin_dir();
     let tmp = TempDir::new("deploy-scenario");
     let topology = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/two-segments.toml");

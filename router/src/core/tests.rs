@@ -793,23 +793,7 @@ fn the_freshest_of_several_valid_records_is_tried_first() {
     actions(&mut c);
     let endpoint = identity(3, Kind::Server);
     let (old_router, new_router) = (identity(20, Kind::Router), identity(21, Kind::Router));
-    let record = |router: &Identity, start: Timestamp, port: u16| {
-        let validity = Validity::new(start, NOW.saturating_add(Duration::from_secs(3600)));
-        let rtcert = gdp_certs::cert::RtCert::issue_by(&endpoint, router.name(), validity);
-        gdp_certs::cert::RouteRecord::sign(
-            router,
-            endpoint.name(),
-            gdp_certs::cert::RouteTarget::Endpoint {
-                endpoint_md: endpoint.metadata().clone(),
-                rtcert,
-            },
-            vec![SocketAddr::from(([198, 51, 100, 1], port))],
-            None,
-            validity,
-        )
-        .expect("signs")
-        .to_bytes()
-    };
+    let record = |router: &Identity, start, port| endpoint_record(router, &endpoint, start, port);
     // The stale claim comes first, as a directory may order it.
     let stale = record(&old_router, NOW.saturating_sub(Duration::from_secs(600)), 1);
     let fresh = record(&new_router, NOW.saturating_sub(Duration::from_secs(60)), 2);
@@ -864,9 +848,9 @@ fn core_behind(gateway: &Identity, link: LinkId) -> RouterCore {
 }
 
 /// A record of `router` (at `port` on a documentation address) for the
-/// endpoint `endpoint`.
-fn endpoint_record(router: &Identity, endpoint: &Identity, port: u16) -> Bytes {
-    let validity = Validity::starting_at(NOW, Duration::from_secs(3600));
+/// endpoint `endpoint`, valid from `start` to an hour after `NOW`.
+fn endpoint_record(router: &Identity, endpoint: &Identity, start: Timestamp, port: u16) -> Bytes {
+    let validity = Validity::new(start, NOW.saturating_add(Duration::from_secs(3600)));
     let rtcert = gdp_certs::cert::RtCert::issue_by(endpoint, router.name(), validity);
     gdp_certs::cert::RouteRecord::sign(
         router,
@@ -899,7 +883,7 @@ fn a_router_behind_a_gateway_forwards_what_it_cannot_dial_through_the_gateway() 
     c.lookup_result(
         NOW,
         endpoint.name(),
-        Ok(vec![endpoint_record(&far, &endpoint, 1)]),
+        Ok(vec![endpoint_record(&far, &endpoint, NOW, 1)]),
     );
     let dialed: Vec<Name> = actions(&mut c)
         .into_iter()
@@ -963,49 +947,50 @@ fn a_router_behind_a_gateway_forwards_what_it_cannot_dial_through_the_gateway() 
     assert_eq!(c.stats().gateway_fallbacks, 1);
 }
 
+/// The client on link 1 sends to `endpoint`, whose one record names
+/// `far`, and the dial of `far` fails: what is NAKed to the client.
+fn nak_after_failed_dial(
+    c: &mut RouterCore,
+    client: &Identity,
+    endpoint: &Identity,
+    far: &Identity,
+) -> Vec<(Name, NakReason)> {
+    attach(c, LinkId(1), client);
+    actions(c);
+    data(c, NOW, LinkId(1), client.name(), endpoint.name());
+    actions(c);
+    c.lookup_result(
+        NOW,
+        endpoint.name(),
+        Ok(vec![endpoint_record(far, endpoint, NOW, 1)]),
+    );
+    actions(c);
+    c.dial_failed(NOW, far.name());
+    naks(c, LinkId(1))
+}
+
 #[test]
 fn without_a_gateway_link_an_unreachable_router_is_a_nak() {
-    // No gateway configured.
-    let mut c = core(|_| {});
     let (far, endpoint, client) = (
         identity(31, Kind::Router),
         identity(32, Kind::Client),
         identity(2, Kind::Client),
     );
-    attach(&mut c, LinkId(1), &client);
-    actions(&mut c);
-    data(&mut c, NOW, LinkId(1), client.name(), endpoint.name());
-    actions(&mut c);
-    c.lookup_result(
-        NOW,
-        endpoint.name(),
-        Ok(vec![endpoint_record(&far, &endpoint, 1)]),
-    );
-    actions(&mut c);
-    c.dial_failed(NOW, far.name());
+    let unreachable = vec![(endpoint.name(), NakReason::NoRoute)];
+    // No gateway configured.
+    let mut c = core(|_| {});
     assert_eq!(
-        naks(&mut c, LinkId(1)),
-        vec![(endpoint.name(), NakReason::NoRoute)]
+        nak_after_failed_dial(&mut c, &client, &endpoint, &far),
+        unreachable
     );
 
     // A gateway configured but its link down: the same.
     let gateway = identity(30, Kind::Router);
     let mut c = core_behind(&gateway, LinkId(9));
     c.link_down(NOW, LinkId(9));
-    attach(&mut c, LinkId(1), &client);
-    actions(&mut c);
-    data(&mut c, NOW, LinkId(1), client.name(), endpoint.name());
-    actions(&mut c);
-    c.lookup_result(
-        NOW,
-        endpoint.name(),
-        Ok(vec![endpoint_record(&far, &endpoint, 1)]),
-    );
-    actions(&mut c);
-    c.dial_failed(NOW, far.name());
     assert_eq!(
-        naks(&mut c, LinkId(1)),
-        vec![(endpoint.name(), NakReason::NoRoute)]
+        nak_after_failed_dial(&mut c, &client, &endpoint, &far),
+        unreachable
     );
     assert_eq!(c.stats().gateway_fallbacks, 0);
 }
