@@ -562,6 +562,83 @@ fn processes_mentioning(needle: &str) -> Vec<u32> {
 fn a_scenario_with_a_partition_and_a_router_kill() {
     require_netns();
     require_link_tools();
+    let _one = one_scenario_at_a_time();
+    scenario_with_a_partition_and_a_router_kill("gsc", &[]);
+}
+
+/// The scenario above with every daemon (routers, the capsule server, the
+/// directory) in a podman container of the GDP image, built here from the
+/// workspace's binaries (`deploy/image/build.sh`, tag `gdp:test`; the
+/// directory's `redis:7` from `deploy/image/redis.sh`). The same report
+/// must come out, and no container may be left. Without podman it says so
+/// and passes (`scripts/test.sh` installs podman as root).
+#[test]
+#[ignore = "needs root, network namespaces and podman: run with --ignored"]
+fn the_same_scenario_with_the_daemons_in_podman_containers() {
+    require_netns();
+    require_link_tools();
+    if sys::which("podman").is_none() {
+        eprintln!("skipped: podman is not installed (scripts/test.sh installs it as root)");
+        return;
+    }
+    let _one = one_scenario_at_a_time();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the workspace");
+    // runc and cgroupfs where podman's defaults fail, unless the caller
+    // has a configuration of its own.
+    let conf = (std::env::var_os("CONTAINERS_CONF").is_none() && sys::which("runc").is_some())
+        .then(|| repo.join("deploy/image/containers.conf"));
+    let bins = bin_dir();
+    for (script, args) in [
+        (
+            "deploy/image/build.sh",
+            vec!["--bin-dir", bins.to_str().expect("UTF-8"), "--tag", "gdp:test"],
+        ),
+        ("deploy/image/redis.sh", vec![]),
+    ] {
+        let mut c = Command::new("sh");
+        c.arg(repo.join(script)).args(&args);
+        if let Some(conf) = &conf {
+            c.env("CONTAINERS_CONF", conf);
+        }
+        let out = c.output().expect("sh runs");
+        assert!(out.status.success(), "{script}: {}", text(&out));
+    }
+    let conf_arg = conf.as_ref().map(|c| c.to_string_lossy().into_owned());
+    let mut extra = vec!["--engine", "podman", "--image", "gdp:test"];
+    if let Some(c) = &conf_arg {
+        extra.extend(["--containers-conf", c.as_str()]);
+    }
+    let prefix = scenario_with_a_partition_and_a_router_kill("gpm", &extra);
+    let mut ps = Command::new("podman");
+    if let Some(conf) = &conf {
+        ps.env("CONTAINERS_CONF", conf);
+    }
+    let out = ps
+        .args(["ps", "--all", "--format", "{{.Names}}"])
+        .output()
+        .expect("podman runs");
+    let left: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|n| n.starts_with(&prefix))
+        .map(str::to_owned)
+        .collect();
+    assert!(left.is_empty(), "containers left: {left:?}");
+}
+
+/// The two scenario tests take the machine's cores for their timings: one
+/// at a time.
+fn one_scenario_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    ONE.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Runs the scenario of [`a_scenario_with_a_partition_and_a_router_kill`]
+/// with `extra` arguments to `gdp-deploy run`, under a prefix starting
+/// with `label`, and checks its report and the teardown; returns the
+/// prefix.
+fn scenario_with_a_partition_and_a_router_kill(label: &str, extra: &[&str]) -> String {
     let bins = bin_dir();
     let tmp = TempDir::new("deploy-scenario");
     let topology = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/two-segments.toml");
@@ -612,18 +689,25 @@ do = "restart r4"
     )
     .expect("write the scenario");
     let report_dir = tmp.path().join("report");
-    let prefix = format!("gsc{}", std::process::id() % 100_000);
+    let prefix = format!("{label}{}", std::process::id() % 100_000);
     let started = std::time::Instant::now();
-    let out = deploy(&[
+    let (scenario, report, bins) = (
+        scenario.to_string_lossy(),
+        report_dir.to_string_lossy(),
+        bins.to_string_lossy(),
+    );
+    let mut args = vec![
         "run",
-        &scenario.to_string_lossy(),
+        &scenario,
         "--report",
-        &report_dir.to_string_lossy(),
+        &report,
         "--bin-dir",
-        &bins.to_string_lossy(),
+        &bins,
         "--prefix",
         &prefix,
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let out = deploy(&args);
     let took = started.elapsed();
     if !out.status.success() {
         print_logs(&report_dir.join("state/logs"));
