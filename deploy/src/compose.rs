@@ -135,10 +135,12 @@ pub fn render(topology: &Topology, project: &str, keys: Option<&Keys>) -> String
                     listen,
                     directory: dir.url(),
                     log: r.log.clone(),
+                    advertise: Vec::new(),
                     via,
                     key_file: keys.map(|_| format!("{KEY_DIR}/{}", daemon::ROUTER_KEY)),
                     config: (r.capsule_server == Some(ServerMode::Embedded))
                         .then(|| ROUTER_CONFIG.to_owned()),
+                    admin: None,
                 };
                 let cmd: Vec<String> = std::iter::once(daemon::ROUTER.to_owned())
                     .chain(args.to_args())

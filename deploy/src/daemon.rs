@@ -22,6 +22,10 @@ pub const CAPSULE_SERVER: &str = "gdp-capsule-server";
 /// The `gdp` command (the testbed's readiness pings, and users).
 pub const GDP: &str = "gdp";
 
+/// The port of a testbed router's admin API (`/metrics`), on its host's
+/// management address.
+pub const ADMIN_PORT: u16 = 7475;
+
 /// The key file of a host's router, in that host's key directory.
 pub const ROUTER_KEY: &str = "router.key";
 /// The key file of a host's capsule server, in that host's key directory.
@@ -88,6 +92,9 @@ pub struct RouterArgs {
     pub directory: String,
     /// `--log`: a tracing filter.
     pub log: String,
+    /// `--advertise`: the addresses published in route records; empty:
+    /// the router's default (its listen address, or none behind a gateway).
+    pub advertise: Vec<SocketAddr>,
     /// `--via NAME@ADDRESS`: the gateway's name and address.
     pub via: Option<(String, String)>,
     /// `--key-file`; `None`: the router makes its key in its data directory.
@@ -95,6 +102,9 @@ pub struct RouterArgs {
     /// `--config`: a config file, which holds the embedded capsule server's
     /// table ([`embedded_config`]).
     pub config: Option<String>,
+    /// `--admin`: where the admin API (`/metrics`) listens; `None`: the
+    /// router's default (loopback).
+    pub admin: Option<SocketAddr>,
 }
 
 impl RouterArgs {
@@ -110,6 +120,11 @@ impl RouterArgs {
             "--log".into(),
             self.log.clone(),
         ];
+        if !self.advertise.is_empty() {
+            let list: Vec<String> = self.advertise.iter().map(ToString::to_string).collect();
+            args.push("--advertise".into());
+            args.push(list.join(","));
+        }
         if let Some((name, address)) = &self.via {
             args.push("--via".into());
             args.push(format!("{name}@{address}"));
@@ -121,6 +136,10 @@ impl RouterArgs {
         if let Some(config) = &self.config {
             args.push("--config".into());
             args.push(config.clone());
+        }
+        if let Some(admin) = self.admin {
+            args.push("--admin".into());
+            args.push(admin.to_string());
         }
         args
     }
@@ -204,14 +223,16 @@ mod tests {
             listen: "10.0.0.1:7474".parse().expect("addr"),
             directory: "redis://10.0.0.2:6379".into(),
             log: "info".into(),
+            advertise: Vec::new(),
             via: Some(("gw".into(), "10.0.0.3:7474".into())),
             key_file: Some("/k".into()),
             config: Some("/c".into()),
+            admin: Some("10.77.0.10:7475".parse().expect("addr")),
         };
         assert_eq!(
             router.to_args().join(" "),
             "--data-dir /d --listen 10.0.0.1:7474 --directory redis://10.0.0.2:6379 \
-             --log info --via gw@10.0.0.3:7474 --key-file /k --config /c"
+             --log info --via gw@10.0.0.3:7474 --key-file /k --config /c --admin 10.77.0.10:7475"
         );
         let server = ServerArgs {
             data_dir: "/d".into(),

@@ -13,13 +13,27 @@
 //! (made before anything starts, so every name is known up front) and their
 //! command lines.
 //!
+//! On a running testbed, [`testbed::faults`] breaks things on command, and
+//! [`run::run`] plays a [`scenario`]: [`workload`]s (writers, subscribers,
+//! pings) in the hosts, faults on a schedule, then a [`report`] with
+//! [`chart`]s.
+//!
 //! The topology format is described in [`topology`]; `deploy/README.md`
 //! walks through an example.
 
+pub mod chart;
 pub mod compose;
 pub mod daemon;
+pub mod engine;
+pub mod measure;
 pub mod names;
+pub mod network;
+pub mod relay;
+pub mod report;
+pub mod run;
+pub mod scenario;
 pub mod state;
 pub mod sys;
 pub mod testbed;
 pub mod topology;
+pub mod workload;

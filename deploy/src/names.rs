@@ -77,6 +77,11 @@ impl Naming {
         format!("{}_directory", self.prefix)
     }
 
+    /// The namespace of the data networks' bridges and delay relays.
+    pub fn links_ns(&self) -> String {
+        format!("{}_links", self.prefix)
+    }
+
     /// The bridge.
     pub fn bridge(&self) -> String {
         format!("{}br", self.prefix)

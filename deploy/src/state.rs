@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
+use crate::engine::Engine;
+use crate::network::{Impairment, NetworkKind};
 use crate::sys::Spawned;
 use crate::topology::ServerMode;
 
@@ -34,6 +36,12 @@ pub struct ProcessState {
     pub stdout: PathBuf,
     /// Its standard error (its log).
     pub log: PathBuf,
+    /// The program it runs (for `restart`).
+    #[serde(default)]
+    pub binary: Option<PathBuf>,
+    /// Its arguments (for `restart`).
+    #[serde(default)]
+    pub args: Vec<String>,
 }
 
 impl ProcessState {
@@ -55,6 +63,9 @@ pub struct RouterState {
     pub listen: SocketAddr,
     /// Its gateway host, if any.
     pub via: Option<String>,
+    /// Its admin API (`/metrics`), on the management network.
+    #[serde(default)]
+    pub admin: Option<SocketAddr>,
 }
 
 /// A host's capsule server.
@@ -97,6 +108,54 @@ pub struct DirectoryState {
     pub url: String,
 }
 
+/// One member's port on a data network: an interface in the member's
+/// namespace (named after the network) and its peer in the links namespace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortState {
+    /// The member host.
+    pub host: String,
+    /// Its namespace.
+    pub namespace: String,
+    /// The interface in that namespace.
+    pub interface: String,
+    /// Its MAC address.
+    pub mac: String,
+    /// Its address on the network.
+    pub address: Ipv4Addr,
+    /// The peer interface in the links namespace (a bridge port, or the
+    /// delay relay's input).
+    pub port: String,
+    /// With a delay relay: the links namespace's interface the relay writes
+    /// to (its veth peer is the bridge port).
+    pub relay_output: Option<String>,
+    /// Whether the port is up (not cut).
+    pub up: bool,
+}
+
+/// A segment or link of the testbed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkState {
+    /// Its name.
+    pub name: String,
+    /// Segment or link.
+    pub kind: NetworkKind,
+    /// Its subnet.
+    pub subnet: String,
+    /// Its bridge in the links namespace.
+    pub bridge: String,
+    /// Its impairment now.
+    pub impairment: Impairment,
+    /// Its members' ports.
+    pub ports: Vec<PortState>,
+}
+
+impl NetworkState {
+    /// The port of `host`, if it is a member.
+    pub fn port(&self, host: &str) -> Option<&PortState> {
+        self.ports.iter().find(|p| p.host == host)
+    }
+}
+
 /// Everything one testbed is made of.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct State {
@@ -118,6 +177,21 @@ pub struct State {
     pub directory: Option<DirectoryState>,
     /// The hosts.
     pub hosts: Vec<HostState>,
+    /// The namespace of the data networks' bridges and delay relays (only
+    /// with segments or links).
+    #[serde(default)]
+    pub links_namespace: Option<String>,
+    /// Whether the kernel has netem (checked by `up`): then it delays and
+    /// drops; else a delay relay delays and nftables drops.
+    #[serde(default)]
+    pub netem: bool,
+    /// The segments and links.
+    #[serde(default)]
+    pub networks: Vec<NetworkState>,
+    /// Where the daemons run: host processes in the namespaces, or
+    /// containers joined to them.
+    #[serde(default)]
+    pub engine: Engine,
 }
 
 impl State {
@@ -152,5 +226,10 @@ impl State {
     /// The host called `name`.
     pub fn host(&self, name: &str) -> Option<&HostState> {
         self.hosts.iter().find(|h| h.name == name)
+    }
+
+    /// The segment or link called `name`.
+    pub fn network(&self, name: &str) -> Option<&NetworkState> {
+        self.networks.iter().find(|n| n.name == name)
     }
 }

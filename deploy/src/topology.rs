@@ -35,6 +35,8 @@ use std::str::FromStr;
 
 use serde::Deserialize;
 
+use crate::network::{self, MAX_NETWORK_NAME_LEN, Network, RawLink, RawSegment};
+
 /// The longest topology text accepted, in bytes.
 pub const MAX_TOPOLOGY_LEN: usize = 1 << 20;
 /// The last octet of the root namespace's address on the testbed network.
@@ -149,6 +151,109 @@ pub enum TopologyError {
         /// The host.
         host: String,
     },
+    /// A link whose automatic name (`<a>-<b>`) is too long for an
+    /// interface.
+    #[error(
+        "the link between {:?} and {:?} needs a `name` (at most {MAX_NETWORK_NAME_LEN} \
+         characters): \"<a>-<b>\" is too long", .ends[0], .ends[1]
+    )]
+    LinkNeedsName {
+        /// The two ends.
+        ends: [String; 2],
+    },
+    /// A segment or link name that cannot name an interface.
+    #[error(
+        "bad segment or link name {name:?}: use 1 to {MAX_NETWORK_NAME_LEN} lowercase letters, \
+         digits and '-', starting with a letter (and not eth0)"
+    )]
+    BadNetworkName {
+        /// The name as written.
+        name: String,
+    },
+    /// Two segments or links with one name.
+    #[error("duplicate segment or link name {name:?}")]
+    DuplicateNetwork {
+        /// The name.
+        name: String,
+    },
+    /// Two networks with one subnet.
+    #[error("subnet {subnet} is used twice ({first} and {second})")]
+    OverlappingSubnets {
+        /// The subnet.
+        subnet: String,
+        /// The first network using it.
+        first: String,
+        /// The second.
+        second: String,
+    },
+    /// No /24 left in 10.0.0.0/8 for a network without a subnet.
+    #[error("no free subnet left for {network:?}: give it a `subnet`")]
+    NoFreeSubnet {
+        /// The network.
+        network: String,
+    },
+    /// A segment without hosts.
+    #[error("segment {network:?} has no hosts")]
+    EmptyNetwork {
+        /// The network.
+        network: String,
+    },
+    /// A segment with more hosts than a /24 holds.
+    #[error("segment {network:?} has more than 254 hosts")]
+    TooManyMembers {
+        /// The network.
+        network: String,
+    },
+    /// A segment or link naming a host that does not exist.
+    #[error("{network:?}: unknown host {host:?}")]
+    UnknownMember {
+        /// The network.
+        network: String,
+        /// The unknown name.
+        host: String,
+    },
+    /// A host named twice by one segment or link.
+    #[error("{network:?} names host {host:?} twice")]
+    DuplicateMember {
+        /// The network.
+        network: String,
+        /// The host.
+        host: String,
+    },
+    /// A rate, delay or loss that cannot be used.
+    #[error("{network:?}: bad {what} {text:?}: {reason}")]
+    BadImpairment {
+        /// The network.
+        network: String,
+        /// `rate`, `delay` or `loss`.
+        what: &'static str,
+        /// The value as written.
+        text: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A host on no segment or link, in a topology that has them.
+    #[error("host {host:?} is on no segment or link: with segments or links, every host needs one")]
+    OffNetwork {
+        /// The host.
+        host: String,
+    },
+    /// A router whose `via` gateway shares no segment or link with it.
+    #[error("host {host:?}: its gateway {via:?} shares no segment or link with it")]
+    ViaUnreachable {
+        /// The host with the `via`.
+        host: String,
+        /// The gateway.
+        via: String,
+    },
+    /// A client host that shares no segment or link with its router.
+    #[error("host {host:?}: its router {attach:?} shares no segment or link with it")]
+    AttachUnreachable {
+        /// The client host.
+        host: String,
+        /// Its router's host.
+        attach: String,
+    },
     /// The same address given to two hosts, or to the testbed's own.
     #[error("address {address} is used twice ({first} and {second})")]
     DuplicateAddress {
@@ -162,12 +267,17 @@ pub enum TopologyError {
 }
 
 /// An IPv4 /24 network, such as `10.77.0.0/24`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Subnet {
     base: [u8; 3],
 }
 
 impl Subnet {
+    /// The /24 whose first three octets are `base`.
+    pub fn from_base(base: [u8; 3]) -> Subnet {
+        Subnet { base }
+    }
+
     /// The address with last octet `octet` in this network.
     pub fn host(&self, octet: u8) -> Ipv4Addr {
         Ipv4Addr::new(self.base[0], self.base[1], self.base[2], octet)
@@ -360,6 +470,9 @@ pub struct Topology {
     pub directory: DirectorySpec,
     /// The hosts, in file order.
     pub hosts: Vec<Host>,
+    /// The segments, then the links, in file order; empty: the management
+    /// network carries everything.
+    pub networks: Vec<Network>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -371,6 +484,10 @@ struct RawFile {
     directory: RawDirectory,
     #[serde(default)]
     host: Vec<RawHost>,
+    #[serde(default)]
+    segment: Vec<RawSegment>,
+    #[serde(default)]
+    link: Vec<RawLink>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -456,6 +573,8 @@ impl Topology {
                 });
             }
         }
+        let host_names: Vec<String> = raw.host.iter().map(|h| h.name.clone()).collect();
+        let networks = network::check(raw.segment, raw.link, &host_names, subnet)?;
         let routers: HashSet<String> = raw
             .host
             .iter()
@@ -581,9 +700,66 @@ impl Topology {
                 },
             },
             hosts,
+            networks,
         };
+        topology.check_reachable()?;
         topology.start_order()?;
         Ok(topology)
+    }
+
+    /// With data networks, every router shares one with its `via` gateway
+    /// and every client host one with its router.
+    fn check_reachable(&self) -> Result<(), TopologyError> {
+        if self.networks.is_empty() {
+            return Ok(());
+        }
+        for h in &self.hosts {
+            match &h.role {
+                Role::Router(r) => {
+                    if let Some(via) = &r.via
+                        && network::shared_address(&self.networks, &h.name, via).is_none()
+                    {
+                        return Err(TopologyError::ViaUnreachable {
+                            host: h.name.clone(),
+                            via: via.clone(),
+                        });
+                    }
+                }
+                Role::Client { attach } => {
+                    if network::shared_address(&self.networks, &h.name, attach).is_none() {
+                        return Err(TopologyError::AttachUnreachable {
+                            host: h.name.clone(),
+                            attach: attach.clone(),
+                        });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Where clients and routers on host `from` reach the router on host
+    /// `router`: without data networks, its address on the one flat
+    /// network; with them, its address on the first network the two share
+    /// (or its first data address when `from` is `router`).
+    pub fn router_address_from(&self, from: &str, router: &str) -> Option<SocketAddr> {
+        let r = self.host(router)?.router()?;
+        if self.networks.is_empty() {
+            return self.router_address(router);
+        }
+        let ip = if from == router {
+            network::addresses_of(&self.networks, router)
+                .first()
+                .copied()
+        } else {
+            network::shared_address(&self.networks, from, router)
+        }?;
+        Some(SocketAddr::from((ip, r.port)))
+    }
+
+    /// The network called `name`.
+    pub fn network(&self, name: &str) -> Option<&Network> {
+        self.networks.iter().find(|n| n.name == name)
     }
 
     /// The host called `name`.
@@ -649,7 +825,11 @@ mod tests {
 
     #[test]
     fn the_examples_parse() {
-        for file in ["three-routers.toml", "gateway-chain.toml"] {
+        for file in [
+            "three-routers.toml",
+            "gateway-chain.toml",
+            "impaired-links.toml",
+        ] {
             let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("examples")
                 .join(file);
@@ -837,6 +1017,110 @@ mod tests {
         );
     }
 
+    #[test]
+    fn segments_and_links() {
+        let hosts = "[[host]]\nname = \"a\"\nrouter = {}\n\
+                     [[host]]\nname = \"b\"\nrouter = {}\n\
+                     [[host]]\nname = \"c\"\nrouter = { via = \"b\" }\n\
+                     [[host]]\nname = \"d\"\nattach = \"a\"\n";
+        let good = format!(
+            "{hosts}[[segment]]\nname = \"lan\"\nhosts = [\"a\", \"b\", \"d\"]\nloss = 0.5\n\
+             [[link]]\nends = [\"b\", \"c\"]\nsubnet = \"10.78.0.0/24\"\ndelay = \"20ms\"\nrate = \"10mbit\"\n"
+        );
+        let t = Topology::parse(&good).expect("valid");
+        assert_eq!(t.networks.len(), 2);
+        // The link took 10.78.0.0/24, so the segment got the next one.
+        assert_eq!(t.networks[0].subnet.to_string(), "10.78.1.0/24");
+        assert_eq!(t.networks[1].name, "b-c");
+        assert_eq!(
+            t.networks[1].members[1].address,
+            Ipv4Addr::new(10, 78, 0, 2)
+        );
+        assert_eq!(t.networks[0].impairment.loss, Some(50));
+        assert_eq!(
+            t.router_address_from("c", "b"),
+            Some("10.78.0.1:7474".parse().expect("addr"))
+        );
+        assert_eq!(
+            t.router_address_from("d", "a"),
+            Some("10.78.1.1:7474".parse().expect("addr"))
+        );
+        let seg = |hosts: &str, extra: &str| {
+            format!(
+                "{hosts}[[segment]]\nname = \"lan\"\nhosts = [\"a\", \"b\", \"c\", \"d\"]\n{extra}"
+            )
+        };
+        type Case = (String, fn(&TopologyError) -> bool);
+        let cases: Vec<Case> = vec![
+            (seg(hosts, "[[link]]\nends = [\"a\", \"zz\"]\n"), |e| {
+                matches!(e, TopologyError::UnknownMember { .. })
+            }),
+            (seg(hosts, "[[link]]\nends = [\"a\", \"a\"]\n"), |e| {
+                matches!(e, TopologyError::DuplicateMember { .. })
+            }),
+            (
+                seg(hosts, "[[segment]]\nname = \"lan\"\nhosts = [\"a\"]\n"),
+                |e| matches!(e, TopologyError::DuplicateNetwork { .. }),
+            ),
+            (seg(hosts, "subnet = \"10.77.0.0/24\"\n"), |e| {
+                matches!(e, TopologyError::OverlappingSubnets { .. })
+            }),
+            (seg(hosts, "rate = \"fast\"\n"), |e| {
+                matches!(e, TopologyError::BadImpairment { what: "rate", .. })
+            }),
+            (seg(hosts, "delay = \"later\"\n"), |e| {
+                matches!(e, TopologyError::BadImpairment { what: "delay", .. })
+            }),
+            (seg(hosts, "loss = 101.0\n"), |e| {
+                matches!(e, TopologyError::BadImpairment { what: "loss", .. })
+            }),
+            (seg(hosts, "bogus = 1\n"), |e| {
+                matches!(e, TopologyError::Parse(_))
+            }),
+            (
+                format!("{hosts}[[segment]]\nname = \"Lan\"\nhosts = [\"a\"]\n"),
+                |e| matches!(e, TopologyError::BadNetworkName { .. }),
+            ),
+            (
+                format!("{hosts}[[segment]]\nname = \"eth0\"\nhosts = [\"a\"]\n"),
+                |e| matches!(e, TopologyError::BadNetworkName { .. }),
+            ),
+            (
+                format!("{hosts}[[segment]]\nname = \"lan\"\nhosts = []\n"),
+                |e| matches!(e, TopologyError::EmptyNetwork { .. }),
+            ),
+            (
+                format!("{hosts}[[segment]]\nname = \"lan\"\nhosts = [\"a\", \"b\", \"c\"]\n"),
+                |e| matches!(e, TopologyError::OffNetwork { .. }),
+            ),
+            (
+                format!(
+                    "{hosts}[[segment]]\nname = \"lan\"\nhosts = [\"a\", \"b\", \"d\"]\n[[link]]\nends = [\"a\", \"c\"]\n"
+                ),
+                |e| matches!(e, TopologyError::ViaUnreachable { .. }),
+            ),
+            (
+                format!(
+                    "{hosts}[[segment]]\nname = \"lan\"\nhosts = [\"a\", \"b\", \"c\"]\n[[link]]\nends = [\"b\", \"d\"]\n"
+                ),
+                |e| matches!(e, TopologyError::AttachUnreachable { .. }),
+            ),
+            (
+                format!(
+                    "[[host]]\nname = \"{0}\"\nrouter = {{}}\n[[host]]\nname = \"{1}\"\nrouter = {{}}\n[[link]]\nends = [\"{0}\", \"{1}\"]\n",
+                    "a".repeat(8),
+                    "b".repeat(8)
+                ),
+                |e| matches!(e, TopologyError::LinkNeedsName { .. }),
+            ),
+        ];
+        for (text, expected) in cases {
+            let e = err(&text);
+            assert!(expected(&e), "{text}\n=> {e}");
+            assert!(!e.to_string().is_empty());
+        }
+    }
+
     proptest! {
         #[test]
         fn arbitrary_text_never_panics(text in "\\PC{0,400}") {
@@ -857,6 +1141,13 @@ mod tests {
                     "subnet = \"[0-9]{1,3}\\.[0-9]\\.0\\.[0-9]/[0-9]{1,2}\"",
                     "attach = \"[a-c]{1,2}\"",
                     "port = [0-9]{1,6}",
+                    Just("[[segment]]".to_owned()),
+                    Just("[[link]]".to_owned()),
+                    "hosts = \\[\"[a-c]{1,2}\", \"[a-c]{1,2}\"\\]",
+                    "ends = \\[\"[a-c]{1,2}\", \"[a-c]{1,2}\"\\]",
+                    "rate = \"[0-9]{1,4}[kmg]?bit\"",
+                    "delay = \"[0-9]{1,3}(ms|us|s|x)\"",
+                    "loss = -?[0-9]{1,3}\\.[0-9]",
                 ],
                 0..24,
             )

@@ -134,6 +134,7 @@ mod event;
 mod forward;
 mod link;
 mod queue;
+mod reset;
 mod socket;
 mod tasks;
 mod transport;

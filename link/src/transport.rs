@@ -316,8 +316,16 @@ impl Transport {
                 (socket, buffers)
             }
         };
+        // Stateless resets keyed from the identity: peers of a restarted
+        // process drop its old links at once (see `reset`).
+        let mut endpoint_config =
+            quinn::EndpointConfig::new(Arc::new(crate::reset::ResetKey::of(&identity)));
+        let cid_key = crate::reset::cid_key(&identity);
+        endpoint_config.cid_generator(move || {
+            Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key))
+        });
         let endpoint = quinn::Endpoint::new(
-            quinn::EndpointConfig::default(),
+            endpoint_config,
             server,
             socket,
             Arc::new(quinn::TokioRuntime),

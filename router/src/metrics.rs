@@ -254,6 +254,11 @@ pub fn render(s: &Snapshot) -> String {
             c.dial_failures,
         ),
         (
+            "gdp_router_gateway_fallbacks_total",
+            "Names sent to this router's gateway because their router could not be reached directly.",
+            c.gateway_fallbacks,
+        ),
+        (
             "gdp_router_peers_refused_total",
             "Router links refused by the peering policy.",
             c.peers_refused,

@@ -19,6 +19,8 @@ pub struct Binaries {
     pub gdp: PathBuf,
     /// `redis-server`.
     pub redis: PathBuf,
+    /// `gdp-deploy` itself (the delay relays).
+    pub deploy: PathBuf,
 }
 
 impl Binaries {
@@ -55,6 +57,7 @@ impl Binaries {
             redis: sys::which("redis-server").ok_or_else(|| {
                 anyhow!("redis-server is not on PATH (Debian: apt-get install redis-server)")
             })?,
+            deploy: std::env::current_exe().context("finding this program")?,
         })
     }
 }

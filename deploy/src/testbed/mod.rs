@@ -6,8 +6,11 @@
 //! - `start`: `redis-server`, the routers and the capsule servers;
 //! - `wait`: the pings that tell the overlay works;
 //! - `teardown`: stopping everything and deleting the network;
-//! - `status`: a running testbed seen from outside.
+//! - `status`: a running testbed seen from outside;
+//! - `faults`: processes, the directory and networks broken on command.
 
+pub mod faults;
+pub mod links;
 mod machine;
 mod netns;
 mod start;
@@ -21,9 +24,10 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 
 pub use machine::{Binaries, check_machine};
-pub use status::{ProcessStatus, exec, status, table};
+pub use status::{ProcessStatus, exec, measure, status, table};
 pub use teardown::{DownReport, down, teardown};
 
+use crate::engine::{Engine, Podman};
 use crate::names::Naming;
 use crate::state::State;
 use crate::topology::Topology;
@@ -45,6 +49,8 @@ pub struct UpOptions {
     /// On failure, leave everything running (and the state file in
     /// place) for a look, instead of tearing it down.
     pub keep_on_failure: bool,
+    /// Where the daemons run.
+    pub engine: Engine,
 }
 
 /// `up` in progress: the state so far, saved after every step.
@@ -102,11 +108,22 @@ pub fn up(opts: &UpOptions) -> anyhow::Result<State> {
             processes: Vec::new(),
             directory: None,
             hosts: Vec::new(),
+            links_namespace: None,
+            netem: false,
+            networks: Vec::new(),
+            engine: match &opts.engine {
+                Engine::Namespaces => Engine::Namespaces,
+                Engine::Podman(p) => Engine::Podman(Podman {
+                    state_dir: Some(dir.clone()),
+                    ..p.clone()
+                }),
+            },
         },
     };
     builder.save()?;
     let built = builder
         .network()
+        .and_then(|()| builder.data_networks())
         .and_then(|()| builder.redis())
         .and_then(|()| builder.daemons())
         .and_then(|()| builder.wait_for_overlay());
@@ -152,6 +169,7 @@ mod tests {
                 name: "a".repeat(52),
                 listen: SocketAddr::from((Ipv4Addr::new(10, 77, 0, octet), 7474)),
                 via: None,
+                admin: None,
             }),
             capsule_server: router.then(|| ServerState {
                 name: "b".repeat(52),
@@ -174,12 +192,18 @@ mod tests {
                 name: Some("a".repeat(52)),
                 stdout: PathBuf::from("/x.out"),
                 log: PathBuf::from("/x.log"),
+                binary: Some(PathBuf::from("/bin/gdp-router")),
+                args: vec!["--listen".into(), "10.77.0.10:7474".into()],
             }],
             directory: Some(DirectoryState {
                 namespace: Some("gabc_directory".into()),
                 url: "redis://10.77.0.2:6379".into(),
             }),
             hosts: vec![host("r1", 10, true), host("c", 11, false)],
+            links_namespace: None,
+            netem: false,
+            networks: Vec::new(),
+            engine: Engine::Namespaces,
         }
     }
 

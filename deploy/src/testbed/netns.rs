@@ -85,7 +85,7 @@ impl Builder<'_> {
         (self.topology.bridge == Placement::Namespace).then(|| self.naming.bridge_ns())
     }
 
-    fn add_namespace(&mut self, ns: &str) -> anyhow::Result<()> {
+    pub(super) fn add_namespace(&mut self, ns: &str) -> anyhow::Result<()> {
         sys::ip(["netns", "add", ns])?;
         self.state.namespaces.push(ns.to_owned());
         self.save()?;

@@ -4,13 +4,14 @@
 //! lines of [`crate::daemon`]. Each start waits for the program's start
 //! line, and the state is saved after each.
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 
 use anyhow::{Context as _, anyhow, bail};
 
 use super::Builder;
 use crate::daemon::{self, Keys, RouterArgs, ServerArgs};
+use crate::network;
 use crate::state::{DirectoryState, HostState, ProcessState, RouterState, ServerState};
 use crate::sys;
 use crate::topology::{Placement, Role, ServerMode};
@@ -29,9 +30,16 @@ impl Builder<'_> {
         std::fs::create_dir_all(&logs)?;
         let stdout = logs.join(format!("{host}.{program}.out"));
         let log = logs.join(format!("{host}.{program}.log"));
-        let mut command = sys::in_namespace(ns, binary);
-        command.args(args);
-        let spawned = sys::spawn_detached(command, &stdout, &log)?;
+        let spawned = self.state.engine.launch(
+            self.naming.prefix(),
+            host,
+            program,
+            ns,
+            binary,
+            args,
+            &stdout,
+            &log,
+        )?;
         self.state.processes.push(ProcessState {
             program: program.to_owned(),
             host: host.to_owned(),
@@ -41,6 +49,8 @@ impl Builder<'_> {
             name: None,
             stdout: stdout.clone(),
             log: log.clone(),
+            binary: Some(binary.to_path_buf()),
+            args: args.to_vec(),
         });
         self.save()?;
         sys::wait_for_line(&stdout, ready.0, ready.1, spawned, self.timeout).map_err(|e| {
@@ -90,14 +100,30 @@ impl Builder<'_> {
         // Keys first: every name is known before anything starts.
         let keys = Keys::load_or_generate(topology, &self.dir.join("hosts"))?;
         for host in topology.start_order()? {
-            let (Some(router), Some(listen)) = (host.router(), host.router_address()) else {
+            let Some(router) = host.router() else {
                 continue;
+            };
+            // With data networks, a router listens on its data address (every
+            // address when it has several) and publishes them all, unless it
+            // sits behind a gateway.
+            let data = network::addresses_of(&topology.networks, &host.name);
+            let listen = match data.as_slice() {
+                [] => SocketAddr::from((host.address, router.port)),
+                [one] => SocketAddr::from((*one, router.port)),
+                _ => SocketAddr::from((Ipv4Addr::UNSPECIFIED, router.port)),
+            };
+            let advertise = if data.len() > 1 && router.via.is_none() {
+                data.iter()
+                    .map(|a| SocketAddr::from((*a, router.port)))
+                    .collect()
+            } else {
+                Vec::new()
             };
             let dir = keys.host_dir(&host.name);
             let via = match &router.via {
                 Some(via) => {
                     let addr = topology
-                        .router_address(via)
+                        .router_address_from(&host.name, via)
                         .ok_or_else(|| anyhow!("no router on {via}"))?;
                     Some((keys.routers[via].clone(), addr.to_string()))
                 }
@@ -120,9 +146,11 @@ impl Builder<'_> {
                 listen,
                 directory: topology.directory.url(),
                 log: router.log.clone(),
+                advertise,
                 via,
                 key_file: Some(dir.join(daemon::ROUTER_KEY).to_string_lossy().into_owned()),
                 config,
+                admin: Some(SocketAddr::from((host.address, daemon::ADMIN_PORT))),
             };
             let ns = self.naming.host_ns(&host.name);
             let bin = self.bins.router.clone();
@@ -153,7 +181,10 @@ impl Builder<'_> {
             self.save()?;
         }
         for host in &topology.hosts {
-            let (Some(router), Some(listen)) = (host.router(), host.router_address()) else {
+            let (Some(router), Some(listen)) = (
+                host.router(),
+                topology.router_address_from(&host.name, &host.name),
+            ) else {
                 continue;
             };
             if router.capsule_server != Some(ServerMode::Standalone) {
@@ -193,7 +224,7 @@ impl Builder<'_> {
                 Role::Client { attach } => attach.as_str(),
             };
             let gdp_router = topology
-                .router_address(gateway)
+                .router_address_from(&host.name, gateway)
                 .ok_or_else(|| anyhow!("no router on {gateway}"))?;
             self.state.hosts.push(HostState {
                 name: host.name.clone(),
@@ -204,8 +235,11 @@ impl Builder<'_> {
                 gdp_router_name: keys.routers.get(gateway).cloned(),
                 router: host.router().map(|r| RouterState {
                     name: keys.routers[&host.name].clone(),
-                    listen: SocketAddr::from((host.address, r.port)),
+                    listen: topology
+                        .router_address_from(&host.name, &host.name)
+                        .unwrap_or_else(|| SocketAddr::from((host.address, r.port))),
                     via: r.via.clone(),
+                    admin: Some(SocketAddr::from((host.address, daemon::ADMIN_PORT))),
                 }),
                 capsule_server: host.router().and_then(|r| r.capsule_server).map(|mode| {
                     ServerState {

@@ -100,3 +100,60 @@ pub fn table(state: &State) -> String {
     }
     out
 }
+
+/// Measures the network `from` and `to` share: an echo in `to`'s
+/// namespace, [`crate::measure::probe`] in `from`'s, both run by this
+/// program.
+pub fn measure(
+    state: &State,
+    from: &str,
+    to: &str,
+    count: usize,
+    interval_ms: u64,
+    flood_secs: f64,
+) -> anyhow::Result<crate::measure::Report> {
+    let (Some(f), Some(t)) = (state.host(from), state.host(to)) else {
+        bail!("no host {from:?} or {to:?} in this testbed");
+    };
+    let (_, address) = super::links::shared(state, from, to)
+        .with_context(|| format!("{from} and {to} share no segment or link"))?;
+    let exe = std::env::current_exe()?;
+    let echo_addr = std::net::SocketAddr::from((address, 47_999));
+    let mut echo = std::process::Command::new("ip")
+        .args(["netns", "exec", &t.namespace])
+        .arg(&exe)
+        .args(["udp-echo", "--bind", &echo_addr.to_string()])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .context("starting the echo")?;
+    let ready = echo.stdout.take().map(|out| {
+        use std::io::BufRead as _;
+        std::io::BufReader::new(out).lines().next()
+    });
+    let result = match ready {
+        Some(Some(Ok(line))) if line.starts_with("udp-echo ready") => {
+            std::process::Command::new("ip")
+                .args(["netns", "exec", &f.namespace])
+                .arg(&exe)
+                .args(["udp-probe", "--to", &echo_addr.to_string()])
+                .args(["--count", &count.to_string()])
+                .args(["--interval-ms", &interval_ms.to_string()])
+                .args(["--flood-secs", &flood_secs.to_string()])
+                .stdin(std::process::Stdio::null())
+                .output()
+                .context("running the probe")
+        }
+        _ => Err(anyhow::anyhow!("the echo on {to} did not start")),
+    };
+    let _ = echo.kill();
+    let _ = echo.wait();
+    let out = result?;
+    if !out.status.success() {
+        bail!(
+            "the probe failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    serde_json::from_slice(&out.stdout).context("reading the probe's report")
+}

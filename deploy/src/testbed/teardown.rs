@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, anyhow};
 
 use crate::daemon;
+use crate::engine::Engine;
 use crate::state::{ProcessState, State};
 use crate::sys::{self, Spawned};
 
@@ -22,6 +23,8 @@ pub struct DownReport {
     pub namespaces: usize,
     /// Root-namespace links deleted.
     pub links: usize,
+    /// Containers removed that outlived their daemons (podman engine).
+    pub containers: usize,
 }
 
 fn wait_dead(procs: &[Spawned], until: Instant) -> bool {
@@ -40,10 +43,10 @@ fn wait_dead(procs: &[Spawned], until: Instant) -> bool {
 /// and deletes its namespaces and links. Anything already gone is skipped.
 pub fn teardown(state: &State, grace: Duration) -> anyhow::Result<DownReport> {
     let mut report = DownReport::default();
-    // Capsule servers, then routers (which withdraw their records from the
+    // Capsule servers and delay relays, then routers (which withdraw their records from the
     // directory on the way out), then redis.
     let stages: [&[&str]; 3] = [
-        &[daemon::CAPSULE_SERVER],
+        &[daemon::CAPSULE_SERVER, super::links::DELAY_RELAY],
         &[daemon::ROUTER],
         &["redis-server"],
     ];
@@ -69,8 +72,16 @@ pub fn teardown(state: &State, grace: Duration) -> anyhow::Result<DownReport> {
         }
         wait_dead(&procs, Instant::now() + Duration::from_secs(2));
     }
-    let existing = sys::namespaces()?;
     let mut failures = Vec::new();
+    if let Engine::Podman(podman) = &state.engine {
+        // Their daemons are gone; so are the containers (`--rm`), unless
+        // podman could not clean up after one.
+        match podman.remove_all(&format!("{}-", state.prefix)) {
+            Ok(n) => report.containers += n,
+            Err(e) => failures.push(format!("{e:#}")),
+        }
+    }
+    let existing = sys::namespaces()?;
     for ns in state.namespaces.iter().rev() {
         if !existing.contains(ns) {
             continue;

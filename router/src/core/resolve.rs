@@ -24,7 +24,14 @@
 //!   resolves them further itself.
 //!
 //! A dial that fails, or a gateway that cannot be resolved, moves on to the
-//! next candidate; when none is left, or the resolution outlives
+//! next candidate. When none is left but a verified record was found, and
+//! this router has a gateway of its own whose link is up, the name goes to
+//! that gateway: a router behind a gateway (on a stub network, behind NAT)
+//! cannot dial every address, and its gateway forwards for it, as a default
+//! route would. The PDUs go on the trusted gateway link with their TTL
+//! decremented like any other hop, and the gateway checks their sources
+//! against this router's records as usual. When no such fallback exists,
+//! or the resolution outlives
 //! `resolve_timeout`, the waiting PDUs are answered with NakNoRoute and the
 //! name is remembered as unreachable for `negative_ttl` (for
 //! `negative_error_ttl` when the directory failed).
@@ -81,6 +88,9 @@ pub(crate) struct Resolve {
     candidates: VecDeque<Verified<RouteRecord>>,
     /// Expiry of a route from the candidate being tried.
     cap: Timestamp,
+    /// Expiry of a route through this router's own gateway, once a
+    /// verified candidate could not be reached directly.
+    fallback: Option<Timestamp>,
     /// Names that wait for this one (it is their gateway).
     waiters: BTreeSet<Name>,
     deadline: Timestamp,
@@ -209,6 +219,7 @@ impl RouterCore {
                 phase: Phase::Lookup,
                 candidates: VecDeque::new(),
                 cap: Timestamp::MAX,
+                fallback: None,
                 waiters: waiter.into_iter().collect(),
                 deadline,
                 failure: NakReason::NoRoute,
@@ -310,7 +321,14 @@ impl RouterCore {
                 return;
             };
             let Some(c) = r.candidates.pop_front() else {
-                return self.fail(now, name);
+                return match r.fallback.zip(self.gateway_link(name)) {
+                    Some((cap, link)) => {
+                        self.stats.gateway_fallbacks += 1;
+                        tracing::debug!(name = %name.short(), "unreachable directly: via the gateway");
+                        self.complete(now, name, link, cap)
+                    }
+                    None => self.fail(now, name),
+                };
             };
             let depth = r.depth;
             let cap = c
@@ -323,6 +341,7 @@ impl RouterCore {
             if !c.addresses().is_empty() {
                 r.phase = Phase::Dial(router);
                 r.cap = cap;
+                r.fallback = Some(r.fallback.map_or(cap, |f| f.max(cap)));
                 let md = c.router_md().clone();
                 let addresses = c.addresses().to_vec();
                 return self.dial(now, router, md, addresses, name);
@@ -341,8 +360,19 @@ impl RouterCore {
             }
             r.phase = Phase::Via(gateway);
             r.cap = cap;
+            r.fallback = Some(r.fallback.map_or(cap, |f| f.max(cap)));
             return self.resolve(now, gateway, depth + 1, Some(name));
         }
+    }
+
+    /// The link to this router's own gateway, if it is up and is not what
+    /// `name` is (a name cannot fall back to the router that failed it).
+    fn gateway_link(&self, name: Name) -> Option<LinkId> {
+        let gateway = self.config.gateway.as_ref()?.name;
+        if gateway == name {
+            return None;
+        }
+        self.routers.get(&gateway).copied()
     }
 
     /// `name` resolved to `link` until `cap`: cache it, release its PDUs,

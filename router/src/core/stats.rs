@@ -236,6 +236,9 @@ pub struct Stats {
     pub dials: u64,
     /// Dials that failed or timed out.
     pub dial_failures: u64,
+    /// Names sent to this router's own gateway because no verified record's
+    /// router could be reached directly.
+    pub gateway_fallbacks: u64,
     /// Router links refused by the peering policy.
     pub peers_refused: u64,
     /// PDUs from directory-vouched peers whose source's entitlement was not

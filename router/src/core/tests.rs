@@ -793,23 +793,7 @@ fn the_freshest_of_several_valid_records_is_tried_first() {
     actions(&mut c);
     let endpoint = identity(3, Kind::Server);
     let (old_router, new_router) = (identity(20, Kind::Router), identity(21, Kind::Router));
-    let record = |router: &Identity, start: Timestamp, port: u16| {
-        let validity = Validity::new(start, NOW.saturating_add(Duration::from_secs(3600)));
-        let rtcert = gdp_certs::cert::RtCert::issue_by(&endpoint, router.name(), validity);
-        gdp_certs::cert::RouteRecord::sign(
-            router,
-            endpoint.name(),
-            gdp_certs::cert::RouteTarget::Endpoint {
-                endpoint_md: endpoint.metadata().clone(),
-                rtcert,
-            },
-            vec![SocketAddr::from(([198, 51, 100, 1], port))],
-            None,
-            validity,
-        )
-        .expect("signs")
-        .to_bytes()
-    };
+    let record = |router: &Identity, start, port| endpoint_record(router, &endpoint, start, port);
     // The stale claim comes first, as a directory may order it.
     let stale = record(&old_router, NOW.saturating_sub(Duration::from_secs(600)), 1);
     let fresh = record(&new_router, NOW.saturating_sub(Duration::from_secs(60)), 2);
@@ -832,4 +816,181 @@ fn the_freshest_of_several_valid_records_is_tried_first() {
             vec![SocketAddr::from(([198, 51, 100, 1], 2))]
         )]
     );
+}
+
+/// A core behind the gateway `gateway`, with its link up (hellos passed)
+/// on `link`.
+fn core_behind(gateway: &Identity, link: LinkId) -> RouterCore {
+    let gw = gateway.name();
+    let mut c = core(|cfg| {
+        cfg.addresses.clear();
+        cfg.gateway = Some(Gateway {
+            name: gw,
+            addresses: vec![SocketAddr::from(([192, 0, 2, 9], 4433))],
+        });
+    });
+    c.link_up(
+        NOW,
+        link,
+        LinkPeer::Router {
+            metadata: gateway.metadata().clone(),
+        },
+    );
+    let hello = gdp_proto::control::RouterHello::new(gateway.metadata().clone(), None, vec![])
+        .expect("small hello");
+    let pdu = ControlMessage::RouterHello(hello)
+        .to_pdu(c.name(), gw, 1)
+        .expect("small");
+    c.handle_pdu(NOW, link, pdu.to_bytes());
+    assert_eq!(c.fib().lookup(&gw, NOW).map(|e| e.next_hop), Some(link));
+    sent_on(&mut c, link);
+    c
+}
+
+/// A record of `router` (at `port` on a documentation address) for the
+/// endpoint `endpoint`, valid from `start` to an hour after `NOW`.
+fn endpoint_record(router: &Identity, endpoint: &Identity, start: Timestamp, port: u16) -> Bytes {
+    let validity = Validity::new(start, NOW.saturating_add(Duration::from_secs(3600)));
+    let rtcert = gdp_certs::cert::RtCert::issue_by(endpoint, router.name(), validity);
+    gdp_certs::cert::RouteRecord::sign(
+        router,
+        endpoint.name(),
+        gdp_certs::cert::RouteTarget::Endpoint {
+            endpoint_md: endpoint.metadata().clone(),
+            rtcert,
+        },
+        vec![SocketAddr::from(([198, 51, 100, 1], port))],
+        None,
+        validity,
+    )
+    .expect("signs")
+    .to_bytes()
+}
+
+#[test]
+fn a_router_behind_a_gateway_forwards_what_it_cannot_dial_through_the_gateway() {
+    let gateway = identity(30, Kind::Router);
+    let far = identity(31, Kind::Router);
+    let endpoint = identity(32, Kind::Client);
+    let client = identity(2, Kind::Client);
+    let (client_link, gw_link) = (LinkId(1), LinkId(9));
+    let mut c = core_behind(&gateway, gw_link);
+    attach(&mut c, client_link, &client);
+    actions(&mut c);
+
+    data(&mut c, NOW, client_link, client.name(), endpoint.name());
+    assert_eq!(lookups(&actions(&mut c)), vec![endpoint.name()]);
+    c.lookup_result(
+        NOW,
+        endpoint.name(),
+        Ok(vec![endpoint_record(&far, &endpoint, NOW, 1)]),
+    );
+    let dialed: Vec<Name> = actions(&mut c)
+        .into_iter()
+        .filter_map(|a| match a {
+            Action::Dial { router, .. } => Some(router),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        dialed,
+        vec![far.name()],
+        "the record's router is tried first"
+    );
+    // Its address cannot be reached from here.
+    c.dial_failed(NOW, far.name());
+
+    let mut sent = Vec::new();
+    while let Some(t) = c.poll_transmit() {
+        sent.extend(
+            t.pdus
+                .into_iter()
+                .filter_map(|b| Pdu::decode(b).ok())
+                .map(|p| (t.link, p)),
+        );
+    }
+    let forwarded: Vec<(LinkId, PduHeader)> = sent
+        .iter()
+        .filter(|(_, p)| p.header.ptype == PduType::Data)
+        .map(|(l, p)| (*l, p.header))
+        .collect();
+    assert!(
+        sent.iter().all(|(l, _)| *l != client_link),
+        "no NAK to the client"
+    );
+    assert_eq!(forwarded.len(), 1, "{forwarded:?}");
+    let (link, header) = forwarded[0];
+    assert_eq!(link, gw_link);
+    assert_eq!((header.src, header.dst), (client.name(), endpoint.name()));
+    assert_eq!(
+        header.ttl,
+        gdp_proto::pdu::DEFAULT_TTL - 1,
+        "a hop like any other"
+    );
+    assert_eq!(c.stats().gateway_fallbacks, 1);
+    assert!(!c.negative.contains_key(&endpoint.name()));
+
+    // Cached: the next PDU goes to the gateway without a lookup or a dial.
+    data(&mut c, NOW, client_link, client.name(), endpoint.name());
+    assert!(actions(&mut c).is_empty());
+    assert_eq!(sent_on(&mut c, gw_link).len(), 1);
+
+    // A name without any valid record is not sent to the gateway: NAKed.
+    let nobody = identity(33, Kind::Client);
+    data(&mut c, NOW, client_link, client.name(), nobody.name());
+    actions(&mut c);
+    c.lookup_result(NOW, nobody.name(), Ok(vec![]));
+    assert_eq!(
+        naks(&mut c, client_link),
+        vec![(nobody.name(), NakReason::NoRoute)]
+    );
+    assert_eq!(c.stats().gateway_fallbacks, 1);
+}
+
+/// The client on link 1 sends to `endpoint`, whose one record names
+/// `far`, and the dial of `far` fails: what is NAKed to the client.
+fn nak_after_failed_dial(
+    c: &mut RouterCore,
+    client: &Identity,
+    endpoint: &Identity,
+    far: &Identity,
+) -> Vec<(Name, NakReason)> {
+    attach(c, LinkId(1), client);
+    actions(c);
+    data(c, NOW, LinkId(1), client.name(), endpoint.name());
+    actions(c);
+    c.lookup_result(
+        NOW,
+        endpoint.name(),
+        Ok(vec![endpoint_record(far, endpoint, NOW, 1)]),
+    );
+    actions(c);
+    c.dial_failed(NOW, far.name());
+    naks(c, LinkId(1))
+}
+
+#[test]
+fn without_a_gateway_link_an_unreachable_router_is_a_nak() {
+    let (far, endpoint, client) = (
+        identity(31, Kind::Router),
+        identity(32, Kind::Client),
+        identity(2, Kind::Client),
+    );
+    let unreachable = vec![(endpoint.name(), NakReason::NoRoute)];
+    // No gateway configured.
+    let mut c = core(|_| {});
+    assert_eq!(
+        nak_after_failed_dial(&mut c, &client, &endpoint, &far),
+        unreachable
+    );
+
+    // A gateway configured but its link down: the same.
+    let gateway = identity(30, Kind::Router);
+    let mut c = core_behind(&gateway, LinkId(9));
+    c.link_down(NOW, LinkId(9));
+    assert_eq!(
+        nak_after_failed_dial(&mut c, &client, &endpoint, &far),
+        unreachable
+    );
+    assert_eq!(c.stats().gateway_fallbacks, 0);
 }

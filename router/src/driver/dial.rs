@@ -37,6 +37,19 @@ use super::directory::Completion;
 /// has passed are forgotten, and if none has, the new one is not kept.
 pub(crate) const MAX_BACKED_OFF: usize = 4096;
 
+/// Whether this host has a route to `addr`. Connecting a UDP socket asks
+/// the kernel's routing table and fails at once (network unreachable) when
+/// there is none, where a QUIC handshake would only time out after
+/// `dial_timeout`: a router on a stub network then learns at once that it
+/// must go through its gateway.
+fn routable(addr: SocketAddr) -> std::io::Result<()> {
+    let any = match addr {
+        SocketAddr::V4(_) => SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0)),
+        SocketAddr::V6(_) => SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0)),
+    };
+    std::net::UdpSocket::bind(any)?.connect(addr)
+}
+
 /// Why a dial was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Refused {
@@ -125,6 +138,11 @@ impl Dials {
         let task = tokio::spawn(async move {
             let mut error = String::from("no address to dial");
             for addr in addresses {
+                if let Err(e) = routable(addr) {
+                    tracing::debug!(router = %router.short(), %addr, error = %e, "no route to the address");
+                    error = format!("no route to {addr}: {e}");
+                    continue;
+                }
                 match transport.dial(addr, router).await {
                     Ok(_) => {
                         let _ = done.send(Completion::Dialed { router }).await;
@@ -216,6 +234,16 @@ mod tests {
     fn running(d: &mut Dials, router: Name) {
         let task = tokio::spawn(std::future::pending::<()>());
         d.running.insert(router, task.abort_handle());
+    }
+
+    #[test]
+    fn loopback_is_routable_and_the_check_sends_nothing() {
+        let listener = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let addr = listener.local_addr().expect("addr");
+        assert!(routable(addr).is_ok());
+        let mut buf = [0u8; 16];
+        assert!(listener.recv(&mut buf).is_err(), "connect sends no packet");
     }
 
     #[tokio::test(start_paused = true)]
