@@ -593,7 +593,12 @@ fn the_same_scenario_with_the_daemons_in_podman_containers() {
     for (script, args) in [
         (
             "deploy/image/build.sh",
-            vec!["--bin-dir", bins.to_str().expect("UTF-8"), "--tag", "gdp:test"],
+            vec![
+                "--bin-dir",
+                bins.to_str().expect("UTF-8"),
+                "--tag",
+                "gdp:test",
+            ],
         ),
         ("deploy/image/redis.sh", vec![]),
     ] {
@@ -631,7 +636,8 @@ fn the_same_scenario_with_the_daemons_in_podman_containers() {
 /// at a time.
 fn one_scenario_at_a_time() -> std::sync::MutexGuard<'static, ()> {
     static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    ONE.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    ONE.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Runs the scenario of [`a_scenario_with_a_partition_and_a_router_kill`]
@@ -804,4 +810,5 @@ do = "restart r4"
     assert!(left.is_empty(), "processes left: {left:?}");
     assert!(took < std::time::Duration::from_secs(90), "took {took:?}");
     println!("scenario run in {took:?}");
+    prefix
 }
