@@ -12,7 +12,7 @@
 //! | `gdp_router_forwarded_total` | counter | PDUs sent on to a next hop |
 //! | `gdp_router_delivered_local_total` | counter | of those, to attached endpoints |
 //! | `gdp_router_fast_forwarded_total` | counter | of those, forwarded by link readers without the forwarding core (the fast path) |
-//! | `gdp_router_dropped_total{reason}` | counter | dropped PDUs by reason (`ttl`, `no_route`, `bad_source`, `malformed`, `oversized`, `queue_full`, `policy`, `not_attached`, `unhandled`, `lookup_limit`) |
+//! | `gdp_router_dropped_total{reason}` | counter | dropped PDUs by reason (`ttl`, `no_route`, `bad_source`, `malformed`, `oversized`, `queue_full`, `policy`, `not_attached`, `unhandled`, `lookup_limit`; `penalty`: dropped unread from batches of an endpoint link paying the longest drop penalty, beyond a sample of 64) |
 //! | `gdp_router_lookups_total`, `gdp_router_lookup_failures_total` | counter | directory resolutions |
 //! | `gdp_router_cache_hits_total`, `gdp_router_cache_misses_total` | counter | FIB hits and misses |
 //! | `gdp_router_bad_records_total` | counter | directory records that failed to decode or verify |
@@ -176,6 +176,13 @@ pub fn render(s: &Snapshot) -> String {
             c.dropped.get(reason) + driver,
         );
     }
+    // PDUs of a link paying the longest drop penalty, beyond the sample
+    // the driver handles.
+    e.sample(
+        "gdp_router_dropped_total",
+        &[("reason", "penalty")],
+        d.penalty_unread,
+    );
     for (name, help, value) in [
         (
             "gdp_router_naks_sent_total",

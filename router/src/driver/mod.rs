@@ -145,6 +145,12 @@ pub const OVERFLOW_RETRY: Duration = Duration::from_millis(5);
 /// [`DriverConfig::drop_penalty_max`]; a batch dropped less than half
 /// halves it.
 pub const DROP_PENALTY_START: Duration = Duration::from_millis(4);
+/// PDUs of a batch the driver handles from a link that pays the longest
+/// penalty ([`DriverConfig::drop_penalty_max`]); the rest of the batch is
+/// dropped unread (counted in [`DriverStats::penalty_unread`]). The
+/// sample decides whether the penalty goes on: a mostly delivered one
+/// halves it, and the link's next batch is handled whole.
+pub const PENALTY_SAMPLE: usize = 64;
 /// PDUs shorter than this are copied into a link's overflow rather than
 /// kept as slices of the reader block they came in.
 const OVERFLOW_COPY_BELOW: usize = 16 * 1024;
@@ -569,9 +575,18 @@ impl Driver {
                 if reliable {
                     self.slow_reads.push(id);
                 }
+                let mut pdus = pdus;
+                self.stats.pdus_in += pdus.len() as u64;
+                if pdus.len() > PENALTY_SAMPLE && self.at_max_penalty(id) {
+                    // Its last batches went nowhere: a sample of this one
+                    // tells whether that still holds; the rest is dropped
+                    // unread.
+                    let unread = pdus.len() - PENALTY_SAMPLE;
+                    pdus.truncate(PENALTY_SAMPLE);
+                    self.stats.penalty_unread += unread as u64;
+                }
                 let count = pdus.len();
                 let dropped_before = self.dropped();
-                self.stats.pdus_in += count as u64;
                 let mut pdus = pdus.into_iter();
                 while pdus.len() > 0 {
                     let room = FLUSH_EVERY.saturating_sub(self.since_flush).max(1);
@@ -684,6 +699,12 @@ impl Driver {
         for link in self.slow_reads.drain(..) {
             self.fast.slow_done(link);
         }
+    }
+
+    /// Whether link `id` pays the longest penalty now.
+    fn at_max_penalty(&self, id: LinkId) -> bool {
+        let max = self.config.drop_penalty_max;
+        !max.is_zero() && self.links.get(&id).is_some_and(|e| e.penalty >= max)
     }
 
     /// PDUs dropped so far, by the core and for full link queues.

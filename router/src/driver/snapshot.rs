@@ -50,6 +50,9 @@ pub struct DriverStats {
     /// credit the driver kept for the link's penalty (see
     /// [`DROP_PENALTY_START`](super::DROP_PENALTY_START)).
     pub drop_penalties: u64,
+    /// PDUs dropped unread from batches of links paying the longest
+    /// penalty, beyond the [`PENALTY_SAMPLE`](super::PENALTY_SAMPLE) handled.
+    pub penalty_unread: u64,
     /// PDUs the core sent that could not be queued: the link was gone or
     /// stayed full.
     pub send_dropped: u64,
