@@ -68,8 +68,26 @@ pub fn name_variable(host: &str) -> String {
     format!("GDP_NAME_{}", host.to_ascii_uppercase().replace('-', "_"))
 }
 
+/// Whether `topology` has a compose form: one flat network. A topology
+/// with segments or links has none (their addresses, impairments and cuts
+/// have no compose equivalent); the error says what runs it in containers
+/// instead.
+pub fn check(topology: &Topology) -> Result<(), String> {
+    if topology.networks.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "this topology has {} segment(s) or link(s), and a compose file has one flat network: \
+             run it in containers with `gdp-deploy up --engine podman` (or `run --engine podman`) \
+             instead",
+            topology.networks.len()
+        ))
+    }
+}
+
 /// The compose file for `topology`, under project name `project`, with
-/// the key files of `keys` if given.
+/// the key files of `keys` if given (see [`check`]: segments and links
+/// are not written).
 pub fn render(topology: &Topology, project: &str, keys: Option<&Keys>) -> String {
     let mut y = String::new();
     let dir = &topology.directory;
@@ -235,6 +253,18 @@ fn network(y: &mut String, address: &str) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_topology_with_segments_has_no_compose_form() {
+        let flat = Topology::parse(TOPOLOGY).expect("valid");
+        assert_eq!(check(&flat), Ok(()));
+        let segmented = Topology::parse(&format!(
+            "{TOPOLOGY}\n[[segment]]\nname = \"lan\"\nhosts = [\"gw\", \"edge-1\", \"cli\"]\n"
+        ))
+        .expect("valid");
+        let e = check(&segmented).expect_err("segments have no compose form");
+        assert!(e.contains("--engine podman"), "{e}");
+    }
+
     use super::*;
 
     const TOPOLOGY: &str = r#"

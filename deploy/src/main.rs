@@ -639,6 +639,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             keys,
         } => {
             let t = load_topology(&topology)?;
+            compose::check(&t).map_err(|e| anyhow::anyhow!("{}: {e}", topology.display()))?;
             let keys = keys
                 .map(|dir| daemon::Keys::load_or_generate(&t, &dir))
                 .transpose()?;
