@@ -257,6 +257,40 @@ impl Engine {
     }
 }
 
+impl Podman {
+    /// Waits up to `within` for the `podman run` clients of the containers
+    /// whose names start with `prefix` to exit (each exits once its
+    /// container is removed); the pids of those still there.
+    pub fn wait_for_clients(prefix: &str, within: Duration) -> Vec<u32> {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = clients_of(prefix);
+            if left.is_empty() || Instant::now() >= deadline {
+                return left;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// The pids of `podman run` clients of containers named `prefix...`.
+fn clients_of(prefix: &str) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                let args: Vec<&[u8]> = c.split(|b| *b == 0).collect();
+                args.first().is_some_and(|a| a.ends_with(b"podman"))
+                    && args
+                        .windows(2)
+                        .any(|w| w[0] == b"--name" && w[1].starts_with(prefix.as_bytes()))
+            })
+        })
+        .collect()
+}
+
 /// The directory's program, which runs from the directory's image.
 const REDIS_SERVER: &str = "redis-server";
 

@@ -413,6 +413,36 @@ enum WorkloadCommand {
         #[arg(long)]
         end_us: u64,
     },
+    /// Receive a stream's datagrams.
+    StreamSink {
+        /// The sink's key file (made if missing).
+        #[arg(long)]
+        key: PathBuf,
+        /// End, in µs since the Unix epoch.
+        #[arg(long)]
+        end_us: u64,
+    },
+    /// Send datagrams at a rate.
+    StreamSource {
+        /// The sink's name.
+        #[arg(long)]
+        target: String,
+        /// Datagrams a second.
+        #[arg(long)]
+        rate: f64,
+        /// Payload bytes.
+        #[arg(long)]
+        size: usize,
+        /// As QUIC datagrams.
+        #[arg(long)]
+        unreliable: bool,
+        /// Start, in µs since the Unix epoch.
+        #[arg(long)]
+        start_us: u64,
+        /// End, in µs since the Unix epoch.
+        #[arg(long)]
+        end_us: u64,
+    },
 }
 
 /// Runs one workload.
@@ -455,6 +485,23 @@ fn workload(
             name(&target)?,
             Duration::from_micros(interval_us),
             Duration::from_micros(timeout_us),
+            start_us,
+            end_us,
+        ),
+        WorkloadCommand::StreamSink { key, end_us } => w::stream_sink(&attach, &key, end_us),
+        WorkloadCommand::StreamSource {
+            target,
+            rate,
+            size,
+            unreliable,
+            start_us,
+            end_us,
+        } => w::stream_source(
+            &attach,
+            name(&target)?,
+            rate,
+            size,
+            unreliable,
             start_us,
             end_us,
         ),

@@ -87,6 +87,10 @@ pub enum WorkloadKind {
     Subscriber,
     /// Pings a router.
     Ping,
+    /// Sends a stream's datagrams.
+    Source,
+    /// Receives a stream's datagrams (its peer: the stream's name).
+    Sink,
 }
 
 /// One workload's figures.
@@ -222,7 +226,14 @@ fn ms(us: u64) -> f64 {
 
 /// Whether an event is a success of its workload.
 pub fn is_success(e: &Event) -> bool {
-    matches!(e.kind, EventKind::Ack | EventKind::Record | EventKind::Pong)
+    matches!(
+        e.kind,
+        EventKind::Ack
+            | EventKind::Record
+            | EventKind::Pong
+            | EventKind::Sent
+            | EventKind::Datagram
+    )
 }
 
 fn windows(events: &[Event], start_us: u64, span: Duration, window: Duration) -> Vec<Window> {
@@ -258,15 +269,16 @@ fn windows(events: &[Event], start_us: u64, span: Duration, window: Duration) ->
         .collect()
 }
 
-/// The seqnos each writer had acknowledged, by writer name.
+/// The seqnos each writer had acknowledged, and each stream's source
+/// sent, by writer or stream name.
 fn acknowledged(logs: &[WorkloadLog]) -> BTreeMap<&str, BTreeSet<u64>> {
     logs.iter()
-        .filter(|l| l.kind == WorkloadKind::Writer)
+        .filter(|l| matches!(l.kind, WorkloadKind::Writer | WorkloadKind::Source))
         .map(|l| {
             let acked = l
                 .events
                 .iter()
-                .filter(|e| e.kind == EventKind::Ack)
+                .filter(|e| matches!(e.kind, EventKind::Ack | EventKind::Sent))
                 .filter_map(|e| e.seqno)
                 .collect();
             (l.name.as_str(), acked)
@@ -308,7 +320,7 @@ fn workload(
         windows: windows(&log.events, start_us, span, window),
     };
     match log.kind {
-        WorkloadKind::Subscriber => {
+        WorkloadKind::Subscriber | WorkloadKind::Sink => {
             let mut seen = BTreeSet::new();
             let mut highest = 0;
             for s in successes.iter().filter_map(|e| e.seqno) {
@@ -332,7 +344,7 @@ fn workload(
                 .filter(|e| e.kind == EventKind::Lost)
                 .count();
         }
-        WorkloadKind::Writer => {}
+        WorkloadKind::Writer | WorkloadKind::Source => {}
     }
     report
 }
@@ -471,7 +483,7 @@ pub fn build(
     let workloads: Vec<WorkloadReport> = logs
         .iter()
         .map(|l| {
-            let a = (l.kind == WorkloadKind::Subscriber)
+            let a = matches!(l.kind, WorkloadKind::Subscriber | WorkloadKind::Sink)
                 .then(|| acked.get(l.peer.as_str()))
                 .flatten();
             workload(l, a, inputs.start_us, span, inputs.window)
@@ -525,6 +537,39 @@ mod tests {
             drain: Duration::from_secs(1),
             window: Duration::from_secs(1),
         }
+    }
+
+    #[test]
+    fn a_sink_counts_what_its_source_sent_and_never_arrived() {
+        let source = log(
+            "s",
+            WorkloadKind::Source,
+            "b",
+            (1..=4)
+                .map(|n| ev(n * 10, EventKind::Sent, Some(n), None))
+                .collect(),
+        );
+        let sink = log(
+            "s-sink",
+            WorkloadKind::Sink,
+            "s",
+            vec![
+                ev(12, EventKind::Datagram, Some(1), Some(2)),
+                ev(33, EventKind::Datagram, Some(3), Some(3)),
+                ev(34, EventKind::Datagram, Some(3), Some(4)),
+                ev(35, EventKind::Datagram, Some(2), Some(15)),
+            ],
+        );
+        let r = build(&inputs(), &[source, sink], &[], BTreeMap::new());
+        let sink = &r.workloads[1];
+        assert_eq!(sink.delivered, 3);
+        assert_eq!(sink.missing, vec![4]);
+        assert_eq!(sink.lost, 1);
+        assert_eq!(sink.duplicated, 1);
+        assert_eq!(sink.out_of_order, 1);
+        assert_eq!(r.workloads[0].delivered, 4);
+        // Datagrams are not records: the statement is about subscribers.
+        assert!(r.every_acknowledged_record_delivered);
     }
 
     #[test]

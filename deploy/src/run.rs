@@ -330,6 +330,33 @@ fn drive(
                 .args(["--start-us", &start, "--end-us", &end]);
             spawn(&p.name, WorkloadKind::Ping, &p.host, &p.target, c)?;
         }
+        for st in &scenario.streams {
+            // The sink's key is made here, so the source knows its name.
+            let key = wl.join(format!("{}.sink.key", st.name));
+            let (sink, _) = gdp_client::Identity::load_or_generate(
+                &key,
+                gdp_client::Kind::Client,
+                "scenario-sink",
+            )?;
+            let mut c = workload_command(&exe, host(state, &st.to)?, "stream-sink");
+            c.arg("--key").arg(&key).args(["--end-us", &drained]);
+            spawn(
+                &format!("{}-sink", st.name),
+                WorkloadKind::Sink,
+                &st.to,
+                &st.name,
+                c,
+            )?;
+            let mut c = workload_command(&exe, host(state, &st.from)?, "stream-source");
+            c.args(["--target", &sink.name().to_string()])
+                .args(["--rate", &st.rate.to_string()])
+                .args(["--size", &st.size.to_string()])
+                .args(["--start-us", &start, "--end-us", &end]);
+            if st.unreliable {
+                c.arg("--unreliable");
+            }
+            spawn(&st.name, WorkloadKind::Source, &st.from, &st.to, c)?;
+        }
         progress(&format!(
             "{} workload(s) started; running for {:?}",
             running.len(),
@@ -442,6 +469,11 @@ pub fn summary(report: &Report) -> String {
                 w.delivered, w.lost, w.duplicated, w.out_of_order
             ),
             WorkloadKind::Ping => format!("{} answered, {} lost", w.delivered, w.lost),
+            WorkloadKind::Source => format!("{} sent", w.delivered),
+            WorkloadKind::Sink => format!(
+                "{} received, {} lost, {} duplicated, {} out of order",
+                w.delivered, w.lost, w.duplicated, w.out_of_order
+            ),
         };
         out.push_str(&format!(
             "{:<12} {:<10} on {:<8} {what}; latency {lat}; errors {}\n",

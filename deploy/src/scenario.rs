@@ -24,6 +24,13 @@
 //! interval = "200ms"               # default 200ms
 //! timeout = "1s"                   # default 1s
 //!
+//! [[stream]]                       # datagrams between clients on two hosts
+//! from = "client"
+//! to = "r3"
+//! rate = 100                       # datagrams a second (default 100)
+//! size = 64                        # payload bytes (default 64, at least 16)
+//! unreliable = false               # QUIC datagrams instead of the stream
+//!
 //! [[fault]]
 //! at = "5s"
 //! do = "kill r1"                   # any fault command (crate::testbed::faults)
@@ -84,7 +91,20 @@ struct RawScenario {
     #[serde(default)]
     ping: Vec<RawPing>,
     #[serde(default)]
+    stream: Vec<RawStream>,
+    #[serde(default)]
     fault: Vec<RawFault>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStream {
+    name: Option<String>,
+    from: String,
+    to: String,
+    rate: Option<f64>,
+    size: Option<usize>,
+    unreliable: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -170,6 +190,30 @@ pub struct PingSpec {
     pub timeout: Duration,
 }
 
+/// Datagrams from a client on one host to a client on another.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamSpec {
+    /// Its name in the report.
+    pub name: String,
+    /// The sending host.
+    pub from: String,
+    /// The receiving host.
+    pub to: String,
+    /// Datagrams a second.
+    pub rate: f64,
+    /// Payload bytes of each (at least [`MIN_STREAM_SIZE`]: its number and
+    /// send time).
+    pub size: usize,
+    /// Sent as QUIC datagrams (dropped rather than queued under load)
+    /// instead of on the reliable stream.
+    pub unreliable: bool,
+}
+
+/// The smallest stream payload: a datagram's number and its send time.
+pub const MIN_STREAM_SIZE: usize = 16;
+/// The largest stream payload.
+pub const MAX_STREAM_SIZE: usize = 60 * 1024;
+
 /// A fault at a time.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TimedFault {
@@ -196,6 +240,8 @@ pub struct Scenario {
     pub subscribers: Vec<SubscriberSpec>,
     /// The pings.
     pub pings: Vec<PingSpec>,
+    /// The datagram streams.
+    pub streams: Vec<StreamSpec>,
     /// The faults, in time order.
     pub faults: Vec<TimedFault>,
 }
@@ -358,10 +404,39 @@ impl Scenario {
                 timeout,
             });
         }
-        if writers.is_empty() && pings.is_empty() {
+        let mut streams = Vec::new();
+        for (i, st) in raw.stream.into_iter().enumerate() {
+            let field = format!("stream[{i}]");
+            let rate = st.rate.unwrap_or(100.0);
+            if !(rate.is_finite() && rate > 0.0 && rate <= 100_000.0) {
+                return Err(invalid(
+                    format!("{field}.rate"),
+                    "datagrams a second, above 0 and at most 100000",
+                ));
+            }
+            let size = st.size.unwrap_or(64);
+            if !(MIN_STREAM_SIZE..=MAX_STREAM_SIZE).contains(&size) {
+                return Err(invalid(
+                    format!("{field}.size"),
+                    format!("payload bytes, {MIN_STREAM_SIZE} to {MAX_STREAM_SIZE}"),
+                ));
+            }
+            if st.from == st.to {
+                return Err(invalid(&field, "from and to are the same host"));
+            }
+            streams.push(StreamSpec {
+                name: name_of(&mut names, &field, st.name, "stream", i)?,
+                from: st.from,
+                to: st.to,
+                rate,
+                size,
+                unreliable: st.unreliable.unwrap_or(false),
+            });
+        }
+        if writers.is_empty() && pings.is_empty() && streams.is_empty() {
             return Err(invalid(
                 "scenario",
-                "no workload: add a [[writer]] or a [[ping]]",
+                "no workload: add a [[writer]], a [[ping]] or a [[stream]]",
             ));
         }
         let mut faults = Vec::new();
@@ -386,6 +461,7 @@ impl Scenario {
             writers,
             subscribers,
             pings,
+            streams,
             faults,
         })
     }
@@ -449,6 +525,10 @@ impl Scenario {
         for (i, p) in self.pings.iter().enumerate() {
             host(format!("ping[{i}].host"), &p.host)?;
             router(format!("ping[{i}].target"), &p.target)?;
+        }
+        for (i, st) in self.streams.iter().enumerate() {
+            host(format!("stream[{i}].from"), &st.from)?;
+            host(format!("stream[{i}].to"), &st.to)?;
         }
         for (i, f) in self.faults.iter().enumerate() {
             let field = format!("fault[{i}].do");
@@ -605,6 +685,16 @@ hosts = ["r1", "r2", "c"]
             (format!("{GOOD}\n[[writer]]\nhost = \"c\"\nserver = \"r1\"\n"), "say which one"),
             (format!("{GOOD}\n[[ping]]\nname = \"writer\"\nhost = \"c\"\ntarget = \"r1\"\n"), "names two"),
             ("topology = \"t\"\nduration = \"1s\"\n".to_owned(), "no workload"),
+            (
+                "topology = \"t\"\nduration = \"1s\"\n[[stream]]\nfrom = \"a\"\nto = \"a\"\n"
+                    .to_owned(),
+                "the same host",
+            ),
+            (
+                "topology = \"t\"\nduration = \"1s\"\n[[stream]]\nfrom = \"a\"\nto = \"b\"\nsize = 8\n"
+                    .to_owned(),
+                "stream[0].size",
+            ),
             ("topology = \"t\"\nduration = \"1s\"\n[[subscriber]]\nhost = \"c\"\n[[ping]]\nhost = \"c\"\ntarget = \"r\"\n".to_owned(), "needs a writer"),
             ("not toml at all =".to_owned(), ""),
         ] {

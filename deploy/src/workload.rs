@@ -8,7 +8,11 @@
 //!   payload is its send time), logging each acknowledged append;
 //! - `subscriber`: subscribes to the capsule from seqno 1 and logs each
 //!   verified record received, with its latency from the writer's send;
-//! - `ping`: pings a name at an interval, logging each round trip or loss.
+//! - `ping`: pings a name at an interval, logging each round trip or loss;
+//! - `stream-sink` and `stream-source`: datagrams at a rate from a client
+//!   on one host to a client on another (each payload starts with the
+//!   datagram's number and send time), the source logging each one sent,
+//!   the sink each one received with its one-way latency.
 //!
 //! Every workload runs between two instants on the wall clock (`start_us`,
 //! `end_us`, microseconds since the Unix epoch), so that all of them, and
@@ -39,6 +43,10 @@ pub enum EventKind {
     Pong,
     /// A ping was not answered in time.
     Lost,
+    /// A stream's source sent a datagram.
+    Sent,
+    /// A stream's sink received a datagram.
+    Datagram,
     /// Anything that failed (the workload goes on).
     Error,
 }
@@ -302,6 +310,91 @@ pub fn ping(
                 ),
                 Ok(Err(e)) => emit(EventKind::Lost, Some(n), None, Some(e.to_string())),
                 Err(_) => emit(EventKind::Lost, Some(n), None, Some("timed out".into())),
+            }
+        }
+        client.shutdown().await;
+        Ok(())
+    })
+}
+
+/// Receives a stream's datagrams as the client whose key is in `key_file`
+/// (made if missing, so `run` knows the sink's name before it starts)
+/// until `end_us`, logging each with its number and one-way latency.
+pub fn stream_sink(attach: &Attach, key_file: &Path, end_us: u64) -> anyhow::Result<()> {
+    let (identity, _) = Identity::load_or_generate(key_file, Kind::Client, "scenario-sink")?;
+    runtime()?.block_on(async {
+        let client = connect(attach, &identity, end_us).await?;
+        loop {
+            let left = end_us.saturating_sub(now_us());
+            if left == 0 {
+                break;
+            }
+            match tokio::time::timeout(Duration::from_micros(left), client.recv()).await {
+                Ok(Ok(d)) => match stream_header(&d.payload) {
+                    Some((n, sent_us)) => emit(
+                        EventKind::Datagram,
+                        Some(n),
+                        Some(now_us().saturating_sub(sent_us)),
+                        None,
+                    ),
+                    None => error(format_args!(
+                        "a datagram of {} bytes from {}",
+                        d.payload.len(),
+                        d.src
+                    )),
+                },
+                Ok(Err(e)) => {
+                    error(e);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(_) => break,
+            }
+        }
+        client.shutdown().await;
+        Ok(())
+    })
+}
+
+/// The number and send time at the front of a stream's payload.
+fn stream_header(payload: &[u8]) -> Option<(u64, u64)> {
+    let n = u64::from_be_bytes(payload.get(..8)?.try_into().ok()?);
+    let t = u64::from_be_bytes(payload.get(8..16)?.try_into().ok()?);
+    Some((n, t))
+}
+
+/// Sends datagrams of `size` bytes to `dst` at `rate` a second from
+/// `start_us` to `end_us`, reliably or as QUIC datagrams, logging each one
+/// sent.
+pub fn stream_source(
+    attach: &Attach,
+    dst: Name,
+    rate: f64,
+    size: usize,
+    unreliable: bool,
+    start_us: u64,
+    end_us: u64,
+) -> anyhow::Result<()> {
+    let identity = Identity::generate(Kind::Client, "scenario-source")?;
+    runtime()?.block_on(async {
+        let client = connect(attach, &identity, end_us).await?;
+        sleep_until_us(start_us).await;
+        let mut ticks = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut n = 0u64;
+        while now_us() < end_us {
+            ticks.tick().await;
+            n += 1;
+            let mut payload = vec![0u8; size.max(16)];
+            payload[..8].copy_from_slice(&n.to_be_bytes());
+            payload[8..16].copy_from_slice(&now_us().to_be_bytes());
+            let sent = if unreliable {
+                client.send_unreliable(dst, payload).await
+            } else {
+                client.send(dst, payload).await
+            };
+            match sent {
+                Ok(_) => emit(EventKind::Sent, Some(n), None, None),
+                Err(e) => error(e),
             }
         }
         client.shutdown().await;

@@ -674,6 +674,11 @@ host = "c1"
 target = "edge"
 interval = "100ms"
 
+[[stream]]
+from = "c1"
+to = "c2"
+rate = 50
+
 [[fault]]
 at = "2s"
 do = "cut east:core"
@@ -764,6 +769,13 @@ do = "restart r4"
     assert!(ping["lost"].as_u64() >= Some(1), "{ping:#}");
     assert_eq!(ping["windows"][3]["count"], 0, "{ping:#}");
     assert!(ping["delivered"].as_u64() >= Some(40), "{ping:#}");
+    // The datagram stream from c1 (west) to c2 (east) crosses the cut:
+    // what the sink got and lost adds up to what the source sent.
+    let sent = named("stream")["delivered"].as_u64().expect("sent");
+    let sink = named("stream-sink");
+    let got = sink["delivered"].as_u64().expect("received");
+    assert!(sent >= 200 && got > 0, "{sink:#}");
+    assert_eq!(got + sink["lost"].as_u64().expect("lost"), sent, "{sink:#}");
 
     // Each fault: carried out, paired with its heal, and recovered from.
     let faults = r("/faults").as_array().expect("faults");

@@ -76,9 +76,15 @@ pub fn teardown(state: &State, grace: Duration) -> anyhow::Result<DownReport> {
     if let Engine::Podman(podman) = &state.engine {
         // Their daemons are gone; so are the containers (`--rm`), unless
         // podman could not clean up after one.
-        match podman.remove_all(&format!("{}-", state.prefix)) {
+        let prefix = format!("{}-", state.prefix);
+        match podman.remove_all(&prefix) {
             Ok(n) => report.containers += n,
             Err(e) => failures.push(format!("{e:#}")),
+        }
+        // Each `podman run` client exits once its container is gone.
+        for pid in crate::engine::Podman::wait_for_clients(&prefix, Duration::from_secs(10)) {
+            sys::signal(pid, "KILL");
+            report.killed += 1;
         }
     }
     let existing = sys::namespaces()?;
