@@ -29,10 +29,15 @@
 //!   client on `dst` (up to 256 in flight) for `--stream-secs`; received
 //!   per second, and the routers' CPU per datagram (all routers' user +
 //!   system time over the run, from `/proc`);
-//! - **server move**: a capsule is created on the server and read back
-//!   from `dst`; the server is moved to the second edge router of its
-//!   group (`move-server`), and the clock runs until a read from `dst`
-//!   succeeds again;
+//! - **server move**: a scenario (`gdp_deploy::run`) on the running
+//!   testbed: a writer on `src` appending 20 records a second to the
+//!   server's capsule, a subscriber on `dst`, a stream of 100 datagrams a
+//!   second from `src` to `dst`; at 5 s the server moves to the second
+//!   edge router of its group (`move-server`), and the report's 1 s
+//!   windows give each workload's outage (from the move to the first
+//!   window from which every window has a success), and
+//!   whether every acknowledged record reached the subscriber (the report
+//!   directory is kept with `--keep DIR`);
 //! - **memory**: each router's resident memory (`VmRSS`) after all that.
 //!
 //! Everything runs on this machine, so the routers share its cores with
@@ -49,7 +54,6 @@ use gdp_certs::{Identity, Kind, Name};
 use gdp_client::{Client, ClientOptions};
 use gdp_deploy::engine::{DEFAULT_IMAGE, DEFAULT_REDIS_IMAGE, Engine, Podman};
 use gdp_deploy::state::State;
-use gdp_deploy::testbed::faults::{self, Fault};
 use gdp_deploy::testbed::{self, UpOptions};
 
 /// Edge routers per core router.
@@ -197,7 +201,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
     })?;
     let bring_up = started.elapsed();
     eprintln!("up in {bring_up:.1?}");
-    let measured = measure(args, &dir, &state_dir, &mut state, groups);
+    let measured = measure(args, &dir, &state_dir, &mut state);
     if args.keep.is_none() {
         testbed::down(&state_dir, Duration::from_secs(5))?;
         let _ = std::fs::remove_dir_all(&dir);
@@ -213,16 +217,29 @@ struct Measured {
     received: u64,
     stream_secs: f64,
     router_cpu_us_per_datagram: f64,
-    convergence: Duration,
+    moved: MoveReport,
     rss_kib: Vec<u64>,
 }
+
+/// The server move of the scenario: from the move to the first 1 s window
+/// from which each workload has a success in every window (`None`: not
+/// within the scenario).
+struct MoveReport {
+    writer_ms: Option<f64>,
+    subscriber_ms: Option<f64>,
+    stream_ms: Option<f64>,
+    every_record: bool,
+    report: PathBuf,
+}
+
+/// How long the server-move scenario runs.
+const MOVE_SCENARIO_SECS: u64 = 30;
 
 fn measure(
     args: &Args,
     dir: &Path,
     state_dir: &Path,
     state: &mut State,
-    groups: usize,
 ) -> anyhow::Result<Measured> {
     let gdp = args.bin_dir.join("gdp");
     let keys = dir.join("keys");
@@ -287,62 +304,88 @@ fn measure(
     let stream_secs: f64 = fields.next().context("a duration")?.parse()?;
     eprintln!("forwarded {received} datagrams in {stream_secs:.2} s");
 
-    // The server moves to the second edge router of its group.
-    let server = state
-        .host("e1-1")
-        .and_then(|h| h.capsule_server.as_ref())
-        .map(|s| s.name.clone())
-        .context("the capsule server on e1-1")?;
-    let capsules = dir.join("capsules");
-    let out = in_host(state, "src", &gdp, &keys)?
-        .arg("--capsule-dir")
-        .arg(&capsules)
-        .args([
-            "--json", "capsule", "create", "--server", &server, "--label", "scale",
-        ])
-        .output()?;
-    let created: serde_json::Value = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find_map(|l| serde_json::from_str(l).ok())
-        .ok_or_else(|| anyhow!("capsule create: {}", String::from_utf8_lossy(&out.stderr)))?;
-    let capsule = created
-        .get("capsule")
-        .or_else(|| created.get("name"))
-        .and_then(serde_json::Value::as_str)
-        .ok_or_else(|| anyhow!("no capsule name in {created}"))?
-        .to_owned();
-    let ok = |state: &State, host: &str, what: &[&str]| -> anyhow::Result<bool> {
-        Ok(in_host(state, host, &gdp, &keys)?
-            .arg("--capsule-dir")
-            .arg(&capsules)
-            .args(["--timeout", "1s"])
-            .args(what)
-            .output()?
-            .status
-            .success())
-    };
-    if !ok(state, "src", &["append", &capsule, "before the move"])?
-        || !ok(state, "dst", &["read", &capsule])?
-    {
-        bail!("the capsule could not be written or read before the move");
-    }
-    let moved = Instant::now();
-    let done = faults::apply(
-        state,
-        state_dir,
-        &Fault::parse("move-server e1-1 --to e1-2").map_err(|e| anyhow!(e))?,
-        Duration::from_secs(30),
+    // A scenario on the running testbed: a writer on `src` appending to
+    // the server's capsule, a subscriber on `dst`, a datagram stream from
+    // `src` to `dst`; at 5 s the server moves to the second edge router of
+    // its group.
+    let scenario = dir.join("move.toml");
+    std::fs::write(
+        &scenario,
+        format!(
+            r#"topology = "{}"
+duration = "{MOVE_SCENARIO_SECS}s"
+drain = "5s"
+
+[[writer]]
+host = "src"
+server = "e1-1"
+rate = 20
+
+[[subscriber]]
+host = "dst"
+
+[[stream]]
+from = "src"
+to = "dst"
+rate = 100
+
+[[fault]]
+at = "5s"
+do = "move-server e1-1 --to e1-2"
+"#,
+            dir.join("topology.toml").display()
+        ),
     )?;
-    eprintln!("{done}");
-    let convergence = loop {
-        if ok(state, "dst", &["read", &capsule])? {
-            break moved.elapsed();
-        }
-        if moved.elapsed() > Duration::from_secs(120) {
-            bail!("no read succeeded within 120 s of the move");
+    let outcome = gdp_deploy::run::run(
+        &gdp_deploy::run::RunOptions {
+            scenario,
+            report: dir.join("report"),
+            state: Some(state_dir.to_path_buf()),
+            keep: true,
+            bin_dir: Some(args.bin_dir.clone()),
+            prefix: None,
+            timeout: Duration::from_secs(60),
+            engine: state.engine.clone(),
+        },
+        &mut |line| eprintln!("{line}"),
+    )?;
+    eprint!("{}", gdp_deploy::run::summary(&outcome.report));
+    *state = State::load(state_dir)?.context("the testbed's state after the scenario")?;
+    let moved = outcome
+        .report
+        .faults
+        .first()
+        .context("the move in the report")?;
+    // An answer already on its way counts as a success just after the
+    // move, so the outage is read from the 1 s windows instead: from the
+    // move to the start of the first window from which every window has a
+    // success.
+    let move_s = moved.at_s;
+    let outage = |w: &str| -> Option<f64> {
+        let windows = &outcome
+            .report
+            .workloads
+            .iter()
+            .find(|r| r.name == w)?
+            .windows;
+        let end_s = MOVE_SCENARIO_SECS as f64;
+        let after: Vec<_> = windows
+            .iter()
+            .filter(|x| x.start_s + 1.0 > move_s && x.start_s < end_s)
+            .collect();
+        match after.iter().rposition(|x| x.count == 0) {
+            None => Some(0.0),
+            Some(i) if i + 1 < after.len() => Some((after[i + 1].start_s - move_s).max(0.0) * 1e3),
+            Some(_) => None,
         }
     };
-    eprintln!("read again {convergence:.2?} after the move ({groups} groups)");
+    let move_report = MoveReport {
+        writer_ms: outage("writer"),
+        subscriber_ms: outage("subscriber"),
+        stream_ms: outage("stream-sink"),
+        every_record: outcome.report.every_acknowledged_record_delivered,
+        report: dir.join("report/report.json"),
+    };
     let rss_kib = state
         .processes
         .iter()
@@ -355,7 +398,7 @@ fn measure(
         received,
         stream_secs,
         router_cpu_us_per_datagram: router_cpu * 1e6 / received.max(1) as f64,
-        convergence,
+        moved: move_report,
         rss_kib,
     })
 }
@@ -541,9 +584,22 @@ fn print_table(routers: usize, groups: usize, bring_up: Duration, m: &Measured) 
         "| routers' CPU per datagram, all routers together | {:.1} us |",
         m.router_cpu_us_per_datagram
     );
+    let secs = |ms: Option<f64>| {
+        ms.map_or_else(
+            || "not within the scenario".to_owned(),
+            |m| format!("{:.0} s", m / 1e3),
+        )
+    };
     println!(
-        "| server moved to another router: until a read from `dst` succeeds | {:.2} s |",
-        m.convergence.as_secs_f64()
+        "| server moved to another router at 5 s of a {MOVE_SCENARIO_SECS} s scenario: until every 1 s window has a success again, writer (acknowledged appends) / subscriber (records) / stream (datagrams) | {} / {} / {} |",
+        secs(m.moved.writer_ms),
+        secs(m.moved.subscriber_ms),
+        secs(m.moved.stream_ms)
+    );
+    println!(
+        "| every acknowledged record delivered to the subscriber | {} ({}) |",
+        if m.moved.every_record { "yes" } else { "no" },
+        m.moved.report.display()
     );
     println!(
         "| resident memory per router, p50 / max | {:.1} / {:.1} MiB |",

@@ -242,7 +242,7 @@ fn drive(
     state: &mut State,
     progress: &mut dyn FnMut(&str),
 ) -> anyhow::Result<Report> {
-    let exe = std::env::current_exe().context("finding this program")?;
+    let exe = testbed::deploy_program(opts.bin_dir.as_deref())?;
     let wl = dir.join("workloads");
     let mut running: Vec<Running> = Vec::new();
     let result = (|| -> anyhow::Result<Report> {

@@ -57,9 +57,21 @@ impl Binaries {
             redis: sys::which("redis-server").ok_or_else(|| {
                 anyhow!("redis-server is not on PATH (Debian: apt-get install redis-server)")
             })?,
-            deploy: std::env::current_exe().context("finding this program")?,
+            deploy: deploy_program(bin_dir)?,
         })
     }
+}
+
+/// The `gdp-deploy` that runs a testbed's helpers (delay relays,
+/// workloads, scrapes): the one in `bin_dir` when it has one, else this
+/// program (which is `gdp-deploy` unless a program links the library).
+pub fn deploy_program(bin_dir: Option<&Path>) -> anyhow::Result<PathBuf> {
+    if let Some(p) = bin_dir.map(|d| d.join("gdp-deploy"))
+        && sys::is_executable(&p)
+    {
+        return Ok(p);
+    }
+    std::env::current_exe().context("finding this program")
 }
 
 /// Checks what `up` needs from the machine: root, `ip` with network
