@@ -53,6 +53,7 @@ use anyhow::{Context as _, anyhow, bail};
 use gdp_certs::{Identity, Kind, Name};
 use gdp_client::{Client, ClientOptions};
 use gdp_deploy::engine::{DEFAULT_IMAGE, DEFAULT_REDIS_IMAGE, Engine, Podman};
+use gdp_deploy::report::Percentiles;
 use gdp_deploy::state::State;
 use gdp_deploy::testbed::{self, UpOptions};
 
@@ -390,7 +391,8 @@ do = "move-server e1-1 --to e1-2"
         .processes
         .iter()
         .filter(|p| p.program == "gdp-router")
-        .filter_map(|p| rss_kib(p.pid))
+        .filter_map(|p| gdp_testkit::resident_bytes(p.pid))
+        .map(|b| b / 1024)
         .collect();
     Ok(Measured {
         cold_ms,
@@ -409,14 +411,8 @@ fn in_host(state: &State, host: &str, program: &Path, keys: &Path) -> anyhow::Re
     let h = state
         .host(host)
         .with_context(|| format!("no host {host}"))?;
-    let mut c = Command::new("ip");
-    c.args(["netns", "exec", &h.namespace])
-        .arg(program)
-        .env("GDP_ROUTER", h.gdp_router.to_string())
-        .env("GDP_KEY", keys.join(format!("{host}.key")));
-    if let Some(name) = &h.gdp_router_name {
-        c.env("GDP_ROUTER_NAME", name);
-    }
+    let mut c = testbed::in_host(h, program.as_os_str());
+    c.env("GDP_KEY", keys.join(format!("{host}.key")));
     Ok(c)
 }
 
@@ -443,17 +439,6 @@ fn routers_cpu(state: &State) -> f64 {
         .filter(|p| p.program == "gdp-router")
         .filter_map(|p| gdp_testkit::cpu_seconds(p.pid))
         .sum()
-}
-
-fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
 }
 
 /// A client of the host's router, with the key in `GDP_KEY` (made if
@@ -542,16 +527,11 @@ fn source(args: Vec<String>) -> anyhow::Result<()> {
     })
 }
 
-fn percentile(v: &[f64], q: f64) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(f64::total_cmp);
-    v.get(((v.len() as f64 - 1.0) * q).round() as usize)
-        .copied()
-        .unwrap_or(f64::NAN)
-}
-
 fn print_table(routers: usize, groups: usize, bring_up: Duration, m: &Measured) {
     let rss: Vec<f64> = m.rss_kib.iter().map(|k| *k as f64 / 1024.0).collect();
+    // p50, p90 and max (nearest rank, as the scenario reports count them).
+    let pct = |v: &[f64]| Percentiles::of(v).map_or([f64::NAN; 3], |p| [p.p50, p.p90, p.max]);
+    let (cold, warm, rss) = (pct(&m.cold_ms), pct(&m.warm_ms), pct(&rss));
     println!();
     println!(
         "{routers} routers ({groups} core, {} edge)",
@@ -566,15 +546,11 @@ fn print_table(routers: usize, groups: usize, bring_up: Duration, m: &Measured) 
     );
     println!(
         "| first ping to each router from `src` (lookup + dial), p50 / p90 / max | {:.2} / {:.2} / {:.2} ms |",
-        percentile(&m.cold_ms, 0.5),
-        percentile(&m.cold_ms, 0.9),
-        percentile(&m.cold_ms, 1.0)
+        cold[0], cold[1], cold[2]
     );
     println!(
         "| second ping (warm), p50 / p90 / max | {:.2} / {:.2} / {:.2} ms |",
-        percentile(&m.warm_ms, 0.5),
-        percentile(&m.warm_ms, 0.9),
-        percentile(&m.warm_ms, 1.0)
+        warm[0], warm[1], warm[2]
     );
     println!(
         "| datagrams of {PAYLOAD} B from `src` to `dst` (4 router hops), per second | {:.0} |",
@@ -603,7 +579,6 @@ fn print_table(routers: usize, groups: usize, bring_up: Duration, m: &Measured) 
     );
     println!(
         "| resident memory per router, p50 / max | {:.1} / {:.1} MiB |",
-        percentile(&rss, 0.5),
-        percentile(&rss, 1.0)
+        rss[0], rss[2]
     );
 }

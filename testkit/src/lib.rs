@@ -59,7 +59,9 @@ pub use bin::{workspace_bin, workspace_bin_dir};
 pub use capsule::Writer;
 pub use dir::TempDir;
 pub use net::{ClosedTcpPort, scrape_metrics, udp_socket};
-pub use process::{ChildGuard, cpu_seconds, spawn_with_start_line, start_line_field};
+pub use process::{
+    ChildGuard, cpu_seconds, resident_bytes, spawn_with_start_line, start_line_field,
+};
 #[cfg(feature = "redis")]
 pub use redis::{RedisCluster, RedisServer, RedisServerError};
 pub use rng::{SEED_ENV, seeded_rng, test_seed};

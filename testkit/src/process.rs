@@ -209,9 +209,28 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
     Some((ticks(14)? + ticks(15)?) as f64 / 100.0)
 }
 
+/// Resident memory of process `pid` in bytes (`VmRSS` of
+/// `/proc/PID/status`), or `None` where `/proc` does not say.
+pub fn resident_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn this_process_has_resident_memory() {
+        assert!(resident_bytes(std::process::id()).is_some_and(|b| b > 0));
+    }
 
     #[test]
     fn the_first_line_is_returned_and_the_process_killed_on_drop() {

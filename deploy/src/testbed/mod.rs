@@ -24,7 +24,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 
 pub use machine::{Binaries, check_machine, deploy_program};
-pub use status::{ProcessStatus, exec, measure, status, table};
+pub use status::{ProcessStatus, exec, in_host, measure, status, table};
 pub use teardown::{DownReport, down, teardown};
 
 use crate::engine::{Engine, Podman};

@@ -45,15 +45,23 @@ pub fn exec(
     let Some((program, args)) = command.split_first() else {
         bail!("no command given");
     };
+    let mut c = in_host(h, program.as_ref());
+    c.args(args);
+    c.status()
+        .with_context(|| format!("running {program} on {host}"))
+}
+
+/// `program` in host `h`'s namespace, with `GDP_ROUTER` (and
+/// `GDP_ROUTER_NAME`) set to the router that host's clients use.
+pub fn in_host(h: &crate::state::HostState, program: &std::ffi::OsStr) -> std::process::Command {
     let mut c = std::process::Command::new("ip");
-    c.args(["netns", "exec", &h.namespace, program])
-        .args(args)
+    c.args(["netns", "exec", &h.namespace])
+        .arg(program)
         .env("GDP_ROUTER", h.gdp_router.to_string());
     if let Some(name) = &h.gdp_router_name {
         c.env("GDP_ROUTER_NAME", name);
     }
-    c.status()
-        .with_context(|| format!("running {program} on {host}"))
+    c
 }
 
 /// A table of the hosts: namespace, address, router and capsule server.
