@@ -450,8 +450,16 @@ async fn a_dropped_receiver_discards_what_arrives_and_the_link_still_reports_dow
     let reason = tokio::time::timeout(WAIT, link.closed())
         .await
         .expect("the link reports down without an owner reading");
+    // The router's CONNECTION_CLOSE travels in a UDP datagram like any
+    // other: on a loaded machine the socket's receive buffer, full of the
+    // thousand echoes, may drop it, and the router's endpoint then answers
+    // the link's next packet with a stateless reset. Either way the link
+    // is down and says the peer ended it.
     assert!(
-        matches!(reason, DownReason::ClosedByPeer { .. }),
+        matches!(
+            reason,
+            DownReason::ClosedByPeer { .. } | DownReason::Lost(quinn::ConnectionError::Reset)
+        ),
         "{reason:?}"
     );
 }

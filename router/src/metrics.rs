@@ -18,6 +18,9 @@
 //! | `gdp_router_bad_records_total` | counter | directory records that failed to decode or verify |
 //! | `gdp_router_peers_refused_total` | counter | router links the peering policy refused (not a router, not trusted under `trusted-only`, not vouched for by the directory) |
 //! | `gdp_router_entitlement_misses_total` | counter | PDUs from directory-vouched routers held (or dropped) because their source's entitlement was not known yet; failed checks count as `gdp_router_dropped_total{reason="bad_source"}` |
+//! | `gdp_router_entitlement_rechecks_total` | counter | PDUs from directory-vouched routers whose source's grants named other routers, held while the source was looked up once more (at most once a second per source: it may have moved) |
+//! | `gdp_router_departed_naks_total` | counter | PDUs from router links for a name that left this router, answered with a NakNoRoute so that the sender's stale route is dropped |
+//! | `gdp_router_routes_dropped_by_nak_total` | counter | cached routes dropped because their next hop sent back a NakNoRoute for the name |
 //! | `gdp_router_pending_pdus`, `gdp_router_pending_bytes`, `gdp_router_links`, `gdp_router_fib_entries` | gauge | current state |
 //! | `gdp_router_attach_timeouts_total` | counter | unproven links closed at `attach_timeout` |
 //! | `gdp_router_links_refused_total{reason}` | counter | new links closed at once: `unproven` (`max_unproven_links`), `per_peer` (`max_links_per_peer`) |
@@ -190,6 +193,16 @@ pub fn render(s: &Snapshot) -> String {
             c.naks_sent,
         ),
         (
+            "gdp_router_departed_naks_total",
+            "PDUs from router links for a name that left this router, answered with a NAK.",
+            c.departed_naks,
+        ),
+        (
+            "gdp_router_routes_dropped_by_nak_total",
+            "Cached routes dropped because their next hop answered that the name has no route.",
+            c.routes_dropped_by_nak,
+        ),
+        (
             "gdp_router_pongs_sent_total",
             "Pings this router answered.",
             c.pongs_sent,
@@ -274,6 +287,11 @@ pub fn render(s: &Snapshot) -> String {
             "gdp_router_entitlement_misses_total",
             "PDUs from directory-vouched routers held or dropped because their source's entitlement was not known yet.",
             c.entitlement_misses,
+        ),
+        (
+            "gdp_router_entitlement_rechecks_total",
+            "PDUs from directory-vouched routers held while their source, refused by its grants, was looked up once more.",
+            c.entitlement_rechecks,
         ),
         (
             "gdp_router_links_closed_total",

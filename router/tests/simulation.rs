@@ -275,14 +275,23 @@ fn a_withdrawn_capsule_becomes_unreachable() {
     assert_eq!(naks[0].reason, NakReason::NoRoute);
     assert_eq!(naks[0].seq, seq);
     let after = net.router(routers[9]).stats();
-    // Router 0 still had the capsule cached towards router 9, which looked it
-    // up, found nothing and answered (the route to the client was known:
-    // router 9 resolved it when the first PDU's source was checked).
-    assert_eq!(after.lookups, before.lookups + 1);
-    assert_eq!(after.lookup_failures, before.lookup_failures + 1);
+    // Router 0 still had the capsule cached towards router 9, which knows
+    // the capsule left it and answered at once, without a lookup (the
+    // route to the client was known: router 9 resolved it when the first
+    // PDU's source was checked).
+    assert_eq!(after.lookups, before.lookups);
+    assert_eq!(after.departed_naks, before.departed_naks + 1);
     assert_eq!(after.dropped.no_route, before.dropped.no_route + 1);
     assert_eq!(after.naks_sent, before.naks_sent + 1);
     assert_eq!(naks[0].from, net.router_name(routers[9]));
+    // Router 0 dropped its stale route as the NAK passed: the next PDU is
+    // looked up afresh, fails, and is answered by router 0 itself.
+    assert_eq!(net.router(routers[0]).stats().routes_dropped_by_nak, 1);
+    send(&mut net, client, cap.name(), b"third");
+    net.run_for(3 * SECOND);
+    let naks = net.endpoint(client).naks();
+    assert_eq!(naks.len(), 2);
+    assert_eq!(naks[1].from, net.router_name(routers[0]));
 }
 
 #[test]
@@ -602,4 +611,122 @@ fn a_fresh_core_asks_to_start_then_sleeps_until_its_republish() {
         gdp_router::sim::SIM_START.saturating_add(Duration::from_secs(200))
     );
     assert_eq!(net.router(routers[0]).stats().records_published, 1);
+}
+
+/// The server `server` leaves its link `link` and attaches to `to`; the
+/// client keeps sending to it every 250 ms for `secs` seconds. Returns
+/// how many of those sends were echoed and the time from the move to the
+/// first echo.
+fn move_and_probe(
+    net: &mut Network,
+    client: EndpointId,
+    server: EndpointId,
+    link: gdp_router::core::LinkId,
+    to: RouterId,
+    secs: u64,
+) -> (usize, Duration) {
+    let s = name(net, server);
+    let before = net.endpoint(client).data_from(s).count();
+    let moved = net.now();
+    net.cut_link(link);
+    net.run_for(SECOND / 10);
+    net.attach(server, to);
+    net.run_for(SECOND / 2);
+    assert_eq!(net.endpoint(server).state(), AttachState::Attached);
+    let mut first = None;
+    for _ in 0..secs * 4 {
+        send(net, client, s, b"where are you");
+        net.run_for(SECOND / 4);
+        if first.is_none() && net.endpoint(client).data_from(s).count() > before {
+            first = Some(net.now().since(moved));
+        }
+    }
+    let echoed = net.endpoint(client).data_from(s).count() - before;
+    (echoed, first.unwrap_or(Duration::MAX))
+}
+
+/// No router on the way counted a violation or closed a router link.
+fn assert_no_violations(net: &Network, routers: &[RouterId]) {
+    for r in routers {
+        let st = net.router(*r).stats();
+        assert_eq!(st.dropped.bad_source, 0, "router {r:?} counted bad sources");
+        assert_eq!(st.links_closed, 0, "router {r:?} closed a link");
+    }
+}
+
+/// An echoing server attached to `from`, and the client's first exchange
+/// with it (which leaves routes and grants to be outdated by a move).
+fn echo_server_at(
+    net: &mut Network,
+    client: EndpointId,
+    from: RouterId,
+) -> (EndpointId, gdp_router::core::LinkId) {
+    let server = net.add_endpoint(Kind::Server, "mover");
+    let link = net.attach(server, from);
+    net.run_for(SECOND);
+    net.endpoint_mut(server).set_echo(true);
+    let s = name(net, server);
+    send(net, client, s, b"here");
+    net.run_for(SECOND);
+    assert_eq!(net.endpoint(client).data_from(s).count(), 1);
+    (server, link)
+}
+
+#[test]
+fn a_server_that_moves_behind_the_same_gateway_is_found_again_at_once() {
+    let (mut net, routers) = overlay(2, |_| {});
+    let g = routers[0];
+    let (e1, e2, e3) = (
+        net.add_private_router(g),
+        net.add_private_router(g),
+        net.add_private_router(g),
+    );
+    let client = attached(&mut net, Kind::Client, "client", e3);
+    let (server, link) = echo_server_at(&mut net, client, e1);
+    let (echoed, first) = move_and_probe(&mut net, client, server, link, e2, 10);
+    assert!(first <= 3 * SECOND, "first echo {first:?} after the move");
+    assert!(echoed >= 36, "{echoed} of 40 echoed");
+    assert_no_violations(&net, &[g, e1, e2, e3]);
+}
+
+#[test]
+fn a_server_that_moves_between_public_routers_is_found_again_at_once() {
+    let (mut net, routers) = overlay(3, |_| {});
+    let client = attached(&mut net, Kind::Client, "client", routers[0]);
+    let (server, link) = echo_server_at(&mut net, client, routers[1]);
+    let (echoed, first) = move_and_probe(&mut net, client, server, link, routers[2], 10);
+    assert!(first <= 3 * SECOND, "first echo {first:?} after the move");
+    assert!(echoed >= 36, "{echoed} of 40 echoed");
+    assert_no_violations(&net, &routers);
+    // One NAK from the old router dropped the client's router's route.
+    assert_eq!(net.router(routers[1]).stats().departed_naks, 1);
+    assert_eq!(net.router(routers[0]).stats().routes_dropped_by_nak, 1);
+}
+
+#[test]
+fn a_moved_server_that_speaks_first_is_not_taken_for_a_forger() {
+    let (mut net, routers) = overlay(3, |_| {});
+    let (r0, r2) = (routers[0], routers[2]);
+    let client = attached(&mut net, Kind::Client, "client", r0);
+    // The client's router learns where the server is (and whom that
+    // entitles to send as it) from a first exchange.
+    let (server, link) = echo_server_at(&mut net, client, routers[1]);
+    let (c, s) = (name(&net, client), name(&net, server));
+
+    // The server moves and pushes to the client before the client says
+    // anything: its PDUs reach the client's router from a router its
+    // grants do not name.
+    net.cut_link(link);
+    net.run_for(SECOND / 10);
+    net.attach(server, r2);
+    net.run_for(SECOND / 2);
+    for _ in 0..20 {
+        send(&mut net, server, c, b"news");
+        net.run_for(SECOND / 4);
+    }
+    let got = net.endpoint(client).data_from(s).count() - 1;
+    assert_eq!(got, 20, "{got} of 20 pushes arrived");
+    let st = net.router(r0).stats();
+    assert_eq!(st.entitlement_rechecks, 1);
+    assert_no_violations(&net, &routers);
 }

@@ -512,6 +512,7 @@ impl RouterCore {
                 expires: Timestamp::MAX,
             },
         );
+        self.returned(&name);
         self.publish(now, name, Some(link), target);
         self.route_available(now, name);
     }
@@ -657,6 +658,8 @@ impl RouterCore {
             None => {
                 self.fib.remove_if(&name, |e| e.kind == RouteKind::Local);
                 if self.published.remove(&name).is_some() {
+                    // Routes elsewhere may still lead here.
+                    self.departed(now, name);
                     self.actions.push_back(Action::Unpublish { name });
                 }
             }

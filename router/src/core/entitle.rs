@@ -146,7 +146,16 @@ pub(crate) struct Entitlements {
     /// Router links whose hello passed, waiting for the directory to vouch
     /// for the peer.
     awaiting: BTreeMap<LinkId, Name>,
+    /// Sources looked up again because their grants named other routers,
+    /// and when: at most once per [`RECHECK_INTERVAL`] each.
+    rechecked: HashMap<Name, Timestamp, NameHasherBuilder>,
 }
+
+/// How often a source whose grants name other routers than the sending
+/// peer is looked up again before a PDU of it counts as a violation: its
+/// grants may predate a move (the source attached elsewhere since, and its
+/// replies now come another way).
+pub(crate) const RECHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Entitlements {
     /// An empty table with the configured bounds, hashing names with `key`.
@@ -159,6 +168,7 @@ impl Entitlements {
             held_total,
         } = bounds;
         Entitlements {
+            rechecked: HashMap::with_hasher(NameHasherBuilder::new([key[1], key[0]])),
             grants: HashMap::with_hasher(NameHasherBuilder::new(key)),
             max_names,
             max_grants_per_name: max_grants_per_name.max(1),
@@ -244,6 +254,24 @@ impl Entitlements {
             }
         }
         unknown.map_or(Check::NotEntitled, Check::Unknown)
+    }
+
+    /// True if `src`, refused by its grants, may be looked up once more now
+    /// (and notes that it is): not within [`RECHECK_INTERVAL`] of its last
+    /// recheck, and room in the table (at most `max_names` entries).
+    fn recheck_due(&mut self, now: Timestamp, src: Name) -> bool {
+        let fresh = |at: &Timestamp| now < at.saturating_add(RECHECK_INTERVAL);
+        if self.rechecked.get(&src).is_some_and(fresh) {
+            return false;
+        }
+        if !self.rechecked.contains_key(&src) && self.rechecked.len() >= self.max_names {
+            self.rechecked.retain(|_, at| fresh(at));
+            if self.rechecked.len() >= self.max_names {
+                return false;
+            }
+        }
+        self.rechecked.insert(src, now);
+        true
     }
 
     /// True if a valid record for `router`'s own name, published by
@@ -399,10 +427,22 @@ impl RouterCore {
         bytes: Bytes,
     ) {
         if self.entitle.trust(link) != Some(Trust::Vouched) {
-            return self.forward(now, header, bytes);
+            return self.forward_from_router(now, link, header, bytes);
         }
         match self.check_source(now, link, peer, header.src) {
-            Check::Entitled => self.forward(now, header, bytes),
+            Check::Entitled => self.forward_from_router(now, link, header, bytes),
+            Check::NotEntitled if self.may_recheck(now, header.src) => {
+                // The grants may predate a move of the source: look it up
+                // once more before judging.
+                self.stats.entitlement_rechecks += 1;
+                let pdu = HeldPdu {
+                    link,
+                    header,
+                    bytes,
+                    waits: 0,
+                };
+                self.hold_for(now, pdu.header.src, pdu);
+            }
             Check::NotEntitled => self.bad_source(now, link, peer, &header),
             Check::Unknown(name) => {
                 let pdu = HeldPdu {
@@ -441,6 +481,17 @@ impl RouterCore {
         if !self.entitle.hold(peer, pdu) {
             self.stats.dropped.count(DropReason::QueueFull);
         }
+    }
+
+    /// True if a source refused by its grants is looked up once more (see
+    /// [`RECHECK_INTERVAL`]); never for a name attached here, which no peer
+    /// may send as.
+    fn may_recheck(&mut self, now: Timestamp, src: Name) -> bool {
+        let local = self
+            .fib
+            .get(&src)
+            .is_some_and(|e| e.kind == RouteKind::Local);
+        !local && self.entitle.recheck_due(now, src)
     }
 
     fn bad_source(&mut self, now: Timestamp, link: LinkId, peer: Name, header: &PduHeader) {

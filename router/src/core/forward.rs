@@ -164,8 +164,22 @@ impl RouterCore {
                 }
             }
             PduType::Publish => self.on_publish(now, link, &header, bytes),
-            _ => self.forward(now, header, bytes),
+            _ => self.forward_from_router(now, link, header, bytes),
         }
+    }
+
+    /// Sends on a PDU from the ready router link `link` whose source passed
+    /// its check; a NAK on its way back drops a stale route through `link`
+    /// first (see the `moved` module).
+    pub(crate) fn forward_from_router(
+        &mut self,
+        now: Timestamp,
+        link: LinkId,
+        header: PduHeader,
+        bytes: Bytes,
+    ) {
+        self.learn_from_nak(link, &header, &bytes);
+        self.forward(now, header, bytes);
     }
 
     /// Sends a PDU (received, or originated here) towards `header.dst`.

@@ -88,6 +88,7 @@ mod forward;
 mod inspect;
 mod io;
 mod limits;
+mod moved;
 mod outbox;
 mod peering;
 mod pending;
@@ -180,6 +181,8 @@ pub struct RouterCore {
     entitle: entitle::Entitlements,
     /// Delivery trees, by capsule.
     trees: tree::Trees,
+    /// Names whose last local server left recently (see `moved`).
+    departed: moved::Departed,
 }
 
 impl RouterCore {
@@ -196,6 +199,7 @@ impl RouterCore {
             None => StdRng::from_entropy(),
         };
         let fib = Arc::new(Fib::new([rng.r#gen(), rng.r#gen()]));
+        let departed = moved::Departed::new([rng.r#gen(), rng.r#gen()]);
         let entitle = entitle::Entitlements::new(
             [rng.r#gen(), rng.r#gen()],
             entitle::HoldBounds {
@@ -235,6 +239,7 @@ impl RouterCore {
             next_seq: 1,
             entitle,
             trees: tree::Trees::default(),
+            departed,
             config,
         })
     }

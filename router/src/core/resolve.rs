@@ -135,6 +135,9 @@ impl RouterCore {
     /// the link it arrived on.
     pub(crate) fn on_miss(&mut self, now: Timestamp, header: PduHeader, bytes: Bytes) {
         let dst = header.dst;
+        if self.refuse_departed(now, &header) {
+            return;
+        }
         if let Some(neg) = self.negative.get(&dst).filter(|n| now <= n.until) {
             let reason = neg.reason;
             self.stats.negative_hits += 1;

@@ -195,6 +195,13 @@ pub struct Stats {
     pub dropped: Drops,
     /// NakNoRoute PDUs this router originated.
     pub naks_sent: u64,
+    /// PDUs from router links for a name that left this router, answered
+    /// with a NAK (the sender's route was stale) instead of being looked
+    /// up and sent on (also counted as `no_route` drops).
+    pub departed_naks: u64,
+    /// Cached routes dropped because a NAK saying the name has no route
+    /// came back from the route's next hop.
+    pub routes_dropped_by_nak: u64,
     /// Pings this router answered.
     pub pongs_sent: u64,
     /// FIB hits on the forwarding path.
@@ -245,6 +252,10 @@ pub struct Stats {
     /// known yet: held while the source is resolved, or dropped when the
     /// hold is full or the source is known to have no valid record.
     pub entitlement_misses: u64,
+    /// PDUs from directory-vouched peers whose source's grants named other
+    /// routers, held while the source was looked up once more (at most once
+    /// a second per source) before they counted as violations.
+    pub entitlement_rechecks: u64,
     /// Links this router closed.
     pub links_closed: u64,
     /// Unproven links closed at their `attach_timeout`.

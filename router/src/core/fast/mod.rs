@@ -117,6 +117,9 @@ pub enum Reason {
     Unreliable,
     /// Addressed to this router.
     ForThisRouter,
+    /// A NakNoRoute from a router: the core reads it, since it may say
+    /// that a cached route through that router went stale.
+    NakFromRouter,
     /// From an endpoint, with a source whose FIB entry is not a local entry
     /// through this link (not attached, spoofed, or served by another
     /// link).
@@ -168,6 +171,9 @@ pub fn decide<V: FibView + ?Sized>(fib: &V, at: &Ingress, header: &PduHeader) ->
     }
     if header.dst == at.router {
         return Verdict::Core(Reason::ForThisRouter);
+    }
+    if header.ptype == PduType::NakNoRoute && matches!(at.peer, Peer::Router(_)) {
+        return Verdict::Core(Reason::NakFromRouter);
     }
     match at.peer {
         Peer::Endpoint => {
