@@ -21,6 +21,7 @@
 //! | `gdp_router_entitlement_rechecks_total` | counter | PDUs from directory-vouched routers whose source's grants named other routers, held while the source was looked up once more (at most once a second per source: it may have moved) |
 //! | `gdp_router_departed_naks_total` | counter | PDUs from router links for a name that left this router, answered with a NakNoRoute so that the sender's stale route is dropped |
 //! | `gdp_router_routes_dropped_by_nak_total` | counter | cached routes dropped because their next hop sent back a NakNoRoute for the name |
+//! | `gdp_router_hairpins_total` | counter | PDUs from router links whose destination's route led back to the router that sent them: the cached route is dropped and the name looked up afresh, or the PDU is answered with a NAK |
 //! | `gdp_router_pending_pdus`, `gdp_router_pending_bytes`, `gdp_router_links`, `gdp_router_fib_entries` | gauge | current state |
 //! | `gdp_router_attach_timeouts_total` | counter | unproven links closed at `attach_timeout` |
 //! | `gdp_router_links_refused_total{reason}` | counter | new links closed at once: `unproven` (`max_unproven_links`), `per_peer` (`max_links_per_peer`) |
@@ -201,6 +202,11 @@ pub fn render(s: &Snapshot) -> String {
             "gdp_router_routes_dropped_by_nak_total",
             "Cached routes dropped because their next hop answered that the name has no route.",
             c.routes_dropped_by_nak,
+        ),
+        (
+            "gdp_router_hairpins_total",
+            "PDUs from router links whose route led back to the sending router (a stale route on one side).",
+            c.hairpins,
         ),
         (
             "gdp_router_pongs_sent_total",

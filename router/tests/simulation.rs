@@ -483,36 +483,77 @@ fn a_restarted_gateway_carries_the_chain_again() {
     assert!(net.router(g2).router_link(&net.router_name(r3)).is_some());
 }
 
+/// Three routers linked in a ring, each with a static route for `ghost`
+/// to the next (a loop no single router can see), and a client on the
+/// first.
+fn ring_loop(net: &mut Network, routers: &[RouterId], ghost: Name) -> EndpointId {
+    let links: Vec<_> = (0..routers.len())
+        .map(|i| net.link_routers(routers[i], routers[(i + 1) % routers.len()]))
+        .collect();
+    let client = attached(net, Kind::Client, "client", routers[0]);
+    let until = net.now().saturating_add(Duration::from_secs(60));
+    for (r, link) in routers.iter().zip(links) {
+        let now = net.now();
+        net.router_mut(*r)
+            .install_route(now, ghost, link, until)
+            .expect("router link");
+        net.flush_router(*r);
+    }
+    client
+}
+
 #[test]
 fn a_forwarding_loop_is_ended_by_the_ttl() {
     // Peers that check no sources: between vouched peers the loop is cut
     // sooner, by the source check (see security.rs).
-    let (mut net, routers) = overlay(10, |cfg| {
+    let (mut net, routers) = overlay(3, |cfg| {
+        cfg.router.peering = PeeringPolicy::InsecureOpen;
+    });
+    let ghost = Name::from_bytes([0x66; 32]);
+    let client = ring_loop(&mut net, &routers, ghost);
+    send(&mut net, client, ghost, b"round and round");
+    net.run_for(2 * SECOND);
+
+    let stats: Vec<_> = routers.iter().map(|r| net.router(*r).stats()).collect();
+    // The PDU took DEFAULT_TTL router hops, then died.
+    let forwarded: u64 = stats.iter().map(|s| s.forwarded).sum();
+    assert_eq!(forwarded, u64::from(DEFAULT_TTL));
+    assert_eq!(stats.iter().map(|s| s.dropped.ttl).sum::<u64>(), 1);
+    assert_eq!(stats.iter().map(|s| s.lookups).sum::<u64>(), 0);
+    assert!(net.endpoint(client).naks().is_empty());
+}
+
+#[test]
+fn a_route_back_to_the_sending_router_is_not_taken() {
+    // Two routers whose stale routes point at each other: the second one
+    // does not send the PDU back, and answers it instead.
+    let (mut net, routers) = overlay(3, |cfg| {
         cfg.router.peering = PeeringPolicy::InsecureOpen;
     });
     let (r1, r2) = (routers[1], routers[2]);
     let link = net.link_routers(r1, r2);
     let client = attached(&mut net, Kind::Client, "client", r1);
-    // Stale routes for a name nobody serves point each router at the other.
     let ghost = Name::from_bytes([0x66; 32]);
     let until = net.now().saturating_add(Duration::from_secs(60));
-    let now = net.now();
-    net.router_mut(r1)
-        .install_route(now, ghost, link, until)
-        .expect("router link");
-    net.router_mut(r2)
-        .install_route(now, ghost, link, until)
-        .expect("router link");
-
-    send(&mut net, client, ghost, b"round and round");
+    for r in [r1, r2] {
+        let now = net.now();
+        net.router_mut(r)
+            .install_route(now, ghost, link, until)
+            .expect("router link");
+        net.flush_router(r);
+    }
+    let seq = send(&mut net, client, ghost, b"round and round");
     net.run_for(2 * SECOND);
 
     let (s1, s2) = (net.router(r1).stats(), net.router(r2).stats());
-    // The PDU took DEFAULT_TTL router hops, then died.
-    assert_eq!(s1.forwarded + s2.forwarded, u64::from(DEFAULT_TTL));
-    assert_eq!(s1.dropped.ttl + s2.dropped.ttl, 1);
-    assert_eq!(s1.lookups + s2.lookups, 0);
-    assert!(net.endpoint(client).naks().is_empty());
+    assert_eq!(s2.hairpins, 1);
+    assert_eq!(s1.dropped.ttl + s2.dropped.ttl, 0);
+    let naks = net.endpoint(client).naks();
+    assert_eq!(naks.len(), 1);
+    assert_eq!((naks[0].unreachable, naks[0].seq), (ghost, seq));
+    assert_eq!(naks[0].from, net.router_name(r2));
+    // A static route is the operator's: the NAK did not remove it.
+    assert_eq!(s1.routes_dropped_by_nak, 0);
 }
 
 #[test]
@@ -729,4 +770,42 @@ fn a_moved_server_that_speaks_first_is_not_taken_for_a_forger() {
     let st = net.router(r0).stats();
     assert_eq!(st.entitlement_rechecks, 1);
     assert_no_violations(&net, &routers);
+}
+
+#[test]
+fn a_server_that_moves_away_from_its_clients_router_is_found_again_by_all() {
+    // Core routers G1 and G2; E1 and E2 behind G1. The server starts on
+    // E1, where one client is attached too; another client sits behind
+    // G2. Both talk to the server, so G1 caches its route towards E1 and
+    // E1 itself resolves it once the server has left.
+    let (mut net, routers) = overlay(2, |_| {});
+    let (g1, g2) = (routers[0], routers[1]);
+    let (e1, e2) = (net.add_private_router(g1), net.add_private_router(g1));
+    let e3 = net.add_private_router(g2);
+    let near = attached(&mut net, Kind::Client, "near", e1);
+    let far = attached(&mut net, Kind::Client, "far", e3);
+
+    let (server, link) = echo_server_at(&mut net, near, e1);
+    let s = name(&net, server);
+    send(&mut net, far, s, b"here");
+    net.run_for(SECOND);
+    assert_eq!(net.endpoint(far).data_from(s).count(), 1);
+
+    net.cut_link(link);
+    net.run_for(SECOND / 10);
+    net.attach(server, e2);
+    net.run_for(SECOND / 2);
+    for _ in 0..40 {
+        send(&mut net, near, s, b"near");
+        send(&mut net, far, s, b"far");
+        net.run_for(SECOND / 4);
+    }
+    for (who, label) in [(near, "near"), (far, "far")] {
+        let echoed = net.endpoint(who).data_from(s).count() - 1;
+        assert!(echoed >= 36, "{label}: {echoed} of 40 echoed");
+    }
+    assert_no_violations(&net, &[g1, g2, e1, e2, e3]);
+    // G1's cached route led back to E1, which had resolved the server's
+    // new place through G1: G1 looked the name up again.
+    assert!(net.router(g1).stats().hairpins >= 1);
 }

@@ -431,19 +431,15 @@ impl RouterCore {
         }
         match self.check_source(now, link, peer, header.src) {
             Check::Entitled => self.forward_from_router(now, link, header, bytes),
-            Check::NotEntitled if self.may_recheck(now, header.src) => {
-                // The grants may predate a move of the source: look it up
-                // once more before judging.
-                self.stats.entitlement_rechecks += 1;
+            Check::NotEntitled => {
                 let pdu = HeldPdu {
                     link,
                     header,
                     bytes,
                     waits: 0,
                 };
-                self.hold_for(now, pdu.header.src, pdu);
+                self.not_entitled(now, peer, pdu);
             }
-            Check::NotEntitled => self.bad_source(now, link, peer, &header),
             Check::Unknown(name) => {
                 let pdu = HeldPdu {
                     link,
@@ -480,6 +476,20 @@ impl RouterCore {
         };
         if !self.entitle.hold(peer, pdu) {
             self.stats.dropped.count(DropReason::QueueFull);
+        }
+    }
+
+    /// A PDU from `peer` whose source's grants name other routers: held
+    /// while the source is looked up once more (its grants may predate a
+    /// move), at most once per [`RECHECK_INTERVAL`] per source; otherwise
+    /// a violation.
+    fn not_entitled(&mut self, now: Timestamp, peer: Name, pdu: HeldPdu) {
+        let src = pdu.header.src;
+        if self.may_recheck(now, src) {
+            self.stats.entitlement_rechecks += 1;
+            self.hold_for(now, src, pdu);
+        } else {
+            self.bad_source(now, pdu.link, peer, &pdu.header);
         }
     }
 
@@ -542,7 +552,14 @@ impl RouterCore {
             };
             match self.check_source(now, pdu.link, peer, pdu.header.src) {
                 Check::Entitled => self.release_held(now, pdu.link, pdu.header, pdu.bytes),
-                Check::NotEntitled => self.bad_source(now, pdu.link, peer, &pdu.header),
+                // Its source's grants were just looked up: nothing newer to
+                // learn.
+                Check::NotEntitled if pdu.header.src == name => {
+                    self.bad_source(now, pdu.link, peer, &pdu.header);
+                }
+                // Held for another name (the peer's vouching, a gateway):
+                // the source's own grants may be stale.
+                Check::NotEntitled => self.not_entitled(now, peer, pdu),
                 Check::Unknown(next) if next != name && pdu.waits < self.config.max_via_depth => {
                     // A gateway on the source's way is not known yet.
                     let pdu = HeldPdu {

@@ -179,6 +179,11 @@ impl RouterCore {
         bytes: Bytes,
     ) {
         self.learn_from_nak(link, &header, &bytes);
+        if let Some(entry) = self.fib.lookup(&header.dst, now)
+            && entry.next_hop == link
+        {
+            return self.hairpin(now, link, entry, header, bytes);
+        }
         self.forward(now, header, bytes);
     }
 

@@ -24,6 +24,12 @@
 //!    only drop routes through the link of the router that sent it, which
 //!    that router could blackhole anyway.
 //!
+//! 4. No PDU from a router link is sent back on that link: the peer routed
+//!    it here and this router would route it back, so one of the two
+//!    routes is stale ([`RouterCore::hairpin`]). This is what happens when
+//!    the old router resolved the moved name itself (for its own
+//!    endpoints) through the router whose cached route still leads to it.
+//!
 //! The source side has its own repair: a reply from the moved name reaches
 //! routers whose entitlement grants still name the old router; a source
 //! not entitled is looked up once more before it counts as a violation
@@ -38,7 +44,7 @@ use gdp_proto::pdu::HEADER_LEN;
 use gdp_proto::{PduHeader, PduType};
 
 use super::io::LinkId;
-use super::{NameHasherBuilder, RouteKind, RouterCore};
+use super::{FibEntry, NameHasherBuilder, RouteKind, RouterCore};
 
 /// Most departed names remembered. Names enter only when an endpoint
 /// attached here, or a capsule it advertised with a verified AdCert,
@@ -145,6 +151,55 @@ impl RouterCore {
             tracing::debug!(name = %dst.short(), %link, "cached route dropped: its next hop has no route");
             self.stats.routes_dropped_by_nak += 1;
         }
+    }
+}
+
+impl RouterCore {
+    /// A PDU from the router link `link` whose destination's entry, `entry`,
+    /// leads back to `link`: the peer routed it here and this router would
+    /// route it back, so one of the two routes is stale. A cached entry
+    /// here is dropped and the name looked up afresh (the PDU waits as on
+    /// any miss); if the fresh route, or an entry that is not a cache,
+    /// still leads back, the PDU is answered with a NAK, which drops the
+    /// peer's stale route as it passes (see [`RouterCore::learn_from_nak`]).
+    pub(crate) fn hairpin(
+        &mut self,
+        now: Timestamp,
+        link: LinkId,
+        entry: FibEntry,
+        header: PduHeader,
+        bytes: Bytes,
+    ) {
+        self.stats.hairpins += 1;
+        if entry.kind == RouteKind::Cached
+            && self.fib.remove_if(&header.dst, |e| {
+                e.kind == RouteKind::Cached && e.next_hop == link
+            })
+        {
+            tracing::debug!(
+                name = %header.dst.short(),
+                %link,
+                "cached route leads back to the router that sent the PDU: looking the name up afresh"
+            );
+            // Charged to, and never sent back on, the link it came by (a
+            // held PDU released later is handled outside its link's turn).
+            let outer = self.ingress.replace(link);
+            self.on_miss(now, header, bytes);
+            self.ingress = outer;
+            return;
+        }
+        self.refuse_hairpin(now, &header);
+    }
+
+    /// Answers a PDU that would go back to the router it came from.
+    pub(crate) fn refuse_hairpin(&mut self, now: Timestamp, header: &PduHeader) {
+        tracing::debug!(
+            name = %header.dst.short(),
+            source = %header.src.short(),
+            "the route leads back to the router that sent the PDU: NAK"
+        );
+        self.stats.dropped.count(super::DropReason::NoRoute);
+        self.nak(now, header, NakReason::NoRoute);
     }
 }
 

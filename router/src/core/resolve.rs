@@ -501,6 +501,18 @@ impl RouterCore {
         let waiting = self.pending.take(&name);
         for p in waiting {
             match self.fib.lookup(&name, now) {
+                // Never back to the router it came from (see `moved`); a
+                // PDU originated here (a NAK, a pong) came from nowhere.
+                Some(entry)
+                    if p.link == Some(entry.next_hop)
+                        && p.header.src != self.name
+                        && self
+                            .links
+                            .get(&entry.next_hop)
+                            .is_some_and(|l| l.is_router()) =>
+                {
+                    self.refuse_hairpin(now, &p.header);
+                }
                 Some(entry) => self.send_via(entry, &p.header, p.bytes),
                 None => {
                     self.stats.dropped.count(DropReason::NoRoute);

@@ -202,6 +202,10 @@ pub struct Stats {
     /// Cached routes dropped because a NAK saying the name has no route
     /// came back from the route's next hop.
     pub routes_dropped_by_nak: u64,
+    /// PDUs from router links whose destination's route led back to the
+    /// router that sent them: the cached route was dropped and the name
+    /// looked up afresh, or the PDU answered with a NAK.
+    pub hairpins: u64,
     /// Pings this router answered.
     pub pongs_sent: u64,
     /// FIB hits on the forwarding path.

@@ -120,6 +120,11 @@ pub enum Reason {
     /// A NakNoRoute from a router: the core reads it, since it may say
     /// that a cached route through that router went stale.
     NakFromRouter,
+    /// From a router, with a destination whose entry leads back to that
+    /// router: one of the two routes is stale (each router thinks the name
+    /// is on the other's side), and the core sorts it out instead of
+    /// sending the PDU back.
+    Hairpin,
     /// From an endpoint, with a source whose FIB entry is not a local entry
     /// through this link (not attached, spoofed, or served by another
     /// link).
@@ -207,6 +212,9 @@ pub fn decide<V: FibView + ?Sized>(fib: &V, at: &Ingress, header: &PduHeader) ->
     let Some(entry) = fib.entry(&header.dst) else {
         return Verdict::Core(Reason::NoRoute);
     };
+    if entry.next_hop == at.link && matches!(at.peer, Peer::Router(_)) {
+        return Verdict::Core(Reason::Hairpin);
+    }
     let Some(to_router) = fib.to_router(entry.next_hop) else {
         return Verdict::Core(Reason::NextHopUnknown);
     };
