@@ -632,6 +632,149 @@ fn the_same_scenario_with_the_daemons_in_podman_containers() {
     assert!(left.is_empty(), "containers left: {left:?}");
 }
 
+/// A capsule server moves (`move-server`) from the edge router where its
+/// writer is attached to another edge router behind the same core router,
+/// while a subscriber behind another core router follows the capsule. The
+/// routers' cached routes still lead to the old router; the writer and the
+/// subscriber must find the new one within seconds, with every acknowledged
+/// record delivered, and no router may count a forged source or close a
+/// link on the way.
+#[test]
+#[ignore = "needs root and network namespaces: run with --ignored"]
+fn a_server_moved_to_another_router_is_found_again() {
+    require_netns();
+    require_link_tools();
+    let _one = one_scenario_at_a_time();
+    let bins = bin_dir();
+    let tmp = TempDir::new("deploy-move");
+    let topology = tmp.path().join("topology.toml");
+    std::fs::write(
+        &topology,
+        r#"[network]
+subnet = "10.79.0.0/24"
+
+[[host]]
+name = "core1"
+router = {}
+
+[[host]]
+name = "core2"
+router = {}
+
+[[host]]
+name = "e1"
+router = { via = "core1", capsule_server = "standalone" }
+
+[[host]]
+name = "e2"
+router = { via = "core1" }
+
+[[host]]
+name = "e3"
+router = { via = "core2" }
+
+[[host]]
+name = "near"
+attach = "e1"
+
+[[host]]
+name = "far"
+attach = "e3"
+"#,
+    )
+    .expect("write the topology");
+    let scenario = tmp.path().join("scenario.toml");
+    std::fs::write(
+        &scenario,
+        format!(
+            r#"topology = "{}"
+duration = "10s"
+drain = "4s"
+
+[[writer]]
+host = "near"
+server = "e1"
+rate = 40
+
+[[subscriber]]
+name = "far"
+host = "far"
+
+[[fault]]
+at = "3s"
+do = "move-server e1 --to e2"
+"#,
+            topology.display()
+        ),
+    )
+    .expect("write the scenario");
+    let report_dir = tmp.path().join("report");
+    let prefix = format!("gmv{}", std::process::id() % 100_000);
+    let out = deploy(&[
+        "run",
+        &scenario.to_string_lossy(),
+        "--report",
+        &report_dir.to_string_lossy(),
+        "--bin-dir",
+        &bins.to_string_lossy(),
+        "--prefix",
+        &prefix,
+    ]);
+    if !out.status.success() {
+        print_logs(&report_dir.join("state/logs"));
+        print_logs(&report_dir.join("workloads"));
+        let _ = deploy(&[
+            "down",
+            "--state",
+            &report_dir.join("state").to_string_lossy(),
+        ]);
+        panic!("run failed:\n{}", text(&out));
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let report: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(report_dir.join("report.json")).expect("report.json"),
+    )
+    .expect("report.json is JSON");
+    assert_eq!(
+        report["every_acknowledged_record_delivered"], true,
+        "{stdout}"
+    );
+    let workloads = report["workloads"].as_array().expect("workloads");
+    let named = |name: &str| {
+        workloads
+            .iter()
+            .find(|w| w["name"] == name)
+            .unwrap_or_else(|| panic!("workload {name}: {report:#}"))
+    };
+    // 40 a second for 10 s; before the routes were repaired the writer got
+    // no acknowledgement after the move for the rest of the run.
+    let acked = named("writer")["delivered"].as_u64().expect("acks");
+    assert!(acked >= 250, "{acked} acknowledged\n{stdout}");
+    let far = named("far");
+    assert_eq!(far["lost"], 0, "{far:#}");
+    assert!(far["delivered"].as_u64() >= Some(acked), "{far:#}");
+    let fault = &report["faults"][0];
+    assert_eq!(fault["ok"], true, "{fault:#}");
+    let after = fault["recovered_after_ms"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no recovery after the move: {fault:#}"));
+    assert!(after < 4_000.0, "{fault:#}");
+    for router in ["core1", "core2", "e1", "e2", "e3"] {
+        let m = |metric: &str| {
+            report
+                .pointer(&format!("/routers/{router}/Ok/{metric}"))
+                .and_then(serde_json::Value::as_f64)
+                .unwrap_or_else(|| panic!("{router}'s {metric} in {report:#}"))
+        };
+        assert_eq!(
+            m("gdp_router_dropped_total{reason=\"bad_source\"}"),
+            0.0,
+            "{router}: {report:#}"
+        );
+        assert_eq!(m("gdp_router_links_closed_total"), 0.0, "{router}");
+    }
+}
+
 /// The two scenario tests take the machine's cores for their timings: one
 /// at a time.
 fn one_scenario_at_a_time() -> std::sync::MutexGuard<'static, ()> {
