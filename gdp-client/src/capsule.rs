@@ -24,7 +24,6 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use futures::future::BoxFuture;
 use futures::stream::FuturesOrdered;
 use futures::{Stream, StreamExt};
 use gdp_certs::{Metadata, Name, SecretKey};
@@ -44,15 +43,52 @@ use crate::{Client, ClientError};
 /// keeps in flight at once.
 pub const READ_AHEAD: usize = 4;
 
+/// What a read of several chunks does with each verified chunk, on the
+/// task that verified it (decrypting it, for an encrypted capsule's
+/// reader), so that the work happens side by side for the chunks in flight
+/// and while the data is still in that core's cache.
+pub(crate) type ChunkFn<T> = Arc<dyn Fn(Vec<VerifiedRecord>) -> T + Send + Sync>;
+
 /// The state of [`Capsule::read_chunks`].
-struct ReadAhead {
+struct ReadAhead<T> {
     capsule: Capsule,
     to: u64,
     /// The first seqno not asked for yet.
     cursor: Option<u64>,
     /// Records per answer, once the first answer came.
     per: Option<u64>,
-    spans: FuturesOrdered<BoxFuture<'static, Result<Vec<VerifiedRecord>, ClientError>>>,
+    then: ChunkFn<T>,
+    spans: FuturesOrdered<SpanTask<T>>,
+}
+
+/// One span of [`Capsule::read_chunks`], asked for and verified on a task of
+/// its own: on a multi-threaded runtime the answers in flight are verified
+/// side by side, and while the caller works on one chunk (printing it) the
+/// next ones are checked. Dropping it (the stream was dropped) aborts the
+/// task.
+struct SpanTask<T>(tokio::task::JoinHandle<Result<T, ClientError>>);
+
+impl<T> Future for SpanTask<T> {
+    type Output = Result<T, ClientError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0).poll(cx).map(|joined| {
+            joined.unwrap_or_else(|e| match e.try_into_panic() {
+                Ok(panic) => std::panic::resume_unwind(panic),
+                // Aborted only when dropped, after which nobody polls it.
+                Err(_) => Err(ClientError::Closed),
+            })
+        })
+    }
+}
+
+impl<T> Drop for SpanTask<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Where one request for a capsule goes.
@@ -285,19 +321,32 @@ impl Capsule {
     /// The first answer tells how many records one answer carries; the
     /// rest is asked for in spans of that many, [`READ_AHEAD`] at once, so
     /// a long read costs about one round trip per `READ_AHEAD` answers, and
-    /// the spans after the one being handed out are on their way while the
-    /// caller works on it. A span answered short (its records are larger)
+    /// the spans after the one being handed out are on their way, and
+    /// verified on tasks of their own (side by side on a multi-threaded
+    /// runtime), while the caller works on it. A span answered short (its records are larger)
     /// is completed before the stream moves past it.
     pub fn read_chunks(
         &self,
         from: u64,
         to: u64,
     ) -> impl Stream<Item = Result<Vec<VerifiedRecord>, ClientError>> + Send + 'static {
+        self.read_chunks_then(from, to, Arc::new(|chunk| chunk))
+    }
+
+    /// [`Capsule::read_chunks`], with `then` applied to each verified chunk
+    /// on the task that read it.
+    pub(crate) fn read_chunks_then<T: Send + 'static>(
+        &self,
+        from: u64,
+        to: u64,
+        then: ChunkFn<T>,
+    ) -> impl Stream<Item = Result<T, ClientError>> + Send + 'static {
         let ahead = ReadAhead {
             capsule: self.clone(),
             to,
             cursor: (from != 0).then_some(from),
             per: None,
+            then,
             spans: FuturesOrdered::new(),
         };
         futures::stream::unfold(Some(ahead), |state| async move {
@@ -311,7 +360,8 @@ impl Capsule {
                             .last()
                             .map_or(st.to, VerifiedRecord::seqno)
                             .checked_add(1);
-                        Some((Ok(chunk), Some(st)))
+                        let out = (st.then)(chunk);
+                        Some((Ok(out), Some(st)))
                     }
                     Err(e) => Some((Err(e), None)),
                 };
@@ -320,9 +370,10 @@ impl Capsule {
                 && let Some(start) = st.cursor.filter(|c| *c <= st.to)
             {
                 let end = start.saturating_add(per - 1).min(st.to);
-                let capsule = st.capsule.clone();
-                st.spans
-                    .push_back(Box::pin(async move { capsule.read_span(start, end).await }));
+                let (capsule, then) = (st.capsule.clone(), st.then.clone());
+                st.spans.push_back(SpanTask(tokio::spawn(async move {
+                    capsule.read_span(start, end).await.map(|span| then(span))
+                })));
                 st.cursor = end.checked_add(1);
             }
             match st.spans.next().await? {

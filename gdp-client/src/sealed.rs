@@ -32,13 +32,16 @@
 //! appended to one by accident: the only writer of an encrypted capsule is
 //! a [`SealedWriter`].
 
+use std::sync::Arc;
+
 use bytes::Bytes;
+use futures::{Stream, StreamExt};
 use gdp_certs::codec::{Decode, Encode};
 use gdp_certs::{Encryption, EncryptionScheme, Name, PublicKey, SecretKey};
-use gdp_seal::{ContentKey, Envelope, EpochKeys, KeyRecord, Keyring, Mode};
+use gdp_seal::{Envelope, EpochKeys, KeyRecord, Keyring, Mode};
 
 use crate::ClientError;
-use crate::capsule::Capsule;
+use crate::capsule::{Capsule, ChunkFn};
 use crate::verified::VerifiedRecord;
 use crate::writer::Writer;
 
@@ -236,17 +239,25 @@ impl Decryptor {
         Ok(())
     }
 
+    /// `capsule`, the capsule this decrypts, as its reader sees it (what
+    /// [`Capsule::as_reader`] gives, without reading the keyring again).
+    pub fn into_reader(self, capsule: &Capsule) -> Result<ReaderView, ClientError> {
+        if capsule.name() != self.view.capsule {
+            return Err(ClientError::invalid(format!(
+                "the decryptor of {} given capsule {}",
+                self.view.capsule,
+                capsule.name()
+            )));
+        }
+        Ok(ReaderView {
+            capsule: capsule.clone(),
+            keys: self,
+        })
+    }
+
     /// The plaintext of `record` with the keys held now (no keyring read).
     pub fn open_known(&self, record: &VerifiedRecord) -> Result<Bytes, ClientError> {
-        let envelope = self.envelope(record)?;
-        let key = self
-            .keys
-            .get(envelope.epoch())
-            .ok_or(ClientError::NotReader {
-                capsule: self.view.capsule,
-                epoch: envelope.epoch(),
-            })?;
-        self.open_with(key, record, &envelope)
+        open_known(&self.keys, self.view.capsule, record)
     }
 
     /// The plaintext of `record`. A record of an epoch not yet known makes
@@ -254,7 +265,7 @@ impl Decryptor {
     /// keyring still grants that epoch's key to someone else only (a
     /// reader removed before the record was appended).
     pub async fn open(&mut self, record: &VerifiedRecord) -> Result<Bytes, ClientError> {
-        let envelope = self.envelope(record)?;
+        let envelope = envelope_of(self.view.capsule, record)?;
         if self.keys.get(envelope.epoch()).is_none()
             && self
                 .view
@@ -266,36 +277,40 @@ impl Decryptor {
         }
         self.open_known(record)
     }
+}
 
-    fn envelope(&self, record: &VerifiedRecord) -> Result<Envelope, ClientError> {
-        if record.capsule() != &self.view.capsule {
-            return Err(ClientError::invalid(format!(
-                "record of capsule {} given to the decryptor of {}",
-                record.capsule(),
-                self.view.capsule
-            )));
-        }
-        Envelope::decode(record.payload().clone()).map_err(|e| ClientError::Decrypt {
-            capsule: self.view.capsule,
-            seqno: record.seqno(),
-            reason: format!("not a sealed record: {e}"),
-        })
+/// The envelope of `record`, a record of `capsule`.
+fn envelope_of(capsule: Name, record: &VerifiedRecord) -> Result<Envelope, ClientError> {
+    if record.capsule() != &capsule {
+        return Err(ClientError::invalid(format!(
+            "record of capsule {} given to the decryptor of {capsule}",
+            record.capsule(),
+        )));
     }
+    Envelope::decode(record.payload().clone()).map_err(|e| ClientError::Decrypt {
+        capsule,
+        seqno: record.seqno(),
+        reason: format!("not a sealed record: {e}"),
+    })
+}
 
-    fn open_with(
-        &self,
-        key: &ContentKey,
-        record: &VerifiedRecord,
-        envelope: &Envelope,
-    ) -> Result<Bytes, ClientError> {
-        gdp_seal::open(key, &self.view.capsule, record.seqno(), envelope).map_err(|e| {
-            ClientError::Decrypt {
-                capsule: self.view.capsule,
-                seqno: record.seqno(),
-                reason: e.to_string(),
-            }
-        })
-    }
+/// The plaintext of `record`, a record of `capsule`, with `keys`;
+/// [`ClientError::NotReader`] if they lack its epoch's key.
+fn open_known(
+    keys: &EpochKeys,
+    capsule: Name,
+    record: &VerifiedRecord,
+) -> Result<Bytes, ClientError> {
+    let envelope = envelope_of(capsule, record)?;
+    let key = keys.get(envelope.epoch()).ok_or(ClientError::NotReader {
+        capsule,
+        epoch: envelope.epoch(),
+    })?;
+    gdp_seal::open(key, &capsule, record.seqno(), &envelope).map_err(|e| ClientError::Decrypt {
+        capsule,
+        seqno: record.seqno(),
+        reason: e.to_string(),
+    })
 }
 
 /// The writer of an encrypted capsule: seals every payload under the
@@ -572,6 +587,10 @@ pub(crate) fn first_epoch(
     Ok(records)
 }
 
+/// A verified record and what opening it on its read's task gave (`None`:
+/// its epoch's key was not held then).
+type Opening = (VerifiedRecord, Option<Result<Bytes, ClientError>>);
+
 /// A verified record of an encrypted capsule and its plaintext.
 #[derive(Debug, Clone)]
 pub struct OpenedRecord {
@@ -619,10 +638,57 @@ impl ReaderView {
         to: u64,
     ) -> Result<Vec<OpenedRecord>, ClientError> {
         let mut out = Vec::new();
-        for record in self.capsule.read_range(from, to).await? {
-            out.push(self.opened(record).await?);
+        let mut chunks = std::pin::pin!(self.read_chunks(from, to));
+        while let Some(chunk) = chunks.next().await {
+            out.extend(chunk?);
         }
         Ok(out)
+    }
+
+    /// Records `from..=to`, verified and decrypted, as a stream of chunks
+    /// in order: [`Capsule::read_chunks`], with each chunk decrypted on the
+    /// task that read and verified it (side by side for the chunks in
+    /// flight, with the keys held when the stream started). A record of an
+    /// epoch those keys lack is opened as [`Decryptor::open`] does, reading
+    /// the keyring again. The stream ends after `to`, or after the first
+    /// error.
+    pub fn read_chunks(
+        &mut self,
+        from: u64,
+        to: u64,
+    ) -> impl Stream<Item = Result<Vec<OpenedRecord>, ClientError>> + Send + '_ {
+        let (keys, capsule) = (Arc::new(self.keys.keys.clone()), self.capsule.name());
+        let open: ChunkFn<Vec<Opening>> = Arc::new(move |chunk| {
+            chunk
+                .into_iter()
+                .map(|r| match open_known(&keys, capsule, &r) {
+                    // Left to the caller's decryptor, which reads the
+                    // keyring again.
+                    Err(ClientError::NotReader { .. }) => (r, None),
+                    opened => (r, Some(opened)),
+                })
+                .collect()
+        });
+        let chunks = Box::pin(self.capsule.read_chunks_then(from, to, open));
+        futures::stream::unfold(Some((chunks, &mut self.keys)), |state| async move {
+            let (mut chunks, keys) = state?;
+            let chunk = match chunks.next().await? {
+                Ok(chunk) => chunk,
+                Err(e) => return Some((Err(e), None)),
+            };
+            let mut out = Vec::with_capacity(chunk.len());
+            for (record, opened) in chunk {
+                let plaintext = match opened {
+                    Some(opened) => opened,
+                    None => keys.open(&record).await,
+                };
+                match plaintext {
+                    Ok(plaintext) => out.push(OpenedRecord { record, plaintext }),
+                    Err(e) => return Some((Err(e), None)),
+                }
+            }
+            Some((Ok(out), Some((chunks, keys))))
+        })
     }
 
     /// The newest record, verified and decrypted, or `None`.

@@ -188,6 +188,22 @@ async fn a_subscription_keeps_decrypting_across_a_new_epoch() {
             Err(ClientError::NotReader { epoch: 2, .. })
         ));
     }
+    // So does a read through his view: the records of epoch 1 open on the
+    // tasks that read them, those of epoch 2 send it to the keyring, which
+    // grants him nothing more.
+    let mut bob_view = bobs.as_reader(bob.secret_key()).await.expect("reader");
+    assert!(matches!(
+        bob_view.read_range(1, 6).await,
+        Err(ClientError::NotReader { epoch: 2, .. })
+    ));
+    let first: Vec<Bytes> = bob_view
+        .read_range(1, 3)
+        .await
+        .expect("epoch 1")
+        .into_iter()
+        .map(|r| r.plaintext)
+        .collect();
+    assert_eq!(first, texts(&["one", "two", "three"]));
     assert_eq!(capsule.epoch().await.expect("epoch"), 2);
     assert!(
         !capsule

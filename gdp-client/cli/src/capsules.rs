@@ -449,20 +449,33 @@ pub(crate) async fn read(ctx: &Context, args: &Read) -> anyhow::Result<()> {
         bail!("no records in that range: the newest is {tail}");
     }
     let bar = progress(Some(to - from + 1), "reading", ctx.out);
-    let mut chunks = std::pin::pin!(capsule.read_chunks(from, to));
-    while let Some(chunk) = chunks.next().await {
-        let chunk = chunk?;
-        bar.inc(chunk.len() as u64);
-        let mut opened = Vec::with_capacity(chunk.len());
-        for r in &chunk {
-            opened.push(open(&mut keys, r).await?);
+    if let Some(keys) = keys {
+        // Each chunk is decrypted on the task that verified it.
+        let mut view = keys.into_reader(&capsule)?;
+        let mut chunks = std::pin::pin!(view.read_chunks(from, to));
+        while let Some(chunk) = chunks.next().await {
+            let chunk = chunk?;
+            bar.inc(chunk.len() as u64);
+            bar.suspend(|| -> anyhow::Result<()> {
+                for o in &chunk {
+                    ctx.out
+                        .record_with(&o.record, Some(&o.plaintext), args.raw)?;
+                }
+                Ok(())
+            })?;
         }
-        bar.suspend(|| -> anyhow::Result<()> {
-            for (r, plain) in chunk.iter().zip(&opened) {
-                ctx.out.record_with(r, plain.as_ref(), args.raw)?;
-            }
-            Ok(())
-        })?;
+    } else {
+        let mut chunks = std::pin::pin!(capsule.read_chunks(from, to));
+        while let Some(chunk) = chunks.next().await {
+            let chunk = chunk?;
+            bar.inc(chunk.len() as u64);
+            bar.suspend(|| -> anyhow::Result<()> {
+                for r in &chunk {
+                    ctx.out.record_with(r, None, args.raw)?;
+                }
+                Ok(())
+            })?;
+        }
     }
     bar.finish_and_clear();
     client.shutdown().await;
