@@ -645,7 +645,6 @@ fn a_server_moved_to_another_router_is_found_again() {
     require_netns();
     require_link_tools();
     let _one = one_scenario_at_a_time();
-    let bins = bin_dir();
     let tmp = TempDir::new("deploy-move");
     let topology = tmp.path().join("topology.toml");
     std::fs::write(
@@ -710,31 +709,7 @@ do = "move-server e1 --to e2"
     .expect("write the scenario");
     let report_dir = tmp.path().join("report");
     let prefix = format!("gmv{}", std::process::id() % 100_000);
-    let out = deploy(&[
-        "run",
-        &scenario.to_string_lossy(),
-        "--report",
-        &report_dir.to_string_lossy(),
-        "--bin-dir",
-        &bins.to_string_lossy(),
-        "--prefix",
-        &prefix,
-    ]);
-    if !out.status.success() {
-        print_logs(&report_dir.join("state/logs"));
-        print_logs(&report_dir.join("workloads"));
-        let _ = deploy(&[
-            "down",
-            "--state",
-            &report_dir.join("state").to_string_lossy(),
-        ]);
-        panic!("run failed:\n{}", text(&out));
-    }
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let report: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(report_dir.join("report.json")).expect("report.json"),
-    )
-    .expect("report.json is JSON");
+    let (stdout, report) = run_scenario(&scenario, &report_dir, &prefix, &[]);
     assert_eq!(
         report["every_acknowledged_record_delivered"], true,
         "{stdout}"
@@ -775,6 +750,52 @@ do = "move-server e1 --to e2"
     }
 }
 
+/// `gdp-deploy run SCENARIO` with the workspace's binaries, the report in
+/// `report_dir`, under `prefix`, with `extra` arguments; its standard
+/// output and its `report.json`. A failed run prints the logs, makes sure
+/// the testbed is down, and fails the test.
+fn run_scenario(
+    scenario: &Path,
+    report_dir: &Path,
+    prefix: &str,
+    extra: &[&str],
+) -> (String, serde_json::Value) {
+    let (scenario, report, bins) = (
+        scenario.to_string_lossy(),
+        report_dir.to_string_lossy(),
+        bin_dir().to_string_lossy().into_owned(),
+    );
+    let mut args = vec![
+        "run",
+        &scenario,
+        "--report",
+        &report,
+        "--bin-dir",
+        &bins,
+        "--prefix",
+        prefix,
+    ];
+    args.extend_from_slice(extra);
+    let out = deploy(&args);
+    if !out.status.success() {
+        print_logs(&report_dir.join("state/logs"));
+        print_logs(&report_dir.join("workloads"));
+        // `run` tears down even when it fails; make sure.
+        let _ = deploy(&[
+            "down",
+            "--state",
+            &report_dir.join("state").to_string_lossy(),
+        ]);
+        panic!("run failed:\n{}", text(&out));
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let report = serde_json::from_slice(
+        &std::fs::read(report_dir.join("report.json")).expect("report.json"),
+    )
+    .expect("report.json is JSON");
+    (stdout, report)
+}
+
 /// The two scenario tests take the machine's cores for their timings: one
 /// at a time.
 fn one_scenario_at_a_time() -> std::sync::MutexGuard<'static, ()> {
@@ -788,7 +809,6 @@ fn one_scenario_at_a_time() -> std::sync::MutexGuard<'static, ()> {
 /// with `label`, and checks its report and the teardown; returns the
 /// prefix.
 fn scenario_with_a_partition_and_a_router_kill(label: &str, extra: &[&str]) -> String {
-    let bins = bin_dir();
     let tmp = TempDir::new("deploy-scenario");
     let topology = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/two-segments.toml");
     let scenario = tmp.path().join("scenario.toml");
@@ -845,45 +865,13 @@ do = "restart r4"
     let report_dir = tmp.path().join("report");
     let prefix = format!("{label}{}", std::process::id() % 100_000);
     let started = std::time::Instant::now();
-    let (scenario, report, bins) = (
-        scenario.to_string_lossy(),
-        report_dir.to_string_lossy(),
-        bins.to_string_lossy(),
-    );
-    let mut args = vec![
-        "run",
-        &scenario,
-        "--report",
-        &report,
-        "--bin-dir",
-        &bins,
-        "--prefix",
-        &prefix,
-    ];
-    args.extend_from_slice(extra);
-    let out = deploy(&args);
+    let (stdout, report) = run_scenario(&scenario, &report_dir, &prefix, extra);
     let took = started.elapsed();
-    if !out.status.success() {
-        print_logs(&report_dir.join("state/logs"));
-        print_logs(&report_dir.join("workloads"));
-        // `run` tears down even when it fails; make sure.
-        let _ = deploy(&[
-            "down",
-            "--state",
-            &report_dir.join("state").to_string_lossy(),
-        ]);
-        panic!("run failed:\n{}", text(&out));
-    }
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         stdout.contains("every acknowledged record delivered to every subscriber: yes"),
         "{stdout}"
     );
 
-    let report: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(report_dir.join("report.json")).expect("report.json"),
-    )
-    .expect("report.json is JSON");
     let r = |p: &str| {
         report
             .pointer(p)

@@ -669,11 +669,7 @@ fn move_and_probe(
     let s = name(net, server);
     let before = net.endpoint(client).data_from(s).count();
     let moved = net.now();
-    net.cut_link(link);
-    net.run_for(SECOND / 10);
-    net.attach(server, to);
-    net.run_for(SECOND / 2);
-    assert_eq!(net.endpoint(server).state(), AttachState::Attached);
+    move_server(net, server, link, to);
     let mut first = None;
     for _ in 0..secs * 4 {
         send(net, client, s, b"where are you");
@@ -684,6 +680,20 @@ fn move_and_probe(
     }
     let echoed = net.endpoint(client).data_from(s).count() - before;
     (echoed, first.unwrap_or(Duration::MAX))
+}
+
+/// The server `server` leaves its link `link` and attaches to `to`.
+fn move_server(
+    net: &mut Network,
+    server: EndpointId,
+    link: gdp_router::core::LinkId,
+    to: RouterId,
+) {
+    net.cut_link(link);
+    net.run_for(SECOND / 10);
+    net.attach(server, to);
+    net.run_for(SECOND / 2);
+    assert_eq!(net.endpoint(server).state(), AttachState::Attached);
 }
 
 /// No router on the way counted a violation or closed a router link.
@@ -757,10 +767,7 @@ fn a_moved_server_that_speaks_first_is_not_taken_for_a_forger() {
     // The server moves and pushes to the client before the client says
     // anything: its PDUs reach the client's router from a router its
     // grants do not name.
-    net.cut_link(link);
-    net.run_for(SECOND / 10);
-    net.attach(server, r2);
-    net.run_for(SECOND / 2);
+    move_server(&mut net, server, link, r2);
     for _ in 0..20 {
         send(&mut net, server, c, b"news");
         net.run_for(SECOND / 4);
@@ -791,10 +798,7 @@ fn a_server_that_moves_away_from_its_clients_router_is_found_again_by_all() {
     net.run_for(SECOND);
     assert_eq!(net.endpoint(far).data_from(s).count(), 1);
 
-    net.cut_link(link);
-    net.run_for(SECOND / 10);
-    net.attach(server, e2);
-    net.run_for(SECOND / 2);
+    move_server(&mut net, server, link, e2);
     for _ in 0..40 {
         send(&mut net, near, s, b"near");
         send(&mut net, far, s, b"far");

@@ -429,26 +429,19 @@ impl RouterCore {
         if self.entitle.trust(link) != Some(Trust::Vouched) {
             return self.forward_from_router(now, link, header, bytes);
         }
-        match self.check_source(now, link, peer, header.src) {
-            Check::Entitled => self.forward_from_router(now, link, header, bytes),
-            Check::NotEntitled => {
-                let pdu = HeldPdu {
-                    link,
-                    header,
-                    bytes,
-                    waits: 0,
-                };
-                self.not_entitled(now, peer, pdu);
-            }
-            Check::Unknown(name) => {
-                let pdu = HeldPdu {
-                    link,
-                    header,
-                    bytes,
-                    waits: 0,
-                };
-                self.hold_for(now, name, pdu);
-            }
+        let check = self.check_source(now, link, peer, header.src);
+        if check == Check::Entitled {
+            return self.forward_from_router(now, link, header, bytes);
+        }
+        let pdu = HeldPdu {
+            link,
+            header,
+            bytes,
+            waits: 0,
+        };
+        match check {
+            Check::Unknown(name) => self.hold_for(now, name, pdu),
+            _ => self.not_entitled(now, peer, pdu),
         }
     }
 
