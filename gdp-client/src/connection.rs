@@ -596,7 +596,7 @@ impl Call {
                     let retry_at = Instant::now() + NO_ROUTE_RETRY_DELAY;
                     let retryable = matches!(
                         nak.reason,
-                        NakReason::NoRoute | NakReason::DirectoryUnavailable
+                        NakReason::NoRoute | NakReason::DirectoryUnavailable | NakReason::Moved
                     );
                     if !retryable || retry_at > self.no_route_until || retry_at > self.deadline {
                         return Err(ClientError::NoRoute(nak));

@@ -138,6 +138,12 @@ pub enum NakReason {
     DirectoryUnavailable,
     /// Policy forbids routing to the name.
     PolicyDenied,
+    /// The name is no longer where the route that brought the PDU here
+    /// leads (it left this router, or the route leads back to the router
+    /// that sent it): each router that passes this NAK back drops its
+    /// cached route for the name through the link it came by, so the next
+    /// PDU is looked up afresh.
+    Moved,
 }
 
 impl NakReason {
@@ -148,6 +154,7 @@ impl NakReason {
             NakReason::TtlExpired => 2,
             NakReason::DirectoryUnavailable => 3,
             NakReason::PolicyDenied => 4,
+            NakReason::Moved => 5,
         }
     }
 
@@ -158,6 +165,7 @@ impl NakReason {
             2 => NakReason::TtlExpired,
             3 => NakReason::DirectoryUnavailable,
             4 => NakReason::PolicyDenied,
+            5 => NakReason::Moved,
             v => {
                 return Err(DecodeError::UnknownValue {
                     what: "nak reason",
@@ -518,7 +526,7 @@ pub(crate) mod tests {
             .prop_map(|entries| ControlMessage::Advertise { entries }),
             proptest::collection::vec(arb_name(), 0..40)
                 .prop_map(|names| ControlMessage::Withdraw { names }),
-            (arb_name(), 1u8..=4).prop_map(|(dst, c)| ControlMessage::NakNoRoute {
+            (arb_name(), 1u8..=5).prop_map(|(dst, c)| ControlMessage::NakNoRoute {
                 dst,
                 reason: NakReason::from_code(c).expect("known code"),
             }),

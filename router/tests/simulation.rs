@@ -272,7 +272,7 @@ fn a_withdrawn_capsule_becomes_unreachable() {
     let naks = net.endpoint(client).naks();
     assert_eq!(naks.len(), 1);
     assert_eq!(naks[0].unreachable, cap.name());
-    assert_eq!(naks[0].reason, NakReason::NoRoute);
+    assert_eq!(naks[0].reason, NakReason::Moved);
     assert_eq!(naks[0].seq, seq);
     let after = net.router(routers[9]).stats();
     // Router 0 still had the capsule cached towards router 9, which knows

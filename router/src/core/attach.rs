@@ -318,10 +318,19 @@ impl RouterCore {
                 }
                 self.forget_peer_link(att.name, link);
                 self.unindex_local(att.name, link);
-                self.relocate(now, att.name);
+                // A server's name and its capsules are remembered as
+                // departed once no local link serves them (see `moved`);
+                // a client's name is not: clients reconnect all the time,
+                // and PDUs for one that does should not meet NAKs.
+                let server = att.metadata.kind() == Kind::Server;
+                if self.relocate(now, att.name) && server {
+                    self.departed(now, att.name);
+                }
                 for capsule in att.advertised.keys() {
                     self.unindex_local(*capsule, link);
-                    self.relocate(now, *capsule);
+                    if self.relocate(now, *capsule) {
+                        self.departed(now, *capsule);
+                    }
                 }
             }
             LinkKind::Router { name, ready, .. } => {
@@ -627,19 +636,22 @@ impl RouterCore {
                 self.unindex_local(name, link);
                 self.fib
                     .remove_if(&name, |e| e.kind == RouteKind::Local && e.next_hop == link);
-                self.relocate(now, name);
+                if self.relocate(now, name) {
+                    self.departed(now, name);
+                }
             }
         }
     }
 
     /// `name` lost a local server: move it to another local link serving it,
-    /// or unpublish it.
-    pub(crate) fn relocate(&mut self, now: Timestamp, name: Name) {
+    /// or unpublish it. Returns true if it was unpublished (no local link
+    /// serves it any more, and its record here is withdrawn).
+    pub(crate) fn relocate(&mut self, now: Timestamp, name: Name) -> bool {
         // A route to a live local link that serves the name stays as it is
         // (for example a server's newer link, after its older one closed).
         let current = self.fib.get(&name).filter(|e| e.kind == RouteKind::Local);
         if !self.shutting_down && current.is_some_and(|e| self.serves(e.next_hop, &name)) {
-            return;
+            return false;
         }
         let other = if self.shutting_down {
             None
@@ -654,14 +666,15 @@ impl RouterCore {
                 if !same {
                     self.install_local(now, name, link, target);
                 }
+                false
             }
             None => {
                 self.fib.remove_if(&name, |e| e.kind == RouteKind::Local);
-                if self.published.remove(&name).is_some() {
-                    // Routes elsewhere may still lead here.
-                    self.departed(now, name);
+                let published = self.published.remove(&name).is_some();
+                if published {
                     self.actions.push_back(Action::Unpublish { name });
                 }
+                published
             }
         }
     }

@@ -9,16 +9,20 @@
 //! (see the `entitle` module) and would count a violation against this
 //! router, then close the link. So:
 //!
-//! 1. When the last local server of a name leaves, the name is remembered
-//!    as *departed* until `cache_ttl` has passed (as long as anyone's
-//!    cached route to here can last), in a table of at most
-//!    [`MAX_DEPARTED`] names.
+//! 1. When the last local server of a name leaves (a capsule server's own
+//!    name, or a capsule it advertised, withdrew or took with it), the name
+//!    is remembered as *departed* until `cache_ttl` has passed (as long as
+//!    anyone's cached route to here can last), in a table of at most
+//!    [`MAX_DEPARTED`] names. A client's name is not: clients reconnect
+//!    all the time, and PDUs for one that comes back to this router are
+//!    looked up and held as before.
 //! 2. A PDU for a departed name that arrives from a router link, and that
 //!    this router has no route for, is answered with a `NakNoRoute` to its
-//!    source (reason `NoRoute`) instead of being looked up and sent on.
+//!    source (reason `Moved`) instead of being looked up and sent on.
 //!    PDUs from this router's own endpoints are resolved as usual.
-//! 3. Every router that passes a `NakNoRoute` with reason `NoRoute` back
-//!    towards its source, and whose cached route for the unreachable name
+//! 3. Every router that passes a `NakNoRoute` with reason `Moved` back
+//!    towards its source (a plain `NoRoute`, say for a client that went
+//!    away, leaves routes alone), and whose cached route for the name
 //!    leads to the link the NAK came from, drops that route: its next PDU
 //!    for the name is looked up afresh and finds the new record. A NAK can
 //!    only drop routes through the link of the router that sent it, which
@@ -126,20 +130,22 @@ impl RouterCore {
         );
         self.stats.departed_naks += 1;
         self.stats.dropped.count(super::DropReason::NoRoute);
-        self.nak(now, header, NakReason::NoRoute);
+        self.nak(now, header, NakReason::Moved);
         true
     }
 
     /// A `NakNoRoute` PDU from the router link `link`, passing through (or
-    /// addressed here): if it says its name has no route and this router's
-    /// cached route for that name leads to `link`, the route is dropped.
+    /// addressed here): if it says its name moved (reason `Moved`) and this
+    /// router's cached route for that name leads to `link`, the route is
+    /// dropped. A plain `NoRoute` (a client that went away, say) leaves
+    /// routes alone: the name may come back where it was.
     pub(crate) fn learn_from_nak(&mut self, link: LinkId, header: &PduHeader, bytes: &Bytes) {
         if header.ptype != PduType::NakNoRoute {
             return;
         }
         let Ok(ControlMessage::NakNoRoute {
             dst,
-            reason: NakReason::NoRoute,
+            reason: NakReason::Moved,
         }) = ControlMessage::from_payload(PduType::NakNoRoute, bytes.slice(HEADER_LEN..))
         else {
             return;
@@ -199,7 +205,7 @@ impl RouterCore {
             "the route leads back to the router that sent the PDU: NAK"
         );
         self.stats.dropped.count(super::DropReason::NoRoute);
-        self.nak(now, header, NakReason::NoRoute);
+        self.nak(now, header, NakReason::Moved);
     }
 }
 
