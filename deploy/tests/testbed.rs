@@ -682,12 +682,10 @@ attach = "e3"
 "#,
     )
     .expect("write the topology");
-    let scenario = tmp.path().join("scenario.toml");
-    std::fs::write(
-        &scenario,
-        format!(
-            r#"topology = "{}"
-duration = "10s"
+    let run = run_scenario(
+        tmp.path(),
+        &topology,
+        r#"duration = "10s"
 drain = "4s"
 
 [[writer]]
@@ -703,13 +701,10 @@ host = "far"
 at = "3s"
 do = "move-server e1 --to e2"
 "#,
-            topology.display()
-        ),
-    )
-    .expect("write the scenario");
-    let report_dir = tmp.path().join("report");
-    let prefix = format!("gmv{}", std::process::id() % 100_000);
-    let (stdout, report) = run_scenario(&scenario, &report_dir, &prefix, &[]);
+        "gmv",
+        &[],
+    );
+    let (stdout, report) = (&run.stdout, &run.report);
     assert_eq!(
         report["every_acknowledged_record_delivered"], true,
         "{stdout}"
@@ -750,30 +745,48 @@ do = "move-server e1 --to e2"
     }
 }
 
-/// `gdp-deploy run SCENARIO` with the workspace's binaries, the report in
-/// `report_dir`, under `prefix`, with `extra` arguments; its standard
-/// output and its `report.json`. A failed run prints the logs, makes sure
-/// the testbed is down, and fails the test.
+/// A finished `gdp-deploy run`.
+struct ScenarioRun {
+    /// What it printed.
+    stdout: String,
+    /// Its `report.json`.
+    report: serde_json::Value,
+    /// Where the report is.
+    report_dir: PathBuf,
+    /// The testbed's prefix (names of its namespaces and links).
+    prefix: String,
+}
+
+/// `gdp-deploy run` on a scenario of `topology` whose lines after the
+/// topology's are `body`, with the workspace's binaries, in `dir`, under a
+/// prefix starting with `label`, with `extra` arguments. A failed run
+/// prints the logs, makes sure the testbed is down, and fails the test.
 fn run_scenario(
-    scenario: &Path,
-    report_dir: &Path,
-    prefix: &str,
+    dir: &Path,
+    topology: &Path,
+    body: &str,
+    label: &str,
     extra: &[&str],
-) -> (String, serde_json::Value) {
-    let (scenario, report, bins) = (
+) -> ScenarioRun {
+    let scenario = dir.join("scenario.toml");
+    let contents = format!("topology = \"{}\"\n{body}", topology.display());
+    std::fs::write(&scenario, contents).expect("write the scenario");
+    let report_dir = dir.join("report");
+    let prefix = format!("{label}{}", std::process::id() % 100_000);
+    let (scenario_arg, report, bins) = (
         scenario.to_string_lossy(),
         report_dir.to_string_lossy(),
         bin_dir().to_string_lossy().into_owned(),
     );
     let mut args = vec![
         "run",
-        &scenario,
+        &scenario_arg,
         "--report",
         &report,
         "--bin-dir",
         &bins,
         "--prefix",
-        prefix,
+        &prefix,
     ];
     args.extend_from_slice(extra);
     let out = deploy(&args);
@@ -793,7 +806,12 @@ fn run_scenario(
         &std::fs::read(report_dir.join("report.json")).expect("report.json"),
     )
     .expect("report.json is JSON");
-    (stdout, report)
+    ScenarioRun {
+        stdout,
+        report,
+        report_dir,
+        prefix,
+    }
 }
 
 /// The two scenario tests take the machine's cores for their timings: one
@@ -811,12 +829,11 @@ fn one_scenario_at_a_time() -> std::sync::MutexGuard<'static, ()> {
 fn scenario_with_a_partition_and_a_router_kill(label: &str, extra: &[&str]) -> String {
     let tmp = TempDir::new("deploy-scenario");
     let topology = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/two-segments.toml");
-    let scenario = tmp.path().join("scenario.toml");
-    std::fs::write(
-        &scenario,
-        format!(
-            r#"topology = "{}"
-duration = "12s"
+    let started = std::time::Instant::now();
+    let run = run_scenario(
+        tmp.path(),
+        &topology,
+        r#"duration = "12s"
 drain = "4s"
 
 [[writer]]
@@ -858,15 +875,16 @@ do = "kill r4"
 at = "9s"
 do = "restart r4"
 "#,
-            topology.display()
-        ),
-    )
-    .expect("write the scenario");
-    let report_dir = tmp.path().join("report");
-    let prefix = format!("{label}{}", std::process::id() % 100_000);
-    let started = std::time::Instant::now();
-    let (stdout, report) = run_scenario(&scenario, &report_dir, &prefix, extra);
+        label,
+        extra,
+    );
     let took = started.elapsed();
+    let ScenarioRun {
+        stdout,
+        report,
+        report_dir,
+        prefix,
+    } = run;
     assert!(
         stdout.contains("every acknowledged record delivered to every subscriber: yes"),
         "{stdout}"

@@ -50,9 +50,9 @@ use gdp_proto::{PduHeader, PduType};
 use super::io::LinkId;
 use super::{FibEntry, NameHasherBuilder, RouteKind, RouterCore};
 
-/// Most departed names remembered. Names enter only when an endpoint
-/// attached here, or a capsule it advertised with a verified AdCert,
-/// leaves; when the table is full the expired ones are swept, then an
+/// Most departed names remembered. Names enter only when a capsule
+/// server attached here, or a capsule it advertised with a verified
+/// AdCert, leaves; when the table is full the expired ones are swept, then an
 /// arbitrary one (by keyed hash) is forgotten, and PDUs for it are merely
 /// looked up again as before this table existed.
 pub(crate) const MAX_DEPARTED: usize = 4096;
