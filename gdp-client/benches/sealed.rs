@@ -5,6 +5,7 @@
 //! cargo build --release --bins
 //! cargo bench -p gdp-client --bench sealed
 //! cargo bench -p gdp-client --bench sealed -- --records 20000 --trials 5   # the defaults
+//! cargo bench -p gdp-client --bench sealed -- --size 1024 --mode encrypted  # one row, to profile
 //! ```
 //!
 //! The overlay: one `gdp-router` and one `gdp-capsule-server` process
@@ -81,11 +82,21 @@ fn cpu_now(pids: &[u32]) -> f64 {
 fn main() {
     let mut records = 20_000usize;
     let mut trials = 5usize;
+    let mut sizes = vec![64, 1024];
+    let mut modes = vec![Mode::Plain, Mode::Sealed];
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--records" => records = args.next().and_then(|v| v.parse().ok()).expect("a number"),
             "--trials" => trials = args.next().and_then(|v| v.parse().ok()).expect("a number"),
+            "--size" => sizes = vec![args.next().and_then(|v| v.parse().ok()).expect("a number")],
+            "--mode" => {
+                modes = match args.next().as_deref() {
+                    Some("plaintext") => vec![Mode::Plain],
+                    Some("encrypted") => vec![Mode::Sealed],
+                    other => panic!("--mode plaintext|encrypted, not {other:?}"),
+                }
+            }
             _ => {}
         }
     }
@@ -94,7 +105,7 @@ fn main() {
         .enable_all()
         .build()
         .expect("a runtime");
-    runtime.block_on(run(records, trials));
+    runtime.block_on(run(records, trials, &sizes, &modes));
 }
 
 fn payloads(n: usize, size: usize) -> Vec<Bytes> {
@@ -107,7 +118,7 @@ fn payloads(n: usize, size: usize) -> Vec<Bytes> {
         .collect()
 }
 
-async fn run(records: usize, trials: usize) {
+async fn run(records: usize, trials: usize, sizes: &[usize], modes: &[Mode]) {
     let net = Net::start("sealed-bench");
     let (client, me) = net.client("bench").await;
     let server = net.server.name;
@@ -117,8 +128,8 @@ async fn run(records: usize, trials: usize) {
         .collect();
     let mut samples = Vec::new();
     for trial in 0..trials {
-        for size in [64, 1024] {
-            for mode in [Mode::Plain, Mode::Sealed] {
+        for &size in sizes {
+            for &mode in modes {
                 let s = one(&client, &me, server, &pids, records, size, mode).await;
                 eprintln!(
                     "trial {trial}: {size} B {}: {:.0} appends/s ({:.1} us CPU each), {:.0} reads/s ({:.1} us CPU each: {})",
@@ -144,7 +155,7 @@ async fn run(records: usize, trials: usize) {
         "| record | plaintext appends/s | encrypted appends/s | ratio | plaintext reads/s | encrypted reads/s | ratio | CPU us per append, plain / encrypted | CPU us per read, plain / encrypted |"
     );
     println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
-    for size in [64, 1024] {
+    for &size in sizes {
         let med = |mode: Mode, f: fn(&Sample) -> f64| {
             median(
                 samples

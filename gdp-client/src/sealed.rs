@@ -34,7 +34,7 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt};
 use gdp_certs::codec::{Decode, Encode};
 use gdp_certs::{Encryption, EncryptionScheme, Name, PublicKey, SecretKey};
@@ -301,16 +301,59 @@ fn open_known(
     capsule: Name,
     record: &VerifiedRecord,
 ) -> Result<Bytes, ClientError> {
+    let mut out = BytesMut::new();
+    open_known_to(keys, capsule, record, &mut out)?;
+    Ok(out.freeze())
+}
+
+/// [`open_known`], with the plaintext appended to `out`.
+fn open_known_to(
+    keys: &EpochKeys,
+    capsule: Name,
+    record: &VerifiedRecord,
+    out: &mut BytesMut,
+) -> Result<(), ClientError> {
     let envelope = envelope_of(capsule, record)?;
     let key = keys.get(envelope.epoch()).ok_or(ClientError::NotReader {
         capsule,
         epoch: envelope.epoch(),
     })?;
-    gdp_seal::open(key, &capsule, record.seqno(), &envelope).map_err(|e| ClientError::Decrypt {
-        capsule,
-        seqno: record.seqno(),
-        reason: e.to_string(),
+    gdp_seal::open_to(key, &capsule, record.seqno(), &envelope, out).map_err(|e| {
+        ClientError::Decrypt {
+            capsule,
+            seqno: record.seqno(),
+            reason: e.to_string(),
+        }
     })
+}
+
+/// The records of `chunk`, each with its plaintext opened with `keys`, all
+/// plaintexts in one buffer (one allocation per chunk, not per record; a
+/// plaintext kept keeps its chunk's buffer). A record whose epoch `keys`
+/// lack is left unopened (`None`) for a decryptor that reads the keyring
+/// again; any other failure fails the chunk.
+fn open_chunk(
+    keys: &EpochKeys,
+    capsule: Name,
+    chunk: Vec<VerifiedRecord>,
+) -> Result<Vec<Opening>, ClientError> {
+    let room = chunk.iter().map(|r| r.payload().len()).sum();
+    let mut buf = BytesMut::with_capacity(room);
+    let mut opened = Vec::with_capacity(chunk.len());
+    for r in &chunk {
+        let start = buf.len();
+        match open_known_to(keys, capsule, r, &mut buf) {
+            Ok(()) => opened.push(Some(start..buf.len())),
+            Err(ClientError::NotReader { .. }) => opened.push(None),
+            Err(e) => return Err(e),
+        }
+    }
+    let buf = buf.freeze();
+    Ok(chunk
+        .into_iter()
+        .zip(opened)
+        .map(|(r, range)| (r, range.map(|range| buf.slice(range))))
+        .collect())
 }
 
 /// The writer of an encrypted capsule: seals every payload under the
@@ -587,9 +630,9 @@ pub(crate) fn first_epoch(
     Ok(records)
 }
 
-/// A verified record and what opening it on its read's task gave (`None`:
+/// A verified record and its plaintext, opened on its read's task (`None`:
 /// its epoch's key was not held then).
-type Opening = (VerifiedRecord, Option<Result<Bytes, ClientError>>);
+type Opening = (VerifiedRecord, Option<Bytes>);
 
 /// A verified record of an encrypted capsule and its plaintext.
 #[derive(Debug, Clone)]
@@ -658,28 +701,19 @@ impl ReaderView {
         to: u64,
     ) -> impl Stream<Item = Result<Vec<OpenedRecord>, ClientError>> + Send + '_ {
         let (keys, capsule) = (Arc::new(self.keys.keys.clone()), self.capsule.name());
-        let open: ChunkFn<Vec<Opening>> = Arc::new(move |chunk| {
-            chunk
-                .into_iter()
-                .map(|r| match open_known(&keys, capsule, &r) {
-                    // Left to the caller's decryptor, which reads the
-                    // keyring again.
-                    Err(ClientError::NotReader { .. }) => (r, None),
-                    opened => (r, Some(opened)),
-                })
-                .collect()
-        });
+        let open: ChunkFn<Result<Vec<Opening>, ClientError>> =
+            Arc::new(move |chunk| open_chunk(&keys, capsule, chunk));
         let chunks = Box::pin(self.capsule.read_chunks_then(from, to, open));
         futures::stream::unfold(Some((chunks, &mut self.keys)), |state| async move {
             let (mut chunks, keys) = state?;
             let chunk = match chunks.next().await? {
-                Ok(chunk) => chunk,
-                Err(e) => return Some((Err(e), None)),
+                Ok(Ok(chunk)) => chunk,
+                Ok(Err(e)) | Err(e) => return Some((Err(e), None)),
             };
             let mut out = Vec::with_capacity(chunk.len());
             for (record, opened) in chunk {
                 let plaintext = match opened {
-                    Some(opened) => opened,
+                    Some(opened) => Ok(opened),
                     None => keys.open(&record).await,
                 };
                 match plaintext {

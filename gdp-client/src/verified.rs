@@ -8,6 +8,8 @@
 //! one of its writers). Only then does it hand out [`VerifiedRecord`]s,
 //! which code outside this crate cannot build.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use gdp_certs::{Metadata, Name, Timestamp};
 use gdp_proto::proof::{Proof, VerifiedHeartbeat};
@@ -21,14 +23,19 @@ use crate::ClientError;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifiedRecord {
     record: Record,
-    heartbeat: VerifiedHeartbeat,
+    /// Shared by the records of one answer (and small to move: a read
+    /// moves each record several times on its way to the caller).
+    heartbeat: Arc<VerifiedHeartbeat>,
 }
 
 impl VerifiedRecord {
     /// `record`, which `heartbeat` was checked to commit to (the caller
     /// verified the proof that links them).
     pub(crate) fn new(record: Record, heartbeat: VerifiedHeartbeat) -> Self {
-        VerifiedRecord { record, heartbeat }
+        VerifiedRecord {
+            record,
+            heartbeat: Arc::new(heartbeat),
+        }
     }
 
     /// The record.
@@ -102,9 +109,11 @@ pub(crate) fn verify_answer(
             b.seqno()
         )));
     }
-    let heartbeat = proof
-        .verify_range(md, &records)
-        .map_err(ClientError::Verification)?;
+    let heartbeat = Arc::new(
+        proof
+            .verify_range(md, &records)
+            .map_err(ClientError::Verification)?,
+    );
     Ok(records
         .into_iter()
         .map(|record| VerifiedRecord {

@@ -29,7 +29,9 @@ use gdp_certs::codec::{Decode, DecodeError, Encode, Reader, put};
 use gdp_certs::{Kind, Metadata, Name, PublicKey, SecretKey, SigContext, Signature};
 
 use crate::chain::{pointer_between, skip_count};
-use crate::record::{MAX_HEADER_LEN, Record, RecordHash, RecordHeader};
+use crate::record::{
+    HEADER_FIXED_LEN, MAX_HEADER_LEN, RECORD_HASH_LEN, Record, RecordHash, RecordHeader,
+};
 
 /// Longest proof path, in headers. Greedy paths between `u64` seqnos below
 /// `2^63` need at most 127.
@@ -457,6 +459,19 @@ impl Proof {
         Some(out)
     }
 
+    /// The encoded length of the proof of record `target` from a heartbeat
+    /// over record `from`, known from the two seqnos alone (a header holds
+    /// exactly [`skip_count`] pointers), or `None` if `target` is not in
+    /// `1..=from`. A server packing an answer sizes its proof with it
+    /// before reading a header.
+    pub fn encoded_len_for(from: u64, target: u64) -> Option<usize> {
+        let headers: usize = Self::path_seqnos(from, target)?
+            .into_iter()
+            .map(|s| HEADER_FIXED_LEN + RECORD_HASH_LEN * skip_count(s))
+            .sum();
+        Some(HEARTBEAT_LEN + 2 + headers)
+    }
+
     /// Builds the proof of record `target` from `heartbeat`, fetching headers
     /// by seqno from `lookup` (the server's store).
     ///
@@ -706,6 +721,27 @@ mod tests {
         assert_eq!(Proof::path_seqnos(5, 0), None);
         assert_eq!(Proof::path_seqnos(13, 8), Some(vec![13, 12, 8]));
         assert_eq!(Proof::path_seqnos(8, 1), Some(vec![8, 4, 2, 1]));
+    }
+
+    #[test]
+    fn a_proof_is_as_long_as_its_seqnos_say() {
+        let key = writer();
+        let md = capsule_md(&[&key], 1);
+        let (_, records) = chain(&md, &key, 300);
+        let header = |s: u64| records.get(s as usize - 1).map(Record::header);
+        for from in (1..=300u64).step_by(7).chain([256, 299, 300]) {
+            let hb = Heartbeat::sign(&key, &records[from as usize - 1]);
+            for target in 1..=from {
+                let proof = Proof::build(hb.clone(), target, header).expect("builds");
+                assert_eq!(
+                    Proof::encoded_len_for(from, target),
+                    Some(proof.encoded_len()),
+                    "{from} -> {target}"
+                );
+            }
+        }
+        assert_eq!(Proof::encoded_len_for(5, 6), None);
+        assert_eq!(Proof::encoded_len_for(5, 0), None);
     }
 
     #[test]

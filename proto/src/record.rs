@@ -65,7 +65,7 @@ pub const RECORD_HASH_CONTEXT: &str = "GDP v1 2026-11-23 record header";
 pub const CHAIN_ANCHOR_CONTEXT: &str = "GDP v1 2026-11-23 capsule chain anchor";
 
 /// Encoded length of a header without its skips.
-const HEADER_FIXED_LEN: usize = 32 + 8 + 8 + RECORD_HASH_LEN + 1 + 4 + 32;
+pub(crate) const HEADER_FIXED_LEN: usize = 32 + 8 + 8 + RECORD_HASH_LEN + 1 + 4 + 32;
 
 /// Encoded length of a record without its skips and payload bytes.
 const RECORD_FIXED_LEN: usize = 32 + 8 + 8 + RECORD_HASH_LEN + 1 + 4;

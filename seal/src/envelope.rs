@@ -240,19 +240,21 @@ fn seal_tail(key: &[u8; 32], nonce: &[u8; NONCE_LEN], aad: &[u8], buf: &mut Byte
     buf.put_slice(&tag);
 }
 
-/// Opens `sealed` (ciphertext and tag) into a new buffer.
-fn open_into(
+/// Opens `sealed` (ciphertext and tag) onto the end of `out`; on failure
+/// what it appended holds no plaintext.
+fn append_opened(
     key: &[u8; 32],
     nonce: &[u8; NONCE_LEN],
     aad: &[u8],
     sealed: &[u8],
-) -> Result<BytesMut, SealError> {
+    out: &mut BytesMut,
+) -> Result<(), SealError> {
     let (body, tag) = sealed
         .split_last_chunk::<TAG_LEN>()
         .ok_or(SealError::Tampered)?;
-    let mut out = BytesMut::from(body);
-    open_in_place(key, nonce, aad, &mut out, tag)?;
-    Ok(out)
+    let start = out.len();
+    out.extend_from_slice(body);
+    open_in_place(key, nonce, aad, &mut out[start..], tag)
 }
 
 /// Opens `buf` in place; on failure it is left as it was.
@@ -332,30 +334,58 @@ pub fn open(
     seqno: u64,
     envelope: &Envelope,
 ) -> Result<Bytes, SealError> {
+    let mut out = BytesMut::with_capacity(envelope.plaintext_len());
+    open_to(key, capsule, seqno, envelope, &mut out)?;
+    Ok(out.freeze())
+}
+
+/// [`open`], with the plaintext appended to `out` instead of returned in a
+/// buffer of its own: a reader opening many records appends them all to
+/// one buffer. On failure `out` is as it was.
+pub fn open_to(
+    key: &ContentKey,
+    capsule: &Name,
+    seqno: u64,
+    envelope: &Envelope,
+    out: &mut BytesMut,
+) -> Result<(), SealError> {
     let aad = record_aad(capsule, seqno, envelope.mode(), envelope.epoch);
-    match &envelope.wrapped_key {
-        None => {
-            Ok(open_into(key.as_bytes(), &envelope.nonce, &aad, &envelope.ciphertext)?.freeze())
-        }
+    let start = out.len();
+    let opened = match &envelope.wrapped_key {
+        None => append_opened(
+            key.as_bytes(),
+            &envelope.nonce,
+            &aad,
+            &envelope.ciphertext,
+            out,
+        ),
         Some(wrapped) => {
             let (sealed_kc, tag) = wrapped.split_at(32);
             let tag: &[u8; TAG_LEN] = tag.try_into().map_err(|_| SealError::Tampered)?;
             let mut kc = Zeroizing::new([0u8; 32]);
             kc.copy_from_slice(sealed_kc);
             open_in_place(key.as_bytes(), &envelope.nonce, &aad, &mut kc[..], tag)?;
-            let plaintext = open_into(
+            append_opened(
                 &kc,
                 &[0; NONCE_LEN],
                 CONVERGENT_BODY_AAD,
                 &envelope.ciphertext,
-            )?;
-            // blake3's hash comparison is constant-time.
-            if blake3::Hash::from_bytes(*kc) != *convergent_key(&plaintext) {
-                return Err(SealError::NotConvergent);
-            }
-            Ok(plaintext.freeze())
+                out,
+            )
+            .and_then(|()| {
+                // blake3's hash comparison is constant-time.
+                if blake3::Hash::from_bytes(*kc) == *convergent_key(&out[start..]) {
+                    Ok(())
+                } else {
+                    Err(SealError::NotConvergent)
+                }
+            })
         }
+    };
+    if opened.is_err() {
+        out.truncate(start);
     }
+    opened
 }
 
 /// Decodes `payload` as an envelope and opens it: [`Envelope::decode`]

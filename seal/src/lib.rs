@@ -85,7 +85,9 @@ mod key;
 mod keyring;
 pub mod record;
 
-pub use envelope::{CONVERGENT_OVERHEAD, EPOCH_OVERHEAD, Envelope, Mode, open, open_bytes, seal};
+pub use envelope::{
+    CONVERGENT_OVERHEAD, EPOCH_OVERHEAD, Envelope, Mode, open, open_bytes, open_to, seal,
+};
 pub use error::{KeyringError, SealError};
 pub use grant::Grant;
 pub use key::{CONTENT_KEY_LEN, ContentKey};

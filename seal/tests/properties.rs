@@ -5,12 +5,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use gdp_certs::codec::{Decode, Encode};
 use gdp_certs::{Name, PublicKey, SecretKey};
 use gdp_seal::{
     CONVERGENT_OVERHEAD, ContentKey, EPOCH_OVERHEAD, Envelope, Grant, KeyRecord, Keyring, Mode,
-    SealError, open, open_bytes, seal,
+    SealError, open, open_bytes, open_to, seal,
 };
 use proptest::prelude::*;
 
@@ -81,6 +81,40 @@ proptest! {
             matches!(result, Err(SealError::Tampered | SealError::Malformed(_))),
             "bit {} gave {:?}", bit, result
         );
+    }
+
+    /// Records opened one after another onto one buffer give each its own
+    /// plaintext, and one that does not open leaves the buffer as it was.
+    #[test]
+    fn records_open_onto_one_buffer(
+        plaintexts in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..300), 1..8),
+        mode in mode(),
+        bad in any::<proptest::sample::Index>(),
+    ) {
+        let capsule = Name::from_bytes([2; 32]);
+        let bad = bad.index(plaintexts.len());
+        let mut out = BytesMut::new();
+        let mut ends = Vec::new();
+        for (i, plaintext) in plaintexts.iter().enumerate() {
+            let seqno = i as u64 + 1;
+            let env = Envelope::decode(seal(&fixed_key(), 1, mode, &capsule, seqno, plaintext))
+                .expect("decodes");
+            let before = out.clone();
+            if i == bad {
+                prop_assert_eq!(
+                    open_to(&fixed_key(), &capsule, seqno + 1, &env, &mut out),
+                    Err(SealError::Tampered)
+                );
+                prop_assert_eq!(&out, &before);
+            }
+            open_to(&fixed_key(), &capsule, seqno, &env, &mut out).expect("opens");
+            ends.push(out.len());
+        }
+        let mut start = 0;
+        for (plaintext, end) in plaintexts.iter().zip(ends) {
+            prop_assert_eq!(&out[start..end], &plaintext[..]);
+            start = end;
+        }
     }
 
     #[test]

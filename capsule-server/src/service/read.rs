@@ -26,6 +26,11 @@ pub(super) fn response_room(config: &ServiceConfig, reserve: usize) -> usize {
 
 /// Records from `from` (to at most `to`) read from the store, as many as fit
 /// one response, with a proof of the last one from `heartbeat`.
+///
+/// Proofs are sized from seqnos alone ([`Proof::encoded_len_for`]), so the
+/// records fill what the proof leaves (a proof from a heartbeat far ahead
+/// of `from` is several KiB, one from close by a few hundred bytes), and
+/// only the proof that is sent is read from the store.
 pub(super) fn pack_stored(
     store: &Store,
     config: &ServiceConfig,
@@ -35,12 +40,20 @@ pub(super) fn pack_stored(
     to: u64,
 ) -> Result<(Vec<Record>, Proof), StoreError> {
     let budget = config.max_response_bytes - FRAMING;
+    let proof_len = |target: u64| {
+        Proof::encoded_len_for(heartbeat.seqno, target).ok_or(StoreError::Missing {
+            capsule: *capsule,
+            seqno: target,
+        })
+    };
+    // The path from the heartbeat to `from` is a guess for the one from
+    // the last record read; a longer one costs that record below.
     let mut records = store.records(
         capsule,
         from,
         to,
         MAX_RESPONSE_RECORDS,
-        budget.saturating_sub(PROOF_RESERVE),
+        budget.saturating_sub(proof_len(from)?.min(PROOF_RESERVE)),
     )?;
     let mut size: usize = records.iter().map(Encode::encoded_len).sum();
     loop {
@@ -50,8 +63,8 @@ pub(super) fn pack_stored(
                 seqno: from,
             });
         };
-        let proof = store.proof(heartbeat, last.seqno())?;
-        if size + proof.encoded_len() <= budget || records.len() == 1 {
+        if size + proof_len(last.seqno())? <= budget || records.len() == 1 {
+            let proof = store.proof(heartbeat, last.seqno())?;
             return Ok((records, proof));
         }
         size -= last.encoded_len();
