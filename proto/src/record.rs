@@ -40,7 +40,9 @@
 //! their hash once, so `hash()` is free afterwards.
 
 use std::fmt;
+use std::sync::LazyLock;
 
+use blake3::hazmat::{self, ContextKey, HasherExt};
 use bytes::{BufMut, Bytes, BytesMut};
 use gdp_certs::codec::{Decode, DecodeError, Encode, Reader, put};
 use gdp_certs::{Name, Timestamp};
@@ -223,7 +225,11 @@ impl RecordHeader {
     /// The hash of the header encoding, fed to the hasher piecewise so that
     /// nothing is allocated.
     fn compute_hash(&self) -> RecordHash {
-        let mut h = blake3::Hasher::new_derive_key(RECORD_HASH_CONTEXT);
+        // The context's key is hashed once per process, not once per
+        // record: a header is three or four blocks, the context one more.
+        static CONTEXT_KEY: LazyLock<ContextKey> =
+            LazyLock::new(|| hazmat::hash_derive_key_context(RECORD_HASH_CONTEXT));
+        let mut h = blake3::Hasher::new_from_context_key(&CONTEXT_KEY);
         h.update(self.capsule.as_bytes());
         h.update(&self.seqno.to_be_bytes());
         h.update(&self.timestamp.0.to_be_bytes());
