@@ -41,6 +41,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::Duration;
 
 use gdp_certs::{Name, Timestamp};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -267,6 +268,26 @@ async fn timer(at: Option<Timestamp>, clock: &Clock) {
     }
 }
 
+/// Outputs the host takes from the service at most before it looks at its
+/// inputs again.
+const OUTPUTS_PER_TURN: usize = 1024;
+
+/// Responses that may wait in the outbox when the host reads one more
+/// response of subscription backlog from the store. Each is up to the
+/// response limit (1 MiB), so subscribers catching up hold about this many
+/// MiB of the server's memory together, and an answer to anyone else
+/// waits behind at most that much backlog.
+const BACKLOG_AHEAD: usize = 2;
+
+/// How often a host with backlog to send looks at its outbox again while
+/// the outbox holds [`BACKLOG_AHEAD`] responses or more.
+const BACKLOG_POLL: Duration = Duration::from_millis(1);
+
+/// Whether the outbox has room for more subscription backlog.
+fn backlog_fits(outbox: &mpsc::Sender<Response>) -> bool {
+    outbox.max_capacity() - outbox.capacity() < BACKLOG_AHEAD
+}
+
 async fn run(
     mut service: CapsuleService,
     committer: CommitHandle,
@@ -294,9 +315,10 @@ async fn run(
             changed
         });
         // Outputs next, a bounded number per turn so that inputs and
-        // acknowledgements are not starved by a long backlog.
-        for _ in 0..1024 {
-            match service.poll_output() {
+        // acknowledgements are not starved by a long backlog, and backlog
+        // only while the outbox is nearly empty.
+        for _ in 0..OUTPUTS_PER_TURN {
+            match service.poll_output_with(backlog_fits(&outbox)) {
                 Some(Output::Respond(r)) => {
                     if outbox.send(r).await.is_err() {
                         tracing::debug!("outbox closed; response dropped");
@@ -384,7 +406,8 @@ async fn run(
             () = timer(service.next_timeout(), &config.clock), if open => {
                 service.handle_timeout((config.clock)());
             }
-            () = std::future::ready(()), if service.has_output() => {}
+            () = std::future::ready(()), if service.has_output_with(backlog_fits(&outbox)) => {}
+            () = tokio::time::sleep(BACKLOG_POLL), if service.has_output() => {}
         }
     }
 }
@@ -454,6 +477,113 @@ mod tests {
         drop(handle);
         let service = host.shutdown().await.expect("clean");
         assert_eq!(service.stats().refused.total(), 2);
+        committer.shutdown();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A subscriber catching up on a long backlog: the host reads it from
+    /// the store only as the outbox empties, and another peer's answer
+    /// waits behind at most what is already queued.
+    #[tokio::test]
+    async fn subscription_backlog_is_read_as_the_outbox_empties() {
+        const APPENDS: u64 = 6;
+        const PER_APPEND: u64 = 30;
+        let dir = std::env::temp_dir().join(format!(
+            "gdp-host-backlog-{}-{}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        let (store, report) = Store::open(&dir, &StoreOptions::default()).expect("opens");
+        let committer =
+            Committer::spawn(store.clone(), CommitterConfig::default()).expect("spawns");
+        let server = Name::from_bytes([200; 32]);
+        let service =
+            CapsuleService::new(ServiceConfig::default(), server, store, report).expect("valid");
+        let (tx, mut rx) = mpsc::channel(64);
+        let host = Host::spawn(service, committer.handle(), tx, HostConfig::default());
+        let handle = host.handle();
+        let (owner, subscriber, other) = (
+            Name::from_bytes([7; 32]),
+            Name::from_bytes([8; 32]),
+            Name::from_bytes([9; 32]),
+        );
+        let mut writer = gdp_testkit::capsule::Writer::new(server, "backlog");
+        let capsule = writer.capsule();
+        let mut id = 0;
+        let mut ask = |from: Name, body: CapsuleRequest| {
+            id += 1;
+            Request {
+                capsule,
+                from,
+                request_id: id,
+                body,
+            }
+        };
+        handle
+            .request(ask(owner, writer.create()))
+            .await
+            .expect("host runs");
+        assert_eq!(
+            rx.recv().await.expect("an answer").body,
+            CapsuleResponse::Created
+        );
+        // About 5.6 MiB of records: six responses of up to 1 MiB.
+        for _ in 0..APPENDS {
+            let payloads = (0..PER_APPEND).map(|_| bytes::Bytes::from(vec![5u8; 32 << 10]));
+            let append = ask(owner, writer.append_payloads(payloads));
+            handle.request(append).await.expect("host runs");
+            let answer = rx.recv().await.expect("an answer").body;
+            assert!(
+                matches!(answer, CapsuleResponse::Appended { .. }),
+                "{answer:?}"
+            );
+        }
+
+        handle
+            .request(ask(subscriber, CapsuleRequest::Subscribe { from: 1 }))
+            .await
+            .expect("host runs");
+        // Time for the host to queue all it would.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(
+            rx.len(),
+            BACKLOG_AHEAD,
+            "the answer and one response of backlog"
+        );
+        handle
+            .request(ask(other, CapsuleRequest::Latest))
+            .await
+            .expect("host runs");
+
+        let (mut next, mut other_at) = (1, None);
+        for at in 0.. {
+            let r = rx.recv().await.expect("a response");
+            if r.to == other {
+                other_at = Some(at);
+                continue;
+            }
+            assert_eq!(r.to, subscriber);
+            match r.body {
+                CapsuleResponse::Subscribed { tail } => assert_eq!(tail, APPENDS * PER_APPEND),
+                CapsuleResponse::Event { records, .. } => {
+                    for record in records {
+                        assert_eq!(record.seqno(), next);
+                        next += 1;
+                    }
+                }
+                other => panic!("{other:?}"),
+            }
+            if next > APPENDS * PER_APPEND && other_at.is_some() {
+                break;
+            }
+        }
+        let other_at = other_at.expect("the other peer answered");
+        assert!(
+            other_at <= BACKLOG_AHEAD + 1,
+            "answered after {other_at} responses"
+        );
+        drop(handle);
+        host.shutdown().await.expect("clean");
         committer.shutdown();
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -902,12 +902,21 @@ impl CapsuleService {
     /// Answers addressed to this server itself (to the appends it makes
     /// with records fetched from other replicas) are not output.
     pub fn poll_output(&mut self) -> Option<Output> {
+        self.poll_output_with(true)
+    }
+
+    /// [`CapsuleService::poll_output`], leaving the subscription backlog
+    /// in the store unless `backlog`: a host whose responses still wait to
+    /// leave reads no more backlog, so that one subscriber catching up
+    /// holds a few responses in memory rather than its whole backlog, and
+    /// the answers to everyone else do not queue behind it.
+    pub fn poll_output_with(&mut self, backlog: bool) -> Option<Output> {
         loop {
             let next = self
                 .out
                 .outputs
                 .pop_front()
-                .or_else(|| self.next_backlog())?;
+                .or_else(|| backlog.then(|| self.next_backlog()).flatten())?;
             match next {
                 Output::Respond(r) if r.to == self.server => {
                     if let CapsuleResponse::Error { code, message } = &r.body {
@@ -922,7 +931,12 @@ impl CapsuleService {
 
     /// True if [`CapsuleService::poll_output`] may have something.
     pub fn has_output(&self) -> bool {
-        !self.out.outputs.is_empty() || !self.lagging.is_empty()
+        self.has_output_with(true)
+    }
+
+    /// True if [`CapsuleService::poll_output_with`] may have something.
+    pub fn has_output_with(&self, backlog: bool) -> bool {
+        !self.out.outputs.is_empty() || (backlog && !self.lagging.is_empty())
     }
 }
 
