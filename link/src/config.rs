@@ -13,6 +13,16 @@ use super::TransportError;
 /// One mebibyte.
 const MIB: usize = 1 << 20;
 
+/// The longest an inbound handshake waits for its turn under
+/// [`TransportConfig::handshakes_per_address`]; one whose turn is further
+/// off is refused.
+pub const HANDSHAKE_WAIT_MAX: Duration = Duration::from_secs(1);
+
+/// Source addresses whose handshake schedules a transport tracks at most;
+/// when that many are paced at once, handshakes from others are refused
+/// until some schedules have caught up.
+pub const MAX_PACED_ADDRESSES: usize = 65_536;
+
 /// Settings of a [`Transport`](super::Transport).
 ///
 /// The defaults suit a router on a fast network: 4 MiB socket buffers,
@@ -114,6 +124,20 @@ pub struct TransportConfig {
     /// Most inbound handshakes in progress at once; further incoming
     /// connections are refused until one completes.
     pub max_pending_handshakes: usize,
+    /// Inbound handshakes one source IP address may start per second
+    /// (0: no limit). Up to
+    /// [`handshake_burst_per_address`](Self::handshake_burst_per_address)
+    /// start at once; the ones beyond wait for their turn (at most
+    /// [`HANDSHAKE_WAIT_MAX`]) and are refused if their turn is further
+    /// off (counted in
+    /// [`TransportStats::handshakes_refused_rate`](super::TransportStats::handshakes_refused_rate)),
+    /// so that one host opening hundreds of links spreads their key setup
+    /// and signatures out instead of landing them on everyone's traffic
+    /// at once.
+    pub handshakes_per_address: u32,
+    /// Handshakes one source address may start at once before
+    /// [`handshakes_per_address`](Self::handshakes_per_address) paces it.
+    pub handshake_burst_per_address: u32,
     /// A link whose peer has sent this many malformed or oversized PDUs is
     /// closed by the transport.
     pub malformed_limit: u64,
@@ -169,6 +193,8 @@ impl Default for TransportConfig {
             max_links: 10_000,
             max_links_per_address: 256,
             max_pending_handshakes: 64,
+            handshakes_per_address: 128,
+            handshake_burst_per_address: 16,
             malformed_limit: 64,
             unproven_pdu_limit: usize::MAX,
             accept_incoming: true,
@@ -224,6 +250,9 @@ impl TransportConfig {
         }
         if self.max_pending_handshakes == 0 {
             return bad("max_pending_handshakes must be at least 1".into());
+        }
+        if self.handshake_burst_per_address == 0 {
+            return bad("handshake_burst_per_address must be at least 1".into());
         }
         if self.keep_alive.is_zero() || self.keep_alive >= self.idle_timeout {
             return bad(format!(

@@ -59,6 +59,7 @@
 //! | links | [`TransportConfig::max_links`] | new connections refused, dials fail |
 //! | one incomplete PDU in a stream reader | [`TransportConfig::unproven_pdu_limit`] until [`Link::lift_pdu_limit`], then the protocol's 1 MiB | the stream is reported as oversized (the owner closes the link) |
 //! | inbound links per source address | [`TransportConfig::max_links_per_address`] | new connections from it refused, counted in [`TransportStats::links_refused_per_address`] |
+//! | inbound handshakes started per source address | [`TransportConfig::handshakes_per_address`] a second after a burst of [`TransportConfig::handshake_burst_per_address`] | the rest wait their turn, at most [`HANDSHAKE_WAIT_MAX`] ([`TransportStats::handshakes_paced`]); later turns are refused ([`TransportStats::handshakes_refused_rate`]) |
 //!
 //! A reliable send queue counts the memory its PDUs keep alive, not only
 //! their length: a PDU or run shorter than [`TransportConfig::copy_below`]
@@ -133,13 +134,14 @@ pub mod endpoint;
 mod event;
 mod forward;
 mod link;
+mod pace;
 mod queue;
 mod reset;
 mod socket;
 mod tasks;
 mod transport;
 
-pub use config::TransportConfig;
+pub use config::{HANDSHAKE_WAIT_MAX, MAX_PACED_ADDRESSES, TransportConfig};
 pub use event::{CloseCode, Credit, Direction, DownReason, LinkEvent, LinkId};
 pub use forward::{Forwarder, LinkForwarder};
 pub use link::{Link, LinkStats, SHARED_BLOCK, SendError, UnreliableOutcome};

@@ -24,8 +24,10 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use crate::config::{HANDSHAKE_WAIT_MAX, MAX_PACED_ADDRESSES};
 use crate::event::is_crypto;
 use crate::link::LinkShared;
+use crate::pace::{HandshakePacer, Pace};
 use crate::tasks::{self, LinkIo};
 use crate::{
     CloseCode, Direction, Forwarder, Link, LinkEvent, LinkId, LinkStats, SocketBuffers,
@@ -165,6 +167,13 @@ pub struct TransportStats {
     /// [`TransportConfig::max_pending_handshakes`] handshakes were in
     /// progress.
     pub handshakes_refused: u64,
+    /// Inbound connections refused because their source address's turn
+    /// under [`TransportConfig::handshakes_per_address`] was more than
+    /// [`HANDSHAKE_WAIT_MAX`](crate::HANDSHAKE_WAIT_MAX) off.
+    pub handshakes_refused_rate: u64,
+    /// Inbound handshakes that waited for their turn under
+    /// [`TransportConfig::handshakes_per_address`].
+    pub handshakes_paced: u64,
     /// Inbound links up now, summed over every source address.
     pub inbound_links: u64,
     /// Source addresses with at least one inbound link now.
@@ -177,6 +186,9 @@ struct Refusals {
     per_address: AtomicU64,
     max_links: AtomicU64,
     handshakes: AtomicU64,
+    handshake_rate: AtomicU64,
+    /// Not a refusal: handshakes that waited for their turn.
+    paced: AtomicU64,
 }
 
 /// The source address a per-address limit counts: IPv4-mapped IPv6
@@ -523,6 +535,8 @@ impl Transport {
             links_refused_per_address: r.per_address.load(Ordering::Relaxed),
             links_refused_max: r.max_links.load(Ordering::Relaxed),
             handshakes_refused: r.handshakes.load(Ordering::Relaxed),
+            handshakes_refused_rate: r.handshake_rate.load(Ordering::Relaxed),
+            handshakes_paced: r.paced.load(Ordering::Relaxed),
             inbound_links,
             inbound_addresses,
         }
@@ -748,9 +762,16 @@ impl Inner {
 }
 
 /// Accepts incoming connections until the transport stops, handshaking each
-/// in its own task (at most `max_pending_handshakes` at once).
+/// in its own task (at most `max_pending_handshakes` at once, each source
+/// address paced by `handshakes_per_address`).
 async fn accept_loop(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
     let handshakes = Arc::new(Semaphore::new(inner.config.max_pending_handshakes));
+    let mut pacer = HandshakePacer::new(
+        inner.config.handshakes_per_address,
+        inner.config.handshake_burst_per_address,
+        HANDSHAKE_WAIT_MAX,
+        MAX_PACED_ADDRESSES,
+    );
     loop {
         let incoming = tokio::select! {
             _ = stop.changed() => return,
@@ -774,16 +795,54 @@ async fn accept_loop(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
             incoming.refuse();
             continue;
         }
-        let Ok(permit) = handshakes.clone().try_acquire_owned() else {
-            inner.refusals.handshakes.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(%remote, "refused: too many handshakes");
-            incoming.refuse();
+        let wait = match pacer.admit(source_ip(remote), Instant::now()) {
+            Pace::Now => None,
+            Pace::After(wait) => Some(wait),
+            Pace::Refuse => {
+                inner
+                    .refusals
+                    .handshake_rate
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(%remote, "refused: handshakes from this address come too fast");
+                incoming.refuse();
+                continue;
+            }
+        };
+        let Some(wait) = wait else {
+            let Ok(permit) = handshakes.clone().try_acquire_owned() else {
+                refuse_busy(&inner, incoming);
+                continue;
+            };
+            let inner = inner.clone();
+            tokio::spawn(async move {
+                inner.accept_one(incoming).await;
+                drop(permit);
+            });
             continue;
         };
-        let inner = inner.clone();
+        // Its turn comes later: the connection waits (its Initial packet
+        // held, at most HANDSHAKE_WAIT_MAX) and then takes a handshake
+        // slot like any other.
+        inner.refusals.paced.fetch_add(1, Ordering::Relaxed);
+        let (inner, handshakes, mut stop) = (inner.clone(), handshakes.clone(), stop.clone());
         tokio::spawn(async move {
+            tokio::select! {
+                _ = stop.changed() => return,
+                () = tokio::time::sleep(wait) => {}
+            }
+            let Ok(permit) = handshakes.try_acquire_owned() else {
+                refuse_busy(&inner, incoming);
+                return;
+            };
             inner.accept_one(incoming).await;
             drop(permit);
         });
     }
+}
+
+/// Refuses `incoming` because `max_pending_handshakes` are in progress.
+fn refuse_busy(inner: &Inner, incoming: quinn::Incoming) {
+    inner.refusals.handshakes.fetch_add(1, Ordering::Relaxed);
+    tracing::warn!(remote = %incoming.remote_address(), "refused: too many handshakes");
+    incoming.refuse();
 }

@@ -47,7 +47,8 @@
 //! | `gdp_router_records_repaired_total` | counter | own records an audit found missing or altered in the directory and published again alone |
 //! | `gdp_router_directory_name_full_total` | counter | publications refused because the name held the maximum of other fields (then pruned, or backed off) |
 //! | `gdp_router_directory_fields_pruned_total` | counter | fields of full names removed because their record did not verify for the name and its router |
-//! | `gdp_router_transport_links_refused_total{reason}` | counter | connections the transport refused: `per_address` (`max_links_per_address`), `max_links`, `handshakes` (`max_pending_handshakes`) |
+//! | `gdp_router_transport_links_refused_total{reason}` | counter | connections the transport refused: `per_address` (`max_links_per_address`), `max_links`, `handshakes` (`max_pending_handshakes`), `handshake_rate` (their address's turn under `handshakes_per_address` more than a second off) |
+//! | `gdp_router_transport_handshakes_paced_total` | counter | inbound handshakes that waited for their address's turn under `handshakes_per_address` |
 //! | `gdp_router_inbound_addresses` | gauge | source addresses with at least one inbound link |
 //! | `gdp_router_trees`, `gdp_router_tree_memberships` | gauge | delivery trees (capsules with subscribers) and their memberships (capsule, link) now |
 //! | `gdp_router_tree_joins_total` | counter | Subscribes that added or refreshed a membership |
@@ -491,6 +492,7 @@ pub fn render(s: &Snapshot) -> String {
         ("per_address", t.links_refused_per_address),
         ("max_links", t.links_refused_max),
         ("handshakes", t.handshakes_refused),
+        ("handshake_rate", t.handshakes_refused_rate),
     ] {
         e.sample(
             "gdp_router_transport_links_refused_total",
@@ -498,6 +500,11 @@ pub fn render(s: &Snapshot) -> String {
             value,
         );
     }
+    e.counter(
+        "gdp_router_transport_handshakes_paced_total",
+        "Inbound handshakes that waited for their source address's turn.",
+        t.handshakes_paced,
+    );
     tree_metrics(&mut e, &c.trees);
     e.gauge(
         "gdp_router_inbound_addresses",

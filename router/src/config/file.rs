@@ -135,6 +135,11 @@ pub struct LimitsConfig {
     pub max_links: Option<usize>,
     /// Most inbound links from one source IP address at once.
     pub max_links_per_address: Option<usize>,
+    /// Inbound handshakes one source IP address may start per second (0:
+    /// no limit).
+    pub handshakes_per_address: Option<u32>,
+    /// Inbound handshakes one source IP address may start at once.
+    pub handshake_burst_per_address: Option<u32>,
     /// Most dials to other routers running at once.
     pub max_dials: Option<usize>,
     /// Most bytes of one PDU read from an endpoint before it attaches.

@@ -59,6 +59,8 @@
 //! [limits]
 //! max_links = 10000
 //! max_links_per_address = 256  # inbound links from one source IP
+//! handshakes_per_address = 128  # inbound handshakes one source IP starts a second (0: no limit)
+//! handshake_burst_per_address = 16  # ... and at once; the rest wait their turn, up to 1 s
 //! max_dials = 64           # dials to other routers running at once
 //! unproven_pdu_limit = 65536  # largest PDU read from an endpoint before it attaches
 //! max_violations = 16      # malformed, oversized or spoofed PDUs before a link is cut
@@ -265,6 +267,11 @@ pub struct RouterSettings {
     pub max_links: usize,
     /// Most inbound links from one source IP address.
     pub max_links_per_address: usize,
+    /// Inbound handshakes one source IP address may start per second (0:
+    /// no limit); see [`gdp_link::TransportConfig::handshakes_per_address`].
+    pub handshakes_per_address: u32,
+    /// Inbound handshakes one source IP address may start at once.
+    pub handshake_burst_per_address: u32,
     /// Most dials to other routers running at once.
     pub max_dials: usize,
     /// Most bytes of one PDU read from an endpoint link before the endpoint
@@ -349,6 +356,8 @@ impl Default for RouterSettings {
             attach_timeout: core.attach_timeout,
             max_links: transport.max_links,
             max_links_per_address: transport.max_links_per_address,
+            handshakes_per_address: transport.handshakes_per_address,
+            handshake_burst_per_address: transport.handshake_burst_per_address,
             max_dials: driver.max_dials,
             unproven_pdu_limit: crate::driver::UNPROVEN_PDU_LIMIT,
             max_violations: core.max_violations,
@@ -489,6 +498,16 @@ impl RouterSettings {
                 file.limits.max_links_per_address,
                 d.max_links_per_address,
             ),
+            handshakes_per_address: pick(
+                None,
+                file.limits.handshakes_per_address,
+                d.handshakes_per_address,
+            ),
+            handshake_burst_per_address: pick(
+                None,
+                file.limits.handshake_burst_per_address,
+                d.handshake_burst_per_address,
+            ),
             max_dials: pick(None, file.limits.max_dials, d.max_dials),
             unproven_pdu_limit: pick(None, file.limits.unproven_pdu_limit, d.unproven_pdu_limit),
             max_violations: pick(
@@ -569,10 +588,14 @@ impl RouterSettings {
                 "max_violations and max_links must be at least 1".into(),
             );
         }
-        if self.max_links_per_address == 0 || self.max_dials == 0 {
+        if self.max_links_per_address == 0
+            || self.max_dials == 0
+            || self.handshake_burst_per_address == 0
+        {
             return bad(
                 "limits",
-                "max_links_per_address and max_dials must be at least 1".into(),
+                "max_links_per_address, max_dials and handshake_burst_per_address must be at least 1"
+                    .into(),
             );
         }
         if [
@@ -730,6 +753,8 @@ impl RouterSettings {
         t.handshake_timeout = self.dial_timeout;
         t.max_links = self.max_links;
         t.max_links_per_address = self.max_links_per_address;
+        t.handshakes_per_address = self.handshakes_per_address;
+        t.handshake_burst_per_address = self.handshake_burst_per_address;
         t.unproven_pdu_limit = self.unproven_pdu_limit;
         // A peer that keeps sending undecodable PDUs is cut off at the same
         // count as one whose PDUs decode but break the rules.
@@ -802,6 +827,8 @@ impl RouterSettings {
             "limits": {
                 "max_links": self.max_links,
                 "max_links_per_address": self.max_links_per_address,
+                "handshakes_per_address": self.handshakes_per_address,
+                "handshake_burst_per_address": self.handshake_burst_per_address,
                 "max_dials": self.max_dials,
                 "unproven_pdu_limit": self.unproven_pdu_limit,
                 "max_violations": self.max_violations,

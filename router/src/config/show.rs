@@ -114,6 +114,14 @@ impl RouterSettings {
         for (key, value) in [
             ("max_links", self.max_links),
             ("max_links_per_address", self.max_links_per_address),
+            (
+                "handshakes_per_address",
+                self.handshakes_per_address as usize,
+            ),
+            (
+                "handshake_burst_per_address",
+                self.handshake_burst_per_address as usize,
+            ),
             ("max_dials", self.max_dials),
             ("unproven_pdu_limit", self.unproven_pdu_limit),
             ("pending_per_name", self.pending_per_name),
@@ -209,7 +217,7 @@ mod tests {
         for key in ["data_dir", "key_file", "listen", "directory", "log"] {
             assert!(table.contains_key(key), "{key}");
         }
-        for (section, keys) in [("timing", 15), ("limits", 21), ("socket", 3), ("trust", 3)] {
+        for (section, keys) in [("timing", 15), ("limits", 23), ("socket", 3), ("trust", 3)] {
             let t = table[section].as_table().expect("a table");
             assert_eq!(t.len(), keys, "[{section}]: {t:?}");
         }
