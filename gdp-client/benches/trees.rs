@@ -190,9 +190,13 @@ async fn run(records: u64, max: usize) -> Vec<Row> {
                 egress_per_record: egress / records as f64,
                 seconds,
             });
+            // Side by side: each waits for its link's close to be
+            // acknowledged, and a thousand in turn took minutes.
+            let mut closing = JoinSet::new();
             for c in clients {
-                c.shutdown().await;
+                closing.spawn(async move { c.shutdown().await });
             }
+            while closing.join_next().await.is_some() {}
         }
     }
     writer_client.shutdown().await;
