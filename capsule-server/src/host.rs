@@ -420,17 +420,28 @@ mod tests {
     use crate::stats::Refusal;
     use crate::store::{Store, StoreOptions};
     use gdp_proto::capsule::{CapsuleRequest, CapsuleResponse, ErrorCode};
+    use std::path::PathBuf;
 
-    #[tokio::test]
-    async fn the_counters_cover_every_response_received() {
+    /// The server the tests' services run as.
+    const SERVER: Name = Name::from_bytes([200; 32]);
+
+    /// A service with `config` over a fresh store in a temporary
+    /// directory (which the test removes), and the store's committer.
+    fn service_on_disk(label: &str, config: ServiceConfig) -> (CapsuleService, Committer, PathBuf) {
         let dir = std::env::temp_dir().join(format!(
-            "gdp-host-stats-{}-{}",
+            "gdp-host-{label}-{}-{}",
             std::process::id(),
             rand::random::<u64>()
         ));
         let (store, report) = Store::open(&dir, &StoreOptions::default()).expect("opens");
         let committer =
             Committer::spawn(store.clone(), CommitterConfig::default()).expect("spawns");
+        let service = CapsuleService::new(config, SERVER, store, report).expect("valid");
+        (service, committer, dir)
+    }
+
+    #[tokio::test]
+    async fn the_counters_cover_every_response_received() {
         let config = ServiceConfig {
             peer_requests: Some(Rate {
                 per_second: 1,
@@ -438,8 +449,7 @@ mod tests {
             }),
             ..ServiceConfig::default()
         };
-        let server = Name::from_bytes([200; 32]);
-        let service = CapsuleService::new(config, server, store, report).expect("valid");
+        let (service, committer, dir) = service_on_disk("stats", config);
         let (tx, mut rx) = mpsc::channel(16);
         let clock: Clock = Arc::new(|| Timestamp::from_secs(1_800_000_000));
         let host = Host::spawn(
@@ -488,17 +498,7 @@ mod tests {
     async fn subscription_backlog_is_read_as_the_outbox_empties() {
         const APPENDS: u64 = 6;
         const PER_APPEND: u64 = 30;
-        let dir = std::env::temp_dir().join(format!(
-            "gdp-host-backlog-{}-{}",
-            std::process::id(),
-            rand::random::<u64>()
-        ));
-        let (store, report) = Store::open(&dir, &StoreOptions::default()).expect("opens");
-        let committer =
-            Committer::spawn(store.clone(), CommitterConfig::default()).expect("spawns");
-        let server = Name::from_bytes([200; 32]);
-        let service =
-            CapsuleService::new(ServiceConfig::default(), server, store, report).expect("valid");
+        let (service, committer, dir) = service_on_disk("backlog", ServiceConfig::default());
         let (tx, mut rx) = mpsc::channel(64);
         let host = Host::spawn(service, committer.handle(), tx, HostConfig::default());
         let handle = host.handle();
@@ -507,7 +507,7 @@ mod tests {
             Name::from_bytes([8; 32]),
             Name::from_bytes([9; 32]),
         );
-        let mut writer = gdp_testkit::capsule::Writer::new(server, "backlog");
+        let mut writer = gdp_testkit::capsule::Writer::new(SERVER, "backlog");
         let capsule = writer.capsule();
         let mut id = 0;
         let mut ask = |from: Name, body: CapsuleRequest| {

@@ -797,7 +797,10 @@ async fn accept_loop(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
         }
         let wait = match pacer.admit(source_ip(remote), Instant::now()) {
             Pace::Now => None,
-            Pace::After(wait) => Some(wait),
+            Pace::After(wait) => {
+                inner.refusals.paced.fetch_add(1, Ordering::Relaxed);
+                Some(wait)
+            }
             Pace::Refuse => {
                 inner
                     .refusals
@@ -808,41 +811,25 @@ async fn accept_loop(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
                 continue;
             }
         };
-        let Some(wait) = wait else {
-            let Ok(permit) = handshakes.clone().try_acquire_owned() else {
-                refuse_busy(&inner, incoming);
-                continue;
-            };
-            let inner = inner.clone();
-            tokio::spawn(async move {
-                inner.accept_one(incoming).await;
-                drop(permit);
-            });
-            continue;
-        };
-        // Its turn comes later: the connection waits (its Initial packet
-        // held, at most HANDSHAKE_WAIT_MAX) and then takes a handshake
-        // slot like any other.
-        inner.refusals.paced.fetch_add(1, Ordering::Relaxed);
         let (inner, handshakes, mut stop) = (inner.clone(), handshakes.clone(), stop.clone());
         tokio::spawn(async move {
-            tokio::select! {
-                _ = stop.changed() => return,
-                () = tokio::time::sleep(wait) => {}
+            // A handshake whose turn comes later waits for it (its Initial
+            // packet held, at most HANDSHAKE_WAIT_MAX), then takes a
+            // handshake slot like any other.
+            if let Some(wait) = wait {
+                tokio::select! {
+                    _ = stop.changed() => return,
+                    () = tokio::time::sleep(wait) => {}
+                }
             }
             let Ok(permit) = handshakes.try_acquire_owned() else {
-                refuse_busy(&inner, incoming);
+                inner.refusals.handshakes.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(%remote, "refused: too many handshakes");
+                incoming.refuse();
                 return;
             };
             inner.accept_one(incoming).await;
             drop(permit);
         });
     }
-}
-
-/// Refuses `incoming` because `max_pending_handshakes` are in progress.
-fn refuse_busy(inner: &Inner, incoming: quinn::Incoming) {
-    inner.refusals.handshakes.fetch_add(1, Ordering::Relaxed);
-    tracing::warn!(remote = %incoming.remote_address(), "refused: too many handshakes");
-    incoming.refuse();
 }
