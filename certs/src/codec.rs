@@ -11,7 +11,7 @@
 //! length prefix (`u8`, `u16` or `u32`, chosen per field) and every collection
 //! has a named maximum count.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 /// Why bytes could not be decoded. Small and `Copy`, so decoders stay cheap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -129,14 +129,18 @@ impl Reader {
 
     /// Takes everything left.
     pub fn take_rest(&mut self) -> Bytes {
-        self.buf.split_off(0)
+        std::mem::take(&mut self.buf)
     }
 
-    /// Reads a fixed-size array.
+    /// Reads a fixed-size array. It copies from the buffer in place: no
+    /// second handle on the shared bytes is made and dropped, which would
+    /// cost two atomic operations per field.
     pub fn array<const N: usize>(&mut self, what: &'static str) -> Result<[u8; N], DecodeError> {
-        let b = self.take(N, what)?;
-        let mut out = [0u8; N];
-        out.copy_from_slice(&b);
+        let Some(head) = self.buf.first_chunk::<N>() else {
+            return Err(DecodeError::Truncated { what });
+        };
+        let out = *head;
+        self.buf.advance(N);
         Ok(out)
     }
 
