@@ -318,15 +318,36 @@ pub fn proof(data: &[u8]) {
 /// which must fail cleanly unless the input was sealed under that key for
 /// the capsule and seqno tried (the seed corpus holds such envelopes).
 pub fn envelope(data: &[u8]) {
-    if let Some(env) = canonical::<Envelope>(data) {
+    let parsed = gdp_seal::EnvelopeRef::parse(data);
+    let decoded = canonical::<Envelope>(data);
+    assert_eq!(
+        parsed.ok(),
+        decoded.as_ref().map(Envelope::view),
+        "reading in place agrees with decoding"
+    );
+    if let Some(env) = decoded {
         let key = ContentKey::from_bytes(FUZZ_CONTENT_KEY);
+        // An opener that keeps the subkey between records must agree with
+        // opening each record on its own.
+        let mut opener = gdp_seal::Opener::new();
         for seqno in [0, 1] {
-            if let Ok(plaintext) = gdp_seal::open(&key, &Name::ZERO, seqno, &env) {
-                assert_eq!(
-                    plaintext.len(),
-                    env.plaintext_len(),
-                    "an opened envelope has its plaintext's length"
-                );
+            let alone = gdp_seal::open(&key, &Name::ZERO, seqno, &env);
+            let mut out = bytes::BytesMut::from(&b"kept"[..]);
+            let kept = opener.open_to(&key, &Name::ZERO, seqno, env.view(), &mut out);
+            match &alone {
+                Ok(plaintext) => {
+                    assert_eq!(
+                        plaintext.len(),
+                        env.plaintext_len(),
+                        "an opened envelope has its plaintext's length"
+                    );
+                    assert_eq!(kept, Ok(()), "the opener opens what opens alone");
+                    assert_eq!(&out[4..], &plaintext[..]);
+                }
+                Err(e) => {
+                    assert_eq!(kept.as_ref(), Err(e), "the opener fails as opening alone");
+                    assert_eq!(&out[..], b"kept", "a failed opening leaves the buffer");
+                }
             }
         }
     }

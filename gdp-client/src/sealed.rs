@@ -38,7 +38,7 @@ use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt};
 use gdp_certs::codec::{Decode, Encode};
 use gdp_certs::{Encryption, EncryptionScheme, Name, PublicKey, SecretKey};
-use gdp_seal::{Envelope, EpochKeys, KeyRecord, Keyring, Mode};
+use gdp_seal::{EnvelopeRef, EpochKeys, KeyRecord, Keyring, Mode, Opener, Sealer};
 
 use crate::ClientError;
 use crate::capsule::{Capsule, ChunkFn};
@@ -280,14 +280,14 @@ impl Decryptor {
 }
 
 /// The envelope of `record`, a record of `capsule`.
-fn envelope_of(capsule: Name, record: &VerifiedRecord) -> Result<Envelope, ClientError> {
+fn envelope_of(capsule: Name, record: &VerifiedRecord) -> Result<EnvelopeRef<'_>, ClientError> {
     if record.capsule() != &capsule {
         return Err(ClientError::invalid(format!(
             "record of capsule {} given to the decryptor of {capsule}",
             record.capsule(),
         )));
     }
-    Envelope::decode(record.payload().clone()).map_err(|e| ClientError::Decrypt {
+    EnvelopeRef::parse(record.payload()).map_err(|e| ClientError::Decrypt {
         capsule,
         seqno: record.seqno(),
         reason: format!("not a sealed record: {e}"),
@@ -302,12 +302,13 @@ fn open_known(
     record: &VerifiedRecord,
 ) -> Result<Bytes, ClientError> {
     let mut out = BytesMut::new();
-    open_known_to(keys, capsule, record, &mut out)?;
+    open_known_to(&mut Opener::new(), keys, capsule, record, &mut out)?;
     Ok(out.freeze())
 }
 
-/// [`open_known`], with the plaintext appended to `out`.
+/// [`open_known`], with the plaintext appended to `out` by `opener`.
 fn open_known_to(
+    opener: &mut Opener,
     keys: &EpochKeys,
     capsule: Name,
     record: &VerifiedRecord,
@@ -318,13 +319,13 @@ fn open_known_to(
         capsule,
         epoch: envelope.epoch(),
     })?;
-    gdp_seal::open_to(key, &capsule, record.seqno(), &envelope, out).map_err(|e| {
-        ClientError::Decrypt {
+    opener
+        .open_to(key, &capsule, record.seqno(), envelope, out)
+        .map_err(|e| ClientError::Decrypt {
             capsule,
             seqno: record.seqno(),
             reason: e.to_string(),
-        }
-    })
+        })
 }
 
 /// The records of `chunk`, each with its plaintext opened with `keys`, all
@@ -340,9 +341,10 @@ fn open_chunk(
     let room = chunk.iter().map(|r| r.payload().len()).sum();
     let mut buf = BytesMut::with_capacity(room);
     let mut opened = Vec::with_capacity(chunk.len());
+    let mut opener = Opener::new();
     for r in &chunk {
         let start = buf.len();
-        match open_known_to(keys, capsule, r, &mut buf) {
+        match open_known_to(&mut opener, keys, capsule, r, &mut buf) {
             Ok(()) => opened.push(Some(start..buf.len())),
             Err(ClientError::NotReader { .. }) => opened.push(None),
             Err(e) => return Err(e),
@@ -364,7 +366,8 @@ pub struct SealedWriter {
     writer: Writer,
     keys: Decryptor,
     mode: Mode,
-    epoch: u32,
+    /// Seals under the newest epoch's key (set by `use_newest_epoch`).
+    sealer: Option<Sealer>,
 }
 
 impl SealedWriter {
@@ -376,7 +379,7 @@ impl SealedWriter {
             writer,
             keys,
             mode: mode_of(enc.scheme),
-            epoch: 0,
+            sealer: None,
         };
         w.use_newest_epoch()?;
         Ok(w)
@@ -384,13 +387,16 @@ impl SealedWriter {
 
     fn use_newest_epoch(&mut self) -> Result<(), ClientError> {
         let current = self.keys.current_epoch().unwrap_or(0);
-        if self.keys.keys.get(current).is_none() {
+        let Some(key) = self.keys.keys.get(current) else {
             return Err(ClientError::NotReader {
                 capsule: self.keys.capsule(),
                 epoch: current,
             });
+        };
+        if self.sealer.as_ref().map(Sealer::epoch) != Some(current) {
+            let capsule = self.writer.capsule().name();
+            self.sealer = Some(Sealer::new(key, current, self.mode, capsule));
         }
-        self.epoch = current;
         Ok(())
     }
 
@@ -401,7 +407,7 @@ impl SealedWriter {
 
     /// The epoch whose key seals the records appended now.
     pub fn epoch(&self) -> u32 {
-        self.epoch
+        self.sealer.as_ref().map_or(0, Sealer::epoch)
     }
 
     /// The seqno the next record will get.
@@ -419,7 +425,7 @@ impl SealedWriter {
     pub async fn refresh_keys(&mut self) -> Result<u32, ClientError> {
         self.keys.refresh().await?;
         self.use_newest_epoch()?;
-        Ok(self.epoch)
+        Ok(self.epoch())
     }
 
     /// Seals `plaintexts` and hands them to the writer (see
@@ -433,20 +439,16 @@ impl SealedWriter {
         if self.writer.is_stale() {
             self.writer.resync().await?;
         }
-        let key = self
-            .keys
-            .keys
-            .get(self.epoch)
-            .ok_or(ClientError::NotReader {
-                capsule: self.keys.capsule(),
-                epoch: self.epoch,
-            })?;
-        let name = self.writer.capsule().name();
+        let capsule = self.keys.capsule();
+        let sealer = self.sealer.as_mut().ok_or(ClientError::NotReader {
+            capsule,
+            epoch: self.keys.current_epoch().unwrap_or(0),
+        })?;
         let first = self.writer.next_seqno();
         let sealed: Vec<Bytes> = plaintexts
             .into_iter()
             .zip(first..)
-            .map(|(p, seqno)| gdp_seal::seal(key, self.epoch, self.mode, &name, seqno, &p))
+            .map(|(p, seqno)| sealer.seal(seqno, &p))
             .collect();
         if sealed.is_empty() {
             return Ok(first - 1);
@@ -483,7 +485,7 @@ impl SealedWriter {
         let epoch = remove_from(&mut self.keys.view, &key, readers).await?;
         self.keys.unwrap_keys()?;
         self.use_newest_epoch()?;
-        debug_assert_eq!(self.epoch, epoch);
+        debug_assert_eq!(self.epoch(), epoch);
         Ok(epoch)
     }
 

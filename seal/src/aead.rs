@@ -18,41 +18,102 @@ pub(crate) const NONCE_LEN: usize = 24;
 /// Bytes of a tag.
 pub(crate) const TAG_LEN: usize = 16;
 
-/// The ChaCha20-Poly1305 key and nonce that `key` and `nonce` stand for.
-fn subkey(key: &[u8; 32], nonce: &[u8; NONCE_LEN]) -> (LessSafeKey, Nonce) {
-    let derived = Zeroizing::new(<[u8; 32]>::from(chacha20::hchacha::<U10>(
-        key.into(),
-        (&nonce[..16]).into(),
-    )));
+/// Bytes of the nonce prefix that, with the key, derives a subkey.
+pub(crate) const PREFIX_LEN: usize = 16;
+/// Bytes of the nonce that follow the prefix.
+pub(crate) const TAIL_LEN: usize = NONCE_LEN - PREFIX_LEN;
+
+/// The ChaCha20-Poly1305 key that a key and a nonce prefix stand for:
+/// every nonce that starts with the prefix seals and opens under it, so a
+/// run of records sharing a prefix derives it once.
+pub(crate) struct Subkey(LessSafeKey);
+
+impl Subkey {
+    /// HChaCha20 of `key` and `prefix`.
+    pub(crate) fn derive(key: &[u8; 32], prefix: &[u8; PREFIX_LEN]) -> Subkey {
+        let derived = Zeroizing::new(<[u8; 32]>::from(chacha20::hchacha::<U10>(
+            key.into(),
+            prefix.into(),
+        )));
+        let unbound = UnboundKey::new(&CHACHA20_POLY1305, &derived[..])
+            .expect("ChaCha20-Poly1305 takes 32-byte keys");
+        Subkey(LessSafeKey::new(unbound))
+    }
+
+    /// Encrypts `buf` in place under the nonce `prefix || tail`; returns the
+    /// tag.
+    pub(crate) fn seal_in_place(
+        &self,
+        tail: &[u8; TAIL_LEN],
+        aad: &[u8],
+        buf: &mut [u8],
+    ) -> [u8; TAG_LEN] {
+        let tag: RingTag = self
+            .0
+            .seal_in_place_separate_tag(inner_nonce(tail), Aad::from(aad), buf)
+            // The only failure is a plaintext over ChaCha20's 2^38-byte limit.
+            .expect("plaintext within ChaCha20-Poly1305's limit");
+        let mut out = [0u8; TAG_LEN];
+        out.copy_from_slice(tag.as_ref());
+        out
+    }
+
+    /// Decrypts `buf` in place if `tag` authenticates it (and `aad`) under
+    /// the nonce `prefix || tail`; on failure `buf` holds nothing of the
+    /// plaintext.
+    pub(crate) fn open_in_place(
+        &self,
+        tail: &[u8; TAIL_LEN],
+        aad: &[u8],
+        buf: &mut [u8],
+        tag: &[u8; TAG_LEN],
+    ) -> Result<(), ()> {
+        let tag = RingTag::from(*tag);
+        let len = buf.len();
+        match self
+            .0
+            .open_in_place_separate_tag(inner_nonce(tail), Aad::from(aad), tag, buf, 0..)
+        {
+            Ok(plain) if plain.len() == len => Ok(()),
+            _ => {
+                buf.fill(0);
+                Err(())
+            }
+        }
+    }
+}
+
+/// The ChaCha20-Poly1305 nonce of an XChaCha20 nonce's tail: `0u32 || tail`.
+fn inner_nonce(tail: &[u8; TAIL_LEN]) -> Nonce {
     let mut inner = [0u8; 12];
-    inner[4..].copy_from_slice(&nonce[16..]);
-    let unbound = UnboundKey::new(&CHACHA20_POLY1305, &derived[..])
-        .expect("ChaCha20-Poly1305 takes 32-byte keys");
+    inner[4..].copy_from_slice(tail);
+    Nonce::assume_unique_for_key(inner)
+}
+
+/// The prefix and the tail of `nonce`.
+pub(crate) fn split_nonce(nonce: &[u8; NONCE_LEN]) -> (&[u8; PREFIX_LEN], &[u8; TAIL_LEN]) {
+    let (prefix, tail) = nonce.split_at(PREFIX_LEN);
     (
-        LessSafeKey::new(unbound),
-        Nonce::assume_unique_for_key(inner),
+        prefix.try_into().expect("16 bytes"),
+        tail.try_into().expect("8 bytes"),
     )
 }
 
 /// Encrypts `buf` in place; returns the tag.
+#[cfg(test)]
 pub(crate) fn seal_in_place(
     key: &[u8; 32],
     nonce: &[u8; NONCE_LEN],
     aad: &[u8],
     buf: &mut [u8],
 ) -> [u8; TAG_LEN] {
-    let (key, nonce) = subkey(key, nonce);
-    let tag: RingTag = key
-        .seal_in_place_separate_tag(nonce, Aad::from(aad), buf)
-        // The only failure is a plaintext over ChaCha20's 2^38-byte limit.
-        .expect("plaintext within ChaCha20-Poly1305's limit");
-    let mut out = [0u8; TAG_LEN];
-    out.copy_from_slice(tag.as_ref());
-    out
+    let (prefix, tail) = split_nonce(nonce);
+    Subkey::derive(key, prefix).seal_in_place(tail, aad, buf)
 }
 
 /// Decrypts `buf` in place if `tag` authenticates it (and `aad`); on
 /// failure `buf` holds nothing of the plaintext.
+#[cfg(test)]
 pub(crate) fn open_in_place(
     key: &[u8; 32],
     nonce: &[u8; NONCE_LEN],
@@ -60,16 +121,8 @@ pub(crate) fn open_in_place(
     buf: &mut [u8],
     tag: &[u8; TAG_LEN],
 ) -> Result<(), ()> {
-    let (key, nonce) = subkey(key, nonce);
-    let tag = RingTag::from(*tag);
-    let len = buf.len();
-    match key.open_in_place_separate_tag(nonce, Aad::from(aad), tag, buf, 0..) {
-        Ok(plain) if plain.len() == len => Ok(()),
-        _ => {
-            buf.fill(0);
-            Err(())
-        }
-    }
+    let (prefix, tail) = split_nonce(nonce);
+    Subkey::derive(key, prefix).open_in_place(tail, aad, buf, tag)
 }
 
 #[cfg(test)]

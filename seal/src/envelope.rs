@@ -18,8 +18,10 @@
 //! # Epoch mode
 //!
 //! The plaintext is sealed with XChaCha20-Poly1305 under the epoch's content
-//! key and a fresh random nonce. The associated data binds the envelope to
-//! its place in its capsule:
+//! key and a nonce used once: 24 random bytes ([`seal`]), or 16 random bytes
+//! drawn by a [`Sealer`] followed by its count of records (a reader cannot
+//! tell the two apart). The associated data binds the envelope to its place
+//! in its capsule:
 //!
 //! ```text
 //! "GDP v1 sealed record" || capsule (32) || seqno (u64) || version || mode || epoch (u32)
@@ -47,13 +49,13 @@
 //! key. Use it only for content whose equality may be public and which has
 //! too much entropy to be guessed.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use gdp_certs::Name;
 use gdp_certs::codec::{Decode, DecodeError, Encode, Reader};
 use rand::RngCore;
 use zeroize::Zeroizing;
 
-use crate::aead;
+use crate::aead::{self, Subkey};
 use crate::error::SealError;
 use crate::key::ContentKey;
 
@@ -118,11 +120,7 @@ pub struct Envelope {
 impl Envelope {
     /// How the record is sealed.
     pub fn mode(&self) -> Mode {
-        if self.wrapped_key.is_some() {
-            Mode::Convergent
-        } else {
-            Mode::Epoch
-        }
+        self.view().mode()
     }
 
     /// The epoch whose content key opens the record.
@@ -149,8 +147,108 @@ impl Envelope {
 
     /// The length of the plaintext the envelope holds.
     pub fn plaintext_len(&self) -> usize {
+        self.view().plaintext_len()
+    }
+
+    /// The envelope as an [`EnvelopeRef`], which is what an [`Opener`]
+    /// opens.
+    pub fn view(&self) -> EnvelopeRef<'_> {
+        EnvelopeRef {
+            epoch: self.epoch,
+            nonce: &self.nonce,
+            wrapped_key: self.wrapped_key.as_ref(),
+            ciphertext: &self.ciphertext,
+        }
+    }
+}
+
+/// An envelope read in place: the checks of [`Envelope::decode`] on
+/// borrowed bytes, for a reader that opens a record's payload where it lies
+/// (no handle on the shared payload is made and dropped).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EnvelopeRef<'a> {
+    epoch: u32,
+    nonce: &'a [u8; NONCE_LEN],
+    wrapped_key: Option<&'a [u8; WRAPPED_RECORD_KEY_LEN]>,
+    ciphertext: &'a [u8],
+}
+
+impl<'a> EnvelopeRef<'a> {
+    /// Reads an envelope from `bytes`; it runs to their end. Fails as
+    /// [`Envelope::decode`] does.
+    pub fn parse(bytes: &'a [u8]) -> Result<EnvelopeRef<'a>, DecodeError> {
+        let (&version, rest) = bytes.split_first().ok_or(DecodeError::Truncated {
+            what: "sealed record version",
+        })?;
+        if version != ENVELOPE_VERSION {
+            return Err(DecodeError::UnknownValue {
+                what: "sealed record version",
+                value: version.into(),
+            });
+        }
+        let (&mode, rest) = rest.split_first().ok_or(DecodeError::Truncated {
+            what: "sealed record mode",
+        })?;
+        let mode = Mode::from_u8(mode).ok_or(DecodeError::UnknownValue {
+            what: "sealed record mode",
+            value: mode.into(),
+        })?;
+        let (epoch, rest) = split_array::<4>(rest, "sealed record epoch")?;
+        let epoch = u32::from_be_bytes(*epoch);
+        if epoch == 0 {
+            return Err(DecodeError::Invalid {
+                what: "sealed record epoch",
+            });
+        }
+        let (nonce, rest) = split_array(rest, "sealed record nonce")?;
+        let (wrapped_key, ciphertext) = match mode {
+            Mode::Epoch => (None, rest),
+            Mode::Convergent => {
+                let (key, rest) = split_array(rest, "sealed record key")?;
+                (Some(key), rest)
+            }
+        };
+        if ciphertext.len() < TAG_LEN {
+            return Err(DecodeError::Truncated {
+                what: "sealed record ciphertext",
+            });
+        }
+        Ok(EnvelopeRef {
+            epoch,
+            nonce,
+            wrapped_key,
+            ciphertext,
+        })
+    }
+
+    /// How the record is sealed.
+    pub fn mode(&self) -> Mode {
+        if self.wrapped_key.is_some() {
+            Mode::Convergent
+        } else {
+            Mode::Epoch
+        }
+    }
+
+    /// The epoch whose content key opens the record.
+    pub fn epoch(&self) -> u32 {
+        self.epoch
+    }
+
+    /// The length of the plaintext the envelope holds.
+    pub fn plaintext_len(&self) -> usize {
         self.ciphertext.len() - TAG_LEN
     }
+}
+
+/// The first `N` bytes of `bytes` and the rest.
+fn split_array<'a, const N: usize>(
+    bytes: &'a [u8],
+    what: &'static str,
+) -> Result<(&'a [u8; N], &'a [u8]), DecodeError> {
+    bytes
+        .split_first_chunk::<N>()
+        .ok_or(DecodeError::Truncated { what })
 }
 
 impl Encode for Envelope {
@@ -172,39 +270,15 @@ impl Decode for Envelope {
 
     /// Reads an envelope; it runs to the end of `r`.
     fn decode_from(r: &mut Reader) -> Result<Self, DecodeError> {
-        let version = r.u8("sealed record version")?;
-        if version != ENVELOPE_VERSION {
-            return Err(DecodeError::UnknownValue {
-                what: "sealed record version",
-                value: version.into(),
-            });
-        }
-        let mode = r.u8("sealed record mode")?;
-        let mode = Mode::from_u8(mode).ok_or(DecodeError::UnknownValue {
-            what: "sealed record mode",
-            value: mode.into(),
-        })?;
-        let epoch = r.u32("sealed record epoch")?;
-        if epoch == 0 {
-            return Err(DecodeError::Invalid {
-                what: "sealed record epoch",
-            });
-        }
-        let nonce = r.array("sealed record nonce")?;
-        let wrapped_key = match mode {
-            Mode::Epoch => None,
-            Mode::Convergent => Some(r.array("sealed record key")?),
-        };
-        if r.remaining() < TAG_LEN {
-            return Err(DecodeError::Truncated {
-                what: "sealed record ciphertext",
-            });
-        }
+        let mut rest = r.take_rest();
+        let view = EnvelopeRef::parse(&rest)?;
+        let (epoch, nonce, wrapped_key) = (view.epoch, *view.nonce, view.wrapped_key.copied());
+        rest.advance(rest.len() - view.ciphertext.len());
         Ok(Envelope {
             epoch,
             nonce,
             wrapped_key,
-            ciphertext: r.take_rest(),
+            ciphertext: rest,
         })
     }
 }
@@ -234,17 +308,24 @@ fn record_aad(capsule: &Name, seqno: u64, mode: Mode, epoch: u32) -> [u8; 66] {
     aad
 }
 
-/// Seals `data[from..]` in place and appends its tag.
-fn seal_tail(key: &[u8; 32], nonce: &[u8; NONCE_LEN], aad: &[u8], buf: &mut BytesMut, from: usize) {
-    let tag = aead::seal_in_place(key, nonce, aad, &mut buf[from..]);
+/// Seals `buf[from..]` in place under `subkey` and the nonce tail `tail`,
+/// and appends its tag.
+fn seal_tail(
+    subkey: &Subkey,
+    tail: &[u8; aead::TAIL_LEN],
+    aad: &[u8],
+    buf: &mut BytesMut,
+    from: usize,
+) {
+    let tag = subkey.seal_in_place(tail, aad, &mut buf[from..]);
     buf.put_slice(&tag);
 }
 
 /// Opens `sealed` (ciphertext and tag) onto the end of `out`; on failure
 /// what it appended holds no plaintext.
 fn append_opened(
-    key: &[u8; 32],
-    nonce: &[u8; NONCE_LEN],
+    subkey: &Subkey,
+    tail: &[u8; aead::TAIL_LEN],
     aad: &[u8],
     sealed: &[u8],
     out: &mut BytesMut,
@@ -254,18 +335,15 @@ fn append_opened(
         .ok_or(SealError::Tampered)?;
     let start = out.len();
     out.extend_from_slice(body);
-    open_in_place(key, nonce, aad, &mut out[start..], tag)
+    subkey
+        .open_in_place(tail, aad, &mut out[start..], tag)
+        .map_err(|()| SealError::Tampered)
 }
 
-/// Opens `buf` in place; on failure it is left as it was.
-fn open_in_place(
-    key: &[u8; 32],
-    nonce: &[u8; NONCE_LEN],
-    aad: &[u8],
-    buf: &mut [u8],
-    tag: &[u8; TAG_LEN],
-) -> Result<(), SealError> {
-    aead::open_in_place(key, nonce, aad, buf, tag).map_err(|()| SealError::Tampered)
+/// The subkey of a convergent record's key `kc`: its body's nonce is all
+/// zeros.
+fn convergent_subkey(kc: &[u8; 32]) -> Subkey {
+    Subkey::derive(kc, &[0; aead::PREFIX_LEN])
 }
 
 fn convergent_key(plaintext: &[u8]) -> Zeroizing<[u8; 32]> {
@@ -273,7 +351,10 @@ fn convergent_key(plaintext: &[u8]) -> Zeroizing<[u8; 32]> {
 }
 
 /// Seals `plaintext` as the payload of record `seqno` of `capsule`, under
-/// `key`, the content key of `epoch`, and returns the encoded envelope.
+/// `key`, the content key of `epoch`, with a nonce of 24 random bytes, and
+/// returns the encoded envelope. A writer sealing many records uses a
+/// [`Sealer`], which derives the cipher's subkey once instead of once per
+/// record.
 ///
 /// The envelope is [`EPOCH_OVERHEAD`] or [`CONVERGENT_OVERHEAD`] bytes longer
 /// than the plaintext.
@@ -295,29 +376,142 @@ pub fn seal(
     // A CSPRNG seeded from the operating system and reseeded by it: 192
     // random bits per record, no system call per record.
     rand::thread_rng().fill_bytes(&mut nonce);
+    let (prefix, _) = aead::split_nonce(&nonce);
+    let subkey = Subkey::derive(key.as_bytes(), prefix);
+    seal_with(&subkey, &nonce, epoch, mode, capsule, seqno, plaintext)
+}
+
+/// Seals `plaintext` under `subkey`, the subkey of the epoch key and
+/// `nonce`'s prefix.
+fn seal_with(
+    subkey: &Subkey,
+    nonce: &[u8; NONCE_LEN],
+    epoch: u32,
+    mode: Mode,
+    capsule: &Name,
+    seqno: u64,
+    plaintext: &[u8],
+) -> Bytes {
     let aad = record_aad(capsule, seqno, mode, epoch);
+    let (_, tail) = aead::split_nonce(nonce);
     let overhead = match mode {
         Mode::Epoch => EPOCH_OVERHEAD,
         Mode::Convergent => CONVERGENT_OVERHEAD,
     };
     let mut buf = BytesMut::with_capacity(overhead + plaintext.len());
-    put_header(&mut buf, mode, epoch, &nonce);
+    put_header(&mut buf, mode, epoch, nonce);
     match mode {
         Mode::Epoch => {
             buf.put_slice(plaintext);
-            seal_tail(key.as_bytes(), &nonce, &aad, &mut buf, HEADER_LEN);
+            seal_tail(subkey, tail, &aad, &mut buf, HEADER_LEN);
         }
         Mode::Convergent => {
             let kc = convergent_key(plaintext);
             buf.put_slice(&kc[..]);
-            seal_tail(key.as_bytes(), &nonce, &aad, &mut buf, HEADER_LEN);
+            seal_tail(subkey, tail, &aad, &mut buf, HEADER_LEN);
             let body = buf.len();
             buf.put_slice(plaintext);
-            seal_tail(&kc, &[0; NONCE_LEN], CONVERGENT_BODY_AAD, &mut buf, body);
+            seal_tail(
+                &convergent_subkey(&kc),
+                &[0; aead::TAIL_LEN],
+                CONVERGENT_BODY_AAD,
+                &mut buf,
+                body,
+            );
         }
     }
     debug_assert_eq!(buf.len(), overhead + plaintext.len());
     buf.freeze()
+}
+
+/// Seals the records a writer appends under one epoch of a capsule.
+///
+/// Its nonces are 16 random bytes drawn when it is made, followed by a
+/// 64-bit count of the records it sealed: unique for as long as the prefix
+/// is (a birthday bound of 2^64 sealers per key), and the XChaCha20
+/// subkey, which depends on the key and the prefix alone, is derived once
+/// per sealer instead of once per record. An [`Opener`] makes the same
+/// saving when it opens such a run of records.
+pub struct Sealer {
+    key: ContentKey,
+    epoch: u32,
+    mode: Mode,
+    capsule: Name,
+    prefix: [u8; aead::PREFIX_LEN],
+    subkey: Subkey,
+    sealed: u64,
+}
+
+impl Sealer {
+    /// A sealer for the records of `capsule` under `key`, the content key of
+    /// `epoch`, sealed in `mode`.
+    ///
+    /// # Panics
+    ///
+    /// If `epoch` is 0 (epochs count from 1).
+    pub fn new(key: &ContentKey, epoch: u32, mode: Mode, capsule: Name) -> Sealer {
+        assert!(epoch >= 1, "epochs count from 1");
+        let (prefix, subkey) = fresh_prefix(key);
+        Sealer {
+            key: key.clone(),
+            epoch,
+            mode,
+            capsule,
+            prefix,
+            subkey,
+            sealed: 0,
+        }
+    }
+
+    /// The epoch whose key seals.
+    pub fn epoch(&self) -> u32 {
+        self.epoch
+    }
+
+    /// Seals `plaintext` as the payload of record `seqno` (see [`seal`]).
+    ///
+    /// # Panics
+    ///
+    /// If the plaintext is longer than XChaCha20-Poly1305 allows (2^38
+    /// bytes).
+    pub fn seal(&mut self, seqno: u64, plaintext: &[u8]) -> Bytes {
+        if self.sealed == u64::MAX {
+            (self.prefix, self.subkey) = fresh_prefix(&self.key);
+            self.sealed = 0;
+        }
+        let mut nonce = [0u8; NONCE_LEN];
+        nonce[..aead::PREFIX_LEN].copy_from_slice(&self.prefix);
+        nonce[aead::PREFIX_LEN..].copy_from_slice(&self.sealed.to_be_bytes());
+        self.sealed += 1;
+        seal_with(
+            &self.subkey,
+            &nonce,
+            self.epoch,
+            self.mode,
+            &self.capsule,
+            seqno,
+            plaintext,
+        )
+    }
+}
+
+impl std::fmt::Debug for Sealer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sealer")
+            .field("capsule", &self.capsule)
+            .field("epoch", &self.epoch)
+            .field("mode", &self.mode)
+            .field("sealed", &self.sealed)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A random nonce prefix and the subkey it derives with `key`.
+fn fresh_prefix(key: &ContentKey) -> ([u8; aead::PREFIX_LEN], Subkey) {
+    let mut prefix = [0u8; aead::PREFIX_LEN];
+    rand::thread_rng().fill_bytes(&mut prefix);
+    let subkey = Subkey::derive(key.as_bytes(), &prefix);
+    (prefix, subkey)
 }
 
 /// Opens `envelope`, the payload of record `seqno` of `capsule`, with `key`,
@@ -341,7 +535,7 @@ pub fn open(
 
 /// [`open`], with the plaintext appended to `out` instead of returned in a
 /// buffer of its own: a reader opening many records appends them all to
-/// one buffer. On failure `out` is as it was.
+/// one buffer (and uses an [`Opener`]). On failure `out` is as it was.
 pub fn open_to(
     key: &ContentKey,
     capsule: &Name,
@@ -349,27 +543,38 @@ pub fn open_to(
     envelope: &Envelope,
     out: &mut BytesMut,
 ) -> Result<(), SealError> {
+    let (prefix, _) = aead::split_nonce(&envelope.nonce);
+    let subkey = Subkey::derive(key.as_bytes(), prefix);
+    open_with(&subkey, capsule, seqno, envelope.view(), out)
+}
+
+/// Opens `envelope` with `subkey`, the subkey of its epoch's key and its
+/// nonce's prefix, onto the end of `out`; on failure `out` is as it was.
+fn open_with(
+    subkey: &Subkey,
+    capsule: &Name,
+    seqno: u64,
+    envelope: EnvelopeRef<'_>,
+    out: &mut BytesMut,
+) -> Result<(), SealError> {
     let aad = record_aad(capsule, seqno, envelope.mode(), envelope.epoch);
+    let (_, tail) = aead::split_nonce(envelope.nonce);
     let start = out.len();
     let opened = match &envelope.wrapped_key {
-        None => append_opened(
-            key.as_bytes(),
-            &envelope.nonce,
-            &aad,
-            &envelope.ciphertext,
-            out,
-        ),
+        None => append_opened(subkey, tail, &aad, envelope.ciphertext, out),
         Some(wrapped) => {
             let (sealed_kc, tag) = wrapped.split_at(32);
             let tag: &[u8; TAG_LEN] = tag.try_into().map_err(|_| SealError::Tampered)?;
             let mut kc = Zeroizing::new([0u8; 32]);
             kc.copy_from_slice(sealed_kc);
-            open_in_place(key.as_bytes(), &envelope.nonce, &aad, &mut kc[..], tag)?;
+            subkey
+                .open_in_place(tail, &aad, &mut kc[..], tag)
+                .map_err(|()| SealError::Tampered)?;
             append_opened(
-                &kc,
-                &[0; NONCE_LEN],
+                &convergent_subkey(&kc),
+                &[0; aead::TAIL_LEN],
                 CONVERGENT_BODY_AAD,
-                &envelope.ciphertext,
+                envelope.ciphertext,
                 out,
             )
             .and_then(|()| {
@@ -386,6 +591,46 @@ pub fn open_to(
         out.truncate(start);
     }
     opened
+}
+
+/// Opens many records: it keeps the subkey of the last key and nonce
+/// prefix it met, so a run of records from one [`Sealer`] derives it once.
+#[derive(Default)]
+pub struct Opener {
+    last: Option<(ContentKey, [u8; aead::PREFIX_LEN], Subkey)>,
+}
+
+impl Opener {
+    /// An opener that has met no record yet.
+    pub fn new() -> Opener {
+        Opener::default()
+    }
+
+    /// [`open_to`], with the subkey of the last record's key and prefix
+    /// kept for the next.
+    pub fn open_to(
+        &mut self,
+        key: &ContentKey,
+        capsule: &Name,
+        seqno: u64,
+        envelope: EnvelopeRef<'_>,
+        out: &mut BytesMut,
+    ) -> Result<(), SealError> {
+        let (prefix, _) = aead::split_nonce(envelope.nonce);
+        let hit = matches!(&self.last, Some((k, p, _)) if p == prefix && k == key);
+        if !hit {
+            let subkey = Subkey::derive(key.as_bytes(), prefix);
+            self.last = Some((key.clone(), *prefix, subkey));
+        }
+        let (_, _, subkey) = self.last.as_ref().expect("just set");
+        open_with(subkey, capsule, seqno, envelope, out)
+    }
+}
+
+impl std::fmt::Debug for Opener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Opener(..)")
+    }
 }
 
 /// Decodes `payload` as an envelope and opens it: [`Envelope::decode`]
@@ -592,10 +837,19 @@ mod tests {
         let mut buf = BytesMut::new();
         put_header(&mut buf, Mode::Convergent, 1, &nonce);
         buf.put_slice(&kc);
-        seal_tail(key.as_bytes(), &nonce, &aad, &mut buf, HEADER_LEN);
+        let (prefix, tail) = aead::split_nonce(&nonce);
+        let subkey = Subkey::derive(key.as_bytes(), prefix);
+        seal_tail(&subkey, tail, &aad, &mut buf, HEADER_LEN);
         let body = buf.len();
         buf.put_slice(b"plaintext");
-        seal_tail(&kc, &[0; NONCE_LEN], CONVERGENT_BODY_AAD, &mut buf, body);
+        let zero = [0; aead::TAIL_LEN];
+        seal_tail(
+            &convergent_subkey(&kc),
+            &zero,
+            CONVERGENT_BODY_AAD,
+            &mut buf,
+            body,
+        );
         assert_eq!(
             open_bytes(&key, &capsule(), 7, buf.freeze()),
             Err(SealError::NotConvergent)
@@ -663,5 +917,69 @@ mod tests {
     #[should_panic(expected = "epochs count from 1")]
     fn sealing_epoch_zero_panics() {
         seal(&ContentKey::generate(), 0, Mode::Epoch, &capsule(), 1, b"");
+    }
+
+    #[test]
+    fn a_sealer_counts_its_nonces_after_one_random_prefix() {
+        let key = ContentKey::generate();
+        let mut sealer = Sealer::new(&key, 2, Mode::Epoch, capsule());
+        let mut other = Sealer::new(&key, 2, Mode::Epoch, capsule());
+        let nonces: Vec<[u8; NONCE_LEN]> = (1..=3)
+            .map(|seqno| *decode(sealer.seal(seqno, b"same")).nonce())
+            .collect();
+        for (i, nonce) in nonces.iter().enumerate() {
+            assert_eq!(nonce[..16], nonces[0][..16], "one prefix per sealer");
+            assert_eq!(nonce[16..], (i as u64).to_be_bytes(), "then a count");
+        }
+        let theirs = *decode(other.seal(1, b"same")).nonce();
+        assert_ne!(
+            theirs[..16],
+            nonces[0][..16],
+            "each sealer draws its own prefix"
+        );
+        // What a sealer seals opens like any envelope.
+        for mode in [Mode::Epoch, Mode::Convergent] {
+            let mut sealer = Sealer::new(&key, 2, mode, capsule());
+            let env = decode(sealer.seal(7, b"hello"));
+            assert_eq!(env.epoch(), 2);
+            assert_eq!(env.mode(), mode);
+            assert_eq!(
+                &open(&key, &capsule(), 7, &env).expect("opens")[..],
+                b"hello"
+            );
+        }
+    }
+
+    #[test]
+    fn an_opener_keeps_a_subkey_only_for_its_own_key_and_prefix() {
+        let (one, two) = (ContentKey::generate(), ContentKey::generate());
+        let mut sealer = Sealer::new(&one, 1, Mode::Epoch, capsule());
+        let first = decode(sealer.seal(1, b"first"));
+        let second = decode(sealer.seal(2, b"second"));
+        let alone = decode(seal(&one, 1, Mode::Epoch, &capsule(), 3, b"third"));
+        let mut opener = Opener::new();
+        let mut out = BytesMut::new();
+        opener
+            .open_to(&one, &capsule(), 1, first.view(), &mut out)
+            .expect("opens");
+        // The same prefix under another key must not reuse the subkey.
+        assert_eq!(
+            opener.open_to(&two, &capsule(), 2, second.view(), &mut out),
+            Err(SealError::Tampered)
+        );
+        assert_eq!(&out[..], b"first");
+        opener
+            .open_to(&one, &capsule(), 2, second.view(), &mut out)
+            .expect("opens");
+        opener
+            .open_to(&one, &capsule(), 3, alone.view(), &mut out)
+            .expect("opens");
+        assert_eq!(&out[..], b"firstsecondthird");
+        // A record moved to another seqno fails with the subkey kept.
+        assert_eq!(
+            opener.open_to(&one, &capsule(), 3, second.view(), &mut out),
+            Err(SealError::Tampered)
+        );
+        assert_eq!(&out[..], b"firstsecondthird");
     }
 }

@@ -86,7 +86,8 @@ mod keyring;
 pub mod record;
 
 pub use envelope::{
-    CONVERGENT_OVERHEAD, EPOCH_OVERHEAD, Envelope, Mode, open, open_bytes, open_to, seal,
+    CONVERGENT_OVERHEAD, EPOCH_OVERHEAD, Envelope, EnvelopeRef, Mode, Opener, Sealer, open,
+    open_bytes, open_to, seal,
 };
 pub use error::{KeyringError, SealError};
 pub use grant::Grant;

@@ -9,8 +9,8 @@ use bytes::{Bytes, BytesMut};
 use gdp_certs::codec::{Decode, Encode};
 use gdp_certs::{Name, PublicKey, SecretKey};
 use gdp_seal::{
-    CONVERGENT_OVERHEAD, ContentKey, EPOCH_OVERHEAD, Envelope, Grant, KeyRecord, Keyring, Mode,
-    SealError, open, open_bytes, open_to, seal,
+    CONVERGENT_OVERHEAD, ContentKey, EPOCH_OVERHEAD, Envelope, EnvelopeRef, Grant, KeyRecord,
+    Keyring, Mode, Opener, SealError, Sealer, open, open_bytes, open_to, seal,
 };
 use proptest::prelude::*;
 
@@ -114,6 +114,70 @@ proptest! {
         for (plaintext, end) in plaintexts.iter().zip(ends) {
             prop_assert_eq!(&out[start..end], &plaintext[..]);
             start = end;
+        }
+    }
+
+    /// Records from sealers (several, under several keys, interleaved)
+    /// and from `seal`, opened in any order by one opener, give what each
+    /// opens to alone; an altered one fails and leaves the buffer as it was.
+    #[test]
+    fn an_opener_agrees_with_opening_alone(
+        records in proptest::collection::vec(
+            (0usize..3, proptest::collection::vec(any::<u8>(), 0..100), mode()),
+            1..24,
+        ),
+        bad in any::<proptest::sample::Index>(),
+    ) {
+        let capsule = Name::from_bytes([3; 32]);
+        let keys = [fixed_key(), ContentKey::from_bytes([7; 32]), fixed_key()];
+        let mut sealers: Vec<Sealer> =
+            keys.iter().map(|k| Sealer::new(k, 1, Mode::Epoch, capsule)).collect();
+        let bad = bad.index(records.len());
+        let mut opener = Opener::new();
+        let mut out = BytesMut::new();
+        for (i, (which, plaintext, mode)) in records.iter().enumerate() {
+            let seqno = i as u64 + 1;
+            let bytes = if *mode == Mode::Convergent {
+                seal(&keys[*which], 1, Mode::Convergent, &capsule, seqno, plaintext)
+            } else {
+                sealers[*which].seal(seqno, plaintext)
+            };
+            let env = Envelope::decode(bytes).expect("decodes");
+            let before = out.clone();
+            if i == bad {
+                let wrong = &keys[(*which + 1) % 2];
+                prop_assert!(opener.open_to(wrong, &capsule, seqno, env.view(), &mut out).is_err());
+                prop_assert_eq!(&out, &before);
+            }
+            opener.open_to(&keys[*which], &capsule, seqno, env.view(), &mut out).expect("opens");
+            prop_assert_eq!(&out[before.len()..], &plaintext[..]);
+            prop_assert_eq!(
+                open(&keys[*which], &capsule, seqno, &env).expect("opens alone"),
+                &plaintext[..]
+            );
+        }
+    }
+
+    /// Reading an envelope in place accepts and refuses exactly what
+    /// decoding it does, with the same fields and the same error.
+    #[test]
+    fn envelope_parsed_in_place_agrees_with_decode(
+        data in prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..128),
+            (proptest::collection::vec(any::<u8>(), 0..64), mode(), any::<u8>(), any::<proptest::sample::Index>())
+                .prop_map(|(plaintext, mode, byte, at)| {
+                    let mut b = seal(&fixed_key(), 1, mode, &Name::ZERO, 1, &plaintext).to_vec();
+                    let at = at.index(b.len() + 1);
+                    if at < b.len() { b[at] = byte } else { b.truncate(byte as usize % b.len()) }
+                    b
+                }),
+        ],
+    ) {
+        let decoded = Envelope::decode(Bytes::copy_from_slice(&data));
+        let parsed = EnvelopeRef::parse(&data);
+        match &decoded {
+            Ok(env) => prop_assert_eq!(parsed, Ok(env.view())),
+            Err(e) => prop_assert_eq!(parsed, Err(*e)),
         }
     }
 
