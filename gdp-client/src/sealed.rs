@@ -331,32 +331,34 @@ fn open_known_to(
 /// The records of `chunk`, each with its plaintext opened with `keys`, all
 /// plaintexts in one buffer (one allocation per chunk, not per record; a
 /// plaintext kept keeps its chunk's buffer). A record whose epoch `keys`
-/// lack is left unopened (`None`) for a decryptor that reads the keyring
-/// again; any other failure fails the chunk.
+/// lack gets an empty plaintext for now and its index in the second list,
+/// for a decryptor that reads the keyring again; any other failure fails
+/// the chunk.
 fn open_chunk(
     keys: &EpochKeys,
     capsule: Name,
     chunk: Vec<VerifiedRecord>,
-) -> Result<Vec<Opening>, ClientError> {
+) -> Result<OpenedChunk, ClientError> {
     let room = chunk.iter().map(|r| r.payload().len()).sum();
     let mut buf = BytesMut::with_capacity(room);
     let mut opened = Vec::with_capacity(chunk.len());
+    let mut unopened = Vec::new();
     let mut opener = Opener::new();
-    for r in &chunk {
-        let start = buf.len();
-        match open_known_to(&mut opener, keys, capsule, r, &mut buf) {
-            Ok(()) => opened.push(Some(start..buf.len())),
-            Err(ClientError::NotReader { .. }) => opened.push(None),
+    for record in chunk {
+        match open_known_to(&mut opener, keys, capsule, &record, &mut buf) {
+            Ok(()) => {}
+            Err(ClientError::NotReader { .. }) => unopened.push(opened.len()),
             Err(e) => return Err(e),
         }
+        // What was just opened, sharing the buffer's allocation.
+        let plaintext = buf.split().freeze();
+        opened.push(OpenedRecord { record, plaintext });
     }
-    let buf = buf.freeze();
-    Ok(chunk
-        .into_iter()
-        .zip(opened)
-        .map(|(r, range)| (r, range.map(|range| buf.slice(range))))
-        .collect())
+    Ok((opened, unopened))
 }
+
+/// Bytes of the blocks a [`SealedWriter`] seals envelopes into.
+const SEAL_BLOCK: usize = 64 * 1024;
 
 /// The writer of an encrypted capsule: seals every payload under the
 /// newest epoch's key (bound to the capsule and the record's seqno)
@@ -445,10 +447,20 @@ impl SealedWriter {
             epoch: self.keys.current_epoch().unwrap_or(0),
         })?;
         let first = self.writer.next_seqno();
+        // Envelopes are sealed into shared blocks and split off them: one
+        // allocation per block, not per record.
+        let mut block = BytesMut::new();
         let sealed: Vec<Bytes> = plaintexts
             .into_iter()
             .zip(first..)
-            .map(|(p, seqno)| sealer.seal(seqno, &p))
+            .map(|(p, seqno)| {
+                let len = p.len() + gdp_seal::CONVERGENT_OVERHEAD;
+                if block.capacity() < len {
+                    block = BytesMut::with_capacity(len.max(SEAL_BLOCK));
+                }
+                sealer.seal_to(seqno, &p, &mut block);
+                block.split().freeze()
+            })
             .collect();
         if sealed.is_empty() {
             return Ok(first - 1);
@@ -634,7 +646,9 @@ pub(crate) fn first_epoch(
 
 /// A verified record and its plaintext, opened on its read's task (`None`:
 /// its epoch's key was not held then).
-type Opening = (VerifiedRecord, Option<Bytes>);
+/// A chunk's records with their plaintexts, and the indices of those whose
+/// epoch's key was not held (their plaintexts are empty).
+type OpenedChunk = (Vec<OpenedRecord>, Vec<usize>);
 
 /// A verified record of an encrypted capsule and its plaintext.
 #[derive(Debug, Clone)]
@@ -703,27 +717,23 @@ impl ReaderView {
         to: u64,
     ) -> impl Stream<Item = Result<Vec<OpenedRecord>, ClientError>> + Send + '_ {
         let (keys, capsule) = (Arc::new(self.keys.keys.clone()), self.capsule.name());
-        let open: ChunkFn<Result<Vec<Opening>, ClientError>> =
+        let open: ChunkFn<Result<OpenedChunk, ClientError>> =
             Arc::new(move |chunk| open_chunk(&keys, capsule, chunk));
         let chunks = Box::pin(self.capsule.read_chunks_then(from, to, open));
         futures::stream::unfold(Some((chunks, &mut self.keys)), |state| async move {
             let (mut chunks, keys) = state?;
-            let chunk = match chunks.next().await? {
+            let (mut opened, unopened) = match chunks.next().await? {
                 Ok(Ok(chunk)) => chunk,
                 Ok(Err(e)) | Err(e) => return Some((Err(e), None)),
             };
-            let mut out = Vec::with_capacity(chunk.len());
-            for (record, opened) in chunk {
-                let plaintext = match opened {
-                    Some(opened) => Ok(opened),
-                    None => keys.open(&record).await,
-                };
-                match plaintext {
-                    Ok(plaintext) => out.push(OpenedRecord { record, plaintext }),
+            for i in unopened {
+                let slot = &mut opened[i];
+                match keys.open(&slot.record).await {
+                    Ok(plaintext) => slot.plaintext = plaintext,
                     Err(e) => return Some((Err(e), None)),
                 }
             }
-            Some((Ok(out), Some((chunks, keys))))
+            Some((Ok(opened), Some((chunks, keys))))
         })
     }
 

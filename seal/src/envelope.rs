@@ -378,50 +378,74 @@ pub fn seal(
     rand::thread_rng().fill_bytes(&mut nonce);
     let (prefix, _) = aead::split_nonce(&nonce);
     let subkey = Subkey::derive(key.as_bytes(), prefix);
-    seal_with(&subkey, &nonce, epoch, mode, capsule, seqno, plaintext)
+    let mut buf = BytesMut::with_capacity(sealed_len(mode, plaintext.len()));
+    let place = Place {
+        capsule,
+        seqno,
+        mode,
+        epoch,
+    };
+    seal_with(&subkey, &nonce, &place, plaintext, &mut buf);
+    buf.freeze()
+}
+
+/// The length of the envelope of a plaintext of `len` bytes.
+fn sealed_len(mode: Mode, len: usize) -> usize {
+    len + match mode {
+        Mode::Epoch => EPOCH_OVERHEAD,
+        Mode::Convergent => CONVERGENT_OVERHEAD,
+    }
+}
+
+/// Where a record is sealed: what its associated data binds it to.
+struct Place<'a> {
+    capsule: &'a Name,
+    seqno: u64,
+    mode: Mode,
+    epoch: u32,
 }
 
 /// Seals `plaintext` under `subkey`, the subkey of the epoch key and
-/// `nonce`'s prefix.
+/// `nonce`'s prefix, and appends the envelope to `out`.
 fn seal_with(
     subkey: &Subkey,
     nonce: &[u8; NONCE_LEN],
-    epoch: u32,
-    mode: Mode,
-    capsule: &Name,
-    seqno: u64,
+    place: &Place<'_>,
     plaintext: &[u8],
-) -> Bytes {
+    out: &mut BytesMut,
+) {
+    let Place {
+        capsule,
+        seqno,
+        mode,
+        epoch,
+    } = *place;
     let aad = record_aad(capsule, seqno, mode, epoch);
     let (_, tail) = aead::split_nonce(nonce);
-    let overhead = match mode {
-        Mode::Epoch => EPOCH_OVERHEAD,
-        Mode::Convergent => CONVERGENT_OVERHEAD,
-    };
-    let mut buf = BytesMut::with_capacity(overhead + plaintext.len());
-    put_header(&mut buf, mode, epoch, nonce);
+    let start = out.len();
+    out.reserve(sealed_len(mode, plaintext.len()));
+    put_header(out, mode, epoch, nonce);
     match mode {
         Mode::Epoch => {
-            buf.put_slice(plaintext);
-            seal_tail(subkey, tail, &aad, &mut buf, HEADER_LEN);
+            out.put_slice(plaintext);
+            seal_tail(subkey, tail, &aad, out, start + HEADER_LEN);
         }
         Mode::Convergent => {
             let kc = convergent_key(plaintext);
-            buf.put_slice(&kc[..]);
-            seal_tail(subkey, tail, &aad, &mut buf, HEADER_LEN);
-            let body = buf.len();
-            buf.put_slice(plaintext);
+            out.put_slice(&kc[..]);
+            seal_tail(subkey, tail, &aad, out, start + HEADER_LEN);
+            let body = out.len();
+            out.put_slice(plaintext);
             seal_tail(
                 &convergent_subkey(&kc),
                 &[0; aead::TAIL_LEN],
                 CONVERGENT_BODY_AAD,
-                &mut buf,
+                out,
                 body,
             );
         }
     }
-    debug_assert_eq!(buf.len(), overhead + plaintext.len());
-    buf.freeze()
+    debug_assert_eq!(out.len() - start, sealed_len(mode, plaintext.len()));
 }
 
 /// Seals the records a writer appends under one epoch of a capsule.
@@ -475,6 +499,15 @@ impl Sealer {
     /// If the plaintext is longer than XChaCha20-Poly1305 allows (2^38
     /// bytes).
     pub fn seal(&mut self, seqno: u64, plaintext: &[u8]) -> Bytes {
+        let mut buf = BytesMut::with_capacity(sealed_len(self.mode, plaintext.len()));
+        self.seal_to(seqno, plaintext, &mut buf);
+        buf.freeze()
+    }
+
+    /// [`Sealer::seal`], with the envelope appended to `out`: a writer
+    /// sealing a batch puts every envelope in one buffer and splits them
+    /// off it.
+    pub fn seal_to(&mut self, seqno: u64, plaintext: &[u8], out: &mut BytesMut) {
         if self.sealed == u64::MAX {
             (self.prefix, self.subkey) = fresh_prefix(&self.key);
             self.sealed = 0;
@@ -483,15 +516,13 @@ impl Sealer {
         nonce[..aead::PREFIX_LEN].copy_from_slice(&self.prefix);
         nonce[aead::PREFIX_LEN..].copy_from_slice(&self.sealed.to_be_bytes());
         self.sealed += 1;
-        seal_with(
-            &self.subkey,
-            &nonce,
-            self.epoch,
-            self.mode,
-            &self.capsule,
+        let place = Place {
+            capsule: &self.capsule,
             seqno,
-            plaintext,
-        )
+            mode: self.mode,
+            epoch: self.epoch,
+        };
+        seal_with(&self.subkey, &nonce, &place, plaintext, out);
     }
 }
 
@@ -931,6 +962,17 @@ mod tests {
             assert_eq!(nonce[..16], nonces[0][..16], "one prefix per sealer");
             assert_eq!(nonce[16..], (i as u64).to_be_bytes(), "then a count");
         }
+        // Envelopes appended one after another to one buffer each open.
+        let mut buf = BytesMut::from(&b"before"[..]);
+        sealer.seal_to(4, b"four", &mut buf);
+        let four = buf.len();
+        sealer.seal_to(5, b"", &mut buf);
+        assert_eq!(&buf[..6], b"before");
+        let buf = buf.freeze();
+        let opened = open(&key, &capsule(), 4, &decode(buf.slice(6..four))).expect("opens");
+        assert_eq!(&opened[..], b"four");
+        let opened = open(&key, &capsule(), 5, &decode(buf.slice(four..))).expect("opens");
+        assert!(opened.is_empty());
         let theirs = *decode(other.seal(1, b"same")).nonce();
         assert_ne!(
             theirs[..16],
