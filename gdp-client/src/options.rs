@@ -17,6 +17,12 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_NO_ROUTE_RETRY: Duration = Duration::from_secs(2);
 /// Default number of append batches in flight per writer.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 32;
+/// Default bound on the bytes of append batches in flight per writer: half
+/// of a router's default queue toward one link (4 MiB), so that a writer
+/// ahead of its server waits for acknowledgements instead of filling that
+/// queue until the router drops batches (each then costs a resend after
+/// [`DEFAULT_RETRANSMIT_AFTER`]).
+pub const DEFAULT_MAX_IN_FLIGHT_BYTES: usize = 2 << 20;
 /// Default silence after which a subscription is renewed.
 pub const DEFAULT_SUBSCRIPTION_REFRESH: Duration = Duration::from_secs(30);
 /// Default QUIC keep-alive interval on the link to the router.
@@ -92,6 +98,9 @@ pub struct ClientOptions {
     pub reconnect_max: Duration,
     /// Most append batches a writer keeps in flight.
     pub max_in_flight: usize,
+    /// Most bytes of records a writer keeps in flight (one batch is always
+    /// allowed, however long). Default: [`DEFAULT_MAX_IN_FLIGHT_BYTES`].
+    pub max_in_flight_bytes: usize,
     /// Most records in one append batch (closed by one heartbeat). At
     /// most [`MAX_APPEND_RECORDS`](gdp_proto::capsule::MAX_APPEND_RECORDS).
     pub batch_records: usize,
@@ -137,6 +146,7 @@ impl Default for ClientOptions {
             reconnect_initial: Duration::from_millis(100),
             reconnect_max: Duration::from_secs(5),
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            max_in_flight_bytes: DEFAULT_MAX_IN_FLIGHT_BYTES,
             batch_records: gdp_proto::capsule::MAX_APPEND_RECORDS,
             subscription_refresh: DEFAULT_SUBSCRIPTION_REFRESH,
             datagram_queue: DEFAULT_DATAGRAM_QUEUE,

@@ -65,6 +65,8 @@ struct InFlight {
     acks: Acks,
     /// Its last seqno.
     last: u64,
+    /// Its records' bytes.
+    bytes: usize,
 }
 
 /// Where the acknowledgement of a batch comes from.
@@ -193,8 +195,11 @@ impl AckTally {
 /// # Pipelining
 ///
 /// [`Writer::submit`] sends batches without waiting for their
-/// acknowledgements, up to [`ClientOptions::max_in_flight`] at a time, and
-/// waits for the oldest only when that many are out. The server checks each
+/// acknowledgements, up to [`ClientOptions::max_in_flight`] at a time and
+/// [`ClientOptions::max_in_flight_bytes`] of records, and waits for the
+/// oldest only when that many are out (the byte bound keeps a writer that
+/// is ahead of its server from filling the router's queue toward it, where
+/// batches would be dropped and sent again later). The server checks each
 /// batch against its optimistic tail, so a pipelined writer is limited by
 /// the server's group commit rather than by round trips. Acknowledgements
 /// come in order ([`Writer::flush`] waits for all of them).
@@ -216,12 +221,15 @@ impl AckTally {
 /// ([`Writer::resync`]), so nothing it appends later can fork the capsule.
 ///
 /// [`ClientOptions::max_in_flight`]: crate::ClientOptions::max_in_flight
+/// [`ClientOptions::max_in_flight_bytes`]: crate::ClientOptions::max_in_flight_bytes
 #[derive(Debug)]
 pub struct Writer {
     capsule: Capsule,
     key: SecretKey,
     appender: Appender,
     in_flight: VecDeque<InFlight>,
+    /// The records' bytes of the batches in `in_flight`.
+    in_flight_bytes: usize,
     acknowledged: u64,
     /// The chain state may be ahead of the server: rebuild it first.
     stale: bool,
@@ -235,6 +243,7 @@ impl Writer {
             key,
             appender,
             in_flight: VecDeque::new(),
+            in_flight_bytes: 0,
             acknowledged,
             stale: false,
         }
@@ -348,14 +357,19 @@ impl Writer {
         let Some(heartbeat) = self.appender.heartbeat() else {
             return Ok(());
         };
-        while self.in_flight.len() >= self.capsule.client().options().max_in_flight {
+        let bytes: usize = records.iter().map(Encode::encoded_len).sum();
+        let options = self.capsule.client().options();
+        let (max_batches, max_bytes) = (options.max_in_flight, options.max_in_flight_bytes);
+        while !self.in_flight.is_empty()
+            && (self.in_flight.len() >= max_batches || self.in_flight_bytes + bytes > max_bytes)
+        {
             self.wait_oldest().await?;
         }
         if let Some(rep) = self.capsule.replication() {
             let servers = rep.servers().to_vec();
             let needed = rep.write_quorum();
             return self
-                .send_to_replicas(records, heartbeat, servers, needed, last)
+                .send_to_replicas(records, heartbeat, servers, needed, last, bytes)
                 .await;
         }
         let client = self.capsule.client();
@@ -372,7 +386,9 @@ impl Writer {
                 self.in_flight.push_back(InFlight {
                     acks: Acks::One(call),
                     last,
+                    bytes,
                 });
+                self.in_flight_bytes += bytes;
                 Ok(())
             }
             Err(e) => {
@@ -391,6 +407,7 @@ impl Writer {
         servers: Vec<Name>,
         needed: usize,
         last: u64,
+        bytes: usize,
     ) -> Result<(), ClientError> {
         let shared = self.capsule.client().shared().clone();
         let request = CapsuleRequest::at(
@@ -425,7 +442,9 @@ impl Writer {
                 answers,
             },
             last,
+            bytes,
         });
+        self.in_flight_bytes += bytes;
         Ok(())
     }
 
@@ -434,6 +453,7 @@ impl Writer {
         let Some(f) = self.in_flight.pop_front() else {
             return Ok(());
         };
+        self.in_flight_bytes -= f.bytes;
         let client = self.capsule.client().clone();
         let result = match f.acks {
             Acks::One(call) => {
@@ -468,6 +488,7 @@ impl Writer {
 
     /// Forgets every batch in flight; the next append resyncs first.
     fn abandon(&mut self) {
+        self.in_flight_bytes = 0;
         forget(self.capsule.client().shared(), self.in_flight.drain(..));
         self.stale = true;
     }

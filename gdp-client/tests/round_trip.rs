@@ -63,6 +63,47 @@ async fn long_reads_come_back_whole_and_in_order() {
     client.shutdown().await;
 }
 
+/// A writer keeps at most `max_in_flight_bytes` of records in flight: with
+/// room for two batches of eight 1,000-byte records, a third waits for the
+/// oldest acknowledgement, and everything still lands in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_keeps_its_bytes_in_flight_within_the_bound() {
+    let net = Net::start("inflight");
+    let mut options = ClientOptions::default();
+    options.batch_records = 8;
+    options.max_in_flight_bytes = 20_000;
+    let (client, me) = net.client_with("writer", options).await;
+    let capsule = eventually_ok(WAIT, || {
+        client.create_capsule(net.server.name, me.secret_key(), CapsuleSpec::new("bytes"))
+    })
+    .await
+    .capsule;
+    let mut writer = capsule
+        .writer(me.secret_key().clone())
+        .await
+        .expect("writer");
+    let big = |i: u64| Bytes::from(vec![i as u8; 1000]);
+    for chunk in 0..10u64 {
+        writer
+            .submit((chunk * 8 + 1..=chunk * 8 + 8).map(big))
+            .await
+            .expect("submitted");
+        assert!(
+            writer.in_flight() <= 2,
+            "{} batches out",
+            writer.in_flight()
+        );
+    }
+    assert_eq!(writer.flush().await.expect("durable"), 80);
+    let back = capsule.read_range(1, 80).await.expect("read back");
+    assert!(
+        back.iter()
+            .zip(1..)
+            .all(|(r, i)| r.seqno() == i && r.payload() == &big(i))
+    );
+    client.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_append_read_and_resume() {
     let net = Net::start("roundtrip");
