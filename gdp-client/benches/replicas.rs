@@ -5,7 +5,7 @@
 //! ```text
 //! cargo build --release --bins
 //! cargo bench -p gdp-client --bench replicas
-//! cargo bench -p gdp-client --bench replicas -- --records 20000 --catch-up 100000
+//! cargo bench -p gdp-client --bench replicas -- --records 20000 --trials 5 --catch-up 100000
 //! ```
 //!
 //! The overlay: a real `redis-server` directory, one `gdp-router` (with
@@ -15,9 +15,14 @@
 //! batch of `batch_records` records, `max_in_flight` batches in flight).
 //!
 //! - **records/s**: `--records` records handed to the writer in chunks of
-//!   1,000 and flushed; the writer pipelines them.
-//! - **latency**: 300 appends of one batch of 16 records, one at a time,
-//!   from hand-over to acknowledgement (W replicas durable).
+//!   1,000 and flushed; the writer pipelines them. Each of `--trials`
+//!   trials measures every row once, in turn, on fresh capsules, so the
+//!   rows share whatever the machine does meanwhile; the table gives each
+//!   row's median, and *vs N=1* is the median of the trials' own ratios
+//!   (one line per trial on standard error).
+//! - **latency**: 300 appends of one batch of 16 records per trial, one at
+//!   a time, from hand-over to acknowledgement (W replicas durable); the
+//!   percentiles are over all trials' appends.
 //! - **catch-up**: on a capsule with N = 3 and W = 2, one replica is
 //!   stopped, `--catch-up` records are appended to the other two, and the
 //!   replica is started again; the clock runs from its start until it
@@ -38,7 +43,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use gdp_certs::{Identity, Kind, Name};
 use gdp_client::{Capsule, CapsuleSpec, Client, ClientOptions, Replication};
-use gdp_testkit::{cpu_seconds, eventually_ok, scrape_metrics};
+use gdp_testkit::{cpu_seconds, eventually_ok, median, scrape_metrics};
 
 use common::{Replicas, Router, tail_at};
 
@@ -54,8 +59,8 @@ const LATENCY_BATCH: usize = 16;
 struct Row {
     label: String,
     rate: f64,
-    p50: Duration,
-    p99: Duration,
+    /// Each one-at-a-time append, hand-over to acknowledgement.
+    latencies: Vec<Duration>,
     /// CPU microseconds per record during the pipelined phase: this
     /// process (the writer), the router, the three servers together.
     cpu: [f64; 3],
@@ -82,11 +87,13 @@ impl Pids {
 
 fn main() {
     let mut records = 20_000u64;
+    let mut trials = 5usize;
     let mut catch_up = 100_000u64;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--records" => records = args.next().and_then(|v| v.parse().ok()).expect("a number"),
+            "--trials" => trials = args.next().and_then(|v| v.parse().ok()).expect("a number"),
             "--catch-up" => catch_up = args.next().and_then(|v| v.parse().ok()).expect("a number"),
             _ => {}
         }
@@ -96,7 +103,7 @@ fn main() {
         .enable_all()
         .build()
         .expect("a runtime");
-    runtime.block_on(run(records, catch_up));
+    runtime.block_on(run(records, trials.max(1), catch_up));
 }
 
 fn payload(i: u64) -> Bytes {
@@ -105,7 +112,7 @@ fn payload(i: u64) -> Bytes {
     Bytes::from(p)
 }
 
-async fn run(records: u64, catch_up: u64) {
+async fn run(records: u64, trials: usize, catch_up: u64) {
     let mut net = Replicas::start("replicas-bench", 3, &["--metrics", "127.0.0.1:0"]);
     let names = net.names.clone();
     let owner = Identity::generate(Kind::Client, "owner").expect("identity");
@@ -121,18 +128,34 @@ async fn run(records: u64, catch_up: u64) {
             .map(|s| s.proc.id().expect("the server runs"))
             .collect(),
     };
-    let mut rows = Vec::new();
-    let single = eventually_ok(WAIT, || {
-        client.create_capsule(names[0], owner.secret_key(), CapsuleSpec::new("n1"))
-    })
-    .await
-    .capsule;
-    rows.push(measure("N=1", &single, &owner, records, &pids).await);
-    for w in 1..=3 {
-        let capsule = replicated(&client, &owner, &names, w).await;
-        rows.push(measure(&format!("N=3, W={w}"), &capsule, &owner, records, &pids).await);
+    let labels = ["N=1", "N=3, W=1", "N=3, W=2", "N=3, W=3"];
+    let mut trial_rows: Vec<Vec<Row>> = labels.iter().map(|_| Vec::new()).collect();
+    for trial in 0..trials {
+        for (i, label) in labels.iter().enumerate() {
+            let capsule = if i == 0 {
+                eventually_ok(WAIT, || {
+                    client.create_capsule(names[0], owner.secret_key(), CapsuleSpec::new("n1"))
+                })
+                .await
+                .capsule
+            } else {
+                replicated(&client, &owner, &names, i).await
+            };
+            let row = measure(label, &capsule, &owner, records, &pids).await;
+            trial_rows[i].push(row);
+        }
+        let base = trial_rows[0][trial].rate;
+        let line: Vec<String> = labels
+            .iter()
+            .zip(&trial_rows)
+            .map(|(label, rows)| {
+                let r = &rows[trial];
+                format!("{label} {:.0}/s ({:.2}x)", r.rate, r.rate / base)
+            })
+            .collect();
+        eprintln!("trial {trial}: {}", line.join(", "));
     }
-    print_table(&rows, records);
+    print_table(&trial_rows, records, trials);
 
     // Catch-up: one replica misses `catch_up` records.
     let capsule = replicated(&client, &owner, &names, 2).await;
@@ -199,7 +222,6 @@ async fn measure(
     records: u64,
     pids: &Pids,
 ) -> Row {
-    eprintln!("{label}");
     let mut writer = capsule
         .writer(owner.secret_key().clone())
         .await
@@ -230,12 +252,10 @@ async fn measure(
             .expect("appends");
         latencies.push(at.elapsed());
     }
-    latencies.sort();
     Row {
         label: label.to_owned(),
         rate,
-        p50: latencies[latencies.len() / 2],
-        p99: latencies[latencies.len() * 99 / 100],
+        latencies,
         cpu,
     }
 }
@@ -253,28 +273,41 @@ fn servers_egress(router: &Router, servers: &[Name]) -> f64 {
         .sum()
 }
 
-fn print_table(rows: &[Row], records: u64) {
+fn print_table(trial_rows: &[Vec<Row>], records: u64, trials: usize) {
     println!();
     println!(
-        "{records} records of {PAYLOAD} B per row, pipelined; latency: {LATENCY_SAMPLES} appends of {LATENCY_BATCH} records, one at a time."
+        "{records} records of {PAYLOAD} B per row, pipelined, {trials} trials (medians); latency: {LATENCY_SAMPLES} appends of {LATENCY_BATCH} records per trial, one at a time."
     );
     println!();
     println!(
         "| replicas | appended records/s | vs N=1 | p50 latency | p99 latency | CPU us/record: writer, router, servers |"
     );
     println!("| --- | --- | --- | --- | --- | --- |");
-    let base = rows.first().map_or(f64::NAN, |r| r.rate);
-    for r in rows {
+    let base = &trial_rows[0];
+    for rows in trial_rows {
+        let rate = median(rows.iter().map(|r| r.rate).collect());
+        let ratio = median(
+            rows.iter()
+                .zip(base)
+                .map(|(r, b)| r.rate / b.rate)
+                .collect(),
+        );
+        let mut latencies: Vec<Duration> = rows
+            .iter()
+            .flat_map(|r| r.latencies.iter().copied())
+            .collect();
+        latencies.sort();
+        let cpu = [0, 1, 2].map(|i| median(rows.iter().map(|r| r.cpu[i]).collect()));
         println!(
             "| {} | {:.0} | {:.2}x | {:.2} ms | {:.2} ms | {:.1}, {:.1}, {:.1} |",
-            r.label,
-            r.rate,
-            r.rate / base,
-            r.p50.as_secs_f64() * 1e3,
-            r.p99.as_secs_f64() * 1e3,
-            r.cpu[0],
-            r.cpu[1],
-            r.cpu[2]
+            rows[0].label,
+            rate,
+            ratio,
+            latencies[latencies.len() / 2].as_secs_f64() * 1e3,
+            latencies[latencies.len() * 99 / 100].as_secs_f64() * 1e3,
+            cpu[0],
+            cpu[1],
+            cpu[2]
         );
     }
 }

@@ -37,7 +37,7 @@ use futures::StreamExt;
 use gdp_client::{CapsuleSpec, Client, EncryptionScheme, Identity, Name};
 
 use common::Net;
-use gdp_testkit::cpu_seconds;
+use gdp_testkit::{cpu_seconds, median};
 
 /// Records handed to the writer at once.
 const CHUNK: usize = 1000;
@@ -197,11 +197,6 @@ fn label(mode: Mode) -> &'static str {
         Mode::Plain => "plaintext",
         Mode::Sealed => "encrypted",
     }
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
 /// One row: a fresh capsule, `records` appends, then every record read back.

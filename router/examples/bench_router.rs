@@ -71,10 +71,10 @@ use std::time::Duration;
 
 use bench_util::baselines::{self, RelayRuntime};
 use bench_util::gdp::{BenchRouter, GdpEnd, ROUTER_THREADS, cold_lookups, through_routers};
-use bench_util::{PAYLOADS, Params, Report, Size, median, print_table};
+use bench_util::{PAYLOADS, Params, Report, Size, print_table};
 use gdp_certs::{Identity, Kind};
 use gdp_router::directory::route_key;
-use gdp_testkit::{RedisServer, TempDir};
+use gdp_testkit::{RedisServer, TempDir, median};
 
 /// The paths measured in one round, each with one report per payload size
 /// of [`PAYLOADS`].

@@ -53,6 +53,7 @@ pub mod process;
 #[cfg(feature = "redis")]
 pub mod redis;
 pub mod rng;
+pub mod stats;
 pub mod wait;
 
 pub use bin::{workspace_bin, workspace_bin_dir};
@@ -65,4 +66,5 @@ pub use process::{
 #[cfg(feature = "redis")]
 pub use redis::{RedisCluster, RedisServer, RedisServerError};
 pub use rng::{SEED_ENV, seeded_rng, test_seed};
+pub use stats::median;
 pub use wait::{eventually, eventually_blocking, eventually_ok};

@@ -343,16 +343,6 @@ pub(crate) fn print_table(title: &str, params: &Params, rows: &[(&str, &Report)]
     }
 }
 
-/// The median of `v` (NaN if empty).
-pub(crate) fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
-}
-
 /// QUIC settings of the raw ends and the relay: the router transport's,
 /// with room for a few streams of either kind.
 fn quic_config() -> anyhow::Result<Arc<quinn::TransportConfig>> {
