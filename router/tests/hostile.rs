@@ -1,5 +1,5 @@
 //! Hostile peers against real processes: one test per attack of the
-//! router's threat model (`SECURITY.md`, issue 12), each against a
+//! router's threat model (`SECURITY.md`), each against a
 //! `gdp-router` process on loopback with a real `redis-server` as its
 //! directory (and a `gdp-capsule-server` process for the attacks on
 //! capsules), over real QUIC.
