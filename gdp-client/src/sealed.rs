@@ -644,8 +644,6 @@ pub(crate) fn first_epoch(
     Ok(records)
 }
 
-/// A verified record and its plaintext, opened on its read's task (`None`:
-/// its epoch's key was not held then).
 /// A chunk's records with their plaintexts, and the indices of those whose
 /// epoch's key was not held (their plaintexts are empty).
 type OpenedChunk = (Vec<OpenedRecord>, Vec<usize>);

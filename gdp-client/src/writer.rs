@@ -228,8 +228,6 @@ pub struct Writer {
     key: SecretKey,
     appender: Appender,
     in_flight: VecDeque<InFlight>,
-    /// The records' bytes of the batches in `in_flight`.
-    in_flight_bytes: usize,
     acknowledged: u64,
     /// The chain state may be ahead of the server: rebuild it first.
     stale: bool,
@@ -243,7 +241,6 @@ impl Writer {
             key,
             appender,
             in_flight: VecDeque::new(),
-            in_flight_bytes: 0,
             acknowledged,
             stale: false,
         }
@@ -274,6 +271,11 @@ impl Writer {
     /// Batches sent and not yet acknowledged.
     pub fn in_flight(&self) -> usize {
         self.in_flight.len()
+    }
+
+    /// The records' bytes of the batches in flight.
+    fn in_flight_bytes(&self) -> usize {
+        self.in_flight.iter().map(|f| f.bytes).sum()
     }
 
     /// Appends one record closed by its own heartbeat and waits until it
@@ -361,7 +363,7 @@ impl Writer {
         let options = self.capsule.client().options();
         let (max_batches, max_bytes) = (options.max_in_flight, options.max_in_flight_bytes);
         while !self.in_flight.is_empty()
-            && (self.in_flight.len() >= max_batches || self.in_flight_bytes + bytes > max_bytes)
+            && (self.in_flight.len() >= max_batches || self.in_flight_bytes() + bytes > max_bytes)
         {
             self.wait_oldest().await?;
         }
@@ -388,7 +390,6 @@ impl Writer {
                     last,
                     bytes,
                 });
-                self.in_flight_bytes += bytes;
                 Ok(())
             }
             Err(e) => {
@@ -444,7 +445,6 @@ impl Writer {
             last,
             bytes,
         });
-        self.in_flight_bytes += bytes;
         Ok(())
     }
 
@@ -453,7 +453,6 @@ impl Writer {
         let Some(f) = self.in_flight.pop_front() else {
             return Ok(());
         };
-        self.in_flight_bytes -= f.bytes;
         let client = self.capsule.client().clone();
         let result = match f.acks {
             Acks::One(call) => {
@@ -488,7 +487,6 @@ impl Writer {
 
     /// Forgets every batch in flight; the next append resyncs first.
     fn abandon(&mut self) {
-        self.in_flight_bytes = 0;
         forget(self.capsule.client().shared(), self.in_flight.drain(..));
         self.stale = true;
     }

@@ -9,13 +9,33 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use gdp_certs::Name;
-use gdp_client::{CapsuleSpec, ClientError, ClientOptions, ErrorCode};
+use gdp_certs::{Identity, Name};
+use gdp_client::{Capsule, CapsuleSpec, Client, ClientError, ClientOptions, ErrorCode, Writer};
 
 use common::{Net, Server};
 use gdp_testkit::eventually_ok;
 
 const WAIT: Duration = Duration::from_secs(20);
+
+/// A fresh capsule labelled `label` on the net's server, owned by `me`,
+/// and a writer for it.
+async fn capsule_and_writer(
+    net: &Net,
+    client: &Client,
+    me: &Identity,
+    label: &str,
+) -> (Capsule, Writer) {
+    let capsule = eventually_ok(WAIT, || {
+        client.create_capsule(net.server.name, me.secret_key(), CapsuleSpec::new(label))
+    })
+    .await
+    .capsule;
+    let writer = capsule
+        .writer(me.secret_key().clone())
+        .await
+        .expect("writer");
+    (capsule, writer)
+}
 
 fn payload(i: u64) -> Bytes {
     Bytes::from(format!("record {i}"))
@@ -28,20 +48,8 @@ fn payload(i: u64) -> Bytes {
 async fn long_reads_come_back_whole_and_in_order() {
     let net = Net::start("read-ahead");
     let (client, me) = net.client("writer").await;
-    let capsule = eventually_ok(WAIT, || {
-        client.create_capsule(
-            net.server.name,
-            me.secret_key(),
-            CapsuleSpec::new("growing"),
-        )
-    })
-    .await
-    .capsule;
+    let (capsule, mut writer) = capsule_and_writer(&net, &client, &me, "growing").await;
     let grown = |i: u64| Bytes::from(vec![(i % 251) as u8; (i * 12) as usize]);
-    let mut writer = capsule
-        .writer(me.secret_key().clone())
-        .await
-        .expect("writer");
     writer
         .append_all((1..=600).map(grown))
         .await
@@ -73,15 +81,7 @@ async fn a_writer_keeps_its_bytes_in_flight_within_the_bound() {
     options.batch_records = 8;
     options.max_in_flight_bytes = 20_000;
     let (client, me) = net.client_with("writer", options).await;
-    let capsule = eventually_ok(WAIT, || {
-        client.create_capsule(net.server.name, me.secret_key(), CapsuleSpec::new("bytes"))
-    })
-    .await
-    .capsule;
-    let mut writer = capsule
-        .writer(me.secret_key().clone())
-        .await
-        .expect("writer");
+    let (capsule, mut writer) = capsule_and_writer(&net, &client, &me, "bytes").await;
     let big = |i: u64| Bytes::from(vec![i as u8; 1000]);
     for chunk in 0..10u64 {
         writer
@@ -201,15 +201,7 @@ async fn subscription_survives_a_server_restart_without_gap_or_duplicate() {
     // retried soon.
     let quick = ClientOptions::default().with_request_timeout(Duration::from_secs(2));
     let (client, me) = net.client_with("writer", quick).await;
-    let capsule = eventually_ok(WAIT, || {
-        client.create_capsule(net.server.name, me.secret_key(), CapsuleSpec::new("sub"))
-    })
-    .await
-    .capsule;
-    let mut writer = capsule
-        .writer(me.secret_key().clone())
-        .await
-        .expect("writer");
+    let (capsule, mut writer) = capsule_and_writer(&net, &client, &me, "sub").await;
     writer
         .append_all((1..=50).map(payload))
         .await
