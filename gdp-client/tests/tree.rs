@@ -154,10 +154,20 @@ async fn backlog_and_what_the_tree_drops_are_read_by_unicast() {
         .subscribe(1);
     let head = read_until(&mut sub, 1, 50).await;
     assert_eq!(head.len(), 50);
+    // Live records in twenty appends spread over about 200 ms, so that the
+    // reader, which takes about 80 ms to read the backlog, is caught up
+    // while most of them are still coming (one append of all 400 could be
+    // done before that, leaving nothing for the tree on a slow machine).
     let appending = tokio::spawn(async move {
-        w.append_all((201..=600).map(payload))
-            .await
-            .expect("appended")
+        let mut last = 0;
+        for first in (201..=600).step_by(20) {
+            last = w
+                .append_all((first..first + 20).map(payload))
+                .await
+                .expect("appended");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        last
     });
     let mut seen = head;
     while seen.len() < 600 {
