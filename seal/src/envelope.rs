@@ -1,10 +1,10 @@
 //! Record envelopes: the payload of every record of a confidential capsule.
 //!
 //! ```text
-//! u8    version = 1
+//! u8    version = 2
 //! u8    mode (1 = epoch key, 2 = convergent)
 //! u32   epoch (>= 1)
-//! [24]  nonce
+//! [8]   salt
 //! mode 2 only:
 //!   [48]  the record's convergent key sealed under the epoch key
 //!         (32 key bytes and a 16-byte Poly1305 tag)
@@ -18,18 +18,32 @@
 //! # Epoch mode
 //!
 //! The plaintext is sealed with XChaCha20-Poly1305 under the epoch's content
-//! key and a nonce used once: 24 random bytes ([`seal`]), or 16 random bytes
-//! drawn by a [`Sealer`] followed by its count of records (a reader cannot
-//! tell the two apart). The associated data binds the envelope to its place
-//! in its capsule:
+//! key. Its 24-byte nonce is not carried whole: it is
+//!
+//! ```text
+//! salt (8) || the capsule name's first 8 bytes || seqno (u64)
+//! ```
+//!
+//! so the envelope carries only the salt, and the record's place supplies
+//! the rest, as TLS 1.3 and QUIC build their nonces from a record or packet
+//! number. A nonce repeats under one key only if two seals of one seqno of
+//! one capsule drew the same salt. A single writer seals each seqno once,
+//! and a [`Sealer`] asked to seal a seqno again (a writer that resends
+//! after a failure) draws a fresh salt first; so a repeat needs two salts
+//! drawn for one seqno to collide, a chance of 2^-64 for each such pair.
+//! The 16 bytes of the nonce before the seqno, with the key, derive the
+//! cipher's subkey (HChaCha20), so a run of records from one sealer derives
+//! it once.
+//!
+//! The associated data binds the envelope to its place in its capsule:
 //!
 //! ```text
 //! "GDP v1 sealed record" || capsule (32) || seqno (u64) || version || mode || epoch (u32)
 //! ```
 //!
-//! so an envelope copied to another capsule or seqno, or given another epoch
-//! or mode, no longer opens. A record adds [`EPOCH_OVERHEAD`] bytes to its
-//! plaintext.
+//! so an envelope copied to another capsule or seqno, or given another
+//! version, epoch or mode, no longer opens. A record adds
+//! [`EPOCH_OVERHEAD`] bytes to its plaintext.
 //!
 //! # Convergent mode
 //!
@@ -39,15 +53,22 @@
 //! associated data `"GDP v1 convergent body"`. The body is therefore a
 //! function of the plaintext alone: identical plaintexts give identical
 //! bodies in any capsule, under any epoch, at any seqno, so storage can
-//! coalesce them. `kc` itself is sealed under the epoch key with the
-//! envelope's random nonce and the same associated data as epoch mode, so
-//! only readers of the epoch can find it. Opening checks that the plaintext
-//! derives `kc` again. A record adds [`CONVERGENT_OVERHEAD`] bytes.
+//! coalesce them. `kc` itself is sealed under the epoch key with the nonce
+//! and the associated data of epoch mode, so only readers of the epoch can
+//! find it. Opening checks that the plaintext derives `kc` again. A record
+//! adds [`CONVERGENT_OVERHEAD`] bytes.
 //!
 //! Convergent encryption reveals which records are equal, and anyone who can
 //! guess a plaintext exactly can confirm the guess against a body without any
 //! key. Use it only for content whose equality may be public and which has
 //! too much entropy to be guessed.
+//!
+//! # Version 1
+//!
+//! The first envelopes carried the whole 24-byte nonce in place of the salt
+//! (24 random bytes, or 16 random bytes and a count of the records sealed).
+//! They are still decoded and opened, with the version byte 1 in their
+//! associated data; nothing writes them any more.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use gdp_certs::Name;
@@ -59,16 +80,20 @@ use crate::aead::{self, Subkey};
 use crate::error::SealError;
 use crate::key::ContentKey;
 
-/// The envelope version this crate writes and reads.
-pub const ENVELOPE_VERSION: u8 = 1;
-/// Length of the nonce field.
-pub const NONCE_LEN: usize = 24;
+/// The envelope version this crate writes.
+pub const ENVELOPE_VERSION: u8 = 2;
+/// The first envelope version, which carried the whole nonce; still read.
+pub const ENVELOPE_VERSION_1: u8 = 1;
+/// Length of the salt field.
+pub const SALT_LEN: usize = 8;
+/// Length of a version 1 envelope's nonce field.
+pub const V1_NONCE_LEN: usize = aead::NONCE_LEN;
 /// Length of a Poly1305 tag.
 pub const TAG_LEN: usize = 16;
 /// Length of a convergent record's key sealed under the epoch key.
 pub const WRAPPED_RECORD_KEY_LEN: usize = 32 + TAG_LEN;
-/// Length of the fixed header: version, mode, epoch and nonce.
-pub const HEADER_LEN: usize = 1 + 1 + 4 + NONCE_LEN;
+/// Length of the fixed header: version, mode, epoch and salt.
+pub const HEADER_LEN: usize = 1 + 1 + 4 + SALT_LEN;
 /// Bytes an epoch-mode envelope adds to its plaintext.
 pub const EPOCH_OVERHEAD: usize = HEADER_LEN + TAG_LEN;
 /// Bytes a convergent envelope adds to its plaintext.
@@ -81,7 +106,7 @@ const CONVERGENT_BODY_AAD: &[u8] = b"GDP v1 convergent body";
 /// How a record's plaintext is sealed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Mode {
-    /// Directly under the epoch's content key, with a random nonce.
+    /// Directly under the epoch's content key.
     Epoch,
     /// Under a key derived from the plaintext, itself sealed under the epoch
     /// key: identical plaintexts give identical bodies.
@@ -107,17 +132,71 @@ impl Mode {
     }
 }
 
+/// What an envelope carries of its nonce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NonceField {
+    /// Version 2: the salt; the capsule and the seqno supply the rest.
+    Salt([u8; SALT_LEN]),
+    /// Version 1: the whole nonce.
+    Whole([u8; V1_NONCE_LEN]),
+}
+
+impl NonceField {
+    /// The envelope version that carries this field.
+    pub fn version(&self) -> u8 {
+        match self {
+            NonceField::Salt(_) => ENVELOPE_VERSION,
+            NonceField::Whole(_) => ENVELOPE_VERSION_1,
+        }
+    }
+
+    /// The field's bytes as carried.
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            NonceField::Salt(salt) => salt,
+            NonceField::Whole(nonce) => nonce,
+        }
+    }
+
+    /// The XChaCha20 nonce of the record `seqno` of `capsule`, split into
+    /// the prefix that derives the subkey and the tail.
+    fn nonce(&self, capsule: &Name, seqno: u64) -> ([u8; aead::PREFIX_LEN], [u8; aead::TAIL_LEN]) {
+        match self {
+            NonceField::Salt(salt) => (salted_prefix(salt, capsule), seqno.to_be_bytes()),
+            NonceField::Whole(nonce) => {
+                let (prefix, tail) = aead::split_nonce(nonce);
+                (*prefix, *tail)
+            }
+        }
+    }
+}
+
+/// The first 16 bytes of a version 2 nonce: the salt and the capsule name's
+/// first 8 bytes.
+fn salted_prefix(salt: &[u8; SALT_LEN], capsule: &Name) -> [u8; aead::PREFIX_LEN] {
+    let mut prefix = [0u8; aead::PREFIX_LEN];
+    prefix[..SALT_LEN].copy_from_slice(salt);
+    prefix[SALT_LEN..].copy_from_slice(&capsule.as_bytes()[..aead::PREFIX_LEN - SALT_LEN]);
+    prefix
+}
+
 /// A decoded record envelope (see the [module documentation](self) for the
 /// format). Decoding checks the structure only; [`open`] authenticates it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Envelope {
     epoch: u32,
-    nonce: [u8; NONCE_LEN],
+    nonce: NonceField,
     wrapped_key: Option<[u8; WRAPPED_RECORD_KEY_LEN]>,
     ciphertext: Bytes,
 }
 
 impl Envelope {
+    /// The envelope's version: [`ENVELOPE_VERSION`], or
+    /// [`ENVELOPE_VERSION_1`] for an envelope written before it.
+    pub fn version(&self) -> u8 {
+        self.nonce.version()
+    }
+
     /// How the record is sealed.
     pub fn mode(&self) -> Mode {
         self.view().mode()
@@ -128,9 +207,9 @@ impl Envelope {
         self.epoch
     }
 
-    /// The nonce: of the body in epoch mode, of the wrapped record key in
-    /// convergent mode.
-    pub fn nonce(&self) -> &[u8; NONCE_LEN] {
+    /// What the envelope carries of its nonce (of the body in epoch mode,
+    /// of the wrapped record key in convergent mode).
+    pub fn nonce_field(&self) -> &NonceField {
         &self.nonce
     }
 
@@ -155,7 +234,7 @@ impl Envelope {
     pub fn view(&self) -> EnvelopeRef<'_> {
         EnvelopeRef {
             epoch: self.epoch,
-            nonce: &self.nonce,
+            nonce: self.nonce,
             wrapped_key: self.wrapped_key.as_ref(),
             ciphertext: &self.ciphertext,
         }
@@ -168,7 +247,7 @@ impl Envelope {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EnvelopeRef<'a> {
     epoch: u32,
-    nonce: &'a [u8; NONCE_LEN],
+    nonce: NonceField,
     wrapped_key: Option<&'a [u8; WRAPPED_RECORD_KEY_LEN]>,
     ciphertext: &'a [u8],
 }
@@ -180,7 +259,7 @@ impl<'a> EnvelopeRef<'a> {
         let (&version, rest) = bytes.split_first().ok_or(DecodeError::Truncated {
             what: "sealed record version",
         })?;
-        if version != ENVELOPE_VERSION {
+        if version != ENVELOPE_VERSION && version != ENVELOPE_VERSION_1 {
             return Err(DecodeError::UnknownValue {
                 what: "sealed record version",
                 value: version.into(),
@@ -200,7 +279,13 @@ impl<'a> EnvelopeRef<'a> {
                 what: "sealed record epoch",
             });
         }
-        let (nonce, rest) = split_array(rest, "sealed record nonce")?;
+        let (nonce, rest) = if version == ENVELOPE_VERSION {
+            let (salt, rest) = split_array(rest, "sealed record salt")?;
+            (NonceField::Salt(*salt), rest)
+        } else {
+            let (nonce, rest) = split_array(rest, "sealed record nonce")?;
+            (NonceField::Whole(*nonce), rest)
+        };
         let (wrapped_key, ciphertext) = match mode {
             Mode::Epoch => (None, rest),
             Mode::Convergent => {
@@ -219,6 +304,11 @@ impl<'a> EnvelopeRef<'a> {
             wrapped_key,
             ciphertext,
         })
+    }
+
+    /// The envelope's version.
+    pub fn version(&self) -> u8 {
+        self.nonce.version()
     }
 
     /// How the record is sealed.
@@ -261,7 +351,10 @@ impl Encode for Envelope {
     }
 
     fn encoded_len(&self) -> usize {
-        HEADER_LEN + self.wrapped_key.map_or(0, |w| w.len()) + self.ciphertext.len()
+        2 + 4
+            + self.nonce.as_bytes().len()
+            + self.wrapped_key.map_or(0, |w| w.len())
+            + self.ciphertext.len()
     }
 }
 
@@ -272,7 +365,7 @@ impl Decode for Envelope {
     fn decode_from(r: &mut Reader) -> Result<Self, DecodeError> {
         let mut rest = r.take_rest();
         let view = EnvelopeRef::parse(&rest)?;
-        let (epoch, nonce, wrapped_key) = (view.epoch, *view.nonce, view.wrapped_key.copied());
+        let (epoch, nonce, wrapped_key) = (view.epoch, view.nonce, view.wrapped_key.copied());
         rest.advance(rest.len() - view.ciphertext.len());
         Ok(Envelope {
             epoch,
@@ -283,23 +376,23 @@ impl Decode for Envelope {
     }
 }
 
-fn put_header(buf: &mut BytesMut, mode: Mode, epoch: u32, nonce: &[u8; NONCE_LEN]) {
-    buf.put_u8(ENVELOPE_VERSION);
+fn put_header(buf: &mut BytesMut, mode: Mode, epoch: u32, nonce: &NonceField) {
+    buf.put_u8(nonce.version());
     buf.put_u8(mode.to_u8());
     buf.put_u32(epoch);
-    buf.put_slice(nonce);
+    buf.put_slice(nonce.as_bytes());
 }
 
-/// The associated data that binds an envelope to its capsule, seqno, epoch
-/// and mode.
-fn record_aad(capsule: &Name, seqno: u64, mode: Mode, epoch: u32) -> [u8; 66] {
+/// The associated data that binds an envelope to its capsule, seqno,
+/// version, epoch and mode.
+fn record_aad(capsule: &Name, seqno: u64, version: u8, mode: Mode, epoch: u32) -> [u8; 66] {
     let mut aad = [0u8; RECORD_AAD_CONTEXT.len() + 32 + 8 + 1 + 1 + 4];
     let mut at = 0;
     for part in [
         RECORD_AAD_CONTEXT,
         capsule.as_bytes(),
         &seqno.to_be_bytes(),
-        &[ENVELOPE_VERSION, mode.to_u8()],
+        &[version, mode.to_u8()],
         &epoch.to_be_bytes(),
     ] {
         aad[at..at + part.len()].copy_from_slice(part);
@@ -350,11 +443,19 @@ fn convergent_key(plaintext: &[u8]) -> Zeroizing<[u8; 32]> {
     Zeroizing::new(blake3::derive_key(CONVERGENT_KEY_CONTEXT, plaintext))
 }
 
+/// A fresh random salt.
+fn fresh_salt() -> [u8; SALT_LEN] {
+    let mut salt = [0u8; SALT_LEN];
+    // A CSPRNG seeded from the operating system and reseeded by it: no
+    // system call per record.
+    rand::thread_rng().fill_bytes(&mut salt);
+    salt
+}
+
 /// Seals `plaintext` as the payload of record `seqno` of `capsule`, under
-/// `key`, the content key of `epoch`, with a nonce of 24 random bytes, and
-/// returns the encoded envelope. A writer sealing many records uses a
-/// [`Sealer`], which derives the cipher's subkey once instead of once per
-/// record.
+/// `key`, the content key of `epoch`, with a salt of its own, and returns
+/// the encoded envelope. A writer sealing many records uses a [`Sealer`],
+/// which derives the cipher's subkey once instead of once per record.
 ///
 /// The envelope is [`EPOCH_OVERHEAD`] or [`CONVERGENT_OVERHEAD`] bytes longer
 /// than the plaintext.
@@ -372,12 +473,8 @@ pub fn seal(
     plaintext: &[u8],
 ) -> Bytes {
     assert!(epoch >= 1, "epochs count from 1");
-    let mut nonce = [0u8; NONCE_LEN];
-    // A CSPRNG seeded from the operating system and reseeded by it: 192
-    // random bits per record, no system call per record.
-    rand::thread_rng().fill_bytes(&mut nonce);
-    let (prefix, _) = aead::split_nonce(&nonce);
-    let subkey = Subkey::derive(key.as_bytes(), prefix);
+    let salt = fresh_salt();
+    let subkey = Subkey::derive(key.as_bytes(), &salted_prefix(&salt, capsule));
     let mut buf = BytesMut::with_capacity(sealed_len(mode, plaintext.len()));
     let place = Place {
         capsule,
@@ -385,7 +482,7 @@ pub fn seal(
         mode,
         epoch,
     };
-    seal_with(&subkey, &nonce, &place, plaintext, &mut buf);
+    seal_with(&subkey, salt, &place, plaintext, &mut buf);
     buf.freeze()
 }
 
@@ -397,7 +494,7 @@ fn sealed_len(mode: Mode, len: usize) -> usize {
     }
 }
 
-/// Where a record is sealed: what its associated data binds it to.
+/// Where a record is sealed: what its nonce and associated data bind it to.
 struct Place<'a> {
     capsule: &'a Name,
     seqno: u64,
@@ -405,11 +502,11 @@ struct Place<'a> {
     epoch: u32,
 }
 
-/// Seals `plaintext` under `subkey`, the subkey of the epoch key and
-/// `nonce`'s prefix, and appends the envelope to `out`.
+/// Seals `plaintext` under `subkey`, the subkey of the epoch key and the
+/// prefix of `salt` and the capsule, and appends the envelope to `out`.
 fn seal_with(
     subkey: &Subkey,
-    nonce: &[u8; NONCE_LEN],
+    salt: [u8; SALT_LEN],
     place: &Place<'_>,
     plaintext: &[u8],
     out: &mut BytesMut,
@@ -420,20 +517,20 @@ fn seal_with(
         mode,
         epoch,
     } = *place;
-    let aad = record_aad(capsule, seqno, mode, epoch);
-    let (_, tail) = aead::split_nonce(nonce);
+    let aad = record_aad(capsule, seqno, ENVELOPE_VERSION, mode, epoch);
+    let tail = seqno.to_be_bytes();
     let start = out.len();
     out.reserve(sealed_len(mode, plaintext.len()));
-    put_header(out, mode, epoch, nonce);
+    put_header(out, mode, epoch, &NonceField::Salt(salt));
     match mode {
         Mode::Epoch => {
             out.put_slice(plaintext);
-            seal_tail(subkey, tail, &aad, out, start + HEADER_LEN);
+            seal_tail(subkey, &tail, &aad, out, start + HEADER_LEN);
         }
         Mode::Convergent => {
             let kc = convergent_key(plaintext);
             out.put_slice(&kc[..]);
-            seal_tail(subkey, tail, &aad, out, start + HEADER_LEN);
+            seal_tail(subkey, &tail, &aad, out, start + HEADER_LEN);
             let body = out.len();
             out.put_slice(plaintext);
             seal_tail(
@@ -450,20 +547,22 @@ fn seal_with(
 
 /// Seals the records a writer appends under one epoch of a capsule.
 ///
-/// Its nonces are 16 random bytes drawn when it is made, followed by a
-/// 64-bit count of the records it sealed: unique for as long as the prefix
-/// is (a birthday bound of 2^64 sealers per key), and the XChaCha20
-/// subkey, which depends on the key and the prefix alone, is derived once
-/// per sealer instead of once per record. An [`Opener`] makes the same
-/// saving when it opens such a run of records.
+/// It draws one salt when it is made and seals every record under it, so
+/// the XChaCha20 subkey, which depends on the key, the salt and the capsule
+/// alone, is derived once per sealer instead of once per record (and an
+/// [`Opener`] makes the same saving when it opens such a run of records).
+/// Asked to seal a seqno no higher than one it has sealed (a writer that
+/// seals again after a failure), it draws a fresh salt first, so no nonce
+/// of one sealer repeats.
 pub struct Sealer {
     key: ContentKey,
     epoch: u32,
     mode: Mode,
     capsule: Name,
-    prefix: [u8; aead::PREFIX_LEN],
+    salt: [u8; SALT_LEN],
     subkey: Subkey,
-    sealed: u64,
+    /// The highest seqno sealed under the salt.
+    last: Option<u64>,
 }
 
 impl Sealer {
@@ -475,15 +574,16 @@ impl Sealer {
     /// If `epoch` is 0 (epochs count from 1).
     pub fn new(key: &ContentKey, epoch: u32, mode: Mode, capsule: Name) -> Sealer {
         assert!(epoch >= 1, "epochs count from 1");
-        let (prefix, subkey) = fresh_prefix(key);
+        let salt = fresh_salt();
+        let subkey = Subkey::derive(key.as_bytes(), &salted_prefix(&salt, &capsule));
         Sealer {
             key: key.clone(),
             epoch,
             mode,
             capsule,
-            prefix,
+            salt,
             subkey,
-            sealed: 0,
+            last: None,
         }
     }
 
@@ -508,21 +608,21 @@ impl Sealer {
     /// sealing a batch puts every envelope in one buffer and splits them
     /// off it.
     pub fn seal_to(&mut self, seqno: u64, plaintext: &[u8], out: &mut BytesMut) {
-        if self.sealed == u64::MAX {
-            (self.prefix, self.subkey) = fresh_prefix(&self.key);
-            self.sealed = 0;
+        if self.last.is_some_and(|last| seqno <= last) {
+            self.salt = fresh_salt();
+            self.subkey = Subkey::derive(
+                self.key.as_bytes(),
+                &salted_prefix(&self.salt, &self.capsule),
+            );
         }
-        let mut nonce = [0u8; NONCE_LEN];
-        nonce[..aead::PREFIX_LEN].copy_from_slice(&self.prefix);
-        nonce[aead::PREFIX_LEN..].copy_from_slice(&self.sealed.to_be_bytes());
-        self.sealed += 1;
+        self.last = Some(seqno);
         let place = Place {
             capsule: &self.capsule,
             seqno,
             mode: self.mode,
             epoch: self.epoch,
         };
-        seal_with(&self.subkey, &nonce, &place, plaintext, out);
+        seal_with(&self.subkey, self.salt, &place, plaintext, out);
     }
 }
 
@@ -532,17 +632,9 @@ impl std::fmt::Debug for Sealer {
             .field("capsule", &self.capsule)
             .field("epoch", &self.epoch)
             .field("mode", &self.mode)
-            .field("sealed", &self.sealed)
+            .field("last", &self.last)
             .finish_non_exhaustive()
     }
-}
-
-/// A random nonce prefix and the subkey it derives with `key`.
-fn fresh_prefix(key: &ContentKey) -> ([u8; aead::PREFIX_LEN], Subkey) {
-    let mut prefix = [0u8; aead::PREFIX_LEN];
-    rand::thread_rng().fill_bytes(&mut prefix);
-    let subkey = Subkey::derive(key.as_bytes(), &prefix);
-    (prefix, subkey)
 }
 
 /// Opens `envelope`, the payload of record `seqno` of `capsule`, with `key`,
@@ -574,22 +666,29 @@ pub fn open_to(
     envelope: &Envelope,
     out: &mut BytesMut,
 ) -> Result<(), SealError> {
-    let (prefix, _) = aead::split_nonce(&envelope.nonce);
-    let subkey = Subkey::derive(key.as_bytes(), prefix);
-    open_with(&subkey, capsule, seqno, envelope.view(), out)
+    let (prefix, tail) = envelope.nonce.nonce(capsule, seqno);
+    let subkey = Subkey::derive(key.as_bytes(), &prefix);
+    open_with(&subkey, &tail, capsule, seqno, envelope.view(), out)
 }
 
 /// Opens `envelope` with `subkey`, the subkey of its epoch's key and its
-/// nonce's prefix, onto the end of `out`; on failure `out` is as it was.
+/// nonce's prefix, and `tail`, its nonce's tail, onto the end of `out`; on
+/// failure `out` is as it was.
 fn open_with(
     subkey: &Subkey,
+    tail: &[u8; aead::TAIL_LEN],
     capsule: &Name,
     seqno: u64,
     envelope: EnvelopeRef<'_>,
     out: &mut BytesMut,
 ) -> Result<(), SealError> {
-    let aad = record_aad(capsule, seqno, envelope.mode(), envelope.epoch);
-    let (_, tail) = aead::split_nonce(envelope.nonce);
+    let aad = record_aad(
+        capsule,
+        seqno,
+        envelope.version(),
+        envelope.mode(),
+        envelope.epoch,
+    );
     let start = out.len();
     let opened = match &envelope.wrapped_key {
         None => append_opened(subkey, tail, &aad, envelope.ciphertext, out),
@@ -647,14 +746,14 @@ impl Opener {
         envelope: EnvelopeRef<'_>,
         out: &mut BytesMut,
     ) -> Result<(), SealError> {
-        let (prefix, _) = aead::split_nonce(envelope.nonce);
-        let hit = matches!(&self.last, Some((k, p, _)) if p == prefix && k == key);
+        let (prefix, tail) = envelope.nonce.nonce(capsule, seqno);
+        let hit = matches!(&self.last, Some((k, p, _)) if *p == prefix && k == key);
         if !hit {
-            let subkey = Subkey::derive(key.as_bytes(), prefix);
-            self.last = Some((key.clone(), *prefix, subkey));
+            let subkey = Subkey::derive(key.as_bytes(), &prefix);
+            self.last = Some((key.clone(), prefix, subkey));
         }
         let (_, _, subkey) = self.last.as_ref().expect("just set");
-        open_with(subkey, capsule, seqno, envelope, out)
+        open_with(subkey, &tail, capsule, seqno, envelope, out)
     }
 }
 
@@ -715,8 +814,8 @@ mod tests {
 
     #[test]
     fn overhead_constants() {
-        assert_eq!(EPOCH_OVERHEAD, 46);
-        assert_eq!(CONVERGENT_OVERHEAD, 94);
+        assert_eq!(EPOCH_OVERHEAD, 30);
+        assert_eq!(CONVERGENT_OVERHEAD, 78);
         for len in [0, 1, 64, 1000] {
             let plaintext = vec![9; len];
             assert_eq!(
@@ -794,18 +893,18 @@ mod tests {
 
     #[test]
     fn each_region_is_authenticated() {
-        // One flip in each region: version, mode, epoch, nonce, wrapped key,
+        // One flip in each region: version, mode, epoch, salt, wrapped key,
         // body, tag.
         let (key, bytes) = sealed(Mode::Convergent, b"region test");
         let regions = [
             (0, "version"),
             (1, "mode"),
             (5, "epoch"),
-            (6, "nonce start"),
-            (29, "nonce end"),
-            (30, "wrapped key"),
-            (77, "wrapped key tag"),
-            (78, "body"),
+            (6, "salt start"),
+            (13, "salt end"),
+            (14, "wrapped key"),
+            (61, "wrapped key tag"),
+            (62, "body"),
             (bytes.len() - 1, "body tag"),
         ];
         for (at, region) in regions {
@@ -836,7 +935,7 @@ mod tests {
         assert_eq!(a.ciphertext(), b.ciphertext());
         assert_eq!(a.ciphertext(), c.ciphertext());
         assert_ne!(a.to_bytes(), b.to_bytes());
-        assert_ne!(a.nonce(), b.nonce());
+        assert_ne!(a.nonce_field(), b.nonce_field());
         assert_ne!(a.wrapped_key(), b.wrapped_key());
         // Each still opens only at its own place.
         assert_eq!(
@@ -862,15 +961,14 @@ mod tests {
         // An envelope whose record key is not derived from its plaintext:
         // only a holder of the epoch key can make one, and it is refused.
         let key = ContentKey::generate();
-        let nonce = [4u8; NONCE_LEN];
+        let salt = [4u8; SALT_LEN];
         let kc = [8u8; 32];
-        let aad = record_aad(&capsule(), 7, Mode::Convergent, 1);
+        let aad = record_aad(&capsule(), 7, ENVELOPE_VERSION, Mode::Convergent, 1);
         let mut buf = BytesMut::new();
-        put_header(&mut buf, Mode::Convergent, 1, &nonce);
+        put_header(&mut buf, Mode::Convergent, 1, &NonceField::Salt(salt));
         buf.put_slice(&kc);
-        let (prefix, tail) = aead::split_nonce(&nonce);
-        let subkey = Subkey::derive(key.as_bytes(), prefix);
-        seal_tail(&subkey, tail, &aad, &mut buf, HEADER_LEN);
+        let subkey = Subkey::derive(key.as_bytes(), &salted_prefix(&salt, &capsule()));
+        seal_tail(&subkey, &7u64.to_be_bytes(), &aad, &mut buf, HEADER_LEN);
         let body = buf.len();
         buf.put_slice(b"plaintext");
         let zero = [0; aead::TAIL_LEN];
@@ -896,11 +994,20 @@ mod tests {
             b[i] = v;
             Envelope::decode(b)
         };
+        for version in [0, 3, 255] {
+            assert_eq!(
+                with(0, version),
+                Err(DecodeError::UnknownValue {
+                    what: "sealed record version",
+                    value: version.into()
+                })
+            );
+        }
+        // Relabelled as version 1, it is too short for that version's nonce.
         assert_eq!(
-            with(0, 2),
-            Err(DecodeError::UnknownValue {
-                what: "sealed record version",
-                value: 2
+            with(0, 1),
+            Err(DecodeError::Truncated {
+                what: "sealed record ciphertext"
             })
         );
         for mode in [0, 3, 255] {
@@ -950,18 +1057,31 @@ mod tests {
         seal(&ContentKey::generate(), 0, Mode::Epoch, &capsule(), 1, b"");
     }
 
+    /// The salt of a version 2 envelope.
+    fn salt(env: &Envelope) -> [u8; SALT_LEN] {
+        match env.nonce_field() {
+            NonceField::Salt(salt) => *salt,
+            NonceField::Whole(_) => panic!("a version 1 envelope"),
+        }
+    }
+
     #[test]
-    fn a_sealer_counts_its_nonces_after_one_random_prefix() {
+    fn a_sealer_keeps_one_salt_while_seqnos_rise() {
         let key = ContentKey::generate();
         let mut sealer = Sealer::new(&key, 2, Mode::Epoch, capsule());
         let mut other = Sealer::new(&key, 2, Mode::Epoch, capsule());
-        let nonces: Vec<[u8; NONCE_LEN]> = (1..=3)
-            .map(|seqno| *decode(sealer.seal(seqno, b"same")).nonce())
+        let envs: Vec<Envelope> = (1..=3)
+            .map(|seqno| decode(sealer.seal(seqno, b"same")))
             .collect();
-        for (i, nonce) in nonces.iter().enumerate() {
-            assert_eq!(nonce[..16], nonces[0][..16], "one prefix per sealer");
-            assert_eq!(nonce[16..], (i as u64).to_be_bytes(), "then a count");
+        for env in &envs {
+            assert_eq!(env.version(), ENVELOPE_VERSION);
+            assert_eq!(salt(env), salt(&envs[0]), "one salt per sealer");
         }
+        assert_ne!(
+            salt(&decode(other.seal(1, b"same"))),
+            salt(&envs[0]),
+            "each sealer draws its own salt"
+        );
         // Envelopes appended one after another to one buffer each open.
         let mut buf = BytesMut::from(&b"before"[..]);
         sealer.seal_to(4, b"four", &mut buf);
@@ -971,14 +1091,26 @@ mod tests {
         let buf = buf.freeze();
         let opened = open(&key, &capsule(), 4, &decode(buf.slice(6..four))).expect("opens");
         assert_eq!(&opened[..], b"four");
-        let opened = open(&key, &capsule(), 5, &decode(buf.slice(four..))).expect("opens");
-        assert!(opened.is_empty());
-        let theirs = *decode(other.seal(1, b"same")).nonce();
-        assert_ne!(
-            theirs[..16],
-            nonces[0][..16],
-            "each sealer draws its own prefix"
+        let five = decode(buf.slice(four..));
+        assert_eq!(salt(&five), salt(&envs[0]));
+        assert!(open(&key, &capsule(), 5, &five).expect("opens").is_empty());
+        // Sealing a seqno again (or a lower one) draws a fresh salt: the
+        // nonce of seqno 5 is never used twice, and the new salt holds for
+        // the seqnos after it.
+        let again = decode(sealer.seal(5, b"other"));
+        assert_ne!(salt(&again), salt(&envs[0]));
+        assert_eq!(
+            &open(&key, &capsule(), 5, &again).expect("opens")[..],
+            b"other"
         );
+        let lower = decode(sealer.seal(2, b"lower"));
+        assert_ne!(salt(&lower), salt(&again));
+        let next = decode(sealer.seal(3, b"next"));
+        assert_eq!(salt(&next), salt(&lower));
+        let top = decode(sealer.seal(u64::MAX, b"top"));
+        assert_eq!(salt(&top), salt(&lower));
+        let top_again = decode(sealer.seal(u64::MAX, b"top"));
+        assert_ne!(salt(&top_again), salt(&top));
         // What a sealer seals opens like any envelope.
         for mode in [Mode::Epoch, Mode::Convergent] {
             let mut sealer = Sealer::new(&key, 2, mode, capsule());
@@ -990,6 +1122,103 @@ mod tests {
                 b"hello"
             );
         }
+    }
+
+    /// A version 1 envelope, as the first writers sealed it: the whole
+    /// nonce in the envelope, the version byte 1 in the associated data.
+    fn sealed_v1(
+        key: &ContentKey,
+        seqno: u64,
+        nonce: [u8; V1_NONCE_LEN],
+        plaintext: &[u8],
+    ) -> Bytes {
+        let aad = record_aad(&capsule(), seqno, ENVELOPE_VERSION_1, Mode::Epoch, 1);
+        let mut buf = BytesMut::new();
+        put_header(&mut buf, Mode::Epoch, 1, &NonceField::Whole(nonce));
+        let start = buf.len();
+        buf.put_slice(plaintext);
+        let tag = aead::seal_in_place(key.as_bytes(), &nonce, &aad, &mut buf[start..]);
+        buf.put_slice(&tag);
+        buf.freeze()
+    }
+
+    #[test]
+    fn version_1_envelopes_still_open() {
+        let key = ContentKey::generate();
+        let bytes = sealed_v1(&key, 7, [3; V1_NONCE_LEN], b"written before");
+        assert_eq!(
+            bytes.len(),
+            1 + 1 + 4 + V1_NONCE_LEN + b"written before".len() + TAG_LEN
+        );
+        let env = decode(bytes.clone());
+        assert_eq!(env.version(), ENVELOPE_VERSION_1);
+        assert_eq!(env.nonce_field(), &NonceField::Whole([3; V1_NONCE_LEN]));
+        assert_eq!(env.to_bytes(), bytes);
+        assert_eq!(env.encoded_len(), bytes.len());
+        assert_eq!(
+            &open(&key, &capsule(), 7, &env).expect("opens")[..],
+            b"written before"
+        );
+        let mut opener = Opener::new();
+        let mut out = BytesMut::new();
+        opener
+            .open_to(&key, &capsule(), 7, env.view(), &mut out)
+            .expect("opens");
+        assert_eq!(&out[..], b"written before");
+        assert_eq!(open(&key, &capsule(), 8, &env), Err(SealError::Tampered));
+        // Relabelled as version 2 (or the reverse), an envelope reads its
+        // fields differently and does not open.
+        let mut relabelled = bytes.to_vec();
+        relabelled[0] = ENVELOPE_VERSION;
+        assert_eq!(
+            open_bytes(&key, &capsule(), 7, relabelled),
+            Err(SealError::Tampered)
+        );
+        let mut relabelled = seal(&key, 1, Mode::Epoch, &capsule(), 7, &[1; 40]).to_vec();
+        relabelled[0] = ENVELOPE_VERSION_1;
+        assert_eq!(
+            open_bytes(&key, &capsule(), 7, relabelled),
+            Err(SealError::Tampered)
+        );
+    }
+
+    #[test]
+    fn the_nonce_is_the_salt_the_capsule_and_the_seqno() {
+        // The same salt under the same key, in another capsule or at another
+        // seqno, is another nonce: the keystreams differ.
+        let key = ContentKey::generate();
+        let salt = [5u8; SALT_LEN];
+        let body = |capsule: &Name, seqno| {
+            let subkey = Subkey::derive(key.as_bytes(), &salted_prefix(&salt, capsule));
+            let mut out = BytesMut::new();
+            let place = Place {
+                capsule,
+                seqno,
+                mode: Mode::Epoch,
+                epoch: 1,
+            };
+            seal_with(&subkey, salt, &place, &[0; 32], &mut out);
+            out.split_off(HEADER_LEN).split_to(32).freeze()
+        };
+        let other = Name::from_bytes([2; 32]);
+        let a = body(&capsule(), 1);
+        assert_ne!(a, body(&capsule(), 2));
+        assert_ne!(a, body(&other, 1));
+        assert_eq!(
+            a,
+            body(&capsule(), 1),
+            "deterministic for one salt and place"
+        );
+        // Read as XChaCha20-Poly1305 with the 24-byte nonce spelled out, the
+        // same bytes come back.
+        let mut nonce = [0u8; V1_NONCE_LEN];
+        nonce[..8].copy_from_slice(&salt);
+        nonce[8..16].copy_from_slice(&capsule().as_bytes()[..8]);
+        nonce[16..].copy_from_slice(&1u64.to_be_bytes());
+        let mut plain = [0u8; 32];
+        let aad = record_aad(&capsule(), 1, ENVELOPE_VERSION, Mode::Epoch, 1);
+        aead::seal_in_place(key.as_bytes(), &nonce, &aad, &mut plain);
+        assert_eq!(&plain[..], &a[..]);
     }
 
     #[test]

@@ -74,7 +74,7 @@
 //! ```
 //!
 //! Everything here is pure computation: no I/O, no clocks, no async. Keys
-//! and nonces come from the operating system's random number generator.
+//! and salts come from the operating system's random number generator.
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 mod aead;

@@ -158,6 +158,29 @@ proptest! {
         }
     }
 
+    /// Whatever order a sealer is asked to seal seqnos in (rising, again,
+    /// lower), no nonce (salt and seqno, under its one key and capsule)
+    /// comes twice, and every envelope opens at its own seqno only.
+    #[test]
+    fn a_sealer_never_repeats_a_nonce(
+        seqnos in proptest::collection::vec(0u64..12, 1..40),
+        mode in mode(),
+    ) {
+        let capsule = Name::from_bytes([5; 32]);
+        let key = fixed_key();
+        let mut sealer = Sealer::new(&key, 1, mode, capsule);
+        let mut nonces = BTreeSet::new();
+        for (i, seqno) in seqnos.iter().enumerate() {
+            let plaintext = i.to_be_bytes();
+            let env = Envelope::decode(sealer.seal(*seqno, &plaintext)).expect("decodes");
+            prop_assert_eq!(env.version(), gdp_seal::envelope::ENVELOPE_VERSION);
+            let salt = env.nonce_field().as_bytes().to_vec();
+            prop_assert!(nonces.insert((salt, *seqno)), "nonce repeated at seqno {}", seqno);
+            prop_assert_eq!(open(&key, &capsule, *seqno, &env).expect("opens"), &plaintext[..]);
+            prop_assert_eq!(open(&key, &capsule, seqno + 1, &env), Err(SealError::Tampered));
+        }
+    }
+
     /// Reading an envelope in place accepts and refuses exactly what
     /// decoding it does, with the same fields and the same error.
     #[test]
