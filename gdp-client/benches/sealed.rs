@@ -10,8 +10,12 @@
 //!
 //! The overlay: one `gdp-router` and one `gdp-capsule-server` process
 //! (durable redb store), the writer and the reader in this process. Each
-//! row is a fresh capsule; rows alternate plaintext and encrypted, and the
-//! whole set is repeated `--trials` times (the medians are printed).
+//! row is a fresh capsule; rows alternate plaintext and encrypted (which of
+//! the two goes first alternates from trial to trial, as the server's store
+//! grows with every row), and the whole set is repeated `--trials` times.
+//! Printed: the medians of each column, then each trial's own ratios
+//! (encrypted against the plaintext row measured just before or after it,
+//! which cancels the machine's drift between trials) and their median.
 //!
 //! Rows are long enough to measure the steady state: at 64 bytes a row of
 //! 20,000 records took 70-100 ms to append and 40-50 ms per read pass,
@@ -59,6 +63,7 @@ enum Mode {
 }
 
 struct Sample {
+    trial: usize,
     size: usize,
     mode: Mode,
     appends: f64,
@@ -134,8 +139,13 @@ async fn run(records: usize, trials: usize, sizes: &[usize], modes: &[Mode]) {
     let mut samples = Vec::new();
     for trial in 0..trials {
         for &size in sizes {
-            for &mode in modes {
-                let s = one(&client, &me, server, &pids, records, size, mode).await;
+            let mut order = modes.to_vec();
+            if trial % 2 == 1 {
+                order.reverse();
+            }
+            for mode in order {
+                let mut s = one(&client, &me, server, &pids, records, size, mode).await;
+                s.trial = trial;
                 eprintln!(
                     "trial {trial}: {size} B {}: {:.0} appends/s ({:.1} us CPU each), {:.0} reads/s ({:.1} us CPU each: {})",
                     label(mode),
@@ -195,6 +205,36 @@ async fn run(records: usize, trials: usize, sizes: &[usize], modes: &[Mode]) {
     println!(
         "\n{records} records per row, medians of {trials} trials; target: encrypted at least 0.8x plaintext"
     );
+    if modes.len() < 2 {
+        return;
+    }
+    println!("\nEach trial's own ratios, encrypted / plaintext (sorted), and their median:\n");
+    println!("| record | appends | median | reads | median |");
+    println!("| --- | --- | --- | --- | --- |");
+    for &size in sizes {
+        let ratios = |f: fn(&Sample) -> f64| {
+            let mut r: Vec<f64> = (0..trials)
+                .filter_map(|t| {
+                    let of = |mode| {
+                        samples
+                            .iter()
+                            .find(|s| s.trial == t && s.size == size && s.mode == mode)
+                    };
+                    Some(f(of(Mode::Sealed)?) / f(of(Mode::Plain)?))
+                })
+                .collect();
+            r.sort_by(f64::total_cmp);
+            let shown = r
+                .iter()
+                .map(|x| format!("{x:.2}"))
+                .collect::<Vec<_>>()
+                .join(" ");
+            (shown, median(r))
+        };
+        let (appends, am) = ratios(|s| s.appends);
+        let (reads, rm) = ratios(|s| s.reads);
+        println!("| {size} B | {appends} | {am:.2}x | {reads} | {rm:.2}x |");
+    }
 }
 
 fn label(mode: Mode) -> &'static str {
@@ -297,6 +337,7 @@ async fn one(
     assert_eq!(read, records * READ_PASSES);
     assert_eq!(bytes, read * size);
     Sample {
+        trial: 0,
         size,
         mode,
         appends,
