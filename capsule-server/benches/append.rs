@@ -11,7 +11,8 @@
 //!   signs every record; `batch_16` and `batch_256` close batches of 16 and
 //!   256 records with one heartbeat.
 //! - `append/raw_redb/*`: the storage engine alone: durable redb commits of
-//!   1, 16 and 256 records of the same size, one transaction after another.
+//!   1, 16 and 256 records of the same size, one transaction after another,
+//!   each commit's records in one row (as the store keeps an append's).
 //! - `read/*`: `ReadRange` answers from a 65,536-record capsule:
 //!   `serve_range` is the server's side (read, check hashes, build the
 //!   proof); `verified_range` adds the wire round trip and the client's
@@ -233,7 +234,9 @@ const RAW: TableDefinition<(&[u8; 32], u64), &[u8]> = TableDefinition::new("reco
 /// One timed run of raw durable redb commits of `per_commit` records.
 fn raw_rate(db: &Database, key: u8, per_commit: usize) -> (Duration, usize) {
     let n = run_len(per_commit) / if per_commit == 1 { 4 } else { 1 };
-    let value = vec![0x5a; RECORD_LEN + 32 + 120];
+    // The records of one commit as one row, as the store keeps an append's
+    // records (a run).
+    let value = vec![0x5a; per_commit * (RECORD_LEN + 36 + 120)];
     let name = [key; 32];
     let start = Instant::now();
     let mut seqno = 0u64;
@@ -242,10 +245,8 @@ fn raw_rate(db: &Database, key: u8, per_commit: usize) -> (Duration, usize) {
         txn.set_durability(Durability::Immediate).expect("durable");
         {
             let mut t = txn.open_table(RAW).expect("table");
-            for _ in 0..per_commit {
-                seqno += 1;
-                t.insert((&name, seqno), value.as_slice()).expect("insert");
-            }
+            seqno += per_commit as u64;
+            t.insert((&name, seqno), value.as_slice()).expect("insert");
         }
         txn.commit().expect("commit");
     }

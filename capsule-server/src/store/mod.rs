@@ -1,8 +1,9 @@
 //! The durable capsule store: one redb database file in one data directory.
 //!
-//! The store keeps, per capsule, its metadata and AdCert, its records by
-//! seqno, its tail (newest seqno, newest hash, newest heartbeat) and any fork
-//! evidence (see [`tables`] for the layout). It is shared by cloning
+//! The store keeps, per capsule, its metadata and AdCert, its records (a
+//! row per append, keyed by its last seqno), its tail (newest seqno, newest
+//! hash, newest heartbeat) and any fork evidence (see [`tables`] for the
+//! layout). It is shared by cloning
 //! [`Store`]: reads run on any thread in their own read transaction; writes
 //! go through [`Store::commit`], which the
 //! [`Committer`](crate::committer::Committer) thread calls with everything
@@ -32,22 +33,25 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use bytes::BytesMut;
 use gdp_certs::cert::{AdCert, ReplicaSet};
 use gdp_certs::{Metadata, Name};
 use gdp_proto::chain::{ChainError, ChainState};
 use gdp_proto::proof::{Heartbeat, Proof, ProofError, VerifiedHeartbeat, verify_heartbeats};
 use gdp_proto::record::{Record, RecordHeader};
-use redb::{Database, DatabaseError, ReadTransaction, ReadableDatabase, ReadableTable};
+use redb::{
+    Database, DatabaseError, ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable,
+};
 
 pub mod tables;
 mod write;
 
-pub use tables::{SCHEMA_VERSION, Tail};
+pub use tables::{SCHEMA_V1, SCHEMA_VERSION, Tail};
 pub use write::Write;
 
 use tables::{
-    CAPSULES, CapsuleRow, FORKS, HEARTBEATS, META, RECORDS, REPLICAS, SCHEMA_KEY, TAILS,
-    decode_fork, decode_record_value, decode_row,
+    CAPSULES, CapsuleRow, FORKS, HEARTBEATS, META, RECORDS_V1, REPLICAS, RUNS, Run, SCHEMA_KEY,
+    TAILS, decode_fork, decode_row, push_v1_value,
 };
 
 use crate::fork::ForkEvidence;
@@ -338,27 +342,85 @@ impl Store {
         &self.path
     }
 
-    /// Creates the tables and checks the schema version.
+    /// Creates the tables and checks the schema version, converting a
+    /// store of [`SCHEMA_V1`] first.
     fn init_schema(&self) -> Result<(), StoreError> {
+        let found = {
+            let txn = self.read()?;
+            match txn.open_table(META) {
+                Ok(meta) => meta.get(SCHEMA_KEY).map_err(engine)?.map(|v| v.value()),
+                Err(redb::TableError::TableDoesNotExist(_)) => None,
+                Err(e) => return Err(engine(e)),
+            }
+        };
+        match found {
+            None | Some(SCHEMA_VERSION) => {}
+            Some(SCHEMA_V1) => self.convert_v1()?,
+            Some(found) => return Err(StoreError::Schema { found }),
+        }
         let txn = self.db.begin_write().map_err(engine)?;
         {
             let mut meta = txn.open_table(META).map_err(engine)?;
-            let found = meta.get(SCHEMA_KEY).map_err(engine)?.map(|v| v.value());
-            match found {
-                Some(SCHEMA_VERSION) => {}
-                Some(found) => return Err(StoreError::Schema { found }),
-                None => {
-                    meta.insert(SCHEMA_KEY, SCHEMA_VERSION).map_err(engine)?;
-                }
-            }
+            meta.insert(SCHEMA_KEY, SCHEMA_VERSION).map_err(engine)?;
             txn.open_table(CAPSULES).map_err(engine)?;
-            txn.open_table(RECORDS).map_err(engine)?;
+            txn.open_table(RUNS).map_err(engine)?;
             txn.open_table(TAILS).map_err(engine)?;
             txn.open_table(FORKS).map_err(engine)?;
             txn.open_table(HEARTBEATS).map_err(engine)?;
             txn.open_table(REPLICAS).map_err(engine)?;
         }
         txn.commit().map_err(engine)
+    }
+
+    /// Moves schema version 1's `records` rows into runs (see [`tables`]),
+    /// at most [`CONVERT_BATCH`] records per durable transaction, then drops
+    /// the old table. Each transaction moves its rows atomically, so a
+    /// conversion cut short (the schema still says version 1) resumes with
+    /// the rows not yet moved.
+    fn convert_v1(&self) -> Result<(), StoreError> {
+        let mut moved = 0u64;
+        loop {
+            let txn = self.db.begin_write().map_err(engine)?;
+            let taken = {
+                let mut old = txn.open_table(RECORDS_V1).map_err(engine)?;
+                let mut runs = txn.open_table(RUNS).map_err(engine)?;
+                let mut run = RunBuilder::default();
+                let mut taken = 0usize;
+                while taken < CONVERT_BATCH {
+                    let Some((k, v)) = old.pop_first().map_err(engine)? else {
+                        break;
+                    };
+                    let (capsule, seqno) = (Name::from_bytes(*k.value().0), k.value().1);
+                    if !run.continues(&capsule, seqno) {
+                        run.store(&mut runs)?;
+                    }
+                    run.push(capsule, seqno, v.value());
+                    taken += 1;
+                }
+                run.store(&mut runs)?;
+                taken
+            };
+            txn.commit().map_err(engine)?;
+            if taken == 0 {
+                break;
+            }
+            moved += taken as u64;
+            tracing::info!(records = moved, "converting the store to record runs");
+        }
+        let txn = self.db.begin_write().map_err(engine)?;
+        txn.delete_table(RECORDS_V1).map_err(engine)?;
+        txn.open_table(META)
+            .map_err(engine)?
+            .insert(SCHEMA_KEY, SCHEMA_VERSION)
+            .map_err(engine)?;
+        txn.commit().map_err(engine)?;
+        tracing::info!(
+            records = moved,
+            from = SCHEMA_V1,
+            to = SCHEMA_VERSION,
+            "store converted"
+        );
+        Ok(())
     }
 
     fn read(&self) -> Result<ReadTransaction, StoreError> {
@@ -520,10 +582,8 @@ impl Store {
     /// store has no such record.
     pub fn record(&self, capsule: &Name, seqno: u64) -> Result<Option<Record>, StoreError> {
         let txn = self.read()?;
-        let records = txn.open_table(RECORDS).map_err(engine)?;
-        let v = records.get((capsule.as_bytes(), seqno)).map_err(engine)?;
-        v.map(|v| decode_record_value(capsule, seqno, v.value()))
-            .transpose()
+        let runs = txn.open_table(RUNS).map_err(engine)?;
+        record_in(&runs, capsule, seqno)
     }
 
     fn headers_in(
@@ -532,18 +592,16 @@ impl Store {
         capsule: &Name,
         seqnos: &[u64],
     ) -> Result<Vec<RecordHeader>, StoreError> {
-        let records = txn.open_table(RECORDS).map_err(engine)?;
+        let runs = txn.open_table(RUNS).map_err(engine)?;
         seqnos
             .iter()
             .map(|&seqno| {
-                let v = records
-                    .get((capsule.as_bytes(), seqno))
-                    .map_err(engine)?
+                record_in(&runs, capsule, seqno)?
+                    .map(Record::into_header)
                     .ok_or(StoreError::Missing {
                         capsule: *capsule,
                         seqno,
-                    })?;
-                decode_record_value(capsule, seqno, v.value()).map(Record::into_header)
+                    })
             })
             .collect()
     }
@@ -592,18 +650,20 @@ impl Store {
     ) -> Result<Vec<Record>, StoreError> {
         use gdp_certs::codec::Encode;
         let txn = self.read()?;
-        let table = txn.open_table(RECORDS).map_err(engine)?;
+        let table = txn.open_table(RUNS).map_err(engine)?;
         let key = capsule.as_bytes();
         let mut out: Vec<Record> = Vec::new();
         let mut bytes = 0usize;
         let mut expected = from;
-        for entry in table.range((key, from)..=(key, to)).map_err(engine)? {
-            if out.len() >= max_count {
+        // The runs whose last seqno is `from` or later, in order: the first
+        // holds `from` if it is stored.
+        'runs: for entry in table.range((key, from)..=(key, u64::MAX)).map_err(engine)? {
+            if expected > to || out.len() >= max_count {
                 break;
             }
             let (k, v) = entry.map_err(engine)?;
-            let seqno = k.value().1;
-            if seqno != expected {
+            let run = Run::parse(capsule, k.value().1, v.value())?;
+            if run.first() > expected {
                 if out.is_empty() {
                     return Ok(out);
                 }
@@ -612,13 +672,18 @@ impl Store {
                     seqno: expected,
                 });
             }
-            let record = decode_record_value(capsule, seqno, v.value())?;
-            bytes += record.encoded_len();
-            if bytes > max_bytes && !out.is_empty() {
-                break;
+            for record in run.records_from(expected) {
+                if expected > to || out.len() >= max_count {
+                    break 'runs;
+                }
+                let record = record?;
+                bytes += record.encoded_len();
+                if bytes > max_bytes && !out.is_empty() {
+                    break 'runs;
+                }
+                out.push(record);
+                expected = expected.saturating_add(1);
             }
-            out.push(record);
-            expected = seqno.saturating_add(1);
         }
         Ok(out)
     }
@@ -697,24 +762,26 @@ impl Store {
     /// records checked, or the first damage found.
     pub fn scrub(&self, capsule: &Name) -> Result<u64, StoreError> {
         let txn = self.read()?;
-        let table = txn.open_table(RECORDS).map_err(engine)?;
+        let table = txn.open_table(RUNS).map_err(engine)?;
         let key = capsule.as_bytes();
         let mut chain = ChainState::new(*capsule);
         for entry in table.range((key, 0)..=(key, u64::MAX)).map_err(engine)? {
             let (k, v) = entry.map_err(engine)?;
-            let seqno = k.value().1;
+            let run = Run::parse(capsule, k.value().1, v.value())?;
             let expected = chain.tail_seqno() + 1;
-            if seqno != expected {
+            if run.first() != expected {
                 return Err(StoreError::Missing {
                     capsule: *capsule,
                     seqno: expected,
                 });
             }
-            let record = decode_record_value(capsule, seqno, v.value())?;
-            chain.append(&record).map_err(|_| StoreError::Corrupt {
-                capsule: *capsule,
-                seqno,
-            })?;
+            for record in run.records_from(expected) {
+                let record = record?;
+                chain.append(&record).map_err(|_| StoreError::Corrupt {
+                    capsule: *capsule,
+                    seqno: record.seqno(),
+                })?;
+            }
         }
         let tail = self.tail_in(&txn, capsule)?;
         match tail {
@@ -730,5 +797,81 @@ impl Store {
             }),
             _ => Ok(chain.tail_seqno()),
         }
+    }
+}
+
+/// Records of schema version 1 moved into runs per transaction while a
+/// store is converted.
+const CONVERT_BATCH: usize = 65_536;
+
+/// Record `seqno` of `capsule` from `runs`, checked against its stored
+/// hash; `None` if no run holds it.
+fn record_in(
+    runs: &ReadOnlyTable<(&'static [u8; 32], u64), &'static [u8]>,
+    capsule: &Name,
+    seqno: u64,
+) -> Result<Option<Record>, StoreError> {
+    let key = capsule.as_bytes();
+    let Some(entry) = runs
+        .range((key, seqno)..=(key, u64::MAX))
+        .map_err(engine)?
+        .next()
+    else {
+        return Ok(None);
+    };
+    let (k, v) = entry.map_err(engine)?;
+    let run = Run::parse(capsule, k.value().1, v.value())?;
+    if run.first() > seqno {
+        return Ok(None);
+    }
+    run.get(seqno).map(Some)
+}
+
+/// A run being rebuilt from schema version 1 rows while a store is
+/// converted.
+#[derive(Default)]
+struct RunBuilder {
+    /// The capsule, and the first and last seqno so far.
+    at: Option<(Name, u64, u64)>,
+    buf: BytesMut,
+}
+
+impl RunBuilder {
+    /// Whether the row `(capsule, seqno)` extends this run (or it is
+    /// empty) and the run has room for it.
+    fn continues(&self, capsule: &Name, seqno: u64) -> bool {
+        match self.at {
+            None => true,
+            Some((c, first, last)) => {
+                c == *capsule
+                    && last.checked_add(1) == Some(seqno)
+                    && seqno - first < gdp_proto::capsule::MAX_APPEND_RECORDS as u64
+            }
+        }
+    }
+
+    /// Adds a version 1 `records` value stored under `(capsule, seqno)`.
+    fn push(&mut self, capsule: Name, seqno: u64, value: &[u8]) {
+        match &mut self.at {
+            Some((_, _, last)) => *last = seqno,
+            None => {
+                self.at = Some((capsule, seqno, seqno));
+                self.buf.clear();
+                self.buf.extend_from_slice(&seqno.to_be_bytes());
+            }
+        }
+        push_v1_value(value, &mut self.buf);
+    }
+
+    /// Stores the run, if it holds any row, and empties the builder.
+    fn store(
+        &mut self,
+        runs: &mut redb::Table<'_, (&'static [u8; 32], u64), &'static [u8]>,
+    ) -> Result<(), StoreError> {
+        if let Some((capsule, _, last)) = self.at.take() {
+            runs.insert((capsule.as_bytes(), last), &self.buf[..])
+                .map_err(engine)?;
+        }
+        Ok(())
     }
 }

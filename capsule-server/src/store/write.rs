@@ -10,8 +10,8 @@ use gdp_proto::record::{Record, RecordHash};
 use redb::{Durability, ReadableTable, Table};
 
 use super::tables::{
-    CAPSULES, CapsuleRow, FORKS, HEARTBEATS, RECORDS, REPLICAS, TAILS, Tail, decode_row,
-    encode_record_value,
+    CAPSULES, CapsuleRow, FORKS, HEARTBEATS, REPLICAS, RUNS, TAILS, Tail, decode_row, encode_run,
+    run_len,
 };
 use super::{Store, StoreError, engine};
 use crate::fork::ForkEvidence;
@@ -80,7 +80,7 @@ impl Write {
         match self {
             Write::Create { metadata, adcert } => metadata.encoded_len() + adcert.encoded_len(),
             Write::SetAdCert { adcert, .. } => adcert.encoded_len(),
-            Write::Append { records, .. } => records.iter().map(|r| 32 + r.encoded_len()).sum(),
+            Write::Append { records, .. } => run_len(records),
             Write::Fork { evidence, .. } => evidence.encoded_len(),
             Write::SetReplicas { set, .. } => set.encoded_len(),
         }
@@ -249,13 +249,12 @@ impl Tables<'_> {
                 seqno: first.seqno(),
             }));
         }
-        for r in records {
-            self.buf.clear();
-            encode_record_value(r, &mut self.buf);
-            self.records
-                .insert((key, r.seqno()), &self.buf[..])
-                .map_err(engine)?;
-        }
+        // One row for the whole append (see `tables`, Runs).
+        self.buf.clear();
+        encode_run(records, &mut self.buf);
+        self.records
+            .insert((key, last.seqno()), &self.buf[..])
+            .map_err(engine)?;
         let row = Tail {
             seqno: last.seqno(),
             hash: last.hash(),
@@ -318,7 +317,7 @@ impl Store {
         {
             let mut tables = Tables {
                 capsules: txn.open_table(CAPSULES).map_err(engine)?,
-                records: txn.open_table(RECORDS).map_err(engine)?,
+                records: txn.open_table(RUNS).map_err(engine)?,
                 tails: txn.open_table(TAILS).map_err(engine)?,
                 forks: txn.open_table(FORKS).map_err(engine)?,
                 heartbeats: txn.open_table(HEARTBEATS).map_err(engine)?,
