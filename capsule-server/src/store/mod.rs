@@ -38,7 +38,7 @@ use gdp_certs::cert::{AdCert, ReplicaSet};
 use gdp_certs::{Metadata, Name};
 use gdp_proto::chain::{ChainError, ChainState};
 use gdp_proto::proof::{Heartbeat, Proof, ProofError, VerifiedHeartbeat, verify_heartbeats};
-use gdp_proto::record::{Record, RecordHeader};
+use gdp_proto::record::{RECORD_HASH_LEN, Record, RecordHeader};
 use redb::{
     Database, DatabaseError, ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable,
 };
@@ -51,7 +51,7 @@ pub use write::Write;
 
 use tables::{
     CAPSULES, CapsuleRow, FORKS, HEARTBEATS, META, RECORDS_V1, REPLICAS, RUNS, Run, SCHEMA_KEY,
-    TAILS, decode_fork, decode_row, push_v1_value,
+    TAILS, decode_entries, decode_fork, decode_row, push_v1_value,
 };
 
 use crate::fork::ForkEvidence;
@@ -648,7 +648,6 @@ impl Store {
         max_count: usize,
         max_bytes: usize,
     ) -> Result<Vec<Record>, StoreError> {
-        use gdp_certs::codec::Encode;
         let txn = self.read()?;
         let table = txn.open_table(RUNS).map_err(engine)?;
         let key = capsule.as_bytes();
@@ -662,7 +661,8 @@ impl Store {
                 break;
             }
             let (k, v) = entry.map_err(engine)?;
-            let run = Run::parse(capsule, k.value().1, v.value())?;
+            let value = v.value();
+            let run = Run::parse(capsule, k.value().1, value)?;
             if run.first() > expected {
                 if out.is_empty() {
                     return Ok(out);
@@ -672,17 +672,27 @@ impl Store {
                     seqno: expected,
                 });
             }
-            for record in run.records_from(expected) {
-                if expected > to || out.len() >= max_count {
-                    break 'runs;
+            // Which of the run's records fit, by their stored lengths, then
+            // all of them decoded from one copy.
+            let mut taken = Vec::new();
+            let mut full = false;
+            for e in run.entries_from(expected) {
+                if expected > to || out.len() + taken.len() >= max_count {
+                    full = true;
+                    break;
                 }
-                let record = record?;
-                bytes += record.encoded_len();
-                if bytes > max_bytes && !out.is_empty() {
-                    break 'runs;
+                let (seqno, entry) = e?;
+                bytes += entry.len() - RECORD_HASH_LEN;
+                if bytes > max_bytes && !(out.is_empty() && taken.is_empty()) {
+                    full = true;
+                    break;
                 }
-                out.push(record);
+                taken.push((seqno, entry));
                 expected = expected.saturating_add(1);
+            }
+            out.extend(decode_entries(capsule, value, &taken)?);
+            if full {
+                break 'runs;
             }
         }
         Ok(out)

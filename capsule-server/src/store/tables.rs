@@ -240,19 +240,30 @@ impl<'a> Run<'a> {
         self.first
     }
 
-    /// The records from `from` to the run's last, each checked as it comes
-    /// (see [`decode_record_value`]); the records before `from` are skipped
-    /// by their lengths, not decoded. A damaged entry ends the iteration
-    /// with [`StoreError::Corrupt`] at its seqno, and so do bytes left over
-    /// after the last record.
-    pub(crate) fn records_from(&self, from: u64) -> RunRecords<'a> {
-        RunRecords {
+    /// The stored entries from `from` to the run's last: each seqno with
+    /// its entry (the record's hash, then its encoding), unchecked; the
+    /// entries before `from` are skipped by their lengths. An entry that
+    /// does not fit ends the iteration with [`StoreError::Corrupt`] at its
+    /// seqno, and so do bytes left over after the last one.
+    pub(crate) fn entries_from(&self, from: u64) -> RunEntries<'a> {
+        RunEntries {
             run: *self,
             from,
             seqno: self.first,
             rest: self.entries,
             done: false,
         }
+    }
+
+    /// The records from `from` to the run's last, each checked as it comes
+    /// (see [`decode_record_value`]).
+    pub(crate) fn records_from(
+        &self,
+        from: u64,
+    ) -> impl Iterator<Item = Result<Record, StoreError>> + use<'a> {
+        let capsule = self.capsule;
+        self.entries_from(from)
+            .map(move |e| e.and_then(|(seqno, entry)| decode_record_value(capsule, seqno, entry)))
     }
 
     /// Record `seqno` of the run (which must lie in it).
@@ -270,9 +281,9 @@ impl<'a> Run<'a> {
 /// header claiming more is damage.
 const MAX_RUN_RECORDS: u64 = 1 << 16;
 
-/// The records of a [`Run`], from [`Run::records_from`].
+/// The entries of a [`Run`], from [`Run::entries_from`].
 #[derive(Debug)]
-pub(crate) struct RunRecords<'a> {
+pub(crate) struct RunEntries<'a> {
     run: Run<'a>,
     from: u64,
     seqno: u64,
@@ -280,8 +291,8 @@ pub(crate) struct RunRecords<'a> {
     done: bool,
 }
 
-impl Iterator for RunRecords<'_> {
-    type Item = Result<Record, StoreError>;
+impl<'a> Iterator for RunEntries<'a> {
+    type Item = Result<(u64, &'a [u8]), StoreError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         while !self.done {
@@ -293,7 +304,7 @@ impl Iterator for RunRecords<'_> {
                     seqno: seqno.min(last),
                 }))
             };
-            if seqno > self.run.last {
+            if seqno > last {
                 self.done = true;
                 return if self.rest.is_empty() {
                     None
@@ -312,15 +323,37 @@ impl Iterator for RunRecords<'_> {
             };
             self.rest = &after[entry.len()..];
             self.seqno += 1;
-            if seqno < self.from {
-                continue;
+            if seqno >= self.from {
+                return Some(Ok((seqno, entry)));
             }
-            let record = decode_record_value(self.run.capsule, seqno, entry);
-            self.done = record.is_err();
-            return Some(record);
         }
         None
     }
+}
+
+/// Decodes the records of `entries` (each a seqno and its stored entry,
+/// all slices of one run's value `run`), checked as by
+/// [`decode_record_value`], with their bytes copied out of the store once
+/// for all of them: the records share one buffer, so a record kept keeps
+/// the others' bytes too.
+pub(crate) fn decode_entries(
+    capsule: &Name,
+    run: &[u8],
+    entries: &[(u64, &[u8])],
+) -> Result<Vec<Record>, StoreError> {
+    let (Some((_, first)), Some((_, last))) = (entries.first(), entries.last()) else {
+        return Ok(Vec::new());
+    };
+    let offset = |entry: &[u8]| entry.as_ptr() as usize - run.as_ptr() as usize;
+    let start = offset(first);
+    let shared = Bytes::copy_from_slice(&run[start..offset(last) + last.len()]);
+    entries
+        .iter()
+        .map(|&(seqno, entry)| {
+            let at = offset(entry) - start;
+            decode_stored(capsule, seqno, shared.slice(at..at + entry.len()))
+        })
+        .collect()
 }
 
 /// Decodes a record stored under `(capsule, seqno)` from `value`, its hash
@@ -340,9 +373,20 @@ pub(crate) fn decode_record_value(
     if value.len() < RECORD_HASH_LEN {
         return Err(corrupt());
     }
-    let (stored_hash, encoded) = value.split_at(RECORD_HASH_LEN);
-    let record = Record::decode(Bytes::copy_from_slice(encoded)).map_err(|_| corrupt())?;
-    if record.hash().as_bytes() != stored_hash
+    decode_stored(capsule, seqno, Bytes::copy_from_slice(value))
+}
+
+/// [`decode_record_value`] of `value` already copied out of the store.
+fn decode_stored(capsule: &Name, seqno: u64, value: Bytes) -> Result<Record, StoreError> {
+    let corrupt = || StoreError::Corrupt {
+        capsule: *capsule,
+        seqno,
+    };
+    if value.len() < RECORD_HASH_LEN {
+        return Err(corrupt());
+    }
+    let record = Record::decode(value.slice(RECORD_HASH_LEN..)).map_err(|_| corrupt())?;
+    if record.hash().as_bytes() != &value[..RECORD_HASH_LEN]
         || record.capsule() != capsule
         || record.seqno() != seqno
     {
@@ -440,6 +484,28 @@ mod tests {
             let read = read_run(&capsule, 13, &buf, from).expect("intact");
             assert_eq!(read, records[(from - 5) as usize..], "from {from}");
             assert_eq!(run.get(from).expect("intact"), records[(from - 5) as usize]);
+            // The same records, decoded from one copy of their bytes.
+            let entries: Vec<(u64, &[u8])> = run
+                .entries_from(from)
+                .collect::<Result<_, _>>()
+                .expect("intact");
+            assert_eq!(
+                decode_entries(&capsule, &buf, &entries).expect("intact"),
+                read
+            );
+            // A damaged one among them fails them all.
+            let mut bad = buf.to_vec();
+            let last = bad.len() - 1;
+            bad[last] ^= 1;
+            let run = Run::parse(&capsule, 13, &bad).expect("the header is intact");
+            let entries: Vec<(u64, &[u8])> = run
+                .entries_from(from)
+                .collect::<Result<_, _>>()
+                .expect("the lengths are intact");
+            assert!(matches!(
+                decode_entries(&capsule, &bad, &entries),
+                Err(StoreError::Corrupt { seqno: 13, .. })
+            ));
         }
         // Under another key, or another capsule's.
         assert!(Run::parse(&capsule, 4, &buf).is_err());
