@@ -46,18 +46,21 @@ fn filled(f: &Fixture) -> (TempDir, Vec<Record>) {
     (dir, records)
 }
 
-/// The entries of a stored run: (seqno, hash and encoded record).
-fn entries(value: &[u8]) -> Vec<(u64, Vec<u8>)> {
-    let mut seqno = u64::from_be_bytes(value[..8].try_into().expect("8 bytes"));
-    let mut rest = &value[8..];
-    let mut out = Vec::new();
-    while !rest.is_empty() {
-        let len = u32::from_be_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
-        out.push((seqno, rest[4..4 + 32 + len].to_vec()));
-        rest = &rest[4 + 32 + len..];
-        seqno += 1;
-    }
-    out
+/// The entries of a stored run (first seqno, an index of where each entry
+/// ends, then the entries): (seqno, hash and encoded record).
+fn entries(last: u64, value: &[u8]) -> Vec<(u64, Vec<u8>)> {
+    let first = u64::from_be_bytes(value[..8].try_into().expect("8 bytes"));
+    let count = (last - first + 1) as usize;
+    let (index, stored) = value[8..].split_at(4 * count);
+    let mut start = 0;
+    (0..count)
+        .map(|i| {
+            let end = u32::from_be_bytes(index[4 * i..4 * i + 4].try_into().expect("4 bytes"));
+            let entry = stored[start..end as usize].to_vec();
+            start = end as usize;
+            (first + i as u64, entry)
+        })
+        .collect()
 }
 
 /// A run as read: (capsule, last seqno) and its value.
@@ -86,7 +89,7 @@ fn downgrade(dir: &Path, keep: u64) {
         for ((capsule, last), value) in moved {
             let capsule: [u8; 32] = capsule.try_into().expect("32 bytes");
             runs.remove((&capsule, last)).expect("removes");
-            for (seqno, stored) in entries(&value) {
+            for (seqno, stored) in entries(last, &value) {
                 old.insert((&capsule, seqno), stored.as_slice())
                     .expect("inserts");
             }

@@ -33,7 +33,6 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use bytes::BytesMut;
 use gdp_certs::cert::{AdCert, ReplicaSet};
 use gdp_certs::{Metadata, Name};
 use gdp_proto::chain::{ChainError, ChainState};
@@ -50,8 +49,8 @@ pub use tables::{SCHEMA_V1, SCHEMA_VERSION, Tail};
 pub use write::Write;
 
 use tables::{
-    CAPSULES, CapsuleRow, FORKS, HEARTBEATS, META, RECORDS_V1, REPLICAS, RUNS, Run, SCHEMA_KEY,
-    TAILS, decode_entries, decode_fork, decode_row, push_v1_value,
+    CAPSULES, CapsuleRow, FORKS, HEARTBEATS, META, RECORDS_V1, REPLICAS, RUNS, Run, RunBuilder,
+    SCHEMA_KEY, TAILS, decode_entries, decode_fork, decode_row,
 };
 
 use crate::fork::ForkEvidence;
@@ -392,12 +391,12 @@ impl Store {
                     };
                     let (capsule, seqno) = (Name::from_bytes(*k.value().0), k.value().1);
                     if !run.continues(&capsule, seqno) {
-                        run.store(&mut runs)?;
+                        store_run(&mut runs, &mut run)?;
                     }
                     run.push(capsule, seqno, v.value());
                     taken += 1;
                 }
-                run.store(&mut runs)?;
+                store_run(&mut runs, &mut run)?;
                 taken
             };
             txn.commit().map_err(engine)?;
@@ -837,51 +836,14 @@ fn record_in(
     run.get(seqno).map(Some)
 }
 
-/// A run being rebuilt from schema version 1 rows while a store is
-/// converted.
-#[derive(Default)]
-struct RunBuilder {
-    /// The capsule, and the first and last seqno so far.
-    at: Option<(Name, u64, u64)>,
-    buf: BytesMut,
-}
-
-impl RunBuilder {
-    /// Whether the row `(capsule, seqno)` extends this run (or it is
-    /// empty) and the run has room for it.
-    fn continues(&self, capsule: &Name, seqno: u64) -> bool {
-        match self.at {
-            None => true,
-            Some((c, first, last)) => {
-                c == *capsule
-                    && last.checked_add(1) == Some(seqno)
-                    && seqno - first < gdp_proto::capsule::MAX_APPEND_RECORDS as u64
-            }
-        }
+/// Stores the run `run` holds, if any, and empties it.
+fn store_run(
+    runs: &mut redb::Table<'_, (&'static [u8; 32], u64), &'static [u8]>,
+    run: &mut RunBuilder,
+) -> Result<(), StoreError> {
+    if let Some(((capsule, last), value)) = run.take() {
+        runs.insert((capsule.as_bytes(), last), &value[..])
+            .map_err(engine)?;
     }
-
-    /// Adds a version 1 `records` value stored under `(capsule, seqno)`.
-    fn push(&mut self, capsule: Name, seqno: u64, value: &[u8]) {
-        match &mut self.at {
-            Some((_, _, last)) => *last = seqno,
-            None => {
-                self.at = Some((capsule, seqno, seqno));
-                self.buf.clear();
-                self.buf.extend_from_slice(&seqno.to_be_bytes());
-            }
-        }
-        push_v1_value(value, &mut self.buf);
-    }
-
-    /// Stores the run, if it holds any row, and empties the builder.
-    fn store(
-        &mut self,
-        runs: &mut redb::Table<'_, (&'static [u8; 32], u64), &'static [u8]>,
-    ) -> Result<(), StoreError> {
-        if let Some((capsule, _, last)) = self.at.take() {
-            runs.insert((capsule.as_bytes(), last), &self.buf[..])
-                .map_err(engine)?;
-        }
-        Ok(())
-    }
+    Ok(())
 }

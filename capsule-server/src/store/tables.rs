@@ -33,17 +33,21 @@
 //!
 //! ```text
 //! u64   first seqno
-//! then, for each seqno from the first to the key's, in order:
-//!   u32   length of the encoded record
+//! u32   for each record, in seqno order: where its entry ends, counted
+//!       from the start of the entries (the index)
+//! then, for each record in seqno order, its entry:
 //!   [32]  the record's hash
 //!   ..    the encoded [`Record`]
 //! ```
 //!
+//! The number of records follows from the key and the first seqno, and the
+//! last end must be the length of the entries.
+//!
 //! So an append costs one B-tree insert instead of one per record (with a
 //! row per record, the inserts took about 60% of the committer thread's
-//! time), and a range read walks a few rows instead of one per record. A
-//! reader walks the lengths to the first record it wants and decodes only
-//! the records it returns.
+//! time), and a range read walks a few rows instead of one per record. The
+//! index takes a reader straight to the records it wants, and it decodes
+//! only those.
 //!
 //! Schema version 1 kept one `records` row per record (`[32] hash` then the
 //! encoded record). [`Store::open`](super::Store::open) converts such a
@@ -157,15 +161,15 @@ impl Decode for Tail {
 
 /// Bytes of a run's header: its first seqno.
 const RUN_HEADER_LEN: usize = 8;
-/// Bytes before each record's encoding in a run: its length and its hash.
-const ENTRY_HEADER_LEN: usize = 4 + RECORD_HASH_LEN;
+/// Bytes of a run's index per record: where its entry ends.
+const INDEX_LEN: usize = 4;
 
 /// Bytes [`encode_run`] writes for `records`.
 pub(crate) fn run_len(records: &[Record]) -> usize {
     RUN_HEADER_LEN
         + records
             .iter()
-            .map(|r| ENTRY_HEADER_LEN + r.encoded_len())
+            .map(|r| INDEX_LEN + RECORD_HASH_LEN + r.encoded_len())
             .sum::<usize>()
 }
 
@@ -174,28 +178,72 @@ pub(crate) fn run_len(records: &[Record]) -> usize {
 pub(crate) fn encode_run(records: &[Record], buf: &mut BytesMut) {
     buf.reserve(run_len(records));
     buf.put_u64(records.first().map_or(0, Record::seqno));
+    let mut end = 0usize;
     for r in records {
-        let len = u32::try_from(r.encoded_len()).expect("a record is far shorter than 4 GiB");
-        buf.put_u32(len);
+        end += RECORD_HASH_LEN + r.encoded_len();
+        buf.put_u32(u32::try_from(end).expect("an append is far shorter than 4 GiB"));
+    }
+    for r in records {
         buf.put_slice(r.hash().as_bytes());
         r.encode(buf);
     }
 }
 
-/// Appends to a run being built in `buf` (which holds its first seqno
-/// already) a schema version 1 `records` value, `[32] hash` then the
-/// encoded record, unchanged: damage in it stays damage, found on read.
-pub(crate) fn push_v1_value(value: &[u8], buf: &mut BytesMut) {
-    let (hash, encoded) = if value.len() >= RECORD_HASH_LEN {
-        value.split_at(RECORD_HASH_LEN)
-    } else {
-        // Too short to hold a hash: stored so that it reads as corrupt.
-        (&[0u8; RECORD_HASH_LEN][..], value)
-    };
-    let len = u32::try_from(encoded.len()).expect("a stored value is far shorter than 4 GiB");
-    buf.put_u32(len);
-    buf.put_slice(hash);
-    buf.put_slice(encoded);
+/// A run rebuilt from schema version 1 `records` values while a store is
+/// converted.
+#[derive(Debug, Default)]
+pub(crate) struct RunBuilder {
+    /// The capsule, and the first and last seqno so far.
+    at: Option<(Name, u64, u64)>,
+    ends: Vec<u32>,
+    entries: BytesMut,
+}
+
+impl RunBuilder {
+    /// Whether the row `(capsule, seqno)` extends this run (or it is
+    /// empty) and the run has room for it.
+    pub(crate) fn continues(&self, capsule: &Name, seqno: u64) -> bool {
+        match self.at {
+            None => true,
+            Some((c, first, last)) => {
+                c == *capsule
+                    && last.checked_add(1) == Some(seqno)
+                    && seqno - first < gdp_proto::capsule::MAX_APPEND_RECORDS as u64
+            }
+        }
+    }
+
+    /// Adds the version 1 `records` value stored under `(capsule, seqno)`,
+    /// `[32] hash` then the encoded record, unchanged: damage in it stays
+    /// damage, found on read.
+    pub(crate) fn push(&mut self, capsule: Name, seqno: u64, value: &[u8]) {
+        match &mut self.at {
+            Some((_, _, last)) => *last = seqno,
+            None => self.at = Some((capsule, seqno, seqno)),
+        }
+        if value.len() < RECORD_HASH_LEN {
+            // Too short to hold a hash: stored so that it reads as corrupt.
+            self.entries.put_bytes(0, RECORD_HASH_LEN);
+        }
+        self.entries.put_slice(value);
+        self.ends
+            .push(u32::try_from(self.entries.len()).unwrap_or(u32::MAX));
+    }
+
+    /// The run's key and value, if it holds any row; empties the builder.
+    pub(crate) fn take(&mut self) -> Option<((Name, u64), BytesMut)> {
+        let (capsule, first, last) = self.at.take()?;
+        let mut value = BytesMut::with_capacity(
+            RUN_HEADER_LEN + INDEX_LEN * self.ends.len() + self.entries.len(),
+        );
+        value.put_u64(first);
+        for end in self.ends.drain(..) {
+            value.put_u32(end);
+        }
+        value.put_slice(&self.entries);
+        self.entries.clear();
+        Some(((capsule, last), value))
+    }
 }
 
 /// A stored run: the records from its first seqno to `last`, the seqno it
@@ -205,12 +253,15 @@ pub(crate) struct Run<'a> {
     capsule: &'a Name,
     first: u64,
     last: u64,
+    /// Where each record's entry ends in `entries`.
+    index: &'a [u8],
     entries: &'a [u8],
 }
 
 impl<'a> Run<'a> {
-    /// The run stored under `(capsule, last)`. Only its header is read here;
-    /// a damaged header is [`StoreError::Corrupt`] at `last`.
+    /// The run stored under `(capsule, last)`. Its header and the end of
+    /// its index are checked here, each entry when it is read; a damaged
+    /// header is [`StoreError::Corrupt`] at `last`.
     pub(crate) fn parse(
         capsule: &'a Name,
         last: u64,
@@ -220,19 +271,29 @@ impl<'a> Run<'a> {
             capsule: *capsule,
             seqno: last,
         };
-        let Some((first, entries)) = value.split_first_chunk::<RUN_HEADER_LEN>() else {
+        let Some((first, rest)) = value.split_first_chunk::<RUN_HEADER_LEN>() else {
             return Err(corrupt);
         };
         let first = u64::from_be_bytes(*first);
         if first == 0 || first > last || last - first >= MAX_RUN_RECORDS {
             return Err(corrupt);
         }
-        Ok(Run {
+        let count = (last - first + 1) as usize;
+        if rest.len() < INDEX_LEN * count {
+            return Err(corrupt);
+        }
+        let (index, entries) = rest.split_at(INDEX_LEN * count);
+        let run = Run {
             capsule,
             first,
             last,
+            index,
             entries,
-        })
+        };
+        if run.end(count - 1) != entries.len() {
+            return Err(corrupt);
+        }
+        Ok(run)
     }
 
     /// The run's first seqno.
@@ -240,19 +301,40 @@ impl<'a> Run<'a> {
         self.first
     }
 
-    /// The stored entries from `from` to the run's last: each seqno with
-    /// its entry (the record's hash, then its encoding), unchecked; the
-    /// entries before `from` are skipped by their lengths. An entry that
-    /// does not fit ends the iteration with [`StoreError::Corrupt`] at its
-    /// seqno, and so do bytes left over after the last one.
-    pub(crate) fn entries_from(&self, from: u64) -> RunEntries<'a> {
-        RunEntries {
-            run: *self,
-            from,
-            seqno: self.first,
-            rest: self.entries,
-            done: false,
+    /// Where entry `i` ends (`i` within the run).
+    fn end(&self, i: usize) -> usize {
+        let at = i * INDEX_LEN;
+        u32::from_be_bytes(
+            self.index[at..at + INDEX_LEN]
+                .try_into()
+                .expect("four bytes"),
+        ) as usize
+    }
+
+    /// The stored entry of `seqno` (within the run): the record's hash,
+    /// then its encoding, unchecked; [`StoreError::Corrupt`] if the index
+    /// does not place it.
+    fn entry(&self, seqno: u64) -> Result<&'a [u8], StoreError> {
+        let i = (seqno - self.first) as usize;
+        let start = if i == 0 { 0 } else { self.end(i - 1) };
+        let end = self.end(i);
+        match self.entries.get(start..end) {
+            Some(entry) if entry.len() >= RECORD_HASH_LEN => Ok(entry),
+            _ => Err(StoreError::Corrupt {
+                capsule: *self.capsule,
+                seqno,
+            }),
         }
+    }
+
+    /// The stored entries from `from` (at least the run's first) to the
+    /// run's last: each seqno with its entry (see [`Run::entry`]).
+    pub(crate) fn entries_from(
+        &self,
+        from: u64,
+    ) -> impl Iterator<Item = Result<(u64, &'a [u8]), StoreError>> + use<'a> {
+        let run = *self;
+        (from.max(run.first)..=run.last).map(move |seqno| Ok((seqno, run.entry(seqno)?)))
     }
 
     /// The records from `from` to the run's last, each checked as it comes
@@ -268,68 +350,13 @@ impl<'a> Run<'a> {
 
     /// Record `seqno` of the run (which must lie in it).
     pub(crate) fn get(&self, seqno: u64) -> Result<Record, StoreError> {
-        self.records_from(seqno)
-            .next()
-            .unwrap_or(Err(StoreError::Corrupt {
-                capsule: *self.capsule,
-                seqno,
-            }))
+        decode_record_value(self.capsule, seqno, self.entry(seqno)?)
     }
 }
 
 /// Most records a run may hold: more than any append carries, so a run
 /// header claiming more is damage.
 const MAX_RUN_RECORDS: u64 = 1 << 16;
-
-/// The entries of a [`Run`], from [`Run::entries_from`].
-#[derive(Debug)]
-pub(crate) struct RunEntries<'a> {
-    run: Run<'a>,
-    from: u64,
-    seqno: u64,
-    rest: &'a [u8],
-    done: bool,
-}
-
-impl<'a> Iterator for RunEntries<'a> {
-    type Item = Result<(u64, &'a [u8]), StoreError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        while !self.done {
-            let seqno = self.seqno;
-            let (capsule, last) = (*self.run.capsule, self.run.last);
-            let corrupt = || {
-                Some(Err(StoreError::Corrupt {
-                    capsule,
-                    seqno: seqno.min(last),
-                }))
-            };
-            if seqno > last {
-                self.done = true;
-                return if self.rest.is_empty() {
-                    None
-                } else {
-                    corrupt()
-                };
-            }
-            let Some((len, after)) = self.rest.split_first_chunk::<4>() else {
-                self.done = true;
-                return corrupt();
-            };
-            let len = u32::from_be_bytes(*len) as usize;
-            let Some(entry) = after.get(..RECORD_HASH_LEN + len) else {
-                self.done = true;
-                return corrupt();
-            };
-            self.rest = &after[entry.len()..];
-            self.seqno += 1;
-            if seqno >= self.from {
-                return Some(Ok((seqno, entry)));
-            }
-        }
-        None
-    }
-}
 
 /// Decodes the records of `entries` (each a seqno and its stored entry,
 /// all slices of one run's value `run`), checked as by
@@ -518,21 +545,26 @@ mod tests {
     fn version_1_values_move_into_runs_unchanged() {
         let capsule = Name::from_bytes([3; 32]);
         let records = chain(capsule, 0, 5);
-        let mut buf = BytesMut::new();
-        buf.put_u64(1);
+        let mut builder = RunBuilder::default();
         for r in &records {
+            assert!(builder.continues(&capsule, r.seqno()));
             let mut value = BytesMut::new();
             encode_record_value(r, &mut value);
-            push_v1_value(&value, &mut buf);
+            builder.push(capsule, r.seqno(), &value);
         }
+        assert!(!builder.continues(&capsule, 7), "not the next seqno");
+        assert!(!builder.continues(&Name::from_bytes([4; 32]), 6));
+        let ((c, last), value) = builder.take().expect("a run");
+        assert_eq!((c, last), (capsule, 5));
         let mut direct = BytesMut::new();
         encode_run(&records, &mut direct);
-        assert_eq!(buf, direct);
+        assert_eq!(value, direct);
+        assert!(builder.take().is_none(), "emptied");
+
         // A value too short for a hash still makes a run, which reads as
         // corrupt at that record.
-        let mut short = BytesMut::new();
-        short.put_u64(1);
-        push_v1_value(&[1, 2, 3], &mut short);
+        builder.push(capsule, 1, &[1, 2, 3]);
+        let (_, short) = builder.take().expect("a run");
         assert!(matches!(
             read_run(&capsule, 1, &short, 1),
             Err(StoreError::Corrupt { seqno: 1, .. })
