@@ -196,5 +196,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     write("certs", certs)?;
     write("records", record_seeds.into_iter().map(v).collect())?;
     write("proof", vec![v(proof.to_bytes())])?;
+    // Stored runs: capsule, the seqno the row is stored under, the value.
+    let run = |rs: &[Record]| -> Vec<u8> {
+        let last = rs.last().map_or(0, Record::seqno);
+        [
+            capsule.as_bytes().as_slice(),
+            &last.to_be_bytes(),
+            &gdp_capsule_server::store::tables::run_value(rs),
+        ]
+        .concat()
+    };
+    write(
+        "store",
+        vec![run(&records[..1]), run(&records[..3]), run(&records[3..])],
+    )?;
     Ok(())
 }

@@ -26,7 +26,7 @@ use gdp_seal::{ContentKey, Envelope, KeyRecord, Keyring};
 /// Names of every target, matching the `[[bin]]` names and corpus folders.
 pub const TARGETS: &[&str] = &[
     "pdu", "frames", "labels", "control", "capsule", "certs", "records", "proof", "envelope",
-    "keyring",
+    "keyring", "store",
 ];
 
 /// Runs the target called `name` on `data`. Returns false for an unknown name.
@@ -42,6 +42,7 @@ pub fn run(name: &str, data: &[u8]) -> bool {
         "proof" => proof(data),
         "envelope" => envelope(data),
         "keyring" => keyring(data),
+        "store" => store(data),
         _ => return false,
     }
     true
@@ -386,4 +387,34 @@ fn any_metadata() -> Metadata {
     Metadata::capsule(key, vec![key], "fuzz", Timestamp(1), vec![])
         .expect("fixed metadata is within limits")
         .with_nonce([0; 16])
+}
+
+/// Record runs as a capsule server stores them (a `record_runs` row):
+/// `data` is a capsule name (32 bytes), the seqno the row is stored under
+/// (`u64`) and the row's value. Whatever reads must be the run's records,
+/// consecutive, of that capsule, ending at that seqno, and must encode back
+/// to exactly the value.
+pub fn store(data: &[u8]) {
+    let Some((capsule, rest)) = data.split_first_chunk::<32>() else {
+        return;
+    };
+    let Some((last, value)) = rest.split_first_chunk::<8>() else {
+        return;
+    };
+    let capsule = Name::from_bytes(*capsule);
+    let last = u64::from_be_bytes(*last);
+    let Ok(records) = gdp_capsule_server::store::tables::read_run(&capsule, last, value) else {
+        return;
+    };
+    assert_eq!(records.last().map(Record::seqno), Some(last));
+    assert!(
+        records.windows(2).all(|w| w[1].seqno() == w[0].seqno() + 1),
+        "a run's records are consecutive"
+    );
+    assert!(records.iter().all(|r| *r.capsule() == capsule));
+    assert_eq!(
+        &gdp_capsule_server::store::tables::run_value(&records)[..],
+        value,
+        "a run that reads encodes back to exactly its value"
+    );
 }

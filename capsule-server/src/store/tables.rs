@@ -246,6 +246,23 @@ impl RunBuilder {
     }
 }
 
+/// The value a store keeps for `records`, the records of one append
+/// (consecutive, at least one), stored under the last one's seqno.
+pub fn run_value(records: &[Record]) -> Bytes {
+    let mut buf = BytesMut::new();
+    encode_run(records, &mut buf);
+    buf.freeze()
+}
+
+/// Decodes and checks every record of the run stored under
+/// `(capsule, last)`, as a read of the whole run does: each record must
+/// decode, match the hash stored beside it and carry its seqno. For the
+/// fuzz target, and for tools that look inside a store.
+pub fn read_run(capsule: &Name, last: u64, value: &[u8]) -> Result<Vec<Record>, StoreError> {
+    let run = Run::parse(capsule, last, value)?;
+    run.records_from(run.first()).collect()
+}
+
 /// A stored run: the records from its first seqno to `last`, the seqno it
 /// is stored under.
 #[derive(Debug, Clone, Copy)]
@@ -487,7 +504,7 @@ mod tests {
             .collect()
     }
 
-    fn read_run(
+    fn read_run_from(
         capsule: &Name,
         last: u64,
         value: &[u8],
@@ -508,7 +525,7 @@ mod tests {
         let run = Run::parse(&capsule, 13, &buf).expect("intact");
         assert_eq!(run.first(), 5);
         for from in 5..=13u64 {
-            let read = read_run(&capsule, 13, &buf, from).expect("intact");
+            let read = read_run_from(&capsule, 13, &buf, from).expect("intact");
             assert_eq!(read, records[(from - 5) as usize..], "from {from}");
             assert_eq!(run.get(from).expect("intact"), records[(from - 5) as usize]);
             // The same records, decoded from one copy of their bytes.
@@ -536,9 +553,9 @@ mod tests {
         }
         // Under another key, or another capsule's.
         assert!(Run::parse(&capsule, 4, &buf).is_err());
-        assert!(read_run(&capsule, 14, &buf, 5).is_err());
-        assert!(read_run(&capsule, 12, &buf, 5).is_err());
-        assert!(read_run(&Name::from_bytes([4; 32]), 13, &buf, 5).is_err());
+        assert!(read_run_from(&capsule, 14, &buf, 5).is_err());
+        assert!(read_run_from(&capsule, 12, &buf, 5).is_err());
+        assert!(read_run_from(&Name::from_bytes([4; 32]), 13, &buf, 5).is_err());
     }
 
     #[test]
@@ -566,7 +583,7 @@ mod tests {
         builder.push(capsule, 1, &[1, 2, 3]);
         let (_, short) = builder.take().expect("a run");
         assert!(matches!(
-            read_run(&capsule, 1, &short, 1),
+            read_run_from(&capsule, 1, &short, 1),
             Err(StoreError::Corrupt { seqno: 1, .. })
         ));
     }
@@ -675,7 +692,7 @@ mod tests {
             let _ = decode_record_value(&c, 1, &bytes);
             let _ = decode_fork(&c, 1, &bytes);
             for last in [1, 2, 300, u64::MAX] {
-                let _ = read_run(&c, last, &bytes, 1);
+                let _ = read_run_from(&c, last, &bytes, 1);
             }
         }
 
@@ -695,7 +712,7 @@ mod tests {
             bad[i / 8] ^= 1 << (i % 8);
             let first = records[0].seqno();
             prop_assert!(
-                read_run(&capsule, last, &bad, first).is_err(),
+                read_run_from(&capsule, last, &bad, first).is_err(),
                 "flipped bit {} undetected", i
             );
         }
