@@ -16,17 +16,7 @@ const LEN: usize = 300;
 /// A store with `N` records written in 30 commits, closed cleanly.
 fn filled(f: &Fixture) -> TempDir {
     let dir = TempDir::new("corrupt");
-    let (store, report) = open(dir.path());
-    let mut h = Harness::from_store(
-        f.clone(),
-        unlimited(),
-        TempDir::new("unused"),
-        store,
-        report,
-    );
-    assert_eq!(h.call(f.create()), CapsuleResponse::Created);
-    let mut a = f.appender();
-    h.fill(&mut a, N as usize, 10, LEN);
+    fill_store(f, dir.path(), N as usize, 10, LEN);
     dir
 }
 

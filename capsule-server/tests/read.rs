@@ -148,19 +148,7 @@ fn latest_and_missing_records() {
 fn a_reopened_store_serves_what_was_stored() {
     let f = Fixture::new(4);
     let dir = TempDir::new("reopen");
-    {
-        let (store, report) = open(dir.path());
-        let mut h = Harness::from_store(
-            f.clone(),
-            unlimited(),
-            TempDir::new("unused"),
-            store,
-            report,
-        );
-        assert_eq!(h.call(f.create()), CapsuleResponse::Created);
-        let mut a = f.appender();
-        h.fill(&mut a, 21, 4, 8);
-    }
+    fill_store(&f, dir.path(), 21, 4, 8);
     let (store, report) = open(dir.path());
     assert_eq!(report.capsules.len(), 1);
     assert!(report.damaged.is_empty());

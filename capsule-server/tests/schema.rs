@@ -11,7 +11,6 @@ use common::*;
 use gdp_capsule_server::store::{
     DATABASE_FILE, SCHEMA_V1, SCHEMA_VERSION, Store, StoreError, StoreOptions,
 };
-use gdp_proto::capsule::CapsuleResponse;
 use gdp_proto::chain::Appender;
 use gdp_proto::record::Record;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -28,17 +27,8 @@ const PER_BATCH: usize = 7;
 /// back.
 fn filled(f: &Fixture) -> (TempDir, Vec<Record>) {
     let dir = TempDir::new("schema");
-    let (store, report) = open(dir.path());
-    let mut h = Harness::from_store(
-        f.clone(),
-        unlimited(),
-        TempDir::new("unused"),
-        store.clone(),
-        report,
-    );
-    assert_eq!(h.call(f.create()), CapsuleResponse::Created);
-    let mut a = f.appender();
-    h.fill(&mut a, N as usize, PER_BATCH, 100);
+    fill_store(f, dir.path(), N as usize, PER_BATCH, 100);
+    let (store, _) = open(dir.path());
     let records = store
         .records(&f.capsule(), 1, N, usize::MAX, usize::MAX)
         .expect("reads");

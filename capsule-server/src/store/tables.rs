@@ -401,22 +401,14 @@ pub(crate) fn decode_entries(
 }
 
 /// Decodes a record stored under `(capsule, seqno)` from `value`, its hash
-/// then its encoding (a run's entry after the length, or a schema version
-/// 1 `records` value), checking that the record decodes, hashes to the
-/// stored hash and sits under the right key. Anything else is
-/// [`StoreError::Corrupt`].
+/// then its encoding (a run's entry, or a schema version 1 `records`
+/// value), checking that the record decodes, hashes to the stored hash and
+/// sits under the right key. Anything else is [`StoreError::Corrupt`].
 pub(crate) fn decode_record_value(
     capsule: &Name,
     seqno: u64,
     value: &[u8],
 ) -> Result<Record, StoreError> {
-    let corrupt = || StoreError::Corrupt {
-        capsule: *capsule,
-        seqno,
-    };
-    if value.len() < RECORD_HASH_LEN {
-        return Err(corrupt());
-    }
     decode_stored(capsule, seqno, Bytes::copy_from_slice(value))
 }
 

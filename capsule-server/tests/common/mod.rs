@@ -164,6 +164,22 @@ pub fn open(dir: &Path) -> (Store, OpenReport) {
     Store::open(dir, &StoreOptions::default()).expect("store opens")
 }
 
+/// Opens the store in `dir`, creates `f`'s capsule in it and appends `n`
+/// records of `len` bytes in batches of `per_batch`, then closes it.
+pub fn fill_store(f: &Fixture, dir: &Path, n: usize, per_batch: usize, len: usize) {
+    let (store, report) = open(dir);
+    let mut h = Harness::from_store(
+        f.clone(),
+        unlimited(),
+        TempDir::new("unused"),
+        store,
+        report,
+    );
+    assert_eq!(h.call(f.create()), CapsuleResponse::Created);
+    let mut a = f.appender();
+    h.fill(&mut a, n, per_batch, len);
+}
+
 impl Harness {
     pub fn new(fixture: Fixture) -> Self {
         Self::with_config(fixture, unlimited())
